@@ -1,0 +1,122 @@
+import { randomBytes } from "node:crypto";
+import { chmod, chown, lstat, mkdir, open, readFile, realpath, rename, stat, unlink } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import { CliError } from "./errors.ts";
+
+/** Creates missing parent directories with mode 0700; existing directories are left alone. */
+export async function ensureDir(dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+}
+
+/** Reads a file as latin1 (one char per byte, so untouched bytes round-trip); null when absent. */
+export async function readBytes(path: string): Promise<string | null> {
+  try {
+    return await readFile(path, "latin1");
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return null;
+    throw e;
+  }
+}
+
+/**
+ * Follows a symlink to the file it names, so that an atomic rename replaces the file and not the
+ * link (Home Manager and NixOS often link dotfiles).
+ */
+export async function resolveTarget(path: string): Promise<string> {
+  try {
+    const st = await lstat(path);
+    if (st.isSymbolicLink()) return await realpath(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+  }
+  return path;
+}
+
+/**
+ * Replaces a file atomically: a temp file in the same directory (mode 0600 or the old file's mode
+ * when stricter), fsync, rename, fsync the directory. A reader sees the old or the new file, never
+ * half of one. Returns the mode the file ended up with and the mode it had before (if any).
+ */
+export async function writeFileAtomic(
+  path: string,
+  data: string,
+  encoding: BufferEncoding = "latin1",
+): Promise<{ mode: number; previousMode: number | undefined }> {
+  const dir = dirname(path);
+  await ensureDir(dir);
+  let previous: { mode: number; uid: number; gid: number } | undefined;
+  try {
+    const st = await stat(path);
+    previous = { mode: st.mode & 0o777, uid: st.uid, gid: st.gid };
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+  }
+  // Never loosen: keep only owner bits, at most rw. A file that held secrets stays private.
+  const mode = previous === undefined ? 0o600 : previous.mode & 0o600;
+  const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`);
+  const fh = await open(tmp, "wx", 0o600);
+  try {
+    await fh.writeFile(data, encoding);
+    await fh.chmod(mode);
+    if (previous !== undefined && process.getuid?.() === 0 && previous.uid !== 0) {
+      await chown(tmp, previous.uid, previous.gid);
+    }
+    await fh.sync();
+  } catch (e) {
+    await fh.close();
+    await unlink(tmp).catch(() => undefined);
+    throw e;
+  }
+  await fh.close();
+  try {
+    await rename(tmp, path);
+  } catch (e) {
+    await unlink(tmp).catch(() => undefined);
+    throw e;
+  }
+  const dh = await open(dir, "r");
+  try {
+    await dh.sync();
+  } catch {
+    // Some file systems refuse fsync on directories; the rename itself is still atomic.
+  } finally {
+    await dh.close();
+  }
+  return { mode, previousMode: previous?.mode };
+}
+
+/**
+ * Runs fn while holding an exclusive lock on `<dataPath>.lock`, a sibling, never the data file
+ * itself: a rename swaps the data file's inode, so a lock held on it would protect nothing.
+ */
+export async function withLock<T>(dataPath: string, fn: () => Promise<T>): Promise<T> {
+  const { lock } = await import("proper-lockfile");
+  const lockPath = `${dataPath}.lock`;
+  await ensureDir(dirname(lockPath));
+  let release: () => Promise<void>;
+  try {
+    release = await lock(dataPath, {
+      lockfilePath: lockPath,
+      realpath: false,
+      // A lost lock (its mtime could not be refreshed) must not crash the process mid-write.
+      onCompromised: () => undefined,
+      stale: 60_000,
+      update: 10_000,
+      retries: { retries: 600, factor: 1.2, minTimeout: 20, maxTimeout: 250 },
+    });
+  } catch (e) {
+    throw new CliError(`cannot lock ${lockPath}: ${(e as Error).message}`, {
+      hint: "another nix-cache-login may be stuck; remove the lock if no other instance runs",
+    });
+  }
+  try {
+    return await fn();
+  } finally {
+    await release().catch(() => undefined);
+  }
+}
+
+export async function chmodIfLooser(path: string, mode: number): Promise<void> {
+  const st = await stat(path);
+  if ((st.mode & 0o777 & ~mode) !== 0) await chmod(path, st.mode & 0o777 & mode);
+}

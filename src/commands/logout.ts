@@ -1,0 +1,38 @@
+import { say, verbose, warn, type Context } from "../context.ts";
+import { ExitCode } from "../errors.ts";
+import { removeNetrcEntry } from "../netrc/file.ts";
+import { openSession, provider, readClientSecret } from "../session.ts";
+
+/**
+ * Revokes the refresh token, then removes our netrc entry and the token state. Local clean-up
+ * happens even when the provider cannot be reached: afterwards no token is left on disk.
+ */
+export async function logout(ctx: Context): Promise<number> {
+  const s = await openSession(ctx);
+  const log = verbose(ctx);
+  return s.store.locked(async () => {
+    const state = await s.store.read();
+    let exitCode: number = ExitCode.ok;
+    if (state?.refresh_token !== undefined) {
+      const secret = s.config.mode === "service-account" ? await readClientSecret(s.config).catch(() => undefined) : undefined;
+      try {
+        const how = await provider(ctx, s, state, secret).revoke(state.refresh_token);
+        log(how === "revoked" ? "refresh token revoked (RFC 7009)" : "session ended at the logout endpoint");
+      } catch (e) {
+        warn(ctx, `could not revoke the session: ${(e as Error).message}; the local tokens are removed anyway`);
+        exitCode = ExitCode.failure;
+      }
+    }
+    const removedEntry = await removeNetrcEntry(s.config.netrcPath, s.config.machine);
+    const removedState = await s.store.remove();
+    if (!removedEntry && !removedState) {
+      say(ctx, `Not signed in to ${s.config.issuer}; nothing to remove.`);
+    } else {
+      say(
+        ctx,
+        `Signed out of ${s.config.issuer}${removedEntry ? `; removed the ${s.config.machine} entry from ${s.config.netrcPath}` : ""}.`,
+      );
+    }
+    return exitCode;
+  });
+}

@@ -1,0 +1,61 @@
+import { parseDuration } from "../duration.ts";
+import { say, verbose, type Context } from "../context.ts";
+import { ExitCode, loginRequired } from "../errors.ts";
+import { netrcHoldsToken } from "../netrc/inspect.ts";
+import { openSession, provider, readClientSecret, remainingValidity, saveTokens } from "../session.ts";
+import { describeExpiry } from "../duration.ts";
+
+export interface RefreshOptions {
+  minValid?: string | undefined;
+}
+
+/**
+ * Renews the access token without a browser. The whole read -> refresh -> write runs under the
+ * state lock and re-reads the state after taking it: Keycloak may end a session when a rotated
+ * refresh token is used twice, so two timers must never both spend the same one.
+ */
+export async function refresh(ctx: Context, opts: RefreshOptions, grant: "refresh" | "client-credentials" = "refresh"): Promise<number> {
+  const minValid = opts.minValid === undefined ? undefined : parseDuration(opts.minValid, "--min-valid");
+  const s = await openSession(ctx);
+  const log = verbose(ctx);
+  const mode = s.config.mode;
+  const secret = mode === "service-account" ? await readClientSecret(s.config) : undefined;
+  if (grant === "refresh" && mode === "service-account") log("configuration has client_secret_file: using the client credentials grant");
+
+  const stillGood = async (state: Awaited<ReturnType<typeof s.store.read>>, needed: number): Promise<boolean> => {
+    const left = remainingValidity(state, ctx.now());
+    if (left === undefined || left < needed) return false;
+    return netrcHoldsToken(s.config.netrcPath, s.config.machine, state?.access_token_sha256);
+  };
+
+  if (minValid !== undefined && (await stillGood(await s.store.read(), minValid))) {
+    log(`the access token stays valid for at least ${opts.minValid}; nothing to do`);
+    return ExitCode.ok;
+  }
+
+  const startedAt = ctx.now();
+  return s.store.locked(async () => {
+    const state = await s.store.read();
+    // Another process may have renewed while we waited for the lock.
+    const renewedMeanwhile =
+      state?.updated_at !== undefined && new Date(state.updated_at).getTime() >= startedAt.getTime() - 1000;
+    if (await stillGood(state, minValid ?? (renewedMeanwhile ? 1 : Infinity))) {
+      log("another nix-cache-login renewed the token meanwhile; nothing to do");
+      return ExitCode.ok;
+    }
+    const p = provider(ctx, s, state, secret);
+    let tokens;
+    if (mode === "service-account") {
+      tokens = await p.clientCredentials();
+    } else {
+      if (state?.refresh_token === undefined) {
+        throw loginRequired(`not signed in to ${s.config.issuer} as client ${s.config.clientId}`);
+      }
+      tokens = await p.refresh(state.refresh_token);
+    }
+    const next = await saveTokens(ctx, s, state, tokens, p, mode);
+    const expires = next.access_token_expires_at === undefined ? null : new Date(next.access_token_expires_at);
+    say(ctx, `Renewed the token for ${s.config.machine}: ${describeExpiry(expires, ctx.now())}`);
+    return ExitCode.ok;
+  });
+}

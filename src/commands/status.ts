@@ -1,0 +1,96 @@
+import { stat } from "node:fs/promises";
+import type { Context } from "../context.ts";
+import { describeExpiry } from "../duration.ts";
+import { ExitCode } from "../errors.ts";
+import { netrcHoldsToken } from "../netrc/inspect.ts";
+import { openSession } from "../session.ts";
+
+export interface StatusOptions {
+  json?: boolean | undefined;
+}
+
+interface TokenReport {
+  present: boolean;
+  valid: boolean;
+  expires_at: string | null;
+}
+
+/** Local files only: no network, so it is fast and safe to run from prompts and scripts. */
+export async function status(ctx: Context, opts: StatusOptions): Promise<number> {
+  const s = await openSession(ctx);
+  const { config } = s;
+  const state = await s.store.read();
+  const now = ctx.now();
+  const netrcExists = await stat(config.netrcPath).then(
+    () => true,
+    () => false,
+  );
+  const netrcEntry = netrcExists && (await netrcHoldsToken(config.netrcPath, config.machine, state?.access_token_sha256));
+
+  const report = (present: boolean, expiresAt: string | null | undefined): TokenReport => {
+    const at = expiresAt ?? null;
+    return {
+      present,
+      valid: present && (at === null ? false : new Date(at).getTime() > now.getTime()),
+      expires_at: at,
+    };
+  };
+  const access = report(state?.access_token_sha256 !== undefined, state?.access_token_expires_at);
+  const refreshToken = report(state?.refresh_token !== undefined, state?.refresh_token_expires_at);
+  // A refresh token whose expiry is unknown is usable until the provider says otherwise.
+  if (refreshToken.present && refreshToken.expires_at === null) refreshToken.valid = true;
+  const ok = access.valid && netrcEntry;
+
+  if (opts.json === true) {
+    const out = {
+      config_path: config.path,
+      issuer: config.issuer,
+      client_id: config.clientId,
+      cache_host: config.cacheHost,
+      netrc_path: config.netrcPath,
+      state_path: s.store.file,
+      mode: config.mode,
+      username: state?.username ?? null,
+      netrc_entry: netrcEntry,
+      access_token: access,
+      refresh_token: refreshToken,
+    };
+    ctx.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+    return ok ? ExitCode.ok : ExitCode.loginRequired;
+  }
+
+  const date = (iso: string | null) => (iso === null ? null : new Date(iso));
+  const lines: [string, string][] = [
+    ["config", `${config.path} (${config.source})`],
+    ["issuer", config.issuer],
+    ["client", `${config.clientId} (${config.mode === "user" ? "user sign-in" : "service account"})`],
+    ["cache host", config.cacheHost],
+    [
+      "netrc",
+      `${config.netrcPath}: ${
+        !netrcExists
+          ? "missing"
+          : netrcEntry
+            ? `the ${config.machine} entry holds the current token`
+            : `no entry for ${config.machine} with the current token`
+      }`,
+    ],
+  ];
+  if (state?.username !== undefined) lines.push(["signed in as", state.username]);
+  lines.push(["access token", access.present ? describeExpiry(date(access.expires_at), now) : "none"]);
+  if (config.mode === "user") {
+    lines.push(["refresh token", refreshToken.present ? describeExpiry(date(refreshToken.expires_at), now) : "none"]);
+  }
+  const width = Math.max(...lines.map(([k]) => k.length));
+  ctx.stdout.write(lines.map(([k, v]) => `${`${k}:`.padEnd(width + 2)}${v}\n`).join(""));
+  if (!ok) {
+    const fix =
+      config.mode === "service-account"
+        ? "run `nix-cache-login service-account`"
+        : refreshToken.valid
+          ? "run `nix-cache-login refresh`"
+          : "run `nix-cache-login login`";
+    ctx.stderr.write(`hint: ${fix}\n`);
+  }
+  return ok ? ExitCode.ok : ExitCode.loginRequired;
+}

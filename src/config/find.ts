@@ -1,0 +1,39 @@
+import { join } from "node:path";
+import { CliError, ExitCode } from "../errors.ts";
+import { expandPath, xdgDir, type Env } from "./paths.ts";
+
+export interface ConfigCandidate {
+  path: string;
+  source: string;
+  /** An explicitly named file must exist; the defaults are tried in order. */
+  explicit: boolean;
+}
+
+export const SYSTEM_CONFIG = "/etc/nix-cache-login/config.toml";
+
+/** The search order, as documented in --help and the README. */
+export function configCandidates(flag: string | undefined, env: Env): ConfigCandidate[] {
+  if (flag !== undefined) return [{ path: expandPath(flag, env, "--config"), source: "--config", explicit: true }];
+  const fromEnv = env.NIX_CACHE_LOGIN_CONFIG;
+  if (fromEnv !== undefined && fromEnv !== "") {
+    return [
+      { path: expandPath(fromEnv, env, "$NIX_CACHE_LOGIN_CONFIG"), source: "$NIX_CACHE_LOGIN_CONFIG", explicit: true },
+    ];
+  }
+  return [
+    {
+      path: join(xdgDir(env, "XDG_CONFIG_HOME"), "nix-cache-login", "config.toml"),
+      source: "$XDG_CONFIG_HOME",
+      explicit: false,
+    },
+    { path: SYSTEM_CONFIG, source: "system", explicit: false },
+  ];
+}
+
+export function noConfigError(tried: ConfigCandidate[]): CliError {
+  const list = tried.map((c) => `${c.path} (${c.source})`).join(", ");
+  return new CliError(`no configuration file found; tried: ${list}`, {
+    exitCode: ExitCode.usage,
+    hint: "create one (see `nix-cache-login --help`), or pass --config PATH",
+  });
+}

@@ -1,0 +1,249 @@
+import { readFile } from "node:fs/promises";
+import { isIP } from "node:net";
+import { join } from "node:path";
+import { parse as parseToml, TomlError } from "smol-toml";
+import { parseDuration } from "../duration.ts";
+import { CliError, ExitCode } from "../errors.ts";
+import { configCandidates, noConfigError, type ConfigCandidate } from "./find.ts";
+import { expandPath, xdgDir, type Env } from "./paths.ts";
+
+export interface Config {
+  /** The file the configuration came from. */
+  path: string;
+  source: string;
+  issuer: string;
+  clientId: string;
+  /** As written, may carry a port: `cache.example.org:8443`. */
+  cacheHost: string;
+  /** The netrc machine name: curl matches the host only, never `host:port`. */
+  machine: string;
+  netrcPath: string;
+  clientSecretFile: string | undefined;
+  mode: "user" | "service-account";
+  scopes: string[] | undefined;
+  callbackPort: number | undefined;
+  cacheUrl: string;
+  timeoutSeconds: number;
+}
+
+type KeyType = "string" | "string[]" | "integer";
+const KEYS: Record<string, { type: KeyType; required: boolean }> = {
+  issuer: { type: "string", required: true },
+  client_id: { type: "string", required: true },
+  cache_host: { type: "string", required: true },
+  netrc_path: { type: "string", required: false },
+  client_secret_file: { type: "string", required: false },
+  scopes: { type: "string[]", required: false },
+  callback_port: { type: "integer", required: false },
+  cache_url: { type: "string", required: false },
+  timeout: { type: "string", required: false },
+};
+export const CONFIG_KEYS = Object.keys(KEYS);
+
+export function isLoopbackHost(hostname: string): boolean {
+  const h = hostname.replace(/^\[|\]$/g, "").toLowerCase();
+  if (h === "localhost" || h.endsWith(".localhost")) return true;
+  if (isIP(h) === 4) return h.startsWith("127.");
+  return h === "::1";
+}
+
+function levenshtein(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0] as number;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = row[j] as number;
+      row[j] = Math.min(tmp + 1, (row[j - 1] as number) + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = tmp;
+    }
+  }
+  return row[b.length] as number;
+}
+
+function closestKey(key: string): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const known of CONFIG_KEYS) {
+    const d = levenshtein(key.toLowerCase().replace(/-/g, "_"), known);
+    if (d < bestDistance) [best, bestDistance] = [known, d];
+  }
+  return bestDistance <= Math.max(2, Math.floor(key.length / 3)) ? best : undefined;
+}
+
+function describeType(value: unknown): string {
+  if (Array.isArray(value)) return "an array";
+  if (value instanceof Date) return "a date";
+  if (value === null) return "null";
+  if (typeof value === "object") return "a table";
+  return `a ${typeof value}`;
+}
+
+/** Validates a parsed TOML document, collecting every problem before failing. */
+export function validateConfig(doc: Record<string, unknown>, file: string, source: string, env: Env): Config {
+  const problems: string[] = [];
+  const bad = (key: string, message: string) => problems.push(`${file}: ${key}: ${message}`);
+
+  for (const key of Object.keys(doc)) {
+    if (!(key in KEYS)) {
+      const suggestion = closestKey(key);
+      bad(key, `unknown key${suggestion === undefined ? "" : ` (did you mean ${suggestion}?)`}`);
+    }
+  }
+  const values: Record<string, unknown> = {};
+  for (const [key, spec] of Object.entries(KEYS)) {
+    const value = doc[key];
+    if (value === undefined) {
+      if (spec.required) bad(key, "missing (required)");
+      continue;
+    }
+    const ok =
+      spec.type === "string"
+        ? typeof value === "string"
+        : spec.type === "integer"
+          ? typeof value === "bigint" || (typeof value === "number" && Number.isInteger(value))
+          : Array.isArray(value) && value.every((v) => typeof v === "string");
+    if (!ok) {
+      const want = spec.type === "string[]" ? "an array of strings" : `a ${spec.type}`;
+      bad(key, `must be ${want}, got ${describeType(value)}`);
+      continue;
+    }
+    if (spec.type === "string" && (value as string).trim() === "") {
+      bad(key, "must not be empty");
+      continue;
+    }
+    values[key] = typeof value === "bigint" ? Number(value) : value;
+  }
+
+  let issuer: string | undefined;
+  if (typeof values.issuer === "string") {
+    let url: URL | undefined;
+    try {
+      url = new URL(values.issuer);
+    } catch {
+      bad("issuer", `${JSON.stringify(values.issuer)} is not a URL`);
+    }
+    if (url !== undefined) {
+      if (url.protocol !== "https:" && url.protocol !== "http:") {
+        bad("issuer", `must be an https URL, got ${url.protocol.replace(/:$/, "")}`);
+      } else if (url.protocol === "http:" && !isLoopbackHost(url.hostname)) {
+        bad("issuer", "must use https (only loopback hosts may use http)");
+      } else if (url.search !== "" || url.hash !== "" || url.username !== "" || url.password !== "") {
+        bad("issuer", "must not contain a query, fragment or credentials");
+      } else {
+        issuer = values.issuer.replace(/\/+$/, "");
+      }
+    }
+  }
+
+  let cacheHost: string | undefined;
+  let machine: string | undefined;
+  if (typeof values.cache_host === "string") {
+    const raw = values.cache_host;
+    const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?$/.exec(raw);
+    if (raw.includes("://")) bad("cache_host", "must be a host name without a scheme (e.g. cache.example.org)");
+    else if (/[/?#]/.test(raw)) bad("cache_host", "must be a host name without a path (e.g. cache.example.org)");
+    else if (m === null) bad("cache_host", `${JSON.stringify(raw)} is not a host name`);
+    else {
+      cacheHost = raw;
+      machine = (m[1] as string).replace(/^\[|\]$/g, "");
+    }
+  }
+
+  let cacheUrl: string | undefined;
+  if (typeof values.cache_url === "string") {
+    try {
+      const u = new URL(values.cache_url);
+      if (u.protocol !== "https:" && u.protocol !== "http:") bad("cache_url", "must be an http(s) URL");
+      else if (machine !== undefined && u.hostname.replace(/^\[|\]$/g, "") !== machine)
+        bad("cache_url", `host ${u.hostname} does not match cache_host ${machine}`);
+      else cacheUrl = values.cache_url.replace(/\/+$/, "");
+    } catch {
+      bad("cache_url", `${JSON.stringify(values.cache_url)} is not a URL`);
+    }
+  }
+
+  let callbackPort: number | undefined;
+  if (typeof values.callback_port === "number") {
+    if (values.callback_port < 1 || values.callback_port > 65535) bad("callback_port", "must be 1-65535");
+    else callbackPort = values.callback_port;
+  }
+
+  let timeoutSeconds = 30;
+  if (typeof values.timeout === "string") {
+    try {
+      timeoutSeconds = parseDuration(values.timeout, "timeout");
+      if (timeoutSeconds <= 0) bad("timeout", "must be greater than zero");
+    } catch (e) {
+      bad("timeout", `invalid duration ${JSON.stringify(values.timeout)} (e.g. 30s, 2m)`);
+      void e;
+    }
+  }
+
+  const expand = (key: string): string | undefined => {
+    const v = values[key];
+    if (typeof v !== "string") return undefined;
+    try {
+      return expandPath(v, env, `${file}: ${key}`);
+    } catch (e) {
+      problems.push(e instanceof Error ? e.message : String(e));
+      return undefined;
+    }
+  };
+  const netrcPath =
+    values.netrc_path === undefined ? join(xdgDir(env, "XDG_CONFIG_HOME"), "nix", "netrc") : expand("netrc_path");
+  const clientSecretFile = expand("client_secret_file");
+
+  if (problems.length > 0) {
+    throw new CliError(problems.length === 1 ? (problems[0] as string) : `invalid configuration:\n  ${problems.join("\n  ")}`, {
+      exitCode: ExitCode.usage,
+      hint: "fix the configuration file (keys are listed in `nix-cache-login --help`)",
+    });
+  }
+  return {
+    path: file,
+    source,
+    issuer: issuer as string,
+    clientId: values.client_id as string,
+    cacheHost: cacheHost as string,
+    machine: machine as string,
+    netrcPath: netrcPath as string,
+    clientSecretFile,
+    mode: clientSecretFile === undefined ? "user" : "service-account",
+    scopes: values.scopes as string[] | undefined,
+    callbackPort,
+    cacheUrl: cacheUrl ?? `https://${cacheHost as string}`,
+    timeoutSeconds,
+  };
+}
+
+async function readCandidate(c: ConfigCandidate): Promise<string | undefined> {
+  try {
+    return await readFile(c.path, "utf8");
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if ((code === "ENOENT" || code === "ENOTDIR") && !c.explicit) return undefined;
+    if (code === "ENOENT") {
+      throw new CliError(`${c.path}: configuration file not found (from ${c.source})`, { exitCode: ExitCode.usage });
+    }
+    throw new CliError(`${c.path}: cannot read configuration: ${(e as Error).message}`, { exitCode: ExitCode.usage });
+  }
+}
+
+export async function loadConfig(flag: string | undefined, env: Env): Promise<Config> {
+  const candidates = configCandidates(flag, env);
+  for (const c of candidates) {
+    const text = await readCandidate(c);
+    if (text === undefined) continue;
+    let doc: Record<string, unknown>;
+    try {
+      doc = parseToml(text) as Record<string, unknown>;
+    } catch (e) {
+      const where = e instanceof TomlError ? `line ${e.line}, column ${e.column}: ` : "";
+      const first = ((e as Error).message.split("\n")[0] ?? "").replace(/^Invalid TOML document: /, "");
+      throw new CliError(`${c.path}: ${where}invalid TOML: ${first}`, { exitCode: ExitCode.usage });
+    }
+    return validateConfig(doc, c.path, c.source, env);
+  }
+  throw noConfigError(candidates);
+}

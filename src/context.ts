@@ -1,0 +1,26 @@
+import type { Env } from "./config/paths.ts";
+
+/** The nondeterministic edges a command touches; everything else (files, HTTP) is real. */
+export interface Context {
+  env: Env;
+  stdout: { write(text: string): unknown; isTTY?: boolean };
+  stderr: { write(text: string): unknown; isTTY?: boolean };
+  now: () => Date;
+  signal: AbortSignal;
+  verbose: boolean;
+  configFlag: string | undefined;
+}
+
+export function say(ctx: Context, line: string): void {
+  ctx.stderr.write(`${line}\n`);
+}
+
+export function verbose(ctx: Context): (line: string) => void {
+  return (line) => {
+    if (ctx.verbose) ctx.stderr.write(`verbose: ${line}\n`);
+  };
+}
+
+export function warn(ctx: Context, line: string): void {
+  ctx.stderr.write(`warning: ${line}\n`);
+}

@@ -1,0 +1,44 @@
+import { CliError, ExitCode } from "./errors.ts";
+
+const UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
+
+/** Parses "90s", "10m", "1h30m", "2d" (or a bare number of seconds) into seconds. */
+export function parseDuration(text: string, what: string): number {
+  const trimmed = text.trim();
+  if (/^\d+$/.test(trimmed)) return Number(trimmed);
+  const re = /(\d+)\s*([smhd])/gy;
+  let total = 0;
+  let matched = 0;
+  for (let m = re.exec(trimmed); m !== null; m = re.exec(trimmed)) {
+    total += Number(m[1]) * (UNITS[m[2] as string] ?? 0);
+    matched = re.lastIndex;
+  }
+  if (trimmed === "" || matched !== trimmed.length) {
+    throw new CliError(`${what}: invalid duration ${JSON.stringify(text)}`, {
+      exitCode: ExitCode.usage,
+      hint: "use a number with a unit, e.g. 30s, 10m, 1h or 1h30m",
+    });
+  }
+  return total;
+}
+
+/** "42m", "1h 5m", "3d 2h", "12s": coarse on purpose, for humans. */
+export function formatSpan(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m`;
+  if (s < 86400) {
+    const m = Math.floor((s % 3600) / 60);
+    return m === 0 ? `${Math.floor(s / 3600)}h` : `${Math.floor(s / 3600)}h ${m}m`;
+  }
+  const h = Math.floor((s % 86400) / 3600);
+  return h === 0 ? `${Math.floor(s / 86400)}d` : `${Math.floor(s / 86400)}d ${h}h`;
+}
+
+/** "valid, expires in 42m (2026-11-25T10:00:00Z)", "expired 3m ago (...)", "unknown". */
+export function describeExpiry(expiresAt: Date | null, now: Date): string {
+  if (expiresAt === null) return "unknown";
+  const iso = expiresAt.toISOString().replace(/\.\d{3}Z$/, "Z");
+  const delta = (expiresAt.getTime() - now.getTime()) / 1000;
+  return delta > 0 ? `valid, expires in ${formatSpan(delta)} (${iso})` : `expired ${formatSpan(-delta)} ago (${iso})`;
+}

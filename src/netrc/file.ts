@@ -1,0 +1,121 @@
+import { readBytes, resolveTarget, withLock, writeFileAtomic } from "../atomic-file.ts";
+import { CliError } from "../errors.ts";
+import {
+  CURL_NETRC_MAX_TOKEN,
+  NetrcSyntaxError,
+  findEntry,
+  parseNetrc,
+  removeEntries,
+  upsertEntry,
+  type Netrc,
+} from "./netrc.ts";
+
+/**
+ * The login curl sends with the token. Its value does not matter to the cache, but it must not be
+ * empty: password-only entries broke in curl 7.82-7.84 and 8.11.1.
+ */
+export const NETRC_LOGIN = "nix-cache-login";
+
+function syntaxError(path: string, e: unknown): never {
+  if (e instanceof NetrcSyntaxError) {
+    throw new CliError(`${path}: ${e.message}`, {
+      hint: "fix the netrc by hand; nix-cache-login left it unchanged",
+    });
+  }
+  throw e;
+}
+
+function fsError(path: string, action: string, e: unknown): never {
+  if (e instanceof CliError) throw e;
+  const err = e as NodeJS.ErrnoException;
+  throw new CliError(`${path}: cannot ${action}: ${err.code ?? err.message}`, {
+    hint: err.code === "EACCES" || err.code === "EROFS" ? "check the file's owner and permissions" : undefined,
+  });
+}
+
+export async function readNetrc(path: string): Promise<Netrc | null> {
+  let text: string | null;
+  try {
+    text = await readBytes(path);
+  } catch (e) {
+    fsError(path, "read the netrc", e);
+  }
+  if (text === null) return null;
+  try {
+    return parseNetrc(text);
+  } catch (e) {
+    syntaxError(path, e);
+  }
+}
+
+export function checkTokenLength(token: string, host: string): void {
+  const bytes = Buffer.byteLength(token, "utf8");
+  if (bytes > CURL_NETRC_MAX_TOKEN) {
+    throw new CliError(
+      `the access token for ${host} is ${bytes} bytes; curl ignores netrc tokens longer than ${CURL_NETRC_MAX_TOKEN} bytes and would send no credentials`,
+      {
+        hint: "make the token smaller in Keycloak (fewer roles/groups in the access token, or a dedicated client scope); the netrc was left unchanged",
+      },
+    );
+  }
+  if (/[\n\r]/.test(token)) throw new CliError(`the access token for ${host} contains a line break`);
+}
+
+/** Writes (or replaces) the host's entry under the netrc lock. Returns a warning when the mode was tightened. */
+export async function upsertNetrcEntry(path: string, host: string, token: string): Promise<string | undefined> {
+  checkTokenLength(token, host);
+  const target = await resolveTarget(path);
+  return withLock(target, async () => {
+    let text: string | null;
+    try {
+      text = await readBytes(target);
+    } catch (e) {
+      fsError(target, "read the netrc", e);
+    }
+    let updated: string;
+    try {
+      updated = upsertEntry(text ?? "", host, NETRC_LOGIN, token);
+    } catch (e) {
+      syntaxError(target, e);
+    }
+    if (updated === text) return undefined;
+    try {
+      const { mode, previousMode } = await writeFileAtomic(target, updated);
+      if (previousMode !== undefined && previousMode !== mode) {
+        return `${target}: mode tightened from ${previousMode.toString(8).padStart(4, "0")} to ${mode.toString(8).padStart(4, "0")} because it holds a token`;
+      }
+    } catch (e) {
+      fsError(target, "write the netrc", e);
+    }
+    return undefined;
+  });
+}
+
+/** Removes only the host's entries; returns whether anything was removed. */
+export async function removeNetrcEntry(path: string, host: string): Promise<boolean> {
+  const target = await resolveTarget(path);
+  return withLock(target, async () => {
+    let text: string | null;
+    try {
+      text = await readBytes(target);
+    } catch (e) {
+      fsError(target, "read the netrc", e);
+    }
+    if (text === null) return false;
+    let updated: string;
+    try {
+      updated = removeEntries(text, host);
+    } catch (e) {
+      syntaxError(target, e);
+    }
+    if (updated === text) return false;
+    try {
+      await writeFileAtomic(target, updated);
+    } catch (e) {
+      fsError(target, "write the netrc", e);
+    }
+    return true;
+  });
+}
+
+export { findEntry };

@@ -1,0 +1,289 @@
+/**
+ * A netrc editor that keeps every byte it does not change.
+ *
+ * The text is handled as latin1 so that each byte is one character: whatever encoding the file
+ * uses, bytes we do not touch are written back exactly. The grammar follows curl's reader, the
+ * one Nix uses: entries start at `machine NAME` or `default`; `login`, `password` and `account`
+ * take a value; `macdef NAME` is followed by a body that ends at the first empty line; a `#` that
+ * starts a line (after blanks) comments out the rest of it (curl >= 8.11), while a `#` elsewhere is
+ * an ordinary token; tokens may be quoted with `\"`, `\\`, `\n`, `\t`, `\r` escapes (curl >= 7.84).
+ */
+
+export interface NetrcToken {
+  start: number;
+  end: number;
+  value: string;
+}
+
+export interface NetrcEntry {
+  kind: "machine" | "default";
+  /** Lower-cased machine name; undefined for `default`. */
+  machine: string | undefined;
+  login: string | undefined;
+  password: string | undefined;
+  /** Byte range from the keyword to the end of the entry's last token (or macdef body). */
+  start: number;
+  end: number;
+  /** 1-based line of the keyword, for messages. */
+  line: number;
+}
+
+export interface Netrc {
+  text: string;
+  entries: NetrcEntry[];
+}
+
+export class NetrcSyntaxError extends Error {
+  constructor(
+    readonly line: number,
+    message: string,
+  ) {
+    super(`line ${line}: ${message}`);
+    this.name = "NetrcSyntaxError";
+  }
+}
+
+/** Curl (>= 8.11.1) drops netrc tokens longer than this and then sends no credentials at all. */
+export const CURL_NETRC_MAX_TOKEN = 4095;
+
+const VALUE_KEYS = new Set(["login", "password", "account"]);
+const isBlank = (c: string | undefined) => c === " " || c === "\t" || c === "\r" || c === "\f" || c === "\v";
+const isSpace = (c: string | undefined) => isBlank(c) || c === "\n";
+
+function lineOf(text: string, index: number): number {
+  let line = 1;
+  for (let i = 0; i < index; i++) if (text.charCodeAt(i) === 10) line++;
+  return line;
+}
+
+function lineStart(text: string, index: number): number {
+  return text.lastIndexOf("\n", index - 1) + 1;
+}
+
+/** Splits the text into tokens, skipping comments and macdef bodies (reported separately). */
+function tokenize(text: string): { tokens: NetrcToken[]; macroEnds: Map<number, number> } {
+  const tokens: NetrcToken[] = [];
+  const macroEnds = new Map<number, number>();
+  let i = 0;
+  let pendingMacdef = 0; // 2 = saw `macdef`, 1 = saw its name
+  while (i < text.length) {
+    const c = text[i];
+    if (isSpace(c)) {
+      i++;
+      continue;
+    }
+    if (c === "#" && text.slice(lineStart(text, i), i).split("").every(isBlank)) {
+      const nl = text.indexOf("\n", i);
+      i = nl === -1 ? text.length : nl;
+      continue;
+    }
+    const start = i;
+    let value = "";
+    if (c === '"') {
+      i++;
+      let closed = false;
+      while (i < text.length) {
+        const d = text[i] as string;
+        if (d === "\\" && i + 1 < text.length) {
+          const e = text[i + 1] as string;
+          value += e === "n" ? "\n" : e === "t" ? "\t" : e === "r" ? "\r" : e;
+          i += 2;
+          continue;
+        }
+        if (d === '"') {
+          closed = true;
+          i++;
+          break;
+        }
+        if (d === "\n") break;
+        value += d;
+        i++;
+      }
+      if (!closed) throw new NetrcSyntaxError(lineOf(text, start), "unterminated quoted token");
+    } else {
+      while (i < text.length && !isSpace(text[i])) value += text[i++];
+    }
+    tokens.push({ start, end: i, value });
+    if (pendingMacdef === 2) pendingMacdef = 1;
+    else if (value === "macdef" && c !== '"') pendingMacdef = 2;
+    if (pendingMacdef === 1 && tokens[tokens.length - 2]?.value === "macdef") {
+      // The body starts on the next line and ends at the first empty line (or end of file).
+      const nl = text.indexOf("\n", i);
+      let end = text.length;
+      if (nl !== -1) {
+        let pos = nl + 1;
+        end = nl;
+        while (pos < text.length) {
+          const next = text.indexOf("\n", pos);
+          const lineText = text.slice(pos, next === -1 ? text.length : next);
+          if (lineText.replace(/\r$/, "") === "") break;
+          end = next === -1 ? text.length : next;
+          if (next === -1) break;
+          pos = next + 1;
+        }
+      }
+      macroEnds.set(tokens.length - 1, end);
+      i = end;
+      pendingMacdef = 0;
+    }
+  }
+  return { tokens, macroEnds };
+}
+
+export function parseNetrc(text: string): Netrc {
+  const { tokens, macroEnds } = tokenize(text);
+  const entries: NetrcEntry[] = [];
+  let current: NetrcEntry | undefined;
+  for (let k = 0; k < tokens.length; k++) {
+    const tok = tokens[k] as NetrcToken;
+    const word = tok.value;
+    const quoted = text[tok.start] === '"';
+    if (!quoted && (word === "machine" || word === "default")) {
+      if (current !== undefined) entries.push(current);
+      current = {
+        kind: word,
+        machine: undefined,
+        login: undefined,
+        password: undefined,
+        start: tok.start,
+        end: tok.end,
+        line: lineOf(text, tok.start),
+      };
+      if (word === "machine") {
+        const name = tokens[k + 1];
+        if (name === undefined) throw new NetrcSyntaxError(current.line, "`machine` has no host name");
+        current.machine = name.value.toLowerCase();
+        current.end = name.end;
+        k++;
+      }
+      continue;
+    }
+    if (!quoted && (VALUE_KEYS.has(word) || word === "macdef")) {
+      const arg = tokens[k + 1];
+      if (arg === undefined) throw new NetrcSyntaxError(lineOf(text, tok.start), `\`${word}\` has no value`);
+      k++;
+      if (current !== undefined) {
+        if (word === "login") current.login ??= arg.value;
+        if (word === "password") current.password ??= arg.value;
+        current.end = macroEnds.get(k) ?? arg.end;
+      }
+      continue;
+    }
+    // Unknown words are kept as they are (curl skips them too).
+    if (current !== undefined) current.end = tok.end;
+  }
+  if (current !== undefined) entries.push(current);
+  return { text, entries };
+}
+
+/** The first entry curl would use for `host` (a `default` entry matches every host). */
+export function findEntry(netrc: Netrc, host: string): NetrcEntry | undefined {
+  const h = host.toLowerCase();
+  return netrc.entries.find((e) => e.kind === "default" || e.machine === h);
+}
+
+function quoteIfNeeded(value: string): string {
+  if (value !== "" && !/[\s"\\]/.test(value) && !value.startsWith("#")) return value;
+  return `"${value.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n").replace(/\t/g, "\\t").replace(/\r/g, "\\r")}"`;
+}
+
+export function formatEntry(host: string, login: string, password: string): string {
+  return `machine ${quoteIfNeeded(host)} login ${quoteIfNeeded(login)} password ${quoteIfNeeded(password)}`;
+}
+
+interface Edit {
+  start: number;
+  end: number;
+  insert: string;
+}
+
+function applyEdits(text: string, edits: Edit[]): string {
+  // Two neighbouring removals on one line can share the blanks between them: merge them.
+  const merged: Edit[] = [];
+  for (const e of [...edits].sort((a, b) => a.start - b.start)) {
+    const last = merged[merged.length - 1];
+    if (last !== undefined && e.start < last.end && last.insert === "" && e.insert === "") {
+      last.end = Math.max(last.end, e.end);
+    } else merged.push({ ...e });
+  }
+  let out = text;
+  for (const e of merged.reverse()) {
+    out = out.slice(0, e.start) + e.insert + out.slice(e.end);
+  }
+  return out;
+}
+
+/** The byte range to cut so that an entry disappears without disturbing its neighbours. */
+function removalSpan(text: string, e: NetrcEntry): { start: number; end: number; wholeLines: boolean } {
+  const ls = lineStart(text, e.start);
+  const startsLine = text.slice(ls, e.start).split("").every(isBlank);
+  let after = e.end;
+  while (after < text.length && isBlank(text[after])) after++;
+  const endsLine = after >= text.length || text[after] === "\n";
+  if (startsLine && endsLine) {
+    return { start: ls, end: after < text.length ? after + 1 : after, wholeLines: true };
+  }
+  if (!endsLine) {
+    return { start: e.start, end: after, wholeLines: false };
+  }
+  let before = e.start;
+  while (before > 0 && isBlank(text[before - 1])) before--;
+  return { start: before, end: e.end, wholeLines: false };
+}
+
+function lineEnding(text: string): string {
+  return text.includes("\r\n") ? "\r\n" : "\n";
+}
+
+/**
+ * Makes `machine host login L password T` the first entry for host (before any `default`),
+ * and drops every other entry for that host: curl uses the first match only.
+ */
+export function upsertEntry(text: string, host: string, login: string, password: string): string {
+  const netrc = parseNetrc(text);
+  const h = host.toLowerCase();
+  const line = formatEntry(host, login, password);
+  const eol = lineEnding(text);
+  const matches = netrc.entries.filter((e) => e.kind === "machine" && e.machine === h);
+  const firstDefault = netrc.entries.findIndex((e) => e.kind === "default");
+  const first = matches[0];
+  const edits: Edit[] = [];
+  const replaceInPlace =
+    first !== undefined && (firstDefault === -1 || netrc.entries.indexOf(first) < firstDefault);
+  if (first !== undefined && replaceInPlace) {
+    const span = removalSpan(text, first);
+    if (span.wholeLines) {
+      const hadNewline = text[span.end - 1] === "\n";
+      const lineEol = hadNewline && text[span.end - 2] === "\r" ? "\r\n" : hadNewline ? "\n" : "";
+      edits.push({ start: span.start, end: span.end, insert: line + lineEol });
+    } else {
+      edits.push({ start: first.start, end: first.end, insert: line });
+    }
+  } else if (firstDefault !== -1) {
+    const d = netrc.entries[firstDefault] as NetrcEntry;
+    const ls = lineStart(text, d.start);
+    const startsLine = text.slice(ls, d.start).split("").every(isBlank);
+    edits.push(
+      startsLine ? { start: ls, end: ls, insert: line + eol } : { start: d.start, end: d.start, insert: `${line} ` },
+    );
+  } else {
+    const sep = text === "" || text.endsWith("\n") ? "" : eol;
+    edits.push({ start: text.length, end: text.length, insert: sep + line + eol });
+  }
+  for (const m of matches) {
+    if (m === first && replaceInPlace) continue;
+    const span = removalSpan(text, m);
+    edits.push({ start: span.start, end: span.end, insert: "" });
+  }
+  return applyEdits(text, edits);
+}
+
+/** Removes every entry for host; returns the text unchanged when there is none. */
+export function removeEntries(text: string, host: string): string {
+  const netrc = parseNetrc(text);
+  const h = host.toLowerCase();
+  const edits = netrc.entries
+    .filter((e) => e.kind === "machine" && e.machine === h)
+    .map((e) => ({ ...removalSpan(text, e), insert: "" }));
+  return applyEdits(text, edits);
+}

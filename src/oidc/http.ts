@@ -1,0 +1,83 @@
+import type { Env } from "../config/paths.ts";
+
+export type Logger = (message: string) => void;
+
+export type FetchLike = (url: string, init: RequestInit) => Promise<Response>;
+
+const PROXY_VARS = ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"];
+
+export function proxyConfigured(env: Env): boolean {
+  return PROXY_VARS.some((v) => (env[v] ?? "") !== "");
+}
+
+/**
+ * The fetch every protocol request goes through: it honours proxy variables and logs method, URL
+ * without query, status and time for --verbose. Bodies and headers are never logged: they carry
+ * secrets.
+ */
+export function makeFetch(env: Env, log: Logger): FetchLike {
+  let base: Promise<FetchLike> | undefined;
+  const resolveBase = (): Promise<FetchLike> => {
+    base ??= proxyConfigured(env)
+      ? import(/* @vite-ignore */ new URL("./proxy.mjs", import.meta.url).href).then(
+          (m: { proxyFetch: FetchLike }) => m.proxyFetch,
+        )
+      : Promise.resolve(globalThis.fetch as FetchLike);
+    return base;
+  };
+  return async (url, init) => {
+    const u = new URL(url);
+    const shown = `${init.method ?? "GET"} ${u.origin}${u.pathname}`;
+    const started = performance.now();
+    try {
+      const response = await (await resolveBase())(url, init);
+      log(`${shown} -> ${response.status} (${Math.round(performance.now() - started)} ms)`);
+      return response;
+    } catch (e) {
+      log(`${shown} -> failed (${Math.round(performance.now() - started)} ms): ${describeNetworkError(e) ?? String(e)}`);
+      throw e;
+    }
+  };
+}
+
+const NETWORK_CODES: Record<string, string> = {
+  ECONNREFUSED: "connection refused",
+  ENOTFOUND: "host not found (DNS)",
+  EAI_AGAIN: "DNS lookup failed",
+  ETIMEDOUT: "connection timed out",
+  ECONNRESET: "connection reset",
+  EHOSTUNREACH: "host unreachable",
+  ENETUNREACH: "network unreachable",
+  UND_ERR_CONNECT_TIMEOUT: "connection timed out",
+  UND_ERR_SOCKET: "connection closed",
+  CERT_HAS_EXPIRED: "TLS certificate has expired",
+  DEPTH_ZERO_SELF_SIGNED_CERT: "TLS certificate is self-signed (set NODE_EXTRA_CA_CERTS)",
+  SELF_SIGNED_CERT_IN_CHAIN: "TLS certificate chain is not trusted (set NODE_EXTRA_CA_CERTS)",
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: "TLS certificate is not trusted (set NODE_EXTRA_CA_CERTS)",
+  ERR_TLS_CERT_ALTNAME_INVALID: "TLS certificate does not match the host name",
+};
+
+/** A short reason for a failure below HTTP (connection, DNS, TLS, timeout), or undefined. */
+export function describeNetworkError(e: unknown): string | undefined {
+  for (let cur: unknown = e, depth = 0; cur !== undefined && cur !== null && depth < 6; depth++) {
+    const err = cur as { name?: string; code?: string; cause?: unknown; errors?: unknown[] };
+    if (err.name === "TimeoutError" || err.name === "AbortError") return "timed out";
+    if (typeof err.code === "string" && err.code in NETWORK_CODES) return NETWORK_CODES[err.code];
+    if (Array.isArray(err.errors) && err.errors.length > 0) {
+      const inner = describeNetworkError(err.errors[0]);
+      if (inner !== undefined) return inner;
+    }
+    cur = err.cause;
+  }
+  return undefined;
+}
+
+/** True when the request cannot have reached the server, so retrying cannot replay a grant. */
+export function neverReachedServer(e: unknown): boolean {
+  for (let cur: unknown = e, depth = 0; cur !== undefined && cur !== null && depth < 6; depth++) {
+    const code = (cur as { code?: string }).code;
+    if (code === "ECONNREFUSED" || code === "ENOTFOUND" || code === "EAI_AGAIN") return true;
+    cur = (cur as { cause?: unknown }).cause;
+  }
+  return false;
+}

@@ -1,0 +1,242 @@
+/**
+ * The only module that talks OAuth: discovery (cached in the token state), grants and revocation,
+ * all through openid-client. Protocol errors are translated into CliErrors here.
+ */
+import type * as OidcClient from "openid-client";
+import type { Config } from "../config/load.ts";
+import type { Env } from "../config/paths.ts";
+import { CliError, ExitCode, loginRequired } from "../errors.ts";
+import type { TokenState } from "../store/state.ts";
+import { describeNetworkError, makeFetch, neverReachedServer, type Logger } from "./http.ts";
+
+type Lib = typeof OidcClient;
+let lib: Promise<Lib> | undefined;
+const loadLib = (): Promise<Lib> => (lib ??= import("openid-client"));
+
+/** A discovery document younger than this is used without asking the provider again. */
+export const DISCOVERY_MAX_AGE_MS = 24 * 60 * 60 * 1000;
+
+export interface TokenSet {
+  accessToken: string;
+  refreshToken: string | undefined;
+  /** Absolute times; null when the provider did not say and the token is not a JWT with `exp`. */
+  accessExpiresAt: Date | null;
+  refreshExpiresAt: Date | null | undefined;
+  username: string | undefined;
+}
+
+export interface ProviderOptions {
+  config: Config;
+  env: Env;
+  log: Logger;
+  now: () => Date;
+  /** Present in service-account mode. */
+  clientSecret?: string | undefined;
+  /** The cached discovery document, if any. */
+  discovery?: TokenState["discovery"];
+}
+
+export class Provider {
+  private configuration: OidcClient.Configuration | undefined;
+  /** Set when discovery was (re)fetched: the caller saves it with the token state. */
+  discovery: TokenState["discovery"];
+  private discoveryFromCache = false;
+
+  constructor(private readonly opts: ProviderOptions) {
+    this.discovery = opts.discovery;
+  }
+
+  get host(): string {
+    return new URL(this.opts.config.issuer).host;
+  }
+
+  private async clientAuth(l: Lib): Promise<OidcClient.ClientAuth> {
+    return this.opts.clientSecret === undefined ? l.None() : l.ClientSecretBasic(this.opts.clientSecret);
+  }
+
+  private configure(l: Lib, c: OidcClient.Configuration): OidcClient.Configuration {
+    c.timeout = this.opts.config.timeoutSeconds;
+    c[l.customFetch] = makeFetch(this.opts.env, this.opts.log) as OidcClient.CustomFetch;
+    if (new URL(this.opts.config.issuer).protocol === "http:") l.allowInsecureRequests(c);
+    return c;
+  }
+
+  private async discover(force: boolean): Promise<OidcClient.Configuration> {
+    const l = await loadLib();
+    const { config } = this.opts;
+    const cached = this.discovery;
+    const fresh =
+      cached !== undefined &&
+      this.opts.now().getTime() - new Date(cached.fetched_at).getTime() < DISCOVERY_MAX_AGE_MS &&
+      cached.metadata.issuer === config.issuer;
+    if (!force && fresh) {
+      this.discoveryFromCache = true;
+      const c = new l.Configuration(
+        cached.metadata as unknown as OidcClient.ServerMetadata,
+        config.clientId,
+        undefined,
+        await this.clientAuth(l),
+      );
+      return this.configure(l, c);
+    }
+    this.opts.log(`discovering ${config.issuer}`);
+    const c = await l
+      .discovery(new URL(config.issuer), config.clientId, undefined, await this.clientAuth(l), {
+        execute: new URL(config.issuer).protocol === "http:" ? [l.allowInsecureRequests] : [],
+        timeout: config.timeoutSeconds,
+        [l.customFetch]: makeFetch(this.opts.env, this.opts.log) as OidcClient.CustomFetch,
+      })
+      .catch((e: unknown) => {
+        throw this.translate(e, "discovery");
+      });
+    this.discoveryFromCache = false;
+    this.discovery = {
+      fetched_at: this.opts.now().toISOString(),
+      metadata: c.serverMetadata() as unknown as Record<string, unknown>,
+    };
+    return this.configure(l, c);
+  }
+
+  /**
+   * Runs op with a configuration from the cached discovery document; when that document may be
+   * stale (the request could not be sent, or the endpoint is gone) rediscover once and retry.
+   */
+  private async withConfig<T>(what: string, op: (l: Lib, c: OidcClient.Configuration) => Promise<T>): Promise<T> {
+    const l = await loadLib();
+    this.configuration ??= await this.discover(false);
+    try {
+      return await op(l, this.configuration);
+    } catch (e) {
+      const endpointGone = e instanceof l.ClientError && e.code === "OAUTH_RESPONSE_IS_NOT_CONFORM";
+      if (this.discoveryFromCache && (neverReachedServer(e) || endpointGone)) {
+        this.opts.log(`${what} failed with a cached discovery document; discovering again`);
+        this.configuration = await this.discover(true);
+        try {
+          return await op(l, this.configuration);
+        } catch (e2) {
+          throw this.translate(e2, what);
+        }
+      }
+      throw this.translate(e, what);
+    }
+  }
+
+  async metadata(): Promise<Record<string, unknown>> {
+    this.configuration ??= await this.discover(false);
+    return this.configuration.serverMetadata() as unknown as Record<string, unknown>;
+  }
+
+  async refresh(refreshToken: string): Promise<TokenSet> {
+    const res = await this.withConfig("refresh", (l, c) => l.refreshTokenGrant(c, refreshToken));
+    return this.tokenSet(res);
+  }
+
+  async clientCredentials(): Promise<TokenSet> {
+    const scope = this.opts.config.scopes;
+    const params: Record<string, string> = scope === undefined ? {} : { scope: scope.join(" ") };
+    const res = await this.withConfig("client credentials grant", (l, c) => l.clientCredentialsGrant(c, params));
+    return this.tokenSet(res);
+  }
+
+  /**
+   * Ends the session: RFC 7009 revocation when advertised, else Keycloak's logout endpoint, which
+   * accepts a refresh token from the client it was issued to.
+   */
+  async revoke(refreshToken: string): Promise<"revoked" | "logged-out"> {
+    return this.withConfig("revocation", async (l, c) => {
+      const meta = c.serverMetadata();
+      if (meta.revocation_endpoint !== undefined) {
+        await l.tokenRevocation(c, refreshToken, { token_type_hint: "refresh_token" });
+        return "revoked" as const;
+      }
+      if (meta.end_session_endpoint === undefined) {
+        throw new CliError(`${this.host} advertises neither a revocation nor a logout endpoint`);
+      }
+      const body = new URLSearchParams({ client_id: this.opts.config.clientId, refresh_token: refreshToken });
+      if (this.opts.clientSecret !== undefined) body.set("client_secret", this.opts.clientSecret);
+      const res = await makeFetch(this.opts.env, this.opts.log)(meta.end_session_endpoint, {
+        method: "POST",
+        body,
+        signal: AbortSignal.timeout(this.opts.config.timeoutSeconds * 1000),
+      });
+      if (!res.ok && res.status !== 204) {
+        throw new CliError(`${this.host} answered the logout request with HTTP ${res.status}`);
+      }
+      return "logged-out" as const;
+    });
+  }
+
+  private tokenSet(res: OidcClient.TokenEndpointResponse & OidcClient.TokenEndpointResponseHelpers): TokenSet {
+    const now = this.opts.now().getTime();
+    const expiresIn = res.expiresIn();
+    const accessExpiresAt =
+      expiresIn !== undefined ? new Date(now + expiresIn * 1000) : jwtExpiry(res.access_token);
+    let refreshExpiresAt: Date | null | undefined;
+    if (res.refresh_token !== undefined) {
+      // Keycloak: refresh_expires_in (0 means an offline token without expiry); else the JWT's exp.
+      const kc = (res as Record<string, unknown>).refresh_expires_in;
+      refreshExpiresAt =
+        typeof kc === "number" && kc > 0 ? new Date(now + kc * 1000) : jwtExpiry(res.refresh_token);
+    }
+    const claims = res.claims();
+    const username =
+      claims === undefined
+        ? undefined
+        : typeof claims.preferred_username === "string"
+          ? claims.preferred_username
+          : claims.sub;
+    return { accessToken: res.access_token, refreshToken: res.refresh_token, accessExpiresAt, refreshExpiresAt, username };
+  }
+
+  /** Turns whatever openid-client threw into one line for the user, with detail for --verbose. */
+  translate(e: unknown, what: string): CliError {
+    if (e instanceof CliError) return e;
+    const host = this.host;
+    const network = describeNetworkError(e);
+    if (network !== undefined) {
+      return new CliError(`cannot reach ${host}: ${network}`, {
+        hint: "check the network and the issuer URL in the configuration",
+        detail: `${what} failed`,
+        cause: e,
+      });
+    }
+    const err = e as { name?: string; error?: string; error_description?: string; status?: number; code?: string; message?: string };
+    if (typeof err.error === "string") {
+      const desc = err.error_description === undefined ? "" : ` (${err.error_description})`;
+      if (err.error === "invalid_grant") {
+        return loginRequired(`your session at ${host} expired or was revoked${desc}`);
+      }
+      if (err.error === "invalid_client" || err.error === "unauthorized_client") {
+        return new CliError(`${host} rejected client ${this.opts.config.clientId}: ${err.error}${desc}`, {
+          exitCode: ExitCode.usage,
+          hint:
+            this.opts.clientSecret === undefined
+              ? "check client_id in the configuration and the client's settings in Keycloak"
+              : `check client_id and the secret in ${this.opts.config.clientSecretFile ?? "client_secret_file"}`,
+        });
+      }
+      return new CliError(`${host} refused the ${what}: ${err.error}${desc}`, { cause: e });
+    }
+    if (err.code === "OAUTH_RESPONSE_IS_NOT_CONFORM" || err.code === "OAUTH_RESPONSE_IS_NOT_JSON") {
+      return new CliError(`${host} sent an unexpected answer to the ${what}`, {
+        hint: "check that the issuer URL points at the realm (e.g. https://sso.example.org/realms/NAME)",
+        detail: err.message,
+        cause: e,
+      });
+    }
+    return new CliError(`${what} with ${host} failed: ${err.message ?? String(e)}`, { cause: e });
+  }
+}
+
+/** The `exp` of a JWT, without verifying it (only used for display and scheduling). */
+export function jwtExpiry(token: string | undefined): Date | null {
+  if (token === undefined) return null;
+  const part = token.split(".")[1];
+  if (part === undefined || token.split(".").length !== 3) return null;
+  try {
+    const payload = JSON.parse(Buffer.from(part, "base64url").toString("utf8")) as { exp?: unknown };
+    return typeof payload.exp === "number" ? new Date(payload.exp * 1000) : null;
+  } catch {
+    return null;
+  }
+}
