@@ -58,7 +58,11 @@ export interface Realm {
   requests: RealmRequest[];
   countRequests(pathSuffix?: string): number;
   clearRequests(): void;
-  signInOverHttp(opts?: { login?: string; password?: string; scope?: string }): Promise<Record<string, unknown>>;
+  signInOverHttp(opts?: {
+    login?: string;
+    password?: string;
+    scope?: string;
+  }): Promise<Record<string, unknown>>;
   approveDeviceOverHttp(
     userCode: string,
     opts?: { login?: string; password?: string; deny?: boolean },
@@ -300,9 +304,16 @@ function renderHtml(ctx: KoaContext, status: number, title: string, body: string
 }
 
 const pages = {
-  async userCodeInput(ctx: KoaContext, form: string, _out?: unknown, err?: { name?: string; userCode?: string }) {
+  async userCodeInput(
+    ctx: KoaContext,
+    form: string,
+    out?: Record<string, unknown>,
+    err?: { name?: string; message?: string; userCode?: string },
+  ) {
+    if (err) debug(`device page error: ${err.name}: ${err.message} ${JSON.stringify(out ?? {})}`);
     let message = "<p>Enter the code displayed on your device.</p>";
-    if (err?.userCode || err?.name === "NoCodeError") message = '<p class="error">Invalid code, please try again.</p>';
+    if (err?.userCode || err?.name === "NoCodeError")
+      message = '<p class="error">Invalid code, please try again.</p>';
     else if (err?.name === "AbortedError") message = '<p class="error">Device login was denied.</p>';
     else if (err) message = '<p class="error">There was an error processing your request.</p>';
     renderHtml(
@@ -342,7 +353,9 @@ ${form}
     renderHtml(ctx, 200, "You are logged out", "");
   },
   async error(ctx: KoaContext, out: Record<string, unknown>) {
-    const lines = Object.entries(out).map(([k, v]) => `<p><strong>${escapeHtml(k)}</strong>: ${escapeHtml(v)}</p>`);
+    const lines = Object.entries(out).map(
+      ([k, v]) => `<p><strong>${escapeHtml(k)}</strong>: ${escapeHtml(v)}</p>`,
+    );
     // oidc-provider has already set the error status; keep it.
     ctx.type = "html";
     ctx.body = page("We are sorry...", lines.join("\n"));
@@ -448,7 +461,8 @@ export async function startRealm(opts: RealmOptions = {}): Promise<Realm> {
       const url = req.url ?? "/";
       const path = url.split("?", 1)[0] ?? "/";
       requests.push({ method: req.method ?? "GET", path, at: Date.now(), tls });
-      if (debugEnabled) res.once("finish", () => debug(`${tls ? "https" : "http"} ${req.method} ${path} ${res.statusCode}`));
+      if (debugEnabled)
+        res.once("finish", () => debug(`${tls ? "https" : "http"} ${req.method} ${path} ${res.statusCode}`));
       if (!dispatch || !(path === REALM_PATH || path.startsWith(`${REALM_PATH}/`))) {
         res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");
         return;
@@ -555,7 +569,8 @@ export async function startRealm(opts: RealmOptions = {}): Promise<Realm> {
         },
       },
       // Keycloak issues refresh tokens without offline_access; oidc-provider would only with it.
-      issueRefreshToken: async (_ctx: unknown, client: ClientLike) => client.grantTypeAllowed("refresh_token"),
+      issueRefreshToken: async (_ctx: unknown, client: ClientLike) =>
+        client.grantTypeAllowed("refresh_token"),
       rotateRefreshToken,
       loadExistingGrant: async (ctx: KoaContext) => {
         const oidc = ctx.oidc;
@@ -612,7 +627,12 @@ export async function startRealm(opts: RealmOptions = {}): Promise<Realm> {
         "code_verification.error",
       ]) {
         provider.on(event, (_ctx: unknown, err: unknown) => {
-          const e = err as { error?: string; error_description?: string; error_detail?: string; message?: string };
+          const e = err as {
+            error?: string;
+            error_description?: string;
+            error_detail?: string;
+            message?: string;
+          };
           debug(`${event}: ${e.error ?? e.message} ${e.error_description ?? ""} (${e.error_detail ?? ""})`);
         });
       }
@@ -663,7 +683,10 @@ export async function startRealm(opts: RealmOptions = {}): Promise<Realm> {
         // that keeps the old token reports what is left of it.
         const refreshToken = await provider.RefreshToken.find(body.refresh_token);
         if (refreshToken?.exp !== undefined) {
-          ctx.body = { ...body, refresh_expires_in: Math.max(0, refreshToken.exp - Math.floor(Date.now() / 1000)) };
+          ctx.body = {
+            ...body,
+            refresh_expires_in: Math.max(0, refreshToken.exp - Math.floor(Date.now() / 1000)),
+          };
         }
       } else if (ctx.path === ROUTES.device_authorization && opts.deviceInterval !== undefined) {
         ctx.body = { ...body, interval: opts.deviceInterval };
@@ -681,12 +704,19 @@ export async function startRealm(opts: RealmOptions = {}): Promise<Realm> {
       audience: AUDIENCE,
       requests,
       countRequests: (pathSuffix) =>
-        pathSuffix === undefined ? requests.length : requests.filter((r) => r.path.endsWith(pathSuffix)).length,
+        pathSuffix === undefined
+          ? requests.length
+          : requests.filter((r) => r.path.endsWith(pathSuffix)).length,
       clearRequests: () => {
         requests.length = 0;
       },
       signInOverHttp: (o = {}) =>
-        signInOverHttp(issuer, o.login ?? firstLogin(users), o.password ?? users[o.login ?? firstLogin(users)], o.scope),
+        signInOverHttp(
+          issuer,
+          o.login ?? firstLogin(users),
+          o.password ?? users[o.login ?? firstLogin(users)],
+          o.scope,
+        ),
       approveDeviceOverHttp: (userCode, o = {}) =>
         approveDeviceOverHttp(
           issuer,
@@ -789,7 +819,8 @@ class Browser {
       if (res.status >= 300 && res.status < 400 && location) {
         await res.arrayBuffer();
         const next = new URL(location, current);
-        if (next.origin !== this.origin) return { status: res.status, url: current.href, html: "", leftTo: next.href };
+        if (next.origin !== this.origin)
+          return { status: res.status, url: current.href, html: "", leftTo: next.href };
         current = next;
         body = undefined;
         continue;
@@ -839,14 +870,18 @@ function parseForms(html: string, pageUrl: string): HtmlForm[] {
 
 function findForm(html: string, pageUrl: string, field: string, what: string): HtmlForm {
   const form = parseForms(html, pageUrl).find((f) => field in f.fields);
-  if (!form) {
-    const text = html
-      .replace(/<[^>]+>/g, " ")
-      .replace(/\s+/g, " ")
-      .trim();
-    throw new Error(`expected ${what} at ${pageUrl}, got: ${text.slice(0, 300)}`);
-  }
+  if (!form) throw new Error(`expected ${what} at ${pageUrl}, got: ${pageText(html)}`);
   return form;
+}
+
+/** The visible text of a page, shortened, for error messages. */
+function pageText(html: string): string {
+  return html
+    .replace(/<style[\s\S]*?<\/style>/gi, " ")
+    .replace(/<[^>]+>/g, " ")
+    .replace(/\s+/g, " ")
+    .trim()
+    .slice(0, 300);
 }
 
 async function logIn(
@@ -886,11 +921,15 @@ async function signInOverHttp(
   const loginPage = await browser.go(auth.href);
   const done = loginPage.leftTo ? loginPage : await logIn(browser, loginPage, login, password);
   if (!done.leftTo?.startsWith(`${redirectUri}?`)) {
-    throw new Error(`sign-in did not come back to the redirect URI (status ${done.status} at ${done.url})`);
+    throw new Error(
+      `sign-in did not come back to the redirect URI (status ${done.status} at ${done.url}): ${pageText(done.html)}`,
+    );
   }
   const callback = new URL(done.leftTo).searchParams;
   if (callback.get("error")) {
-    throw new Error(`authorization failed: ${callback.get("error")} ${callback.get("error_description") ?? ""}`);
+    throw new Error(
+      `authorization failed: ${callback.get("error")} ${callback.get("error_description") ?? ""}`,
+    );
   }
   const code = callback.get("code");
   if (!code || callback.get("state") !== state) throw new Error(`bad authorization response: ${done.leftTo}`);
@@ -933,6 +972,8 @@ async function approveDeviceOverHttp(
   const loginPage = await browser.go(confirm.action, confirm.fields);
   const done = await logIn(browser, loginPage, login, password);
   if (done.status !== 200 || !done.html.includes("Device Login Successful")) {
-    throw new Error(`device approval did not succeed (status ${done.status} at ${done.url})`);
+    throw new Error(
+      `device approval did not succeed (status ${done.status} at ${done.url}): ${pageText(done.html)}`,
+    );
   }
 }
