@@ -4,7 +4,18 @@
 // and requires the realm's `iss` and the cache's `aud`. Own ServerRoot in a temp dir, 127.0.0.1 only.
 import { spawn, type ChildProcess } from "node:child_process";
 import { accessSync, constants, readFileSync } from "node:fs";
-import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, realpath, rm, stat, writeFile } from "node:fs/promises";
+import {
+  chmod,
+  copyFile,
+  lstat,
+  mkdir,
+  mkdtemp,
+  readdir,
+  realpath,
+  rm,
+  stat,
+  writeFile,
+} from "node:fs/promises";
 import { createServer, connect } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, sep } from "node:path";
@@ -280,6 +291,15 @@ export async function startProtectedCache(opts: ProtectedCacheOptions): Promise<
   const root = await mkdtemp(join(tmpdir(), "nix-cache-httpd-"));
   await mkdir(join(root, "run"), { recursive: true });
   await mkdir(join(root, "logs"), { recursive: true });
+  // mod_auth_openidc reads the CA bundle in the children (www-data when we are root), at the first
+  // JWKS fetch: the caller's copy often sits in a 0700 temp dir, so serve it a readable copy.
+  await chmod(root, 0o711);
+  let caBundle = "";
+  if (protect && opts.caBundle) {
+    caBundle = join(root, "ca-bundle.pem");
+    await copyFile(opts.caBundle, caBundle);
+    await chmod(caBundle, 0o644);
+  }
   const errorLogPath = join(root, "logs", "error.log");
   const accessLogPath = join(root, "logs", "access.log");
   const readLog = (p: string) => {
@@ -300,7 +320,7 @@ export async function startProtectedCache(opts: ProtectedCacheOptions): Promise<
       protect,
       issuer: opts.issuer ?? "",
       jwksUri: opts.jwksUri ?? "",
-      caBundle: opts.caBundle ?? "",
+      caBundle,
       audience: opts.audience ?? "",
       oidcLogLevel: opts.oidcLogLevel ?? "info",
       asRoot: process.getuid?.() === 0,
@@ -379,9 +399,4 @@ export async function startProtectedCache(opts: ProtectedCacheOptions): Promise<
   }
   await rm(root, { recursive: true, force: true });
   throw new Error(`startProtectedCache failed: ${lastError}`);
-}
-
-/** Reads a file from the served cache dir (e.g. to compare with what the server returns). */
-export async function readCacheFile(cacheDir: string, name: string): Promise<string> {
-  return readFile(join(cacheDir, name), "utf8");
 }

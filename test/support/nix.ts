@@ -79,7 +79,7 @@ async function runOk(cmd: string, args: readonly string[], env: NodeJS.ProcessEn
 }
 
 /**
- * Creates a single-user Nix setup under `dir` (which must exist): a chroot store at
+ * Creates a single-user Nix setup under `dir` (created if missing): a chroot store at
  * `dir/root` (logical store dir stays /nix/store), nix.conf in `dir/conf`, HOME and
  * XDG_CACHE_HOME under `dir`. No substituters, no signatures required, no negative narinfo cache
  * (and nixStoreRealise uses a fresh XDG_CACHE_HOME per call, so no narinfo cache at all).
