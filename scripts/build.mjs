@@ -24,3 +24,20 @@ await build({
   logLevel: "warning",
 });
 await chmod(outfile, 0o755);
+
+// Proxy support (undici) is a separate file, loaded only when HTTPS_PROXY/HTTP_PROXY is set,
+// so that the common case does not parse it at every start.
+await build({
+  entryPoints: [new URL("../src/proxy.ts", import.meta.url).pathname],
+  outfile: new URL("../dist/proxy.mjs", import.meta.url).pathname,
+  bundle: true,
+  platform: "node",
+  format: "esm",
+  target: "node20.19",
+  minify: true,
+  legalComments: "linked",
+  banner: {
+    js: "import { createRequire as __ncl_cr } from 'node:module'; const require = __ncl_cr(import.meta.url);",
+  },
+  logLevel: "warning",
+});

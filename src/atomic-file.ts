@@ -4,8 +4,22 @@ import { basename, dirname, join } from "node:path";
 import { CliError } from "./errors.ts";
 
 /** Creates missing parent directories with mode 0700; existing directories are left alone. */
-export async function ensureDir(dir: string): Promise<void> {
-  await mkdir(dir, { recursive: true, mode: 0o700 });
+export async function ensureDir(dir: string): Promise<string | undefined> {
+  return mkdir(dir, { recursive: true, mode: 0o700 });
+}
+
+/** Undoes ensureDir after a failure: removes dir and its parents up to `created`, if still empty. */
+export async function removeCreatedDirs(dir: string, created: string | undefined): Promise<void> {
+  if (created === undefined) return;
+  const { rmdir } = await import("node:fs/promises");
+  for (let d = dir; d.startsWith(created); d = dirname(d)) {
+    try {
+      await rmdir(d);
+    } catch {
+      return;
+    }
+    if (d === created) return;
+  }
 }
 
 /** Reads a file as latin1 (one char per byte, so untouched bytes round-trip); null when absent. */

@@ -28,17 +28,17 @@ export async function refresh(ctx: Context, opts: RefreshOptions, grant: "refres
     return netrcHoldsToken(s.config.netrcPath, s.config.machine, state?.access_token_sha256);
   };
 
-  if (minValid !== undefined && (await stillGood(await s.store.read(), minValid))) {
+  const seen = await s.store.read();
+  if (minValid !== undefined && (await stillGood(seen, minValid))) {
     log(`the access token stays valid for at least ${opts.minValid}; nothing to do`);
     return ExitCode.ok;
   }
 
-  const startedAt = ctx.now();
   return s.store.locked(async () => {
     const state = await s.store.read();
-    // Another process may have renewed while we waited for the lock.
+    // Another process renewed while we waited for the lock: its token is as fresh as ours would be.
     const renewedMeanwhile =
-      state?.updated_at !== undefined && new Date(state.updated_at).getTime() >= startedAt.getTime() - 1000;
+      state?.access_token_sha256 !== undefined && state.access_token_sha256 !== seen?.access_token_sha256;
     if (await stillGood(state, minValid ?? (renewedMeanwhile ? 1 : Infinity))) {
       log("another nix-cache-login renewed the token meanwhile; nothing to do");
       return ExitCode.ok;

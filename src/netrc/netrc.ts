@@ -65,7 +65,7 @@ function tokenize(text: string): { tokens: NetrcToken[]; macroEnds: Map<number, 
   const tokens: NetrcToken[] = [];
   const macroEnds = new Map<number, number>();
   let i = 0;
-  let pendingMacdef = 0; // 2 = saw `macdef`, 1 = saw its name
+  let wantValue = false; // the previous token was a keyword whose value this token is (curl reads it literally)
   while (i < text.length) {
     const c = text[i];
     if (isSpace(c)) {
@@ -84,7 +84,7 @@ function tokenize(text: string): { tokens: NetrcToken[]; macroEnds: Map<number, 
       let closed = false;
       while (i < text.length) {
         const d = text[i] as string;
-        if (d === "\\" && i + 1 < text.length) {
+        if (d === "\\" && i + 1 < text.length && text[i + 1] !== "\n") {
           const e = text[i + 1] as string;
           value += e === "n" ? "\n" : e === "t" ? "\t" : e === "r" ? "\r" : e;
           i += 2;
@@ -104,10 +104,11 @@ function tokenize(text: string): { tokens: NetrcToken[]; macroEnds: Map<number, 
       while (i < text.length && !isSpace(text[i])) value += text[i++];
     }
     tokens.push({ start, end: i, value });
-    if (pendingMacdef === 2) pendingMacdef = 1;
-    else if (value === "macdef" && c !== '"') pendingMacdef = 2;
-    if (pendingMacdef === 1 && tokens[tokens.length - 2]?.value === "macdef") {
-      // The body starts on the next line and ends at the first empty line (or end of file).
+    const keyword = c !== '"' && !wantValue ? value.toLowerCase() : undefined;
+    wantValue = keyword === "machine" || (keyword !== undefined && VALUE_KEYS.has(keyword));
+    if (keyword === "macdef") {
+      // As in curl, the rest of the `macdef` line (the macro's name) is skipped; the body starts on
+      // the next line and ends at the first empty line (or end of file).
       const nl = text.indexOf("\n", i);
       let end = text.length;
       if (nl !== -1) {
@@ -116,7 +117,7 @@ function tokenize(text: string): { tokens: NetrcToken[]; macroEnds: Map<number, 
         while (pos < text.length) {
           const next = text.indexOf("\n", pos);
           const lineText = text.slice(pos, next === -1 ? text.length : next);
-          if (lineText.replace(/\r$/, "") === "") break;
+          if (/^\r*$/.test(lineText)) break;
           end = next === -1 ? text.length : next;
           if (next === -1) break;
           pos = next + 1;
@@ -124,7 +125,6 @@ function tokenize(text: string): { tokens: NetrcToken[]; macroEnds: Map<number, 
       }
       macroEnds.set(tokens.length - 1, end);
       i = end;
-      pendingMacdef = 0;
     }
   }
   return { tokens, macroEnds };
@@ -136,7 +136,8 @@ export function parseNetrc(text: string): Netrc {
   let current: NetrcEntry | undefined;
   for (let k = 0; k < tokens.length; k++) {
     const tok = tokens[k] as NetrcToken;
-    const word = tok.value;
+    // Keywords are case-insensitive in curl (`MACHINE` and `Default` count too).
+    const word = tok.value.toLowerCase();
     const quoted = text[tok.start] === '"';
     if (!quoted && (word === "machine" || word === "default")) {
       if (current !== undefined) entries.push(current);
@@ -158,14 +159,18 @@ export function parseNetrc(text: string): Netrc {
       }
       continue;
     }
-    if (!quoted && (VALUE_KEYS.has(word) || word === "macdef")) {
+    if (!quoted && word === "macdef") {
+      if (current !== undefined) current.end = macroEnds.get(k) ?? tok.end;
+      continue;
+    }
+    if (!quoted && VALUE_KEYS.has(word)) {
       const arg = tokens[k + 1];
       if (arg === undefined) throw new NetrcSyntaxError(lineOf(text, tok.start), `\`${word}\` has no value`);
       k++;
       if (current !== undefined) {
         if (word === "login") current.login ??= arg.value;
         if (word === "password") current.password ??= arg.value;
-        current.end = macroEnds.get(k) ?? arg.end;
+        current.end = arg.end;
       }
       continue;
     }
@@ -231,6 +236,13 @@ function removalSpan(text: string, e: NetrcEntry): { start: number; end: number;
   return { start: before, end: e.end, wholeLines: false };
 }
 
+/** Whether the text ends inside a macdef body that no empty line has closed: curl would skip anything appended. */
+function endsInOpenMacro(text: string): boolean {
+  const ends = [...tokenize(text).macroEnds.values()];
+  if (ends.length === 0) return false;
+  return !/^\n\r*\n/.test(text.slice(Math.max(...ends)));
+}
+
 function lineEnding(text: string): string {
   return text.includes("\r\n") ? "\r\n" : "\n";
 }
@@ -267,7 +279,7 @@ export function upsertEntry(text: string, host: string, login: string, password:
       startsLine ? { start: ls, end: ls, insert: line + eol } : { start: d.start, end: d.start, insert: `${line} ` },
     );
   } else {
-    const sep = text === "" || text.endsWith("\n") ? "" : eol;
+    const sep = (text === "" || text.endsWith("\n") ? "" : eol) + (endsInOpenMacro(text) ? eol : "");
     edits.push({ start: text.length, end: text.length, insert: sep + line + eol });
   }
   for (const m of matches) {

@@ -25,6 +25,25 @@ export interface TokenSet {
   username: string | undefined;
 }
 
+/** One authorization code request; the verifier and nonce never leave this process. */
+export interface AuthorizationRequest {
+  url: URL;
+  redirectUri: string;
+  state: string;
+  nonce: string;
+  codeVerifier: string;
+}
+
+/** What the user is shown for a device sign-in; `response` also holds the device code (a secret). */
+export interface DeviceAuthorization {
+  verificationUri: string;
+  verificationUriComplete: string | undefined;
+  userCode: string;
+  expiresIn: number;
+  interval: number | undefined;
+  response: unknown;
+}
+
 export interface ProviderOptions {
   config: Config;
   env: Env;
@@ -166,7 +185,184 @@ export class Provider {
     });
   }
 
-  private tokenSet(res: OidcClient.TokenEndpointResponse & OidcClient.TokenEndpointResponseHelpers): TokenSet {
+  /** The scopes a user sign-in asks for: the configured ones, always with `openid` (we need the ID token). */
+  private loginScope(): string {
+    return [...new Set(["openid", ...(this.opts.config.scopes ?? [])])].join(" ");
+  }
+
+  /**
+   * Starts an authorization code request (RFC 6749 4.1) with PKCE S256 (RFC 7636), `state` and
+   * `nonce`. The URL carries no secret (the verifier stays here), so it may be printed and logged.
+   */
+  async authorizationRequest(redirectUri: string): Promise<AuthorizationRequest> {
+    return this.withConfig("authorization request", async (l, c) => {
+      if (c.serverMetadata().authorization_endpoint === undefined) {
+        throw new CliError(`${this.host} advertises no authorization endpoint`, {
+          hint: "check that the issuer URL points at the realm",
+        });
+      }
+      const codeVerifier = l.randomPKCECodeVerifier();
+      const state = l.randomState();
+      const nonce = l.randomNonce();
+      const url = l.buildAuthorizationUrl(c, {
+        response_type: "code",
+        redirect_uri: redirectUri,
+        scope: this.loginScope(),
+        state,
+        nonce,
+        code_challenge: await l.calculatePKCECodeChallenge(codeVerifier),
+        code_challenge_method: "S256",
+      });
+      return { url, redirectUri, state, nonce, codeVerifier };
+    });
+  }
+
+  /**
+   * Fetches the provider's signing keys ahead of the callback, so that checking the ID token's
+   * signature costs no request while the user waits for the browser to finish.
+   */
+  async prefetchSigningKeys(): Promise<void> {
+    const l = await loadLib();
+    this.configuration ??= await this.discover(false);
+    const c = this.configuration;
+    const uri = c.serverMetadata().jwks_uri;
+    if (uri === undefined) return;
+    const res = await makeFetch(this.opts.env, this.opts.log)(uri, {
+      method: "GET",
+      headers: { accept: "application/json" },
+      signal: AbortSignal.timeout(this.opts.config.timeoutSeconds * 1000),
+    });
+    if (!res.ok) return;
+    const jwks = (await res.json()) as { keys?: unknown };
+    if (!Array.isArray(jwks.keys)) return;
+    // openid-client treats a cache younger than 5 minutes as fresh; older, it fetches the keys itself.
+    l.setJwksCache(c, { jwks: jwks as OidcClient.JWKS, uat: Math.floor(Date.now() / 1000) });
+  }
+
+  /**
+   * Exchanges the code from the loopback callback: openid-client checks `state` and `iss` (RFC 9207)
+   * of the response, sends the PKCE verifier, and validates the ID token (signature against the
+   * provider's JWKS, `iss`, `aud`, `nonce`, `exp`).
+   */
+  async exchangeCode(callbackUrl: URL, request: AuthorizationRequest): Promise<TokenSet> {
+    const res = await this.withConfig("code exchange", (l, c) => {
+      // Off by default in openid-client (TLS vouches for the token endpoint); we check it anyway.
+      l.enableNonRepudiationChecks(c);
+      return l
+        .authorizationCodeGrant(c, callbackUrl, {
+          pkceCodeVerifier: request.codeVerifier,
+          expectedState: request.state,
+          expectedNonce: request.nonce,
+          idTokenExpected: true,
+        })
+        .catch((e: unknown) => {
+          throw this.loginError(e, "code exchange");
+        });
+    });
+    return this.tokenSet(res);
+  }
+
+  async deviceEndpoint(): Promise<string | undefined> {
+    const meta = await this.metadata();
+    return typeof meta.device_authorization_endpoint === "string"
+      ? meta.device_authorization_endpoint
+      : undefined;
+  }
+
+  /** RFC 8628 section 3.1: asks for a device code and the user code to show. */
+  async deviceAuthorization(): Promise<DeviceAuthorization> {
+    const res = await this.withConfig("device authorization", async (l, c) => {
+      if (c.serverMetadata().device_authorization_endpoint === undefined) {
+        throw new CliError(
+          `${this.host} does not offer the device sign-in (no device authorization endpoint)`,
+          {
+            hint: "sign in with a browser (leave out --device), or enable the OAuth 2.0 Device Authorization Grant for the client",
+          },
+        );
+      }
+      return l.initiateDeviceAuthorization(c, { scope: this.loginScope() }).catch((e: unknown) => {
+        throw this.loginError(e, "device authorization");
+      });
+    });
+    return {
+      verificationUri: res.verification_uri,
+      verificationUriComplete: res.verification_uri_complete,
+      userCode: res.user_code,
+      expiresIn: res.expires_in,
+      interval: res.interval,
+      response: res,
+    };
+  }
+
+  /**
+   * RFC 8628 section 3.4-3.5: polls the token endpoint at the provider's interval (5 s when it names
+   * none), waits on `authorization_pending`, adds 5 s on `slow_down`, and stops on `expired_token`,
+   * `access_denied` or when `signal` aborts.
+   */
+  async pollDeviceAuthorization(device: DeviceAuthorization, signal: AbortSignal): Promise<TokenSet> {
+    const response = device.response as OidcClient.DeviceAuthorizationResponse;
+    const res = await this.withConfig("device sign-in", (l, c) => {
+      l.enableNonRepudiationChecks(c);
+      return l
+        .pollDeviceAuthorizationGrant(c, response, undefined, { signal })
+        .catch((e: unknown) => {
+          // The caller tells an interrupt from its own deadline; keep the abort as it is.
+          throw signal.aborted
+            ? new CliError("device sign-in aborted", { cause: e })
+            : this.loginError(e, "device sign-in");
+        });
+    });
+    return this.tokenSet(res);
+  }
+
+  /** Sign-in errors: an `invalid_grant` here is a bad code, not an ended session as on refresh. */
+  private loginError(e: unknown, what: string): CliError {
+    const err = e as {
+      error?: unknown;
+      error_description?: unknown;
+      code?: string;
+      message?: string;
+    };
+    const desc = typeof err.error_description === "string" ? ` (${err.error_description})` : "";
+    if (err.error === "access_denied") {
+      return new CliError(`the sign-in was denied at ${this.host}${desc}`, { cause: e });
+    }
+    if (err.error === "expired_token") {
+      return new CliError(`the device code expired before the sign-in was approved${desc}`, {
+        hint: "run `nix-cache-login login --device` again and approve it sooner",
+        cause: e,
+      });
+    }
+    if (err.error === "invalid_grant") {
+      return new CliError(`${this.host} rejected the ${what}: invalid_grant${desc}`, {
+        hint: "run `nix-cache-login login` again",
+        cause: e,
+      });
+    }
+    if (typeof err.code === "string" && err.code.startsWith("OAUTH_") && err.error === undefined) {
+      const known = [
+        "OAUTH_JWT_CLAIM_COMPARISON_FAILED",
+        "OAUTH_JWT_TIMESTAMP_CHECK_FAILED",
+        "OAUTH_INVALID_RESPONSE",
+        "OAUTH_MISSING_REQUIRED_PARAMETER",
+        "OAUTH_KEY_SELECTION_FAILED",
+      ];
+      if (known.includes(err.code)) {
+        return new CliError(
+          `the answer from ${this.host} to the ${what} failed validation: ${err.message ?? err.code}`,
+          {
+            hint: "check the system clock and the client settings in Keycloak; run again with --verbose for details",
+            cause: e,
+          },
+        );
+      }
+    }
+    return this.translate(e, what);
+  }
+
+  private tokenSet(
+    res: OidcClient.TokenEndpointResponse & OidcClient.TokenEndpointResponseHelpers,
+  ): TokenSet {
     const now = this.opts.now().getTime();
     const expiresIn = res.expiresIn();
     const accessExpiresAt =
@@ -185,7 +381,13 @@ export class Provider {
         : typeof claims.preferred_username === "string"
           ? claims.preferred_username
           : claims.sub;
-    return { accessToken: res.access_token, refreshToken: res.refresh_token, accessExpiresAt, refreshExpiresAt, username };
+    return {
+      accessToken: res.access_token,
+      refreshToken: res.refresh_token,
+      accessExpiresAt,
+      refreshExpiresAt,
+      username,
+    };
   }
 
   /** Turns whatever openid-client threw into one line for the user, with detail for --verbose. */
@@ -200,7 +402,23 @@ export class Provider {
         cause: e,
       });
     }
-    const err = e as { name?: string; error?: string; error_description?: string; status?: number; code?: string; message?: string };
+    const err = e as {
+      name?: string;
+      error?: string;
+      error_description?: string;
+      status?: number;
+      code?: string;
+      message?: string;
+      cause?: unknown;
+    };
+    // A 401 with WWW-Authenticate (e.g. invalid_client) carries its error in the challenge.
+    if (err.code === "OAUTH_WWW_AUTHENTICATE_CHALLENGE" && Array.isArray(err.cause)) {
+      const params = (err.cause[0] as { parameters?: Record<string, string> } | undefined)?.parameters ?? {};
+      if (params.error !== undefined) {
+        err.error = params.error;
+        err.error_description = params.error_description;
+      }
+    }
     if (typeof err.error === "string") {
       const desc = err.error_description === undefined ? "" : ` (${err.error_description})`;
       if (err.error === "invalid_grant") {

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { readFile, unlink } from "node:fs/promises";
 import { join } from "node:path";
-import { withLock, writeFileAtomic, ensureDir } from "../atomic-file.ts";
+import { ensureDir, removeCreatedDirs, withLock, writeFileAtomic } from "../atomic-file.ts";
 import { CliError } from "../errors.ts";
 
 /** What we keep per (issuer, client_id). The access token itself lives only in the netrc. */
@@ -67,8 +67,14 @@ export class StateStore {
 
   /** Exclusive lock across read -> network -> write, so parallel runs never reuse a rotated token. */
   async locked<T>(fn: () => Promise<T>): Promise<T> {
-    await ensureDir(this.dir);
-    return withLock(this.file, fn);
+    const created = await ensureDir(this.dir);
+    try {
+      return await withLock(this.file, fn);
+    } catch (e) {
+      // A failed command leaves the tree as it found it, down to the directories.
+      await removeCreatedDirs(this.dir, created);
+      throw e;
+    }
   }
 
   async remove(): Promise<boolean> {

@@ -1,0 +1,473 @@
+/**
+ * The core commands end to end: the built CLI as a subprocess, against a real oidc-provider realm
+ * shaped like Keycloak on 127.0.0.1. No mocked HTTP.
+ */
+import assert from "node:assert/strict";
+import { chmod, mkdir, readFile, stat, writeFile } from "node:fs/promises";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { dirname, join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { StateStore, sha256 } from "../../src/store/state.ts";
+import { makeWorkspace, runCli, snapshot, type Workspace } from "../support/cli.ts";
+import { startRealm, type Realm } from "../support/realm.ts";
+
+const HOST = "127.0.0.1";
+const UNRELATED = [
+  "# my other credentials",
+  "machine github.com login octocat password gh-secret-1",
+  "",
+  "machine example.org",
+  "  login someone",
+  "  password p2",
+  "",
+  "default login anonymous password guest",
+  "",
+].join("\n");
+
+let realm: Realm;
+const workspaces: Workspace[] = [];
+
+async function userWorkspace(extra: Record<string, unknown> = {}): Promise<Workspace> {
+  const ws = await makeWorkspace();
+  workspaces.push(ws);
+  await ws.writeConfig({ issuer: realm.issuer, client_id: realm.publicClientId, cache_host: HOST, ...extra });
+  return ws;
+}
+
+async function serviceWorkspace(secret = realm.serviceClientSecret): Promise<Workspace> {
+  const ws = await makeWorkspace();
+  workspaces.push(ws);
+  const secretFile = join(ws.dir, "client-secret");
+  await writeFile(secretFile, `${secret}\n`, { mode: 0o600 });
+  ws.secrets.add(realm.serviceClientSecret);
+  await ws.writeConfig({
+    issuer: realm.issuer,
+    client_id: realm.serviceClientId,
+    cache_host: HOST,
+    client_secret_file: secretFile,
+  });
+  return ws;
+}
+
+/** Signs in over HTTP at the realm and stores the refresh token as `login` would. */
+async function signIn(ws: Workspace): Promise<string> {
+  const tokens = await realm.signInOverHttp();
+  const refreshToken = tokens.refresh_token as string;
+  ws.secrets.add(refreshToken);
+  ws.secrets.add(tokens.access_token as string);
+  const store = new StateStore(ws.stateDir, realm.issuer, realm.publicClientId);
+  await mkdir(ws.stateDir, { recursive: true, mode: 0o700 });
+  await store.write({ ...store.empty("user"), refresh_token: refreshToken });
+  return refreshToken;
+}
+
+async function tokenRequest(body: Record<string, string>): Promise<{ status: number; json: Record<string, unknown> }> {
+  const res = await fetch(`${realm.issuer}/protocol/openid-connect/token`, {
+    method: "POST",
+    body: new URLSearchParams(body),
+  });
+  return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+}
+
+function netrcPassword(text: string, host: string): string | undefined {
+  const re = new RegExp(`machine\\s+${host.replace(/\./g, "\\.")}\\s+login\\s+\\S+\\s+password\\s+(\\S+)`);
+  return re.exec(text)?.[1];
+}
+
+function mode(st: { mode: number }): number {
+  return st.mode & 0o777;
+}
+
+before(async () => {
+  realm = await startRealm({ accessTokenTTL: 300, refreshTokenTTL: 3600 });
+});
+
+after(async () => {
+  await realm.stop();
+  for (const ws of workspaces) await ws.cleanup();
+});
+
+describe("service-account", () => {
+  test("writes a one-line netrc entry, 0600 in a 0700 dir, and status reports it", async () => {
+    const ws = await serviceWorkspace();
+    const r = await runCli(ws, ["service-account"]);
+    assert.equal(r.code, 0, r.stderr);
+    const netrc = await readFile(ws.netrcPath, "utf8");
+    const token = netrcPassword(netrc, HOST);
+    assert.ok(token !== undefined);
+    assert.equal(netrc, `machine ${HOST} login nix-cache-login password ${token}\n`);
+    assert.equal(mode(await stat(ws.netrcPath)), 0o600);
+    assert.equal(mode(await stat(dirname(ws.netrcPath))), 0o700);
+    assert.equal(mode(await stat(ws.stateDir)), 0o700);
+    const claims = JSON.parse(Buffer.from(token.split(".")[1] as string, "base64url").toString()) as Record<string, unknown>;
+    assert.equal(claims.iss, realm.issuer);
+    assert.equal(claims.aud, realm.audience);
+
+    const s = await runCli(ws, ["status", "--json"]);
+    assert.equal(s.code, 0, s.stderr);
+    const j = JSON.parse(s.stdout) as Record<string, unknown> & { access_token: Record<string, unknown> };
+    assert.equal(j.config_path, ws.configPath);
+    assert.equal(j.issuer, realm.issuer);
+    assert.equal(j.client_id, realm.serviceClientId);
+    assert.equal(j.cache_host, HOST);
+    assert.equal(j.netrc_path, ws.netrcPath);
+    assert.equal(j.mode, "service-account");
+    assert.equal(j.netrc_entry, true);
+    assert.equal(j.access_token.present, true);
+    assert.equal(j.access_token.valid, true);
+    const expiresAt = Date.parse(j.access_token.expires_at as string);
+    assert.ok(Math.abs(expiresAt - (Date.now() + 300_000)) < 10_000, "expiry about 300 s ahead");
+  });
+
+  test("keeps unrelated netrc entries byte for byte and replaces only its own", async () => {
+    const ws = await serviceWorkspace();
+    await mkdir(dirname(ws.netrcPath), { recursive: true });
+    await writeFile(ws.netrcPath, `${UNRELATED}machine ${HOST} login old password stale-token\n`, { mode: 0o640 });
+    const r = await runCli(ws, ["service-account"]);
+    assert.equal(r.code, 0, r.stderr);
+    const netrc = await readFile(ws.netrcPath, "utf8");
+    const token = netrcPassword(netrc, HOST) as string;
+    // Ours goes before the `default` entry (curl takes the first match) and the stale one is gone.
+    assert.equal(
+      netrc,
+      UNRELATED.replace("default login", `machine ${HOST} login nix-cache-login password ${token}\ndefault login`),
+    );
+    assert.equal(mode(await stat(ws.netrcPath)), 0o600, "tightened, never loosened");
+    assert.match(r.stderr, /mode tightened from 0640 to 0600/);
+  });
+
+  test("a wrong client secret exits 2 and changes no file", async () => {
+    const ws = await serviceWorkspace("not-the-secret");
+    const before = await snapshot(ws.dir);
+    const r = await runCli(ws, ["service-account"]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /^error: 127\.0\.0\.1:\d+ rejected client nix-cache-server: invalid_client/m);
+    assert.match(r.stderr, /hint: check client_id and the secret in .*client-secret/);
+    assert.deepEqual(await snapshot(ws.dir), before);
+  });
+
+  test("a missing or unreadable secret file is named, and nothing is written", async () => {
+    const ws = await serviceWorkspace();
+    const secretFile = join(ws.dir, "client-secret");
+    const { rm } = await import("node:fs/promises");
+    await rm(secretFile);
+    let before = await snapshot(ws.dir);
+    let r = await runCli(ws, ["service-account"]);
+    assert.equal(r.code, 2);
+    assert.equal(r.stderr.split("\n")[0], `error: client_secret_file ${secretFile}: no such file`);
+    assert.deepEqual(await snapshot(ws.dir), before);
+    // A directory stands in for an unreadable file: tests run as root, who can read any file.
+    await mkdir(secretFile);
+    before = await snapshot(ws.dir);
+    r = await runCli(ws, ["service-account"]);
+    assert.equal(r.code, 1);
+    assert.equal(r.stderr.split("\n")[0], `error: client_secret_file ${secretFile}: EISDIR`);
+    assert.deepEqual(await snapshot(ws.dir), before);
+  });
+
+  test("--min-valid makes no request while the token lasts", async () => {
+    const ws = await serviceWorkspace();
+    assert.equal((await runCli(ws, ["service-account"])).code, 0);
+    realm.clearRequests();
+    const r = await runCli(ws, ["service-account", "--min-valid", "4m"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(realm.requests.length, 0);
+    const again = await runCli(ws, ["service-account", "--min-valid", "10m"]);
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(realm.countRequests("/token"), 1);
+    assert.equal(realm.requests.length, 1, "the discovery document came from the cache");
+  });
+});
+
+describe("refresh", () => {
+  test("renews, rotates the refresh token, and writes the netrc", async () => {
+    const ws = await userWorkspace();
+    const first = await signIn(ws);
+    const r = await runCli(ws, ["refresh"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /Renewed the token for 127\.0\.0\.1: valid, expires in [45]m/);
+    const netrc = await readFile(ws.netrcPath, "utf8");
+    assert.equal(netrc, `machine ${HOST} login nix-cache-login password ${netrcPassword(netrc, HOST)}\n`);
+    const state = JSON.parse(
+      await readFile(new StateStore(ws.stateDir, realm.issuer, realm.publicClientId).file, "utf8"),
+    ) as Record<string, string>;
+    const second = state.refresh_token as string;
+    assert.notEqual(second, first, "rotated");
+    assert.equal(state.username, "alice");
+    assert.equal(mode(await stat(new StateStore(ws.stateDir, realm.issuer, realm.publicClientId).file)), 0o600);
+
+    // With a cached discovery document, a refresh is exactly one HTTP request.
+    realm.clearRequests();
+    const again = await runCli(ws, ["refresh"]);
+    assert.equal(again.code, 0, again.stderr);
+    assert.deepEqual(
+      realm.requests.map((q) => `${q.method} ${q.path}`),
+      ["POST /realms/test/protocol/openid-connect/token"],
+    );
+
+    const status = await runCli(ws, ["status", "--json"]);
+    assert.equal(status.code, 0);
+    const j = JSON.parse(status.stdout) as { refresh_token: Record<string, unknown>; mode: string };
+    assert.equal(j.mode, "user");
+    assert.equal(j.refresh_token.present, true);
+    assert.equal(j.refresh_token.valid, true);
+    assert.ok(Math.abs(Date.parse(j.refresh_token.expires_at as string) - (Date.now() + 3600_000)) < 15_000);
+
+    // The first refresh token is dead: using it again is refused (and, as in Keycloak, ends the grant).
+    const reuse = await tokenRequest({ grant_type: "refresh_token", refresh_token: first, client_id: "nix-cache" });
+    assert.equal(reuse.status, 400);
+    assert.equal(reuse.json.error, "invalid_grant");
+  });
+
+  test("--min-valid exits 0 without any request while the token is fresh", async () => {
+    const ws = await userWorkspace();
+    await signIn(ws);
+    assert.equal((await runCli(ws, ["refresh"])).code, 0);
+    const netrcBefore = await readFile(ws.netrcPath, "utf8");
+    realm.clearRequests();
+    const r = await runCli(ws, ["refresh", "--min-valid", "2m"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(realm.requests.length, 0);
+    assert.equal(await readFile(ws.netrcPath, "utf8"), netrcBefore);
+    const r2 = await runCli(ws, ["refresh", "--min-valid", "1h"]);
+    assert.equal(r2.code, 0, r2.stderr);
+    assert.equal(realm.countRequests("/token"), 1);
+    assert.notEqual(await readFile(ws.netrcPath, "utf8"), netrcBefore);
+  });
+
+  test("10 parallel refreshes: all succeed, one request, one entry, neighbours intact", async () => {
+    const ws = await userWorkspace();
+    await signIn(ws);
+    await mkdir(dirname(ws.netrcPath), { recursive: true });
+    await writeFile(ws.netrcPath, UNRELATED, { mode: 0o600 });
+    realm.clearRequests();
+    const results = await Promise.all(Array.from({ length: 10 }, () => runCli(ws, ["refresh"])));
+    for (const r of results) assert.equal(r.code, 0, r.stderr);
+    assert.equal(realm.countRequests("/token"), 1, "the provider saw exactly one refresh");
+    const netrc = await readFile(ws.netrcPath, "utf8");
+    assert.equal(netrc.match(/machine 127\.0\.0\.1 /g)?.length, 1);
+    const token = netrcPassword(netrc, HOST) as string;
+    assert.equal(
+      netrc,
+      UNRELATED.replace("default login", `machine ${HOST} login nix-cache-login password ${token}\ndefault login`),
+    );
+    const status = await runCli(ws, ["status", "--json"]);
+    assert.equal(status.code, 0, "the session survived (no refresh token was used twice)");
+  });
+
+  test("a revoked session exits 3 with the login hint and changes no file", async () => {
+    const ws = await userWorkspace();
+    await signIn(ws);
+    assert.equal((await runCli(ws, ["refresh"])).code, 0);
+    await realm.revokeAllSessions();
+    const before = await snapshot(ws.dir);
+    const r = await runCli(ws, ["refresh"]);
+    assert.equal(r.code, 3);
+    assert.match(r.stderr, /^error: your session at 127\.0\.0\.1:\d+ expired or was revoked/m);
+    assert.match(r.stderr, /^hint: run `nix-cache-login login`$/m);
+    assert.deepEqual(await snapshot(ws.dir), before);
+  });
+
+  test("not signed in exits 3", async () => {
+    const ws = await userWorkspace();
+    const r = await runCli(ws, ["refresh"]);
+    assert.equal(r.code, 3);
+    assert.match(r.stderr, /^error: not signed in to http:\/\/127\.0\.0\.1:\d+\/realms\/test as client nix-cache$/m);
+    assert.match(r.stderr, /run `nix-cache-login login`/);
+  });
+
+  test("a provider that is down: exit 1 naming the host, files unchanged", async () => {
+    const down = await startRealm({ tls: false });
+    const issuer = down.issuer;
+    const port = down.port;
+    await down.stop();
+    const ws = await makeWorkspace({ issuer, client_id: "nix-cache", cache_host: HOST });
+    workspaces.push(ws);
+    const store = new StateStore(ws.stateDir, issuer, "nix-cache");
+    await mkdir(ws.stateDir, { recursive: true, mode: 0o700 });
+    await store.write({ ...store.empty("user"), refresh_token: "a-refresh-token-value" });
+    ws.secrets.add("a-refresh-token-value");
+    const before = await snapshot(ws.dir);
+    const r = await runCli(ws, ["refresh"]);
+    assert.equal(r.code, 1);
+    assert.equal(r.stderr.split("\n")[0], `error: cannot reach 127.0.0.1:${port}: connection refused`);
+    assert.deepEqual(await snapshot(ws.dir), before);
+  });
+
+  test("a provider that never answers times out after `timeout`, naming the host", async () => {
+    const sockets = new Set<import("node:net").Socket>();
+    const server = http.createServer(() => undefined);
+    server.on("connection", (s) => sockets.add(s));
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const port = (server.address() as AddressInfo).port;
+    try {
+      const ws = await makeWorkspace({
+        issuer: `http://127.0.0.1:${port}/realms/test`,
+        client_id: "nix-cache",
+        cache_host: HOST,
+        timeout: "1s",
+      });
+      workspaces.push(ws);
+      const store = new StateStore(ws.stateDir, `http://127.0.0.1:${port}/realms/test`, "nix-cache");
+      await store.write({ ...store.empty("user"), refresh_token: "another-refresh-token" });
+      const started = Date.now();
+      const r = await runCli(ws, ["refresh"]);
+      assert.equal(r.code, 1);
+      assert.equal(r.stderr.split("\n")[0], `error: cannot reach 127.0.0.1:${port}: timed out`);
+      assert.ok(Date.now() - started < 15_000);
+    } finally {
+      for (const s of sockets) s.destroy();
+      server.close();
+    }
+  });
+
+  test("HTTP_PROXY is honoured (CONNECT tunnel), and NO_PROXY bypasses it", async () => {
+    const { connect } = await import("node:net");
+    let tunnels = 0;
+    const proxy = http.createServer((_req, res) => res.writeHead(405).end());
+    proxy.on("connect", (req: http.IncomingMessage, client: import("node:net").Socket, head: Buffer) => {
+      tunnels++;
+      const [host, port] = (req.url as string).split(":");
+      const upstream = connect(Number(port), host as string, () => {
+        client.write("HTTP/1.1 200 Connection Established\r\n\r\n");
+        upstream.write(head);
+        upstream.pipe(client);
+        client.pipe(upstream);
+      });
+      upstream.on("error", () => client.destroy());
+      client.on("error", () => upstream.destroy());
+    });
+    await new Promise<void>((r) => proxy.listen(0, "127.0.0.1", r));
+    const proxyUrl = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+    try {
+      const ws = await userWorkspace();
+      await signIn(ws);
+      const r = await runCli(ws, ["refresh"], { env: { HTTP_PROXY: proxyUrl, NO_PROXY: "" } });
+      assert.equal(r.code, 0, r.stderr);
+      assert.ok(tunnels >= 1, "the requests went through the proxy");
+      const seen = tunnels;
+      const r2 = await runCli(ws, ["refresh"], { env: { HTTP_PROXY: proxyUrl, NO_PROXY: "127.0.0.1" } });
+      assert.equal(r2.code, 0, r2.stderr);
+      assert.equal(tunnels, seen, "NO_PROXY bypassed the proxy");
+    } finally {
+      proxy.close();
+    }
+  });
+});
+
+describe("logout", () => {
+  test("revokes the session, removes only our entry and every token from disk", async () => {
+    const ws = await userWorkspace();
+    await signIn(ws);
+    await mkdir(dirname(ws.netrcPath), { recursive: true });
+    await writeFile(ws.netrcPath, UNRELATED, { mode: 0o600 });
+    assert.equal((await runCli(ws, ["refresh"])).code, 0);
+    const store = new StateStore(ws.stateDir, realm.issuer, realm.publicClientId);
+    const rt = (JSON.parse(await readFile(store.file, "utf8")) as { refresh_token: string }).refresh_token;
+    const r = await runCli(ws, ["logout"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /Signed out of .*; removed the 127\.0\.0\.1 entry from/);
+    assert.equal(await readFile(ws.netrcPath, "utf8"), UNRELATED);
+    await assert.rejects(stat(store.file));
+    const dead = await tokenRequest({ grant_type: "refresh_token", refresh_token: rt, client_id: "nix-cache" });
+    assert.equal(dead.json.error, "invalid_grant");
+    // No token left anywhere under HOME.
+    for (const [path, content] of await snapshot(ws.home)) {
+      for (const s of ws.secrets) {
+        if (s === realm.serviceClientSecret) continue;
+        assert.ok(!Buffer.from(content.split(" ").pop() ?? "", "base64").toString("latin1").includes(s), path);
+      }
+    }
+    const status = await runCli(ws, ["status"]);
+    assert.equal(status.code, 3);
+    assert.match(status.stdout, /access token: +none/);
+  });
+
+  test("with the provider down it still cleans up locally, warns and exits 1", async () => {
+    const other = await startRealm({ tls: false });
+    const ws = await makeWorkspace({ issuer: other.issuer, client_id: "nix-cache", cache_host: HOST });
+    workspaces.push(ws);
+    const tokens = await other.signInOverHttp();
+    ws.secrets.add(tokens.refresh_token as string);
+    const store = new StateStore(ws.stateDir, other.issuer, "nix-cache");
+    await store.write({ ...store.empty("user"), refresh_token: tokens.refresh_token as string });
+    assert.equal((await runCli(ws, ["refresh"])).code, 0);
+    await other.stop();
+    const r = await runCli(ws, ["logout"]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /^warning: could not revoke the session: cannot reach 127\.0\.0\.1:\d+: connection refused/m);
+    assert.equal(await readFile(ws.netrcPath, "utf8"), "");
+    await assert.rejects(stat(store.file));
+  });
+});
+
+describe("configuration errors", () => {
+  test("no configuration: exit 2 listing every place tried", async () => {
+    const ws = await makeWorkspace();
+    workspaces.push(ws);
+    const r = await runCli(ws, ["status"]);
+    assert.equal(r.code, 2);
+    assert.equal(
+      r.stderr.split("\n")[0],
+      `error: no configuration file found; tried: ${ws.configPath} ($XDG_CONFIG_HOME), /etc/nix-cache-login/config.toml (system)`,
+    );
+  });
+
+  test("every problem at once, one line each, exit 2, nothing written", async () => {
+    const ws = await makeWorkspace();
+    workspaces.push(ws);
+    await ws.writeConfig('issuer = "http://sso.example.org/realms/x"\nclient-id = "a"\ncache_host = "https://cache"\n');
+    const before = await snapshot(ws.dir);
+    const r = await runCli(ws, ["refresh"]);
+    assert.equal(r.code, 2);
+    const lines = r.stderr.split("\n");
+    assert.equal(lines[0], "error: invalid configuration:");
+    assert.ok(lines.includes(`  ${ws.configPath}: client-id: unknown key (did you mean client_id?)`), r.stderr);
+    assert.ok(lines.includes(`  ${ws.configPath}: client_id: missing (required)`));
+    assert.ok(lines.includes(`  ${ws.configPath}: issuer: must use https (only loopback hosts may use http)`));
+    assert.ok(lines.includes(`  ${ws.configPath}: cache_host: must be a host name without a scheme (e.g. cache.example.org)`));
+    assert.deepEqual(await snapshot(ws.dir), before);
+  });
+
+  test("$NIX_CACHE_LOGIN_CONFIG and --verbose say which file was used", async () => {
+    const ws = await makeWorkspace();
+    workspaces.push(ws);
+    const path = join(ws.dir, "elsewhere.toml");
+    await writeFile(path, `issuer = "${realm.issuer}"\nclient_id = "nix-cache"\ncache_host = "${HOST}"\nnetrc_path = "$HOME/custom/netrc"\n`);
+    const r = await runCli(ws, ["status", "--verbose"], { env: { NIX_CACHE_LOGIN_CONFIG: path } });
+    assert.equal(r.code, 3);
+    assert.match(r.stderr, new RegExp(`verbose: using configuration ${path} \\(\\$NIX_CACHE_LOGIN_CONFIG\\)`));
+    assert.match(r.stdout, new RegExp(`netrc: +${ws.home}/custom/netrc: missing`));
+  });
+
+  test("a netrc we cannot parse is named, exit 1, left as it was", async () => {
+    const ws = await serviceWorkspace();
+    await mkdir(dirname(ws.netrcPath), { recursive: true });
+    await writeFile(ws.netrcPath, 'machine a login x password "unterminated\n', { mode: 0o600 });
+    await chmod(ws.netrcPath, 0o600);
+    const before = await snapshot(ws.dir);
+    const r = await runCli(ws, ["service-account"]);
+    assert.equal(r.code, 1);
+    assert.equal(r.stderr.split("\n")[0], `error: ${ws.netrcPath}: line 1: unterminated quoted token`);
+    // The state was written before the netrc, but the netrc itself is untouched.
+    const after = await snapshot(ws.dir);
+    assert.equal(after.get(ws.netrcPath), before.get(ws.netrcPath));
+  });
+});
+
+test("--help lists commands, the config search order and exit codes; --version prints the version", async () => {
+  const ws = await makeWorkspace();
+  workspaces.push(ws);
+  const h = await runCli(ws, ["--help"]);
+  assert.equal(h.code, 0);
+  for (const word of ["refresh", "service-account", "status", "logout", "$NIX_CACHE_LOGIN_CONFIG", "/etc/nix-cache-login/config.toml", "130  interrupted"]) {
+    assert.ok(h.stdout.includes(word), word);
+  }
+  const v = await runCli(ws, ["--version"]);
+  const pkg = JSON.parse(await readFile(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
+  assert.equal(v.stdout.trim(), pkg.version);
+  const bad = await runCli(ws, ["frobnicate"]);
+  assert.equal(bad.code, 2);
+  void sha256;
+});
