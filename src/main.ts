@@ -8,10 +8,12 @@ process.once("SIGINT", () => {
 });
 process.once("SIGTERM", () => controller.abort());
 
-process.exitCode = await run(process.argv.slice(2), {
+void run(process.argv.slice(2), {
   env: process.env,
   stdout: process.stdout,
   stderr: process.stderr,
   now: () => new Date(),
   signal: controller.signal,
+}).then((code) => {
+  process.exitCode = code;
 });

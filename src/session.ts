@@ -22,7 +22,12 @@ export async function openSession(ctx: Context): Promise<Session> {
   return { config, store: new StateStore(stateDir(ctx.env), config.issuer, config.clientId) };
 }
 
-export function provider(ctx: Context, s: Session, state: TokenState | undefined, clientSecret?: string): Provider {
+export function provider(
+  ctx: Context,
+  s: Session,
+  state: TokenState | undefined,
+  clientSecret?: string,
+): Provider {
   return new Provider({
     config: s.config,
     env: ctx.env,
@@ -36,10 +41,13 @@ export function provider(ctx: Context, s: Session, state: TokenState | undefined
 export async function readClientSecret(config: Config): Promise<string> {
   const file = config.clientSecretFile;
   if (file === undefined) {
-    throw new CliError(`${config.path}: client_secret_file is not set, so this configuration is for user sign-in`, {
-      exitCode: ExitCode.usage,
-      hint: "set client_secret_file for a service account, or use `nix-cache-login login`",
-    });
+    throw new CliError(
+      `${config.path}: client_secret_file is not set, so this configuration is for user sign-in`,
+      {
+        exitCode: ExitCode.usage,
+        hint: "set client_secret_file for a service account, or use `nix-cache-login login`",
+      },
+    );
   }
   let text: string;
   try {
@@ -50,7 +58,10 @@ export async function readClientSecret(config: Config): Promise<string> {
       `client_secret_file ${file}: ${code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : (code ?? (e as Error).message)}`,
       {
         exitCode: code === "ENOENT" ? ExitCode.usage : ExitCode.failure,
-        hint: code === "EACCES" ? "run as a user that can read it (the file should stay private)" : `fix client_secret_file in ${config.path}`,
+        hint:
+          code === "EACCES"
+            ? "run as a user that can read it (the file should stay private)"
+            : `fix client_secret_file in ${config.path}`,
       },
     );
   }

@@ -14,12 +14,18 @@ export async function logout(ctx: Context): Promise<number> {
     const state = await s.store.read();
     let exitCode: number = ExitCode.ok;
     if (state?.refresh_token !== undefined) {
-      const secret = s.config.mode === "service-account" ? await readClientSecret(s.config).catch(() => undefined) : undefined;
+      const secret =
+        s.config.mode === "service-account"
+          ? await readClientSecret(s.config).catch(() => undefined)
+          : undefined;
       try {
         const how = await provider(ctx, s, state, secret).revoke(state.refresh_token);
         log(how === "revoked" ? "refresh token revoked (RFC 7009)" : "session ended at the logout endpoint");
       } catch (e) {
-        warn(ctx, `could not revoke the session: ${(e as Error).message}; the local tokens are removed anyway`);
+        warn(
+          ctx,
+          `could not revoke the session: ${(e as Error).message}; the local tokens are removed anyway`,
+        );
         exitCode = ExitCode.failure;
       }
     }

@@ -14,15 +14,23 @@ export interface RefreshOptions {
  * state lock and re-reads the state after taking it: Keycloak may end a session when a rotated
  * refresh token is used twice, so two timers must never both spend the same one.
  */
-export async function refresh(ctx: Context, opts: RefreshOptions, grant: "refresh" | "client-credentials" = "refresh"): Promise<number> {
+export async function refresh(
+  ctx: Context,
+  opts: RefreshOptions,
+  grant: "refresh" | "client-credentials" = "refresh",
+): Promise<number> {
   const minValid = opts.minValid === undefined ? undefined : parseDuration(opts.minValid, "--min-valid");
   const s = await openSession(ctx);
   const log = verbose(ctx);
   const mode = s.config.mode;
   const secret = mode === "service-account" ? await readClientSecret(s.config) : undefined;
-  if (grant === "refresh" && mode === "service-account") log("configuration has client_secret_file: using the client credentials grant");
+  if (grant === "refresh" && mode === "service-account")
+    log("configuration has client_secret_file: using the client credentials grant");
 
-  const stillGood = async (state: Awaited<ReturnType<typeof s.store.read>>, needed: number): Promise<boolean> => {
+  const stillGood = async (
+    state: Awaited<ReturnType<typeof s.store.read>>,
+    needed: number,
+  ): Promise<boolean> => {
     const left = remainingValidity(state, ctx.now());
     if (left === undefined || left < needed) return false;
     return netrcHoldsToken(s.config.netrcPath, s.config.machine, state?.access_token_sha256);
@@ -54,8 +62,12 @@ export async function refresh(ctx: Context, opts: RefreshOptions, grant: "refres
       tokens = await p.refresh(state.refresh_token);
     }
     const next = await saveTokens(ctx, s, state, tokens, p, mode);
-    const expires = next.access_token_expires_at === undefined ? null : new Date(next.access_token_expires_at);
-    say(ctx, `Renewed the token for ${s.config.machine}: ${describeExpiry(expires, ctx.now())}`);
+    const expires =
+      next.access_token_expires_at === undefined ? null : new Date(next.access_token_expires_at);
+    say(
+      ctx,
+      `${mode === "service-account" ? "Got a new token" : "Renewed the token"} for ${s.config.machine}: ${describeExpiry(expires, ctx.now())}`,
+    );
     return ExitCode.ok;
   });
 }

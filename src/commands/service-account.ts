@@ -7,10 +7,13 @@ import { refresh, type RefreshOptions } from "./refresh.ts";
 export async function serviceAccount(ctx: Context, opts: RefreshOptions): Promise<number> {
   const config = await loadConfig(ctx.configFlag, ctx.env);
   if (config.mode !== "service-account") {
-    throw new CliError(`${config.path}: client_secret_file is not set, so this configuration is for user sign-in`, {
-      exitCode: ExitCode.usage,
-      hint: "set client_secret_file for a service account, or use `nix-cache-login login`",
-    });
+    throw new CliError(
+      `${config.path}: client_secret_file is not set, so this configuration is for user sign-in`,
+      {
+        exitCode: ExitCode.usage,
+        hint: "set client_secret_file for a service account, or use `nix-cache-login login`",
+      },
+    );
   }
   return refresh(ctx, opts, "client-credentials");
 }

@@ -25,7 +25,8 @@ export async function status(ctx: Context, opts: StatusOptions): Promise<number>
     () => true,
     () => false,
   );
-  const netrcEntry = netrcExists && (await netrcHoldsToken(config.netrcPath, config.machine, state?.access_token_sha256));
+  const netrcEntry =
+    netrcExists && (await netrcHoldsToken(config.netrcPath, config.machine, state?.access_token_sha256));
 
   const report = (present: boolean, expiresAt: string | null | undefined): TokenReport => {
     const at = expiresAt ?? null;
@@ -79,7 +80,10 @@ export async function status(ctx: Context, opts: StatusOptions): Promise<number>
   if (state?.username !== undefined) lines.push(["signed in as", state.username]);
   lines.push(["access token", access.present ? describeExpiry(date(access.expires_at), now) : "none"]);
   if (config.mode === "user") {
-    lines.push(["refresh token", refreshToken.present ? describeExpiry(date(refreshToken.expires_at), now) : "none"]);
+    lines.push([
+      "refresh token",
+      refreshToken.present ? describeExpiry(date(refreshToken.expires_at), now) : "none",
+    ]);
   }
   const width = Math.max(...lines.map(([k]) => k.length));
   ctx.stdout.write(lines.map(([k, v]) => `${`${k}:`.padEnd(width + 2)}${v}\n`).join(""));

@@ -29,7 +29,8 @@ function fsError(path: string, action: string, e: unknown): never {
   if (e instanceof CliError) throw e;
   const err = e as NodeJS.ErrnoException;
   throw new CliError(`${path}: cannot ${action}: ${err.code ?? err.message}`, {
-    hint: err.code === "EACCES" || err.code === "EROFS" ? "check the file's owner and permissions" : undefined,
+    hint:
+      err.code === "EACCES" || err.code === "EROFS" ? "check the file's owner and permissions" : undefined,
   });
 }
 
@@ -62,7 +63,11 @@ export function checkTokenLength(token: string, host: string): void {
 }
 
 /** Writes (or replaces) the host's entry under the netrc lock. Returns a warning when the mode was tightened. */
-export async function upsertNetrcEntry(path: string, host: string, token: string): Promise<string | undefined> {
+export async function upsertNetrcEntry(
+  path: string,
+  host: string,
+  token: string,
+): Promise<string | undefined> {
   checkTokenLength(token, host);
   const target = await resolveTarget(path);
   return withLock(target, async () => {

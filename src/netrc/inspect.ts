@@ -9,7 +9,11 @@ export async function entryFor(path: string, host: string): Promise<NetrcEntry |
   return findEntry(netrc, host);
 }
 
-export async function netrcHoldsToken(path: string, host: string, tokenSha256: string | undefined): Promise<boolean> {
+export async function netrcHoldsToken(
+  path: string,
+  host: string,
+  tokenSha256: string | undefined,
+): Promise<boolean> {
   if (tokenSha256 === undefined) return false;
   const entry = await entryFor(path, host);
   return entry?.kind === "machine" && entry.password !== undefined && sha256(entry.password) === tokenSha256;

@@ -34,7 +34,9 @@ export function makeFetch(env: Env, log: Logger): FetchLike {
       log(`${shown} -> ${response.status} (${Math.round(performance.now() - started)} ms)`);
       return response;
     } catch (e) {
-      log(`${shown} -> failed (${Math.round(performance.now() - started)} ms): ${describeNetworkError(e) ?? String(e)}`);
+      log(
+        `${shown} -> failed (${Math.round(performance.now() - started)} ms): ${describeNetworkError(e) ?? String(e)}`,
+      );
       throw e;
     }
   };

@@ -62,7 +62,11 @@ export class StateStore {
 
   async write(state: TokenState): Promise<void> {
     await ensureDir(this.dir);
-    await writeFileAtomic(this.file, `${JSON.stringify({ ...state, updated_at: new Date().toISOString() }, null, 2)}\n`, "utf8");
+    await writeFileAtomic(
+      this.file,
+      `${JSON.stringify({ ...state, updated_at: new Date().toISOString() }, null, 2)}\n`,
+      "utf8",
+    );
   }
 
   /** Exclusive lock across read -> network -> write, so parallel runs never reuse a rotated token. */

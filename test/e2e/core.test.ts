@@ -62,7 +62,9 @@ async function signIn(ws: Workspace): Promise<string> {
   return refreshToken;
 }
 
-async function tokenRequest(body: Record<string, string>): Promise<{ status: number; json: Record<string, unknown> }> {
+async function tokenRequest(
+  body: Record<string, string>,
+): Promise<{ status: number; json: Record<string, unknown> }> {
   const res = await fetch(`${realm.issuer}/protocol/openid-connect/token`, {
     method: "POST",
     body: new URLSearchParams(body),
@@ -100,7 +102,10 @@ describe("service-account", () => {
     assert.equal(mode(await stat(ws.netrcPath)), 0o600);
     assert.equal(mode(await stat(dirname(ws.netrcPath))), 0o700);
     assert.equal(mode(await stat(ws.stateDir)), 0o700);
-    const claims = JSON.parse(Buffer.from(token.split(".")[1] as string, "base64url").toString()) as Record<string, unknown>;
+    const claims = JSON.parse(Buffer.from(token.split(".")[1] as string, "base64url").toString()) as Record<
+      string,
+      unknown
+    >;
     assert.equal(claims.iss, realm.issuer);
     assert.equal(claims.aud, realm.audience);
 
@@ -123,7 +128,9 @@ describe("service-account", () => {
   test("keeps unrelated netrc entries byte for byte and replaces only its own", async () => {
     const ws = await serviceWorkspace();
     await mkdir(dirname(ws.netrcPath), { recursive: true });
-    await writeFile(ws.netrcPath, `${UNRELATED}machine ${HOST} login old password stale-token\n`, { mode: 0o640 });
+    await writeFile(ws.netrcPath, `${UNRELATED}machine ${HOST} login old password stale-token\n`, {
+      mode: 0o640,
+    });
     const r = await runCli(ws, ["service-account"]);
     assert.equal(r.code, 0, r.stderr);
     const netrc = await readFile(ws.netrcPath, "utf8");
@@ -131,7 +138,10 @@ describe("service-account", () => {
     // Ours goes before the `default` entry (curl takes the first match) and the stale one is gone.
     assert.equal(
       netrc,
-      UNRELATED.replace("default login", `machine ${HOST} login nix-cache-login password ${token}\ndefault login`),
+      UNRELATED.replace(
+        "default login",
+        `machine ${HOST} login nix-cache-login password ${token}\ndefault login`,
+      ),
     );
     assert.equal(mode(await stat(ws.netrcPath)), 0o600, "tightened, never loosened");
     assert.match(r.stderr, /mode tightened from 0640 to 0600/);
@@ -195,7 +205,10 @@ describe("refresh", () => {
     const second = state.refresh_token as string;
     assert.notEqual(second, first, "rotated");
     assert.equal(state.username, "alice");
-    assert.equal(mode(await stat(new StateStore(ws.stateDir, realm.issuer, realm.publicClientId).file)), 0o600);
+    assert.equal(
+      mode(await stat(new StateStore(ws.stateDir, realm.issuer, realm.publicClientId).file)),
+      0o600,
+    );
 
     // With a cached discovery document, a refresh is exactly one HTTP request.
     realm.clearRequests();
@@ -215,7 +228,11 @@ describe("refresh", () => {
     assert.ok(Math.abs(Date.parse(j.refresh_token.expires_at as string) - (Date.now() + 3600_000)) < 15_000);
 
     // The first refresh token is dead: using it again is refused (and, as in Keycloak, ends the grant).
-    const reuse = await tokenRequest({ grant_type: "refresh_token", refresh_token: first, client_id: "nix-cache" });
+    const reuse = await tokenRequest({
+      grant_type: "refresh_token",
+      refresh_token: first,
+      client_id: "nix-cache",
+    });
     assert.equal(reuse.status, 400);
     assert.equal(reuse.json.error, "invalid_grant");
   });
@@ -250,7 +267,10 @@ describe("refresh", () => {
     const token = netrcPassword(netrc, HOST) as string;
     assert.equal(
       netrc,
-      UNRELATED.replace("default login", `machine ${HOST} login nix-cache-login password ${token}\ndefault login`),
+      UNRELATED.replace(
+        "default login",
+        `machine ${HOST} login nix-cache-login password ${token}\ndefault login`,
+      ),
     );
     const status = await runCli(ws, ["status", "--json"]);
     assert.equal(status.code, 0, "the session survived (no refresh token was used twice)");
@@ -273,7 +293,10 @@ describe("refresh", () => {
     const ws = await userWorkspace();
     const r = await runCli(ws, ["refresh"]);
     assert.equal(r.code, 3);
-    assert.match(r.stderr, /^error: not signed in to http:\/\/127\.0\.0\.1:\d+\/realms\/test as client nix-cache$/m);
+    assert.match(
+      r.stderr,
+      /^error: not signed in to http:\/\/127\.0\.0\.1:\d+\/realms\/test as client nix-cache$/m,
+    );
     assert.match(r.stderr, /run `nix-cache-login login`/);
   });
 
@@ -370,13 +393,22 @@ describe("logout", () => {
     assert.match(r.stderr, /Signed out of .*; removed the 127\.0\.0\.1 entry from/);
     assert.equal(await readFile(ws.netrcPath, "utf8"), UNRELATED);
     await assert.rejects(stat(store.file));
-    const dead = await tokenRequest({ grant_type: "refresh_token", refresh_token: rt, client_id: "nix-cache" });
+    const dead = await tokenRequest({
+      grant_type: "refresh_token",
+      refresh_token: rt,
+      client_id: "nix-cache",
+    });
     assert.equal(dead.json.error, "invalid_grant");
     // No token left anywhere under HOME.
     for (const [path, content] of await snapshot(ws.home)) {
       for (const s of ws.secrets) {
         if (s === realm.serviceClientSecret) continue;
-        assert.ok(!Buffer.from(content.split(" ").pop() ?? "", "base64").toString("latin1").includes(s), path);
+        assert.ok(
+          !Buffer.from(content.split(" ").pop() ?? "", "base64")
+            .toString("latin1")
+            .includes(s),
+          path,
+        );
       }
     }
     const status = await runCli(ws, ["status"]);
@@ -396,7 +428,10 @@ describe("logout", () => {
     await other.stop();
     const r = await runCli(ws, ["logout"]);
     assert.equal(r.code, 1);
-    assert.match(r.stderr, /^warning: could not revoke the session: cannot reach 127\.0\.0\.1:\d+: connection refused/m);
+    assert.match(
+      r.stderr,
+      /^warning: could not revoke the session: cannot reach 127\.0\.0\.1:\d+: connection refused/m,
+    );
     assert.equal(await readFile(ws.netrcPath, "utf8"), "");
     await assert.rejects(stat(store.file));
   });
@@ -417,16 +452,27 @@ describe("configuration errors", () => {
   test("every problem at once, one line each, exit 2, nothing written", async () => {
     const ws = await makeWorkspace();
     workspaces.push(ws);
-    await ws.writeConfig('issuer = "http://sso.example.org/realms/x"\nclient-id = "a"\ncache_host = "https://cache"\n');
+    await ws.writeConfig(
+      'issuer = "http://sso.example.org/realms/x"\nclient-id = "a"\ncache_host = "https://cache"\n',
+    );
     const before = await snapshot(ws.dir);
     const r = await runCli(ws, ["refresh"]);
     assert.equal(r.code, 2);
     const lines = r.stderr.split("\n");
     assert.equal(lines[0], "error: invalid configuration:");
-    assert.ok(lines.includes(`  ${ws.configPath}: client-id: unknown key (did you mean client_id?)`), r.stderr);
+    assert.ok(
+      lines.includes(`  ${ws.configPath}: client-id: unknown key (did you mean client_id?)`),
+      r.stderr,
+    );
     assert.ok(lines.includes(`  ${ws.configPath}: client_id: missing (required)`));
-    assert.ok(lines.includes(`  ${ws.configPath}: issuer: must use https (only loopback hosts may use http)`));
-    assert.ok(lines.includes(`  ${ws.configPath}: cache_host: must be a host name without a scheme (e.g. cache.example.org)`));
+    assert.ok(
+      lines.includes(`  ${ws.configPath}: issuer: must use https (only loopback hosts may use http)`),
+    );
+    assert.ok(
+      lines.includes(
+        `  ${ws.configPath}: cache_host: must be a host name without a scheme (e.g. cache.example.org)`,
+      ),
+    );
     assert.deepEqual(await snapshot(ws.dir), before);
   });
 
@@ -434,10 +480,16 @@ describe("configuration errors", () => {
     const ws = await makeWorkspace();
     workspaces.push(ws);
     const path = join(ws.dir, "elsewhere.toml");
-    await writeFile(path, `issuer = "${realm.issuer}"\nclient_id = "nix-cache"\ncache_host = "${HOST}"\nnetrc_path = "$HOME/custom/netrc"\n`);
+    await writeFile(
+      path,
+      `issuer = "${realm.issuer}"\nclient_id = "nix-cache"\ncache_host = "${HOST}"\nnetrc_path = "$HOME/custom/netrc"\n`,
+    );
     const r = await runCli(ws, ["status", "--verbose"], { env: { NIX_CACHE_LOGIN_CONFIG: path } });
     assert.equal(r.code, 3);
-    assert.match(r.stderr, new RegExp(`verbose: using configuration ${path} \\(\\$NIX_CACHE_LOGIN_CONFIG\\)`));
+    assert.match(
+      r.stderr,
+      new RegExp(`verbose: using configuration ${path} \\(\\$NIX_CACHE_LOGIN_CONFIG\\)`),
+    );
     assert.match(r.stdout, new RegExp(`netrc: +${ws.home}/custom/netrc: missing`));
   });
 
@@ -461,11 +513,21 @@ test("--help lists commands, the config search order and exit codes; --version p
   workspaces.push(ws);
   const h = await runCli(ws, ["--help"]);
   assert.equal(h.code, 0);
-  for (const word of ["refresh", "service-account", "status", "logout", "$NIX_CACHE_LOGIN_CONFIG", "/etc/nix-cache-login/config.toml", "130  interrupted"]) {
+  for (const word of [
+    "refresh",
+    "service-account",
+    "status",
+    "logout",
+    "$NIX_CACHE_LOGIN_CONFIG",
+    "/etc/nix-cache-login/config.toml",
+    "130  interrupted",
+  ]) {
     assert.ok(h.stdout.includes(word), word);
   }
   const v = await runCli(ws, ["--version"]);
-  const pkg = JSON.parse(await readFile(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
+  const pkg = JSON.parse(await readFile(new URL("../../package.json", import.meta.url), "utf8")) as {
+    version: string;
+  };
   assert.equal(v.stdout.trim(), pkg.version);
   const bad = await runCli(ws, ["frobnicate"]);
   assert.equal(bad.code, 2);

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 export const ROOT = fileURLToPath(new URL("../..", import.meta.url));
-export const CLI = join(ROOT, "dist", "nix-cache-login.mjs");
+export const CLI = join(ROOT, "dist", "nix-cache-login.cjs");
 
 export function requireBuild(): void {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` first (npm test does it)`);
@@ -115,7 +115,11 @@ export async function runCli(ws: Workspace, args: string[], opts: RunOptions = {
     if (v === undefined) delete env[k];
     else env[k] = v;
   }
-  const child = spawn(process.execPath, [CLI, ...args], { env, cwd: ws.dir, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [CLI, ...args], {
+    env,
+    cwd: ws.dir,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   opts.onSpawn?.(child);
   let stdout = "";
   let stderr = "";
@@ -144,7 +148,10 @@ export async function snapshot(dir: string): Promise<Map<string, string>> {
         await walk(p);
       } else if (e.isFile()) {
         const st = await stat(p);
-        out.set(p, `${(st.mode & 0o777).toString(8)} ${st.mtimeMs} ${(await readFile(p)).toString("base64")}`);
+        out.set(
+          p,
+          `${(st.mode & 0o777).toString(8)} ${st.mtimeMs} ${(await readFile(p)).toString("base64")}`,
+        );
       }
     }
   };

@@ -1,0 +1,164 @@
+/**
+ * `npm run bench`: whole processes, timed by hyperfine, reported as ratios to `node -e 0` measured
+ * in the same run. Peak RSS from GNU time. The identity provider runs in this process on 127.0.0.1.
+ */
+import { spawn } from "node:child_process";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { StateStore } from "../src/store/state.ts";
+import { startRealm } from "../test/support/realm.ts";
+
+const CLI = fileURLToPath(new URL("../dist/nix-cache-login.cjs", import.meta.url));
+
+function exec(
+  cmd: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  // Async on purpose: the realm answers from this process's event loop while the command runs.
+  return new Promise((resolve) => {
+    const c = spawn(cmd, args, { env, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    c.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
+    c.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+    c.on("close", (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+interface Timing {
+  name: string;
+  mean: number;
+  stddev: number;
+  median: number;
+}
+
+async function hyperfine(
+  env: NodeJS.ProcessEnv,
+  runs: number,
+  commands: Record<string, string>,
+): Promise<Timing[]> {
+  const dir = await mkdtemp(join(tmpdir(), "ncl-bench-"));
+  const out = join(dir, "h.json");
+  const args = ["-N", "-i", "--style", "none", "-w", "3", "-r", String(runs), "--export-json", out];
+  for (const [name, cmd] of Object.entries(commands)) args.push("-n", name, cmd);
+  const r = await exec("hyperfine", args, env);
+  if (r.code !== 0) throw new Error(`hyperfine failed: ${r.stderr}`);
+  const json = JSON.parse(await readFile(out, "utf8")) as {
+    results: { command: string; mean: number; stddev: number; median: number }[];
+  };
+  await rm(dir, { recursive: true, force: true });
+  return json.results.map((x) => ({
+    name: x.command,
+    mean: x.mean * 1000,
+    stddev: x.stddev * 1000,
+    median: x.median * 1000,
+  }));
+}
+
+async function peakRssKiB(env: NodeJS.ProcessEnv, args: string[]): Promise<number> {
+  const r = await exec("/usr/bin/time", ["-f", "%M", process.execPath, CLI, ...args], env);
+  const last = r.stderr.trim().split("\n").pop() ?? "";
+  return Number(last);
+}
+
+const ms = (x: number) => `${x.toFixed(1)} ms`;
+
+async function main(): Promise<void> {
+  const realm = await startRealm({ accessTokenTTL: 3600, refreshTokenTTL: 86400, tls: false });
+  const dir = await mkdtemp(join(tmpdir(), "ncl-bench-"));
+  try {
+    const home = join(dir, "home");
+    const env: NodeJS.ProcessEnv = {
+      PATH: process.env.PATH,
+      HOME: home,
+      XDG_CONFIG_HOME: join(home, ".config"),
+      XDG_STATE_HOME: join(home, ".local", "state"),
+    };
+    await mkdir(join(home, ".config", "nix-cache-login"), { recursive: true });
+    const userConfig = join(home, ".config", "nix-cache-login", "config.toml");
+    await writeFile(
+      userConfig,
+      `issuer = "${realm.issuer}"\nclient_id = "nix-cache"\ncache_host = "127.0.0.1"\n`,
+    );
+    const secretFile = join(dir, "secret");
+    await writeFile(secretFile, realm.serviceClientSecret, { mode: 0o600 });
+    const saConfig = join(dir, "sa.toml");
+    await writeFile(
+      saConfig,
+      `issuer = "${realm.issuer}"\nclient_id = "nix-cache-server"\ncache_host = "127.0.0.1"\nclient_secret_file = "${secretFile}"\nnetrc_path = "${join(dir, "sa-netrc")}"\n`,
+    );
+    const tokens = await realm.signInOverHttp();
+    const store = new StateStore(join(home, ".local", "state", "nix-cache-login"), realm.issuer, "nix-cache");
+    await store.write({ ...store.empty("user"), refresh_token: tokens.refresh_token as string });
+    const first = await exec(process.execPath, [CLI, "refresh"], env);
+    if (first.code !== 0) throw new Error(`refresh failed: ${first.stderr}`);
+
+    const node = process.execPath;
+    const startup = await hyperfine(env, 40, {
+      "node -e 0": `${node} -e 0`,
+      "nix-cache-login --help": `${node} ${CLI} --help`,
+      "nix-cache-login status": `${node} ${CLI} status`,
+      "nix-cache-login refresh --min-valid 10m (no request)": `${node} ${CLI} refresh --min-valid 10m`,
+    });
+    realm.clearRequests();
+    const network = await hyperfine(env, 20, {
+      "node -e 0": `${node} -e 0`,
+      "nix-cache-login refresh": `${node} ${CLI} refresh`,
+      "nix-cache-login service-account": `${node} ${CLI} service-account --config ${saConfig}`,
+    });
+    const refreshRuns = 20 + 3;
+    const tokenRequests = realm.countRequests("/token");
+    const refreshRequests = realm.requests.length;
+
+    realm.clearRequests();
+    await exec(process.execPath, [CLI, "refresh"], env);
+    const perRefresh = realm.requests.map((q) => `${q.method} ${q.path}`);
+
+    const rss = {
+      "node -e 0": Number(
+        (await exec("/usr/bin/time", ["-f", "%M", node, "-e", "0"], env)).stderr.trim().split("\n").pop() ??
+          "",
+      ),
+      status: await peakRssKiB(env, ["status"]),
+      refresh: await peakRssKiB(env, ["refresh"]),
+      "service-account": await peakRssKiB(env, ["service-account", "--config", saConfig]),
+    };
+
+    const base = startup[0] as Timing;
+    const baseN = network[0] as Timing;
+    console.log(`nix-cache-login benchmark (node ${process.version}, ${new Date().toISOString()})\n`);
+    console.log(
+      "Start-up, wall time (hyperfine, 40 runs, mean ± stddev; ratio to node -e 0 in the same run; target <= 1.15):",
+    );
+    for (const t of startup) {
+      console.log(
+        `  ${t.name.padEnd(54)} ${ms(t.mean).padStart(9)} ± ${ms(t.stddev).padEnd(8)} ratio ${(t.mean / base.mean).toFixed(2)}`,
+      );
+    }
+    console.log("\nAgainst the local realm on 127.0.0.1 (hyperfine, 20 runs):");
+    for (const t of network) {
+      console.log(
+        `  ${t.name.padEnd(54)} ${ms(t.mean).padStart(9)} ± ${ms(t.stddev).padEnd(8)} ratio ${(t.mean / baseN.mean).toFixed(2)}`,
+      );
+    }
+    console.log(
+      `\nHTTP requests per refresh with a cached discovery document: ${perRefresh.length} (${perRefresh.join(", ")})`,
+    );
+    console.log(
+      `  (all refresh + service-account runs above: ${refreshRequests} requests, ${tokenRequests} to the token endpoint, for ${refreshRuns * 2} runs)`,
+    );
+    console.log("\nPeak RSS (GNU time, KiB):");
+    for (const [k, v] of Object.entries(rss)) console.log(`  ${k.padEnd(20)} ${v}`);
+  } finally {
+    await realm.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((e: unknown) => {
+  console.error(`bench failed: ${e instanceof Error ? e.message : String(e)}`);
+  process.exitCode = 1;
+});

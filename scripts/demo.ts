@@ -1,0 +1,138 @@
+/**
+ * `npm run demo`: the main job end to end on this machine, with no external service. Starts the
+ * embedded Keycloak-shaped identity provider on 127.0.0.1, writes a temporary configuration, runs
+ * the real CLI, shows the netrc it wrote (token redacted), and shuts everything down.
+ */
+import { spawn } from "node:child_process";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { startRealm, type Realm } from "../test/support/realm.ts";
+
+const CLI = fileURLToPath(new URL("../dist/nix-cache-login.cjs", import.meta.url));
+const bold = (s: string) => (process.stdout.isTTY ? `\x1b[1m${s}\x1b[0m` : s);
+
+function redact(netrc: string): string {
+  return netrc.replace(
+    /(password\s+)(\S+)/g,
+    (_m, p: string, t: string) => `${p}${t.slice(0, 10)}...[${t.length} bytes, redacted]`,
+  );
+}
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function cli(env: NodeJS.ProcessEnv, args: string[], onStderr?: (chunk: string) => void): Promise<Run> {
+  console.log(bold(`\n$ nix-cache-login ${args.join(" ")}`));
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (d: string) => {
+      stdout += d;
+      process.stdout.write(d);
+    });
+    child.stderr.setEncoding("utf8").on("data", (d: string) => {
+      stderr += d;
+      process.stdout.write(d);
+      onStderr?.(d);
+    });
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+function expect(run: Run, code: number, what: string): void {
+  if (run.code !== code) throw new Error(`${what}: exit ${run.code}, expected ${code}`);
+}
+
+async function main(): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), "nix-cache-login-demo-"));
+  let realm: Realm | undefined;
+  try {
+    realm = await startRealm({ accessTokenTTL: 3600, refreshTokenTTL: 86400, tls: false });
+    console.log(bold(`Identity provider (Keycloak-shaped realm) on ${realm.issuer}`));
+    const home = join(dir, "home");
+    const env: NodeJS.ProcessEnv = {
+      PATH: process.env.PATH,
+      HOME: home,
+      XDG_CONFIG_HOME: join(home, ".config"),
+      XDG_STATE_HOME: join(home, ".local", "state"),
+      NODE_NO_WARNINGS: "1",
+    };
+    await mkdir(join(home, ".config", "nix-cache-login"), { recursive: true });
+
+    // A server: client credentials with the secret in a file.
+    const secretFile = join(dir, "client-secret");
+    await writeFile(secretFile, `${realm.serviceClientSecret}\n`, { mode: 0o600 });
+    const serverConfig = join(dir, "server.toml");
+    await writeFile(
+      serverConfig,
+      [
+        `issuer = "${realm.issuer}"`,
+        `client_id = "${realm.serviceClientId}"`,
+        `cache_host = "127.0.0.1"`,
+        `client_secret_file = "${secretFile}"`,
+        `netrc_path = "$HOME/server-netrc"`,
+        "",
+      ].join("\n"),
+    );
+    console.log(bold(`\nServer configuration (${serverConfig}):`));
+    console.log((await readFile(serverConfig, "utf8")).trimEnd());
+    expect(await cli(env, ["service-account", "--config", serverConfig]), 0, "service-account");
+    expect(await cli(env, ["status", "--config", serverConfig]), 0, "status");
+    console.log(bold(`\nThe netrc Nix reads (${join(home, "server-netrc")}):`));
+    console.log(redact(await readFile(join(home, "server-netrc"), "utf8")).trimEnd());
+
+    // A workstation: the user signs in (device flow, approved here by the demo) and refreshes.
+    const userConfig = join(home, ".config", "nix-cache-login", "config.toml");
+    await writeFile(
+      userConfig,
+      [
+        `issuer = "${realm.issuer}"`,
+        `client_id = "${realm.publicClientId}"`,
+        `cache_host = "127.0.0.1"`,
+        "",
+      ].join("\n"),
+    );
+    console.log(bold(`\nWorkstation configuration (${userConfig}):`));
+    console.log((await readFile(userConfig, "utf8")).trimEnd());
+    const help = await new Promise<string>((resolve) => {
+      const c = spawn(process.execPath, [CLI, "--help"], { env });
+      let out = "";
+      c.stdout.setEncoding("utf8").on("data", (d: string) => (out += d));
+      c.on("close", () => resolve(out));
+    });
+    if (/^\s+login\b/m.test(help)) {
+      let approved = false;
+      const r = realm;
+      const login = await cli(env, ["login", "--device"], (chunk) => {
+        const code = /code:?\s+([A-Z0-9]{4}-?[A-Z0-9]{4})/i.exec(chunk)?.[1];
+        if (code !== undefined && !approved) {
+          approved = true;
+          console.log(bold(`(the demo approves code ${code} as user alice, as you would in a browser)`));
+          void r.approveDeviceOverHttp(code);
+        }
+      });
+      expect(login, 0, "login --device");
+      expect(await cli(env, ["refresh"]), 0, "refresh");
+      expect(await cli(env, ["status"]), 0, "status");
+      console.log(bold(`\nThe netrc Nix reads (${join(home, ".config", "nix", "netrc")}):`));
+      console.log(redact(await readFile(join(home, ".config", "nix", "netrc"), "utf8")).trimEnd());
+      expect(await cli(env, ["logout"]), 0, "logout");
+      expect(await cli(env, ["status"]), 3, "status after logout");
+    }
+    console.log(bold("\nDemo finished: everything ran against the local identity provider on 127.0.0.1."));
+  } finally {
+    await realm?.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((e: unknown) => {
+  console.error(`demo failed: ${e instanceof Error ? e.message : String(e)}`);
+  process.exitCode = 1;
+});
