@@ -104,7 +104,7 @@ function tokenize(text: string): { tokens: NetrcToken[]; macroEnds: Map<number, 
       while (i < text.length && !isSpace(text[i])) value += text[i++];
     }
     tokens.push({ start, end: i, value });
-    const keyword = c !== '"' && !wantValue ? value.toLowerCase() : undefined;
+    const keyword: string | undefined = c !== '"' && !wantValue ? value.toLowerCase() : undefined;
     wantValue = keyword === "machine" || (keyword !== undefined && VALUE_KEYS.has(keyword));
     if (keyword === "macdef") {
       // As in curl, the rest of the `macdef` line (the macro's name) is skipped; the body starts on
@@ -276,7 +276,9 @@ export function upsertEntry(text: string, host: string, login: string, password:
     const ls = lineStart(text, d.start);
     const startsLine = text.slice(ls, d.start).split("").every(isBlank);
     edits.push(
-      startsLine ? { start: ls, end: ls, insert: line + eol } : { start: d.start, end: d.start, insert: `${line} ` },
+      startsLine
+        ? { start: ls, end: ls, insert: line + eol }
+        : { start: d.start, end: d.start, insert: `${line} ` },
     );
   } else {
     const sep = (text === "" || text.endsWith("\n") ? "" : eol) + (endsInOpenMacro(text) ? eol : "");
