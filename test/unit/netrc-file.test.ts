@@ -1,0 +1,98 @@
+import assert from "node:assert/strict";
+import { lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { CliError } from "../../src/errors.ts";
+import { removeNetrcEntry, upsertNetrcEntry } from "../../src/netrc/file.ts";
+
+let dir: string;
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), "ncl-netrc-file-"));
+});
+after(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+test("creates missing parent directories 0700 and the netrc 0600", async () => {
+  const path = join(dir, "a", "b", "netrc");
+  await upsertNetrcEntry(path, "cache.example.org", "tok-1");
+  assert.equal(
+    await readFile(path, "utf8"),
+    "machine cache.example.org login nix-cache-login password tok-1\n",
+  );
+  assert.equal((await stat(path)).mode & 0o777, 0o600);
+  assert.equal((await stat(join(dir, "a"))).mode & 0o777, 0o700);
+  assert.equal((await stat(join(dir, "a", "b"))).mode & 0o777, 0o700);
+  // No temp or lock file is left behind.
+  assert.deepEqual(await readdir(join(dir, "a", "b")), ["netrc"]);
+});
+
+test("an existing directory keeps its mode; a stricter file mode is kept", async () => {
+  const sub = join(dir, "open");
+  await mkdir(sub, { mode: 0o755 });
+  const path = join(sub, "netrc");
+  await writeFile(path, "machine other login a password b\n", { mode: 0o400 });
+  const warning = await upsertNetrcEntry(path, "cache.example.org", "tok-2");
+  assert.equal(warning, undefined);
+  assert.equal((await stat(sub)).mode & 0o777, 0o755);
+  assert.equal((await stat(path)).mode & 0o777, 0o400);
+});
+
+test("a group-readable netrc is tightened to 0600, with a warning", async () => {
+  const path = join(dir, "loose-netrc");
+  await writeFile(path, "", { mode: 0o644 });
+  const warning = await upsertNetrcEntry(path, "cache.example.org", "tok-3");
+  assert.match(warning ?? "", /mode tightened from 0644 to 0600/);
+  assert.equal((await stat(path)).mode & 0o777, 0o600);
+});
+
+test("a token longer than curl's 4095-byte limit is refused and the netrc is unchanged", async () => {
+  const path = join(dir, "limit-netrc");
+  const original = "# keep me\nmachine cache.example.org login x password old\n";
+  await writeFile(path, original, { mode: 0o600 });
+  const before = await stat(path);
+  await assert.rejects(upsertNetrcEntry(path, "cache.example.org", "a".repeat(4096)), (e: unknown) => {
+    assert.ok(e instanceof CliError);
+    assert.match(e.message, /is 4096 bytes; curl ignores netrc tokens longer than 4095 bytes/);
+    return true;
+  });
+  assert.equal(await readFile(path, "utf8"), original);
+  assert.equal((await stat(path)).mtimeMs, before.mtimeMs);
+  // 4095 bytes is still fine.
+  await upsertNetrcEntry(path, "cache.example.org", "a".repeat(4095));
+  assert.match(await readFile(path, "utf8"), new RegExp(`password a{4095}\\n$`));
+});
+
+test("a symlinked netrc: the target is replaced, the link stays", async () => {
+  const target = join(dir, "real-netrc");
+  const link = join(dir, "link-netrc");
+  await writeFile(target, "", { mode: 0o600 });
+  await symlink(target, link);
+  await upsertNetrcEntry(link, "cache.example.org", "tok-4");
+  assert.equal((await lstat(link)).isSymbolicLink(), true);
+  assert.match(await readFile(target, "utf8"), /password tok-4/);
+});
+
+test("a netrc that cannot be parsed is named with its line and left unchanged", async () => {
+  const path = join(dir, "broken-netrc");
+  const original = 'machine a login b password c\nmachine d password "open\n';
+  await writeFile(path, original, { mode: 0o600 });
+  await assert.rejects(
+    upsertNetrcEntry(path, "cache.example.org", "tok"),
+    /broken-netrc: line 2: unterminated quoted token/,
+  );
+  await assert.rejects(removeNetrcEntry(path, "cache.example.org"), /line 2/);
+  assert.equal(await readFile(path, "utf8"), original);
+});
+
+test("remove takes out only the host's entries and reports whether it did", async () => {
+  const path = join(dir, "rm-netrc");
+  await writeFile(path, "machine a login b password c\r\nmachine cache.example.org login x password y\r\n", {
+    mode: 0o600,
+  });
+  assert.equal(await removeNetrcEntry(path, "cache.example.org"), true);
+  assert.equal(await readFile(path, "utf8"), "machine a login b password c\r\n");
+  assert.equal(await removeNetrcEntry(path, "cache.example.org"), false);
+  assert.equal(await removeNetrcEntry(join(dir, "absent"), "cache.example.org"), false);
+});
