@@ -1,0 +1,200 @@
+#!/usr/bin/env bash
+# Nix checks that run without nixpkgs, with nothing but Nix >= 2.8 (Debian's nix-bin):
+#
+#   bash nix/ci-check.sh                     parse every .nix file, check the flake's shape
+#   bash nix/ci-check.sh --with-lib PATH     ... and evaluate the modules and the package
+#                                            expression with the real module system, using the
+#                                            nixpkgs `lib` at PATH (a nixpkgs checkout or the
+#                                            nix-community/nixpkgs.lib mirror; PATH or PATH/lib)
+#
+# NIXPKGS_LIB=PATH works like --with-lib PATH. The full checks (package build, real NixOS
+# evaluation, VM tests) need nixpkgs itself: `nix flake check` on a machine that has it.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+lib_path="${NIXPKGS_LIB:-}"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --with-lib)
+      [ $# -ge 2 ] || { echo "ci-check: --with-lib needs a path" >&2; exit 2; }
+      lib_path="$2"
+      shift 2
+      ;;
+    --with-lib=*)
+      lib_path="${1#--with-lib=}"
+      shift
+      ;;
+    -h | --help)
+      sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+      exit 0
+      ;;
+    *)
+      echo "ci-check: unknown argument: $1 (see --help)" >&2
+      exit 2
+      ;;
+  esac
+done
+
+if ! command -v nix-instantiate >/dev/null 2>&1; then
+  echo "ci-check: nix-instantiate not found; install Nix (Debian: apt-get install -y --no-install-recommends nix-bin)" >&2
+  exit 1
+fi
+
+# Evaluation only: no builds, no writes to the store, and no warning about a missing nixbld group
+# on machines where Nix is installed but unused.
+export NIX_CONFIG="build-users-group =
+experimental-features ="
+nix_eval() { nix-instantiate --readonly-mode --eval --strict "$@"; }
+# nix-instantiate prints strings as Nix literals; show them as text.
+print_string() { sed -e 's/^"//' -e 's/"$//' -e 's/\\n/\n/g' -e 's/\\"/"/g' -e 's/\\\$/$/g'; }
+
+echo "== $(nix-instantiate --version)"
+failed=0
+
+list_nix_files() {
+  if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    git ls-files -z --cached --others --exclude-standard -- '*.nix'
+  else
+    find . -name '*.nix' -not -path './node_modules/*' -print0
+  fi
+}
+
+echo "== parse every .nix file"
+count=0
+while IFS= read -r -d '' file; do
+  count=$((count + 1))
+  if ! out=$(nix-instantiate --parse "$file" 2>&1 >/dev/null); then
+    echo "FAIL $file"
+    echo "$out" | sed 's/^/       /'
+    failed=1
+  fi
+done < <(list_nix_files)
+echo "parsed $count files"
+if [ "$count" -eq 0 ]; then
+  echo "FAIL no .nix files found"
+  failed=1
+fi
+
+echo "== flake shape"
+if out=$(nix_eval --expr '
+  let
+    flake = import ./flake.nix;
+    args = builtins.functionArgs flake.outputs;
+  in
+    assert builtins.isString flake.description;
+    assert builtins.attrNames flake.inputs == [ "nixpkgs" ];
+    assert builtins.attrNames args == [ "nixpkgs" "self" ];
+    "inputs: nixpkgs (${flake.inputs.nixpkgs.url}); outputs take self and nixpkgs only"
+' 2>&1); then
+  echo "ok   $(echo "$out" | print_string)"
+else
+  echo "FAIL flake.nix"
+  echo "$out" | sed 's/^/       /'
+  failed=1
+fi
+
+if [ -z "$lib_path" ]; then
+  cat <<'EOF'
+==============================================================================
+ SKIPPED: module and package evaluation checks. They need a copy of nixpkgs'
+ lib; rerun with --with-lib PATH (or NIXPKGS_LIB=PATH). For example:
+   git clone --depth 1 https://github.com/nix-community/nixpkgs.lib /tmp/nixpkgs.lib
+   bash nix/ci-check.sh --with-lib /tmp/nixpkgs.lib
+==============================================================================
+EOF
+  exit "$failed"
+fi
+
+if [ -f "$lib_path/lib/default.nix" ]; then
+  lib_path="$lib_path/lib"
+fi
+if [ ! -f "$lib_path/default.nix" ] || [ ! -f "$lib_path/modules.nix" ]; then
+  cat >&2 <<EOF
+==============================================================================
+ ERROR: no nixpkgs lib at '$lib_path' (expected default.nix and modules.nix
+ there or in its lib/ directory). The module checks did NOT run.
+==============================================================================
+EOF
+  exit 1
+fi
+lib_path=$(cd "$lib_path" && pwd)
+lib_expr="import $lib_path"
+echo "== nixpkgs lib: $lib_path ($(nix_eval --expr "($lib_expr).version" 2>/dev/null | tr -d '"' || echo 'unknown version'))"
+
+run_report() {
+  local title="$1" file="$2" out
+  echo "== $title"
+  if out=$(nix_eval "$file" --arg lib "$lib_expr" -A report 2>&1); then
+    echo "$out" | print_string
+    if [ "$(nix_eval "$file" --arg lib "$lib_expr" -A ok)" != "true" ]; then
+      failed=1
+    fi
+  else
+    echo "FAIL evaluating $file"
+    echo "$out" | sed 's/^/       /'
+    failed=1
+  fi
+}
+
+run_report "module checks (lib.evalModules; NixOS, Home Manager, nix-darwin stand-ins)" nix/tests/module-checks.nix
+run_report "package expression checks" nix/tests/package-checks.nix
+
+echo "== flake outputs for every system"
+if out=$(nix_eval --arg lib "$lib_expr" --expr '
+  { lib }:
+  let
+    systems = [ "x86_64-linux" "aarch64-linux" "x86_64-darwin" "aarch64-darwin" ];
+    # A stand-in nixpkgs: enough for the output names, which do not depend on packages.
+    nixpkgs = {
+      inherit lib;
+      legacyPackages = lib.genAttrs systems (system: {
+        inherit lib;
+        stdenv.hostPlatform = {
+          inherit system;
+          isLinux = lib.hasSuffix "-linux" system;
+        };
+      });
+    };
+    flake = (import ./flake.nix).outputs { self = flake; inherit nixpkgs; };
+    perSystem = {
+      packages = [ "default" "nix-cache-login" ];
+      apps = [ "default" ];
+      devShells = [ "default" ];
+      checks = [ "module-checks" "package" ];
+    };
+    missing = lib.concatLists (lib.mapAttrsToList (output: names:
+      lib.concatMap (system:
+        let have = builtins.attrNames (flake.${output}.${system} or { }); in
+        map (n: "${output}.${system}.${n}") (lib.filter (n: !(lib.elem n have)) names)
+      ) systems) perSystem)
+      ++ map (s: "formatter.${s}") (lib.filter (s: !(flake.formatter ? ${s})) systems)
+      ++ map (s: "checks.${s}.vm-server/vm-workstation") (lib.filter (s:
+        lib.hasSuffix "-linux" s && !(flake.checks.${s} ? vm-server && flake.checks.${s} ? vm-workstation)) systems);
+    modules = {
+      "nixosModules.default" = flake.nixosModules.default;
+      "nixosModules.server" = flake.nixosModules.server;
+      "homeManagerModules.default" = flake.homeManagerModules.default;
+      "homeModules.default" = flake.homeModules.default;
+      "darwinModules.default" = flake.darwinModules.default;
+    };
+    badModules = lib.attrNames (lib.filterAttrs (_: m: !(builtins.isPath m && builtins.pathExists m)) modules);
+  in
+    assert lib.isFunction flake.overlays.default;
+    if missing ++ badModules == [ ] then
+      "packages, apps, devShells, formatter, checks for ${toString (lib.length systems)} systems; overlay; ${toString (lib.length (lib.attrNames modules))} modules"
+    else throw "missing or broken outputs: ${toString (missing ++ badModules)}"
+' 2>&1); then
+  echo "ok   $(echo "$out" | print_string)"
+else
+  echo "FAIL flake outputs"
+  echo "$out" | sed 's/^/       /'
+  failed=1
+fi
+
+if [ "$failed" -ne 0 ]; then
+  echo "== nix/ci-check.sh: FAILED"
+else
+  echo "== nix/ci-check.sh: all checks passed"
+fi
+exit "$failed"

@@ -1,0 +1,529 @@
+# Evaluation checks: what the four modules generate for a given configuration.
+#
+#   nix-instantiate --eval --strict nix/tests/module-checks.nix \
+#     --arg lib 'import /path/to/nixpkgs/lib' -A report
+#
+# With only `lib`, the modules are evaluated with lib.evalModules against the stand-ins in
+# ./stubs.nix (this is what nix/ci-check.sh runs). The flake's `checks.<system>.module-checks`
+# passes the real `pkgs` and, on Linux, `evalNixos` (real NixOS): then the NixOS cases run against
+# real NixOS, and TOML files are compared after being built (see `tomlFiles`).
+#
+# Returns { ok; report; results; tomlFiles; }. `results` holds { name; ok; got; want; };
+# `tomlFiles` holds TOML files that could only be checked by building them: { name; file; want; }.
+{
+  lib,
+  pkgs ? null,
+  evalNixos ? null,
+}:
+
+let
+  stubs = import ./stubs.nix { inherit lib; };
+  common = import ../modules/lib.nix { inherit lib; };
+
+  withPlatform =
+    base: flags:
+    base
+    // {
+      stdenv = base.stdenv // {
+        hostPlatform = base.stdenv.hostPlatform // flags;
+      };
+    };
+
+  pkgsFor = {
+    linux =
+      if pkgs == null then
+        stubs.pkgs.linux
+      else
+        withPlatform pkgs {
+          isLinux = true;
+          isDarwin = false;
+        };
+    darwin =
+      if pkgs == null then
+        stubs.pkgs.darwin
+      else
+        withPlatform pkgs {
+          isLinux = false;
+          isDarwin = true;
+        };
+  };
+
+  evalStub =
+    stub: platformPkgs: modules:
+    (lib.evalModules {
+      modules = [ stub ] ++ modules;
+      specialArgs.pkgs = platformPkgs;
+    }).config;
+
+  nixosIsReal = evalNixos != null;
+
+  eval = {
+    nixos =
+      modules:
+      if nixosIsReal then evalNixos modules else evalStub stubs.nixos pkgsFor.linux modules;
+    homeLinux = evalStub stubs.homeManager pkgsFor.linux;
+    homeDarwin = evalStub stubs.homeManager pkgsFor.darwin;
+    darwin = evalStub stubs.darwin pkgsFor.darwin;
+  };
+
+  modules = {
+    workstation = ../modules/nixos-workstation.nix;
+    server = ../modules/nixos-server.nix;
+    home = ../modules/home-manager.nix;
+    darwin = ../modules/darwin.nix;
+  };
+
+  settings = {
+    issuer = "https://sso.example.com/realms/eng";
+    client_id = "nix-cache";
+    cache_host = "cache.example.com";
+    scopes = [
+      "openid"
+      "nix-cache"
+    ];
+  };
+
+  serverSettings = {
+    issuer = "https://sso.example.com/realms/eng";
+    client_id = "nix-cache-server";
+    cache_host = "cache.example.com";
+    timeout = "20s";
+  };
+
+  secret = "/run/secrets/nix-cache-client-secret";
+
+  exeOf = cfg: "${cfg.package}/bin/nix-cache-login";
+
+  eq = name: got: want: { inherit name got want; ok = got == want; };
+  check = name: ok: {
+    inherit name ok;
+    got = ok;
+    want = true;
+  };
+
+  # TOML content: compared directly when the stub generator kept the value, else deferred to a
+  # build-time comparison.
+  toml =
+    name: file: want:
+    if file ? stubToml then
+      [ (eq name file.value want) ]
+    else
+      [
+        {
+          inherit name file want;
+          deferred = true;
+        }
+      ];
+
+  ours = lib.filter (w: lib.hasInfix "nix-cache-login" w);
+  failedAssertions = config: map (a: a.message) (lib.filter (a: !a.assertion) config.assertions);
+  noFailedAssertions = name: config: eq name (ours (failedAssertions config)) [ ];
+  assertionFails =
+    name: config: needle:
+    check name (lib.any (lib.hasInfix needle) (failedAssertions config));
+  rejected = name: value: check name (!(builtins.tryEval value).success);
+
+  # Helpers ------------------------------------------------------------------------------------
+
+  helperChecks = [
+    (eq "lib: 30s -> calendar" (common.onCalendar "30s") "*-*-* *:*:00/30")
+    (eq "lib: 2m -> calendar" (common.onCalendar "2m") "*-*-* *:00/2:00")
+    (eq "lib: 1m -> calendar" (common.onCalendar "1m") "*-*-* *:00/1:00")
+    (eq "lib: 15m -> calendar" (common.onCalendar "15m") "*-*-* *:00/15:00")
+    (eq "lib: 1h -> calendar" (common.onCalendar "1h") "*-*-* 00/1:00:00")
+    (eq "lib: 6h -> calendar" (common.onCalendar "6h") "*-*-* 00/6:00:00")
+    (eq "lib: 7m has no even calendar form" (common.onCalendar "7m") null)
+    (eq "lib: 90s has no even calendar form" (common.onCalendar "90s") null)
+    (eq "lib: toSeconds 4m" (common.toSeconds "4m") 240)
+    (eq "lib: toSeconds 1h" (common.toSeconds "1h") 3600)
+    (check "lib: interval type accepts 2m" (common.intervalType.check "2m"))
+    (check "lib: interval type rejects 7m" (!common.intervalType.check "7m"))
+    (check "lib: interval type rejects 2 minutes" (!common.intervalType.check "2 minutes"))
+    (check "lib: duration type rejects 010m" (!common.durationType.check "010m"))
+  ];
+
+  # NixOS workstation ------------------------------------------------------------------------
+
+  ws = eval.nixos [
+    modules.workstation
+    {
+      services.nix-cache-login = {
+        enable = true;
+        inherit settings;
+      };
+    }
+  ];
+  wsCfg = ws.services.nix-cache-login;
+  wsSvc = ws.systemd.user.services.nix-cache-login;
+  wsTimer = ws.systemd.user.timers.nix-cache-login;
+
+  wsCustom = eval.nixos [
+    modules.workstation
+    {
+      services.nix-cache-login = {
+        enable = true;
+        interval = "30s";
+        randomizedDelay = "5s";
+        minValid = "2m";
+      };
+    }
+  ];
+
+  workstationChecks = [
+    (noFailedAssertions "workstation: no failed assertions" ws)
+    (eq "workstation: no warnings with the defaults" (ours ws.warnings) [ ])
+    (check "workstation: package on the system PATH" (lib.elem wsCfg.package ws.environment.systemPackages))
+    (eq "workstation: user service ExecStart" wsSvc.serviceConfig.ExecStart "${exeOf wsCfg} refresh --min-valid 4m")
+    (eq "workstation: user service is oneshot" wsSvc.serviceConfig.Type "oneshot")
+    (eq "workstation: exit 3 (login required) is not a failure" wsSvc.serviceConfig.SuccessExitStatus "3")
+    (eq "workstation: runs only for users who signed in and have a config" wsSvc.unitConfig.ConditionPathExists [
+      "%S/nix-cache-login"
+      "|%E/nix-cache-login/config.toml"
+      "|/etc/nix-cache-login/config.toml"
+    ])
+    (eq "workstation: timer enabled for every user" wsTimer.wantedBy [ "timers.target" ])
+    (eq "workstation: timer every 2 minutes" wsTimer.timerConfig.OnCalendar "*-*-* *:00/2:00")
+    (eq "workstation: timer catches up after sleep/shutdown" wsTimer.timerConfig.Persistent true)
+    (eq "workstation: timer randomized delay" wsTimer.timerConfig.RandomizedDelaySec "30s")
+    (check "workstation: no system service" (!(ws.systemd.services ? nix-cache-login)))
+    (check "workstation: does not export NIX_CACHE_LOGIN_CONFIG" (
+      !(ws.environment.sessionVariables ? NIX_CACHE_LOGIN_CONFIG)
+    ))
+    (eq "workstation: custom interval" wsCustom.systemd.user.timers.nix-cache-login.timerConfig.OnCalendar "*-*-* *:*:00/30")
+    (eq "workstation: custom minValid" wsCustom.systemd.user.services.nix-cache-login.serviceConfig.ExecStart "${exeOf wsCustom.services.nix-cache-login} refresh --min-valid 2m")
+    (check "workstation: no /etc config without settings" (
+      !(wsCustom.environment.etc ? "nix-cache-login/config.toml")
+    ))
+    (check "workstation: warns when minValid <= interval + delay" (
+      ours
+        (eval.nixos [
+          modules.workstation
+          {
+            services.nix-cache-login = {
+              enable = true;
+              interval = "5m";
+            };
+          }
+        ]).warnings != [ ]
+    ))
+    (rejected "workstation: interval 7m is rejected" (
+      eval.nixos [
+        modules.workstation
+        {
+          services.nix-cache-login = {
+            enable = true;
+            interval = "7m";
+          };
+        }
+      ]
+    ).services.nix-cache-login.interval)
+    (rejected "workstation: minValid must be a duration" (
+      eval.nixos [
+        modules.workstation
+        {
+          services.nix-cache-login = {
+            enable = true;
+            minValid = "ten minutes";
+          };
+        }
+      ]
+    ).services.nix-cache-login.minValid)
+  ]
+  ++ lib.optionals nixosIsReal [
+    (check "workstation: leaves the Nix daemon's netrc-file alone" (!(ws.nix.settings ? netrc-file)))
+  ]
+  ++ toml "workstation: /etc/nix-cache-login/config.toml" ws.environment.etc."nix-cache-login/config.toml".source settings;
+
+  # NixOS server -----------------------------------------------------------------------------
+
+  srv = eval.nixos [
+    modules.server
+    {
+      services.nix-cache-login-server = {
+        enable = true;
+        settings = serverSettings;
+        clientSecretFile = secret;
+      };
+    }
+  ];
+  srvCfg = srv.services.nix-cache-login-server;
+  srvSvc = srv.systemd.services.nix-cache-login-server;
+  srvTimer = srv.systemd.timers.nix-cache-login-server;
+
+  srvNetrc = eval.nixos [
+    modules.server
+    {
+      services.nix-cache-login-server = {
+        enable = true;
+        settings = serverSettings;
+        clientSecretFile = secret;
+        netrcFile = "/var/lib/nix-netrc/netrc";
+        interval = "1h";
+        randomizedDelay = "5m";
+        minValid = "2h";
+      };
+    }
+  ];
+
+  srvConfigFile = eval.nixos [
+    modules.server
+    {
+      services.nix-cache-login-server = {
+        enable = true;
+        configFile = "/srv/nix-cache-login.toml";
+        clientSecretFile = secret;
+      };
+    }
+  ];
+
+  serverWith =
+    extra:
+    eval.nixos [
+      modules.server
+      {
+        services.nix-cache-login-server = {
+          enable = true;
+          settings = serverSettings;
+        }
+        // extra;
+      }
+    ];
+
+  serverChecks = [
+    (noFailedAssertions "server: no failed assertions" srv)
+    (eq "server: no warnings with the defaults" (ours srv.warnings) [ ])
+    (check "server: package on the system PATH" (lib.elem srvCfg.package srv.environment.systemPackages))
+    (eq "server: ExecStart" srvSvc.serviceConfig.ExecStart "${exeOf srvCfg} service-account --min-valid 4m")
+    (eq "server: oneshot" srvSvc.serviceConfig.Type "oneshot")
+    (eq "server: runs at boot" srvSvc.wantedBy [ "multi-user.target" ])
+    (eq "server: after network-online" srvSvc.after [ "network-online.target" ])
+    (eq "server: wants network-online" srvSvc.wants [ "network-online.target" ])
+    (eq "server: NIX_CACHE_LOGIN_CONFIG in the unit" srvSvc.environment.NIX_CACHE_LOGIN_CONFIG "/etc/nix-cache-login/config.toml")
+    (eq "server: NIX_CACHE_LOGIN_CONFIG system-wide" srv.environment.sessionVariables.NIX_CACHE_LOGIN_CONFIG "/etc/nix-cache-login/config.toml")
+    (eq "server: state in /var/lib/nix-cache-login (XDG_STATE_HOME)" srvSvc.environment.XDG_STATE_HOME "/var/lib")
+    (eq "server: StateDirectory" srvSvc.serviceConfig.StateDirectory "nix-cache-login")
+    (eq "server: StateDirectoryMode" srvSvc.serviceConfig.StateDirectoryMode "0700")
+    (eq "server: compile cache in /var/cache/nix-cache-login" [
+      srvSvc.environment.XDG_CACHE_HOME
+      srvSvc.serviceConfig.CacheDirectory
+    ] [ "/var/cache" "nix-cache-login" ])
+    (eq "server: secret passed with LoadCredential" srvSvc.serviceConfig.LoadCredential [ "client-secret:${secret}" ])
+    (eq "server: ProtectSystem=strict" srvSvc.serviceConfig.ProtectSystem "strict")
+    (eq "server: writable netrc directory" srvSvc.serviceConfig.ReadWritePaths [ "/etc/nix" ])
+    (eq "server: PrivateTmp" srvSvc.serviceConfig.PrivateTmp true)
+    (eq "server: NoNewPrivileges" srvSvc.serviceConfig.NoNewPrivileges true)
+    (eq "server: ProtectHome" srvSvc.serviceConfig.ProtectHome true)
+    (eq "server: no capabilities" srvSvc.serviceConfig.CapabilityBoundingSet "")
+    (check "server: JIT-compatible (no MemoryDenyWriteExecute)" (
+      !(srvSvc.serviceConfig.MemoryDenyWriteExecute or false)
+    ))
+    (eq "server: timer enabled" srvTimer.wantedBy [ "timers.target" ])
+    (eq "server: timer every 2 minutes" srvTimer.timerConfig.OnCalendar "*-*-* *:00/2:00")
+    (eq "server: timer Persistent" srvTimer.timerConfig.Persistent true)
+    (eq "server: timer randomized delay" srvTimer.timerConfig.RandomizedDelaySec "15s")
+    (eq "server: custom netrc directory is writable" srvNetrc.systemd.services.nix-cache-login-server.serviceConfig.ReadWritePaths [ "/var/lib/nix-netrc" ])
+    (eq "server: hourly timer" srvNetrc.systemd.timers.nix-cache-login-server.timerConfig.OnCalendar "*-*-* 00/1:00:00")
+    (eq "server: custom minValid" srvNetrc.systemd.services.nix-cache-login-server.serviceConfig.ExecStart "${exeOf srvNetrc.services.nix-cache-login-server} service-account --min-valid 2h")
+    (eq "server: configFile installed as is" srvConfigFile.environment.etc."nix-cache-login/config.toml".source "/srv/nix-cache-login.toml")
+    (noFailedAssertions "server: configFile needs no settings" srvConfigFile)
+    (assertionFails "server: clientSecretFile is required" (serverWith { }) "clientSecretFile")
+    (assertionFails "server: clientSecretFile must be absolute" (serverWith { clientSecretFile = "secret"; }) "clientSecretFile")
+    (assertionFails "server: settings need issuer, client_id, cache_host" (eval.nixos [
+      modules.server
+      {
+        services.nix-cache-login-server = {
+          enable = true;
+          settings.issuer = "https://sso.example.com/realms/eng";
+          clientSecretFile = secret;
+        };
+      }
+    ]) "client_id")
+    (assertionFails "server: netrc_path comes from netrcFile" (serverWith {
+      clientSecretFile = secret;
+      settings = serverSettings // { netrc_path = "/tmp/netrc"; };
+    }) "netrcFile")
+    (assertionFails "server and workstation together are refused" (eval.nixos [
+      modules.server
+      modules.workstation
+      {
+        services.nix-cache-login.enable = true;
+        services.nix-cache-login-server = {
+          enable = true;
+          settings = serverSettings;
+          clientSecretFile = secret;
+        };
+      }
+    ]) "enable only one")
+  ]
+  ++ toml "server: /etc/nix-cache-login/config.toml" srv.environment.etc."nix-cache-login/config.toml".source (
+    serverSettings
+    // {
+      netrc_path = "/etc/nix/netrc";
+      client_secret_file = "\${CREDENTIALS_DIRECTORY}/client-secret";
+    }
+  )
+  ++ toml "server: custom netrc in the config" srvNetrc.environment.etc."nix-cache-login/config.toml".source (
+    serverSettings
+    // {
+      netrc_path = "/var/lib/nix-netrc/netrc";
+      client_secret_file = "\${CREDENTIALS_DIRECTORY}/client-secret";
+    }
+  );
+
+  # Home Manager ----------------------------------------------------------------------------
+
+  hmModule = {
+    services.nix-cache-login = {
+      enable = true;
+      inherit settings;
+    };
+  };
+  hmLinux = eval.homeLinux [
+    modules.home
+    hmModule
+  ];
+  hmDarwin = eval.homeDarwin [
+    modules.home
+    hmModule
+  ];
+  hmSvc = hmLinux.systemd.user.services.nix-cache-login;
+  hmTimer = hmLinux.systemd.user.timers.nix-cache-login;
+  hmAgent = hmDarwin.launchd.agents.nix-cache-login;
+
+  homeChecks = [
+    (noFailedAssertions "home-manager: no failed assertions" hmLinux)
+    (check "home-manager: package in home.packages" (
+      lib.elem hmLinux.services.nix-cache-login.package hmLinux.home.packages
+    ))
+    (eq "home-manager (Linux): ExecStart" hmSvc.Service.ExecStart "${exeOf hmLinux.services.nix-cache-login} refresh --min-valid 4m")
+    (eq "home-manager (Linux): oneshot" hmSvc.Service.Type "oneshot")
+    (eq "home-manager (Linux): exit 3 is not a failure" hmSvc.Service.SuccessExitStatus "3")
+    (eq "home-manager (Linux): conditions" hmSvc.Unit.ConditionPathExists [
+      "%S/nix-cache-login"
+      "|/home/alice/.config/nix-cache-login/config.toml"
+      "|/etc/nix-cache-login/config.toml"
+    ])
+    (eq "home-manager (Linux): timer calendar" hmTimer.Timer.OnCalendar "*-*-* *:00/2:00")
+    (eq "home-manager (Linux): timer Persistent" hmTimer.Timer.Persistent true)
+    (eq "home-manager (Linux): timer randomized delay" hmTimer.Timer.RandomizedDelaySec "30s")
+    (eq "home-manager (Linux): timer installed" hmTimer.Install.WantedBy [ "timers.target" ])
+    (eq "home-manager (Linux): no launchd agent" (hmLinux.launchd.agents ? nix-cache-login) false)
+    (eq "home-manager (macOS): agent enabled" hmAgent.enable true)
+    (eq "home-manager (macOS): agent command" hmAgent.config.ProgramArguments [
+      (exeOf hmDarwin.services.nix-cache-login)
+      "refresh"
+      "--min-valid"
+      "4m"
+    ])
+    (eq "home-manager (macOS): every 120 s" hmAgent.config.StartInterval 120)
+    (eq "home-manager (macOS): at login" hmAgent.config.RunAtLoad true)
+    (eq "home-manager (macOS): no systemd units" (hmDarwin.systemd.user.services ? nix-cache-login) false)
+  ]
+  ++ toml "home-manager: ~/.config/nix-cache-login/config.toml" hmLinux.xdg.configFile."nix-cache-login/config.toml".source settings;
+
+  # nix-darwin ------------------------------------------------------------------------------
+
+  dw = eval.darwin [
+    modules.darwin
+    {
+      services.nix-cache-login = {
+        enable = true;
+        inherit settings;
+        interval = "5m";
+        minValid = "10m";
+      };
+    }
+  ];
+  dwAgent = dw.launchd.agents.nix-cache-login;
+
+  dwServer = eval.darwin [
+    modules.darwin
+    {
+      services.nix-cache-login-server = {
+        enable = true;
+        settings = serverSettings;
+        clientSecretFile = secret;
+      };
+    }
+  ];
+  dwDaemon = dwServer.launchd.daemons.nix-cache-login-server;
+
+  darwinChecks = [
+    (noFailedAssertions "darwin: no failed assertions" dw)
+    (eq "darwin: no warnings" (ours dw.warnings) [ ])
+    (check "darwin: package on the system PATH" (
+      lib.elem dw.services.nix-cache-login.package dw.environment.systemPackages
+    ))
+    (eq "darwin: agent command" dwAgent.command "${exeOf dw.services.nix-cache-login} refresh --min-valid 10m")
+    (eq "darwin: agent every 300 s" dwAgent.serviceConfig.StartInterval 300)
+    (eq "darwin: agent at login" dwAgent.serviceConfig.RunAtLoad true)
+    (check "darwin: no daemon without the server" (!(dw.launchd.daemons ? nix-cache-login-server)))
+    (noFailedAssertions "darwin server: no failed assertions" dwServer)
+    (eq "darwin server: daemon command" dwDaemon.command "${exeOf dwServer.services.nix-cache-login-server} service-account --min-valid 4m")
+    (eq "darwin server: NIX_CACHE_LOGIN_CONFIG in the daemon" dwDaemon.environment.NIX_CACHE_LOGIN_CONFIG "/etc/nix-cache-login/config.toml")
+    (eq "darwin server: NIX_CACHE_LOGIN_CONFIG system-wide" dwServer.environment.variables.NIX_CACHE_LOGIN_CONFIG "/etc/nix-cache-login/config.toml")
+    (eq "darwin server: state under /var/db" dwDaemon.environment.XDG_STATE_HOME "/var/db")
+    (eq "darwin server: every 120 s" dwDaemon.serviceConfig.StartInterval 120)
+    (eq "darwin server: at boot" dwDaemon.serviceConfig.RunAtLoad true)
+    (assertionFails "darwin: agent and daemon together are refused" (eval.darwin [
+      modules.darwin
+      {
+        services.nix-cache-login.enable = true;
+        services.nix-cache-login-server = {
+          enable = true;
+          settings = serverSettings;
+          clientSecretFile = secret;
+        };
+      }
+    ]) "enable only one")
+    (assertionFails "darwin server: clientSecretFile is required" (eval.darwin [
+      modules.darwin
+      {
+        services.nix-cache-login-server = {
+          enable = true;
+          settings = serverSettings;
+        };
+      }
+    ]) "clientSecretFile")
+  ]
+  ++ toml "darwin: /etc/nix-cache-login/config.toml" dw.environment.etc."nix-cache-login/config.toml".source settings
+  ++ toml "darwin server: /etc/nix-cache-login/config.toml" dwServer.environment.etc."nix-cache-login/config.toml".source (
+    serverSettings
+    // {
+      netrc_path = "/etc/nix/netrc";
+      client_secret_file = secret;
+    }
+  );
+
+  all = helperChecks ++ workstationChecks ++ serverChecks ++ homeChecks ++ darwinChecks;
+  deferred = lib.filter (r: r.deferred or false) all;
+  results = lib.filter (r: !(r.deferred or false)) all;
+  failures = lib.filter (r: !r.ok) results;
+
+  show = v: if builtins.isString v then v else builtins.toJSON v;
+  line =
+    r:
+    if r.ok then
+      "ok   ${r.name}"
+    else
+      "FAIL ${r.name}\n       got:  ${show r.got}\n       want: ${show r.want}";
+in
+{
+  inherit results;
+  ok = failures == [ ];
+  tomlFiles = map (r: { inherit (r) name file want; }) deferred;
+  report =
+    lib.concatMapStringsSep "\n" line results
+    + "\n"
+    + (
+      if nixosIsReal then
+        "NixOS cases evaluated against real NixOS"
+      else
+        "NixOS, Home Manager and nix-darwin cases evaluated against the stand-ins in nix/tests/stubs.nix"
+    )
+    + "\n${toString (lib.length results - lib.length failures)}/${toString (lib.length results)} checks passed"
+    + lib.optionalString (deferred != [ ]) (
+      ", ${toString (lib.length deferred)} TOML files left to compare after building"
+    )
+    + "\n";
+}

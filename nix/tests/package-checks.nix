@@ -1,0 +1,109 @@
+# Evaluation checks for nix/package.nix that need only nixpkgs' `lib`: buildNpmPackage and
+# friends are replaced by functions that return their arguments, so the checks can look at what
+# the package asks for. lib.fileset needs Nix >= 2.14 (builtins.readFileType), so it is replaced
+# too, by a stand-in that keeps the list of paths. The real build runs in checks.<system>.package.
+#
+#   nix-instantiate --eval --strict nix/tests/package-checks.nix \
+#     --arg lib 'import /path/to/nixpkgs/lib' -A report
+{ lib }:
+
+let
+  root = ../..;
+  packageJson = lib.importJSON (root + "/package.json");
+
+  fakeDrv = name: {
+    type = "derivation";
+    inherit name;
+    outPath = "/nix/store/00000000000000000000000000000000-${name}";
+    meta.mainProgram = "node";
+  };
+
+  nodejs = fakeDrv "nodejs-22";
+
+  filesetStandIn = {
+    unions = paths: paths;
+    toSource =
+      { root, fileset }:
+      {
+        inherit root fileset;
+        outPath = "/nix/store/00000000000000000000000000000000-source";
+      };
+  };
+
+  args = import ../package.nix {
+    lib = lib // {
+      fileset = filesetStandIn;
+    };
+    buildNpmPackage = drvArgs: drvArgs;
+    importNpmLock = {
+      __functor = _: importArgs: { importNpmLockArgs = importArgs; };
+      npmConfigHook = "importNpmLock.npmConfigHook";
+    };
+    nodejs_22 = nodejs;
+    makeWrapper = fakeDrv "make-wrapper";
+  };
+
+  relative = p: lib.removePrefix (toString root + "/") (toString p);
+  sourcePaths = map relative args.src.fileset;
+  under = dir: p: p == dir || lib.hasPrefix "${dir}/" p;
+
+  eq = name: got: want: { inherit name got want; ok = got == want; };
+  check = name: ok: {
+    inherit name ok;
+    got = ok;
+    want = true;
+  };
+
+  results = [
+    (eq "package: pname from package.json" args.pname packageJson.name)
+    (eq "package: version from package.json" args.version packageJson.version)
+    (eq "package: built with `npm run build`" (packageJson.scripts ? build) true)
+    (eq "package: dependencies from the lock file (importNpmLock)" args.npmDeps.importNpmLockArgs.npmRoot args.src)
+    (eq "package: importNpmLock's npmConfigHook" args.npmConfigHook "importNpmLock.npmConfigHook")
+    (eq "package: Node.js for build and run time" args.nodejs nodejs)
+    (check "package: installs the directory of package.json's bin" (
+      lib.hasInfix "cp -r ${dirOf packageJson.bin.nix-cache-login}/. " args.installPhase
+    ))
+    (check "package: wraps package.json's bin with node as bin/nix-cache-login" (
+      lib.hasInfix "makeWrapper ${nodejs}/bin/node \"$out/bin/nix-cache-login\"" args.installPhase
+      && lib.hasInfix "/${baseNameOf packageJson.bin.nix-cache-login}\"" args.installPhase
+    ))
+    (eq "package: no npm install of node_modules" args.dontNpmInstall true)
+    (eq "package: license" args.meta.license lib.licenses.gpl3Plus)
+    (eq "package: mainProgram" args.meta.mainProgram "nix-cache-login")
+    (eq "package: mainProgram is package.json's bin" (builtins.attrNames packageJson.bin) [
+      args.meta.mainProgram
+    ])
+    (check "package: platforms cover the flake's systems" (
+      lib.all (s: lib.elem s args.meta.platforms) [
+        "x86_64-linux"
+        "aarch64-linux"
+        "x86_64-darwin"
+        "aarch64-darwin"
+      ]
+    ))
+    (eq "package: source files that do not exist" (lib.filter (p: !builtins.pathExists (root + "/${p}")) sourcePaths) [ ])
+    (eq "package: source leaves out tests, docs, Nix files and build output" (lib.filter (
+      p: lib.any (d: under d p) [
+        "test"
+        "docs"
+        "nix"
+        "node_modules"
+        "dist"
+        "flake.nix"
+      ]
+    ) sourcePaths) [ ])
+  ];
+
+  failures = lib.filter (r: !r.ok) results;
+  show = v: if builtins.isString v then v else builtins.toJSON v;
+in
+{
+  inherit results;
+  ok = failures == [ ];
+  report =
+    lib.concatMapStringsSep "\n" (
+      r: if r.ok then "ok   ${r.name}" else "FAIL ${r.name}\n       got:  ${show r.got}\n       want: ${show r.want}"
+    ) results
+    + "\n${toString (lib.length results - lib.length failures)}/${toString (lib.length results)} checks passed\n";
+}

@@ -1,0 +1,113 @@
+# NixOS VM test for the workstation module: alice signs in once (browser flow, driven by a
+# scripted browser), then the per-user timer alone keeps her token fresh across several
+# access-token lifetimes; bob, who never signed in, gets no failed unit.
+# Run: nix build .#checks.x86_64-linux.vm-workstation
+{ pkgs, lib, ... }:
+
+let
+  t = import ./common.nix { inherit pkgs lib; };
+  netrc = "/home/${t.user.name}/.config/nix/netrc";
+in
+{
+  name = "nix-cache-login-workstation";
+
+  nodes = {
+    keycloak = t.keycloakNode;
+    cache = t.cacheNode;
+
+    workstation = {
+      imports = [
+        ../../modules/nixos-workstation.nix
+        t.trustTestCa
+      ];
+
+      services.nix-cache-login = {
+        enable = true;
+        settings = {
+          inherit (t) issuer;
+          client_id = "nix-cache";
+          cache_host = "cache";
+          cache_url = "http://cache";
+        };
+        # The realm's access tokens live 60 s: refresh when less than 40 s are left, check
+        # every 10 s.
+        interval = "10s";
+        randomizedDelay = "0s";
+        minValid = "40s";
+      };
+
+      # Lingering starts the users' systemd instances at boot, without a login.
+      users.users.${t.user.name} = {
+        isNormalUser = true;
+        linger = true;
+      };
+      users.users.bob = {
+        isNormalUser = true;
+        linger = true;
+      };
+
+      # For the interactive `login` (the user unit sets this itself).
+      environment.variables.NODE_EXTRA_CA_CERTS = "/etc/ssl/certs/ca-certificates.crt";
+    };
+  };
+
+  testScript = ''
+    ${t.startKeycloakAndCache}
+
+    workstation.start()
+    workstation.wait_for_unit("multi-user.target")
+    workstation.wait_for_unit("user@1000.service")
+    workstation.wait_for_unit("user@1001.service")
+
+    def user_systemctl(user, args):
+        return workstation.succeed(
+            f"su - {user} -c 'XDG_RUNTIME_DIR=/run/user/$(id -u) systemctl --user {args}'"
+        ).strip()
+
+    def unit_property(user, prop):
+        return user_systemctl(user, f"show -p {prop} --value nix-cache-login.service")
+
+    with subtest("the timer is active for every user"):
+        for user in ["${t.user.name}", "bob"]:
+            workstation.wait_until_succeeds(
+                f"su - {user} -c 'XDG_RUNTIME_DIR=/run/user/$(id -u) systemctl --user is-active nix-cache-login.timer'"
+            )
+
+    with subtest("before signing in, the unit is skipped, not failed"):
+        workstation.wait_until_succeeds(
+            "su - bob -c 'XDG_RUNTIME_DIR=/run/user/$(id -u) systemctl --user show -p ConditionResult --value nix-cache-login.service' | grep -qx no",
+            timeout=60,
+        )
+        assert unit_property("bob", "ActiveState") != "failed"
+
+    with subtest("${t.user.name} signs in with the browser flow"):
+        workstation.succeed(
+            "su - ${t.user.name} -c 'nix-cache-login login --browser-command ${lib.getExe t.browser}'"
+        )
+        workstation.succeed("su - ${t.user.name} -c 'nix-cache-login status'")
+        workstation.succeed("grep -q '^machine cache ' ${netrc}")
+        workstation.succeed("curl -sSf --netrc-file ${netrc} http://cache/nix-cache-info")
+
+    with subtest("the timer refreshes the token on its own"):
+        first = workstation.succeed("sha256sum ${netrc}").strip()
+        workstation.wait_until_succeeds(f"test \"$(sha256sum ${netrc})\" != '{first}'", timeout=120)
+        assert unit_property("${t.user.name}", "Result") == "success"
+        assert unit_property("${t.user.name}", "ExecMainStatus") == "0"
+        workstation.succeed("curl -sSf --netrc-file ${netrc} http://cache/nix-cache-info")
+
+    with subtest("the token stays valid over several access-token lifetimes"):
+        workstation.sleep(${toString (3 * t.accessTokenLifespan)})
+        workstation.succeed("su - ${t.user.name} -c 'nix-cache-login status'")
+        workstation.succeed("curl -sSf --netrc-file ${netrc} http://cache/nix-cache-info")
+        assert unit_property("${t.user.name}", "Result") == "success"
+
+    with subtest("exit 3 (not signed in) does not fail the unit"):
+        workstation.succeed("su - bob -c 'mkdir -p -m 700 ~/.local/state/nix-cache-login'")
+        workstation.wait_until_succeeds(
+            "su - bob -c 'XDG_RUNTIME_DIR=/run/user/$(id -u) systemctl --user show -p ExecMainStatus --value nix-cache-login.service' | grep -qx 3",
+            timeout=60,
+        )
+        assert unit_property("bob", "Result") == "success"
+        assert unit_property("bob", "ActiveState") != "failed"
+  '';
+}
