@@ -8,6 +8,14 @@ process.once("SIGINT", () => {
 });
 process.once("SIGTERM", () => controller.abort());
 
+// `nix-cache-login --help | head`: a closed pipe is not an error worth a stack trace.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on("error", (e: NodeJS.ErrnoException) => {
+    if (e.code === "EPIPE") process.exit(process.exitCode ?? 0);
+    throw e;
+  });
+}
+
 void run(process.argv.slice(2), {
   env: process.env,
   stdout: process.stdout,

@@ -39,8 +39,7 @@ export function provider(
 }
 
 export async function readClientSecret(config: Config): Promise<string> {
-  const file = config.clientSecretFile;
-  if (file === undefined) {
+  if (config.clientSecretFile === undefined) {
     throw new CliError(
       `${config.path}: client_secret_file is not set, so this configuration is for user sign-in`,
       {
@@ -49,6 +48,7 @@ export async function readClientSecret(config: Config): Promise<string> {
       },
     );
   }
+  const file = config.resolveClientSecretFile();
   let text: string;
   try {
     text = await readFile(file, "utf8");

@@ -18,7 +18,13 @@ export interface Config {
   /** The netrc machine name: curl matches the host only, never `host:port`. */
   machine: string;
   netrcPath: string;
+  /** As written (for messages); may name variables that only exist where the secret is read. */
   clientSecretFile: string | undefined;
+  /**
+   * The secret file's path, expanded when needed: `${CREDENTIALS_DIRECTORY}` exists only inside
+   * the systemd unit, and `status` in an admin shell must still work.
+   */
+  resolveClientSecretFile: () => string;
   mode: "user" | "service-account";
   scopes: string[] | undefined;
   callbackPort: number | undefined;
@@ -104,8 +110,16 @@ export function validateConfig(doc: Record<string, unknown>, file: string, sourc
           ? typeof value === "bigint" || (typeof value === "number" && Number.isInteger(value))
           : Array.isArray(value) && value.every((v) => typeof v === "string");
     if (!ok) {
-      const want = spec.type === "string[]" ? "an array of strings" : `a ${spec.type}`;
-      bad(key, `must be ${want}, got ${describeType(value)}`);
+      const want =
+        spec.type === "string[]"
+          ? "an array of strings"
+          : spec.type === "integer"
+            ? "an integer"
+            : "a string";
+      const got = Array.isArray(value)
+        ? `an array${spec.type === "string[]" ? ` containing ${describeType(value.find((v) => typeof v !== "string"))}` : ""}`
+        : describeType(value);
+      bad(key, `must be ${want}, got ${got}`);
       continue;
     }
     if (spec.type === "string" && (value as string).trim() === "") {
@@ -141,9 +155,13 @@ export function validateConfig(doc: Record<string, unknown>, file: string, sourc
   if (typeof values.cache_host === "string") {
     const raw = values.cache_host;
     const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?$/.exec(raw);
-    if (raw.includes("://")) bad("cache_host", "must be a host name without a scheme (e.g. cache.example.org)");
-    else if (/[/?#]/.test(raw)) bad("cache_host", "must be a host name without a path (e.g. cache.example.org)");
+    if (raw.includes("://"))
+      bad("cache_host", "must be a host name without a scheme (e.g. cache.example.org)");
+    else if (/[/?#]/.test(raw))
+      bad("cache_host", "must be a host name without a path (e.g. cache.example.org)");
     else if (m === null) bad("cache_host", `${JSON.stringify(raw)} is not a host name`);
+    else if (m[2] !== undefined && (Number(m[2]) < 1 || Number(m[2]) > 65535))
+      bad("cache_host", `port ${m[2]} is not in 1-65535`);
     else {
       cacheHost = raw;
       machine = (m[1] as string).replace(/^\[|\]$/g, "");
@@ -191,14 +209,21 @@ export function validateConfig(doc: Record<string, unknown>, file: string, sourc
     }
   };
   const netrcPath =
-    values.netrc_path === undefined ? join(xdgDir(env, "XDG_CONFIG_HOME"), "nix", "netrc") : expand("netrc_path");
-  const clientSecretFile = expand("client_secret_file");
+    values.netrc_path === undefined
+      ? join(xdgDir(env, "XDG_CONFIG_HOME"), "nix", "netrc")
+      : expand("netrc_path");
+  const rawSecretFile = typeof values.client_secret_file === "string" ? values.client_secret_file : undefined;
+  // A path without variables is checked now; one with variables when the secret is read.
+  if (rawSecretFile !== undefined && !rawSecretFile.includes("$")) expand("client_secret_file");
 
   if (problems.length > 0) {
-    throw new CliError(problems.length === 1 ? (problems[0] as string) : `invalid configuration:\n  ${problems.join("\n  ")}`, {
-      exitCode: ExitCode.usage,
-      hint: "fix the configuration file (keys are listed in `nix-cache-login --help`)",
-    });
+    throw new CliError(
+      problems.length === 1 ? (problems[0] as string) : `invalid configuration:\n  ${problems.join("\n  ")}`,
+      {
+        exitCode: ExitCode.usage,
+        hint: "fix the configuration file (keys are listed in `nix-cache-login --help`)",
+      },
+    );
   }
   return {
     path: file,
@@ -208,8 +233,9 @@ export function validateConfig(doc: Record<string, unknown>, file: string, sourc
     cacheHost: cacheHost as string,
     machine: machine as string,
     netrcPath: netrcPath as string,
-    clientSecretFile,
-    mode: clientSecretFile === undefined ? "user" : "service-account",
+    clientSecretFile: rawSecretFile,
+    resolveClientSecretFile: () => expandPath(rawSecretFile ?? "", env, `${file}: client_secret_file`),
+    mode: rawSecretFile === undefined ? "user" : "service-account",
     scopes: values.scopes as string[] | undefined,
     callbackPort,
     cacheUrl: cacheUrl ?? `https://${cacheHost as string}`,
@@ -224,9 +250,13 @@ async function readCandidate(c: ConfigCandidate): Promise<string | undefined> {
     const code = (e as NodeJS.ErrnoException).code;
     if ((code === "ENOENT" || code === "ENOTDIR") && !c.explicit) return undefined;
     if (code === "ENOENT") {
-      throw new CliError(`${c.path}: configuration file not found (from ${c.source})`, { exitCode: ExitCode.usage });
+      throw new CliError(`${c.path}: configuration file not found (from ${c.source})`, {
+        exitCode: ExitCode.usage,
+      });
     }
-    throw new CliError(`${c.path}: cannot read configuration: ${(e as Error).message}`, { exitCode: ExitCode.usage });
+    throw new CliError(`${c.path}: cannot read configuration: ${(e as Error).message}`, {
+      exitCode: ExitCode.usage,
+    });
   }
 }
 

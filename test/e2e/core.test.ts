@@ -493,6 +493,33 @@ describe("configuration errors", () => {
     assert.match(r.stdout, new RegExp(`netrc: +${ws.home}/custom/netrc: missing`));
   });
 
+  test("client_secret_file with ${CREDENTIALS_DIRECTORY}: status works without it, service-account names it", async () => {
+    const ws = await makeWorkspace();
+    workspaces.push(ws);
+    await ws.writeConfig({
+      issuer: realm.issuer,
+      client_id: realm.serviceClientId,
+      cache_host: HOST,
+      client_secret_file: "${CREDENTIALS_DIRECTORY}/client-secret",
+    });
+    const s = await runCli(ws, ["status", "--json"]);
+    assert.equal(s.code, 3, s.stderr);
+    assert.equal((JSON.parse(s.stdout) as { mode: string }).mode, "service-account");
+    const before = await snapshot(ws.dir);
+    const r = await runCli(ws, ["service-account"]);
+    assert.equal(r.code, 2);
+    assert.equal(
+      r.stderr.split("\n")[0],
+      `error: ${ws.configPath}: client_secret_file: environment variable $CREDENTIALS_DIRECTORY is not set`,
+    );
+    assert.deepEqual(await snapshot(ws.dir), before);
+    const credentials = join(ws.dir, "creds");
+    await mkdir(credentials);
+    await writeFile(join(credentials, "client-secret"), realm.serviceClientSecret, { mode: 0o600 });
+    const ok = await runCli(ws, ["service-account"], { env: { CREDENTIALS_DIRECTORY: credentials } });
+    assert.equal(ok.code, 0, ok.stderr);
+  });
+
   test("a netrc we cannot parse is named, exit 1, left as it was", async () => {
     const ws = await serviceWorkspace();
     await mkdir(dirname(ws.netrcPath), { recursive: true });
