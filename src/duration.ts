@@ -6,7 +6,8 @@ const UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
 export function parseDuration(text: string, what: string): number {
   const trimmed = text.trim();
   if (/^\d+$/.test(trimmed)) return Number(trimmed);
-  const re = /(\d+)\s*([smhd])/gy;
+  // Blanks between the parts are allowed, so that "1h 5m" as formatSpan prints it reads back.
+  const re = /\s*(\d+)\s*([smhd])/gy;
   let total = 0;
   let matched = 0;
   for (let m = re.exec(trimmed); m !== null; m = re.exec(trimmed)) {
@@ -40,5 +41,7 @@ export function describeExpiry(expiresAt: Date | null, now: Date): string {
   if (expiresAt === null) return "unknown";
   const iso = expiresAt.toISOString().replace(/\.\d{3}Z$/, "Z");
   const delta = (expiresAt.getTime() - now.getTime()) / 1000;
-  return delta > 0 ? `valid, expires in ${formatSpan(delta)} (${iso})` : `expired ${formatSpan(-delta)} ago (${iso})`;
+  return delta > 0
+    ? `valid, expires in ${formatSpan(delta)} (${iso})`
+    : `expired ${formatSpan(-delta)} ago (${iso})`;
 }

@@ -1,4 +1,4 @@
-import { join } from "node:path";
+import { isAbsolute, join, resolve } from "node:path";
 import { CliError, ExitCode } from "../errors.ts";
 import { expandPath, xdgDir, type Env } from "./paths.ts";
 
@@ -13,11 +13,19 @@ export const SYSTEM_CONFIG = "/etc/nix-cache-login/config.toml";
 
 /** The search order, as documented in --help and the README. */
 export function configCandidates(flag: string | undefined, env: Env): ConfigCandidate[] {
-  if (flag !== undefined) return [{ path: expandPath(flag, env, "--config"), source: "--config", explicit: true }];
+  // A file named on the command line (or in the variable) may be relative to the working directory,
+  // as with any other command; paths inside the configuration must be absolute.
+  const named = (raw: string, where: string) =>
+    expandPath(isAbsolute(raw) || /^[~$]/.test(raw) ? raw : resolve(raw), env, where);
+  if (flag !== undefined) return [{ path: named(flag, "--config"), source: "--config", explicit: true }];
   const fromEnv = env.NIX_CACHE_LOGIN_CONFIG;
   if (fromEnv !== undefined && fromEnv !== "") {
     return [
-      { path: expandPath(fromEnv, env, "$NIX_CACHE_LOGIN_CONFIG"), source: "$NIX_CACHE_LOGIN_CONFIG", explicit: true },
+      {
+        path: named(fromEnv, "$NIX_CACHE_LOGIN_CONFIG"),
+        source: "$NIX_CACHE_LOGIN_CONFIG",
+        explicit: true,
+      },
     ];
   }
   return [

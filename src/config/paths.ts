@@ -6,7 +6,10 @@ export type Env = Readonly<Record<string, string | undefined>>;
 function home(env: Env): string {
   const h = env.HOME;
   if (h === undefined || h === "") {
-    throw new CliError("HOME is not set", { exitCode: ExitCode.usage, hint: "set HOME to your home directory" });
+    throw new CliError("HOME is not set", {
+      exitCode: ExitCode.usage,
+      hint: "set HOME to your home directory",
+    });
   }
   return h;
 }
@@ -33,20 +36,27 @@ export function expandPath(raw: string, env: Env, where: string): string {
   let text = raw;
   if (text === "~" || text.startsWith("~/")) text = home(env) + text.slice(1);
   const missing: string[] = [];
-  const out = text.replace(/\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))/g, (_m, braced, bare) => {
-    const name = (braced ?? bare) as string;
-    const value = env[name];
-    if (value !== undefined && value !== "") return value;
-    if (name in XDG_DEFAULTS) return xdgDir(env, name);
-    if (name === "HOME") return home(env);
-    missing.push(name);
-    return "";
-  });
+  const out = text.replace(
+    /\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))/g,
+    (_m, braced, bare) => {
+      const name = (braced ?? bare) as string;
+      // XDG variables follow the spec: a relative value is ignored like an unset one.
+      if (name in XDG_DEFAULTS) return xdgDir(env, name);
+      const value = env[name];
+      if (value !== undefined && value !== "") return value;
+      if (name === "HOME") return home(env);
+      missing.push(name);
+      return "";
+    },
+  );
   if (missing.length > 0) {
-    throw new CliError(`${where}: environment variable ${missing.map((n) => `$${n}`).join(", ")} is not set`, {
-      exitCode: ExitCode.usage,
-      hint: "set the variable, or write the path out in full",
-    });
+    throw new CliError(
+      `${where}: environment variable${missing.length > 1 ? "s" : ""} ${missing.map((n) => `$${n}`).join(", ")} ${missing.length > 1 ? "are" : "is"} not set`,
+      {
+        exitCode: ExitCode.usage,
+        hint: "set the variable, or write the path out in full",
+      },
+    );
   }
   if (!isAbsolute(out)) {
     throw new CliError(`${where}: ${JSON.stringify(raw)} is not an absolute path`, {
