@@ -38,7 +38,7 @@ export function formatSpan(seconds: number): string {
 
 /** "valid, expires in 42m (2026-11-25T10:00:00Z)", "expired 3m ago (...)", "unknown". */
 export function describeExpiry(expiresAt: Date | null, now: Date): string {
-  if (expiresAt === null) return "unknown";
+  if (expiresAt === null || Number.isNaN(expiresAt.getTime())) return "unknown";
   const iso = expiresAt.toISOString().replace(/\.\d{3}Z$/, "Z");
   const delta = (expiresAt.getTime() - now.getTime()) / 1000;
   return delta > 0

@@ -48,7 +48,8 @@ export const CONFIG_KEYS = Object.keys(KEYS);
 
 export function isLoopbackHost(hostname: string): boolean {
   const h = hostname.replace(/^\[|\]$/g, "").toLowerCase();
-  if (h === "localhost" || h.endsWith(".localhost")) return true;
+  // Only names that always mean this machine: *.localhost depends on the resolver.
+  if (h === "localhost") return true;
   if (isIP(h) === 4) return h.startsWith("127.");
   return h === "::1";
 }
@@ -145,7 +146,8 @@ export function validateConfig(doc: Record<string, unknown>, file: string, sourc
       } else if (url.search !== "" || url.hash !== "" || url.username !== "" || url.password !== "") {
         bad("issuer", "must not contain a query, fragment or credentials");
       } else {
-        issuer = values.issuer.replace(/\/+$/, "");
+        // Kept exactly as written: discovery compares the issuer byte for byte (RFC 8414 section 3.3).
+        issuer = values.issuer;
       }
     }
   }

@@ -299,9 +299,22 @@ describe("config validation: what is accepted", () => {
     }
   });
 
-  test("a trailing slash on the issuer is dropped", async () => {
+  test("the issuer is kept exactly as written (discovery compares it byte for byte)", async () => {
     const c = await load(GOOD.replace("/realms/main", "/realms/main/"));
-    assert.equal(c.issuer, "https://id.example.org/realms/main");
+    assert.equal(c.issuer, "https://id.example.org/realms/main/");
+  });
+
+  test("http is only for loopback names that cannot be redirected by a resolver", async () => {
+    await assert.rejects(
+      load(GOOD.replace("https://id.example.org", "http://id.localhost")),
+      /must use https/,
+    );
+    assert.equal(
+      (await load(GOOD.replace("https://id.example.org", "http://localhost:8080"))).issuer.startsWith(
+        "http://localhost",
+      ),
+      true,
+    );
   });
 
   test("cache_host with a port: the netrc machine is the host only", async () => {
