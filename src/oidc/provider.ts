@@ -296,23 +296,32 @@ export class Provider {
 
   /**
    * RFC 8628 section 3.4-3.5: polls the token endpoint at the provider's interval (5 s when it names
-   * none), waits on `authorization_pending`, adds 5 s on `slow_down`, and stops on `expired_token`,
-   * `access_denied` or when `signal` aborts.
+   * none), keeps waiting on `authorization_pending`, adds 5 s on `slow_down`, and stops on
+   * `expired_token`, `access_denied` or when `signal` aborts (at once, not at the next poll).
    */
   async pollDeviceAuthorization(device: DeviceAuthorization, signal: AbortSignal): Promise<TokenSet> {
-    const response = device.response as OidcClient.DeviceAuthorizationResponse;
-    const res = await this.withConfig("device sign-in", (l, c) => {
-      l.enableNonRepudiationChecks(c);
-      return l
-        .pollDeviceAuthorizationGrant(c, response, undefined, { signal })
-        .catch((e: unknown) => {
-          // The caller tells an interrupt from its own deadline; keep the abort as it is.
-          throw signal.aborted
-            ? new CliError("device sign-in aborted", { cause: e })
-            : this.loginError(e, "device sign-in");
-        });
-    });
-    return this.tokenSet(res);
+    const deviceCode = (device.response as OidcClient.DeviceAuthorizationResponse).device_code;
+    let interval = device.interval ?? 5;
+    for (;;) {
+      await abortableSleep(interval * 1000, signal);
+      const res = await this.withConfig("device sign-in", (l, c) => {
+        l.enableNonRepudiationChecks(c);
+        return l
+          .genericGrantRequest(c, DEVICE_CODE_GRANT, { device_code: deviceCode })
+          .catch((e: unknown) => {
+            const error = (e as { error?: unknown }).error;
+            if (error === "authorization_pending" || error === "slow_down") return error;
+            throw this.loginError(e, "device sign-in");
+          });
+      });
+      if (res === "authorization_pending") continue;
+      if (res === "slow_down") {
+        interval += 5;
+        this.opts.log(`the provider asked to slow down; polling every ${interval}s`);
+        continue;
+      }
+      return this.tokenSet(res);
+    }
   }
 
   /** Sign-in errors: an `invalid_grant` here is a bad code, not an ended session as on refresh. */
@@ -444,6 +453,26 @@ export class Provider {
     }
     return new CliError(`${what} with ${host} failed: ${err.message ?? String(e)}`, { cause: e });
   }
+}
+
+const DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code";
+
+function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) {
+      reject(signal.reason as Error);
+      return;
+    }
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal.reason as Error);
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
 }
 
 /** The `exp` of a JWT, without verifying it (only used for display and scheduling). */

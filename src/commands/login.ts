@@ -1,0 +1,285 @@
+import { checkBrowserCommand, openBrowser } from "../browser.ts";
+import type { Env } from "../config/paths.ts";
+import { say, verbose, warn, type Context } from "../context.ts";
+import { describeExpiry, formatSpan, parseDuration } from "../duration.ts";
+import { CliError, ExitCode } from "../errors.ts";
+import { deviceSignIn } from "../oidc/device.ts";
+import { LoopbackServer, type Page } from "../oidc/loopback.ts";
+import type { Provider, TokenSet } from "../oidc/provider.ts";
+import { openSession, provider, saveTokens, type Session } from "../session.ts";
+
+export const DEFAULT_LOGIN_TIMEOUT = "5m";
+
+export interface LoginOptions {
+  device?: boolean | undefined;
+  /** false with --no-browser. */
+  browser?: boolean | undefined;
+  browserCommand?: string | undefined;
+  port?: string | undefined;
+  timeout?: string | undefined;
+}
+
+/**
+ * Signs the user in: in a browser (authorization code + PKCE on a loopback redirect), or with a
+ * device code (RFC 8628) where no local browser can be used. Nothing is written unless the sign-in
+ * completed; then the tokens are saved and the netrc entry is written.
+ */
+export async function login(ctx: Context, opts: LoginOptions): Promise<number> {
+  const started = performance.now();
+  const log = verbose(ctx);
+  const waitSeconds = parseDuration(opts.timeout ?? DEFAULT_LOGIN_TIMEOUT, "--timeout");
+  if (waitSeconds <= 0) {
+    throw new CliError("--timeout: must be greater than zero", { exitCode: ExitCode.usage });
+  }
+  const flagPort = opts.port === undefined ? undefined : parsePort(opts.port);
+  if (opts.browserCommand !== undefined) checkBrowserCommand(opts.browserCommand);
+
+  const s = await openSession(ctx);
+  if (s.config.mode === "service-account") {
+    throw new CliError(
+      `${s.config.path}: client_secret_file is set, so this configuration is for a service account`,
+      {
+        exitCode: ExitCode.usage,
+        hint: "use `nix-cache-login service-account`, or remove client_secret_file to sign in as a user",
+      },
+    );
+  }
+  // A sign-in is rare and interactive: always ask the provider for a fresh discovery document.
+  const p = provider(ctx, s, undefined);
+  const host = p.host;
+
+  const envBrowser = (ctx.env.BROWSER ?? "").trim() === "" ? undefined : ctx.env.BROWSER;
+  const browserCommand = opts.browserCommand ?? envBrowser;
+  let useDevice = opts.device === true;
+  let launch = opts.browser !== false;
+  if (!useDevice && launch && browserCommand === undefined && flagPort === undefined) {
+    const why = noLocalBrowser(ctx.env);
+    if (why !== undefined) {
+      if ((await p.deviceEndpoint()) !== undefined) {
+        say(ctx, `${why}: signing in with a device code instead (--no-browser keeps the browser sign-in).`);
+        useDevice = true;
+      } else {
+        say(
+          ctx,
+          `${why}, and ${host} offers no device sign-in: open the URL below in a browser that reaches this machine.`,
+        );
+        launch = false;
+      }
+    }
+  }
+
+  let tokens: TokenSet;
+  let timing: string;
+  if (useDevice) {
+    const result = await deviceSignIn(ctx, p, { timeoutSeconds: waitSeconds, log });
+    tokens = result.tokens;
+    await save(ctx, s, tokens, p);
+    timing = `timing: token_response_to_netrc_ms=${ms(performance.now() - result.approvedAt)}`;
+  } else {
+    const result = await browserSignIn(ctx, s, p, {
+      port: flagPort ?? s.config.callbackPort,
+      portFrom: flagPort !== undefined ? "--port" : `callback_port in ${s.config.path}`,
+      launch,
+      browserCommand,
+      commandFrom: opts.browserCommand !== undefined ? "--browser-command" : "$BROWSER",
+      waitSeconds,
+    });
+    tokens = result.tokens;
+    timing = result.timing;
+  }
+  log(timing);
+  log(`timing: login_total_ms=${ms(performance.now() - started)}`);
+
+  const now = ctx.now();
+  say(ctx, `Signed in as ${tokens.username ?? "(unknown user)"} at ${host}.`);
+  say(ctx, `  access token:  ${describeExpiry(tokens.accessExpiresAt, now)}`);
+  say(
+    ctx,
+    `  refresh token: ${tokens.refreshToken === undefined ? "none (run `nix-cache-login login` again when the access token expires)" : describeExpiry(tokens.refreshExpiresAt ?? null, now)}`,
+  );
+  say(ctx, `Wrote the ${s.config.machine} entry in ${s.config.netrcPath}.`);
+  return ExitCode.ok;
+}
+
+interface BrowserSignInOptions {
+  port: number | undefined;
+  portFrom: string;
+  launch: boolean;
+  browserCommand: string | undefined;
+  commandFrom: "--browser-command" | "$BROWSER";
+  waitSeconds: number;
+}
+
+async function browserSignIn(
+  ctx: Context,
+  s: Session,
+  p: Provider,
+  o: BrowserSignInOptions,
+): Promise<{ tokens: TokenSet; timing: string }> {
+  const log = verbose(ctx);
+  // Bind first (a taken port fails fast) while discovery runs.
+  const [bound, discovered] = await Promise.allSettled([
+    LoopbackServer.listen(o.port, o.portFrom, log),
+    p.metadata(),
+  ]);
+  if (bound.status === "rejected") throw bound.reason;
+  const server = bound.value;
+  try {
+    if (discovered.status === "rejected") throw discovered.reason;
+    const request = await p.authorizationRequest(server.redirectUri);
+    server.expect(request.url, request.state);
+    log(
+      `authorization endpoint ${request.url.origin}${request.url.pathname}, redirect URI ${server.redirectUri}`,
+    );
+    // Checking the ID token's signature needs the provider's keys: fetch them while the user signs in.
+    p.prefetchSigningKeys().catch((e: unknown) =>
+      log(`could not fetch the signing keys ahead: ${String(e)}`),
+    );
+    // Likewise load the file lock library now: the callback -> netrc path should pay for the writes only.
+    void import("proper-lockfile").catch(() => undefined);
+
+    if (o.launch) {
+      say(ctx, `Opening a browser to sign in. If your browser did not open, visit: ${server.url}`);
+      await openBrowser(server.url, {
+        command: o.browserCommand,
+        commandFrom: o.commandFrom,
+        env: ctx.env,
+        showOutput: ctx.verbose,
+        log,
+        warn: (line) => warn(ctx, line),
+      });
+    } else {
+      say(ctx, `To sign in, open this URL in a browser: ${server.url}`);
+    }
+    say(ctx, `Waiting up to ${formatSpan(o.waitSeconds)} for the sign-in (Ctrl-C to cancel)...`);
+
+    const outcome = await waitFor(server.callback, ctx.signal, o.waitSeconds);
+    if (outcome.kind === "error") {
+      const detail =
+        outcome.description === undefined ? outcome.error : `${outcome.description} (${outcome.error})`;
+      throw new CliError(
+        outcome.error === "access_denied"
+          ? `the sign-in was denied at ${p.host}: ${detail}`
+          : `the sign-in failed at ${p.host}: ${detail}`,
+        { hint: "run `nix-cache-login login` to try again" },
+      );
+    }
+
+    let tokens: TokenSet;
+    let exchanged: number;
+    try {
+      tokens = await p.exchangeCode(outcome.url, request);
+      exchanged = performance.now();
+      await save(ctx, s, tokens, p);
+    } catch (e) {
+      await outcome.reply(failurePage(e));
+      throw e;
+    }
+    const written = performance.now();
+    await outcome.reply({
+      status: 200,
+      ok: true,
+      title: "Signed in",
+      lines: [
+        `nix-cache-login is signed in${tokens.username === undefined ? "" : ` as ${tokens.username}`} and has written the token for ${s.config.machine}.`,
+        "You can close this tab.",
+      ],
+    });
+    return {
+      tokens,
+      timing:
+        `timing: callback_to_netrc_ms=${ms(written - outcome.receivedAt)} ` +
+        `code_exchange_ms=${ms(exchanged - outcome.receivedAt)} write_ms=${ms(written - exchanged)}`,
+    };
+  } finally {
+    await server.close();
+    log("closed the loopback server");
+  }
+}
+
+/** Saves under the state lock, so a timer's `refresh` running meanwhile cannot overwrite the new session. */
+async function save(ctx: Context, s: Session, tokens: TokenSet, p: Provider): Promise<void> {
+  await s.store.locked(() => saveTokens(ctx, s, undefined, tokens, p, "user"));
+}
+
+function failurePage(e: unknown): Page {
+  return {
+    status: 500,
+    title: "Sign-in failed",
+    lines: [
+      e instanceof CliError
+        ? `nix-cache-login could not finish the sign-in: ${e.message}`
+        : "nix-cache-login could not finish the sign-in.",
+      "See the terminal for details. You can close this tab.",
+    ],
+  };
+}
+
+/** Resolves with the promise, or rejects on the deadline or when the signal aborts (Ctrl-C). */
+function waitFor<T>(promise: Promise<T>, signal: AbortSignal, seconds: number): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", onAbort);
+    };
+    const onAbort = () => {
+      done();
+      reject(new CliError("interrupted", { exitCode: ExitCode.interrupted }));
+    };
+    const timer = setTimeout(() => {
+      done();
+      reject(
+        new CliError(`timed out after ${formatSpan(seconds)} waiting for the sign-in in the browser`, {
+          hint: "run `nix-cache-login login` again and finish the sign-in sooner, or allow more time with --timeout 10m",
+        }),
+      );
+    }, seconds * 1000);
+    if (signal.aborted) {
+      onAbort();
+      return;
+    }
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(
+      (v) => {
+        done();
+        resolve(v);
+      },
+      (e: unknown) => {
+        done();
+        reject(e as Error);
+      },
+    );
+  });
+}
+
+function parsePort(text: string): number {
+  const port = /^\d{1,5}$/.test(text.trim()) ? Number(text.trim()) : NaN;
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new CliError(`--port: ${JSON.stringify(text)} is not a port number (1-65535)`, {
+      exitCode: ExitCode.usage,
+    });
+  }
+  return port;
+}
+
+/**
+ * Why a browser on this machine cannot be used, or undefined when one probably can: an SSH session,
+ * or Linux (and the BSDs) without a graphical display. WSL opens the Windows browser.
+ */
+export function noLocalBrowser(env: Env, platform: NodeJS.Platform = process.platform): string | undefined {
+  if (nonEmpty(env.SSH_CONNECTION) || nonEmpty(env.SSH_CLIENT) || nonEmpty(env.SSH_TTY))
+    return "This is an SSH session";
+  if (platform === "darwin" || platform === "win32" || platform === "android") return undefined;
+  if (nonEmpty(env.WSL_DISTRO_NAME) || nonEmpty(env.WSL_INTEROP)) return undefined;
+  if (!nonEmpty(env.DISPLAY) && !nonEmpty(env.WAYLAND_DISPLAY))
+    return "There is no display (DISPLAY and WAYLAND_DISPLAY are unset)";
+  return undefined;
+}
+
+function nonEmpty(v: string | undefined): boolean {
+  return v !== undefined && v !== "";
+}
+
+function ms(value: number): string {
+  return value.toFixed(1);
+}

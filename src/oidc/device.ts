@@ -1,0 +1,62 @@
+/**
+ * The device sign-in (RFC 8628) for sessions without a local browser: show where to go and the
+ * user code (and a QR code on a terminal), then poll until the user approves or denies it.
+ */
+import type { Context } from "../context.ts";
+import { formatSpan } from "../duration.ts";
+import { CliError } from "../errors.ts";
+import type { Provider, TokenSet } from "./provider.ts";
+
+export interface DeviceSignInOptions {
+  /** Give up after this many seconds (the device code's own expiry may come first). */
+  timeoutSeconds: number;
+  log: (line: string) => void;
+}
+
+export interface DeviceSignInResult {
+  tokens: TokenSet;
+  /** performance.now() when the token response arrived. */
+  approvedAt: number;
+}
+
+export async function deviceSignIn(
+  ctx: Context,
+  p: Provider,
+  o: DeviceSignInOptions,
+): Promise<DeviceSignInResult> {
+  const device = await p.deviceAuthorization();
+  const out = ctx.stderr;
+  const target = device.verificationUriComplete ?? device.verificationUri;
+  out.write(`\nTo sign in, open this page in a browser on any device:\n\n    ${target}\n\n`);
+  out.write(
+    device.verificationUriComplete !== undefined
+      ? `and check that it shows the code ${device.userCode}\n`
+      : `and enter the code ${device.userCode}\n`,
+  );
+  if (ctx.stdout.isTTY === true) {
+    // Lazily: only this path needs the QR encoder.
+    const { renderUnicodeCompact } = await import("uqr");
+    ctx.stdout.write(`\n${renderUnicodeCompact(target, { border: 2 })}\n\n`);
+  }
+  const seconds = Math.min(o.timeoutSeconds, device.expiresIn > 0 ? device.expiresIn : o.timeoutSeconds);
+  out.write(`Waiting for the sign-in to be approved (up to ${formatSpan(seconds)}; Ctrl-C to cancel)...\n`);
+  o.log(`device code valid for ${device.expiresIn}s; polling every ${device.interval ?? 5}s`);
+
+  const deadline = AbortSignal.timeout(seconds * 1000);
+  const signal = AbortSignal.any([ctx.signal, deadline]);
+  try {
+    const tokens = await p.pollDeviceAuthorization(device, signal);
+    return { tokens, approvedAt: performance.now() };
+  } catch (e) {
+    if (ctx.signal.aborted) throw e;
+    if (deadline.aborted) {
+      throw new CliError(
+        seconds < o.timeoutSeconds
+          ? `the device code expired after ${formatSpan(seconds)} before the sign-in was approved`
+          : `timed out after ${formatSpan(seconds)} waiting for the sign-in to be approved`,
+        { hint: "run `nix-cache-login login --device` again (use --timeout to wait longer)" },
+      );
+    }
+    throw e;
+  }
+}

@@ -1,0 +1,280 @@
+/**
+ * The loopback redirect server for the browser sign-in (RFC 8252 section 7.3): bound to 127.0.0.1
+ * only, it redirects `GET /` to the authorization URL (so the terminal shows a short URL) and takes
+ * exactly one authorization response at `/callback` whose `state` matches.
+ */
+import { timingSafeEqual } from "node:crypto";
+import * as http from "node:http";
+import type { AddressInfo } from "node:net";
+import { CliError } from "../errors.ts";
+
+export type Logger = (line: string) => void;
+
+export const CALLBACK_PATH = "/callback";
+
+export interface Page {
+  status: number;
+  title: string;
+  /** Plain text paragraphs; escaped when rendered. */
+  lines: string[];
+  ok?: boolean;
+}
+
+/** The one authorization response that belongs to this sign-in. */
+export type CallbackOutcome =
+  | {
+      kind: "code";
+      /** The callback URL as the provider sent it; it holds the code, so never print or log it. */
+      url: URL;
+      /** performance.now() when the request reached the server. */
+      receivedAt: number;
+      /** Answers the browser, once the code exchange and the file writes are done. */
+      reply(page: Page): Promise<void>;
+    }
+  | { kind: "error"; error: string; description: string | undefined; receivedAt: number };
+
+export class LoopbackServer {
+  private authorizationUrl: URL | undefined;
+  private expectedState: Buffer | undefined;
+  private settled = false;
+  private deliver!: (outcome: CallbackOutcome) => void;
+  /** Resolves with the first callback whose `state` matches; wrong ones are answered and ignored. */
+  readonly callback: Promise<CallbackOutcome>;
+
+  private constructor(
+    private readonly server: http.Server,
+    readonly port: number,
+    private readonly log: Logger,
+  ) {
+    this.callback = new Promise((resolve) => (this.deliver = resolve));
+  }
+
+  /**
+   * Listens on 127.0.0.1 (never a wildcard address): on `port`, or on a free one the system picks.
+   * `portFrom` names where a fixed port came from, for the error when it is taken.
+   */
+  static async listen(port: number | undefined, portFrom: string, log: Logger): Promise<LoopbackServer> {
+    const server = http.createServer();
+    // A browser keeps connections open; they must not keep the port (or this process) alive.
+    server.keepAliveTimeout = 1000;
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", (e: NodeJS.ErrnoException) => {
+        if (e.code === "EADDRINUSE") {
+          reject(
+            new CliError(
+              `port ${port} on 127.0.0.1 is already in use, so the sign-in cannot receive its redirect`,
+              {
+                hint: `stop the program that uses it, or choose another port (${portFrom}); without a port a free one is picked`,
+              },
+            ),
+          );
+        } else if (e.code === "EACCES") {
+          reject(
+            new CliError(`not allowed to listen on port ${port} on 127.0.0.1`, {
+              hint: `choose a port above 1023 (${portFrom})`,
+            }),
+          );
+        } else {
+          reject(
+            new CliError(`cannot listen on 127.0.0.1 for the sign-in redirect: ${e.message}`, { cause: e }),
+          );
+        }
+      });
+      server.listen({ port: port ?? 0, host: "127.0.0.1", exclusive: true }, () => resolve());
+    });
+    // Nobody knows the port before this line returns, so no request can arrive without a handler.
+    const self = new LoopbackServer(server, (server.address() as AddressInfo).port, log);
+    server.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => self.handle(req, res));
+    log(`listening on 127.0.0.1:${self.port} for the redirect`);
+    return self;
+  }
+
+  /** The short URL shown to the user: it redirects to the authorization URL. */
+  get url(): string {
+    return `http://127.0.0.1:${this.port}/`;
+  }
+
+  get redirectUri(): string {
+    return `http://127.0.0.1:${this.port}${CALLBACK_PATH}`;
+  }
+
+  /** Arms the server for one sign-in. */
+  expect(authorizationUrl: URL, state: string): void {
+    this.authorizationUrl = authorizationUrl;
+    this.expectedState = Buffer.from(state);
+  }
+
+  /** Stops listening and drops open connections, so the port is free when this resolves. */
+  async close(): Promise<void> {
+    if (!this.server.listening) return;
+    await new Promise<void>((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+    });
+  }
+
+  private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
+    // Build the URL from our own address, not the Host header: it is the redirect_uri we registered.
+    let url: URL;
+    try {
+      url = new URL(req.url ?? "/", `http://127.0.0.1:${this.port}`);
+    } catch {
+      void send(res, { status: 400, title: "Bad request", lines: [] });
+      return;
+    }
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      void send(res, { status: 405, title: "Method not allowed", lines: [] }, { allow: "GET" });
+      return;
+    }
+    if (url.pathname === "/") {
+      if (this.authorizationUrl === undefined || this.settled) {
+        void send(res, {
+          status: 410,
+          title: "No sign-in in progress",
+          lines: ["nix-cache-login is not waiting for a sign-in on this address any more."],
+        });
+        return;
+      }
+      this.log("GET / on the loopback server: redirecting to the authorization endpoint");
+      res.writeHead(302, {
+        location: this.authorizationUrl.href,
+        "cache-control": "no-store",
+        ...SECURITY_HEADERS,
+      });
+      res.end();
+      return;
+    }
+    if (url.pathname === CALLBACK_PATH) {
+      this.onCallback(url, res);
+      return;
+    }
+    void send(res, { status: 404, title: "Not found", lines: ["There is nothing here."] });
+  }
+
+  private onCallback(url: URL, res: http.ServerResponse): void {
+    const receivedAt = performance.now();
+    if (this.settled) {
+      this.log("ignored a second callback: this sign-in already has its answer");
+      void send(res, {
+        status: 409,
+        title: "Sign-in already finished",
+        lines: ["nix-cache-login has already received the answer for this sign-in. You can close this tab."],
+      });
+      return;
+    }
+    if (!this.stateMatches(url.searchParams.get("state"))) {
+      // Not ours (a stale tab, or a forged request): answer, ignore, and keep waiting for the real one.
+      this.log("ignored a callback whose state does not match this sign-in");
+      void send(res, {
+        status: 400,
+        title: "This sign-in response was ignored",
+        lines: [
+          "It does not belong to the sign-in that nix-cache-login is waiting for (the state parameter does not match).",
+          "If you started the sign-in again, finish it in the newest tab.",
+        ],
+      });
+      return;
+    }
+    this.settled = true;
+    const error = url.searchParams.get("error");
+    if (error !== null || !url.searchParams.has("code")) {
+      const description =
+        error === null
+          ? "the response has neither a code nor an error"
+          : (url.searchParams.get("error_description") ?? undefined);
+      const shown = printable(error ?? "invalid_request");
+      const text = description === undefined ? undefined : printable(description);
+      this.log(`the provider answered with an error: ${shown}`);
+      void send(res, {
+        status: 400,
+        title: "Sign-in failed",
+        lines: [
+          text === undefined
+            ? `The identity provider answered: ${shown}.`
+            : `The identity provider answered: ${text} (${shown}).`,
+          "You can close this tab and return to the terminal.",
+        ],
+      }).then(() => this.deliver({ kind: "error", error: shown, description: text, receivedAt }));
+      return;
+    }
+    this.log("callback received with a matching state");
+    this.deliver({
+      kind: "code",
+      url,
+      receivedAt,
+      reply: (page) => send(res, page, { connection: "close" }),
+    });
+  }
+
+  private stateMatches(state: string | null): boolean {
+    if (state === null || this.expectedState === undefined) return false;
+    const got = Buffer.from(state);
+    return got.length === this.expectedState.length && timingSafeEqual(got, this.expectedState);
+  }
+}
+
+/** Control characters could drive the terminal; long values come from the network. */
+function printable(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  const clean = text.replace(/[\u0000-\u001f\u007f-\u009f]/g, " ").trim();
+  return clean.length > 300 ? `${clean.slice(0, 300)}...` : clean;
+}
+
+const SECURITY_HEADERS = {
+  "referrer-policy": "no-referrer",
+  "x-content-type-options": "nosniff",
+  "x-frame-options": "DENY",
+};
+
+function escapeHtml(text: string): string {
+  return text.replace(
+    /[&<>"']/g,
+    (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c] ?? c,
+  );
+}
+
+/** A plain, self-contained page: no scripts, no external resources. */
+export function renderPage(page: Page): string {
+  const accent = page.ok === true ? "#1a7f37" : page.status >= 400 ? "#cf222e" : "#57606a";
+  return `<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${escapeHtml(page.title)} - nix-cache-login</title>
+<style>
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#24292f;line-height:1.5}
+h1{font-size:1.5rem;color:${accent}}
+footer{margin-top:2rem;font-size:.85rem;color:#57606a}
+</style>
+</head>
+<body>
+<h1>${escapeHtml(page.title)}</h1>
+${page.lines.map((l) => `<p>${escapeHtml(l)}</p>`).join("\n")}
+<footer>nix-cache-login</footer>
+</body>
+</html>
+`;
+}
+
+function send(res: http.ServerResponse, page: Page, extra: Record<string, string> = {}): Promise<void> {
+  const body = renderPage(page);
+  return new Promise((resolve) => {
+    if (res.writableEnded || res.destroyed) {
+      resolve();
+      return;
+    }
+    res.writeHead(page.status, {
+      "content-type": "text/html; charset=utf-8",
+      "content-length": Buffer.byteLength(body),
+      "cache-control": "no-store",
+      "content-security-policy":
+        "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+      ...SECURITY_HEADERS,
+      ...extra,
+    });
+    res.once("error", () => resolve());
+    res.once("close", () => resolve());
+    res.end(body, () => resolve());
+  });
+}

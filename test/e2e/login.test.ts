@@ -1,0 +1,493 @@
+/**
+ * `login` end to end: the built CLI as a subprocess against the Keycloak-shaped realm, with Debian's
+ * Chromium (driven by test/support/browser-driver.ts through playwright-core) as the user's browser.
+ * A missing Chromium fails these tests; it never skips them.
+ */
+import assert from "node:assert/strict";
+import type { ChildProcess } from "node:child_process";
+import { spawn } from "node:child_process";
+import { readdir, readFile, stat } from "node:fs/promises";
+import * as net from "node:net";
+import { dirname, join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { requireChromium } from "../support/chromium.ts";
+import {
+  assertNoSecrets,
+  CLI,
+  harvestSecrets,
+  makeWorkspace,
+  runCli,
+  type RunResult,
+  type Workspace,
+} from "../support/cli.ts";
+import { startRealm, type Realm } from "../support/realm.ts";
+
+const CACHE_HOST = "cache.example.test";
+const DRIVER = fileURLToPath(new URL("../support/browser-driver.ts", import.meta.url));
+// A path, not a file: URL, so the command also works from $BROWSER (a list separated by ':').
+const TSX = fileURLToPath(import.meta.resolve("tsx"));
+/** The driver as a browser command: the CLI appends the URL as the last argument. */
+const BROWSER_COMMAND = `'${process.execPath}' --import '${TSX}' '${DRIVER}'`;
+
+let realm: Realm;
+const workspaces: Workspace[] = [];
+/** Every CLI output of this file, checked at the end against every secret seen in any test. */
+const outputs: { what: string; text: string }[] = [];
+const secrets = new Set<string>();
+const timings: Record<string, number[]> = {};
+
+async function userWorkspace(extra: Record<string, unknown> = {}): Promise<Workspace> {
+  const ws = await makeWorkspace();
+  workspaces.push(ws);
+  await ws.writeConfig({
+    issuer: realm.issuer,
+    client_id: realm.publicClientId,
+    cache_host: CACHE_HOST,
+    ...extra,
+  });
+  return ws;
+}
+
+interface LoginRun extends RunResult {
+  driver: Record<string, unknown> | undefined;
+  wallMs: number;
+}
+
+/** Runs the CLI; with a driver mode, the driver is the browser command and its summary is read back. */
+async function run(
+  ws: Workspace,
+  args: string[],
+  opts: {
+    driver?: string;
+    /** Hand the driver over in $BROWSER instead of --browser-command. */
+    viaEnv?: boolean;
+    env?: Record<string, string | undefined>;
+    onSpawn?: (c: ChildProcess) => void;
+  } = {},
+): Promise<LoginRun> {
+  const resultFile = join(ws.dir, `driver-${outputs.length}.json`);
+  const env: Record<string, string | undefined> = { ...opts.env };
+  const argv = [...args];
+  if (opts.driver !== undefined) {
+    if (opts.viaEnv === true) env.BROWSER = BROWSER_COMMAND;
+    else argv.push("--browser-command", BROWSER_COMMAND);
+    Object.assign(env, { DRIVER_MODE: opts.driver, DRIVER_RESULT: resultFile });
+  }
+  const started = performance.now();
+  const res = await runCli(ws, argv, { env, onSpawn: opts.onSpawn, timeoutMs: 90_000 });
+  const wallMs = performance.now() - started;
+  const what = `nix-cache-login ${args.join(" ")}`;
+  outputs.push(
+    { what: `stdout of ${what}`, text: res.stdout },
+    { what: `stderr of ${what}`, text: res.stderr },
+  );
+  for (const s of ws.secrets) secrets.add(s);
+  // The driver writes its summary last, once Chromium is gone (the CLI does not wait for it).
+  const driver = opts.driver === undefined ? undefined : await readDriverResult(resultFile);
+  if (typeof driver?.code === "string") secrets.add(driver.code);
+  return { ...res, driver, wallMs };
+}
+
+async function readDriverResult(file: string): Promise<Record<string, unknown>> {
+  for (let i = 0; i < 600; i++) {
+    try {
+      return JSON.parse(await readFile(file, "utf8")) as Record<string, unknown>;
+    } catch {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  throw new Error(`the browser driver wrote no result to ${file}`);
+}
+
+async function harvest(ws: Workspace): Promise<void> {
+  await harvestSecrets(ws);
+  for (const s of ws.secrets) secrets.add(s);
+}
+
+function timing(stderr: string, key: string): number | undefined {
+  const m = new RegExp(`timing: .*\\b${key}=([0-9.]+)`).exec(stderr);
+  return m?.[1] === undefined ? undefined : Number(m[1]);
+}
+
+function record(key: string, value: number | undefined): void {
+  if (value !== undefined) (timings[key] ??= []).push(value);
+}
+
+async function assertNothingWritten(ws: Workspace): Promise<void> {
+  await assert.rejects(stat(ws.netrcPath), { code: "ENOENT" }, "the netrc must not exist");
+  const state = await readdir(ws.stateDir).catch(() => [] as string[]);
+  assert.deepEqual(
+    state.filter((f) => !f.endsWith(".lock")),
+    [],
+    "no token state may be written",
+  );
+}
+
+async function netrcPassword(ws: Workspace): Promise<string> {
+  const text = await readFile(ws.netrcPath, "utf8");
+  const m = new RegExp(
+    `^machine ${CACHE_HOST.replace(/\./g, "\\.")} login (\\S+) password (\\S+)$`,
+    "m",
+  ).exec(text);
+  assert.ok(m, `no one-line entry for ${CACHE_HOST} in the netrc`);
+  return m[2] as string;
+}
+
+async function stateFile(ws: Workspace): Promise<Record<string, unknown>> {
+  const files = (await readdir(ws.stateDir)).filter((f) => f.endsWith(".json"));
+  assert.equal(files.length, 1, `one state file expected, got ${files.join(", ")}`);
+  return JSON.parse(await readFile(join(ws.stateDir, files[0] as string), "utf8")) as Record<string, unknown>;
+}
+
+function portFrom(stderr: string): number {
+  const m = /http:\/\/127\.0\.0\.1:(\d+)\//.exec(stderr);
+  assert.ok(m, `no loopback URL in: ${stderr}`);
+  return Number(m[1]);
+}
+
+async function portIsFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: "127.0.0.1", port });
+    socket.once("connect", () => {
+      socket.destroy();
+      resolve(false);
+    });
+    socket.once("error", () => resolve(true));
+  });
+}
+
+async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const port = (server.address() as net.AddressInfo).port;
+  await new Promise((r) => server.close(r));
+  return port;
+}
+
+/** Calls back once stderr has shown a line matching re (the CLI's chunks may split lines). */
+function watchStderr(child: ChildProcess, re: RegExp, onMatch: (m: RegExpExecArray) => void): void {
+  let seen = "";
+  let fired = false;
+  child.stderr?.on("data", (chunk: Buffer | string) => {
+    seen += String(chunk);
+    const m = re.exec(seen);
+    if (m && !fired) {
+      fired = true;
+      onMatch(m);
+    }
+  });
+}
+
+function spawnDriver(
+  url: string,
+  env: Record<string, string>,
+): Promise<{ code: number | null; stderr: string }> {
+  const child = spawn(process.execPath, ["--import", TSX, DRIVER, url], {
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  let stderr = "";
+  child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+  return new Promise((resolve) => child.on("close", (code) => resolve({ code, stderr })));
+}
+
+test("Debian's Chromium is installed (the browser sign-in tests need it)", () => {
+  requireChromium();
+});
+
+describe("login", { concurrency: false }, () => {
+  before(async () => {
+    // No Chromium means the browser tests cannot prove anything: fail loudly, never skip.
+    requireChromium();
+    realm = await startRealm({ deviceInterval: 1 });
+  });
+
+  after(async () => {
+    await realm?.stop();
+    await Promise.all(workspaces.map((ws) => ws.cleanup()));
+    if (Object.keys(timings).length > 0) {
+      const show = Object.entries(timings)
+        .map(([k, v]) => `${k}=${v.map((x) => x.toFixed(1)).join("/")}`)
+        .join(" ");
+      process.stderr.write(`login timings (ms): ${show}\n`);
+    }
+  });
+
+  let signedIn: Workspace | undefined;
+
+  test("browser sign-in: exit 0, netrc entry 0600 in a 0700 directory, valid status", async () => {
+    const ws = await userWorkspace();
+    const res = await run(ws, ["login", "--verbose"], { driver: "login" });
+    assert.equal(res.code, 0, res.stderr);
+    assert.match(res.stderr, /If your browser did not open, visit: http:\/\/127\.0\.0\.1:\d+\/\n/);
+    assert.match(res.stderr, /^Signed in as alice at /m);
+    assert.match(res.stderr, /access token: {2}valid, expires in/);
+    assert.match(res.stderr, /refresh token: valid, expires in/);
+    assert.equal(res.stdout, "", "login prints nothing on stdout");
+    assert.equal(res.driver?.ok, true, JSON.stringify(res.driver));
+    assert.equal(res.driver?.status, 200);
+    assert.equal(res.driver?.title, "Signed in");
+    assert.match(String(res.driver?.text), /You can close this tab/);
+
+    const token = await netrcPassword(ws);
+    assert.ok(token.split(".").length === 3, "the netrc holds the JWT access token");
+    assert.equal((await stat(ws.netrcPath)).mode & 0o777, 0o600);
+    assert.equal((await stat(dirname(ws.netrcPath))).mode & 0o777, 0o700);
+    const state = await stateFile(ws);
+    assert.equal(state.username, "alice");
+    assert.equal(typeof state.refresh_token, "string");
+
+    const status = await run(ws, ["status", "--json"]);
+    assert.equal(status.code, 0, status.stderr);
+    type Report = { present: boolean; valid: boolean; expires_at: string | null };
+    const json = JSON.parse(status.stdout) as {
+      netrc_entry: boolean;
+      mode: string;
+      username: string | null;
+      access_token: Report;
+      refresh_token: Report;
+    };
+    assert.equal(json.netrc_entry, true);
+    assert.equal(json.mode, "user");
+    assert.equal(json.username, "alice");
+    assert.equal(json.access_token.valid, true);
+    assert.ok(json.access_token.expires_at !== null && Date.parse(json.access_token.expires_at) > Date.now());
+    assert.equal(json.refresh_token.present, true);
+    assert.equal(json.refresh_token.valid, true);
+
+    const callbackToNetrc = timing(res.stderr, "callback_to_netrc_ms");
+    assert.ok(callbackToNetrc !== undefined, "--verbose reports callback_to_netrc_ms");
+    record("callback_to_netrc", callbackToNetrc);
+    record("code_exchange", timing(res.stderr, "code_exchange_ms"));
+    record("login_total", timing(res.stderr, "login_total_ms"));
+    record("browser_login_wall", res.wallMs);
+    signedIn = ws;
+  });
+
+  test("refresh uses the refresh token from the browser sign-in; logout makes it unusable", async () => {
+    assert.ok(signedIn, "needs the signed-in workspace of the previous test");
+    const ws = signedIn;
+    const before = await netrcPassword(ws);
+    const refreshed = await run(ws, ["refresh"]);
+    assert.equal(refreshed.code, 0, refreshed.stderr);
+    assert.notEqual(await netrcPassword(ws), before, "refresh wrote a new access token");
+    const current = (await stateFile(ws)).refresh_token as string;
+
+    const out = await run(ws, ["logout"]);
+    assert.equal(out.code, 0, out.stderr);
+    assert.doesNotMatch(await readFile(ws.netrcPath, "utf8"), new RegExp(CACHE_HOST.replace(/\./g, "\\.")));
+    assert.deepEqual(
+      (await readdir(ws.stateDir)).filter((f) => f.endsWith(".json")),
+      [],
+    );
+
+    const res = await fetch(`${realm.issuer}/protocol/openid-connect/token`, {
+      method: "POST",
+      body: new URLSearchParams({
+        grant_type: "refresh_token",
+        refresh_token: current,
+        client_id: realm.publicClientId,
+      }),
+    });
+    const body = (await res.json()) as Record<string, unknown>;
+    assert.equal(res.status, 400);
+    assert.equal(body.error, "invalid_grant");
+  });
+
+  test("device sign-in (--device) approved in the browser", async () => {
+    const ws = await userWorkspace();
+    let driverDone: ReturnType<typeof spawnDriver> | undefined;
+    const resultFile = join(ws.dir, "device-driver.json");
+    const res = await run(ws, ["login", "--device", "--verbose"], {
+      onSpawn: (child) =>
+        watchStderr(child, /^\s+(http:\/\/\S+\/device\?user_code=\S+)$/m, (m) => {
+          driverDone = spawnDriver(m[1] as string, { DRIVER_MODE: "device", DRIVER_RESULT: resultFile });
+        }),
+    });
+    assert.ok(driverDone, `no verification URI in: ${res.stderr}`);
+    const driverRun = await driverDone;
+    assert.equal(driverRun.code, 0, driverRun.stderr);
+    assert.equal(res.code, 0, res.stderr);
+    assert.match(res.stderr, /and check that it shows the code [A-Z]{4}-[A-Z]{4}\n/);
+    assert.match(res.stderr, /^Signed in as alice at /m);
+    assert.equal(res.stdout, "", "no QR code when stdout is not a terminal");
+    const driver = JSON.parse(await readFile(resultFile, "utf8")) as Record<string, unknown>;
+    assert.equal(driver.title, "Device Login Successful");
+    await netrcPassword(ws);
+    record("device_token_to_netrc", timing(res.stderr, "token_response_to_netrc_ms"));
+  });
+
+  test("without a display and a browser command, login switches to the device flow", async () => {
+    const ws = await userWorkspace();
+    const res = await run(ws, ["login"], {
+      env: { DISPLAY: undefined, WAYLAND_DISPLAY: undefined, BROWSER: undefined },
+      onSpawn: (child) =>
+        watchStderr(child, /and check that it shows the code (\S+)\n/, (m) => {
+          void realm.approveDeviceOverHttp(m[1] as string);
+        }),
+    });
+    assert.equal(res.code, 0, res.stderr);
+    assert.match(res.stderr, /There is no display .*: signing in with a device code instead/);
+    await netrcPassword(ws);
+  });
+
+  test("device sign-in denied: exit 1, nothing written; --timeout ends the wait", async () => {
+    const ws = await userWorkspace();
+    const denied = await run(ws, ["login", "--device"], {
+      onSpawn: (child) =>
+        watchStderr(child, /and check that it shows the code (\S+)\n/, (m) => {
+          void realm.approveDeviceOverHttp(m[1] as string, { deny: true });
+        }),
+    });
+    assert.equal(denied.code, 1, denied.stderr);
+    assert.match(denied.stderr, /error: the sign-in was denied at 127\.0\.0\.1:\d+/);
+    await assertNothingWritten(ws);
+
+    const timedOut = await run(ws, ["login", "--device", "--timeout", "2s"]);
+    assert.equal(timedOut.code, 1, timedOut.stderr);
+    assert.match(timedOut.stderr, /error: timed out after 2s waiting for the sign-in to be approved/);
+    await assertNothingWritten(ws);
+  });
+
+  test("device sign-in on a terminal shows a QR code", async () => {
+    const ws = await userWorkspace();
+    // script(1) (util-linux, always on Debian) gives the CLI a terminal; its output mixes stdout and stderr.
+    const cli = `'${process.execPath}' '${CLI}' login --device`;
+    const child = spawn("script", ["-qec", cli, "/dev/null"], {
+      env: { ...ws.env, TERM: "xterm" } as NodeJS.ProcessEnv,
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    let out = "";
+    let approved = false;
+    child.stdout.setEncoding("utf8").on("data", (d: string) => {
+      out += d;
+      const m = /shows the code (\S+)/.exec(out);
+      if (m && !approved) {
+        approved = true;
+        void realm.approveDeviceOverHttp(m[1] as string);
+      }
+    });
+    const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
+    outputs.push({ what: "terminal output of login --device", text: out });
+    assert.equal(code, 0, out);
+    // Half blocks, two modules per character; a version 3+ code for this URL is at least 29 modules wide.
+    const qrLines = out.split(/\r?\n/).filter((l) => /^[█▀▄ ]{29,}$/.test(l));
+    assert.ok(qrLines.length >= 14, `no QR code in:\n${out}`);
+    await netrcPassword(ws);
+    await harvest(ws);
+  });
+
+  test("access_denied at the provider: error page, exit 1, nothing written", async () => {
+    const ws = await userWorkspace();
+    const res = await run(ws, ["login"], { driver: "deny", viaEnv: true });
+    assert.equal(res.code, 1, res.stderr);
+    assert.match(
+      res.stderr,
+      /error: the sign-in was denied at 127\.0\.0\.1:\d+: End-User aborted interaction \(access_denied\)/,
+    );
+    assert.equal(res.driver?.ok, true, JSON.stringify(res.driver));
+    assert.equal(res.driver?.title, "Sign-in failed");
+    assert.match(String(res.driver?.text), /End-User aborted interaction/);
+    await assertNothingWritten(ws);
+  });
+
+  test("forged callbacks with a wrong state are ignored and the real sign-in completes (--port)", async () => {
+    const ws = await userWorkspace();
+    const port = await freePort();
+    const res = await run(ws, ["login", "--verbose", "--port", String(port)], { driver: "forge" });
+    assert.equal(res.code, 0, res.stderr);
+    assert.match(res.stderr, new RegExp(`visit: http://127\\.0\\.0\\.1:${port}/\\n`));
+    const forged = res.driver?.forged as { status: number; title: string }[];
+    assert.deepEqual(
+      forged.map((f) => [f.status, f.title]),
+      [
+        [400, "This sign-in response was ignored"],
+        [400, "This sign-in response was ignored"],
+        [400, "This sign-in response was ignored"],
+        [404, "Not found"],
+      ],
+    );
+    assert.equal(res.driver?.title, "Signed in");
+    assert.equal((res.stderr.match(/ignored a callback whose state does not match/g) ?? []).length, 3);
+    await netrcPassword(ws);
+    assert.ok(await portIsFree(port), "the port is released");
+    record("callback_to_netrc", timing(res.stderr, "callback_to_netrc_ms"));
+  });
+
+  test("--timeout: a clear message, exit 1, nothing written", async () => {
+    const ws = await userWorkspace();
+    const res = await run(ws, ["login", "--no-browser", "--timeout", "1s"]);
+    assert.equal(res.code, 1, res.stderr);
+    assert.match(res.stderr, /To sign in, open this URL in a browser: http:\/\/127\.0\.0\.1:\d+\//);
+    assert.match(res.stderr, /error: timed out after 1s waiting for the sign-in in the browser/);
+    assert.match(res.stderr, /hint: .*--timeout/);
+    assert.ok(res.wallMs < 10_000, `took ${res.wallMs} ms`);
+    await assertNothingWritten(ws);
+    assert.ok(await portIsFree(portFrom(res.stderr)));
+  });
+
+  test("--port already in use: a clear error, exit 1, nothing written", async () => {
+    const ws = await userWorkspace();
+    const blocker = net.createServer();
+    await new Promise<void>((r) => blocker.listen(0, "127.0.0.1", r));
+    const port = (blocker.address() as net.AddressInfo).port;
+    try {
+      const res = await run(ws, ["login", "--no-browser", "--port", String(port)]);
+      assert.equal(res.code, 1, res.stderr);
+      assert.match(res.stderr, new RegExp(`error: port ${port} on 127\\.0\\.0\\.1 is already in use`));
+      assert.match(res.stderr, /hint: .*--port/);
+      await assertNothingWritten(ws);
+    } finally {
+      await new Promise((r) => blocker.close(r));
+    }
+  });
+
+  test("Ctrl-C (SIGINT) while the browser is at the login page: exit 130, nothing written, port freed", async () => {
+    const ws = await userWorkspace();
+    const ready = join(ws.dir, "driver-ready");
+    let child: ChildProcess | undefined;
+    const poll = setInterval(() => {
+      void stat(ready).then(
+        () => {
+          clearInterval(poll);
+          child?.kill("SIGINT");
+        },
+        () => undefined,
+      );
+    }, 50);
+    const res = await run(ws, ["login"], {
+      driver: "hold",
+      env: { DRIVER_READY: ready },
+      onSpawn: (c) => (child = c),
+    });
+    clearInterval(poll);
+    assert.equal(res.code, 130, res.stderr);
+    assert.match(res.stderr, /error: interrupted/);
+    await assertNothingWritten(ws);
+    assert.ok(await portIsFree(portFrom(res.stderr)), "the loopback port is free");
+    assert.equal(res.driver?.ok, true, "the driver saw the loopback server go away");
+  });
+
+  test("usage errors exit 2 before anything starts", async () => {
+    const ws = await userWorkspace();
+    for (const args of [
+      ["login", "--device", "--port", "8000"],
+      ["login", "--port", "http"],
+      ["login", "--timeout", "soon"],
+      ["login", "--browser-command", "'unbalanced"],
+    ]) {
+      const res = await run(ws, args);
+      assert.equal(res.code, 2, `${args.join(" ")}: ${res.stderr}`);
+    }
+    await assertNothingWritten(ws);
+  });
+
+  test("no token, refresh token or authorization code in any output", () => {
+    assert.ok(secrets.size >= 4, `expected to have collected secrets, got ${secrets.size}`);
+    for (const { what, text } of outputs) {
+      const scratch = { secrets } as unknown as Workspace;
+      assertNoSecrets(scratch, text, what);
+    }
+  });
+});

@@ -1,0 +1,183 @@
+// A "browser command" for `nix-cache-login login --browser-command ...`: it opens the URL it is given
+// (the last argument) in headless Chromium and plays the user on the test realm's pages.
+//
+// DRIVER_MODE:
+//   login        (default) sign in on the realm's login form and wait for the CLI's answer page
+//   deny         press "[ Cancel ]" on the login page (the realm answers access_denied)
+//   forge        first send the loopback server forged callbacks (wrong state), then sign in
+//   hold         stop at the login page (write DRIVER_READY), wait until the loopback server is gone
+//   device       the URL is the device verification URI: confirm the code, sign in
+//   device-deny  the URL is the device verification URI: press "No"
+// DRIVER_RESULT: file that receives a JSON summary; written last, after Chromium is gone.
+// DRIVER_READY:  file written in hold mode once the login page is shown.
+// DRIVER_USER / DRIVER_PASSWORD: credentials (alice / alice-password).
+// DRIVER_TIMEOUT_MS: hard limit for the whole run (default 60 s).
+
+import { writeFile } from "node:fs/promises";
+import * as net from "node:net";
+import type { Page } from "playwright-core";
+import { launchChromium, type RunningChromium } from "./chromium.ts";
+
+type Result = Record<string, unknown>;
+
+const url = process.argv.at(-1) ?? "";
+const mode = process.env.DRIVER_MODE ?? "login";
+const user = process.env.DRIVER_USER ?? "alice";
+const password = process.env.DRIVER_PASSWORD ?? "alice-password";
+const started = performance.now();
+
+function log(line: string): void {
+  process.stderr.write(`[driver] ${line}\n`);
+}
+
+async function pageSummary(page: Page): Promise<{ title: string; text: string }> {
+  const title = (
+    (await page
+      .locator("h1")
+      .first()
+      .textContent({ timeout: 5000 })
+      .catch(() => "")) ?? ""
+  ).trim();
+  const text = (
+    (await page
+      .locator("body")
+      .textContent({ timeout: 5000 })
+      .catch(() => "")) ?? ""
+  )
+    .replace(/\s+/g, " ")
+    .trim();
+  return { title, text };
+}
+
+async function fillLogin(page: Page): Promise<void> {
+  await page.locator("input[name=login]").waitFor({ timeout: 20_000 });
+  await page.fill("input[name=login]", user);
+  await page.fill("input[name=password]", password);
+}
+
+/** Submits the login form and waits for the redirect back to the loopback server to be answered. */
+async function signInAndReturn(page: Page, origin: string): Promise<Result> {
+  await fillLogin(page);
+  const answered = page.waitForResponse((r) => r.url().startsWith(`${origin}/callback`), { timeout: 20_000 });
+  await page.click("button[type=submit]");
+  const response = await answered;
+  await page.waitForLoadState("load");
+  const callback = new URL(response.url());
+  return {
+    status: response.status(),
+    ...(await pageSummary(page)),
+    // Handed to the test only so it can check that the CLI never prints the code.
+    code: callback.searchParams.get("code"),
+  };
+}
+
+async function visit(page: Page, target: string): Promise<Result> {
+  const response = await page.goto(target, { waitUntil: "load" });
+  return { url: target.replace(/\?.*/, "?..."), status: response?.status(), ...(await pageSummary(page)) };
+}
+
+async function portClosed(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: "127.0.0.1", port });
+    socket.once("connect", () => {
+      socket.destroy();
+      resolve(false);
+    });
+    socket.once("error", () => resolve(true));
+  });
+}
+
+async function drive(page: Page): Promise<Result> {
+  const target = new URL(url);
+  const origin = target.origin;
+  switch (mode) {
+    case "login": {
+      await page.goto(url);
+      return { mode, ...(await signInAndReturn(page, origin)) };
+    }
+    case "deny": {
+      await page.goto(url);
+      await page.locator("input[name=login]").waitFor({ timeout: 20_000 });
+      const answered = page.waitForResponse((r) => r.url().startsWith(`${origin}/callback`), {
+        timeout: 20_000,
+      });
+      await page.click("text=[ Cancel ]");
+      const response = await answered;
+      await page.waitForLoadState("load");
+      return { mode, status: response.status(), ...(await pageSummary(page)) };
+    }
+    case "forge": {
+      // Someone who does not know the state tries to plant a code, then to end the sign-in.
+      const forged = [
+        await visit(page, `${origin}/callback?code=forged-code&state=forged-state`),
+        await visit(
+          page,
+          `${origin}/callback?error=access_denied&error_description=forged&state=forged-state`,
+        ),
+        await visit(page, `${origin}/callback?code=no-state-at-all`),
+        await visit(page, `${origin}/elsewhere`),
+      ];
+      await page.goto(url);
+      return { mode, forged, ...(await signInAndReturn(page, origin)) };
+    }
+    case "hold": {
+      await page.goto(url);
+      await page.locator("input[name=login]").waitFor({ timeout: 20_000 });
+      if (process.env.DRIVER_READY !== undefined)
+        await writeFile(process.env.DRIVER_READY, "login page shown\n");
+      log("at the login page; waiting for the loopback server to go away");
+      const port = Number(target.port);
+      while (!(await portClosed(port))) await new Promise((r) => setTimeout(r, 100));
+      return { mode, portClosedAfterMs: Math.round(performance.now() - started) };
+    }
+    case "device":
+    case "device-deny": {
+      await page.goto(url);
+      // The realm's confirmation page (the user code comes in the URL): "Yes" or "No".
+      await page.locator("button", { hasText: mode === "device" ? "Yes" : "No" }).click({ timeout: 20_000 });
+      if (mode === "device-deny") {
+        await page.waitForLoadState("load");
+        return { mode, ...(await pageSummary(page)) };
+      }
+      await fillLogin(page);
+      await page.click("button[type=submit]");
+      await page.getByText("Device Login Successful").waitFor({ timeout: 20_000 });
+      return { mode, ...(await pageSummary(page)) };
+    }
+    default:
+      throw new Error(`unknown DRIVER_MODE ${mode}`);
+  }
+}
+
+async function main(): Promise<number> {
+  let chromium: RunningChromium | undefined;
+  let result: Result;
+  let code = 0;
+  const limit = Number(process.env.DRIVER_TIMEOUT_MS ?? 60_000);
+  const hardStop = setTimeout(() => {
+    log(`gave up after ${limit} ms`);
+    void chromium?.close().finally(() => process.exit(3));
+  }, limit);
+  try {
+    if (!/^https?:\/\//.test(url))
+      throw new Error(`expected a URL as the last argument, got ${JSON.stringify(url)}`);
+    chromium = await launchChromium(log);
+    const context = await chromium.browser.newContext();
+    const page = await context.newPage();
+    result = { ok: true, ...(await drive(page)) };
+  } catch (e) {
+    log(`failed: ${(e as Error).stack ?? String(e)}`);
+    result = { ok: false, mode, error: (e as Error).message };
+    code = 1;
+  } finally {
+    await chromium?.close();
+    clearTimeout(hardStop);
+  }
+  result.wallMs = Math.round(performance.now() - started);
+  if (process.env.DRIVER_RESULT !== undefined)
+    await writeFile(process.env.DRIVER_RESULT, `${JSON.stringify(result)}\n`);
+  log(`done (${mode}) in ${result.wallMs} ms`);
+  return code;
+}
+
+process.exitCode = await main();
