@@ -60,31 +60,6 @@ export async function run(argv: string[], deps: Deps): Promise<number> {
   };
   withCommon(program);
 
-  withCommon(program.command("login", { isDefault: true }))
-    .description(
-      "sign in with a browser, or a device code over SSH, and write the token to the netrc (the default)",
-    )
-    .addOption(
-      new Option("--device", "sign in with a device code (RFC 8628), e.g. over SSH").conflicts([
-        "port",
-        "browserCommand",
-      ]),
-    )
-    .option("--no-browser", "do not open a browser; only print the URL to open")
-    .option(
-      "--browser-command <cmd>",
-      "open the URL with this command (%s is the URL, else it is appended); default $BROWSER",
-    )
-    .option(
-      "--port <port>",
-      "take the redirect on this port of 127.0.0.1 (default: callback_port, else a free port)",
-    )
-    .option("--timeout <duration>", "give up when the sign-in is not finished within this time", "5m")
-    .action(async (opts: import("./commands/login.ts").LoginOptions, cmd: Command) => {
-      const { login } = await import("./commands/login.ts");
-      exitCode = await login(ctxFor(cmd), opts);
-    });
-
   withCommon(program.command("refresh"))
     .description("renew the access token with the stored refresh token (no browser); for timers")
     .option("--min-valid <duration>", "do nothing, without any request, if the token stays valid this long (e.g. 10m)")
@@ -114,6 +89,16 @@ export async function run(argv: string[], deps: Deps): Promise<number> {
     .action(async (_opts: unknown, cmd: Command) => {
       const { logout } = await import("./commands/logout.ts");
       exitCode = await logout(ctxFor(cmd));
+    });
+
+  withCommon(program.command("doctor"))
+    .description(
+      "find why Nix does not use the token: config, token, netrc, Nix settings, cache (exit 1 on a problem)",
+    )
+    .option("--json", "print a JSON object on stdout")
+    .action(async (opts: { json?: boolean }, cmd: Command) => {
+      const { doctor } = await import("./commands/doctor.ts");
+      exitCode = await doctor(ctxFor(cmd), opts);
     });
 
   try {

@@ -1,0 +1,99 @@
+import type { Context } from "../context.ts";
+import { cacheCheck } from "../doctor/cache.ts";
+import {
+  clientSecretCheck,
+  configCheck,
+  netrcEntryCheck,
+  netrcFileCheck,
+  netrcMachineCheck,
+  netrcTokenCheck,
+  renewCommand,
+  tokenCheck,
+} from "../doctor/local.ts";
+import {
+  daemonCheck,
+  determinateCheck,
+  findOnPath,
+  gatherDaemonFacts,
+  gatherNixFacts,
+  nixNetrcFileCheck,
+  nixSummaryCheck,
+  readDeterminateConfig,
+} from "../doctor/nix.ts";
+import { check, problems, renderJson, renderText, type Check } from "../doctor/report.ts";
+import { ExitCode } from "../errors.ts";
+import type { NetrcEntry } from "../netrc/netrc.ts";
+
+export interface DoctorOptions {
+  json?: boolean | undefined;
+}
+
+/**
+ * Finds why Nix does not use the token. Every finding, including an invalid configuration, is a
+ * reported check rather than an error: exit 0 when no check found a problem, else 1.
+ */
+export async function doctor(ctx: Context, opts: DoctorOptions): Promise<number> {
+  const checks: Check[] = [];
+  const { check: cfg, session } = await configCheck(ctx);
+  checks.push(cfg);
+
+  let entry: NetrcEntry | undefined;
+  let tokenExpired = true;
+  let renew = "nix-cache-login login";
+  if (session !== undefined) {
+    const { config } = session;
+    if (config.mode === "service-account") checks.push(await clientSecretCheck(config));
+    const token = await tokenCheck(ctx, session);
+    checks.push(token.check);
+    tokenExpired = token.expired;
+    renew = renewCommand(config, token.state, ctx.now());
+    const file = await netrcFileCheck(config, renew);
+    checks.push(file.check);
+    if (file.netrc !== null && file.netrc !== undefined) {
+      const e = netrcEntryCheck(config, file.netrc, renew);
+      entry = e.entry;
+      checks.push(
+        e.check,
+        netrcTokenCheck(config, file.netrc, entry, token.state, renew),
+        netrcMachineCheck(config, file.netrc),
+      );
+    } else {
+      checks.push(check("netrc_entry", "netrc entry", "skipped", "no netrc to look into (see netrc file)"));
+    }
+  }
+
+  const nixPath = await findOnPath("nix", ctx.env);
+  if (nixPath === undefined) {
+    checks.push(check("nix", "nix", "skipped", "`nix` is not on PATH: the Nix checks were skipped"));
+  } else {
+    const facts = await gatherNixFacts(nixPath, ctx.env, ctx.signal);
+    checks.push(nixSummaryCheck(facts));
+    const netrcPath = session?.config.netrcPath;
+    if (netrcPath === undefined) {
+      checks.push(
+        check(
+          "nix_netrc_file",
+          "nix netrc-file",
+          "skipped",
+          `Nix reads ${facts.netrcFile ?? "(unknown)"}; no valid configuration to compare with`,
+        ),
+      );
+    } else {
+      checks.push(await nixNetrcFileCheck(facts, netrcPath, ctx.env));
+      if (facts.determinate) checks.push(await determinateCheck(await readDeterminateConfig(), netrcPath));
+      if (facts.multiUser && !facts.determinate) {
+        checks.push(await daemonCheck(facts, await gatherDaemonFacts(ctx.env, ctx.signal), netrcPath));
+      }
+    }
+  }
+
+  if (session !== undefined) {
+    checks.push(await cacheCheck(ctx, session.config, entry, tokenExpired, renew));
+  } else {
+    checks.push(check("cache", "cache", "skipped", "no valid configuration, so no cache to ask"));
+  }
+
+  const report = { configPath: session?.config.path ?? null, checks };
+  ctx.stdout.write(opts.json === true ? renderJson(report) : renderText(report));
+  return problems(report).length === 0 ? ExitCode.ok : ExitCode.failure;
+}

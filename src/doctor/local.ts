@@ -1,0 +1,384 @@
+/**
+ * Doctor checks on local files: the configuration, the token state and the netrc as curl (and so
+ * Nix) reads it. No network here.
+ */
+import { stat } from "node:fs/promises";
+import { userInfo } from "node:os";
+import type { Config } from "../config/load.ts";
+import type { Context } from "../context.ts";
+import { describeExpiry } from "../duration.ts";
+import { CliError } from "../errors.ts";
+import { readNetrc } from "../netrc/file.ts";
+import { CURL_NETRC_MAX_TOKEN, findEntry, type Netrc, type NetrcEntry } from "../netrc/netrc.ts";
+import { openSession, readClientSecret, type Session } from "../session.ts";
+import { sha256, type TokenState } from "../store/state.ts";
+import { check, type Check } from "./report.ts";
+
+function errorText(e: unknown): { message: string; hint: string | undefined } {
+  if (e instanceof CliError) return { message: e.message, hint: e.hint };
+  return { message: (e as Error).message ?? String(e), hint: undefined };
+}
+
+/** The command that gets a fresh token, for fixes. */
+export function renewCommand(config: Config, state: TokenState | undefined, now: Date): string {
+  if (config.mode === "service-account") return "nix-cache-login service-account";
+  const refreshUsable =
+    state?.refresh_token !== undefined &&
+    (state.refresh_token_expires_at === null ||
+      state.refresh_token_expires_at === undefined ||
+      new Date(state.refresh_token_expires_at).getTime() > now.getTime());
+  return refreshUsable ? "nix-cache-login refresh" : "nix-cache-login login";
+}
+
+export async function configCheck(ctx: Context): Promise<{ check: Check; session: Session | undefined }> {
+  try {
+    const session = await openSession(ctx);
+    const c = session.config;
+    const who =
+      c.mode === "service-account"
+        ? `service account ${c.clientId}`
+        : `user sign-in with client ${c.clientId}`;
+    return {
+      session,
+      check: check("config", "config", "ok", `${c.path} (${c.source}) is valid`, {
+        details: [`${who} at ${c.issuer}; cache ${c.cacheUrl}`],
+      }),
+    };
+  } catch (e) {
+    const { message, hint } = errorText(e);
+    const lines = message.split("\n").map((l) => l.trim());
+    return {
+      session: undefined,
+      check: check("config", "config", "problem", lines[0] ?? message, {
+        details: lines.slice(1),
+        fix: [hint ?? "fix the configuration file (keys are listed in `nix-cache-login --help`)"],
+      }),
+    };
+  }
+}
+
+export async function clientSecretCheck(config: Config): Promise<Check> {
+  try {
+    await readClientSecret(config);
+    return check(
+      "client_secret",
+      "client secret",
+      "ok",
+      `${config.clientSecretFile} is readable and not empty`,
+    );
+  } catch (e) {
+    const { message, hint } = errorText(e);
+    return check("client_secret", "client secret", "problem", message, {
+      fix: [hint ?? `fix client_secret_file in ${config.path}`],
+    });
+  }
+}
+
+export async function tokenCheck(
+  ctx: Context,
+  s: Session,
+): Promise<{ check: Check; state: TokenState | undefined; expired: boolean }> {
+  const now = ctx.now();
+  let state: TokenState | undefined;
+  try {
+    state = await s.store.read();
+  } catch (e) {
+    const { message, hint } = errorText(e);
+    return {
+      state: undefined,
+      expired: true,
+      check: check("token", "token", "problem", message, { fix: [hint ?? ""] }),
+    };
+  }
+  const renew = renewCommand(s.config, state, now);
+  if (state === undefined) {
+    const what = s.config.mode === "service-account" ? "no token yet" : "not signed in";
+    return {
+      state,
+      expired: true,
+      check: check("token", "token", "problem", `${what} (no token state in ${s.store.file})`, {
+        fix: [`run \`${renew}\``],
+      }),
+    };
+  }
+  const details: string[] = [];
+  if (s.config.mode === "user") {
+    const r = state.refresh_token_expires_at;
+    details.push(
+      state.refresh_token === undefined
+        ? "refresh token: none"
+        : `refresh token: ${describeExpiry(r === undefined || r === null ? null : new Date(r), now)}`,
+    );
+  }
+  if (state.access_token_sha256 === undefined || state.access_token_expires_at === undefined) {
+    return {
+      state,
+      expired: true,
+      check: check("token", "token", "problem", "no access token has been written yet", {
+        details,
+        fix: [`run \`${renew}\``],
+      }),
+    };
+  }
+  const expiresAt = new Date(state.access_token_expires_at);
+  const expired = expiresAt.getTime() <= now.getTime();
+  const summary = `access token ${describeExpiry(expiresAt, now)}`;
+  if (!expired) return { state, expired, check: check("token", "token", "ok", summary, { details }) };
+  const fix = [`run \`${renew}\``];
+  if (s.config.mode === "user" && renew.endsWith("refresh")) {
+    fix.push("and keep it fresh with a timer: `nix-cache-login refresh --min-valid 10m` every few minutes");
+  } else if (s.config.mode === "service-account") {
+    fix.push(
+      "and keep it fresh with a timer: `nix-cache-login service-account --min-valid 10m` every few minutes",
+    );
+  }
+  return { state, expired, check: check("token", "token", "problem", summary, { details, fix }) };
+}
+
+function octal(mode: number): string {
+  return mode.toString(8).padStart(4, "0");
+}
+
+function userName(uid: number): string {
+  try {
+    if (uid === process.getuid?.()) return userInfo().username;
+  } catch {
+    // no passwd entry
+  }
+  return `uid ${uid}`;
+}
+
+/** The netrc file itself: present, readable, parseable, private, owned by us (or root). */
+export async function netrcFileCheck(
+  config: Config,
+  renew: string,
+): Promise<{ check: Check; netrc: Netrc | null | undefined }> {
+  const path = config.netrcPath;
+  const title = "netrc file";
+  let st;
+  try {
+    st = await stat(path);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") {
+      return {
+        netrc: null,
+        check: check("netrc_file", title, "problem", `${path} does not exist`, { fix: [`run \`${renew}\``] }),
+      };
+    }
+    return {
+      netrc: undefined,
+      check: check("netrc_file", title, "problem", `${path}: ${code ?? (e as Error).message}`, {
+        fix: ["check the file's owner and permissions"],
+      }),
+    };
+  }
+  if (!st.isFile()) {
+    return {
+      netrc: undefined,
+      check: check("netrc_file", title, "problem", `${path} is not a regular file`, {
+        fix: [`remove it, then run \`${renew}\``],
+      }),
+    };
+  }
+  let netrc: Netrc | null;
+  try {
+    netrc = await readNetrc(path);
+  } catch (e) {
+    const { message, hint } = errorText(e);
+    return { netrc: undefined, check: check("netrc_file", title, "problem", message, { fix: [hint ?? ""] }) };
+  }
+  const mode = st.mode & 0o777;
+  const uid = process.getuid?.();
+  const problemsFound: string[] = [];
+  const fix: string[] = [];
+  if ((mode & 0o077) !== 0) {
+    problemsFound.push(`mode ${octal(mode)}: other users can read the token`);
+    fix.push(`chmod 600 ${path}`);
+  }
+  if (uid !== undefined && st.uid !== uid && st.uid !== 0) {
+    problemsFound.push(
+      `owned by ${userName(st.uid)}, not by ${userName(uid)} who runs nix-cache-login, nor root`,
+    );
+    fix.push(`chown ${userName(uid).startsWith("uid ") ? uid : userName(uid)} ${path}`);
+  }
+  if (problemsFound.length > 0) {
+    return {
+      netrc,
+      check: check("netrc_file", title, "problem", `${path}: ${problemsFound.join("; ")}`, { fix }),
+    };
+  }
+  return {
+    netrc,
+    check: check("netrc_file", title, "ok", `${path} (mode ${octal(mode)}, owner ${userName(st.uid)})`),
+  };
+}
+
+function describeEntry(e: NetrcEntry): string {
+  return e.kind === "default"
+    ? `\`default\` on line ${e.line}`
+    : `\`machine ${e.machine}\` on line ${e.line}`;
+}
+
+/** Which entry curl picks for the cache host, and whether it is ours and first. */
+export function netrcEntryCheck(
+  config: Config,
+  netrc: Netrc,
+  renew: string,
+): { check: Check; entry: NetrcEntry | undefined } {
+  const title = "netrc entry";
+  const machine = config.machine.toLowerCase();
+  const ours = netrc.entries.filter((e) => e.kind === "machine" && e.machine === machine);
+  const first = findEntry(netrc, machine);
+  const path = config.netrcPath;
+  if (first === undefined) {
+    return {
+      entry: undefined,
+      check: check("netrc_entry", title, "problem", `no entry for ${machine} in ${path}`, {
+        fix: [`run \`${renew}\``],
+      }),
+    };
+  }
+  if (first.kind === "default") {
+    const summary =
+      ours.length === 0
+        ? `no entry for ${machine}: curl would send the ${describeEntry(first)} instead`
+        : `the ${describeEntry(first)} comes before the ${machine} entry on line ${ours[0]?.line}: curl uses the first match, so it sends the default credentials`;
+    return {
+      entry: first,
+      check: check("netrc_entry", title, "problem", summary, {
+        fix: [
+          `run \`${renew}\` (it writes its entry before \`default\`), or move the ${machine} entry above line ${first.line}`,
+        ],
+      }),
+    };
+  }
+  if (first.login === undefined || first.login === "") {
+    return {
+      entry: first,
+      check: check(
+        "netrc_entry",
+        title,
+        "problem",
+        `the ${machine} entry on line ${first.line} has no login`,
+        {
+          details: ["password-only entries are ignored by curl 7.82-7.84 and 8.11.1"],
+          fix: [`run \`${renew}\` (it writes \`login nix-cache-login\`)`],
+        },
+      ),
+    };
+  }
+  const later = ours.slice(1).map((e) => e.line);
+  return {
+    entry: first,
+    check: check(
+      "netrc_entry",
+      title,
+      "ok",
+      `line ${first.line}: \`machine ${machine} login ${first.login}\`, the first entry that matches ${machine}`,
+      {
+        details:
+          later.length > 0 ? [`curl ignores the later ${machine} entries on line ${later.join(", ")}`] : [],
+      },
+    ),
+  };
+}
+
+/** The password curl sends: the token we wrote last, and short enough for curl. */
+export function netrcTokenCheck(
+  config: Config,
+  netrc: Netrc,
+  entry: NetrcEntry | undefined,
+  state: TokenState | undefined,
+  renew: string,
+): Check {
+  const title = "netrc token";
+  const machine = config.machine.toLowerCase();
+  if (entry === undefined || entry.kind === "default") {
+    return check("netrc_token", title, "skipped", `no ${machine} entry comes first (see netrc entry)`);
+  }
+  if (entry.password === undefined || entry.password === "") {
+    return check(
+      "netrc_token",
+      title,
+      "problem",
+      `the ${machine} entry on line ${entry.line} has no password`,
+      {
+        fix: [`run \`${renew}\``],
+      },
+    );
+  }
+  const bytes = Buffer.byteLength(entry.password, "latin1");
+  if (bytes > CURL_NETRC_MAX_TOKEN) {
+    return check(
+      "netrc_token",
+      title,
+      "problem",
+      `the token on line ${entry.line} is ${bytes} bytes: curl (>= 8.11.1) drops netrc tokens over ${CURL_NETRC_MAX_TOKEN} bytes and then sends no credentials`,
+      {
+        fix: [
+          "make the access token smaller in Keycloak (fewer roles/groups in it, or a dedicated client scope)",
+        ],
+      },
+    );
+  }
+  if (state?.access_token_sha256 === undefined) {
+    return check(
+      "netrc_token",
+      title,
+      "skipped",
+      `no current token to compare the ${bytes}-byte token with (see token)`,
+    );
+  }
+  if (sha256(entry.password) !== state.access_token_sha256) {
+    const holder = netrc.entries.find(
+      (e) =>
+        e !== entry &&
+        e.machine === machine &&
+        e.password !== undefined &&
+        sha256(e.password) === state.access_token_sha256,
+    );
+    return check(
+      "netrc_token",
+      title,
+      "problem",
+      holder !== undefined
+        ? `the first ${machine} entry (line ${entry.line}) holds an old token; the current one is on line ${holder.line}, which curl never reaches`
+        : `the ${machine} entry on line ${entry.line} does not hold the token nix-cache-login wrote last (changed by hand or by another tool?)`,
+      { fix: [`run \`${renew}\``] },
+    );
+  }
+  return check(
+    "netrc_token",
+    title,
+    "ok",
+    `holds the current access token (${bytes} bytes, curl's limit is ${CURL_NETRC_MAX_TOKEN})`,
+  );
+}
+
+/** `machine host:port` never matches: curl compares the host name only. */
+export function netrcMachineCheck(config: Config, netrc: Netrc): Check {
+  const machine = config.machine.toLowerCase();
+  const withPort = netrc.entries.filter(
+    (e) =>
+      e.kind === "machine" &&
+      e.machine !== undefined &&
+      e.machine.startsWith(`${machine}:`) &&
+      /^\d+$/.test(e.machine.slice(machine.length + 1)),
+  );
+  if (withPort.length === 0) {
+    return check("netrc_machine", "netrc machine", "ok", `no entry names ${machine} with a port`);
+  }
+  const lines = withPort.map((e) => `\`machine ${e.machine}\` (line ${e.line})`).join(", ");
+  return check(
+    "netrc_machine",
+    "netrc machine",
+    "problem",
+    `${lines} never matches: curl compares the host name only, without the port`,
+    {
+      fix: [
+        `remove ${withPort.length === 1 ? "that entry" : "those entries"}; nix-cache-login writes \`machine ${machine}\``,
+      ],
+    },
+  );
+}

@@ -1,0 +1,232 @@
+/**
+ * The point of the tool, end to end with the real clients: the built CLI writes the netrc, and
+ * Debian's Nix 2.8 (nix-store -r) and curl read it to get through Apache + mod_auth_openidc, which
+ * checks the realm's tokens. Missing Apache, Nix or Chromium fails these tests; it never skips them.
+ */
+import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { after, before, describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { StateStore, sha256 } from "../../src/store/state.ts";
+import { requireChromium } from "../support/chromium.ts";
+import { runCli, type Workspace } from "../support/cli.ts";
+import {
+  HOST,
+  assertNixFetches,
+  assertNixRefused,
+  curl,
+  netrcPassword,
+  sleep,
+  startBed,
+  writeNetrc,
+  type Bed,
+  type Protected,
+} from "../support/protected-bed.ts";
+
+const DRIVER = fileURLToPath(new URL("../support/browser-driver.ts", import.meta.url));
+const TSX = import.meta.resolve("tsx");
+const BROWSER_COMMAND = `'${process.execPath}' --import '${TSX}' '${DRIVER}'`;
+
+/** Short enough to wait out in a test, long enough for one nix-store -r right after writing it. */
+const SHORT_TTL = 4;
+
+let bed: Bed;
+let short: Protected;
+
+before(async () => {
+  const t = performance.now();
+  bed = await startBed({ accessTokenTTL: 300 });
+  short = await bed.protectedBy({ accessTokenTTL: SHORT_TTL });
+  console.log(`bed (2 realms, 2 Apache, Nix binary cache) up in ${Math.round(performance.now() - t)} ms`);
+});
+
+after(async () => {
+  await bed?.stop();
+});
+
+async function ok(ws: Workspace, args: string[]): Promise<string> {
+  const r = await runCli(ws, args);
+  assert.equal(r.code, 0, `${args.join(" ")}: ${r.stderr}`);
+  return r.stderr;
+}
+
+/** Stores a user's refresh token as `login` would, by signing in over HTTP at the realm's form. */
+async function seedUserSession(ws: Workspace, p: Protected): Promise<void> {
+  const tokens = await p.realm.signInOverHttp();
+  ws.secrets.add(tokens.refresh_token as string);
+  ws.secrets.add(tokens.access_token as string);
+  const store = new StateStore(ws.stateDir, p.realm.issuer, p.realm.publicClientId);
+  await store.write({ ...store.empty("user"), refresh_token: tokens.refresh_token as string });
+}
+
+async function currentToken(ws: Workspace): Promise<string> {
+  const token = netrcPassword(await readFile(ws.netrcPath, "utf8"), HOST);
+  assert.ok(token !== undefined, "no 127.0.0.1 entry in the netrc");
+  return token;
+}
+
+describe("Nix through the protected cache with the netrc the CLI writes", () => {
+  test("1. service-account: nix-store -r fetches the path; without the entry it fails", async () => {
+    const ws = await bed.workspace(bed);
+    await ok(ws, ["service-account"]);
+    const r = await assertNixFetches(bed, bed.cache, ws.netrcPath, "service-account token");
+    console.log(`nix-store -r through the protected cache: ${Math.round(r.durationMs)} ms`);
+    // Apache logged the NAR fetch for the service account's subject.
+    assert.match(bed.cache.accessLog(), /^127\.0\.0\.1 nix-cache-server .*"GET \/nar\/\S+ HTTP\/1\.1" 200 /m);
+
+    // The same netrc without our entry (other entries only), and no netrc at all: Nix gets nothing.
+    const withoutEntry = (await readFile(ws.netrcPath, "utf8")).replace(/^machine 127\.0\.0\.1 .*\n/m, "");
+    await writeNetrc(ws, `${withoutEntry}machine cache.example.org login x password y\n`);
+    await assertNixRefused(bed, bed.cache, ws.netrcPath, "netrc without the entry");
+    await assertNixRefused(bed, bed.cache, `${ws.dir}/no-such-netrc`, "no netrc");
+  });
+
+  test("2. user sign-in in a browser (login --browser-command), then Nix fetches the path", async () => {
+    requireChromium();
+    const ws = await bed.workspace(bed, { user: true });
+    const r = await runCli(ws, ["login", "--browser-command", BROWSER_COMMAND], {
+      env: { DRIVER_MODE: "login", DRIVER_RESULT: `${ws.dir}/driver.json` },
+      timeoutMs: 90_000,
+    });
+    assert.equal(r.code, 0, r.stderr);
+    await assertNixFetches(bed, bed.cache, ws.netrcPath, "token from login");
+    assert.match(bed.cache.accessLog(), /"GET \/nar\/\S+ HTTP\/1\.1" 200 /);
+    // And after a refresh (a new token in place of the old one) as well.
+    const before = await currentToken(ws);
+    await ok(ws, ["refresh"]);
+    assert.notEqual(await currentToken(ws), before);
+    await assertNixFetches(bed, bed.cache, ws.netrcPath, "token from refresh after login");
+  });
+
+  test("3. short-lived tokens: Nix fails once the token expired; refresh / service-account fix it, no restart", async () => {
+    const service = await bed.workspace(short);
+    const user = await bed.workspace(short, { user: true });
+    await seedUserSession(user, short);
+    await ok(service, ["service-account"]);
+    await ok(user, ["refresh"]);
+    const written = Date.now();
+    await assertNixFetches(bed, short.cache, service.netrcPath, "fresh service-account token");
+    await assertNixFetches(bed, short.cache, user.netrcPath, "fresh user token");
+    assert.ok(Date.now() - written < SHORT_TTL * 1000, "the fetches took longer than the token lifetime");
+
+    // mod_auth_openidc allows no clock leeway: one second past `exp` is enough.
+    await sleep(Math.max(0, written + (SHORT_TTL + 1.5) * 1000 - Date.now()));
+    for (const ws of [service, user]) {
+      await assertNixRefused(bed, short.cache, ws.netrcPath, "expired token");
+      const c = await curl(`${short.cache.url}/nix-cache-info`, ws.netrcPath);
+      assert.equal(c.status, 401);
+      assert.match(c.wwwAuthenticate, /invalid_token/);
+    }
+    const status = await runCli(service, ["status", "--json"]);
+    assert.equal(status.code, 3, "status sees the expired token");
+
+    // Same Apache, same Nix, same netrc path: only the file's contents change.
+    const pid = short.cache.pid;
+    await ok(service, ["service-account"]);
+    await ok(user, ["refresh"]);
+    await assertNixFetches(bed, short.cache, service.netrcPath, "service-account after expiry");
+    await assertNixFetches(bed, short.cache, user.netrcPath, "refresh after expiry");
+    assert.equal(short.cache.pid, pid);
+  });
+
+  test("4. unrelated one-line, multi-line and default entries: curl gets the right credentials for every host", async () => {
+    const seen: { host: string; authorization: string | undefined }[] = [];
+    const recorder = http.createServer((req, res) => {
+      seen.push({
+        host: (req.headers.host ?? "").replace(/:\d+$/, ""),
+        authorization: req.headers.authorization,
+      });
+      res.end("ok\n");
+    });
+    await new Promise<void>((r) => recorder.listen(0, "127.0.0.1", r));
+    const port = (recorder.address() as AddressInfo).port;
+    try {
+      const ws = await bed.workspace(bed, { user: true });
+      await seedUserSession(ws, bed);
+      const unrelated = {
+        head: [
+          "# other credentials: nix-cache-login must keep these byte for byte",
+          "machine one.example login one-user password one-pass",
+          "",
+          "machine multi.example",
+          "  login multi-user",
+          "  password multi-pass",
+          "",
+        ].join("\n"),
+        tail: "default login anonymous password anon-pass\n",
+      };
+      await writeNetrc(ws, unrelated.head + unrelated.tail);
+      const expected: Record<string, string> = {
+        "one.example": "one-user:one-pass",
+        "multi.example": "multi-user:multi-pass",
+        "other.example": "anonymous:anon-pass", // no entry: the `default` one
+      };
+      const basic = (a: string | undefined) =>
+        a === undefined ? undefined : Buffer.from(a.replace(/^Basic /, ""), "base64").toString();
+
+      for (let round = 1; round <= 3; round++) {
+        await ok(ws, ["refresh"]);
+        const token = await currentToken(ws);
+        const netrc = await readFile(ws.netrcPath, "utf8");
+        assert.equal(
+          netrc,
+          `${unrelated.head}machine ${HOST} login nix-cache-login password ${token}\n${unrelated.tail}`,
+          `round ${round}: only our entry changed, and it sits before \`default\``,
+        );
+        seen.length = 0;
+        for (const host of Object.keys(expected)) {
+          const r = await curl(`http://${host}:${port}/`, ws.netrcPath, `${host}:${port}:127.0.0.1`);
+          assert.equal(r.status, 200);
+        }
+        // The netrc matches the host only, so 127.0.0.1 on any port gets our token.
+        assert.equal((await curl(`http://${HOST}:${port}/`, ws.netrcPath)).status, 200);
+        const got = Object.fromEntries(seen.map((s) => [s.host, basic(s.authorization)]));
+        assert.deepEqual(got, { ...expected, [HOST]: `nix-cache-login:${token}` }, `round ${round}`);
+        const state = JSON.parse(
+          await readFile(
+            new StateStore(ws.stateDir, bed.realm.issuer, bed.realm.publicClientId).file,
+            "utf8",
+          ),
+        ) as { access_token_sha256: string };
+        assert.equal(state.access_token_sha256, sha256(token));
+        // And the real cache takes it.
+        assert.equal((await curl(`${bed.cache.url}/nix-cache-info`, ws.netrcPath)).status, 200);
+      }
+      await assertNixFetches(bed, bed.cache, ws.netrcPath, "netrc with unrelated entries");
+    } finally {
+      await new Promise((r) => recorder.close(r));
+    }
+  });
+
+  test("5. after logout, Nix and curl get 401", async () => {
+    for (const user of [false, true]) {
+      const ws = await bed.workspace(bed, { user });
+      if (user) {
+        await seedUserSession(ws, bed);
+        await ok(ws, ["refresh"]);
+      } else {
+        await ok(ws, ["service-account"]);
+      }
+      await writeNetrc(
+        ws,
+        `${await readFile(ws.netrcPath, "utf8")}machine other.example login o password p\n`,
+      );
+      assert.equal((await curl(`${bed.cache.url}/nix-cache-info`, ws.netrcPath)).status, 200);
+      await assertNixFetches(bed, bed.cache, ws.netrcPath, "before logout");
+
+      await ok(ws, ["logout"]);
+      assert.equal(await readFile(ws.netrcPath, "utf8"), "machine other.example login o password p\n");
+      const c = await curl(`${bed.cache.url}/nix-cache-info`, ws.netrcPath);
+      assert.equal(c.status, 401);
+      assert.match(c.wwwAuthenticate, /^Bearer /);
+      await assertNixRefused(
+        bed,
+        bed.cache,
+        ws.netrcPath,
+        `after logout (${user ? "user" : "service account"})`,
+      );
+    }
+  });
+});
