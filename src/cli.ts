@@ -60,6 +60,31 @@ export async function run(argv: string[], deps: Deps): Promise<number> {
   };
   withCommon(program);
 
+  withCommon(program.command("login", { isDefault: true }))
+    .description(
+      "sign in with a browser, or a device code over SSH, and write the token to the netrc (the default)",
+    )
+    .addOption(
+      new Option("--device", "sign in with a device code (RFC 8628), e.g. over SSH").conflicts([
+        "port",
+        "browserCommand",
+      ]),
+    )
+    .option("--no-browser", "do not open a browser; only print the URL to open")
+    .option(
+      "--browser-command <cmd>",
+      "open the URL with this command (%s is the URL, else it is appended); default $BROWSER",
+    )
+    .option(
+      "--port <port>",
+      "take the redirect on this port of 127.0.0.1 (default: callback_port, else a free port)",
+    )
+    .option("--timeout <duration>", "give up when the sign-in is not finished within this time", "5m")
+    .action(async (opts: import("./commands/login.ts").LoginOptions, cmd: Command) => {
+      const { login } = await import("./commands/login.ts");
+      exitCode = await login(ctxFor(cmd), opts);
+    });
+
   withCommon(program.command("refresh"))
     .description("renew the access token with the stored refresh token (no browser); for timers")
     .option("--min-valid <duration>", "do nothing, without any request, if the token stays valid this long (e.g. 10m)")
