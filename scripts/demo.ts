@@ -8,6 +8,10 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { appendFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { startProtectedCache, type ProtectedCache } from "../test/support/cache.ts";
+import { makeBinaryCache, makeNixEnv, nixStoreRealise, readStoreFile } from "../test/support/nix.ts";
 import { startRealm, type Realm } from "../test/support/realm.ts";
 
 const CLI = fileURLToPath(new URL("../dist/nix-cache-login.cjs", import.meta.url));
@@ -52,8 +56,15 @@ function expect(run: Run, code: number, what: string): void {
 async function main(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), "nix-cache-login-demo-"));
   let realm: Realm | undefined;
+  let cache: ProtectedCache | undefined;
+  // With Nix and Apache + mod_auth_openidc installed, the demo goes all the way to a Nix download.
+  const withNix = [
+    "/usr/bin/nix-store",
+    "/usr/sbin/apache2",
+    "/usr/lib/apache2/modules/mod_auth_openidc.so",
+  ].every(existsSync);
   try {
-    realm = await startRealm({ accessTokenTTL: 3600, refreshTokenTTL: 86400, tls: false });
+    realm = await startRealm({ accessTokenTTL: 3600, refreshTokenTTL: 86400, tls: withNix });
     console.log(bold(`Identity provider (Keycloak-shaped realm) on ${realm.issuer}`));
     const home = join(dir, "home");
     const env: NodeJS.ProcessEnv = {
@@ -86,6 +97,52 @@ async function main(): Promise<void> {
     expect(await cli(env, ["status", "--config", serverConfig]), 0, "status");
     console.log(bold(`\nThe netrc Nix reads (${join(home, "server-netrc")}):`));
     console.log(redact(await readFile(join(home, "server-netrc"), "utf8")).trimEnd());
+
+    if (!withNix) {
+      console.log(
+        bold(
+          "\n(Nix part skipped: install nix-bin, apache2 and libapache2-mod-auth-openidc to see Nix fetch through the protected cache.)",
+        ),
+      );
+    } else {
+      const nix = await makeNixEnv(join(dir, "nix"));
+      const paths = await makeBinaryCache(nix, join(dir, "cache"), {
+        "hello.txt": "hello from the protected cache\n",
+      });
+      const path = Object.values(paths)[0] as string;
+      cache = await startProtectedCache({
+        cacheDir: join(dir, "cache"),
+        issuer: realm.issuer,
+        jwksUri: realm.jwksUriTls as string,
+        caBundle: realm.caCertPath as string,
+        audience: realm.audience,
+      });
+      console.log(
+        bold(`\nA binary cache protected by Apache + mod_auth_openidc on ${cache.url}, holding ${path}`),
+      );
+      // Point this Nix at the netrc the tool writes, as a user would in nix.conf.
+      await appendFile(join(nix.confDir, "nix.conf"), `netrc-file = ${join(home, "server-netrc")}\n`);
+      await appendFile(serverConfig, `cache_url = "${cache.url}"\n`);
+      const without = await nixStoreRealise(nix, path, { substituter: cache.url });
+      console.log(bold(`\n$ nix-store -r ${path} --option substituters ${cache.url}   # without a token`));
+      console.log(`exit ${without.code}: ${without.stderr.trim().split("\n").pop() ?? ""}`);
+      const fetched = await nixStoreRealise(nix, path, {
+        substituter: cache.url,
+        netrcFile: join(home, "server-netrc"),
+      });
+      console.log(
+        bold(
+          `\n$ nix-store -r ${path} --option substituters ${cache.url} --option netrc-file ~/server-netrc`,
+        ),
+      );
+      if (fetched.code !== 0) throw new Error(`nix-store -r failed: ${fetched.stderr}`);
+      console.log(`exit 0: ${fetched.stdout.trim()} contains: ${(await readStoreFile(nix, path)).trim()}`);
+      expect(
+        await cli({ ...env, NIX_CONF_DIR: nix.confDir }, ["doctor", "--config", serverConfig]),
+        0,
+        "doctor",
+      );
+    }
 
     // A workstation: the user signs in (device flow, approved here by the demo) and refreshes.
     const userConfig = join(home, ".config", "nix-cache-login", "config.toml");
@@ -127,6 +184,7 @@ async function main(): Promise<void> {
     }
     console.log(bold("\nDemo finished: everything ran against the local identity provider on 127.0.0.1."));
   } finally {
+    await cache?.stop();
     await realm?.stop();
     await rm(dir, { recursive: true, force: true });
   }
