@@ -21,6 +21,7 @@ Keys: ${CONFIG_KEYS.join(", ")}
 Exit codes:
   0    success (status: the access token is valid and in the netrc)
   1    failure talking to the provider, the cache or the file system
+       (doctor: at least one check found a problem)
   2    usage or configuration error
   3    login required: not signed in, session expired or revoked
   130  interrupted
@@ -87,15 +88,23 @@ export async function run(argv: string[], deps: Deps): Promise<number> {
 
   withCommon(program.command("refresh"))
     .description("renew the access token with the stored refresh token (no browser); for timers")
-    .option("--min-valid <duration>", "do nothing, without any request, if the token stays valid this long (e.g. 10m)")
+    .option(
+      "--min-valid <duration>",
+      "do nothing, without any request, if the token stays valid this long (e.g. 10m)",
+    )
     .action(async (opts: { minValid?: string }, cmd: Command) => {
       const { refresh } = await import("./commands/refresh.ts");
       exitCode = await refresh(ctxFor(cmd), opts);
     });
 
   withCommon(program.command("service-account"))
-    .description("get a token with the client credentials grant (secret from client_secret_file); for servers")
-    .option("--min-valid <duration>", "do nothing, without any request, if the token stays valid this long (e.g. 10m)")
+    .description(
+      "get a token with the client credentials grant (secret from client_secret_file); for servers",
+    )
+    .option(
+      "--min-valid <duration>",
+      "do nothing, without any request, if the token stays valid this long (e.g. 10m)",
+    )
     .action(async (opts: { minValid?: string }, cmd: Command) => {
       const { serviceAccount } = await import("./commands/service-account.ts");
       exitCode = await serviceAccount(ctxFor(cmd), opts);
@@ -136,7 +145,11 @@ export async function run(argv: string[], deps: Deps): Promise<number> {
 
 function render(e: unknown, deps: Deps, verbose: boolean): number {
   if (e instanceof CommanderError) {
-    if (e.code === "commander.helpDisplayed" || e.code === "commander.version" || e.code === "commander.help") {
+    if (
+      e.code === "commander.helpDisplayed" ||
+      e.code === "commander.version" ||
+      e.code === "commander.help"
+    ) {
       return ExitCode.ok;
     }
     // Commander already printed the message.

@@ -120,7 +120,10 @@ export class Provider {
    * Runs op with a configuration from the cached discovery document; when that document may be
    * stale (the request could not be sent, or the endpoint is gone) rediscover once and retry.
    */
-  private async withConfig<T>(what: string, op: (l: Lib, c: OidcClient.Configuration) => Promise<T>): Promise<T> {
+  private async withConfig<T>(
+    what: string,
+    op: (l: Lib, c: OidcClient.Configuration) => Promise<T>,
+  ): Promise<T> {
     const l = await loadLib();
     this.configuration ??= await this.discover(false);
     try {
@@ -153,7 +156,9 @@ export class Provider {
   async clientCredentials(): Promise<TokenSet> {
     const scope = this.opts.config.scopes;
     const params: Record<string, string> = scope === undefined ? {} : { scope: scope.join(" ") };
-    const res = await this.withConfig("client credentials grant", (l, c) => l.clientCredentialsGrant(c, params));
+    const res = await this.withConfig("client credentials grant", (l, c) =>
+      l.clientCredentialsGrant(c, params),
+    );
     return this.tokenSet(res);
   }
 
