@@ -62,65 +62,63 @@ export function checkTokenLength(token: string, host: string): void {
   if (/[\n\r]/.test(token)) throw new CliError(`the access token for ${host} contains a line break`);
 }
 
-/** Writes (or replaces) the host's entry under the netrc lock. Returns a warning when the mode was tightened. */
+interface EditResult {
+  changed: boolean;
+  /** Set when the file's mode was tightened on the way. */
+  warning: string | undefined;
+}
+
+/**
+ * Read -> edit -> atomic write under the netrc's sibling lock. `edit` gets the text (null when the
+ * file does not exist) and returns the new text, or null to leave the file alone.
+ */
+async function editNetrc(path: string, edit: (text: string | null) => string | null): Promise<EditResult> {
+  const target = await resolveTarget(path);
+  return withLock(target, async () => {
+    let text: string | null;
+    try {
+      text = await readBytes(target);
+    } catch (e) {
+      fsError(target, "read the netrc", e);
+    }
+    let updated: string | null;
+    try {
+      updated = edit(text);
+    } catch (e) {
+      syntaxError(target, e);
+    }
+    if (updated === null || updated === text) return { changed: false, warning: undefined };
+    let modes: Awaited<ReturnType<typeof writeFileAtomic>>;
+    try {
+      modes = await writeFileAtomic(target, updated);
+    } catch (e) {
+      fsError(target, "write the netrc", e);
+    }
+    const { mode, previousMode } = modes;
+    const octal = (m: number) => m.toString(8).padStart(4, "0");
+    const warning =
+      previousMode !== undefined && previousMode !== mode
+        ? `${target}: mode tightened from ${octal(previousMode)} to ${octal(mode)} because it holds a token`
+        : undefined;
+    return { changed: true, warning };
+  });
+}
+
+/** Writes (or replaces) the host's entry. Returns a warning when the file's mode was tightened. */
 export async function upsertNetrcEntry(
   path: string,
   host: string,
   token: string,
 ): Promise<string | undefined> {
   checkTokenLength(token, host);
-  const target = await resolveTarget(path);
-  return withLock(target, async () => {
-    let text: string | null;
-    try {
-      text = await readBytes(target);
-    } catch (e) {
-      fsError(target, "read the netrc", e);
-    }
-    let updated: string;
-    try {
-      updated = upsertEntry(text ?? "", host, NETRC_LOGIN, token);
-    } catch (e) {
-      syntaxError(target, e);
-    }
-    if (updated === text) return undefined;
-    try {
-      const { mode, previousMode } = await writeFileAtomic(target, updated);
-      if (previousMode !== undefined && previousMode !== mode) {
-        return `${target}: mode tightened from ${previousMode.toString(8).padStart(4, "0")} to ${mode.toString(8).padStart(4, "0")} because it holds a token`;
-      }
-    } catch (e) {
-      fsError(target, "write the netrc", e);
-    }
-    return undefined;
-  });
+  const { warning } = await editNetrc(path, (text) => upsertEntry(text ?? "", host, NETRC_LOGIN, token));
+  return warning;
 }
 
 /** Removes only the host's entries; returns whether anything was removed. */
 export async function removeNetrcEntry(path: string, host: string): Promise<boolean> {
-  const target = await resolveTarget(path);
-  return withLock(target, async () => {
-    let text: string | null;
-    try {
-      text = await readBytes(target);
-    } catch (e) {
-      fsError(target, "read the netrc", e);
-    }
-    if (text === null) return false;
-    let updated: string;
-    try {
-      updated = removeEntries(text, host);
-    } catch (e) {
-      syntaxError(target, e);
-    }
-    if (updated === text) return false;
-    try {
-      await writeFileAtomic(target, updated);
-    } catch (e) {
-      fsError(target, "write the netrc", e);
-    }
-    return true;
-  });
+  const { changed } = await editNetrc(path, (text) => (text === null ? null : removeEntries(text, host)));
+  return changed;
 }
 
 export { findEntry };
