@@ -44,9 +44,13 @@ export async function refresh(
 
   return s.store.locked(async () => {
     const state = await s.store.read();
-    // Another process renewed while we waited for the lock: its token is as fresh as ours would be.
+    // Another process renewed after this one started (a timer and a user, or ten processes started
+    // at once, some of which start slower): its token is as fresh as ours would be. The process's
+    // own start is the reference, not our first read: a slow starter may read after the renewal.
+    const renewedAt = state?.updated_at === undefined ? NaN : Date.parse(state.updated_at);
     const renewedMeanwhile =
-      state?.access_token_sha256 !== undefined && state.access_token_sha256 !== seen?.access_token_sha256;
+      state?.access_token_sha256 !== undefined &&
+      (state.access_token_sha256 !== seen?.access_token_sha256 || renewedAt >= performance.timeOrigin);
     if (await stillGood(state, minValid ?? (renewedMeanwhile ? 1 : Infinity))) {
       log("another nix-cache-login renewed the token meanwhile; nothing to do");
       return ExitCode.ok;
