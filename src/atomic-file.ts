@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { chmod, chown, lstat, mkdir, open, readFile, realpath, rename, stat, unlink } from "node:fs/promises";
+import { chown, lstat, mkdir, open, readFile, realpath, rename, stat, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { CliError } from "./errors.ts";
 
@@ -128,9 +128,4 @@ export async function withLock<T>(dataPath: string, fn: () => Promise<T>): Promi
   } finally {
     await release().catch(() => undefined);
   }
-}
-
-export async function chmodIfLooser(path: string, mode: number): Promise<void> {
-  const st = await stat(path);
-  if ((st.mode & 0o777 & ~mode) !== 0) await chmod(path, st.mode & 0o777 & mode);
 }

@@ -5,7 +5,7 @@
 import { readFile } from "node:fs/promises";
 import { loadConfig, type Config } from "./config/load.ts";
 import { stateDir } from "./config/paths.ts";
-import { say, verbose, warn, type Context } from "./context.ts";
+import { verbose, warn, type Context } from "./context.ts";
 import { CliError, ExitCode } from "./errors.ts";
 import { checkTokenLength, upsertNetrcEntry } from "./netrc/file.ts";
 import { Provider, type TokenSet } from "./oidc/provider.ts";
@@ -111,5 +111,3 @@ export async function saveTokens(
   verbose(ctx)(`wrote the ${s.config.machine} entry in ${s.config.netrcPath}`);
   return next;
 }
-
-export { say };

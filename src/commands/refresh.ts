@@ -1,9 +1,8 @@
-import { parseDuration } from "../duration.ts";
 import { say, verbose, type Context } from "../context.ts";
+import { describeExpiry, parseDuration } from "../duration.ts";
 import { ExitCode, loginRequired } from "../errors.ts";
 import { netrcHoldsToken } from "../netrc/inspect.ts";
 import { openSession, provider, readClientSecret, remainingValidity, saveTokens } from "../session.ts";
-import { describeExpiry } from "../duration.ts";
 
 export interface RefreshOptions {
   minValid?: string | undefined;
@@ -23,7 +22,11 @@ export async function refresh(
   const s = await openSession(ctx);
   const log = verbose(ctx);
   const mode = s.config.mode;
-  const secret = mode === "service-account" ? await readClientSecret(s.config) : undefined;
+  // `service-account` with a user configuration fails here, naming the missing key.
+  const secret =
+    mode === "service-account" || grant === "client-credentials"
+      ? await readClientSecret(s.config)
+      : undefined;
   if (grant === "refresh" && mode === "service-account")
     log("configuration has client_secret_file: using the client credentials grant");
 

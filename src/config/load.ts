@@ -194,9 +194,8 @@ export function validateConfig(doc: Record<string, unknown>, file: string, sourc
     try {
       timeoutSeconds = parseDuration(values.timeout, "timeout");
       if (timeoutSeconds <= 0) bad("timeout", "must be greater than zero");
-    } catch (e) {
+    } catch {
       bad("timeout", `invalid duration ${JSON.stringify(values.timeout)} (e.g. 30s, 2m)`);
-      void e;
     }
   }
 

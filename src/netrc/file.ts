@@ -3,7 +3,6 @@ import { CliError } from "../errors.ts";
 import {
   CURL_NETRC_MAX_TOKEN,
   NetrcSyntaxError,
-  findEntry,
   parseNetrc,
   removeEntries,
   upsertEntry,
@@ -120,5 +119,3 @@ export async function removeNetrcEntry(path: string, host: string): Promise<bool
   const { changed } = await editNetrc(path, (text) => (text === null ? null : removeEntries(text, host)));
   return changed;
 }
-
-export { findEntry };

@@ -8,7 +8,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { StateStore, sha256 } from "../../src/store/state.ts";
+import { StateStore } from "../../src/store/state.ts";
 import { makeWorkspace, runCli, snapshot, type Workspace } from "../support/cli.ts";
 import { startRealm, type Realm } from "../support/realm.ts";
 
@@ -558,5 +558,4 @@ test("--help lists commands, the config search order and exit codes; --version p
   assert.equal(v.stdout.trim(), pkg.version);
   const bad = await runCli(ws, ["frobnicate"]);
   assert.equal(bad.code, 2);
-  void sha256;
 });
