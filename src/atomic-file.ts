@@ -3,6 +3,11 @@ import { chown, lstat, mkdir, open, readFile, realpath, rename, stat, unlink } f
 import { basename, dirname, join } from "node:path";
 import { CliError } from "./errors.ts";
 
+/** A file mode as people write it: 0600. */
+export function formatMode(mode: number): string {
+  return (mode & 0o7777).toString(8).padStart(4, "0");
+}
+
 /** Creates missing parent directories with mode 0700; existing directories are left alone. */
 export async function ensureDir(dir: string): Promise<string | undefined> {
   return mkdir(dir, { recursive: true, mode: 0o700 });

@@ -72,6 +72,17 @@ export async function readClientSecret(config: Config): Promise<string> {
   return secret;
 }
 
+/** The command that gets a fresh token: for hints (`status`) and fixes (`doctor`). */
+export function renewCommand(config: Config, state: TokenState | undefined, now: Date): string {
+  if (config.mode === "service-account") return "nix-cache-login service-account";
+  const refreshUsable =
+    state?.refresh_token !== undefined &&
+    (state.refresh_token_expires_at === null ||
+      state.refresh_token_expires_at === undefined ||
+      new Date(state.refresh_token_expires_at).getTime() > now.getTime());
+  return refreshUsable ? "nix-cache-login refresh" : "nix-cache-login login";
+}
+
 /** Seconds the current access token stays valid, if the netrc still holds it; else undefined. */
 export function remainingValidity(state: TokenState | undefined, now: Date): number | undefined {
   if (state?.access_token_expires_at === undefined) return undefined;

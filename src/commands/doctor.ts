@@ -7,7 +7,6 @@ import {
   netrcFileCheck,
   netrcMachineCheck,
   netrcTokenCheck,
-  renewCommand,
   tokenCheck,
 } from "../doctor/local.ts";
 import {
@@ -22,6 +21,7 @@ import {
 } from "../doctor/nix.ts";
 import { check, problems, renderJson, renderText, type Check } from "../doctor/report.ts";
 import { ExitCode } from "../errors.ts";
+import { renewCommand } from "../session.ts";
 import type { NetrcEntry } from "../netrc/netrc.ts";
 
 export interface DoctorOptions {

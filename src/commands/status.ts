@@ -3,7 +3,7 @@ import type { Context } from "../context.ts";
 import { describeExpiry } from "../duration.ts";
 import { ExitCode } from "../errors.ts";
 import { netrcHoldsToken } from "../netrc/inspect.ts";
-import { openSession } from "../session.ts";
+import { openSession, renewCommand } from "../session.ts";
 
 export interface StatusOptions {
   json?: boolean | undefined;
@@ -88,13 +88,7 @@ export async function status(ctx: Context, opts: StatusOptions): Promise<number>
   const width = Math.max(...lines.map(([k]) => k.length));
   ctx.stdout.write(lines.map(([k, v]) => `${`${k}:`.padEnd(width + 2)}${v}\n`).join(""));
   if (!ok) {
-    const fix =
-      config.mode === "service-account"
-        ? "run `nix-cache-login service-account`"
-        : refreshToken.valid
-          ? "run `nix-cache-login refresh`"
-          : "run `nix-cache-login login`";
-    ctx.stderr.write(`hint: ${fix}\n`);
+    ctx.stderr.write(`hint: run \`${renewCommand(config, state, now)}\`\n`);
   }
   return ok ? ExitCode.ok : ExitCode.loginRequired;
 }

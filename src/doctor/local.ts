@@ -3,6 +3,7 @@
  * Nix) reads it. No network here.
  */
 import { stat } from "node:fs/promises";
+import { formatMode } from "../atomic-file.ts";
 import { userInfo } from "node:os";
 import type { Config } from "../config/load.ts";
 import type { Context } from "../context.ts";
@@ -10,24 +11,13 @@ import { describeExpiry } from "../duration.ts";
 import { CliError } from "../errors.ts";
 import { readNetrc } from "../netrc/file.ts";
 import { CURL_NETRC_MAX_TOKEN, findEntry, type Netrc, type NetrcEntry } from "../netrc/netrc.ts";
-import { openSession, readClientSecret, type Session } from "../session.ts";
+import { openSession, readClientSecret, renewCommand, type Session } from "../session.ts";
 import { sha256, type TokenState } from "../store/state.ts";
 import { check, type Check } from "./report.ts";
 
 function errorText(e: unknown): { message: string; hint: string | undefined } {
   if (e instanceof CliError) return { message: e.message, hint: e.hint };
   return { message: (e as Error).message ?? String(e), hint: undefined };
-}
-
-/** The command that gets a fresh token, for fixes. */
-export function renewCommand(config: Config, state: TokenState | undefined, now: Date): string {
-  if (config.mode === "service-account") return "nix-cache-login service-account";
-  const refreshUsable =
-    state?.refresh_token !== undefined &&
-    (state.refresh_token_expires_at === null ||
-      state.refresh_token_expires_at === undefined ||
-      new Date(state.refresh_token_expires_at).getTime() > now.getTime());
-  return refreshUsable ? "nix-cache-login refresh" : "nix-cache-login login";
 }
 
 export async function configCheck(ctx: Context): Promise<{ check: Check; session: Session | undefined }> {
@@ -135,10 +125,6 @@ export async function tokenCheck(
   return { state, expired, check: check("token", "token", "problem", summary, { details, fix }) };
 }
 
-function octal(mode: number): string {
-  return mode.toString(8).padStart(4, "0");
-}
-
 function userName(uid: number): string {
   try {
     if (uid === process.getuid?.()) return userInfo().username;
@@ -193,7 +179,7 @@ export async function netrcFileCheck(
   const problemsFound: string[] = [];
   const fix: string[] = [];
   if ((mode & 0o077) !== 0) {
-    problemsFound.push(`mode ${octal(mode)}: other users can read the token`);
+    problemsFound.push(`mode ${formatMode(mode)}: other users can read the token`);
     fix.push(`chmod 600 ${path}`);
   }
   if (uid !== undefined && st.uid !== uid && st.uid !== 0) {
@@ -210,7 +196,7 @@ export async function netrcFileCheck(
   }
   return {
     netrc,
-    check: check("netrc_file", title, "ok", `${path} (mode ${octal(mode)}, owner ${userName(st.uid)})`),
+    check: check("netrc_file", title, "ok", `${path} (mode ${formatMode(mode)}, owner ${userName(st.uid)})`),
   };
 }
 

@@ -1,4 +1,4 @@
-import { readBytes, resolveTarget, withLock, writeFileAtomic } from "../atomic-file.ts";
+import { formatMode, readBytes, resolveTarget, withLock, writeFileAtomic } from "../atomic-file.ts";
 import { CliError } from "../errors.ts";
 import {
   CURL_NETRC_MAX_TOKEN,
@@ -94,10 +94,9 @@ async function editNetrc(path: string, edit: (text: string | null) => string | n
       fsError(target, "write the netrc", e);
     }
     const { mode, previousMode } = modes;
-    const octal = (m: number) => m.toString(8).padStart(4, "0");
     const warning =
       previousMode !== undefined && previousMode !== mode
-        ? `${target}: mode tightened from ${octal(previousMode)} to ${octal(mode)} because it holds a token`
+        ? `${target}: mode tightened from ${formatMode(previousMode)} to ${formatMode(mode)} because it holds a token`
         : undefined;
     return { changed: true, warning };
   });

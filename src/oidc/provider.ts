@@ -303,6 +303,8 @@ export class Provider {
    * RFC 8628 section 3.4-3.5: polls the token endpoint at the provider's interval (5 s when it names
    * none), keeps waiting on `authorization_pending`, adds 5 s on `slow_down`, and stops on
    * `expired_token`, `access_denied` or when `signal` aborts (at once, not at the next poll).
+   * Not openid-client's pollDeviceAuthorizationGrant: it looks at its signal only between waits of
+   * up to 5 s, so Ctrl-C would hang (and a pending timer keep the process alive) that long.
    */
   async pollDeviceAuthorization(device: DeviceAuthorization, signal: AbortSignal): Promise<TokenSet> {
     const deviceCode = (device.response as OidcClient.DeviceAuthorizationResponse).device_code;
