@@ -3,13 +3,14 @@
  * in the same run. Peak RSS from GNU time. The identity provider runs in this process on 127.0.0.1.
  */
 import { spawn } from "node:child_process";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { existsSync } from "node:fs";
 import { StateStore } from "../src/store/state.ts";
 import { benchNix } from "./bench-nix.ts";
+import { makeWorkspace } from "../test/support/cli.ts";
 import { startRealm } from "../test/support/realm.ts";
 
 const CLI = fileURLToPath(new URL("../dist/nix-cache-login.cjs", import.meta.url));
@@ -60,8 +61,9 @@ async function hyperfine(
   }));
 }
 
+/** Peak RSS of `node ...args` in KiB, as GNU time reports it. */
 async function peakRssKiB(env: NodeJS.ProcessEnv, args: string[]): Promise<number> {
-  const r = await exec("/usr/bin/time", ["-f", "%M", process.execPath, CLI, ...args], env);
+  const r = await exec("/usr/bin/time", ["-f", "%M", process.execPath, ...args], env);
   const last = r.stderr.trim().split("\n").pop() ?? "";
   return Number(last);
 }
@@ -108,21 +110,9 @@ async function benchLogin(
 
 async function main(): Promise<void> {
   const realm = await startRealm({ accessTokenTTL: 3600, refreshTokenTTL: 86400, tls: false });
-  const dir = await mkdtemp(join(tmpdir(), "ncl-bench-"));
+  const ws = await makeWorkspace({ issuer: realm.issuer, client_id: "nix-cache", cache_host: "127.0.0.1" });
+  const { dir, env } = ws;
   try {
-    const home = join(dir, "home");
-    const env: NodeJS.ProcessEnv = {
-      PATH: process.env.PATH,
-      HOME: home,
-      XDG_CONFIG_HOME: join(home, ".config"),
-      XDG_STATE_HOME: join(home, ".local", "state"),
-    };
-    await mkdir(join(home, ".config", "nix-cache-login"), { recursive: true });
-    const userConfig = join(home, ".config", "nix-cache-login", "config.toml");
-    await writeFile(
-      userConfig,
-      `issuer = "${realm.issuer}"\nclient_id = "nix-cache"\ncache_host = "127.0.0.1"\n`,
-    );
     const secretFile = join(dir, "secret");
     await writeFile(secretFile, realm.serviceClientSecret, { mode: 0o600 });
     const saConfig = join(dir, "sa.toml");
@@ -131,7 +121,7 @@ async function main(): Promise<void> {
       `issuer = "${realm.issuer}"\nclient_id = "nix-cache-server"\ncache_host = "127.0.0.1"\nclient_secret_file = "${secretFile}"\nnetrc_path = "${join(dir, "sa-netrc")}"\n`,
     );
     const tokens = await realm.signInOverHttp();
-    const store = new StateStore(join(home, ".local", "state", "nix-cache-login"), realm.issuer, "nix-cache");
+    const store = new StateStore(ws.stateDir, realm.issuer, "nix-cache");
     await store.write({ ...store.empty("user"), refresh_token: tokens.refresh_token as string });
     const first = await exec(process.execPath, [CLI, "refresh"], env);
     if (first.code !== 0) throw new Error(`refresh failed: ${first.stderr}`);
@@ -158,13 +148,10 @@ async function main(): Promise<void> {
     const perRefresh = realm.requests.map((q) => `${q.method} ${q.path}`);
 
     const rss = {
-      "node -e 0": Number(
-        (await exec("/usr/bin/time", ["-f", "%M", node, "-e", "0"], env)).stderr.trim().split("\n").pop() ??
-          "",
-      ),
-      status: await peakRssKiB(env, ["status"]),
-      refresh: await peakRssKiB(env, ["refresh"]),
-      "service-account": await peakRssKiB(env, ["service-account", "--config", saConfig]),
+      "node -e 0": await peakRssKiB(env, ["-e", "0"]),
+      status: await peakRssKiB(env, [CLI, "status"]),
+      refresh: await peakRssKiB(env, [CLI, "refresh"]),
+      "service-account": await peakRssKiB(env, [CLI, "service-account", "--config", saConfig]),
     };
 
     const base = startup[0] as Timing;
@@ -213,7 +200,7 @@ async function main(): Promise<void> {
     }
   } finally {
     await realm.stop();
-    await rm(dir, { recursive: true, force: true });
+    await ws.cleanup();
   }
   if (["/usr/bin/nix-store", "/usr/sbin/apache2"].every(existsSync)) {
     const n = await benchNix(15);

@@ -4,13 +4,13 @@
  * the real CLI, shows the netrc it wrote (token redacted), and shuts everything down.
  */
 import { spawn } from "node:child_process";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { appendFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { startProtectedCache, type ProtectedCache } from "../test/support/cache.ts";
+import { makeWorkspace } from "../test/support/cli.ts";
 import { makeBinaryCache, makeNixEnv, nixStoreRealise, readStoreFile } from "../test/support/nix.ts";
 import { startRealm, type Realm } from "../test/support/realm.ts";
 
@@ -54,7 +54,8 @@ function expect(run: Run, code: number, what: string): void {
 }
 
 async function main(): Promise<void> {
-  const dir = await mkdtemp(join(tmpdir(), "nix-cache-login-demo-"));
+  const ws = await makeWorkspace();
+  const { dir, home, env } = ws;
   let realm: Realm | undefined;
   let cache: ProtectedCache | undefined;
   // With Nix and Apache + mod_auth_openidc installed, the demo goes all the way to a Nix download.
@@ -66,15 +67,6 @@ async function main(): Promise<void> {
   try {
     realm = await startRealm({ accessTokenTTL: 3600, refreshTokenTTL: 86400, tls: withNix });
     console.log(bold(`Identity provider (Keycloak-shaped realm) on ${realm.issuer}`));
-    const home = join(dir, "home");
-    const env: NodeJS.ProcessEnv = {
-      PATH: process.env.PATH,
-      HOME: home,
-      XDG_CONFIG_HOME: join(home, ".config"),
-      XDG_STATE_HOME: join(home, ".local", "state"),
-      NODE_NO_WARNINGS: "1",
-    };
-    await mkdir(join(home, ".config", "nix-cache-login"), { recursive: true });
 
     // A server: client credentials with the secret in a file.
     const secretFile = join(dir, "client-secret");
@@ -145,9 +137,8 @@ async function main(): Promise<void> {
     }
 
     // A workstation: the user signs in (device flow, approved here by the demo) and refreshes.
-    const userConfig = join(home, ".config", "nix-cache-login", "config.toml");
-    await writeFile(
-      userConfig,
+    const userConfig = ws.configPath;
+    await ws.writeConfig(
       [
         `issuer = "${realm.issuer}"`,
         `client_id = "${realm.publicClientId}"`,
@@ -157,36 +148,28 @@ async function main(): Promise<void> {
     );
     console.log(bold(`\nWorkstation configuration (${userConfig}):`));
     console.log((await readFile(userConfig, "utf8")).trimEnd());
-    const help = await new Promise<string>((resolve) => {
-      const c = spawn(process.execPath, [CLI, "--help"], { env });
-      let out = "";
-      c.stdout.setEncoding("utf8").on("data", (d: string) => (out += d));
-      c.on("close", () => resolve(out));
+    let approved = false;
+    const r = realm;
+    const login = await cli(env, ["login", "--device"], (chunk) => {
+      const code = /code:?\s+([A-Z0-9]{4}-?[A-Z0-9]{4})/i.exec(chunk)?.[1];
+      if (code !== undefined && !approved) {
+        approved = true;
+        console.log(bold(`(the demo approves code ${code} as user alice, as you would in a browser)`));
+        void r.approveDeviceOverHttp(code);
+      }
     });
-    if (/^\s+login\b/m.test(help)) {
-      let approved = false;
-      const r = realm;
-      const login = await cli(env, ["login", "--device"], (chunk) => {
-        const code = /code:?\s+([A-Z0-9]{4}-?[A-Z0-9]{4})/i.exec(chunk)?.[1];
-        if (code !== undefined && !approved) {
-          approved = true;
-          console.log(bold(`(the demo approves code ${code} as user alice, as you would in a browser)`));
-          void r.approveDeviceOverHttp(code);
-        }
-      });
-      expect(login, 0, "login --device");
-      expect(await cli(env, ["refresh"]), 0, "refresh");
-      expect(await cli(env, ["status"]), 0, "status");
-      console.log(bold(`\nThe netrc Nix reads (${join(home, ".config", "nix", "netrc")}):`));
-      console.log(redact(await readFile(join(home, ".config", "nix", "netrc"), "utf8")).trimEnd());
-      expect(await cli(env, ["logout"]), 0, "logout");
-      expect(await cli(env, ["status"]), 3, "status after logout");
-    }
+    expect(login, 0, "login --device");
+    expect(await cli(env, ["refresh"]), 0, "refresh");
+    expect(await cli(env, ["status"]), 0, "status");
+    console.log(bold(`\nThe netrc Nix reads (${ws.netrcPath}):`));
+    console.log(redact(await readFile(ws.netrcPath, "utf8")).trimEnd());
+    expect(await cli(env, ["logout"]), 0, "logout");
+    expect(await cli(env, ["status"]), 3, "status after logout");
     console.log(bold("\nDemo finished: everything ran against the local identity provider on 127.0.0.1."));
   } finally {
     await cache?.stop();
     await realm?.stop();
-    await rm(dir, { recursive: true, force: true });
+    await ws.cleanup();
   }
 }
 

@@ -9,7 +9,7 @@ import type { AddressInfo } from "node:net";
 import { dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { StateStore } from "../../src/store/state.ts";
-import { makeWorkspace, runCli, snapshot, type Workspace } from "../support/cli.ts";
+import { makeWorkspace, netrcPassword, runCli, snapshot, type Workspace } from "../support/cli.ts";
 import { startRealm, type Realm } from "../support/realm.ts";
 
 const HOST = "127.0.0.1";
@@ -24,6 +24,14 @@ const UNRELATED = [
   "default login anonymous password guest",
   "",
 ].join("\n");
+
+/** UNRELATED with our entry where it belongs: before `default`, since curl takes the first match. */
+function withOurEntry(token: string): string {
+  return UNRELATED.replace(
+    "default login",
+    `machine ${HOST} login nix-cache-login password ${token}\ndefault login`,
+  );
+}
 
 let realm: Realm;
 const workspaces: Workspace[] = [];
@@ -70,11 +78,6 @@ async function tokenRequest(
     body: new URLSearchParams(body),
   });
   return { status: res.status, json: (await res.json()) as Record<string, unknown> };
-}
-
-function netrcPassword(text: string, host: string): string | undefined {
-  const re = new RegExp(`machine\\s+${host.replace(/\./g, "\\.")}\\s+login\\s+\\S+\\s+password\\s+(\\S+)`);
-  return re.exec(text)?.[1];
 }
 
 function mode(st: { mode: number }): number {
@@ -136,13 +139,7 @@ describe("service-account", () => {
     const netrc = await readFile(ws.netrcPath, "utf8");
     const token = netrcPassword(netrc, HOST) as string;
     // Ours goes before the `default` entry (curl takes the first match) and the stale one is gone.
-    assert.equal(
-      netrc,
-      UNRELATED.replace(
-        "default login",
-        `machine ${HOST} login nix-cache-login password ${token}\ndefault login`,
-      ),
-    );
+    assert.equal(netrc, withOurEntry(token));
     assert.equal(mode(await stat(ws.netrcPath)), 0o600, "tightened, never loosened");
     assert.match(r.stderr, /mode tightened from 0640 to 0600/);
   });
@@ -265,13 +262,7 @@ describe("refresh", () => {
     const netrc = await readFile(ws.netrcPath, "utf8");
     assert.equal(netrc.match(/machine 127\.0\.0\.1 /g)?.length, 1);
     const token = netrcPassword(netrc, HOST) as string;
-    assert.equal(
-      netrc,
-      UNRELATED.replace(
-        "default login",
-        `machine ${HOST} login nix-cache-login password ${token}\ndefault login`,
-      ),
-    );
+    assert.equal(netrc, withOurEntry(token));
     const status = await runCli(ws, ["status", "--json"]);
     assert.equal(status.code, 0, "the session survived (no refresh token was used twice)");
   });

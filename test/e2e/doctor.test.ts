@@ -8,11 +8,10 @@ import { chown, readFile, writeFile } from "node:fs/promises";
 import * as net from "node:net";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { runCli, type RunResult, type Workspace } from "../support/cli.ts";
+import { netrcPassword, runCli, type RunResult, type Workspace } from "../support/cli.ts";
 import {
   HOST,
   curl,
-  netrcPassword,
   nixRealiseWithConf,
   setNixNetrcFile,
   sleep,

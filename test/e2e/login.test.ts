@@ -17,6 +17,7 @@ import {
   CLI,
   harvestSecrets,
   makeWorkspace,
+  portIsFree,
   runCli,
   type RunResult,
   type Workspace,
@@ -144,17 +145,6 @@ function portFrom(stderr: string): number {
   const m = /http:\/\/127\.0\.0\.1:(\d+)\//.exec(stderr);
   assert.ok(m, `no loopback URL in: ${stderr}`);
   return Number(m[1]);
-}
-
-async function portIsFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect({ host: "127.0.0.1", port });
-    socket.once("connect", () => {
-      socket.destroy();
-      resolve(false);
-    });
-    socket.once("error", () => resolve(true));
-  });
 }
 
 async function freePort(): Promise<number> {

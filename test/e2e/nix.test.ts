@@ -11,13 +11,12 @@ import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { StateStore, sha256 } from "../../src/store/state.ts";
 import { requireChromium } from "../support/chromium.ts";
-import { runCli, type Workspace } from "../support/cli.ts";
+import { netrcPassword, runCli, type Workspace } from "../support/cli.ts";
 import {
   HOST,
   assertNixFetches,
   assertNixRefused,
   curl,
-  netrcPassword,
   sleep,
   startBed,
   writeNetrc,

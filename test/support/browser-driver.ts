@@ -14,7 +14,7 @@
 // DRIVER_TIMEOUT_MS: hard limit for the whole run (default 60 s).
 
 import { writeFile } from "node:fs/promises";
-import * as net from "node:net";
+import { portIsFree } from "./cli.ts";
 import type { Page } from "playwright-core";
 import { launchChromium, type RunningChromium } from "./chromium.ts";
 
@@ -76,17 +76,6 @@ async function visit(page: Page, target: string): Promise<Result> {
   return { url: target.replace(/\?.*/, "?..."), status: response?.status(), ...(await pageSummary(page)) };
 }
 
-async function portClosed(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect({ host: "127.0.0.1", port });
-    socket.once("connect", () => {
-      socket.destroy();
-      resolve(false);
-    });
-    socket.once("error", () => resolve(true));
-  });
-}
-
 async function drive(page: Page): Promise<Result> {
   const target = new URL(url);
   const origin = target.origin;
@@ -127,7 +116,7 @@ async function drive(page: Page): Promise<Result> {
         await writeFile(process.env.DRIVER_READY, "login page shown\n");
       log("at the login page; waiting for the loopback server to go away");
       const port = Number(target.port);
-      while (!(await portClosed(port))) await new Promise((r) => setTimeout(r, 100));
+      while (!(await portIsFree(port))) await new Promise((r) => setTimeout(r, 100));
       return { mode, portClosedAfterMs: Math.round(performance.now() - started) };
     }
     case "device":

@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -134,6 +135,24 @@ export async function runCli(ws: Workspace, args: string[], opts: RunOptions = {
   assertNoSecrets(ws, stdout, `stdout of ${args.join(" ")}`);
   assertNoSecrets(ws, stderr, `stderr of ${args.join(" ")}`);
   return { code, signal, stdout, stderr };
+}
+
+/** The password of the first one-line `machine HOST login X password P` entry in a netrc text. */
+export function netrcPassword(text: string, host: string): string | undefined {
+  const re = new RegExp(`machine\\s+${host.replace(/\./g, "\\.")}\\s+login\\s+\\S+\\s+password\\s+(\\S+)`);
+  return re.exec(text)?.[1];
+}
+
+/** True when nothing accepts connections on 127.0.0.1:port (a server closed and freed it). */
+export function portIsFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: "127.0.0.1", port });
+    socket.once("connect", () => {
+      socket.destroy();
+      resolve(false);
+    });
+    socket.once("error", () => resolve(true));
+  });
 }
 
 /** Every file under dir with its bytes and mode, to prove a failed command changed nothing. */

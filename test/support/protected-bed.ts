@@ -200,10 +200,6 @@ export function curl(url: string, netrcFile: string, resolve?: string): Promise<
 }
 
 /** The netrc password of `host` (first `machine host` entry), as the CLI writes it. */
-export function netrcPassword(text: string, host: string): string | undefined {
-  const re = new RegExp(`machine\\s+${host.replace(/\./g, "\\.")}\\s+login\\s+\\S+\\s+password\\s+(\\S+)`);
-  return re.exec(text)?.[1];
-}
 
 export async function writeNetrc(ws: Workspace, text: string, mode = 0o600): Promise<void> {
   await mkdir(join(ws.netrcPath, ".."), { recursive: true, mode: 0o700 });
