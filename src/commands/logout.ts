@@ -1,7 +1,7 @@
 import { say, verbose, warn, type Context } from "../context.ts";
 import { ExitCode } from "../errors.ts";
 import { removeNetrcEntry } from "../netrc/file.ts";
-import { openSession, provider, readClientSecret } from "../session.ts";
+import { openSession, provider } from "../session.ts";
 
 /**
  * Revokes the refresh token, then removes our netrc entry and the token state. Local clean-up
@@ -13,13 +13,11 @@ export async function logout(ctx: Context): Promise<number> {
   return s.store.locked(async () => {
     const state = await s.store.read();
     let exitCode: number = ExitCode.ok;
+    // Only a user sign-in has a refresh token to revoke (service accounts never store one; their
+    // JWT access tokens cannot be revoked).
     if (state?.refresh_token !== undefined) {
-      const secret =
-        s.config.mode === "service-account"
-          ? await readClientSecret(s.config).catch(() => undefined)
-          : undefined;
       try {
-        const how = await provider(ctx, s, state, secret).revoke(state.refresh_token);
+        const how = await provider(ctx, s, state).revoke(state.refresh_token);
         log(how === "revoked" ? "refresh token revoked (RFC 7009)" : "session ended at the logout endpoint");
       } catch (e) {
         warn(
