@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { existsSync } from "node:fs";
 import { StateStore } from "../src/store/state.ts";
+import { writeState } from "../src/store/write.ts";
 import { benchNix } from "./bench-nix.ts";
 import { makeWorkspace } from "../test/support/cli.ts";
 import { startRealm } from "../test/support/realm.ts";
@@ -122,7 +123,7 @@ async function main(): Promise<void> {
     );
     const tokens = await realm.signInOverHttp();
     const store = new StateStore(ws.stateDir, realm.issuer, "nix-cache");
-    await store.write({ ...store.empty("user"), refresh_token: tokens.refresh_token as string });
+    await writeState(store, { ...store.empty("user"), refresh_token: tokens.refresh_token as string });
     const first = await exec(process.execPath, [CLI, "refresh"], env);
     if (first.code !== 0) throw new Error(`refresh failed: ${first.stderr}`);
 

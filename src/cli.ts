@@ -1,17 +1,111 @@
 /**
- * argv -> command. The only place that renders errors and picks exit codes; nothing below calls
- * process.exit, so tests can call run() in-process as well as through the built binary.
+ * argv -> command. Arguments are parsed by Node's own parser (node:util parseArgs); the commands,
+ * their options and the help text come from one table below.
+ *
+ * `status`, `--help`, `--version` and a `refresh --min-valid` that finds the token fresh run from
+ * this module's light imports. Everything that talks to the network is loaded on demand from
+ * ./cold.ts (a bundle of its own), so the timers' common case starts almost as fast as Node.
+ *
+ * Nothing below calls process.exit, so tests can call run() in-process as well as through the
+ * built binary.
  */
-import { Command, CommanderError, Option } from "commander";
+import { parseArgs } from "node:util";
+import type { ColdCommand } from "./cold.ts";
+import { status } from "./commands/status.ts";
 import { CONFIG_KEYS } from "./config/load.ts";
-import type { Context } from "./context.ts";
+import { withFields, type Context } from "./context.ts";
 import { CliError, ExitCode } from "./errors.ts";
+import { renderError } from "./render.ts";
+import { beginRenewal } from "./session.ts";
+import { closest } from "./suggest.ts";
 
 declare const __VERSION__: string | undefined;
 export const VERSION = typeof __VERSION__ === "string" ? __VERSION__ : "0.0.0-dev";
+const NAME = "nix-cache-login";
 
-const HELP_FOOTER = `
-Configuration (TOML), first found wins:
+interface OptionSpec {
+  name: string;
+  short?: string;
+  /** The value's name in help; options without one are flags. */
+  value?: string;
+  help: string;
+  /** Options that cannot be combined with this one. */
+  conflicts?: string[];
+}
+
+interface CommandSpec {
+  name: string;
+  help: string;
+  options: OptionSpec[];
+}
+
+const MIN_VALID: OptionSpec = {
+  name: "min-valid",
+  value: "duration",
+  help: "do nothing, without any request, if the token stays valid this long (e.g. 10m)",
+};
+const JSON_OUTPUT: OptionSpec = { name: "json", help: "print a JSON object on stdout" };
+
+const GLOBAL_OPTIONS: OptionSpec[] = [
+  { name: "config", short: "c", value: "path", help: "configuration file (overrides the search order)" },
+  { name: "verbose", short: "v", help: "explain what happens (never prints tokens or secrets)" },
+  { name: "help", short: "h", help: "show help (for a command: nix-cache-login COMMAND --help)" },
+  { name: "version", short: "V", help: "print the version" },
+];
+
+const COMMANDS: CommandSpec[] = [
+  {
+    name: "login",
+    help: "sign in with a browser, or a device code over SSH, and write the token to the netrc (the default)",
+    options: [
+      {
+        name: "device",
+        help: "sign in with a device code (RFC 8628), e.g. over SSH",
+        conflicts: ["port", "browser-command"],
+      },
+      { name: "no-browser", help: "do not open a browser; only print the URL to open" },
+      {
+        name: "browser-command",
+        value: "cmd",
+        help: "open the URL with this command (%s is the URL, else it is appended); default $BROWSER",
+      },
+      {
+        name: "port",
+        value: "port",
+        help: "take the redirect on this port of 127.0.0.1 (default: callback_port, else a free port)",
+      },
+      {
+        name: "timeout",
+        value: "duration",
+        help: "give up when the sign-in is not finished within this time (default: 5m)",
+      },
+    ],
+  },
+  {
+    name: "refresh",
+    help: "renew the access token with the stored refresh token (no browser); for timers",
+    options: [MIN_VALID],
+  },
+  {
+    name: "service-account",
+    help: "get a token with the client credentials grant (secret from client_secret_file); for servers",
+    options: [MIN_VALID],
+  },
+  {
+    name: "status",
+    help: "show the configuration, the netrc entry and token expiry (local files only)",
+    options: [JSON_OUTPUT],
+  },
+  { name: "logout", help: "revoke the session, remove the netrc entry and the stored tokens", options: [] },
+  {
+    name: "doctor",
+    help: "find why Nix does not use the token: config, token, netrc, Nix settings, cache (exit 1 on a problem)",
+    options: [JSON_OUTPUT],
+  },
+];
+const DEFAULT_COMMAND = "login";
+
+const HELP_FOOTER = `Configuration (TOML), first found wins:
   --config PATH, $NIX_CACHE_LOGIN_CONFIG,
   $XDG_CONFIG_HOME/nix-cache-login/config.toml (~/.config when unset),
   /etc/nix-cache-login/config.toml
@@ -27,158 +121,230 @@ Exit codes:
   130  interrupted
 `;
 
+/** Word-wraps `text` into a column starting at `indent`, lines at most `width` wide. */
+function column(text: string, indent: number, width = 100): string {
+  const lines: string[] = [];
+  let line = "";
+  for (const word of text.split(" ")) {
+    if (line !== "" && indent + line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else line = line === "" ? word : `${line} ${word}`;
+  }
+  lines.push(line);
+  return lines.join(`\n${" ".repeat(indent)}`);
+}
+
+function table(rows: [string, string][]): string {
+  const width = Math.max(...rows.map(([left]) => left.length)) + 2;
+  return rows.map(([left, right]) => `  ${left.padEnd(width)}${column(right, width + 2)}\n`).join("");
+}
+
+function optionRows(options: OptionSpec[]): [string, string][] {
+  return options.map((o) => [
+    `${o.short === undefined ? "" : `-${o.short}, `}--${o.name}${o.value === undefined ? "" : ` <${o.value}>`}`,
+    o.help,
+  ]);
+}
+
+export function helpText(command?: string): string {
+  const spec = COMMANDS.find((c) => c.name === command);
+  if (spec === undefined) {
+    return [
+      `Usage: ${NAME} [COMMAND] [OPTIONS]\n\n`,
+      "Keep an OpenID Connect access token for a protected Nix binary cache in your netrc.\n\n",
+      "Commands:\n",
+      table(COMMANDS.map((c) => [c.name, c.help])),
+      "\nOptions:\n",
+      table(optionRows(GLOBAL_OPTIONS)),
+      "\n",
+      HELP_FOOTER,
+    ].join("");
+  }
+  return [
+    `Usage: ${NAME} ${spec.name}${spec.options.length > 0 ? " [OPTIONS]" : ""}\n\n`,
+    `${spec.help.charAt(0).toUpperCase()}${spec.help.slice(1)}.\n\n`,
+    "Options:\n",
+    table(optionRows([...spec.options, ...GLOBAL_OPTIONS])),
+  ].join("");
+}
+
+type Values = Record<string, string | boolean | undefined>;
+
+type Parsed =
+  | { kind: "help"; command: string | undefined }
+  | { kind: "version" }
+  | { kind: "run"; command: string; values: Values };
+
+function usage(message: string, command?: string): CliError {
+  return new CliError(message, {
+    exitCode: ExitCode.usage,
+    hint: `see \`${NAME}${command === undefined ? "" : ` ${command}`} --help\``,
+  });
+}
+
+/** Every option of every command, for one parse: options may come before or after the command. */
+const PARSE_OPTIONS = Object.fromEntries(
+  [...GLOBAL_OPTIONS, ...COMMANDS.flatMap((c) => c.options)].map((o) => [
+    o.name,
+    {
+      type: o.value === undefined ? ("boolean" as const) : ("string" as const),
+      ...(o.short === undefined ? {} : { short: o.short }),
+    },
+  ]),
+);
+
+/** The command named in argv (for choosing the option list a suggestion comes from). */
+function commandIn(argv: string[]): CommandSpec | undefined {
+  return COMMANDS.find((c) => argv.includes(c.name));
+}
+
+function optionNames(spec: CommandSpec | undefined): string[] {
+  return [...GLOBAL_OPTIONS, ...(spec?.options ?? COMMANDS.flatMap((c) => c.options))].map(
+    (o) => `--${o.name}`,
+  );
+}
+
+/** parseArgs' messages are long and name options as `'-c, --config <value>'`; ours are one line. */
+function parseError(e: unknown, argv: string[]): CliError {
+  const err = e as NodeJS.ErrnoException;
+  const spec = commandIn(argv);
+  const quoted = /'([^']*)'/.exec(err.message)?.[1] ?? "";
+  const option = /--?[A-Za-z0-9-]+/.exec(quoted.split(" ").find((w) => w.startsWith("--")) ?? quoted)?.[0];
+  if (err.code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" && option !== undefined) {
+    const suggestion = option.startsWith("--") ? closest(option, optionNames(spec)) : undefined;
+    return usage(
+      `unknown option ${option}${suggestion === undefined ? "" : ` (did you mean ${suggestion}?)`}`,
+      spec?.name,
+    );
+  }
+  if (err.code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE" && option !== undefined) {
+    const flag = PARSE_OPTIONS[option.replace(/^-+/, "")]?.type === "boolean";
+    return usage(
+      flag
+        ? `option ${option} takes no value`
+        : `option ${option} needs a value (write ${option}=VALUE for one that starts with "-")`,
+      spec?.name,
+    );
+  }
+  return usage((err.message.split(/\.(\s|$)/)[0] ?? err.message).trim(), spec?.name);
+}
+
+export function parseCommandLine(argv: string[]): Parsed {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options: PARSE_OPTIONS, allowPositionals: true, strict: true });
+  } catch (e) {
+    if (!String((e as NodeJS.ErrnoException).code).startsWith("ERR_PARSE_ARGS_")) throw e;
+    throw parseError(e, argv);
+  }
+  const values = parsed.values as Values;
+  const [first, ...rest] = parsed.positionals;
+  if (first === "help") {
+    if (rest.length > 1) throw usage(`unexpected argument ${JSON.stringify(rest[1])}`);
+    if (rest[0] !== undefined && !COMMANDS.some((c) => c.name === rest[0])) throw unknownCommand(rest[0]);
+    return { kind: "help", command: rest[0] };
+  }
+  const name = first ?? DEFAULT_COMMAND;
+  const spec = COMMANDS.find((c) => c.name === name);
+  if (spec === undefined) throw unknownCommand(name);
+  if (values.help === true) return { kind: "help", command: first };
+  if (values.version === true) return { kind: "version" };
+  if (rest.length > 0) throw usage(`unexpected argument ${JSON.stringify(rest[0])}`, spec.name);
+  const allowed = new Map([...GLOBAL_OPTIONS, ...spec.options].map((o) => [o.name, o]));
+  for (const key of Object.keys(values)) {
+    const option = allowed.get(key);
+    if (option === undefined) throw usage(`${spec.name} has no option --${key}`, spec.name);
+    for (const other of option.conflicts ?? []) {
+      if (values[other] !== undefined) {
+        throw usage(`--${key} cannot be used with --${other}`, spec.name);
+      }
+    }
+  }
+  return { kind: "run", command: spec.name, values };
+}
+
+function unknownCommand(name: string): CliError {
+  const suggestion = closest(
+    name,
+    COMMANDS.map((c) => c.name),
+  );
+  return usage(
+    `unknown command ${JSON.stringify(name)}${suggestion === undefined ? "" : ` (did you mean ${suggestion}?)`}`,
+  );
+}
+
 export type Deps = Omit<Context, "verbose" | "configFlag">;
 
-interface GlobalOpts {
-  config?: string;
-  verbose?: boolean;
+const str = (v: string | boolean | undefined) => (typeof v === "string" ? v : undefined);
+const bool = (v: string | boolean | undefined) => (v === true ? true : undefined);
+
+function coldCommand(command: string, v: Values): ColdCommand {
+  switch (command) {
+    case "login":
+      return {
+        name: "login",
+        opts: {
+          device: bool(v.device),
+          browser: v["no-browser"] === true ? false : undefined,
+          browserCommand: str(v["browser-command"]),
+          port: str(v.port),
+          timeout: str(v.timeout),
+        },
+      };
+    case "refresh":
+    case "service-account":
+      return { name: command, opts: { minValid: str(v["min-valid"]) } };
+    case "logout":
+      return { name: "logout" };
+    case "doctor":
+      return { name: "doctor", opts: { json: bool(v.json) } };
+  }
+  throw new Error(`no such command: ${command}`);
+}
+
+/**
+ * `--min-valid` settled from the files alone, before the network code is loaded. Its stderr is
+ * held back and dropped when a renewal follows: that command says the same things again.
+ */
+async function freshEnough(ctx: Context, command: "refresh" | "service-account", minValid: string) {
+  const held: string[] = [];
+  const quiet = withFields(ctx, { stderr: { write: (text: string) => held.push(text) } });
+  try {
+    const fresh =
+      (await beginRenewal(quiet, { minValid }, command === "refresh" ? "refresh" : "client-credentials")) ===
+      "fresh";
+    if (fresh) for (const text of held) ctx.stderr.write(text);
+    return fresh;
+  } catch (e) {
+    for (const text of held) ctx.stderr.write(text);
+    throw e;
+  }
 }
 
 export async function run(argv: string[], deps: Deps): Promise<number> {
-  let verboseFlag = argv.includes("--verbose") || argv.includes("-v");
-  const program = new Command("nix-cache-login")
-    .description("Keep an OpenID Connect access token for a protected Nix binary cache in your netrc.")
-    .version(VERSION, "-V, --version")
-    .exitOverride()
-    .configureOutput({
-      writeOut: (s) => deps.stdout.write(s),
-      writeErr: (s) => deps.stderr.write(s),
-      outputError: (s, write) => write(s.replace(/^error: /, "error: ")),
-    })
-    .showSuggestionAfterError(true)
-    .addHelpText("after", HELP_FOOTER);
-
-  let exitCode: number = ExitCode.ok;
-  const withCommon = (cmd: Command) =>
-    cmd
-      .addOption(new Option("-c, --config <path>", "configuration file (overrides the search order)"))
-      .addOption(new Option("-v, --verbose", "explain what happens (never prints tokens or secrets)"));
-  const ctxFor = (cmd: Command): Context => {
-    const local = cmd.opts<GlobalOpts>();
-    const global = program.opts<GlobalOpts>();
-    verboseFlag = local.verbose === true || global.verbose === true;
-    return { ...deps, verbose: verboseFlag, configFlag: local.config ?? global.config };
-  };
-  withCommon(program);
-
-  withCommon(program.command("login", { isDefault: true }))
-    .description(
-      "sign in with a browser, or a device code over SSH, and write the token to the netrc (the default)",
-    )
-    .addOption(
-      new Option("--device", "sign in with a device code (RFC 8628), e.g. over SSH").conflicts([
-        "port",
-        "browserCommand",
-      ]),
-    )
-    .option("--no-browser", "do not open a browser; only print the URL to open")
-    .option(
-      "--browser-command <cmd>",
-      "open the URL with this command (%s is the URL, else it is appended); default $BROWSER",
-    )
-    .option(
-      "--port <port>",
-      "take the redirect on this port of 127.0.0.1 (default: callback_port, else a free port)",
-    )
-    .option("--timeout <duration>", "give up when the sign-in is not finished within this time", "5m")
-    .action(async (opts: import("./commands/login.ts").LoginOptions, cmd: Command) => {
-      const { login } = await import("./commands/login.ts");
-      exitCode = await login(ctxFor(cmd), opts);
-    });
-
-  withCommon(program.command("refresh"))
-    .description("renew the access token with the stored refresh token (no browser); for timers")
-    .option(
-      "--min-valid <duration>",
-      "do nothing, without any request, if the token stays valid this long (e.g. 10m)",
-    )
-    .action(async (opts: { minValid?: string }, cmd: Command) => {
-      const { refresh } = await import("./commands/refresh.ts");
-      exitCode = await refresh(ctxFor(cmd), opts);
-    });
-
-  withCommon(program.command("service-account"))
-    .description(
-      "get a token with the client credentials grant (secret from client_secret_file); for servers",
-    )
-    .option(
-      "--min-valid <duration>",
-      "do nothing, without any request, if the token stays valid this long (e.g. 10m)",
-    )
-    .action(async (opts: { minValid?: string }, cmd: Command) => {
-      const { serviceAccount } = await import("./commands/service-account.ts");
-      exitCode = await serviceAccount(ctxFor(cmd), opts);
-    });
-
-  withCommon(program.command("status"))
-    .description("show the configuration, the netrc entry and token expiry (local files only)")
-    .option("--json", "print a JSON object on stdout")
-    .action(async (opts: { json?: boolean }, cmd: Command) => {
-      const { status } = await import("./commands/status.ts");
-      exitCode = await status(ctxFor(cmd), opts);
-    });
-
-  withCommon(program.command("logout"))
-    .description("revoke the session, remove the netrc entry and the stored tokens")
-    .action(async (_opts: unknown, cmd: Command) => {
-      const { logout } = await import("./commands/logout.ts");
-      exitCode = await logout(ctxFor(cmd));
-    });
-
-  withCommon(program.command("doctor"))
-    .description(
-      "find why Nix does not use the token: config, token, netrc, Nix settings, cache (exit 1 on a problem)",
-    )
-    .option("--json", "print a JSON object on stdout")
-    .action(async (opts: { json?: boolean }, cmd: Command) => {
-      const { doctor } = await import("./commands/doctor.ts");
-      exitCode = await doctor(ctxFor(cmd), opts);
-    });
-
+  let verbose = argv.includes("--verbose") || argv.includes("-v");
   try {
-    await program.parseAsync(argv, { from: "user" });
-    return exitCode;
-  } catch (e) {
-    return render(e, deps, verboseFlag);
-  }
-}
-
-function render(e: unknown, deps: Deps, verbose: boolean): number {
-  if (e instanceof CommanderError) {
-    if (
-      e.code === "commander.helpDisplayed" ||
-      e.code === "commander.version" ||
-      e.code === "commander.help"
-    ) {
+    const parsed = parseCommandLine(argv);
+    if (parsed.kind === "help") {
+      deps.stdout.write(helpText(parsed.command));
       return ExitCode.ok;
     }
-    // Commander already printed the message.
-    return ExitCode.usage;
+    if (parsed.kind === "version") {
+      deps.stdout.write(`${VERSION}\n`);
+      return ExitCode.ok;
+    }
+    const { command, values } = parsed;
+    verbose = values.verbose === true;
+    const ctx = withFields(deps, { verbose, configFlag: str(values.config) });
+    if (command === "status") return await status(ctx, { json: bool(values.json) });
+    const minValid = str(values["min-valid"]);
+    if ((command === "refresh" || command === "service-account") && minValid !== undefined) {
+      if (await freshEnough(ctx, command, minValid)) return ExitCode.ok;
+    }
+    const { runCommand } = await import("./cold.ts");
+    return await runCommand(ctx, coldCommand(command, values));
+  } catch (e) {
+    return renderError(e, deps, verbose);
   }
-  if (deps.signal.aborted) {
-    deps.stderr.write("error: interrupted\n");
-    return ExitCode.interrupted;
-  }
-  if (e instanceof CliError) {
-    deps.stderr.write(`error: ${e.message}\n`);
-    if (e.hint !== undefined) deps.stderr.write(`hint: ${e.hint}\n`);
-    if (verbose && e.detail !== undefined) deps.stderr.write(`verbose: ${e.detail}\n`);
-    if (verbose && e.cause !== undefined) deps.stderr.write(`verbose: cause: ${describeCause(e.cause)}\n`);
-    return e.exitCode;
-  }
-  const err = e as NodeJS.ErrnoException;
-  deps.stderr.write(`error: ${err.message ?? String(e)}\n`);
-  if (verbose && err.stack !== undefined) deps.stderr.write(`${err.stack}\n`);
-  else deps.stderr.write("hint: run again with --verbose for details\n");
-  return ExitCode.failure;
-}
-
-function describeCause(cause: unknown): string {
-  const parts: string[] = [];
-  for (let cur = cause, depth = 0; cur !== undefined && cur !== null && depth < 5; depth++) {
-    const c = cur as { name?: string; message?: string; code?: string; cause?: unknown };
-    parts.push([c.name, c.code, c.message].filter((x) => x !== undefined && x !== "").join(" "));
-    cur = c.cause;
-  }
-  return parts.join(" <- ");
 }

@@ -24,3 +24,14 @@ export function verbose(ctx: Context): (line: string) => void {
 export function warn(ctx: Context, line: string): void {
   ctx.stderr.write(`warning: ${line}\n`);
 }
+
+/**
+ * `base` with some fields replaced. Not a spread, which would read every getter: `signal` is one
+ * (see main.ts), set up only when a command uses it.
+ */
+export function withFields<T extends object>(base: T, fields: Partial<Context>): Context {
+  return Object.defineProperties(
+    {},
+    { ...Object.getOwnPropertyDescriptors(base), ...Object.getOwnPropertyDescriptors(fields) },
+  ) as Context;
+}

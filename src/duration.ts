@@ -36,11 +36,16 @@ export function formatSpan(seconds: number): string {
   return h === 0 ? `${Math.floor(s / 86400)}d` : `${Math.floor(s / 86400)}d ${h}h`;
 }
 
-/** "valid, expires in 42m (2026-11-25T10:00:00Z)", "expired 3m ago (...)", "unknown". */
-export function describeExpiry(expiresAt: Date | null, now: Date): string {
-  if (expiresAt === null || Number.isNaN(expiresAt.getTime())) return "unknown";
-  const iso = expiresAt.toISOString().replace(/\.\d{3}Z$/, "Z");
-  const delta = (expiresAt.getTime() - now.getTime()) / 1000;
+/**
+ * "valid, expires in 42m (2026-11-25T10:00:00Z)", "expired 3m ago (...)", "unknown". Takes a Date
+ * or the ISO 8601 string the token state keeps (as is: `status` need not format dates).
+ */
+export function describeExpiry(expiresAt: Date | string | null, now: Date): string {
+  const time =
+    expiresAt === null ? NaN : typeof expiresAt === "string" ? Date.parse(expiresAt) : expiresAt.getTime();
+  if (expiresAt === null || Number.isNaN(time)) return "unknown";
+  const iso = (typeof expiresAt === "string" ? expiresAt : expiresAt.toISOString()).replace(/\.\d{3}Z$/, "Z");
+  const delta = (time - now.getTime()) / 1000;
   return delta > 0
     ? `valid, expires in ${formatSpan(delta)} (${iso})`
     : `expired ${formatSpan(-delta)} ago (${iso})`;

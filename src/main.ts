@@ -1,27 +1,31 @@
 import { run } from "./cli.ts";
+import { fdOutput } from "./output.ts";
 
 // Ctrl-C aborts the running command (servers close, nothing half-written); a second one exits now.
-const controller = new AbortController();
-process.once("SIGINT", () => {
-  controller.abort();
-  process.once("SIGINT", () => process.exit(130));
-});
-process.once("SIGTERM", () => controller.abort());
-
-// `nix-cache-login --help | head`: a closed pipe is not an error worth a stack trace.
-for (const stream of [process.stdout, process.stderr]) {
-  stream.on("error", (e: NodeJS.ErrnoException) => {
-    if (e.code === "EPIPE") process.exit(process.exitCode ?? 0);
-    throw e;
-  });
+// Set up when a command first asks for the signal: `status` and `--help` have nothing to abort and
+// end within milliseconds, so they keep Node's default (exit on the signal) and skip the cost.
+let controller: AbortController | undefined;
+function signal(): AbortSignal {
+  if (controller === undefined) {
+    const c = new AbortController();
+    controller = c;
+    process.once("SIGINT", () => {
+      c.abort();
+      process.once("SIGINT", () => process.exit(130));
+    });
+    process.once("SIGTERM", () => c.abort());
+  }
+  return controller.signal;
 }
 
 void run(process.argv.slice(2), {
   env: process.env,
-  stdout: process.stdout,
-  stderr: process.stderr,
+  stdout: fdOutput(1),
+  stderr: fdOutput(2),
   now: () => new Date(),
-  signal: controller.signal,
+  get signal() {
+    return signal();
+  },
 }).then((code) => {
   process.exitCode = code;
 });

@@ -1,15 +1,17 @@
 /**
- * What the commands share: load the configuration, open the token state, and turn a fresh token
- * set into files (state first, then netrc: a crash between the two leaves a working refresh token).
+ * What the commands share without the network: the configuration, the token state, the client
+ * secret, and whether the current token is still good. Only files are read here, synchronously;
+ * `status`, `--help` and a timer's `refresh --min-valid` need nothing else, so they start fast.
+ * Turning new tokens into files is in ./tokens.ts.
  */
-import { readFile } from "node:fs/promises";
+import { readFileSync } from "node:fs";
 import { loadConfig, type Config } from "./config/load.ts";
 import { stateDir } from "./config/paths.ts";
-import { verbose, warn, type Context } from "./context.ts";
+import { verbose, type Context } from "./context.ts";
+import { parseDuration } from "./duration.ts";
 import { CliError, ExitCode } from "./errors.ts";
-import { checkTokenLength, upsertNetrcEntry } from "./netrc/file.ts";
-import { Provider, type TokenSet } from "./oidc/provider.ts";
-import { sha256, StateStore, type TokenState } from "./store/state.ts";
+import { netrcHoldsToken } from "./netrc/read.ts";
+import { StateStore, type TokenState } from "./store/state.ts";
 
 export interface Session {
   config: Config;
@@ -22,23 +24,7 @@ export async function openSession(ctx: Context): Promise<Session> {
   return { config, store: new StateStore(stateDir(ctx.env), config.issuer, config.clientId) };
 }
 
-export function provider(
-  ctx: Context,
-  s: Session,
-  state: TokenState | undefined,
-  clientSecret?: string,
-): Provider {
-  return new Provider({
-    config: s.config,
-    env: ctx.env,
-    log: verbose(ctx),
-    now: ctx.now,
-    clientSecret,
-    discovery: state?.discovery,
-  });
-}
-
-export async function readClientSecret(config: Config): Promise<string> {
+export function readClientSecret(config: Config): string {
   if (config.clientSecretFile === undefined) {
     throw new CliError(
       `${config.path}: client_secret_file is not set, so this configuration is for user sign-in`,
@@ -51,7 +37,7 @@ export async function readClientSecret(config: Config): Promise<string> {
   const file = config.resolveClientSecretFile();
   let text: string;
   try {
-    text = await readFile(file, "utf8");
+    text = readFileSync(file, "utf8");
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     throw new CliError(
@@ -83,42 +69,49 @@ export function renewCommand(config: Config, state: TokenState | undefined, now:
   return refreshUsable ? "nix-cache-login refresh" : "nix-cache-login login";
 }
 
-/** Seconds the current access token stays valid, if the netrc still holds it; else undefined. */
+/** Seconds the current access token stays valid (negative when expired); undefined when unknown. */
 export function remainingValidity(state: TokenState | undefined, now: Date): number | undefined {
   if (state?.access_token_expires_at === undefined) return undefined;
   return (new Date(state.access_token_expires_at).getTime() - now.getTime()) / 1000;
 }
 
-/** Saves a new token set: state first (a rotated refresh token must never be lost), then the netrc. */
-export async function saveTokens(
+/** Whether the netrc holds the stored access token and it stays valid `needed` more seconds. */
+export function tokenGood(s: Session, state: TokenState | undefined, needed: number, now: Date): boolean {
+  const left = remainingValidity(state, now);
+  if (left === undefined || left < needed) return false;
+  return netrcHoldsToken(s.config.netrcPath, s.config.machine, state?.access_token);
+}
+
+export interface Renewal {
+  session: Session;
+  secret: string | undefined;
+  /** The state as read before the lock. */
+  seen: TokenState | undefined;
+  minValid: number | undefined;
+}
+
+/**
+ * What `refresh` and `service-account` do before any request: load and check everything, and
+ * settle `--min-valid` from the files alone ("fresh": nothing to do). Timers call this every few
+ * minutes, so it is also run before the network code is even loaded.
+ */
+export async function beginRenewal(
   ctx: Context,
-  s: Session,
-  previous: TokenState | undefined,
-  tokens: TokenSet,
-  p: Provider,
-  mode: TokenState["mode"],
-): Promise<TokenState> {
-  // Refuse an oversized token before anything is written.
-  checkTokenLength(tokens.accessToken, s.config.machine);
-  const base = previous ?? s.store.empty(mode);
-  const next: TokenState = {
-    ...base,
-    mode,
-    refresh_token: mode === "user" ? (tokens.refreshToken ?? base.refresh_token) : undefined,
-    access_token_expires_at: tokens.accessExpiresAt?.toISOString(),
-    refresh_token_expires_at:
-      mode === "user"
-        ? tokens.refreshToken !== undefined
-          ? (tokens.refreshExpiresAt?.toISOString() ?? null)
-          : base.refresh_token_expires_at
-        : undefined,
-    access_token_sha256: sha256(tokens.accessToken),
-    username: tokens.username ?? base.username,
-    discovery: p.discovery,
-  };
-  await s.store.write(next);
-  const tightened = await upsertNetrcEntry(s.config.netrcPath, s.config.machine, tokens.accessToken);
-  if (tightened !== undefined) warn(ctx, tightened);
-  verbose(ctx)(`wrote the ${s.config.machine} entry in ${s.config.netrcPath}`);
-  return next;
+  opts: { minValid?: string | undefined },
+  grant: "refresh" | "client-credentials",
+): Promise<Renewal | "fresh"> {
+  const minValid = opts.minValid === undefined ? undefined : parseDuration(opts.minValid, "--min-valid");
+  const session = await openSession(ctx);
+  const mode = session.config.mode;
+  // `service-account` with a user configuration fails here, naming the missing key.
+  const secret =
+    mode === "service-account" || grant === "client-credentials"
+      ? readClientSecret(session.config)
+      : undefined;
+  const seen = session.store.read();
+  if (minValid !== undefined && tokenGood(session, seen, minValid, ctx.now())) {
+    verbose(ctx)(`the access token stays valid for at least ${opts.minValid}; nothing to do`);
+    return "fresh";
+  }
+  return { session, secret, seen, minValid };
 }

@@ -6,7 +6,9 @@ import { CliError, ExitCode } from "../errors.ts";
 import { deviceSignIn } from "../oidc/device.ts";
 import { LoopbackServer, type Page } from "../oidc/loopback.ts";
 import type { Provider, TokenSet } from "../oidc/provider.ts";
-import { openSession, provider, saveTokens, type Session } from "../session.ts";
+import { openSession, type Session } from "../session.ts";
+import { withStateLock } from "../store/write.ts";
+import { provider, saveTokens } from "../tokens.ts";
 
 export const DEFAULT_LOGIN_TIMEOUT = "5m";
 
@@ -199,7 +201,7 @@ async function browserSignIn(
 
 /** Saves under the state lock, so a timer's `refresh` running meanwhile cannot overwrite the new session. */
 async function save(ctx: Context, s: Session, tokens: TokenSet, p: Provider): Promise<void> {
-  await s.store.locked(() => saveTokens(ctx, s, undefined, tokens, p, "user"));
+  await withStateLock(s.store, () => saveTokens(ctx, s, undefined, tokens, p, "user"));
 }
 
 function failurePage(e: unknown): Page {

@@ -1,7 +1,9 @@
 import { say, verbose, warn, type Context } from "../context.ts";
 import { ExitCode } from "../errors.ts";
 import { removeNetrcEntry } from "../netrc/file.ts";
-import { openSession, provider } from "../session.ts";
+import { openSession } from "../session.ts";
+import { removeState, withStateLock } from "../store/write.ts";
+import { provider } from "../tokens.ts";
 
 /**
  * Revokes the refresh token, then removes our netrc entry and the token state. Local clean-up
@@ -10,8 +12,8 @@ import { openSession, provider } from "../session.ts";
 export async function logout(ctx: Context): Promise<number> {
   const s = await openSession(ctx);
   const log = verbose(ctx);
-  return s.store.locked(async () => {
-    const state = await s.store.read();
+  return withStateLock(s.store, async () => {
+    const state = s.store.read();
     let exitCode: number = ExitCode.ok;
     // Only a user sign-in has a refresh token to revoke (service accounts never store one; their
     // JWT access tokens cannot be revoked).
@@ -28,7 +30,7 @@ export async function logout(ctx: Context): Promise<number> {
       }
     }
     const removedEntry = await removeNetrcEntry(s.config.netrcPath, s.config.machine);
-    const removedState = await s.store.remove();
+    const removedState = await removeState(s.store);
     if (!removedEntry && !removedState) {
       say(ctx, `Not signed in to ${s.config.issuer}; nothing to remove.`);
     } else {

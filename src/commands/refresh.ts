@@ -1,8 +1,9 @@
 import { say, verbose, type Context } from "../context.ts";
-import { describeExpiry, parseDuration } from "../duration.ts";
+import { describeExpiry } from "../duration.ts";
 import { ExitCode, loginRequired } from "../errors.ts";
-import { netrcHoldsToken } from "../netrc/inspect.ts";
-import { openSession, provider, readClientSecret, remainingValidity, saveTokens } from "../session.ts";
+import { beginRenewal, tokenGood } from "../session.ts";
+import { withStateLock } from "../store/write.ts";
+import { provider, saveTokens } from "../tokens.ts";
 
 export interface RefreshOptions {
   minValid?: string | undefined;
@@ -18,43 +19,24 @@ export async function refresh(
   opts: RefreshOptions,
   grant: "refresh" | "client-credentials" = "refresh",
 ): Promise<number> {
-  const minValid = opts.minValid === undefined ? undefined : parseDuration(opts.minValid, "--min-valid");
-  const s = await openSession(ctx);
+  const r = await beginRenewal(ctx, opts, grant);
+  if (r === "fresh") return ExitCode.ok;
+  const { session: s, secret, seen, minValid } = r;
   const log = verbose(ctx);
   const mode = s.config.mode;
-  // `service-account` with a user configuration fails here, naming the missing key.
-  const secret =
-    mode === "service-account" || grant === "client-credentials"
-      ? await readClientSecret(s.config)
-      : undefined;
   if (grant === "refresh" && mode === "service-account")
     log("configuration has client_secret_file: using the client credentials grant");
 
-  const stillGood = async (
-    state: Awaited<ReturnType<typeof s.store.read>>,
-    needed: number,
-  ): Promise<boolean> => {
-    const left = remainingValidity(state, ctx.now());
-    if (left === undefined || left < needed) return false;
-    return netrcHoldsToken(s.config.netrcPath, s.config.machine, state?.access_token_sha256);
-  };
-
-  const seen = await s.store.read();
-  if (minValid !== undefined && (await stillGood(seen, minValid))) {
-    log(`the access token stays valid for at least ${opts.minValid}; nothing to do`);
-    return ExitCode.ok;
-  }
-
-  return s.store.locked(async () => {
-    const state = await s.store.read();
+  return withStateLock(s.store, async () => {
+    const state = s.store.read();
     // Another process renewed after this one started (a timer and a user, or ten processes started
     // at once, some of which start slower): its token is as fresh as ours would be. The process's
     // own start is the reference, not our first read: a slow starter may read after the renewal.
     const renewedAt = state?.updated_at === undefined ? NaN : Date.parse(state.updated_at);
     const renewedMeanwhile =
-      state?.access_token_sha256 !== undefined &&
-      (state.access_token_sha256 !== seen?.access_token_sha256 || renewedAt >= performance.timeOrigin);
-    if (await stillGood(state, minValid ?? (renewedMeanwhile ? 1 : Infinity))) {
+      state?.access_token !== undefined &&
+      (state.access_token !== seen?.access_token || renewedAt >= performance.timeOrigin);
+    if (tokenGood(s, state, minValid ?? (renewedMeanwhile ? 1 : Infinity), ctx.now())) {
       log("another nix-cache-login renewed the token meanwhile; nothing to do");
       return ExitCode.ok;
     }

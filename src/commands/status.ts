@@ -1,8 +1,8 @@
-import { stat } from "node:fs/promises";
+import { statSync } from "node:fs";
 import type { Context } from "../context.ts";
 import { describeExpiry } from "../duration.ts";
 import { ExitCode } from "../errors.ts";
-import { netrcHoldsToken } from "../netrc/inspect.ts";
+import { netrcHoldsToken } from "../netrc/read.ts";
 import { openSession, renewCommand } from "../session.ts";
 
 export interface StatusOptions {
@@ -19,14 +19,15 @@ interface TokenReport {
 export async function status(ctx: Context, opts: StatusOptions): Promise<number> {
   const s = await openSession(ctx);
   const { config } = s;
-  const state = await s.store.read();
+  const state = s.store.read();
   const now = ctx.now();
-  const netrcExists = await stat(config.netrcPath).then(
-    () => true,
-    () => false,
-  );
-  const netrcEntry =
-    netrcExists && (await netrcHoldsToken(config.netrcPath, config.machine, state?.access_token_sha256));
+  let netrcExists: boolean;
+  try {
+    netrcExists = statSync(config.netrcPath, { throwIfNoEntry: false }) !== undefined;
+  } catch {
+    netrcExists = false;
+  }
+  const netrcEntry = netrcExists && netrcHoldsToken(config.netrcPath, config.machine, state?.access_token);
 
   const report = (present: boolean, expiresAt: string | null | undefined): TokenReport => {
     const at = expiresAt ?? null;
@@ -36,7 +37,7 @@ export async function status(ctx: Context, opts: StatusOptions): Promise<number>
       expires_at: at,
     };
   };
-  const access = report(state?.access_token_sha256 !== undefined, state?.access_token_expires_at);
+  const access = report(state?.access_token !== undefined, state?.access_token_expires_at);
   const refreshToken = report(state?.refresh_token !== undefined, state?.refresh_token_expires_at);
   // A refresh token whose expiry is unknown is usable until the provider says otherwise.
   if (refreshToken.present && refreshToken.expires_at === null) refreshToken.valid = true;
@@ -60,7 +61,6 @@ export async function status(ctx: Context, opts: StatusOptions): Promise<number>
     return ok ? ExitCode.ok : ExitCode.loginRequired;
   }
 
-  const date = (iso: string | null) => (iso === null ? null : new Date(iso));
   const lines: [string, string][] = [
     ["config", `${config.path} (${config.source})`],
     ["issuer", config.issuer],
@@ -78,11 +78,11 @@ export async function status(ctx: Context, opts: StatusOptions): Promise<number>
     ],
   ];
   if (state?.username !== undefined) lines.push(["signed in as", state.username]);
-  lines.push(["access token", access.present ? describeExpiry(date(access.expires_at), now) : "none"]);
+  lines.push(["access token", access.present ? describeExpiry(access.expires_at, now) : "none"]);
   if (config.mode === "user") {
     lines.push([
       "refresh token",
-      refreshToken.present ? describeExpiry(date(refreshToken.expires_at), now) : "none",
+      refreshToken.present ? describeExpiry(refreshToken.expires_at, now) : "none",
     ]);
   }
   const width = Math.max(...lines.map(([k]) => k.length));

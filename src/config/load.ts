@@ -1,9 +1,9 @@
-import { readFile } from "node:fs/promises";
-import { isIP } from "node:net";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse as parseToml, TomlError } from "smol-toml";
 import { parseDuration } from "../duration.ts";
 import { CliError, ExitCode } from "../errors.ts";
+import { closest } from "../suggest.ts";
 import { configCandidates, noConfigError, type ConfigCandidate } from "./find.ts";
 import { expandPath, xdgDir, type Env } from "./paths.ts";
 
@@ -46,36 +46,18 @@ const KEYS: Record<string, { type: KeyType; required: boolean }> = {
 };
 export const CONFIG_KEYS = Object.keys(KEYS);
 
+/**
+ * For a URL's hostname: the URL parser has already turned every IPv4 spelling (127.1, 0x7f.1)
+ * into dotted decimal. Only names that always mean this machine: *.localhost depends on the
+ * resolver.
+ */
 export function isLoopbackHost(hostname: string): boolean {
   const h = hostname.replace(/^\[|\]$/g, "").toLowerCase();
-  // Only names that always mean this machine: *.localhost depends on the resolver.
-  if (h === "localhost") return true;
-  if (isIP(h) === 4) return h.startsWith("127.");
-  return h === "::1";
-}
-
-function levenshtein(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = row[0] as number;
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const tmp = row[j] as number;
-      row[j] = Math.min(tmp + 1, (row[j - 1] as number) + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = tmp;
-    }
-  }
-  return row[b.length] as number;
+  return h === "localhost" || h === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
 }
 
 function closestKey(key: string): string | undefined {
-  let best: string | undefined;
-  let bestDistance = Infinity;
-  for (const known of CONFIG_KEYS) {
-    const d = levenshtein(key.toLowerCase().replace(/-/g, "_"), known);
-    if (d < bestDistance) [best, bestDistance] = [known, d];
-  }
-  return bestDistance <= Math.max(2, Math.floor(key.length / 3)) ? best : undefined;
+  return closest(key.toLowerCase().replace(/-/g, "_"), CONFIG_KEYS);
 }
 
 function describeType(value: unknown): string {
@@ -244,9 +226,10 @@ export function validateConfig(doc: Record<string, unknown>, file: string, sourc
   };
 }
 
-async function readCandidate(c: ConfigCandidate): Promise<string | undefined> {
+function readCandidate(c: ConfigCandidate): string | undefined {
   try {
-    return await readFile(c.path, "utf8");
+    // Synchronous on purpose: a few hundred bytes, and node:fs/promises costs start-up time.
+    return readFileSync(c.path, "utf8");
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if ((code === "ENOENT" || code === "ENOTDIR") && !c.explicit) return undefined;
@@ -264,7 +247,7 @@ async function readCandidate(c: ConfigCandidate): Promise<string | undefined> {
 export async function loadConfig(flag: string | undefined, env: Env): Promise<Config> {
   const candidates = configCandidates(flag, env);
   for (const c of candidates) {
-    const text = await readCandidate(c);
+    const text = readCandidate(c);
     if (text === undefined) continue;
     let doc: Record<string, unknown>;
     try {

@@ -9,10 +9,10 @@ import type { Config } from "../config/load.ts";
 import type { Context } from "../context.ts";
 import { describeExpiry } from "../duration.ts";
 import { CliError } from "../errors.ts";
-import { readNetrc } from "../netrc/file.ts";
+import { readNetrc } from "../netrc/read.ts";
 import { CURL_NETRC_MAX_TOKEN, findEntry, type Netrc, type NetrcEntry } from "../netrc/netrc.ts";
 import { openSession, readClientSecret, renewCommand, type Session } from "../session.ts";
-import { sha256, type TokenState } from "../store/state.ts";
+import type { TokenState } from "../store/state.ts";
 import { check, type Check } from "./report.ts";
 
 function errorText(e: unknown): { message: string; hint: string | undefined } {
@@ -49,7 +49,7 @@ export async function configCheck(ctx: Context): Promise<{ check: Check; session
 
 export async function clientSecretCheck(config: Config): Promise<Check> {
   try {
-    await readClientSecret(config);
+    readClientSecret(config);
     return check(
       "client_secret",
       "client secret",
@@ -71,7 +71,7 @@ export async function tokenCheck(
   const now = ctx.now();
   let state: TokenState | undefined;
   try {
-    state = await s.store.read();
+    state = s.store.read();
   } catch (e) {
     const { message, hint } = errorText(e);
     return {
@@ -100,7 +100,7 @@ export async function tokenCheck(
         : `refresh token: ${describeExpiry(r === undefined || r === null ? null : new Date(r), now)}`,
     );
   }
-  if (state.access_token_sha256 === undefined || state.access_token_expires_at === undefined) {
+  if (state.access_token === undefined || state.access_token_expires_at === undefined) {
     return {
       state,
       expired: true,
@@ -169,7 +169,7 @@ export async function netrcFileCheck(
   }
   let netrc: Netrc | null;
   try {
-    netrc = await readNetrc(path);
+    netrc = readNetrc(path);
   } catch (e) {
     const { message, hint } = errorText(e);
     return { netrc: undefined, check: check("netrc_file", title, "problem", message, { fix: [hint ?? ""] }) };
@@ -308,7 +308,7 @@ export function netrcTokenCheck(
       },
     );
   }
-  if (state?.access_token_sha256 === undefined) {
+  if (state?.access_token === undefined) {
     return check(
       "netrc_token",
       title,
@@ -316,13 +316,10 @@ export function netrcTokenCheck(
       `no current token to compare the ${bytes}-byte token with (see token)`,
     );
   }
-  if (sha256(entry.password) !== state.access_token_sha256) {
+  if (entry.password !== state.access_token) {
     const holder = netrc.entries.find(
       (e) =>
-        e !== entry &&
-        e.machine === machine &&
-        e.password !== undefined &&
-        sha256(e.password) === state.access_token_sha256,
+        e !== entry && e.machine === machine && e.password !== undefined && e.password === state.access_token,
     );
     return check(
       "netrc_token",

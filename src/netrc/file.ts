@@ -1,52 +1,13 @@
 import { formatMode, readBytes, resolveTarget, withLock, writeFileAtomic } from "../atomic-file.ts";
 import { CliError } from "../errors.ts";
-import {
-  CURL_NETRC_MAX_TOKEN,
-  NetrcSyntaxError,
-  parseNetrc,
-  removeEntries,
-  upsertEntry,
-  type Netrc,
-} from "./netrc.ts";
+import { fsError, syntaxError } from "./read.ts";
+import { CURL_NETRC_MAX_TOKEN, removeEntries, upsertEntry } from "./netrc.ts";
 
 /**
  * The login curl sends with the token. Its value does not matter to the cache, but it must not be
  * empty: password-only entries broke in curl 7.82-7.84 and 8.11.1.
  */
 export const NETRC_LOGIN = "nix-cache-login";
-
-function syntaxError(path: string, e: unknown): never {
-  if (e instanceof NetrcSyntaxError) {
-    throw new CliError(`${path}: ${e.message}`, {
-      hint: "fix the netrc by hand; nix-cache-login left it unchanged",
-    });
-  }
-  throw e;
-}
-
-function fsError(path: string, action: string, e: unknown): never {
-  if (e instanceof CliError) throw e;
-  const err = e as NodeJS.ErrnoException;
-  throw new CliError(`${path}: cannot ${action}: ${err.code ?? err.message}`, {
-    hint:
-      err.code === "EACCES" || err.code === "EROFS" ? "check the file's owner and permissions" : undefined,
-  });
-}
-
-export async function readNetrc(path: string): Promise<Netrc | null> {
-  let text: string | null;
-  try {
-    text = await readBytes(path);
-  } catch (e) {
-    fsError(path, "read the netrc", e);
-  }
-  if (text === null) return null;
-  try {
-    return parseNetrc(text);
-  } catch (e) {
-    syntaxError(path, e);
-  }
-}
 
 export function checkTokenLength(token: string, host: string): void {
   const bytes = Buffer.byteLength(token, "utf8");

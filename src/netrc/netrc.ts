@@ -47,8 +47,18 @@ export class NetrcSyntaxError extends Error {
 export const CURL_NETRC_MAX_TOKEN = 4095;
 
 const VALUE_KEYS = new Set(["login", "password", "account"]);
+// Sticky patterns, matched at a position: tokens are long (a JWT is over a kilobyte), so they are
+// taken in one match rather than a character at a time.
+const SPACE = /[ \t\r\f\v\n]+/y;
+const WORD = /[^ \t\r\f\v\n]+/y;
+const QUOTED_RUN = /[^"\\\n]+/y;
+const BLANKS = /^[ \t\r\f\v]*$/;
 const isBlank = (c: string | undefined) => c === " " || c === "\t" || c === "\r" || c === "\f" || c === "\v";
-const isSpace = (c: string | undefined) => isBlank(c) || c === "\n";
+
+function matchAt(re: RegExp, text: string, i: number): string | undefined {
+  re.lastIndex = i;
+  return re.exec(text)?.[0];
+}
 
 function lineOf(text: string, index: number): number {
   let line = 1;
@@ -68,11 +78,12 @@ function tokenize(text: string): { tokens: NetrcToken[]; macroEnds: Map<number, 
   let wantValue = false; // the previous token was a keyword whose value this token is (curl reads it literally)
   while (i < text.length) {
     const c = text[i];
-    if (isSpace(c)) {
-      i++;
+    const space = matchAt(SPACE, text, i);
+    if (space !== undefined) {
+      i += space.length;
       continue;
     }
-    if (c === "#" && text.slice(lineStart(text, i), i).split("").every(isBlank)) {
+    if (c === "#" && BLANKS.test(text.slice(lineStart(text, i), i))) {
       const nl = text.indexOf("\n", i);
       i = nl === -1 ? text.length : nl;
       continue;
@@ -83,6 +94,12 @@ function tokenize(text: string): { tokens: NetrcToken[]; macroEnds: Map<number, 
       i++;
       let closed = false;
       while (i < text.length) {
+        const run = matchAt(QUOTED_RUN, text, i);
+        if (run !== undefined) {
+          value += run;
+          i += run.length;
+          continue;
+        }
         const d = text[i] as string;
         if (d === "\\" && i + 1 < text.length && text[i + 1] !== "\n") {
           const e = text[i + 1] as string;
@@ -101,7 +118,8 @@ function tokenize(text: string): { tokens: NetrcToken[]; macroEnds: Map<number, 
       }
       if (!closed) throw new NetrcSyntaxError(lineOf(text, start), "unterminated quoted token");
     } else {
-      while (i < text.length && !isSpace(text[i])) value += text[i++];
+      value = matchAt(WORD, text, i) ?? "";
+      i += value.length;
     }
     tokens.push({ start, end: i, value });
     const keyword: string | undefined = c !== '"' && !wantValue ? value.toLowerCase() : undefined;

@@ -9,6 +9,7 @@ import type { AddressInfo } from "node:net";
 import { dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { StateStore } from "../../src/store/state.ts";
+import { writeState } from "../../src/store/write.ts";
 import { makeWorkspace, netrcPassword, runCli, snapshot, type Workspace } from "../support/cli.ts";
 import { startRealm, type Realm } from "../support/realm.ts";
 
@@ -66,7 +67,7 @@ async function signIn(ws: Workspace): Promise<string> {
   ws.secrets.add(tokens.access_token as string);
   const store = new StateStore(ws.stateDir, realm.issuer, realm.publicClientId);
   await mkdir(ws.stateDir, { recursive: true, mode: 0o700 });
-  await store.write({ ...store.empty("user"), refresh_token: refreshToken });
+  await writeState(store, { ...store.empty("user"), refresh_token: refreshToken });
   return refreshToken;
 }
 
@@ -300,7 +301,7 @@ describe("refresh", () => {
     workspaces.push(ws);
     const store = new StateStore(ws.stateDir, issuer, "nix-cache");
     await mkdir(ws.stateDir, { recursive: true, mode: 0o700 });
-    await store.write({ ...store.empty("user"), refresh_token: "a-refresh-token-value" });
+    await writeState(store, { ...store.empty("user"), refresh_token: "a-refresh-token-value" });
     ws.secrets.add("a-refresh-token-value");
     const before = await snapshot(ws.dir);
     const r = await runCli(ws, ["refresh"]);
@@ -324,7 +325,7 @@ describe("refresh", () => {
       });
       workspaces.push(ws);
       const store = new StateStore(ws.stateDir, `http://127.0.0.1:${port}/realms/test`, "nix-cache");
-      await store.write({ ...store.empty("user"), refresh_token: "another-refresh-token" });
+      await writeState(store, { ...store.empty("user"), refresh_token: "another-refresh-token" });
       const started = Date.now();
       const r = await runCli(ws, ["refresh"]);
       assert.equal(r.code, 1);
@@ -414,7 +415,7 @@ describe("logout", () => {
     const tokens = await other.signInOverHttp();
     ws.secrets.add(tokens.refresh_token as string);
     const store = new StateStore(ws.stateDir, other.issuer, "nix-cache");
-    await store.write({ ...store.empty("user"), refresh_token: tokens.refresh_token as string });
+    await writeState(store, { ...store.empty("user"), refresh_token: tokens.refresh_token as string });
     assert.equal((await runCli(ws, ["refresh"])).code, 0);
     await other.stop();
     const r = await runCli(ws, ["logout"]);

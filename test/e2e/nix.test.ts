@@ -9,7 +9,8 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { StateStore, sha256 } from "../../src/store/state.ts";
+import { StateStore } from "../../src/store/state.ts";
+import { writeState } from "../../src/store/write.ts";
 import { requireChromium } from "../support/chromium.ts";
 import { netrcPassword, runCli, type Workspace } from "../support/cli.ts";
 import {
@@ -57,7 +58,7 @@ async function seedUserSession(ws: Workspace, p: Protected): Promise<void> {
   ws.secrets.add(tokens.refresh_token as string);
   ws.secrets.add(tokens.access_token as string);
   const store = new StateStore(ws.stateDir, p.realm.issuer, p.realm.publicClientId);
-  await store.write({ ...store.empty("user"), refresh_token: tokens.refresh_token as string });
+  await writeState(store, { ...store.empty("user"), refresh_token: tokens.refresh_token as string });
 }
 
 async function currentToken(ws: Workspace): Promise<string> {
@@ -188,8 +189,8 @@ describe("Nix through the protected cache with the netrc the CLI writes", () => 
             new StateStore(ws.stateDir, bed.realm.issuer, bed.realm.publicClientId).file,
             "utf8",
           ),
-        ) as { access_token_sha256: string };
-        assert.equal(state.access_token_sha256, sha256(token));
+        ) as { access_token: string };
+        assert.equal(state.access_token, token);
         // And the real cache takes it.
         assert.equal((await curl(`${bed.cache.url}/nix-cache-info`, ws.netrcPath)).status, 200);
       }

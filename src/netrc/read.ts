@@ -1,0 +1,61 @@
+/** Reading the netrc, for `status` and the checks before a renewal; editing it is in ./file.ts. */
+import { readFileSync } from "node:fs";
+import { CliError } from "../errors.ts";
+import { findEntry, NetrcSyntaxError, parseNetrc, type Netrc, type NetrcEntry } from "./netrc.ts";
+
+export function syntaxError(path: string, e: unknown): never {
+  if (e instanceof NetrcSyntaxError) {
+    throw new CliError(`${path}: ${e.message}`, {
+      hint: "fix the netrc by hand; nix-cache-login left it unchanged",
+    });
+  }
+  throw e;
+}
+
+export function fsError(path: string, action: string, e: unknown): never {
+  if (e instanceof CliError) throw e;
+  const err = e as NodeJS.ErrnoException;
+  throw new CliError(`${path}: cannot ${action}: ${err.code ?? err.message}`, {
+    hint:
+      err.code === "EACCES" || err.code === "EROFS" ? "check the file's owner and permissions" : undefined,
+  });
+}
+
+/**
+ * The parsed netrc, or null when there is none. Read as latin1 (one char per byte), so that byte
+ * counts and untouched bytes are exact. `utf8` is Node's fastest read, for callers that only
+ * compare an ASCII token: netrc syntax is ASCII, and a multi-byte or invalid sequence never turns
+ * into an ASCII character, so entries and ASCII values come out the same.
+ */
+export function readNetrc(path: string, encoding: "latin1" | "utf8" = "latin1"): Netrc | null {
+  let text: string;
+  try {
+    text = readFileSync(path, encoding);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return null;
+    fsError(path, "read the netrc", e);
+  }
+  try {
+    return parseNetrc(text);
+  } catch (e) {
+    syntaxError(path, e);
+  }
+}
+
+/** The entry curl would pick for host (a `default` counts), or undefined; null when no netrc. */
+export function entryFor(
+  path: string,
+  host: string,
+  encoding: "latin1" | "utf8" = "latin1",
+): NetrcEntry | undefined | null {
+  const netrc = readNetrc(path, encoding);
+  if (netrc === null) return null;
+  return findEntry(netrc, host);
+}
+
+/** Whether curl would send `token` (ASCII, as every OAuth token) for host. */
+export function netrcHoldsToken(path: string, host: string, token: string | undefined): boolean {
+  if (token === undefined) return false;
+  const entry = entryFor(path, host, "utf8");
+  return entry?.kind === "machine" && entry.password === token;
+}

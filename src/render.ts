@@ -1,0 +1,36 @@
+import { CliError, ExitCode } from "./errors.ts";
+
+interface Sink {
+  stderr: { write(text: string): unknown };
+  signal: AbortSignal;
+}
+
+/** The one place errors become text on stderr and an exit code. */
+export function renderError(e: unknown, to: Sink, verbose: boolean): number {
+  if (to.signal.aborted) {
+    to.stderr.write("error: interrupted\n");
+    return ExitCode.interrupted;
+  }
+  if (e instanceof CliError) {
+    to.stderr.write(`error: ${e.message}\n`);
+    if (e.hint !== undefined) to.stderr.write(`hint: ${e.hint}\n`);
+    if (verbose && e.detail !== undefined) to.stderr.write(`verbose: ${e.detail}\n`);
+    if (verbose && e.cause !== undefined) to.stderr.write(`verbose: cause: ${describeCause(e.cause)}\n`);
+    return e.exitCode;
+  }
+  const err = e as NodeJS.ErrnoException;
+  to.stderr.write(`error: ${err.message ?? String(e)}\n`);
+  if (verbose && err.stack !== undefined) to.stderr.write(`${err.stack}\n`);
+  else to.stderr.write("hint: run again with --verbose for details\n");
+  return ExitCode.failure;
+}
+
+function describeCause(cause: unknown): string {
+  const parts: string[] = [];
+  for (let cur = cause, depth = 0; cur !== undefined && cur !== null && depth < 5; depth++) {
+    const c = cur as { name?: string; message?: string; code?: string; cause?: unknown };
+    parts.push([c.name, c.code, c.message].filter((x) => x !== undefined && x !== "").join(" "));
+    cur = c.cause;
+  }
+  return parts.join(" <- ");
+}

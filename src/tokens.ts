@@ -1,0 +1,60 @@
+/**
+ * Turning a fresh token set into files: state first, then netrc (a crash between the two leaves a
+ * working refresh token, never a lost one).
+ */
+import { verbose, warn, type Context } from "./context.ts";
+import { checkTokenLength, upsertNetrcEntry } from "./netrc/file.ts";
+import { Provider, type TokenSet } from "./oidc/provider.ts";
+import type { Session } from "./session.ts";
+import type { TokenState } from "./store/state.ts";
+import { writeState } from "./store/write.ts";
+
+export function provider(
+  ctx: Context,
+  s: Session,
+  state: TokenState | undefined,
+  clientSecret?: string,
+): Provider {
+  return new Provider({
+    config: s.config,
+    env: ctx.env,
+    log: verbose(ctx),
+    now: ctx.now,
+    clientSecret,
+    discovery: state?.discovery,
+  });
+}
+
+/** Saves a new token set: state first (a rotated refresh token must never be lost), then the netrc. */
+export async function saveTokens(
+  ctx: Context,
+  s: Session,
+  previous: TokenState | undefined,
+  tokens: TokenSet,
+  p: Provider,
+  mode: TokenState["mode"],
+): Promise<TokenState> {
+  // Refuse an oversized token before anything is written.
+  checkTokenLength(tokens.accessToken, s.config.machine);
+  const base = previous ?? s.store.empty(mode);
+  const next: TokenState = {
+    ...base,
+    mode,
+    refresh_token: mode === "user" ? (tokens.refreshToken ?? base.refresh_token) : undefined,
+    access_token_expires_at: tokens.accessExpiresAt?.toISOString(),
+    refresh_token_expires_at:
+      mode === "user"
+        ? tokens.refreshToken !== undefined
+          ? (tokens.refreshExpiresAt?.toISOString() ?? null)
+          : base.refresh_token_expires_at
+        : undefined,
+    access_token: tokens.accessToken,
+    username: tokens.username ?? base.username,
+    discovery: p.discovery,
+  };
+  await writeState(s.store, next);
+  const tightened = await upsertNetrcEntry(s.config.netrcPath, s.config.machine, tokens.accessToken);
+  if (tightened !== undefined) warn(ctx, tightened);
+  verbose(ctx)(`wrote the ${s.config.machine} entry in ${s.config.netrcPath}`);
+  return next;
+}
