@@ -105,11 +105,11 @@ const COMMANDS: CommandSpec[] = [
 ];
 const DEFAULT_COMMAND = "login";
 
-const HELP_FOOTER = `Configuration (TOML), first found wins:
+const helpFooter = () => `Configuration (TOML), first found wins:
   --config PATH, $NIX_CACHE_LOGIN_CONFIG,
   $XDG_CONFIG_HOME/nix-cache-login/config.toml (~/.config when unset),
   /etc/nix-cache-login/config.toml
-Keys: ${CONFIG_KEYS.join(", ")}
+Keys: ${column(CONFIG_KEYS.join(", "), 6)}
   (issuer, client_id and cache_host are required; client_secret_file means service-account mode)
 
 Exit codes:
@@ -158,12 +158,12 @@ export function helpText(command?: string): string {
       "\nOptions:\n",
       table(optionRows(GLOBAL_OPTIONS)),
       "\n",
-      HELP_FOOTER,
+      helpFooter(),
     ].join("");
   }
   return [
     `Usage: ${NAME} ${spec.name}${spec.options.length > 0 ? " [OPTIONS]" : ""}\n\n`,
-    `${spec.help.charAt(0).toUpperCase()}${spec.help.slice(1)}.\n\n`,
+    `${column(`${spec.help.charAt(0).toUpperCase()}${spec.help.slice(1)}.`, 0)}\n\n`,
     "Options:\n",
     table(optionRows([...spec.options, ...GLOBAL_OPTIONS])),
   ].join("");
@@ -210,7 +210,12 @@ function parseError(e: unknown, argv: string[]): CliError {
   const err = e as NodeJS.ErrnoException;
   const spec = commandIn(argv);
   const quoted = /'([^']*)'/.exec(err.message)?.[1] ?? "";
-  const option = /--?[A-Za-z0-9-]+/.exec(quoted.split(" ").find((w) => w.startsWith("--")) ?? quoted)?.[0];
+  const named = /--?[A-Za-z0-9-]+/.exec(quoted.split(" ").find((w) => w.startsWith("--")) ?? quoted)?.[0];
+  // `-c` in a message about a known option is shown as `--config`.
+  const long = [...GLOBAL_OPTIONS, ...COMMANDS.flatMap((c) => c.options)].find(
+    (o) => o.short !== undefined && `-${o.short}` === named,
+  );
+  const option = long === undefined ? named : `--${long.name}`;
   if (err.code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" && option !== undefined) {
     const suggestion = option.startsWith("--") ? closest(option, optionNames(spec)) : undefined;
     return usage(
@@ -238,7 +243,7 @@ export function parseCommandLine(argv: string[]): Parsed {
     if (!String((e as NodeJS.ErrnoException).code).startsWith("ERR_PARSE_ARGS_")) throw e;
     throw parseError(e, argv);
   }
-  const values = parsed.values as Values;
+  const values: Values = { ...parsed.values };
   const [first, ...rest] = parsed.positionals;
   if (first === "help") {
     if (rest.length > 1) throw usage(`unexpected argument ${JSON.stringify(rest[1])}`);

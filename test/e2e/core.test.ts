@@ -3,6 +3,7 @@
  * shaped like Keycloak on 127.0.0.1. No mocked HTTP.
  */
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { chmod, mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
@@ -10,7 +11,7 @@ import { dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { StateStore } from "../../src/store/state.ts";
 import { writeState } from "../../src/store/write.ts";
-import { makeWorkspace, netrcPassword, runCli, snapshot, type Workspace } from "../support/cli.ts";
+import { CLI, makeWorkspace, netrcPassword, runCli, snapshot, type Workspace } from "../support/cli.ts";
 import { startRealm, type Realm } from "../support/realm.ts";
 
 const HOST = "127.0.0.1";
@@ -550,4 +551,20 @@ test("--help lists commands, the config search order and exit codes; --version p
   assert.equal(v.stdout.trim(), pkg.version);
   const bad = await runCli(ws, ["frobnicate"]);
   assert.equal(bad.code, 2);
+  assert.equal(bad.stderr, 'error: unknown command "frobnicate"\nhint: see `nix-cache-login --help`\n');
+  assert.equal(bad.stdout, "");
+});
+
+test("a reader that goes away (`--help | head -0`) ends the CLI quietly", async () => {
+  const ws = await makeWorkspace();
+  workspaces.push(ws);
+  const child = spawn(process.execPath, [CLI, "--help"], { env: ws.env, stdio: ["ignore", "pipe", "pipe"] });
+  child.stdout.destroy();
+  let stderr = "";
+  child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+  const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) =>
+    child.on("close", (c, s) => resolve([c, s])),
+  );
+  assert.deepEqual([code, signal], [0, null]);
+  assert.equal(stderr, "");
 });

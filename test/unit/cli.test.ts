@@ -1,0 +1,164 @@
+// The command line: Node's parseArgs under our table of commands and options. Every bad command
+// line is a one-line CliError with exit code 2 and a hint naming the help to read.
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { helpText, parseCommandLine } from "../../src/cli.ts";
+import { CliError, ExitCode } from "../../src/errors.ts";
+
+function usageError(argv: string[]): CliError {
+  try {
+    parseCommandLine(argv);
+  } catch (e) {
+    assert.ok(e instanceof CliError, `${argv.join(" ")}: ${String(e)}`);
+    assert.equal(e.exitCode, ExitCode.usage, argv.join(" "));
+    assert.ok(!e.message.includes("\n"), `one line: ${e.message}`);
+    return e;
+  }
+  assert.fail(`${argv.join(" ")} was accepted`);
+}
+
+describe("parsing", () => {
+  test("no command is login; options may come before or after the command", () => {
+    assert.deepEqual(parseCommandLine([]), { kind: "run", command: "login", values: {} });
+    assert.deepEqual(parseCommandLine(["--device"]), {
+      kind: "run",
+      command: "login",
+      values: { device: true },
+    });
+    for (const argv of [
+      ["-c", "/x.toml", "status", "--json"],
+      ["status", "--config=/x.toml", "--json"],
+      ["--json", "status", "--config", "/x.toml"],
+    ]) {
+      assert.deepEqual(
+        parseCommandLine(argv),
+        { kind: "run", command: "status", values: { config: "/x.toml", json: true } },
+        argv.join(" "),
+      );
+    }
+    assert.deepEqual(parseCommandLine(["refresh", "--min-valid", "10m", "-v"]), {
+      kind: "run",
+      command: "refresh",
+      values: { "min-valid": "10m", verbose: true },
+    });
+    // A value that names a command is still a value.
+    assert.deepEqual(parseCommandLine(["--browser-command", "status"]), {
+      kind: "run",
+      command: "login",
+      values: { "browser-command": "status" },
+    });
+  });
+
+  test("help and version", () => {
+    assert.deepEqual(parseCommandLine(["--help"]), { kind: "help", command: undefined });
+    assert.deepEqual(parseCommandLine(["-h"]), { kind: "help", command: undefined });
+    assert.deepEqual(parseCommandLine(["status", "--help"]), { kind: "help", command: "status" });
+    assert.deepEqual(parseCommandLine(["help", "doctor"]), { kind: "help", command: "doctor" });
+    assert.deepEqual(parseCommandLine(["help"]), { kind: "help", command: undefined });
+    assert.deepEqual(parseCommandLine(["-V"]), { kind: "version" });
+    assert.deepEqual(parseCommandLine(["logout", "--version"]), { kind: "version" });
+  });
+
+  test("mistakes: one line each, exit 2, with a suggestion where one is close", () => {
+    const cases: [string[], string, string][] = [
+      [["frobnicate"], 'unknown command "frobnicate"', "see `nix-cache-login --help`"],
+      [["stauts"], 'unknown command "stauts" (did you mean status?)', "see `nix-cache-login --help`"],
+      [["help", "stat"], 'unknown command "stat" (did you mean status?)', "see `nix-cache-login --help`"],
+      [
+        ["status", "--jsn"],
+        "unknown option --jsn (did you mean --json?)",
+        "see `nix-cache-login status --help`",
+      ],
+      [
+        ["refresh", "--min-vaild", "5m"],
+        "unknown option --min-vaild (did you mean --min-valid?)",
+        "see `nix-cache-login refresh --help`",
+      ],
+      [["status", "-x"], "unknown option -x", "see `nix-cache-login status --help`"],
+      [["status", "--device"], "status has no option --device", "see `nix-cache-login status --help`"],
+      [["logout", "--json"], "logout has no option --json", "see `nix-cache-login logout --help`"],
+      [["status", "extra"], 'unexpected argument "extra"', "see `nix-cache-login status --help`"],
+      [
+        ["--device", "--port", "8000"],
+        "--device cannot be used with --port",
+        "see `nix-cache-login login --help`",
+      ],
+      [
+        ["login", "--browser-command", "firefox", "--device"],
+        "--device cannot be used with --browser-command",
+        "see `nix-cache-login login --help`",
+      ],
+      [
+        ["status", "--config"],
+        'option --config needs a value (write --config=VALUE for one that starts with "-")',
+        "see `nix-cache-login status --help`",
+      ],
+      [
+        ["-c", "--verbose", "status"],
+        'option --config needs a value (write --config=VALUE for one that starts with "-")',
+        "see `nix-cache-login status --help`",
+      ],
+      [["status", "--json=yes"], "option --json takes no value", "see `nix-cache-login status --help`"],
+    ];
+    for (const [argv, message, hint] of cases) {
+      const e = usageError(argv);
+      assert.equal(e.message, message, argv.join(" "));
+      assert.equal(e.hint, hint, argv.join(" "));
+    }
+  });
+});
+
+describe("help", () => {
+  test("the overview lists every command, the global options, the config search order and exit codes", () => {
+    const text = helpText();
+    for (const word of [
+      "Usage: nix-cache-login [COMMAND] [OPTIONS]",
+      "  login ",
+      "  refresh ",
+      "  service-account ",
+      "  status ",
+      "  logout ",
+      "  doctor ",
+      "-c, --config <path>",
+      "-V, --version",
+      "$NIX_CACHE_LOGIN_CONFIG",
+      "/etc/nix-cache-login/config.toml",
+      "Keys: issuer, client_id, cache_host",
+      "130  interrupted",
+    ]) {
+      assert.ok(text.includes(word), word);
+    }
+  });
+
+  test("a command's help lists its own options, then the global ones", () => {
+    const text = helpText("login");
+    assert.match(text, /^Usage: nix-cache-login login \[OPTIONS\]\n\nSign in with a browser/);
+    const order = [
+      "--device",
+      "--no-browser",
+      "--browser-command <cmd>",
+      "--port <port>",
+      "--timeout",
+      "--config",
+    ];
+    const at = order.map((o) => text.indexOf(o));
+    assert.ok(
+      at.every((x, i) => x > 0 && (i === 0 || x > (at[i - 1] as number))),
+      `in order: ${at.join(", ")}`,
+    );
+    assert.ok(!helpText("status").includes("--device"));
+    assert.ok(helpText("logout").startsWith("Usage: nix-cache-login logout\n"));
+  });
+
+  test("lines stay within 100 columns; long descriptions wrap under their column", () => {
+    for (const command of [undefined, "login", "refresh", "service-account", "status", "logout", "doctor"]) {
+      for (const line of helpText(command).split("\n")) {
+        assert.ok(line.length <= 100, `${command ?? "overview"}: ${line}`);
+      }
+    }
+    const lines = helpText("login").split("\n");
+    const i = lines.findIndex((l) => l.includes("--browser-command <cmd>"));
+    const column = (lines[i] as string).indexOf("open the URL");
+    assert.equal(/^ */.exec(lines[i + 1] as string)?.[0].length, column, "continuation is aligned");
+  });
+});
