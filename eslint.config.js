@@ -17,4 +17,21 @@ export default tseslint.config(
     files: ["test/**", "scripts/**"],
     rules: { "no-console": "off" },
   },
+  {
+    // The entry's loader: CommonJS, with the light bundle put in for __SOURCE__ by the build.
+    files: ["src/loader.cjs"],
+    languageOptions: {
+      sourceType: "commonjs",
+      globals: {
+        require: "readonly",
+        module: "readonly",
+        exports: "readonly",
+        __filename: "readonly",
+        __dirname: "readonly",
+        Buffer: "readonly",
+        __SOURCE__: "readonly",
+      },
+    },
+    rules: { "@typescript-eslint/no-require-imports": "off" },
+  },
 );

@@ -1,11 +1,19 @@
 // Bundle the CLI: timers start it often, and module resolution over many small files costs more
 // than parsing one. The bundles are CommonJS (the source is ESM): Node starts a CJS entry
 // measurably faster than an ESM one (see `npm run bench`).
+//
+// dist/nix-cache-login.cjs  the entry: src/loader.cjs around the light bundle (src/main.ts), which
+//                           holds what `status`, `--help` and a timer's `refresh --min-valid` need
+// dist/commands.cjs         the commands that talk to the network (src/cold.ts, with openid-client,
+//                           jose, the lock and browser libraries), required when one of them runs
+// dist/proxy.mjs            undici, imported only when HTTPS_PROXY/HTTP_PROXY is set
 import { build } from "esbuild";
-import { chmod, readFile, rm } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { chmod, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 
 const pkg = JSON.parse(await readFile(new URL("../package.json", import.meta.url), "utf8"));
 const dist = new URL("../dist/", import.meta.url).pathname;
+const src = (p) => new URL(`../src/${p}`, import.meta.url).pathname;
 await rm(dist, { recursive: true, force: true });
 
 const common = {
@@ -16,23 +24,19 @@ const common = {
   legalComments: "linked",
   logLevel: "warning",
 };
-
-// Two bundles. The entry holds what `status`, `--help` and a timer's `refresh --min-valid` need:
-// configuration, token state, netrc reading. The commands that talk to the network (and
-// openid-client, jose, the lock and browser libraries) are dist/commands.cjs, required only when
-// one of them runs. Start-up is dominated by how much code V8 must read, so the common case reads
-// a tenth of it.
 const define = { __VERSION__: JSON.stringify(pkg.version), "import.meta.url": "__ncl_url" };
-const urlBanner = "const __ncl_url = require('node:url').pathToFileURL(__filename).href;";
 
-const outfile = `${dist}nix-cache-login.cjs`;
-const entry = await build({
+// The light bundle. Its `import("./cold.ts")` becomes a require() of dist/commands.cjs: the loader
+// compiles it with vm.Script, where import() would need a module loader of its own.
+const light = await build({
   ...common,
-  entryPoints: [new URL("../src/main.ts", import.meta.url).pathname],
-  outfile,
+  entryPoints: [src("main.ts")],
+  outfile: `${dist}nix-cache-login.cjs`,
+  write: false,
   format: "cjs",
   metafile: true,
   define,
+  supported: { "dynamic-import": false },
   plugins: [
     {
       name: "cold-commands",
@@ -41,21 +45,9 @@ const entry = await build({
       },
     },
   ],
-  banner: {
-    // On Node >= 22.1, cache compiled code in the user's own cache directory (never the shared
-    // /tmp default, where another user could plant code cache entries).
-    js: [
-      "#!/usr/bin/env node",
-      '"use strict";',
-      "{ const m = require('node:module'), h = process.env.XDG_CACHE_HOME, home = process.env.HOME;",
-      "  const d = h && h.startsWith('/') ? h : home ? home + '/.cache' : undefined;",
-      "  if (m.enableCompileCache && d && process.env.NODE_DISABLE_COMPILE_CACHE === undefined) { try { m.enableCompileCache(d + '/nix-cache-login/compile-cache'); } catch {} } }",
-    ].join("\n"),
-  },
 });
-await chmod(outfile, 0o755);
 
-// The entry must stay light: these would each cost more start-up time than all of `status`.
+// The light bundle must stay light: each of these costs more start-up time than all of `status`.
 const HEAVY = [
   "node:crypto",
   "node:net",
@@ -65,39 +57,50 @@ const HEAVY = [
   "node:fs/promises",
   "node:stream",
 ];
-const output = Object.values(entry.metafile.outputs)[0];
-const packages = Object.keys(output.inputs).filter((p) => p.includes("node_modules/"));
-const heavyPackages = packages.filter((p) => !p.includes("node_modules/smol-toml/"));
-const heavyBuiltins = (output.imports ?? []).map((i) => i.path).filter((p) => HEAVY.includes(p));
-if (heavyPackages.length > 0 || heavyBuiltins.length > 0) {
-  console.error(
-    `build: the entry bundle must not load ${[...new Set([...heavyPackages, ...heavyBuiltins])].join(", ")}; import it from src/cold.ts's side`,
-  );
-  process.exit(1);
-}
-// import.meta.url (defined as __ncl_url) is set up in the commands bundle only.
-if ((await readFile(outfile, "utf8")).includes("__ncl_url")) {
-  console.error("build: the entry bundle uses import.meta.url; only src/cold.ts's side may");
-  process.exit(1);
-}
+const output = Object.values(light.metafile.outputs).find((o) => o.entryPoint !== undefined);
+const heavy = [
+  ...Object.keys(output.inputs).filter(
+    (p) => p.includes("node_modules/") && !p.includes("node_modules/smol-toml/"),
+  ),
+  ...(output.imports ?? []).map((i) => i.path).filter((p) => HEAVY.includes(p)),
+];
+await mkdir(dist, { recursive: true });
+const files = Object.fromEntries(light.outputFiles.map((f) => [f.path.slice(dist.length), f.text]));
+const code = files["nix-cache-login.cjs"];
+if (heavy.length > 0) fail(`the light bundle must not load ${[...new Set(heavy)].join(", ")}`);
+if (code.includes("__ncl_url")) fail("the light bundle uses import.meta.url (only src/cold.ts's side may)");
+if (code.includes("import(")) fail("the light bundle uses import(), which its loader does not provide");
+
+const wrapped = `(function (exports, require, module, __filename, __dirname) {"use strict";${code}\n})`;
+const loader = (await readFile(src("loader.cjs"), "utf8"))
+  .replace('"__BUILD_ID__"', JSON.stringify(createHash("sha256").update(wrapped).digest("hex").slice(0, 16)))
+  .replace("__SOURCE__", () => JSON.stringify(wrapped));
+if (loader.includes("__SOURCE__") || loader.includes("__BUILD_ID__"))
+  fail("src/loader.cjs lost a placeholder");
+await writeFile(`${dist}nix-cache-login.cjs`, loader);
+await writeFile(`${dist}nix-cache-login.cjs.LEGAL.txt`, files["nix-cache-login.cjs.LEGAL.txt"] ?? "");
+await chmod(`${dist}nix-cache-login.cjs`, 0o755);
 
 await build({
   ...common,
-  entryPoints: [new URL("../src/cold.ts", import.meta.url).pathname],
+  entryPoints: [src("cold.ts")],
   outfile: `${dist}commands.cjs`,
   format: "cjs",
   define,
-  banner: { js: ['"use strict";', urlBanner].join("\n") },
+  banner: { js: `"use strict";\nconst __ncl_url = require('node:url').pathToFileURL(__filename).href;` },
 });
 
-// Proxy support (undici) is a separate file, loaded only when HTTPS_PROXY/HTTP_PROXY is set,
-// so that the common case does not parse it at every start.
 await build({
   ...common,
-  entryPoints: [new URL("../src/proxy.ts", import.meta.url).pathname],
+  entryPoints: [src("proxy.ts")],
   outfile: `${dist}proxy.mjs`,
   format: "esm",
   banner: {
     js: "import { createRequire as __ncl_cr } from 'node:module'; const require = __ncl_cr(import.meta.url);",
   },
 });
+
+function fail(message) {
+  console.error(`build: ${message}`);
+  process.exit(1);
+}

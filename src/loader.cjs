@@ -1,0 +1,86 @@
+#!/usr/bin/env node
+// nix-cache-login's entry point (dist/nix-cache-login.cjs), made by scripts/build.mjs from this
+// template and the light bundle (src/main.ts: everything `status`, `--help` and a timer's
+// `refresh --min-valid` run).
+//
+// Starting is dominated by V8 compiling the code that runs, function by function. The light
+// bundle is therefore compiled from a string with a V8 code cache: the first successful run of a
+// command stores what V8 compiled, in the user's own cache directory, and later runs of it load
+// that instead of compiling. A cache that is missing, foreign or stale (V8 checks its version,
+// flags and the source) only means compiling as usual. NODE_DISABLE_COMPILE_CACHE turns it off.
+//
+// The network commands (dist/commands.cjs) are required normally and use Node's own compile
+// cache where Node has one (22.1 and later).
+"use strict";
+const fs = require("node:fs");
+const vm = require("node:vm");
+
+/** A hash of SOURCE: caches are per build, whatever V8 would accept. */
+const BUILD_ID = "__BUILD_ID__";
+/** The light bundle, wrapped as a CommonJS module function. */
+const SOURCE = __SOURCE__;
+
+const env = process.env;
+const base = env.XDG_CACHE_HOME?.startsWith("/")
+  ? env.XDG_CACHE_HOME
+  : env.HOME?.startsWith("/")
+    ? `${env.HOME}/.cache`
+    : undefined;
+const enabled = base !== undefined && env.NODE_DISABLE_COMPILE_CACHE === undefined;
+
+if (enabled) {
+  // Never the shared default under /tmp, where another user could plant entries.
+  try {
+    require("node:module").enableCompileCache?.(`${base}/nix-cache-login/compile-cache`);
+  } catch {
+    // Only an optimisation.
+  }
+}
+
+// One cache per command: each stores the functions its own runs need.
+const command = process.argv.slice(2).find((a) => !a.startsWith("-")) ?? "";
+const cacheDir = `${base}/nix-cache-login/code-cache`;
+const cacheFile = enabled
+  ? `${cacheDir}/${BUILD_ID}-${process.version}-${process.arch}-${/^[a-z-]{1,20}$/.test(command) ? command : "default"}.bin`
+  : undefined;
+
+/** The cache, if it is a file of our own that nobody else can write: V8 trusts what it loads. */
+function readCache(file) {
+  let fd;
+  try {
+    fd = fs.openSync(file, "r");
+    const st = fs.fstatSync(fd);
+    if (st.uid !== process.getuid?.() || (st.mode & 0o022) !== 0 || !st.isFile()) return undefined;
+    const data = Buffer.allocUnsafe(st.size);
+    return fs.readSync(fd, data, 0, st.size, 0) === st.size ? data : undefined;
+  } catch {
+    return undefined;
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
+  }
+}
+
+/** Atomically, 0600 in a 0700 directory; caches of other builds are removed. Never an error. */
+function writeCache(file, data) {
+  const tmp = `${file}.${process.pid}.tmp`;
+  try {
+    fs.mkdirSync(cacheDir, { recursive: true, mode: 0o700 });
+    fs.writeFileSync(tmp, data, { mode: 0o600, flag: "wx" });
+    fs.renameSync(tmp, file);
+    for (const name of fs.readdirSync(cacheDir)) {
+      if (!name.startsWith(`${BUILD_ID}-`)) fs.rmSync(`${cacheDir}/${name}`, { force: true });
+    }
+  } catch {
+    fs.rmSync(tmp, { force: true });
+  }
+}
+
+const cachedData = cacheFile === undefined ? undefined : readCache(cacheFile);
+const script = new vm.Script(SOURCE, { filename: __filename, cachedData });
+if (cacheFile !== undefined && (cachedData === undefined || script.cachedDataRejected)) {
+  // After a successful run, so that the cache holds what the command compiled.
+  process.once("exit", (code) => {
+    if (code === 0) writeCache(cacheFile, script.createCachedData());
+  });
+}
+script.runInThisContext()(exports, require, module, __filename, __dirname);
