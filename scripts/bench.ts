@@ -15,6 +15,7 @@ import { makeWorkspace } from "../test/support/cli.ts";
 import { startRealm } from "../test/support/realm.ts";
 
 const CLI = fileURLToPath(new URL("../dist/nix-cache-login.cjs", import.meta.url));
+const STARTUP_RUNS = 60;
 
 function exec(
   cmd: string,
@@ -39,27 +40,37 @@ interface Timing {
   median: number;
 }
 
+/**
+ * hyperfine runs one command's batch after the other, so a machine that speeds up or slows down
+ * meanwhile skews the ratios. The batches are therefore split into rounds (every command in each),
+ * and the times of all rounds are pooled.
+ */
 async function hyperfine(
   env: NodeJS.ProcessEnv,
   runs: number,
   commands: Record<string, string>,
+  rounds = 1,
 ): Promise<Timing[]> {
   const dir = await mkdtemp(join(tmpdir(), "ncl-bench-"));
   const out = join(dir, "h.json");
-  const args = ["-N", "-i", "--style", "none", "-w", "3", "-r", String(runs), "--export-json", out];
-  for (const [name, cmd] of Object.entries(commands)) args.push("-n", name, cmd);
-  const r = await exec("hyperfine", args, env);
-  if (r.code !== 0) throw new Error(`hyperfine failed: ${r.stderr}`);
-  const json = JSON.parse(await readFile(out, "utf8")) as {
-    results: { command: string; mean: number; stddev: number; median: number }[];
-  };
+  const times = new Map<string, number[]>(Object.keys(commands).map((name) => [name, []]));
+  const perRound = Math.ceil(runs / rounds);
+  for (let round = 0; round < rounds; round++) {
+    const args = ["-N", "-i", "--style", "none", "-w", "3", "-r", String(perRound), "--export-json", out];
+    for (const [name, cmd] of Object.entries(commands)) args.push("-n", name, cmd);
+    const r = await exec("hyperfine", args, env);
+    if (r.code !== 0) throw new Error(`hyperfine failed: ${r.stderr}`);
+    const json = JSON.parse(await readFile(out, "utf8")) as {
+      results: { command: string; times: number[] }[];
+    };
+    for (const x of json.results) times.get(x.command)?.push(...x.times.map((t) => t * 1000));
+  }
   await rm(dir, { recursive: true, force: true });
-  return json.results.map((x) => ({
-    name: x.command,
-    mean: x.mean * 1000,
-    stddev: x.stddev * 1000,
-    median: x.median * 1000,
-  }));
+  return [...times].map(([name, xs]) => {
+    const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
+    const stddev = Math.sqrt(xs.reduce((a, b) => a + (b - mean) ** 2, 0) / (xs.length - 1));
+    return { name, mean, stddev, median: median(xs) };
+  });
 }
 
 /** Peak RSS of `node ...args` in KiB, as GNU time reports it. */
@@ -70,6 +81,11 @@ async function peakRssKiB(env: NodeJS.ProcessEnv, args: string[]): Promise<numbe
 }
 
 const ms = (x: number) => `${x.toFixed(1)} ms`;
+
+/** A timing against the baseline: mean ± stddev and median, and both ratios. */
+function row(t: Timing, base: Timing): string {
+  return `  ${t.name.padEnd(54)} ${ms(t.mean).padStart(9)} ± ${ms(t.stddev).padEnd(8)} median ${ms(t.median).padStart(9)}   ratio ${(t.mean / base.mean).toFixed(2)} (median ${(t.median / base.median).toFixed(2)})`;
+}
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -128,12 +144,19 @@ async function main(): Promise<void> {
     if (first.code !== 0) throw new Error(`refresh failed: ${first.stderr}`);
 
     const node = process.execPath;
-    const startup = await hyperfine(env, 40, {
+    // hyperfine's warm-up runs leave each command's code cache behind, as a user's first run does.
+    const startupCommands = {
       "node -e 0": `${node} -e 0`,
       "nix-cache-login --help": `${node} ${CLI} --help`,
       "nix-cache-login status": `${node} ${CLI} status`,
       "nix-cache-login refresh --min-valid 10m (no request)": `${node} ${CLI} refresh --min-valid 10m`,
-    });
+    };
+    const startup = await hyperfine(env, STARTUP_RUNS, startupCommands);
+    const uncached = await hyperfine(
+      { ...env, NODE_DISABLE_COMPILE_CACHE: "1" },
+      STARTUP_RUNS,
+      startupCommands,
+    );
     realm.clearRequests();
     const network = await hyperfine(env, 20, {
       "node -e 0": `${node} -e 0`,
@@ -159,18 +182,19 @@ async function main(): Promise<void> {
     const baseN = network[0] as Timing;
     console.log(`nix-cache-login benchmark (node ${process.version}, ${new Date().toISOString()})\n`);
     console.log(
-      "Start-up, wall time (hyperfine, 40 runs, mean ± stddev; ratio to node -e 0 in the same run; target <= 1.15):",
+      `Start-up, wall time (hyperfine, ${STARTUP_RUNS} runs in 4 rounds; ratio to node -e 0 in the same rounds; target <= 1.15):`,
     );
     for (const t of startup) {
-      console.log(
-        `  ${t.name.padEnd(54)} ${ms(t.mean).padStart(9)} ± ${ms(t.stddev).padEnd(8)} ratio ${(t.mean / base.mean).toFixed(2)}`,
-      );
+      console.log(row(t, base));
+    }
+    console.log("\nThe same without the code cache (NODE_DISABLE_COMPILE_CACHE=1), as on a first run:");
+    const baseU = uncached[0] as Timing;
+    for (const t of uncached) {
+      console.log(row(t, baseU));
     }
     console.log("\nAgainst the local realm on 127.0.0.1 (hyperfine, 20 runs):");
     for (const t of network) {
-      console.log(
-        `  ${t.name.padEnd(54)} ${ms(t.mean).padStart(9)} ± ${ms(t.stddev).padEnd(8)} ratio ${(t.mean / baseN.mean).toFixed(2)}`,
-      );
+      console.log(row(t, baseN));
     }
     console.log(
       `\nHTTP requests per refresh with a cached discovery document: ${perRefresh.length} (${perRefresh.join(", ")})`,
