@@ -37,18 +37,29 @@ if (enabled) {
   }
 }
 
-// One cache per command: each stores the functions its own runs need.
-const command = process.argv.slice(2).find((a) => !a.startsWith("-")) ?? "";
+// One cache per kind of command line (the command and the options given, not their values), so
+// that each holds the functions its own runs need: a timer's `refresh --min-valid 10m` always
+// finds its own.
+const args = process.argv.slice(2);
+const command = args.find((a) => /^[a-z][a-z-]*$/.test(a)) ?? "";
+const flags = args.filter((a) => a.startsWith("-")).map((a) => (a.split("=")[0] ?? "").replace(/^-+/, ""));
+const key = [command || "none", ...[...new Set(flags)].sort()]
+  .join("_")
+  .replace(/[^A-Za-z0-9_-]/g, "")
+  .slice(0, 64);
 const cacheDir = `${base}/nix-cache-login/code-cache`;
 const cacheFile = enabled
-  ? `${cacheDir}/${BUILD_ID}-${process.version}-${process.arch}-${/^[a-z-]{1,20}$/.test(command) ? command : "default"}.bin`
+  ? `${cacheDir}/${BUILD_ID}-${process.version}-${process.arch}-${key}.bin`
   : undefined;
 
-/** The cache, if it is a file of our own that nobody else can write: V8 trusts what it loads. */
+/**
+ * The cache, if it is a file of our own that nobody else can write (and not a symlink to one):
+ * V8 trusts what it loads.
+ */
 function readCache(file) {
   let fd;
   try {
-    fd = fs.openSync(file, "r");
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
     const st = fs.fstatSync(fd);
     if (st.uid !== process.getuid?.() || (st.mode & 0o022) !== 0 || !st.isFile()) return undefined;
     const data = Buffer.allocUnsafe(st.size);

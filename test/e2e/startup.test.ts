@@ -2,7 +2,7 @@
 // directory under the user's own XDG_CACHE_HOME, per build; anything it cannot trust is ignored
 // and replaced; never written after a failure or with NODE_DISABLE_COMPILE_CACHE.
 import assert from "node:assert/strict";
-import { chmod, mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
+import { chmod, lstat, mkdir, readdir, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { makeWorkspace, runCli, type Workspace } from "../support/cli.ts";
@@ -27,18 +27,21 @@ test("a successful run leaves a private cache; the next run uses it and prints t
   const files = await readdir(dir);
   assert.equal(files.length, 1, files.join(", "));
   const [file] = files as [string];
-  assert.match(file, new RegExp(`^[0-9a-f]{16}-${process.version}-${process.arch}-default\\.bin$`));
+  assert.match(file, new RegExp(`^[0-9a-f]{16}-${process.version}-${process.arch}-none_help\\.bin$`));
   assert.equal(await mode(dir), 0o700);
   assert.equal(await mode(join(dir, file)), 0o600);
   const before = await readFile(join(dir, file));
   const second = await runCli(ws, ["--help"]);
   assert.deepEqual([second.code, second.stdout, second.stderr], [0, first.stdout, first.stderr]);
   assert.deepEqual(await readFile(join(dir, file)), before, "an accepted cache is not rewritten");
-  // Each command has its own.
-  assert.equal((await runCli(ws, ["status", "--help"])).code, 0);
-  assert.deepEqual((await readdir(dir)).map((f) => f.replace(/^.*-/, "")).sort(), [
-    "default.bin",
-    "status.bin",
+  // Each kind of command line has its own: the command and its options, not their values.
+  assert.equal((await runCli(ws, ["status", "--help", "--config=/nonexistent"])).code, 0);
+  assert.equal((await runCli(ws, ["-c", "/elsewhere", "status", "-h"])).code, 0);
+  const prefix = `${file.slice(0, 16)}-${process.version}-${process.arch}-`;
+  assert.deepEqual((await readdir(dir)).sort(), [
+    `${prefix}none_help.bin`,
+    `${prefix}status_c_h.bin`,
+    `${prefix}status_config_help.bin`,
   ]);
 });
 
@@ -53,6 +56,21 @@ test("a cache it cannot trust (corrupt, or writable by others) is ignored and re
   assert.deepEqual([r.code, r.stdout, r.stderr], [0, reference.stdout, reference.stderr]);
   assert.equal(await mode(path), 0o600);
   assert.notDeepEqual(await readFile(path), Buffer.alloc(4096, 0x5a));
+});
+
+test("a symlink in place of the cache is not followed, and is replaced", async () => {
+  const { ws, dir } = await workspace();
+  const reference = await runCli(ws, ["--help"]);
+  const [file] = (await readdir(dir)) as [string];
+  const path = join(dir, file);
+  // A valid cache behind the link: followed, it would be used and the link left in place.
+  const target = join(ws.dir, "elsewhere.bin");
+  await writeFile(target, await readFile(path), { mode: 0o600 });
+  await rm(path);
+  await symlink(target, path);
+  const r = await runCli(ws, ["--help"]);
+  assert.deepEqual([r.code, r.stdout, r.stderr], [0, reference.stdout, reference.stderr]);
+  assert.ok((await lstat(path)).isFile(), "not followed: a regular file was written in its place");
 });
 
 test("caches of other builds are removed when a new one is written", async () => {
