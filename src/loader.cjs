@@ -82,7 +82,11 @@ function writeCache(file, data) {
       if (!name.startsWith(`${BUILD_ID}-`)) fs.rmSync(`${cacheDir}/${name}`, { force: true });
     }
   } catch {
-    fs.rmSync(tmp, { force: true });
+    try {
+      fs.rmSync(tmp, { force: true });
+    } catch {
+      // Nothing more to undo.
+    }
   }
 }
 
