@@ -15,7 +15,7 @@ import { makeWorkspace } from "../test/support/cli.ts";
 import { startRealm } from "../test/support/realm.ts";
 
 const CLI = fileURLToPath(new URL("../dist/nix-cache-login.cjs", import.meta.url));
-const STARTUP_RUNS = 60;
+const STARTUP_RUNS = 120;
 
 function exec(
   cmd: string,
@@ -182,7 +182,7 @@ async function main(): Promise<void> {
     const baseN = network[0] as Timing;
     console.log(`nix-cache-login benchmark (node ${process.version}, ${new Date().toISOString()})\n`);
     console.log(
-      `Start-up, wall time (hyperfine, ${STARTUP_RUNS} runs in 4 rounds; ratio to node -e 0 in the same rounds; target <= 1.15):`,
+      `Start-up, wall time (hyperfine, ${STARTUP_RUNS} runs in 6 rounds; ratio to node -e 0 in the same rounds; target <= 1.15):`,
     );
     for (const t of startup) {
       console.log(row(t, base));

@@ -10,7 +10,7 @@
 // flags and the source) only means compiling as usual. NODE_DISABLE_COMPILE_CACHE turns it off.
 //
 // The network commands (dist/commands.cjs) are required normally and use Node's own compile
-// cache where Node has one (22.1 and later).
+// cache where Node has one (22.1 and later), in the same directory.
 "use strict";
 const fs = require("node:fs");
 const vm = require("node:vm");
@@ -28,13 +28,20 @@ const base = env.XDG_CACHE_HOME?.startsWith("/")
     : undefined;
 const enabled = base !== undefined && env.NODE_DISABLE_COMPILE_CACHE === undefined;
 
-if (enabled) {
-  // Never the shared default under /tmp, where another user could plant entries.
-  try {
-    require("node:module").enableCompileCache?.(`${base}/nix-cache-login/compile-cache`);
-  } catch {
-    // Only an optimisation.
+/**
+ * Node's own compile cache (Node >= 22.1) for dist/commands.cjs, turned on only when that is
+ * loaded, so that `status` does not pay for setting it up. Never the shared default under /tmp,
+ * where another user could plant entries.
+ */
+function requireCommands(id) {
+  if (enabled) {
+    try {
+      require("node:module").enableCompileCache?.(`${base}/nix-cache-login/compile-cache`);
+    } catch {
+      // Only an optimisation.
+    }
   }
+  return require(id);
 }
 
 // One cache per kind of command line (the command and the options given, not their values), so
@@ -98,4 +105,8 @@ if (cacheFile !== undefined && (cachedData === undefined || script.cachedDataRej
     if (code === 0) writeCache(cacheFile, script.createCachedData());
   });
 }
-script.runInThisContext()(exports, require, module, __filename, __dirname);
+const lightRequire = Object.assign(
+  (id) => (id === "./commands.cjs" ? requireCommands(id) : require(id)),
+  require,
+);
+script.runInThisContext()(exports, lightRequire, module, __filename, __dirname);

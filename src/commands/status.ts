@@ -1,8 +1,7 @@
-import { statSync } from "node:fs";
 import type { Context } from "../context.ts";
 import { describeExpiry } from "../duration.ts";
 import { ExitCode } from "../errors.ts";
-import { netrcHoldsToken } from "../netrc/read.ts";
+import { netrcHolds } from "../netrc/read.ts";
 import { openSession, renewCommand } from "../session.ts";
 
 export interface StatusOptions {
@@ -21,13 +20,11 @@ export async function status(ctx: Context, opts: StatusOptions): Promise<number>
   const { config } = s;
   const state = s.store.read();
   const now = ctx.now();
-  let netrcExists: boolean;
-  try {
-    netrcExists = statSync(config.netrcPath, { throwIfNoEntry: false }) !== undefined;
-  } catch {
-    netrcExists = false;
-  }
-  const netrcEntry = netrcExists && netrcHoldsToken(config.netrcPath, config.machine, state?.access_token);
+  const { exists: netrcExists, holds: netrcEntry } = netrcHolds(
+    config.netrcPath,
+    config.machine,
+    state?.access_token,
+  );
 
   const report = (present: boolean, expiresAt: string | null | undefined): TokenReport => {
     const at = expiresAt ?? null;

@@ -53,9 +53,19 @@ export function entryFor(
   return findEntry(netrc, host);
 }
 
-/** Whether curl would send `token` (ASCII, as every OAuth token) for host. */
-export function netrcHoldsToken(path: string, host: string, token: string | undefined): boolean {
-  if (token === undefined) return false;
+/** Whether there is a netrc, and whether curl would send `token` (ASCII, as every OAuth token) for host. */
+export function netrcHolds(
+  path: string,
+  host: string,
+  token: string | undefined,
+): { exists: boolean; holds: boolean } {
   const entry = entryFor(path, host, "utf8");
-  return entry?.kind === "machine" && entry.password === token;
+  return {
+    exists: entry !== null,
+    holds: token !== undefined && entry?.kind === "machine" && entry.password === token,
+  };
+}
+
+export function netrcHoldsToken(path: string, host: string, token: string | undefined): boolean {
+  return token !== undefined && netrcHolds(path, host, token).holds;
 }
