@@ -45,17 +45,27 @@ test("a successful run leaves a private cache; the next run uses it and prints t
   ]);
 });
 
-test("a cache it cannot trust (corrupt, or writable by others) is ignored and replaced", async () => {
+test("a corrupt cache is rejected and replaced", async () => {
   const { ws, dir } = await workspace();
   const reference = await runCli(ws, ["--help"]);
   const [file] = (await readdir(dir)) as [string];
   const path = join(dir, file);
   await writeFile(path, Buffer.alloc(4096, 0x5a));
-  await chmod(path, 0o666);
   const r = await runCli(ws, ["--help"]);
   assert.deepEqual([r.code, r.stdout, r.stderr], [0, reference.stdout, reference.stderr]);
-  assert.equal(await mode(path), 0o600);
   assert.notDeepEqual(await readFile(path), Buffer.alloc(4096, 0x5a));
+});
+
+test("a cache that others could have written is not loaded, even a valid one, and is replaced", async () => {
+  const { ws, dir } = await workspace();
+  const reference = await runCli(ws, ["--help"]);
+  const [file] = (await readdir(dir)) as [string];
+  const path = join(dir, file);
+  // Valid content: loaded, it would be used and left as it is, mode and all.
+  await chmod(path, 0o664);
+  const r = await runCli(ws, ["--help"]);
+  assert.deepEqual([r.code, r.stdout, r.stderr], [0, reference.stdout, reference.stderr]);
+  assert.equal(await mode(path), 0o600, "rewritten by this run");
 });
 
 test("a symlink in place of the cache is not followed, and is replaced", async () => {
