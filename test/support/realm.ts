@@ -156,7 +156,7 @@ interface ProviderLike {
     result: Record<string, unknown>,
     options: { mergeWithLastSubmission: boolean },
   ): Promise<void>;
-  RefreshToken: { find(value: string): Promise<{ exp?: number } | undefined> };
+  RefreshToken: { find(value: string): Promise<{ exp?: number; iat?: number } | undefined> };
   Grant: {
     new (fields: { accountId: string; clientId: string }): GrantLike;
     find(id: string): Promise<GrantLike | undefined>;
@@ -670,6 +670,9 @@ export async function startRealm(opts: RealmOptions = {}): Promise<Realm> {
         return;
       }
 
+      // Seconds, as in the tokens: a token issued by this request reports its whole lifetime even
+      // when the clock ticks over while the request runs.
+      const started = Math.floor(Date.now() / 1000);
       await next();
 
       if (typeof ctx.body === "string" && ctx.body.includes("fonts.googleapis.com")) {
@@ -685,7 +688,10 @@ export async function startRealm(opts: RealmOptions = {}): Promise<Realm> {
         if (refreshToken?.exp !== undefined) {
           ctx.body = {
             ...body,
-            refresh_expires_in: Math.max(0, refreshToken.exp - Math.floor(Date.now() / 1000)),
+            refresh_expires_in: Math.max(
+              0,
+              refreshToken.exp - Math.max(started, refreshToken.iat ?? started),
+            ),
           };
         }
       } else if (ctx.path === ROUTES.device_authorization && opts.deviceInterval !== undefined) {
