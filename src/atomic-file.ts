@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { chown, lstat, mkdir, open, readFile, realpath, rename, stat, unlink } from "node:fs/promises";
+import { chown, lstat, mkdir, open, realpath, rename, stat, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { CliError } from "./errors.ts";
 
@@ -24,16 +24,6 @@ export async function removeCreatedDirs(dir: string, created: string | undefined
       return;
     }
     if (d === created) return;
-  }
-}
-
-/** Reads a file as latin1 (one char per byte, so untouched bytes round-trip); null when absent. */
-export async function readBytes(path: string): Promise<string | null> {
-  try {
-    return await readFile(path, "latin1");
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT") return null;
-    throw e;
   }
 }
 

@@ -10,7 +10,7 @@ import { stateDir } from "./config/paths.ts";
 import { verbose, type Context } from "./context.ts";
 import { parseDuration } from "./duration.ts";
 import { CliError, ExitCode } from "./errors.ts";
-import { netrcHoldsToken } from "./netrc/read.ts";
+import { netrcHolds } from "./netrc/read.ts";
 import { StateStore, type TokenState } from "./store/state.ts";
 
 export interface Session {
@@ -79,7 +79,7 @@ export function remainingValidity(state: TokenState | undefined, now: Date): num
 export function tokenGood(s: Session, state: TokenState | undefined, needed: number, now: Date): boolean {
   const left = remainingValidity(state, now);
   if (left === undefined || left < needed) return false;
-  return netrcHoldsToken(s.config.netrcPath, s.config.machine, state?.access_token);
+  return netrcHolds(s.config.netrcPath, s.config.machine, state?.access_token).holds;
 }
 
 export interface Renewal {

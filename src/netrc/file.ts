@@ -1,6 +1,6 @@
-import { formatMode, readBytes, resolveTarget, withLock, writeFileAtomic } from "../atomic-file.ts";
+import { formatMode, resolveTarget, withLock, writeFileAtomic } from "../atomic-file.ts";
 import { CliError } from "../errors.ts";
-import { fsError, syntaxError } from "./read.ts";
+import { fsError, readNetrcText, syntaxError } from "./read.ts";
 import { CURL_NETRC_MAX_TOKEN, removeEntries, upsertEntry } from "./netrc.ts";
 
 /**
@@ -35,12 +35,7 @@ interface EditResult {
 async function editNetrc(path: string, edit: (text: string | null) => string | null): Promise<EditResult> {
   const target = await resolveTarget(path);
   return withLock(target, async () => {
-    let text: string | null;
-    try {
-      text = await readBytes(target);
-    } catch (e) {
-      fsError(target, "read the netrc", e);
-    }
+    const text = readNetrcText(target);
     let updated: string | null;
     try {
       updated = edit(text);

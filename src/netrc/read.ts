@@ -1,7 +1,7 @@
 /** Reading the netrc, for `status` and the checks before a renewal; editing it is in ./file.ts. */
 import { readFileSync } from "node:fs";
 import { CliError } from "../errors.ts";
-import { findEntry, NetrcSyntaxError, parseNetrc, type Netrc, type NetrcEntry } from "./netrc.ts";
+import { findEntry, NetrcSyntaxError, parseNetrc, type Netrc } from "./netrc.ts";
 
 export function syntaxError(path: string, e: unknown): never {
   if (e instanceof NetrcSyntaxError) {
@@ -22,19 +22,25 @@ export function fsError(path: string, action: string, e: unknown): never {
 }
 
 /**
- * The parsed netrc, or null when there is none. Read as latin1 (one char per byte), so that byte
- * counts and untouched bytes are exact. `utf8` is Node's fastest read, for callers that only
- * compare an ASCII token: netrc syntax is ASCII, and a multi-byte or invalid sequence never turns
- * into an ASCII character, so entries and ASCII values come out the same.
+ * The netrc's text, or null when there is none. Read as latin1 (one char per byte), so that byte
+ * counts are exact and untouched bytes are written back as they were. `utf8` is Node's fastest
+ * read, for callers that only compare an ASCII token: netrc syntax is ASCII, and a multi-byte or
+ * invalid sequence never turns into an ASCII character, so entries and ASCII values come out the
+ * same.
  */
-export function readNetrc(path: string, encoding: "latin1" | "utf8" = "latin1"): Netrc | null {
-  let text: string;
+export function readNetrcText(path: string, encoding: "latin1" | "utf8" = "latin1"): string | null {
   try {
-    text = readFileSync(path, encoding);
+    return readFileSync(path, encoding);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "ENOENT") return null;
     fsError(path, "read the netrc", e);
   }
+}
+
+/** The parsed netrc, or null when there is none. */
+export function readNetrc(path: string, encoding: "latin1" | "utf8" = "latin1"): Netrc | null {
+  const text = readNetrcText(path, encoding);
+  if (text === null) return null;
   try {
     return parseNetrc(text);
   } catch (e) {
@@ -42,30 +48,19 @@ export function readNetrc(path: string, encoding: "latin1" | "utf8" = "latin1"):
   }
 }
 
-/** The entry curl would pick for host (a `default` counts), or undefined; null when no netrc. */
-export function entryFor(
-  path: string,
-  host: string,
-  encoding: "latin1" | "utf8" = "latin1",
-): NetrcEntry | undefined | null {
-  const netrc = readNetrc(path, encoding);
-  if (netrc === null) return null;
-  return findEntry(netrc, host);
-}
-
-/** Whether there is a netrc, and whether curl would send `token` (ASCII, as every OAuth token) for host. */
+/**
+ * Whether there is a netrc, and whether curl would send `token` (ASCII, as every OAuth token) for
+ * host: the first entry that matches it (a `default` counts) is a `machine` entry holding it.
+ */
 export function netrcHolds(
   path: string,
   host: string,
   token: string | undefined,
 ): { exists: boolean; holds: boolean } {
-  const entry = entryFor(path, host, "utf8");
+  const netrc = readNetrc(path, "utf8");
+  const entry = netrc === null ? undefined : findEntry(netrc, host);
   return {
-    exists: entry !== null,
+    exists: netrc !== null,
     holds: token !== undefined && entry?.kind === "machine" && entry.password === token,
   };
-}
-
-export function netrcHoldsToken(path: string, host: string, token: string | undefined): boolean {
-  return token !== undefined && netrcHolds(path, host, token).holds;
 }
