@@ -19,7 +19,7 @@ import { beginRenewal } from "./session.ts";
 import { closest } from "./suggest.ts";
 
 declare const __VERSION__: string | undefined;
-export const VERSION = typeof __VERSION__ === "string" ? __VERSION__ : "0.0.0-dev";
+const VERSION = typeof __VERSION__ === "string" ? __VERSION__ : "0.0.0-dev";
 const NAME = "nix-cache-login";
 
 interface OptionSpec {
@@ -103,6 +103,8 @@ const COMMANDS: CommandSpec[] = [
   },
 ];
 const DEFAULT_COMMAND = "login";
+/** Every option of every command (a shared one more than once). */
+const ALL_OPTIONS = [...GLOBAL_OPTIONS, ...COMMANDS.flatMap((c) => c.options)];
 
 const helpFooter = () => `Configuration (TOML), first found wins:
   --config PATH, $NIX_CACHE_LOGIN_CONFIG,
@@ -184,7 +186,7 @@ function usage(message: string, command?: string): CliError {
 
 /** Every option of every command, for one parse: options may come before or after the command. */
 const PARSE_OPTIONS = Object.fromEntries(
-  [...GLOBAL_OPTIONS, ...COMMANDS.flatMap((c) => c.options)].map((o) => [
+  ALL_OPTIONS.map((o) => [
     o.name,
     {
       type: o.value === undefined ? ("boolean" as const) : ("string" as const),
@@ -199,9 +201,7 @@ function commandIn(argv: string[]): CommandSpec | undefined {
 }
 
 function optionNames(spec: CommandSpec | undefined): string[] {
-  return [...GLOBAL_OPTIONS, ...(spec?.options ?? COMMANDS.flatMap((c) => c.options))].map(
-    (o) => `--${o.name}`,
-  );
+  return (spec === undefined ? ALL_OPTIONS : [...GLOBAL_OPTIONS, ...spec.options]).map((o) => `--${o.name}`);
 }
 
 /** parseArgs' messages are long and name options as `'-c, --config <value>'`; ours are one line. */
@@ -211,9 +211,7 @@ function parseError(e: unknown, argv: string[]): CliError {
   const quoted = /'([^']*)'/.exec(err.message)?.[1] ?? "";
   const named = /--?[A-Za-z0-9-]+/.exec(quoted.split(" ").find((w) => w.startsWith("--")) ?? quoted)?.[0];
   // `-c` in a message about a known option is shown as `--config`.
-  const long = [...GLOBAL_OPTIONS, ...COMMANDS.flatMap((c) => c.options)].find(
-    (o) => o.short !== undefined && `-${o.short}` === named,
-  );
+  const long = ALL_OPTIONS.find((o) => o.short !== undefined && `-${o.short}` === named);
   const option = long === undefined ? named : `--${long.name}`;
   if (err.code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" && option !== undefined) {
     const suggestion = option.startsWith("--") ? closest(option, optionNames(spec)) : undefined;
