@@ -40,7 +40,10 @@ test("a name too long for a file system is a hash, still per issuer and client",
   assert.match(a, /^[0-9a-f]{32}\.json$/);
   assert.notEqual(a, b);
   assert.equal(stateFileName(long, "nix-cache"), a, "stable");
-  // The longest readable name leaves room for `.lock` and the temp file's suffix within 255 bytes.
-  const edge = stateFileName(`https://e.org/${"r".repeat(200 - 42)}`, "nix-cache");
-  assert.ok(edge.length <= 200, `${edge.length}`);
+  // Readable up to 200 bytes, which leaves room for `.lock` and the temp file's suffix within
+  // 255: "nix-cache@" + "https%3A%2F%2Fe.org%2F" + r... + ".json".
+  const at = (n: number) => stateFileName(`https://e.org/${"r".repeat(n)}`, "nix-cache");
+  assert.equal(at(163).length, 200);
+  assert.ok(at(163).startsWith("nix-cache@https%3A%2F%2Fe.org%2F"), at(163));
+  assert.match(at(164), /^[0-9a-f]{32}\.json$/);
 });
