@@ -42,6 +42,8 @@ export interface DeviceAuthorization {
   expiresIn: number;
   interval: number | undefined;
   response: unknown;
+  /** PKCE (RFC 7636) verifier sent with the device code on every poll. */
+  codeVerifier: string;
 }
 
 export interface ProviderOptions {
@@ -274,8 +276,13 @@ export class Provider {
       : undefined;
   }
 
-  /** RFC 8628 section 3.1: asks for a device code and the user code to show. */
+  /**
+   * RFC 8628 section 3.1: asks for a device code and the user code to show. Always with S256 PKCE:
+   * Keycloak requires it on the device grant when the client has a PKCE method set (Keycloak PR
+   * 9711; int128/kubelogin issue 1470), and a provider that does not need it ignores it.
+   */
   async deviceAuthorization(): Promise<DeviceAuthorization> {
+    let codeVerifier = "";
     const res = await this.withConfig("device authorization", async (l, c) => {
       if (c.serverMetadata().device_authorization_endpoint === undefined) {
         throw new CliError(
@@ -285,7 +292,13 @@ export class Provider {
           },
         );
       }
-      return l.initiateDeviceAuthorization(c, { scope: this.loginScope() }).catch((e: unknown) => {
+      codeVerifier = l.randomPKCECodeVerifier();
+      const params = {
+        scope: this.loginScope(),
+        code_challenge: await l.calculatePKCECodeChallenge(codeVerifier),
+        code_challenge_method: "S256",
+      };
+      return l.initiateDeviceAuthorization(c, params).catch((e: unknown) => {
         throw this.loginError(e, "device authorization");
       });
     });
@@ -296,6 +309,7 @@ export class Provider {
       expiresIn: res.expires_in,
       interval: res.interval,
       response: res,
+      codeVerifier,
     };
   }
 
@@ -314,7 +328,10 @@ export class Provider {
       const res = await this.withConfig("device sign-in", (l, c) => {
         l.enableNonRepudiationChecks(c);
         return l
-          .genericGrantRequest(c, DEVICE_CODE_GRANT, { device_code: deviceCode })
+          .genericGrantRequest(c, DEVICE_CODE_GRANT, {
+            device_code: deviceCode,
+            code_verifier: device.codeVerifier,
+          })
           .catch((e: unknown) => {
             const error = (e as { error?: unknown }).error;
             if (error === "authorization_pending" || error === "slow_down") return error;
