@@ -41,7 +41,7 @@ const light = await build({
     {
       name: "cold-commands",
       setup(b) {
-        b.onResolve({ filter: /^\.\/cold\.ts$/ }, () => ({ path: "./commands.cjs", external: true }));
+        b.onResolve({ filter: /^\.\/dispatch\.ts$/ }, () => ({ path: "./commands.cjs", external: true }));
       },
     },
   ],
@@ -83,7 +83,7 @@ await chmod(`${dist}nix-cache-login.cjs`, 0o755);
 
 await build({
   ...common,
-  entryPoints: [src("cold.ts")],
+  entryPoints: [src("cli/dispatch.ts")],
   outfile: `${dist}commands.cjs`,
   format: "cjs",
   define,
@@ -92,7 +92,7 @@ await build({
 
 await build({
   ...common,
-  entryPoints: [src("proxy.ts")],
+  entryPoints: [src("oidc/proxy.ts")],
   outfile: `${dist}proxy.mjs`,
   format: "esm",
   banner: {

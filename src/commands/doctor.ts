@@ -21,7 +21,7 @@ import {
 } from "../doctor/nix.ts";
 import { check, problems, renderJson, renderText, type Check } from "../doctor/report.ts";
 import { ExitCode } from "../errors.ts";
-import { renewCommand } from "../session.ts";
+import { renewCommand } from "../core/setup.ts";
 import type { NetrcEntry } from "../netrc/netrc.ts";
 
 export interface DoctorOptions {

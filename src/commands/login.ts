@@ -1,4 +1,4 @@
-import { checkBrowserCommand, openBrowser } from "../browser.ts";
+import { checkBrowserCommand, openBrowser } from "../oidc/browser.ts";
 import type { Env } from "../config/paths.ts";
 import { say, verbose, warn, type Context } from "../context.ts";
 import { describeExpiry, formatSpan, parseDuration } from "../duration.ts";
@@ -6,9 +6,9 @@ import { CliError, ExitCode } from "../errors.ts";
 import { deviceSignIn } from "../oidc/device.ts";
 import { LoopbackServer, type Page } from "../oidc/loopback.ts";
 import type { Provider, TokenSet } from "../oidc/provider.ts";
-import { openSession, type Session } from "../session.ts";
+import { openSession, type Session } from "../core/setup.ts";
 import { withStateLock } from "../store/write.ts";
-import { provider, saveTokens } from "../tokens.ts";
+import { provider, saveTokens } from "../core/save-tokens.ts";
 
 export const DEFAULT_LOGIN_TIMEOUT = "5m";
 

@@ -1,9 +1,9 @@
 import { say, verbose, warn, type Context } from "../context.ts";
 import { ExitCode } from "../errors.ts";
 import { removeNetrcEntry } from "../netrc/file.ts";
-import { openSession } from "../session.ts";
+import { openSession } from "../core/setup.ts";
 import { removeState, withStateLock } from "../store/write.ts";
-import { provider } from "../tokens.ts";
+import { provider } from "../core/save-tokens.ts";
 
 /**
  * Revokes the refresh token, then removes our netrc entry and the token state. Local clean-up

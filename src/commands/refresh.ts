@@ -1,9 +1,9 @@
 import { say, verbose, type Context } from "../context.ts";
 import { describeExpiry } from "../duration.ts";
 import { ExitCode, loginRequired } from "../errors.ts";
-import { beginRenewal, tokenGood } from "../session.ts";
+import { beginRenewal, tokenGood } from "../core/setup.ts";
 import { withStateLock } from "../store/write.ts";
-import { provider, saveTokens } from "../tokens.ts";
+import { provider, saveTokens } from "../core/save-tokens.ts";
 
 export interface RefreshOptions {
   minValid?: string | undefined;

@@ -2,7 +2,7 @@ import type { Context } from "../context.ts";
 import { describeExpiry } from "../duration.ts";
 import { ExitCode } from "../errors.ts";
 import { netrcHolds } from "../netrc/read.ts";
-import { openSession, renewCommand } from "../session.ts";
+import { openSession, renewCommand } from "../core/setup.ts";
 
 export interface StatusOptions {
   json?: boolean | undefined;

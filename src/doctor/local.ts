@@ -3,7 +3,7 @@
  * Nix) reads it. No network here.
  */
 import { stat } from "node:fs/promises";
-import { formatMode } from "../atomic-file.ts";
+import { formatMode } from "../fs/atomic-file.ts";
 import { userInfo } from "node:os";
 import type { Config } from "../config/load.ts";
 import type { Context } from "../context.ts";
@@ -11,7 +11,7 @@ import { describeExpiry } from "../duration.ts";
 import { CliError } from "../errors.ts";
 import { readNetrc } from "../netrc/read.ts";
 import { CURL_NETRC_MAX_TOKEN, findEntry, type Netrc, type NetrcEntry } from "../netrc/netrc.ts";
-import { openSession, readClientSecret, renewCommand, type Session } from "../session.ts";
+import { openSession, readClientSecret, renewCommand, type Session } from "../core/setup.ts";
 import type { TokenState } from "../store/state.ts";
 import { check, type Check } from "./report.ts";
 

@@ -1,4 +1,4 @@
-import { formatMode, resolveTarget, withLock, writeFileAtomic } from "../atomic-file.ts";
+import { formatMode, resolveTarget, withLock, writeFileAtomic } from "../fs/atomic-file.ts";
 import { CliError } from "../errors.ts";
 import { fsError, readNetrcText, syntaxError } from "./read.ts";
 import { CURL_NETRC_MAX_TOKEN, removeEntries, upsertEntry } from "./netrc.ts";

@@ -1,5 +1,5 @@
 import { unlink } from "node:fs/promises";
-import { ensureDir, removeCreatedDirs, withLock, writeFileAtomic } from "../atomic-file.ts";
+import { ensureDir, removeCreatedDirs, withLock, writeFileAtomic } from "../fs/atomic-file.ts";
 import type { StateStore, TokenState } from "./state.ts";
 
 export async function writeState(store: StateStore, state: TokenState): Promise<void> {

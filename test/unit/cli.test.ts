@@ -2,7 +2,7 @@
 // line is a one-line CliError with exit code 2 and a hint naming the help to read.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { helpText, parseCommandLine } from "../../src/cli.ts";
+import { helpText, parseCommandLine } from "../../src/cli/run.ts";
 import { CliError, ExitCode } from "../../src/errors.ts";
 
 function usageError(argv: string[]): CliError {

@@ -2,12 +2,12 @@
  * Turning a fresh token set into files: state first, then netrc (a crash between the two leaves a
  * working refresh token, never a lost one).
  */
-import { verbose, warn, type Context } from "./context.ts";
-import { checkTokenLength, upsertNetrcEntry } from "./netrc/file.ts";
-import { Provider, type TokenSet } from "./oidc/provider.ts";
-import type { Session } from "./session.ts";
-import type { TokenState } from "./store/state.ts";
-import { writeState } from "./store/write.ts";
+import { verbose, warn, type Context } from "../context.ts";
+import { checkTokenLength, upsertNetrcEntry } from "../netrc/file.ts";
+import { Provider, type TokenSet } from "../oidc/provider.ts";
+import type { Session } from "./setup.ts";
+import type { TokenState } from "../store/state.ts";
+import { writeState } from "../store/write.ts";
 
 export function provider(
   ctx: Context,

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { chown, lstat, mkdir, open, realpath, rename, stat, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import { CliError } from "./errors.ts";
+import { CliError } from "../errors.ts";
 
 /** A file mode as people write it: 0600. */
 export function formatMode(mode: number): string {

@@ -5,9 +5,9 @@
  *
  * Errors are rendered here, by this bundle's own copy of the error types.
  */
-import type { Context } from "./context.ts";
-import type { LoginOptions } from "./commands/login.ts";
-import type { RefreshOptions } from "./commands/refresh.ts";
+import type { Context } from "../context.ts";
+import type { LoginOptions } from "../commands/login.ts";
+import type { RefreshOptions } from "../commands/refresh.ts";
 import { renderError } from "./render.ts";
 
 export type ColdCommand =
@@ -21,15 +21,15 @@ export async function runCommand(ctx: Context, cmd: ColdCommand): Promise<number
   try {
     switch (cmd.name) {
       case "login":
-        return await (await import("./commands/login.ts")).login(ctx, cmd.opts);
+        return await (await import("../commands/login.ts")).login(ctx, cmd.opts);
       case "refresh":
-        return await (await import("./commands/refresh.ts")).refresh(ctx, cmd.opts);
+        return await (await import("../commands/refresh.ts")).refresh(ctx, cmd.opts);
       case "service-account":
-        return await (await import("./commands/service-account.ts")).serviceAccount(ctx, cmd.opts);
+        return await (await import("../commands/service-account.ts")).serviceAccount(ctx, cmd.opts);
       case "logout":
-        return await (await import("./commands/logout.ts")).logout(ctx);
+        return await (await import("../commands/logout.ts")).logout(ctx);
       case "doctor":
-        return await (await import("./commands/doctor.ts")).doctor(ctx, cmd.opts);
+        return await (await import("../commands/doctor.ts")).doctor(ctx, cmd.opts);
     }
   } catch (e) {
     return renderError(e, ctx, ctx.verbose);

@@ -6,8 +6,8 @@
  */
 import { spawn } from "node:child_process";
 import { delimiter } from "node:path";
-import type { Env } from "./config/paths.ts";
-import { CliError, ExitCode } from "./errors.ts";
+import type { Env } from "../config/paths.ts";
+import { CliError, ExitCode } from "../errors.ts";
 
 export interface OpenerOptions {
   /** From `--browser-command`, or `$BROWSER` (then a list separated by `:` as in other tools). */

@@ -9,14 +9,14 @@
  * Nothing below calls process.exit, so tests can call run() in-process as well as through the
  * built binary.
  */
-import type { ColdCommand } from "./cold.ts";
-import { status } from "./commands/status.ts";
-import { CONFIG_KEYS } from "./config/load.ts";
-import { withFields, type Context } from "./context.ts";
-import { CliError, ExitCode } from "./errors.ts";
+import type { ColdCommand } from "./dispatch.ts";
+import { status } from "../commands/status.ts";
+import { CONFIG_KEYS } from "../config/load.ts";
+import { withFields, type Context } from "../context.ts";
+import { CliError, ExitCode } from "../errors.ts";
 import { renderError } from "./render.ts";
-import { beginRenewal } from "./session.ts";
-import { closest } from "./suggest.ts";
+import { beginRenewal } from "../core/setup.ts";
+import { closest } from "../suggest.ts";
 
 declare const __VERSION__: string | undefined;
 const VERSION = typeof __VERSION__ === "string" ? __VERSION__ : "0.0.0-dev";
@@ -350,7 +350,7 @@ export async function run(argv: string[], deps: Deps): Promise<number> {
     if ((command === "refresh" || command === "service-account") && minValid !== undefined) {
       if (await freshEnough(ctx, command, minValid)) return ExitCode.ok;
     }
-    const { runCommand } = await import("./cold.ts");
+    const { runCommand } = await import("./dispatch.ts");
     return await runCommand(ctx, coldCommand(command, values));
   } catch (e) {
     return renderError(e, deps, verbose);

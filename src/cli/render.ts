@@ -1,4 +1,4 @@
-import { CliError, ExitCode } from "./errors.ts";
+import { CliError, ExitCode } from "../errors.ts";
 
 interface Sink {
   stderr: { write(text: string): unknown };

@@ -5,13 +5,13 @@
  * Turning new tokens into files is in ./tokens.ts.
  */
 import { readFileSync } from "node:fs";
-import { loadConfig, type Config } from "./config/load.ts";
-import { stateDir } from "./config/paths.ts";
-import { verbose, type Context } from "./context.ts";
-import { parseDuration } from "./duration.ts";
-import { CliError, ExitCode } from "./errors.ts";
-import { netrcHolds } from "./netrc/read.ts";
-import { StateStore, type TokenState } from "./store/state.ts";
+import { loadConfig, type Config } from "../config/load.ts";
+import { stateDir } from "../config/paths.ts";
+import { verbose, type Context } from "../context.ts";
+import { parseDuration } from "../duration.ts";
+import { CliError, ExitCode } from "../errors.ts";
+import { netrcHolds } from "../netrc/read.ts";
+import { StateStore, type TokenState } from "../store/state.ts";
 
 export interface Session {
   config: Config;
