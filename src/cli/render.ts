@@ -1,28 +1,53 @@
 import { CliError, ExitCode } from "../errors.ts";
 
 interface Sink {
+  stdout: { write(text: string): unknown };
   stderr: { write(text: string): unknown };
   signal: AbortSignal;
 }
 
-/** The one place errors become text on stderr and an exit code. */
-export function renderError(e: unknown, to: Sink, verbose: boolean): number {
-  if (to.signal.aborted) {
-    to.stderr.write("error: interrupted\n");
-    return ExitCode.interrupted;
+/**
+ * The one place errors become text and an exit code: `error:` and `hint:` lines on stderr, and
+ * with --json also `{"error": {"code", "message", "hint", "exit_code"}}` on stdout, so that a
+ * program reading stdout gets an answer it can act on. Anything that is not a CliError is a bug
+ * or an unexpected failure: code `internal`, exit 1, the stack only with --verbose.
+ */
+export function renderError(e: unknown, to: Sink, o: { verbose: boolean; json: boolean }): number {
+  const { code, exitCode, message, hint } = describe(e, to.signal, o.verbose);
+  to.stderr.write(`error: ${message}\n`);
+  if (hint !== undefined) to.stderr.write(`hint: ${hint}\n`);
+  if (o.verbose && !to.signal.aborted) {
+    if (e instanceof CliError) {
+      if (e.detail !== undefined) to.stderr.write(`verbose: ${e.detail}\n`);
+      if (e.cause !== undefined) to.stderr.write(`verbose: cause: ${describeCause(e.cause)}\n`);
+    } else {
+      const stack = (e as Error | undefined)?.stack;
+      if (stack !== undefined) to.stderr.write(`${stack}\n`);
+    }
   }
-  if (e instanceof CliError) {
-    to.stderr.write(`error: ${e.message}\n`);
-    if (e.hint !== undefined) to.stderr.write(`hint: ${e.hint}\n`);
-    if (verbose && e.detail !== undefined) to.stderr.write(`verbose: ${e.detail}\n`);
-    if (verbose && e.cause !== undefined) to.stderr.write(`verbose: cause: ${describeCause(e.cause)}\n`);
-    return e.exitCode;
+  if (o.json) {
+    const error = { code, message, hint: hint ?? null, exit_code: exitCode };
+    to.stdout.write(`${JSON.stringify({ error }, null, 2)}\n`);
   }
-  const err = e as NodeJS.ErrnoException;
-  to.stderr.write(`error: ${err.message ?? String(e)}\n`);
-  if (verbose && err.stack !== undefined) to.stderr.write(`${err.stack}\n`);
-  else to.stderr.write("hint: run again with --verbose for details\n");
-  return ExitCode.failure;
+  return exitCode;
+}
+
+function describe(
+  e: unknown,
+  signal: AbortSignal,
+  verbose: boolean,
+): { code: string; exitCode: number; message: string; hint: string | undefined } {
+  if (signal.aborted) {
+    return { code: "interrupted", exitCode: ExitCode.interrupted, message: "interrupted", hint: undefined };
+  }
+  if (e instanceof CliError) return { code: e.code, exitCode: e.exitCode, message: e.message, hint: e.hint };
+  const err = e as NodeJS.ErrnoException | undefined;
+  return {
+    code: "internal",
+    exitCode: ExitCode.failure,
+    message: err?.message ?? String(e),
+    hint: verbose ? undefined : "run again with --verbose for details",
+  };
 }
 
 function describeCause(cause: unknown): string {

@@ -21,7 +21,7 @@ import {
 } from "../doctor/nix.ts";
 import { check, problems, renderJson, renderText, type Check } from "../doctor/report.ts";
 import { ExitCode } from "../errors.ts";
-import { renewCommand } from "../core/setup.ts";
+import { renewCommand } from "../core/renewal.ts";
 import type { NetrcEntry } from "../netrc/netrc.ts";
 
 export interface DoctorOptions {
@@ -34,16 +34,16 @@ export interface DoctorOptions {
  */
 export async function doctor(ctx: Context, opts: DoctorOptions): Promise<number> {
   const checks: Check[] = [];
-  const { check: cfg, session } = await configCheck(ctx);
+  const { check: cfg, setup } = configCheck(ctx);
   checks.push(cfg);
 
   let entry: NetrcEntry | undefined;
   let tokenExpired = true;
   let renew = "nix-cache-login login";
-  if (session !== undefined) {
-    const { config } = session;
-    if (config.mode === "service-account") checks.push(await clientSecretCheck(config));
-    const token = await tokenCheck(ctx, session);
+  if (setup !== undefined) {
+    const { config } = setup;
+    if (config.mode === "service-account") checks.push(clientSecretCheck(config));
+    const token = tokenCheck(ctx, setup);
     checks.push(token.check);
     tokenExpired = token.expired;
     renew = renewCommand(config, token.state, ctx.now());
@@ -68,7 +68,7 @@ export async function doctor(ctx: Context, opts: DoctorOptions): Promise<number>
   } else {
     const facts = await gatherNixFacts(nixPath, ctx.env, ctx.signal);
     checks.push(nixSummaryCheck(facts));
-    const netrcPath = session?.config.netrcPath;
+    const netrcPath = setup?.config.netrcPath;
     if (netrcPath === undefined) {
       checks.push(
         check(
@@ -87,13 +87,13 @@ export async function doctor(ctx: Context, opts: DoctorOptions): Promise<number>
     }
   }
 
-  if (session !== undefined) {
-    checks.push(await cacheCheck(ctx, session.config, entry, tokenExpired, renew));
+  if (setup !== undefined) {
+    checks.push(await cacheCheck(ctx, setup.config, entry, tokenExpired, renew));
   } else {
     checks.push(check("cache", "cache", "skipped", "no valid configuration, so no cache to ask"));
   }
 
-  const report = { configPath: session?.config.path ?? null, checks };
+  const report = { configPath: setup?.config.path ?? null, checks };
   ctx.stdout.write(opts.json === true ? renderJson(report) : renderText(report));
   return problems(report).length === 0 ? ExitCode.ok : ExitCode.failure;
 }

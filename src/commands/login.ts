@@ -6,7 +6,7 @@ import { CliError, ExitCode } from "../errors.ts";
 import { deviceSignIn } from "../oidc/device.ts";
 import { LoopbackServer, type Page } from "../oidc/loopback.ts";
 import type { Provider, TokenSet } from "../oidc/provider.ts";
-import { openSession, type Session } from "../core/setup.ts";
+import { loadSetup, type Setup } from "../core/setup.ts";
 import { withStateLock } from "../store/write.ts";
 import { provider, saveTokens } from "../core/save-tokens.ts";
 
@@ -36,7 +36,7 @@ export async function login(ctx: Context, opts: LoginOptions): Promise<number> {
   const flagPort = opts.port === undefined ? undefined : parsePort(opts.port);
   if (opts.browserCommand !== undefined) checkBrowserCommand(opts.browserCommand);
 
-  const s = await openSession(ctx);
+  const s = loadSetup(ctx);
   if (s.config.mode === "service-account") {
     throw new CliError(
       `${s.config.path}: client_secret_file is set, so this configuration is for a service account`,
@@ -114,7 +114,7 @@ interface BrowserSignInOptions {
 
 async function browserSignIn(
   ctx: Context,
-  s: Session,
+  s: Setup,
   p: Provider,
   o: BrowserSignInOptions,
 ): Promise<{ tokens: TokenSet; timing: string }> {
@@ -200,7 +200,7 @@ async function browserSignIn(
 }
 
 /** Saves under the state lock, so a timer's `refresh` running meanwhile cannot overwrite the new session. */
-async function save(ctx: Context, s: Session, tokens: TokenSet, p: Provider): Promise<void> {
+async function save(ctx: Context, s: Setup, tokens: TokenSet, p: Provider): Promise<void> {
   await withStateLock(s.store, () => saveTokens(ctx, s, undefined, tokens, p, "user"));
 }
 

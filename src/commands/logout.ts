@@ -1,7 +1,7 @@
 import { say, verbose, warn, type Context } from "../context.ts";
 import { ExitCode } from "../errors.ts";
 import { removeNetrcEntry } from "../netrc/file.ts";
-import { openSession } from "../core/setup.ts";
+import { loadSetup } from "../core/setup.ts";
 import { removeState, withStateLock } from "../store/write.ts";
 import { provider } from "../core/save-tokens.ts";
 
@@ -9,8 +9,8 @@ import { provider } from "../core/save-tokens.ts";
  * Revokes the refresh token, then removes our netrc entry and the token state. Local clean-up
  * happens even when the provider cannot be reached: afterwards no token is left on disk.
  */
-export async function logout(ctx: Context): Promise<number> {
-  const s = await openSession(ctx);
+export function logout(ctx: Context): Promise<number> {
+  const s = loadSetup(ctx);
   const log = verbose(ctx);
   return withStateLock(s.store, async () => {
     const state = s.store.read();

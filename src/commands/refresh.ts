@@ -1,62 +1,34 @@
 import { say, verbose, type Context } from "../context.ts";
+import { beginRenewal } from "../core/renewal.ts";
 import { describeExpiry } from "../duration.ts";
-import { ExitCode, loginRequired } from "../errors.ts";
-import { beginRenewal, tokenGood } from "../core/setup.ts";
-import { withStateLock } from "../store/write.ts";
-import { provider, saveTokens } from "../core/save-tokens.ts";
+import { ExitCode } from "../errors.ts";
 
 export interface RefreshOptions {
   minValid?: string | undefined;
 }
 
 /**
- * Renews the access token without a browser. The whole read -> refresh -> write runs under the
- * state lock and re-reads the state after taking it: Keycloak may end a session when a rotated
- * refresh token is used twice, so two timers must never both spend the same one.
+ * Renews the access token without a browser: `refresh` with the stored refresh token, or for a
+ * service account (either command) with the client credentials grant. A fresh enough token
+ * (--min-valid) is settled from the files, before the network code is even loaded.
  */
 export async function refresh(
   ctx: Context,
   opts: RefreshOptions,
-  grant: "refresh" | "client-credentials" = "refresh",
+  command: "refresh" | "service-account" = "refresh",
 ): Promise<number> {
-  const r = await beginRenewal(ctx, opts, grant);
-  if (r === "fresh") return ExitCode.ok;
-  const { session: s, secret, seen, minValid } = r;
-  const log = verbose(ctx);
-  const mode = s.config.mode;
-  if (grant === "refresh" && mode === "service-account")
-    log("configuration has client_secret_file: using the client credentials grant");
-
-  return withStateLock(s.store, async () => {
-    const state = s.store.read();
-    // Another process renewed after this one started (a timer and a user, or ten processes started
-    // at once, some of which start slower): its token is as fresh as ours would be. The process's
-    // own start is the reference, not our first read: a slow starter may read after the renewal.
-    const renewedAt = state?.updated_at === undefined ? NaN : Date.parse(state.updated_at);
-    const renewedMeanwhile =
-      state?.access_token !== undefined &&
-      (state.access_token !== seen?.access_token || renewedAt >= performance.timeOrigin);
-    if (tokenGood(s, state, minValid ?? (renewedMeanwhile ? 1 : Infinity), ctx.now())) {
-      log("another nix-cache-login renewed the token meanwhile; nothing to do");
-      return ExitCode.ok;
-    }
-    const p = provider(ctx, s, state, secret);
-    let tokens;
-    if (mode === "service-account") {
-      tokens = await p.clientCredentials();
-    } else {
-      if (state?.refresh_token === undefined) {
-        throw loginRequired(`not signed in to ${s.config.issuer} as client ${s.config.clientId}`);
-      }
-      tokens = await p.refresh(state.refresh_token);
-    }
-    const next = await saveTokens(ctx, s, state, tokens, p, mode);
-    const expires =
-      next.access_token_expires_at === undefined ? null : new Date(next.access_token_expires_at);
-    say(
-      ctx,
-      `${mode === "service-account" ? "Got a new token" : "Renewed the token"} for ${s.config.machine}: ${describeExpiry(expires, ctx.now())}`,
-    );
-    return ExitCode.ok;
-  });
+  const pending = beginRenewal(ctx, opts, command);
+  if (pending === "fresh") return ExitCode.ok;
+  const mode = pending.setup.config.mode;
+  if (command === "refresh" && mode === "service-account")
+    verbose(ctx)("configuration has client_secret_file: using the client credentials grant");
+  const { renew } = await import("../core/renew.ts");
+  const next = await renew(ctx, pending);
+  if (next === "renewed-meanwhile") return ExitCode.ok;
+  const expires = next.access_token_expires_at === undefined ? null : new Date(next.access_token_expires_at);
+  say(
+    ctx,
+    `${mode === "service-account" ? "Got a new token" : "Renewed the token"} for ${pending.setup.config.machine}: ${describeExpiry(expires, ctx.now())}`,
+  );
+  return ExitCode.ok;
 }

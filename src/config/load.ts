@@ -244,7 +244,7 @@ function readCandidate(c: ConfigCandidate): string | undefined {
   }
 }
 
-export async function loadConfig(flag: string | undefined, env: Env): Promise<Config> {
+export function loadConfig(flag: string | undefined, env: Env): Config {
   const candidates = configCandidates(flag, env);
   for (const c of candidates) {
     const text = readCandidate(c);

@@ -5,13 +5,13 @@
 import { verbose, warn, type Context } from "../context.ts";
 import { checkTokenLength, upsertNetrcEntry } from "../netrc/file.ts";
 import { Provider, type TokenSet } from "../oidc/provider.ts";
-import type { Session } from "./setup.ts";
+import type { Setup } from "./setup.ts";
 import type { TokenState } from "../store/state.ts";
 import { writeState } from "../store/write.ts";
 
 export function provider(
   ctx: Context,
-  s: Session,
+  s: Setup,
   state: TokenState | undefined,
   clientSecret?: string,
 ): Provider {
@@ -28,7 +28,7 @@ export function provider(
 /** Saves a new token set: state first (a rotated refresh token must never be lost), then the netrc. */
 export async function saveTokens(
   ctx: Context,
-  s: Session,
+  s: Setup,
   previous: TokenState | undefined,
   tokens: TokenSet,
   p: Provider,

@@ -11,7 +11,8 @@ import { describeExpiry } from "../duration.ts";
 import { CliError } from "../errors.ts";
 import { readNetrc } from "../netrc/read.ts";
 import { CURL_NETRC_MAX_TOKEN, findEntry, type Netrc, type NetrcEntry } from "../netrc/netrc.ts";
-import { openSession, readClientSecret, renewCommand, type Session } from "../core/setup.ts";
+import { renewCommand } from "../core/renewal.ts";
+import { loadSetup, readClientSecret, type Setup } from "../core/setup.ts";
 import type { TokenState } from "../store/state.ts";
 import { check, type Check } from "./report.ts";
 
@@ -20,16 +21,16 @@ function errorText(e: unknown): { message: string; hint: string | undefined } {
   return { message: (e as Error).message ?? String(e), hint: undefined };
 }
 
-export async function configCheck(ctx: Context): Promise<{ check: Check; session: Session | undefined }> {
+export function configCheck(ctx: Context): { check: Check; setup: Setup | undefined } {
   try {
-    const session = await openSession(ctx);
-    const c = session.config;
+    const setup = loadSetup(ctx);
+    const c = setup.config;
     const who =
       c.mode === "service-account"
         ? `service account ${c.clientId}`
         : `user sign-in with client ${c.clientId}`;
     return {
-      session,
+      setup,
       check: check("config", "config", "ok", `${c.path} (${c.source}) is valid`, {
         details: [`${who} at ${c.issuer}; cache ${c.cacheUrl}`],
       }),
@@ -38,7 +39,7 @@ export async function configCheck(ctx: Context): Promise<{ check: Check; session
     const { message, hint } = errorText(e);
     const lines = message.split("\n").map((l) => l.trim());
     return {
-      session: undefined,
+      setup: undefined,
       check: check("config", "config", "problem", lines[0] ?? message, {
         details: lines.slice(1),
         fix: [hint ?? "fix the configuration file (keys are listed in `nix-cache-login --help`)"],
@@ -47,7 +48,7 @@ export async function configCheck(ctx: Context): Promise<{ check: Check; session
   }
 }
 
-export async function clientSecretCheck(config: Config): Promise<Check> {
+export function clientSecretCheck(config: Config): Check {
   try {
     readClientSecret(config);
     return check(
@@ -64,10 +65,10 @@ export async function clientSecretCheck(config: Config): Promise<Check> {
   }
 }
 
-export async function tokenCheck(
+export function tokenCheck(
   ctx: Context,
-  s: Session,
-): Promise<{ check: Check; state: TokenState | undefined; expired: boolean }> {
+  s: Setup,
+): { check: Check; state: TokenState | undefined; expired: boolean } {
   const now = ctx.now();
   let state: TokenState | undefined;
   try {

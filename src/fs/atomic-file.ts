@@ -9,7 +9,7 @@ export function formatMode(mode: number): string {
 }
 
 /** Creates missing parent directories with mode 0700; existing directories are left alone. */
-export async function ensureDir(dir: string): Promise<string | undefined> {
+export function ensureDir(dir: string): Promise<string | undefined> {
   return mkdir(dir, { recursive: true, mode: 0o700 });
 }
 

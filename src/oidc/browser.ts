@@ -125,13 +125,13 @@ export async function openBrowser(url: string, o: OpenerOptions): Promise<void> 
 }
 
 /** Starts one browser command; true when it started (not when it succeeded: it may run for long). */
-async function spawnCommand(command: string, url: string, o: OpenerOptions): Promise<boolean> {
+function spawnCommand(command: string, url: string, o: OpenerOptions): Promise<boolean> {
   let argv: string[];
   try {
     argv = commandArgv(command, url);
   } catch (e) {
     o.warn(`ignoring the browser command from ${o.commandFrom}: ${(e as Error).message}`);
-    return false;
+    return Promise.resolve(false);
   }
   const [file, ...args] = argv as [string, ...string[]];
   return new Promise((resolve) => {

@@ -19,9 +19,7 @@ export function makeFetch(env: Env, log: Logger): FetchLike {
   let base: Promise<FetchLike> | undefined;
   const resolveBase = (): Promise<FetchLike> => {
     base ??= proxyConfigured(env)
-      ? import(/* @vite-ignore */ new URL("./proxy.mjs", import.meta.url).href).then(
-          (m: { proxyFetch: FetchLike }) => m.proxyFetch,
-        )
+      ? import("./proxy.ts").then((m: { proxyFetch: FetchLike }) => m.proxyFetch)
       : Promise.resolve(globalThis.fetch as FetchLike);
     return base;
   };

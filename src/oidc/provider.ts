@@ -71,7 +71,7 @@ export class Provider {
     return new URL(this.opts.config.issuer).host;
   }
 
-  private async clientAuth(l: Lib): Promise<OidcClient.ClientAuth> {
+  private clientAuth(l: Lib): OidcClient.ClientAuth {
     return this.opts.clientSecret === undefined ? l.None() : l.ClientSecretBasic(this.opts.clientSecret);
   }
 
@@ -96,13 +96,13 @@ export class Provider {
         cached.metadata as unknown as OidcClient.ServerMetadata,
         config.clientId,
         undefined,
-        await this.clientAuth(l),
+        this.clientAuth(l),
       );
       return this.configure(l, c);
     }
     this.opts.log(`discovering ${config.issuer}`);
     const c = await l
-      .discovery(new URL(config.issuer), config.clientId, undefined, await this.clientAuth(l), {
+      .discovery(new URL(config.issuer), config.clientId, undefined, this.clientAuth(l), {
         execute: new URL(config.issuer).protocol === "http:" ? [l.allowInsecureRequests] : [],
         timeout: config.timeoutSeconds,
         [l.customFetch]: makeFetch(this.opts.env, this.opts.log) as OidcClient.CustomFetch,
@@ -168,7 +168,7 @@ export class Provider {
    * Ends the session: RFC 7009 revocation when advertised, else Keycloak's logout endpoint, which
    * accepts a refresh token from the client it was issued to.
    */
-  async revoke(refreshToken: string): Promise<"revoked" | "logged-out"> {
+  revoke(refreshToken: string): Promise<"revoked" | "logged-out"> {
     return this.withConfig("revocation", async (l, c) => {
       const meta = c.serverMetadata();
       if (meta.revocation_endpoint !== undefined) {
@@ -201,7 +201,7 @@ export class Provider {
    * Starts an authorization code request (RFC 6749 4.1) with PKCE S256 (RFC 7636), `state` and
    * `nonce`. The URL carries no secret (the verifier stays here), so it may be printed and logged.
    */
-  async authorizationRequest(redirectUri: string): Promise<AuthorizationRequest> {
+  authorizationRequest(redirectUri: string): Promise<AuthorizationRequest> {
     return this.withConfig("authorization request", async (l, c) => {
       if (c.serverMetadata().authorization_endpoint === undefined) {
         throw new CliError(`${this.host} advertises no authorization endpoint`, {

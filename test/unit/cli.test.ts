@@ -2,7 +2,8 @@
 // line is a one-line CliError with exit code 2 and a hint naming the help to read.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { helpText, parseCommandLine } from "../../src/cli/run.ts";
+import { helpText } from "../../src/cli/help.ts";
+import { parseCommandLine } from "../../src/cli/parse.ts";
 import { CliError, ExitCode } from "../../src/errors.ts";
 
 function usageError(argv: string[]): CliError {

@@ -1,0 +1,71 @@
+/**
+ * Whether the current token is still good, from the files alone; and what `refresh` and
+ * `service-account` settle before any request. The renewal itself is in ./renew.ts, which loads
+ * the network code.
+ */
+import type { Config } from "../config/load.ts";
+import { verbose, type Context } from "../context.ts";
+import { parseDuration } from "../duration.ts";
+import { netrcHolds } from "../netrc/read.ts";
+import type { TokenState } from "../store/state.ts";
+import { loadSetup, readClientSecret, type Setup } from "./setup.ts";
+
+/** The command that gets a fresh token: for hints (`status`) and fixes (`doctor`). */
+export function renewCommand(config: Config, state: TokenState | undefined, now: Date): string {
+  if (config.mode === "service-account") return "nix-cache-login service-account";
+  const refreshUsable =
+    state?.refresh_token !== undefined &&
+    (state.refresh_token_expires_at === null ||
+      state.refresh_token_expires_at === undefined ||
+      new Date(state.refresh_token_expires_at).getTime() > now.getTime());
+  return refreshUsable ? "nix-cache-login refresh" : "nix-cache-login login";
+}
+
+/** Seconds the current access token stays valid (negative when expired); undefined when unknown. */
+export function remainingValidity(state: TokenState | undefined, now: Date): number | undefined {
+  if (state?.access_token_expires_at === undefined) return undefined;
+  return (new Date(state.access_token_expires_at).getTime() - now.getTime()) / 1000;
+}
+
+/** Whether the netrc holds the stored access token and it stays valid `needed` more seconds. */
+export function tokenGood(s: Setup, state: TokenState | undefined, needed: number, now: Date): boolean {
+  const left = remainingValidity(state, now);
+  if (left === undefined || left < needed) return false;
+  return netrcHolds(s.config.netrcPath, s.config.machine, state?.access_token).holds;
+}
+
+/** A renewal to do: everything read and checked, nothing sent yet. */
+export interface PendingRenewal {
+  setup: Setup;
+  /** The client secret, for the client credentials grant. */
+  secret: string | undefined;
+  /** The state as read before the lock. */
+  seen: TokenState | undefined;
+  /** --min-valid in seconds. */
+  minValid: number | undefined;
+}
+
+/**
+ * What `refresh` and `service-account` do before any request: load and check everything, and
+ * settle `--min-valid` from the files alone ("fresh": nothing to do). Timers run this every few
+ * minutes, so it loads none of the network code.
+ */
+export function beginRenewal(
+  ctx: Context,
+  opts: { minValid?: string | undefined },
+  command: "refresh" | "service-account",
+): PendingRenewal | "fresh" {
+  const minValid = opts.minValid === undefined ? undefined : parseDuration(opts.minValid, "--min-valid");
+  const setup = loadSetup(ctx);
+  // `service-account` with a user configuration fails here, naming the missing key.
+  const secret =
+    setup.config.mode === "service-account" || command === "service-account"
+      ? readClientSecret(setup.config)
+      : undefined;
+  const seen = setup.store.read();
+  if (minValid !== undefined && tokenGood(setup, seen, minValid, ctx.now())) {
+    verbose(ctx)(`the access token stays valid for at least ${opts.minValid}; nothing to do`);
+    return "fresh";
+  }
+  return { setup, secret, seen, minValid };
+}
