@@ -1,5 +1,5 @@
 /** `--help` text, made from the command table; built only when asked for. */
-import { CONFIG_KEYS } from "../config/load.ts";
+import { CONFIG_KEYS } from "../config/rules.ts";
 import { COMMANDS, findCommand, GLOBAL_OPTIONS, NAME, type OptionSpec } from "./table.ts";
 
 const helpFooter = () => `Configuration (TOML), first found wins:

@@ -31,7 +31,10 @@ export async function login(ctx: Context, opts: LoginOptions): Promise<number> {
   const log = verbose(ctx);
   const waitSeconds = parseDuration(opts.timeout ?? DEFAULT_LOGIN_TIMEOUT, "--timeout");
   if (waitSeconds <= 0) {
-    throw new CliError("--timeout: must be greater than zero", { exitCode: ExitCode.usage });
+    throw new CliError("--timeout: must be greater than zero", {
+      code: "bad_duration",
+      exitCode: ExitCode.usage,
+    });
   }
   const flagPort = opts.port === undefined ? undefined : parsePort(opts.port);
   if (opts.browserCommand !== undefined) checkBrowserCommand(opts.browserCommand);
@@ -41,6 +44,7 @@ export async function login(ctx: Context, opts: LoginOptions): Promise<number> {
     throw new CliError(
       `${s.config.path}: client_secret_file is set, so this configuration is for a service account`,
       {
+        code: "not_user_config",
         exitCode: ExitCode.usage,
         hint: "use `nix-cache-login service-account`, or remove client_secret_file to sign in as a user",
       },
@@ -163,7 +167,10 @@ async function browserSignIn(
         outcome.error === "access_denied"
           ? `the sign-in was denied at ${p.host}: ${detail}`
           : `the sign-in failed at ${p.host}: ${detail}`,
-        { hint: "run `nix-cache-login login` to try again" },
+        {
+          code: outcome.error === "access_denied" ? "sign_in_denied" : "sign_in_failed",
+          hint: "run `nix-cache-login login` to try again",
+        },
       );
     }
 
@@ -226,12 +233,13 @@ function waitFor<T>(promise: Promise<T>, signal: AbortSignal, seconds: number): 
     };
     const onAbort = () => {
       done();
-      reject(new CliError("interrupted", { exitCode: ExitCode.interrupted }));
+      reject(new CliError("interrupted", { code: "interrupted", exitCode: ExitCode.interrupted }));
     };
     const timer = setTimeout(() => {
       done();
       reject(
         new CliError(`timed out after ${formatSpan(seconds)} waiting for the sign-in in the browser`, {
+          code: "sign_in_timeout",
           hint: "run `nix-cache-login login` again and finish the sign-in sooner, or allow more time with --timeout 10m",
         }),
       );
@@ -258,6 +266,7 @@ function parsePort(text: string): number {
   const port = /^\d{1,5}$/.test(text.trim()) ? Number(text.trim()) : NaN;
   if (!Number.isInteger(port) || port < 1 || port > 65535) {
     throw new CliError(`--port: ${JSON.stringify(text)} is not a port number (1-65535)`, {
+      code: "bad_port",
       exitCode: ExitCode.usage,
     });
   }

@@ -1,10 +1,10 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse as parseToml, TomlError } from "smol-toml";
-import { parseDuration } from "../duration.ts";
 import { CliError, ExitCode } from "../errors.ts";
 import { closest } from "../suggest.ts";
 import { configCandidates, noConfigError, type ConfigCandidate } from "./find.ts";
+import { checked, CONFIG_KEYS, Problem, RULES, typed, type CacheHost } from "./rules.ts";
 import { expandPath, xdgDir, type Env } from "./paths.ts";
 
 export interface Config {
@@ -32,197 +32,74 @@ export interface Config {
   timeoutSeconds: number;
 }
 
-type KeyType = "string" | "string[]" | "integer";
-const KEYS: Record<string, { type: KeyType; required: boolean }> = {
-  issuer: { type: "string", required: true },
-  client_id: { type: "string", required: true },
-  cache_host: { type: "string", required: true },
-  netrc_path: { type: "string", required: false },
-  client_secret_file: { type: "string", required: false },
-  scopes: { type: "string[]", required: false },
-  callback_port: { type: "integer", required: false },
-  cache_url: { type: "string", required: false },
-  timeout: { type: "string", required: false },
-};
-export const CONFIG_KEYS = Object.keys(KEYS);
-
-/**
- * For a URL's hostname: the URL parser has already turned every IPv4 spelling (127.1, 0x7f.1)
- * into dotted decimal. Only names that always mean this machine: *.localhost depends on the
- * resolver.
- */
-export function isLoopbackHost(hostname: string): boolean {
-  const h = hostname.replace(/^\[|\]$/g, "").toLowerCase();
-  return h === "localhost" || h === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
-}
-
-function closestKey(key: string): string | undefined {
-  return closest(key.toLowerCase().replace(/-/g, "_"), CONFIG_KEYS);
-}
-
-function describeType(value: unknown): string {
-  if (Array.isArray(value)) return "an array";
-  if (value instanceof Date) return "a date";
-  if (value === null) return "null";
-  if (typeof value === "object") return "a table";
-  return `a ${typeof value}`;
-}
-
-/** Validates a parsed TOML document, collecting every problem before failing. */
+/** Validates a parsed TOML document by the rules of ./rules.ts, collecting every problem first. */
 export function validateConfig(doc: Record<string, unknown>, file: string, source: string, env: Env): Config {
   const problems: string[] = [];
-  const bad = (key: string, message: string) => problems.push(`${file}: ${key}: ${message}`);
+  const report = (key: string, e: unknown) => {
+    if (e instanceof Problem) problems.push(`${file}: ${key}: ${e.message}`);
+    else if (e instanceof CliError) problems.push(e.message);
+    else throw e;
+  };
 
   for (const key of Object.keys(doc)) {
-    if (!(key in KEYS)) {
-      const suggestion = closestKey(key);
-      bad(key, `unknown key${suggestion === undefined ? "" : ` (did you mean ${suggestion}?)`}`);
+    if (!(key in RULES)) {
+      const suggestion = closest(key.toLowerCase().replace(/-/g, "_"), CONFIG_KEYS);
+      problems.push(
+        `${file}: ${key}: unknown key${suggestion === undefined ? "" : ` (did you mean ${suggestion}?)`}`,
+      );
     }
   }
   const values: Record<string, unknown> = {};
-  for (const [key, spec] of Object.entries(KEYS)) {
-    const value = doc[key];
-    if (value === undefined) {
-      if (spec.required) bad(key, "missing (required)");
+  for (const [key, r] of Object.entries(RULES)) {
+    if (doc[key] === undefined) {
+      if (r.required === true) problems.push(`${file}: ${key}: missing (required)`);
       continue;
     }
-    const ok =
-      spec.type === "string"
-        ? typeof value === "string"
-        : spec.type === "integer"
-          ? typeof value === "bigint" || (typeof value === "number" && Number.isInteger(value))
-          : Array.isArray(value) && value.every((v) => typeof v === "string");
-    if (!ok) {
-      const want =
-        spec.type === "string[]"
-          ? "an array of strings"
-          : spec.type === "integer"
-            ? "an integer"
-            : "a string";
-      const got = Array.isArray(value)
-        ? `an array${spec.type === "string[]" ? ` containing ${describeType(value.find((v) => typeof v !== "string"))}` : ""}`
-        : describeType(value);
-      bad(key, `must be ${want}, got ${got}`);
-      continue;
-    }
-    if (spec.type === "string" && (value as string).trim() === "") {
-      bad(key, "must not be empty");
-      continue;
-    }
-    values[key] = typeof value === "bigint" ? Number(value) : value;
-  }
-
-  let issuer: string | undefined;
-  if (typeof values.issuer === "string") {
-    let url: URL | undefined;
     try {
-      url = new URL(values.issuer);
-    } catch {
-      bad("issuer", `${JSON.stringify(values.issuer)} is not a URL`);
-    }
-    if (url !== undefined) {
-      if (url.protocol !== "https:" && url.protocol !== "http:") {
-        bad("issuer", `must be an https URL, got ${url.protocol.replace(/:$/, "")}`);
-      } else if (url.protocol === "http:" && !isLoopbackHost(url.hostname)) {
-        bad("issuer", "must use https (only loopback hosts may use http)");
-      } else if (url.search !== "" || url.hash !== "" || url.username !== "" || url.password !== "") {
-        bad("issuer", "must not contain a query, fragment or credentials");
-      } else {
-        // Kept exactly as written: discovery compares the issuer byte for byte (RFC 8414 section 3.3).
-        issuer = values.issuer;
-      }
-    }
-  }
-
-  let cacheHost: string | undefined;
-  let machine: string | undefined;
-  if (typeof values.cache_host === "string") {
-    const raw = values.cache_host;
-    const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?$/.exec(raw);
-    if (raw.includes("://"))
-      bad("cache_host", "must be a host name without a scheme (e.g. cache.example.org)");
-    else if (/[/?#]/.test(raw))
-      bad("cache_host", "must be a host name without a path (e.g. cache.example.org)");
-    else if (m === null) bad("cache_host", `${JSON.stringify(raw)} is not a host name`);
-    else if (m[2] !== undefined && (Number(m[2]) < 1 || Number(m[2]) > 65535))
-      bad("cache_host", `port ${m[2]} is not in 1-65535`);
-    else {
-      cacheHost = raw;
-      machine = (m[1] as string).replace(/^\[|\]$/g, "");
-    }
-  }
-
-  let cacheUrl: string | undefined;
-  if (typeof values.cache_url === "string") {
-    try {
-      const u = new URL(values.cache_url);
-      if (u.protocol !== "https:" && u.protocol !== "http:") bad("cache_url", "must be an http(s) URL");
-      else if (machine !== undefined && u.hostname.replace(/^\[|\]$/g, "") !== machine)
-        bad("cache_url", `host ${u.hostname} does not match cache_host ${machine}`);
-      else cacheUrl = values.cache_url.replace(/\/+$/, "");
-    } catch {
-      bad("cache_url", `${JSON.stringify(values.cache_url)} is not a URL`);
-    }
-  }
-
-  let callbackPort: number | undefined;
-  if (typeof values.callback_port === "number") {
-    if (values.callback_port < 1 || values.callback_port > 65535) bad("callback_port", "must be 1-65535");
-    else callbackPort = values.callback_port;
-  }
-
-  let timeoutSeconds = 30;
-  if (typeof values.timeout === "string") {
-    try {
-      timeoutSeconds = parseDuration(values.timeout, "timeout");
-      if (timeoutSeconds <= 0) bad("timeout", "must be greater than zero");
-    } catch {
-      bad("timeout", `invalid duration ${JSON.stringify(values.timeout)} (e.g. 30s, 2m)`);
-    }
-  }
-
-  const expand = (key: string): string | undefined => {
-    const v = values[key];
-    if (typeof v !== "string") return undefined;
-    try {
-      return expandPath(v, env, `${file}: ${key}`);
+      values[key] = typed(r, doc[key]);
     } catch (e) {
-      problems.push(e instanceof Error ? e.message : String(e));
-      return undefined;
+      report(key, e);
     }
-  };
-  const netrcPath =
-    values.netrc_path === undefined
-      ? join(xdgDir(env, "XDG_CONFIG_HOME"), "nix", "netrc")
-      : expand("netrc_path");
-  const rawSecretFile = typeof values.client_secret_file === "string" ? values.client_secret_file : undefined;
-  // A path without variables is checked now; one with variables when the secret is read.
-  if (rawSecretFile !== undefined && !rawSecretFile.includes("$")) expand("client_secret_file");
+  }
+  const ok: Record<string, unknown> = {};
+  for (const [key, r] of Object.entries(RULES)) {
+    if (!(key in values)) continue;
+    try {
+      ok[key] = checked(r, values[key], { file, key, env, checked: ok });
+    } catch (e) {
+      report(key, e);
+    }
+  }
+  // The default netrc is where Nix looks by default (see nix.conf netrc-file), for this user.
+  if (values.netrc_path === undefined) ok.netrc_path = join(xdgDir(env, "XDG_CONFIG_HOME"), "nix", "netrc");
 
   if (problems.length > 0) {
     throw new CliError(
       problems.length === 1 ? (problems[0] as string) : `invalid configuration:\n  ${problems.join("\n  ")}`,
       {
         exitCode: ExitCode.usage,
+        code: "config_invalid",
         hint: "fix the configuration file (keys are listed in `nix-cache-login --help`)",
       },
     );
   }
+  const host = ok.cache_host as CacheHost;
+  const secretFile = ok.client_secret_file as string | undefined;
   return {
     path: file,
     source,
-    issuer: issuer as string,
-    clientId: values.client_id as string,
-    cacheHost: cacheHost as string,
-    machine: machine as string,
-    netrcPath: netrcPath as string,
-    clientSecretFile: rawSecretFile,
-    resolveClientSecretFile: () => expandPath(rawSecretFile ?? "", env, `${file}: client_secret_file`),
-    mode: rawSecretFile === undefined ? "user" : "service-account",
-    scopes: values.scopes as string[] | undefined,
-    callbackPort,
-    cacheUrl: cacheUrl ?? `https://${cacheHost as string}`,
-    timeoutSeconds,
+    issuer: ok.issuer as string,
+    clientId: ok.client_id as string,
+    cacheHost: host.cacheHost,
+    machine: host.machine,
+    netrcPath: ok.netrc_path as string,
+    clientSecretFile: secretFile,
+    resolveClientSecretFile: () => expandPath(secretFile ?? "", env, `${file}: client_secret_file`),
+    mode: secretFile === undefined ? "user" : "service-account",
+    scopes: ok.scopes as string[] | undefined,
+    callbackPort: ok.callback_port as number | undefined,
+    cacheUrl: (ok.cache_url as string | undefined) ?? `https://${host.cacheHost}`,
+    timeoutSeconds: (ok.timeout as number | undefined) ?? 30,
   };
 }
 
@@ -235,10 +112,12 @@ function readCandidate(c: ConfigCandidate): string | undefined {
     if ((code === "ENOENT" || code === "ENOTDIR") && !c.explicit) return undefined;
     if (code === "ENOENT") {
       throw new CliError(`${c.path}: configuration file not found (from ${c.source})`, {
+        code: "config_not_found",
         exitCode: ExitCode.usage,
       });
     }
     throw new CliError(`${c.path}: cannot read configuration: ${(e as Error).message}`, {
+      code: "config_unreadable",
       exitCode: ExitCode.usage,
     });
   }
@@ -255,7 +134,10 @@ export function loadConfig(flag: string | undefined, env: Env): Config {
     } catch (e) {
       const where = e instanceof TomlError ? `line ${e.line}, column ${e.column}: ` : "";
       const first = ((e as Error).message.split("\n")[0] ?? "").replace(/^Invalid TOML document: /, "");
-      throw new CliError(`${c.path}: ${where}invalid TOML: ${first}`, { exitCode: ExitCode.usage });
+      throw new CliError(`${c.path}: ${where}invalid TOML: ${first}`, {
+        code: "config_syntax",
+        exitCode: ExitCode.usage,
+      });
     }
     return validateConfig(doc, c.path, c.source, env);
   }

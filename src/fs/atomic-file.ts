@@ -115,6 +115,7 @@ export async function withLock<T>(dataPath: string, fn: () => Promise<T>): Promi
     });
   } catch (e) {
     throw new CliError(`cannot lock ${lockPath}: ${(e as Error).message}`, {
+      code: "lock_failed",
       hint: "another nix-cache-login may be stuck; remove the lock if no other instance runs",
     });
   }

@@ -15,11 +15,15 @@ export function checkTokenLength(token: string, host: string): void {
     throw new CliError(
       `the access token for ${host} is ${bytes} bytes; curl ignores netrc tokens longer than ${CURL_NETRC_MAX_TOKEN} bytes and would send no credentials`,
       {
+        code: "token_too_long",
         hint: "make the token smaller in Keycloak (fewer roles/groups in the access token, or a dedicated client scope); the netrc was left unchanged",
       },
     );
   }
-  if (/[\n\r]/.test(token)) throw new CliError(`the access token for ${host} contains a line break`);
+  if (/[\n\r]/.test(token))
+    throw new CliError(`the access token for ${host} contains a line break`, {
+      code: "token_has_line_break",
+    });
 }
 
 interface EditResult {

@@ -6,6 +6,7 @@ import { findEntry, NetrcSyntaxError, parseNetrc, type Netrc } from "./netrc.ts"
 export function syntaxError(path: string, e: unknown): never {
   if (e instanceof NetrcSyntaxError) {
     throw new CliError(`${path}: ${e.message}`, {
+      code: "netrc_syntax",
       hint: "fix the netrc by hand; nix-cache-login left it unchanged",
     });
   }
@@ -16,6 +17,7 @@ export function fsError(path: string, action: string, e: unknown): never {
   if (e instanceof CliError) throw e;
   const err = e as NodeJS.ErrnoException;
   throw new CliError(`${path}: cannot ${action}: ${err.code ?? err.message}`, {
+    code: "netrc_io",
     hint:
       err.code === "EACCES" || err.code === "EROFS" ? "check the file's owner and permissions" : undefined,
   });

@@ -97,6 +97,7 @@ export function checkBrowserCommand(command: string): void {
     commandArgv(command, "http://127.0.0.1/");
   } catch (e) {
     throw new CliError(`--browser-command: ${(e as Error).message}`, {
+      code: "bad_browser_command",
       exitCode: ExitCode.usage,
       hint: "quote the command as one argument, e.g. --browser-command 'firefox --new-window %s'",
     });

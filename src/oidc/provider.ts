@@ -176,7 +176,9 @@ export class Provider {
         return "revoked" as const;
       }
       if (meta.end_session_endpoint === undefined) {
-        throw new CliError(`${this.host} advertises neither a revocation nor a logout endpoint`);
+        throw new CliError(`${this.host} advertises neither a revocation nor a logout endpoint`, {
+          code: "provider_no_revocation",
+        });
       }
       const body = new URLSearchParams({ client_id: this.opts.config.clientId, refresh_token: refreshToken });
       if (this.opts.clientSecret !== undefined) body.set("client_secret", this.opts.clientSecret);
@@ -186,7 +188,9 @@ export class Provider {
         signal: AbortSignal.timeout(this.opts.config.timeoutSeconds * 1000),
       });
       if (!res.ok && res.status !== 204) {
-        throw new CliError(`${this.host} answered the logout request with HTTP ${res.status}`);
+        throw new CliError(`${this.host} answered the logout request with HTTP ${res.status}`, {
+          code: "provider_logout_failed",
+        });
       }
       return "logged-out" as const;
     });
@@ -205,6 +209,7 @@ export class Provider {
     return this.withConfig("authorization request", async (l, c) => {
       if (c.serverMetadata().authorization_endpoint === undefined) {
         throw new CliError(`${this.host} advertises no authorization endpoint`, {
+          code: "provider_no_authorization_endpoint",
           hint: "check that the issuer URL points at the realm",
         });
       }
@@ -288,6 +293,7 @@ export class Provider {
         throw new CliError(
           `${this.host} does not offer the device sign-in (no device authorization endpoint)`,
           {
+            code: "provider_no_device_flow",
             hint: "sign in with a browser (leave out --device), or enable the OAuth 2.0 Device Authorization Grant for the client",
           },
         );
@@ -358,16 +364,21 @@ export class Provider {
     };
     const desc = typeof err.error_description === "string" ? ` (${err.error_description})` : "";
     if (err.error === "access_denied") {
-      return new CliError(`the sign-in was denied at ${this.host}${desc}`, { cause: e });
+      return new CliError(`the sign-in was denied at ${this.host}${desc}`, {
+        code: "sign_in_denied",
+        cause: e,
+      });
     }
     if (err.error === "expired_token") {
       return new CliError(`the device code expired before the sign-in was approved${desc}`, {
+        code: "device_code_expired",
         hint: "run `nix-cache-login login --device` again and approve it sooner",
         cause: e,
       });
     }
     if (err.error === "invalid_grant") {
       return new CliError(`${this.host} rejected the ${what}: invalid_grant${desc}`, {
+        code: "sign_in_rejected",
         hint: "run `nix-cache-login login` again",
         cause: e,
       });
@@ -384,6 +395,7 @@ export class Provider {
         return new CliError(
           `the answer from ${this.host} to the ${what} failed validation: ${err.message ?? err.code}`,
           {
+            code: "provider_answer_invalid",
             hint: "check the system clock and the client settings in Keycloak; run again with --verbose for details",
             cause: e,
           },
@@ -430,6 +442,7 @@ export class Provider {
     const network = describeNetworkError(e);
     if (network !== undefined) {
       return new CliError(`cannot reach ${host}: ${network}`, {
+        code: "provider_unreachable",
         hint: "check the network and the issuer URL in the configuration",
         detail: `${what} failed`,
         cause: e,
@@ -455,10 +468,11 @@ export class Provider {
     if (typeof err.error === "string") {
       const desc = err.error_description === undefined ? "" : ` (${err.error_description})`;
       if (err.error === "invalid_grant") {
-        return loginRequired(`your session at ${host} expired or was revoked${desc}`);
+        return loginRequired(`your session at ${host} expired or was revoked${desc}`, "session_expired");
       }
       if (err.error === "invalid_client" || err.error === "unauthorized_client") {
         return new CliError(`${host} rejected client ${this.opts.config.clientId}: ${err.error}${desc}`, {
+          code: "client_rejected",
           exitCode: ExitCode.usage,
           hint:
             this.opts.clientSecret === undefined
@@ -466,16 +480,23 @@ export class Provider {
               : `check client_id and the secret in ${this.opts.config.clientSecretFile ?? "client_secret_file"}`,
         });
       }
-      return new CliError(`${host} refused the ${what}: ${err.error}${desc}`, { cause: e });
+      return new CliError(`${host} refused the ${what}: ${err.error}${desc}`, {
+        code: "provider_refused",
+        cause: e,
+      });
     }
     if (err.code === "OAUTH_RESPONSE_IS_NOT_CONFORM" || err.code === "OAUTH_RESPONSE_IS_NOT_JSON") {
       return new CliError(`${host} sent an unexpected answer to the ${what}`, {
+        code: "provider_answer_unexpected",
         hint: "check that the issuer URL points at the realm (e.g. https://sso.example.org/realms/NAME)",
         detail: err.message,
         cause: e,
       });
     }
-    return new CliError(`${what} with ${host} failed: ${err.message ?? String(e)}`, { cause: e });
+    return new CliError(`${what} with ${host} failed: ${err.message ?? String(e)}`, {
+      code: "provider_request_failed",
+      cause: e,
+    });
   }
 }
 

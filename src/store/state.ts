@@ -56,7 +56,9 @@ export class StateStore {
       text = readFileSync(this.file, "utf8");
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-      throw new CliError(`${this.file}: cannot read token state: ${(e as Error).message}`);
+      throw new CliError(`${this.file}: cannot read token state: ${(e as Error).message}`, {
+        code: "state_unreadable",
+      });
     }
     try {
       const parsed = JSON.parse(text) as TokenState;
@@ -66,6 +68,7 @@ export class StateStore {
       return parsed;
     } catch {
       throw new CliError(`${this.file}: token state is corrupt`, {
+        code: "state_corrupt",
         hint: "delete it and sign in again (`nix-cache-login logout`, then `nix-cache-login login`)",
       });
     }

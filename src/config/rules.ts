@@ -1,0 +1,174 @@
+/**
+ * One rule per configuration key: its TOML type, whether it is required, and a check that turns a
+ * value of that type into what the configuration holds (or names the problem). ./load.ts runs them
+ * all and reports every problem at once. A new key is one entry here.
+ */
+import { parseDuration } from "../duration.ts";
+import { expandPath, type Env } from "./paths.ts";
+
+type KeyType = "string" | "string[]" | "integer";
+type TypeOf<T extends KeyType> = T extends "string" ? string : T extends "integer" ? number : string[];
+
+/** What a check sees besides the value. */
+export interface RuleContext {
+  file: string;
+  key: string;
+  env: Env;
+  /** What the checks of the keys above this one returned (a key with a problem is absent). */
+  checked: Readonly<Record<string, unknown>>;
+}
+
+/** A problem with the value of the key being checked: reported as `FILE: KEY: message`. */
+export class Problem extends Error {}
+
+interface Rule<T extends KeyType> {
+  type: T;
+  required?: true;
+  /** Turns a value of the right type into what the configuration holds; throws a Problem. */
+  check?: (value: TypeOf<T>, c: RuleContext) => unknown;
+}
+
+const rule = <T extends KeyType>(r: Rule<T>): Rule<KeyType> => r as unknown as Rule<KeyType>;
+
+/**
+ * For a URL's hostname: the URL parser has already turned every IPv4 spelling (127.1, 0x7f.1)
+ * into dotted decimal. Only names that always mean this machine: *.localhost depends on the
+ * resolver.
+ */
+export function isLoopbackHost(hostname: string): boolean {
+  const h = hostname.replace(/^\[|\]$/g, "").toLowerCase();
+  return h === "localhost" || h === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+}
+
+function checkIssuer(value: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new Problem(`${JSON.stringify(value)} is not a URL`);
+  }
+  if (url.protocol !== "https:" && url.protocol !== "http:") {
+    throw new Problem(`must be an https URL, got ${url.protocol.replace(/:$/, "")}`);
+  }
+  if (url.protocol === "http:" && !isLoopbackHost(url.hostname)) {
+    throw new Problem("must use https (only loopback hosts may use http)");
+  }
+  if (url.search !== "" || url.hash !== "" || url.username !== "" || url.password !== "") {
+    throw new Problem("must not contain a query, fragment or credentials");
+  }
+  // Kept exactly as written: discovery compares the issuer byte for byte (RFC 8414 section 3.3).
+  return value;
+}
+
+/** The host as written (may carry a port) and the netrc machine name (curl matches the host only). */
+export interface CacheHost {
+  cacheHost: string;
+  machine: string;
+}
+
+function checkCacheHost(raw: string): CacheHost {
+  if (raw.includes("://")) throw new Problem("must be a host name without a scheme (e.g. cache.example.org)");
+  if (/[/?#]/.test(raw)) throw new Problem("must be a host name without a path (e.g. cache.example.org)");
+  const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?$/.exec(raw);
+  if (m === null) throw new Problem(`${JSON.stringify(raw)} is not a host name`);
+  if (m[2] !== undefined && (Number(m[2]) < 1 || Number(m[2]) > 65535)) {
+    throw new Problem(`port ${m[2]} is not in 1-65535`);
+  }
+  return { cacheHost: raw, machine: (m[1] as string).replace(/^\[|\]$/g, "") };
+}
+
+function checkCacheUrl(value: string, c: RuleContext): string {
+  let u: URL;
+  try {
+    u = new URL(value);
+  } catch {
+    throw new Problem(`${JSON.stringify(value)} is not a URL`);
+  }
+  if (u.protocol !== "https:" && u.protocol !== "http:") throw new Problem("must be an http(s) URL");
+  const machine = (c.checked.cache_host as CacheHost | undefined)?.machine;
+  if (machine !== undefined && u.hostname.replace(/^\[|\]$/g, "") !== machine) {
+    throw new Problem(`host ${u.hostname} does not match cache_host ${machine}`);
+  }
+  return value.replace(/\/+$/, "");
+}
+
+function checkPort(value: number): number {
+  if (value < 1 || value > 65535) throw new Problem("must be 1-65535");
+  return value;
+}
+
+function checkTimeout(value: string): number {
+  let seconds: number;
+  try {
+    seconds = parseDuration(value, "timeout");
+  } catch {
+    throw new Problem(`invalid duration ${JSON.stringify(value)} (e.g. 30s, 2m)`);
+  }
+  if (seconds <= 0) throw new Problem("must be greater than zero");
+  return seconds;
+}
+
+/** Its own message names the file and key: `FILE: netrc_path: environment variable $X is not set`. */
+function checkPath(value: string, c: RuleContext): string {
+  return expandPath(value, c.env, `${c.file}: ${c.key}`);
+}
+
+/**
+ * Kept as written: it may name variables that exist only where the secret is read
+ * (`${CREDENTIALS_DIRECTORY}` inside the systemd unit). A path without variables is checked now.
+ */
+function checkSecretFile(value: string, c: RuleContext): string {
+  if (!value.includes("$")) checkPath(value, c);
+  return value;
+}
+
+/**
+ * Problems are reported in two rounds, each in this order: first every key's type (and required
+ * keys missing), then every check.
+ */
+export const RULES: Record<string, Rule<KeyType>> = {
+  issuer: rule({ type: "string", required: true, check: checkIssuer }),
+  client_id: rule({ type: "string", required: true }),
+  cache_host: rule({ type: "string", required: true, check: checkCacheHost }),
+  netrc_path: rule({ type: "string", check: checkPath }),
+  client_secret_file: rule({ type: "string", check: checkSecretFile }),
+  scopes: rule({ type: "string[]" }),
+  cache_url: rule({ type: "string", check: checkCacheUrl }),
+  callback_port: rule({ type: "integer", check: checkPort }),
+  timeout: rule({ type: "string", check: checkTimeout }),
+};
+
+export const CONFIG_KEYS = Object.keys(RULES);
+
+function describeType(value: unknown): string {
+  if (Array.isArray(value)) return "an array";
+  if (value instanceof Date) return "a date";
+  if (value === null) return "null";
+  if (typeof value === "object") return "a table";
+  return `a ${typeof value}`;
+}
+
+/** The value in the rule's type (a TOML integer may be a bigint), or a Problem. */
+export function typed(r: Rule<KeyType>, value: unknown): unknown {
+  const ok =
+    r.type === "string"
+      ? typeof value === "string"
+      : r.type === "integer"
+        ? typeof value === "bigint" || (typeof value === "number" && Number.isInteger(value))
+        : Array.isArray(value) && value.every((v) => typeof v === "string");
+  if (!ok) {
+    const want =
+      r.type === "string[]" ? "an array of strings" : r.type === "integer" ? "an integer" : "a string";
+    const got = Array.isArray(value)
+      ? `an array${r.type === "string[]" ? ` containing ${describeType(value.find((v) => typeof v !== "string"))}` : ""}`
+      : describeType(value);
+    throw new Problem(`must be ${want}, got ${got}`);
+  }
+  if (r.type === "string" && (value as string).trim() === "") throw new Problem("must not be empty");
+  return typeof value === "bigint" ? Number(value) : value;
+}
+
+/** Runs a rule's check; a CliError from it (a path's) already names the file and key. */
+export function checked(r: Rule<KeyType>, value: unknown, c: RuleContext): unknown {
+  return r.check === undefined ? value : (r.check as (v: unknown, c: RuleContext) => unknown)(value, c);
+}
