@@ -52,8 +52,14 @@ let
   };
 
   etcFile = types.submodule {
-    options.source = mkOption { type = types.path; };
+    options = {
+      source = opt (types.nullOr types.path) null;
+      text = opt (types.nullOr types.lines) null;
+    };
   };
+
+  # nix.settings: free-form, as in NixOS and nix-darwin.
+  nixSettings = opt (types.submodule { freeformType = types.attrsOf types.anything; }) { };
 
   checks = {
     assertions = opt (types.listOf (types.attrsOf types.raw)) [ ];
@@ -120,7 +126,9 @@ in
         etc = opt (types.attrsOf etcFile) { };
         sessionVariables = opt (types.attrsOf types.str) { };
       };
+      nix.settings = nixSettings;
       systemd = {
+        tmpfiles.rules = strList;
         services = opt (types.attrsOf nixosService) { };
         timers = opt (types.attrsOf nixosTimer) { };
         user = {
@@ -136,6 +144,16 @@ in
       home = {
         packages = opt (types.listOf types.package) [ ];
         homeDirectory = opt types.str "/home/alice";
+        # Home Manager's DAG entries: { data; after; before; }.
+        activation = opt (types.attrsOf (
+          types.submodule {
+            options = {
+              data = opt types.lines "";
+              after = strList;
+              before = strList;
+            };
+          }
+        )) { };
       };
       xdg = {
         configHome = opt types.str "/home/alice/.config";
@@ -163,6 +181,11 @@ in
         etc = opt (types.attrsOf etcFile) { };
         variables = opt (types.attrsOf types.str) { };
       };
+      nix = {
+        enable = opt types.bool true;
+        settings = nixSettings;
+      };
+      system.activationScripts.postActivation.text = opt types.lines "";
       launchd = {
         agents = opt (types.attrsOf darwinJob) { };
         daemons = opt (types.attrsOf darwinJob) { };
