@@ -85,7 +85,17 @@ if out=$(nix_eval --expr '
     assert builtins.isString flake.description;
     assert builtins.attrNames flake.inputs == [ "nixpkgs" ];
     assert builtins.attrNames args == [ "nixpkgs" "self" ];
-    "inputs: nixpkgs (${flake.inputs.nixpkgs.url}); outputs take self and nixpkgs only"
+    let
+      lock = builtins.fromJSON (builtins.readFile ./flake.lock);
+      locked = lock.nodes.nixpkgs.locked;
+      original = lock.nodes.nixpkgs.original;
+    in
+    # The lock matches flake.nix (else Nix would re-lock to whatever is newest).
+    assert lock.nodes.${lock.root}.inputs == { nixpkgs = "nixpkgs"; };
+    assert flake.inputs.nixpkgs.url == "github:${original.owner}/${original.repo}/${original.ref}";
+    assert builtins.stringLength locked.rev == 40 && builtins.isInt locked.lastModified;
+    assert builtins.substring 0 7 locked.narHash == "sha256-";
+    "inputs: nixpkgs (${flake.inputs.nixpkgs.url}, locked at ${locked.rev}); outputs take self and nixpkgs only"
 ' 2>&1); then
   echo "ok   $(echo "$out" | print_string)"
 else
