@@ -7,7 +7,8 @@
 #                                            nixpkgs `lib` at PATH (a nixpkgs checkout or the
 #                                            nix-community/nixpkgs.lib mirror; PATH or PATH/lib)
 #
-# NIXPKGS_LIB=PATH works like --with-lib PATH. The full checks (package build, real NixOS
+# NIXPKGS_LIB=PATH works like --with-lib PATH; with HOME_MANAGER=PATH and NIX_DARWIN=PATH
+# (checkouts) the modules are also evaluated inside those projects' own systemd/launchd code. The full checks (package build, real NixOS
 # evaluation, VM tests) need nixpkgs itself: `nix flake check` on a machine that has it.
 set -euo pipefail
 
@@ -149,6 +150,29 @@ run_report() {
 
 run_report "module checks (lib.evalModules; NixOS, Home Manager, nix-darwin stand-ins)" nix/tests/module-checks.nix
 run_report "package expression checks" nix/tests/package-checks.nix
+
+echo "== error messages (nix/tests/error-messages.nix: each case must fail with its text)"
+for case in $(nix_eval --arg lib "$lib_expr" --expr '{ lib }@a: builtins.concatStringsSep " " (builtins.attrNames (import ./nix/tests/error-messages.nix a).cases)' | tr -d '"'); do
+  want=$(nix_eval nix/tests/error-messages.nix --arg lib "$lib_expr" -A "cases.$case.want" | print_string)
+  if out=$(nix_eval nix/tests/error-messages.nix --arg lib "$lib_expr" -A "cases.$case.value" 2>&1); then
+    echo "FAIL $case: evaluated to $out"; failed=1
+  elif [[ "$out" != *"$want"* ]]; then
+    echo "FAIL $case"; echo "$out" | sed 's/^/       /'; failed=1
+  else
+    echo "ok   $case: $(echo "$out" | grep -m1 '^error:')"
+  fi
+done
+
+# HOME_MANAGER=PATH NIX_DARWIN=PATH (checkouts): the modules inside those projects' own code.
+if [ -n "${HOME_MANAGER:-}" ] && [ -n "${NIX_DARWIN:-}" ]; then
+  echo "== Home Manager and nix-darwin modules from $HOME_MANAGER and $NIX_DARWIN"
+  out=$(nix_eval nix/tests/real-modules.nix --arg lib "$lib_expr" --arg homeManager "$(cd "$HOME_MANAGER" && pwd)" \
+    --arg nixDarwin "$(cd "$NIX_DARWIN" && pwd)" -A report 2>&1) || failed=1
+  echo "$out" | print_string
+  [[ "$out" == *"checks passed"* && "$out" != *"FAIL"* ]] || failed=1
+else
+  echo "-- skipped: Home Manager and nix-darwin evaluation (set HOME_MANAGER and NIX_DARWIN to checkouts)"
+fi
 
 echo "== flake outputs for every system"
 if out=$(nix_eval --arg lib "$lib_expr" --expr '

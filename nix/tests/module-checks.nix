@@ -51,7 +51,7 @@ let
   evalStub =
     stub: platformPkgs: modules:
     (lib.evalModules {
-      modules = [ stub ] ++ modules;
+      modules = lib.toList stub ++ modules;
       specialArgs.pkgs = platformPkgs;
     }).config;
 
@@ -61,9 +61,9 @@ let
     nixos =
       modules:
       if nixosIsReal then evalNixos modules else evalStub stubs.nixos pkgsFor.linux modules;
-    homeLinux = evalStub stubs.homeManager pkgsFor.linux;
-    homeDarwin = evalStub stubs.homeManager pkgsFor.darwin;
-    darwin = evalStub stubs.darwin pkgsFor.darwin;
+    homeLinux = evalStub [ stubs.homeManagerBase stubs.homeManagerUnits ] pkgsFor.linux;
+    homeDarwin = evalStub [ stubs.homeManagerBase stubs.homeManagerUnits ] pkgsFor.darwin;
+    darwin = evalStub [ stubs.darwinBase stubs.darwinLaunchd ] pkgsFor.darwin;
   };
 
   modules = {

@@ -139,7 +139,9 @@ in
     };
   };
 
-  homeManager = {
+  # Home Manager and nix-darwin, each in two parts: the unit/job options (which
+  # ./real-modules.nix takes from the real projects instead) and everything else.
+  homeManagerBase = {
     options = checks // {
       home = {
         packages = opt (types.listOf types.package) [ ];
@@ -159,6 +161,11 @@ in
         configHome = opt types.str "/home/alice/.config";
         configFile = opt (types.attrsOf etcFile) { };
       };
+    };
+  };
+
+  homeManagerUnits = {
+    options = {
       systemd.user = {
         services = opt (types.attrsOf hmUnit) { };
         timers = opt (types.attrsOf hmUnit) { };
@@ -174,7 +181,7 @@ in
     };
   };
 
-  darwin = {
+  darwinBase = {
     options = checks // {
       environment = {
         systemPackages = opt (types.listOf types.package) [ ];
@@ -186,10 +193,13 @@ in
         settings = nixSettings;
       };
       system.activationScripts.postActivation.text = opt types.lines "";
-      launchd = {
-        agents = opt (types.attrsOf darwinJob) { };
-        daemons = opt (types.attrsOf darwinJob) { };
-      };
+    };
+  };
+
+  darwinLaunchd = {
+    options.launchd = {
+      agents = opt (types.attrsOf darwinJob) { };
+      daemons = opt (types.attrsOf darwinJob) { };
     };
   };
 }
