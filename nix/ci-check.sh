@@ -159,7 +159,7 @@ for case in $(nix_eval --arg lib "$lib_expr" --expr '{ lib }@a: builtins.concatS
   elif [[ "$out" != *"$want"* ]]; then
     echo "FAIL $case"; echo "$out" | sed 's/^/       /'; failed=1
   else
-    echo "ok   $case: $(echo "$out" | grep -m1 '^error:')"
+    echo "ok   $case: ...$want..."
   fi
 done
 
