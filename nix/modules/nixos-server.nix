@@ -78,13 +78,13 @@ in
     }
     ++ [
       {
-        assertion = (config.nix.settings.netrc-file or null) == cfg.netrcFile;
+        # With nix.enable = false, NixOS does not manage nix.conf and nix.settings means nothing.
+        assertion = !config.nix.enable || (config.nix.settings.netrc-file or null) == cfg.netrcFile;
         message =
           "nix.settings.netrc-file is ${builtins.toJSON (config.nix.settings.netrc-file or null)}, but"
           + " ${opt} writes the token to ${cfg.netrcFile}: the Nix daemon would not send it."
-          + " Remove your nix.settings.netrc-file definition (with Determinate Nix, which sets"
-          + " netrc-file itself, disable ${opt} or list ${cfg.netrcFile} in additionalNetrcSources"
-          + " and override this with lib.mkForce at your own risk).";
+          + " Remove the other nix.settings.netrc-file definition. (With Determinate Nix, which"
+          + " owns netrc-file, list ${cfg.netrcFile} in additionalNetrcSources instead.)";
       }
     ];
 

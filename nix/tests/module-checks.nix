@@ -420,6 +420,18 @@ let
         nix.settings.netrc-file = "/etc/nix/netrc";
       }
     ]) "the Nix daemon would not send it")
+    (noFailedAssertions "server: nix.enable = false leaves netrc-file to whoever runs Nix" (eval.nixos [
+      modules.server
+      {
+        services.nix-cache-login-server = {
+          enable = true;
+          settings = serverSettings;
+          clientSecretFile = secret;
+        };
+        nix.enable = false;
+        nix.settings.netrc-file = "/nix/var/determinate/netrc";
+      }
+    ]))
     (eq "server: ProtectSystem=strict" srvSvc.serviceConfig.ProtectSystem "strict")
     (eq "server: PrivateTmp" srvSvc.serviceConfig.PrivateTmp true)
     (eq "server: NoNewPrivileges" srvSvc.serviceConfig.NoNewPrivileges true)

@@ -126,7 +126,10 @@ in
         etc = opt (types.attrsOf etcFile) { };
         sessionVariables = opt (types.attrsOf types.str) { };
       };
-      nix.settings = nixSettings;
+      nix = {
+        enable = opt types.bool true;
+        settings = nixSettings;
+      };
       systemd = {
         tmpfiles.rules = strList;
         services = opt (types.attrsOf nixosService) { };
