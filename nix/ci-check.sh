@@ -163,6 +163,9 @@ for case in $(nix_eval --arg lib "$lib_expr" --expr '{ lib }@a: builtins.concatS
   fi
 done
 
+echo "== NixOS server tmpfiles rules, applied by systemd-tmpfiles --root"
+bash nix/tests/tmpfiles-check.sh "$lib_expr" || failed=1
+
 # HOME_MANAGER=PATH NIX_DARWIN=PATH (checkouts): the modules inside those projects' own code.
 if [ -n "${HOME_MANAGER:-}" ] && [ -n "${NIX_DARWIN:-}" ]; then
   echo "== Home Manager and nix-darwin modules from $HOME_MANAGER and $NIX_DARWIN"
