@@ -88,6 +88,10 @@ in
 
     with subtest("without the token, the daemon cannot substitute"):
         client.succeed("systemctl stop nix-cache-login-server.timer")
+        # A run the timer started just before must not write a token in the middle of this.
+        client.wait_until_succeeds(
+            "systemctl show -p ActiveState --value nix-cache-login-server.service | grep -qx inactive"
+        )
         client.succeed("cp ${netrc} /root/netrc.saved && truncate -s 0 ${netrc}")
         client.fail(f"test -e {store_path}")
         client.fail(f"su - bob -c 'nix-store -r {store_path}'")
