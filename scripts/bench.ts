@@ -26,6 +26,7 @@ const CLI = fileURLToPath(new URL("../dist/nix-cache-login.cjs", import.meta.url
 const STARTUP_RUNS = 60;
 const NETWORK_RUNS = 30;
 const RSS_RUNS = 10;
+const CPU_RUNS = 20;
 /** The targets of issue 11, printed beside the figures. */
 const TARGET = { startupWall: 1.1, networkWall: 2.0, networkRss: 1.5 };
 
@@ -119,6 +120,42 @@ async function peakRss(commands: Command[], runs: number): Promise<Map<string, n
   return new Map(commands.map((c, i) => [c.name, median(rss[i] as number[])]));
 }
 
+/**
+ * CPU time (user + system, all threads) of each command, median of `runs` interleaved runs, from
+ * process.cpuUsage() at exit (a preloaded hook, the same for every command). Unlike wall time it
+ * hardly depends on what else the machine runs.
+ */
+async function cpuTimes(commands: Command[], runs: number): Promise<Map<string, number>> {
+  const { mkdtemp, readFile, rm } = await import("node:fs/promises");
+  const { tmpdir } = await import("node:os");
+  const dir = await mkdtemp(join(tmpdir(), "ncl-bench-cpu-"));
+  const hook = join(dir, "hook.cjs");
+  const out = join(dir, "cpu");
+  await writeFile(
+    hook,
+    `process.on("exit", () => { const u = process.cpuUsage(); require("node:fs").writeFileSync(${JSON.stringify(out)}, String((u.user + u.system) / 1000)); });\n`,
+  );
+  const cpu = commands.map(() => [] as number[]);
+  try {
+    for (let round = -1; round < runs; round++) {
+      for (const [i, c] of commands.entries()) {
+        const r = await exec(c.argv[0] as string, ["--require", hook, ...c.argv.slice(1)], c.env);
+        if (r.code !== 0) throw new Error(`${c.name} exited with ${r.code}: ${r.stderr}`);
+        if (round >= 0) cpu[i]?.push(Number(await readFile(out, "utf8")));
+      }
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+  return new Map(commands.map((c, i) => [c.name, median(cpu[i] as number[])]));
+}
+
+function printCpu(cpu: Map<string, number>): void {
+  const base = [...cpu.values()][0] as number;
+  for (const [k, v] of cpu)
+    console.log(`  ${k.padEnd(46)} ${ms(v).padStart(9)}  ratio ${(v / base).toFixed(3)}`);
+}
+
 const ms = (x: number) => `${x.toFixed(1)} ms`;
 
 /** A timing against the baseline: median, mean ± stddev, and the ratios to the baseline. */
@@ -164,31 +201,57 @@ async function benchLogin(
   return out;
 }
 
-/** Self time of a --cpu-prof profile by where the code comes from, largest first. */
+/**
+ * Where a --cpu-prof profile's time went, largest first. Each sample goes to the first of: a Node
+ * library on its stack that costs start-up time (undici, crypto, http, assert), the outermost
+ * third-party library (so that its module loading counts as its own), our bundle, or what V8
+ * reports ((idle) is waiting: the network, fsync, timers).
+ */
 async function summariseCpuProfile(file: string): Promise<[string, number][]> {
   const { readFile } = await import("node:fs/promises");
   const p = JSON.parse(await readFile(file, "utf8")) as {
-    nodes: { id: number; callFrame: { url: string; functionName: string } }[];
+    nodes: { id: number; callFrame: { url: string; functionName: string }; children?: number[] }[];
     samples: number[];
     timeDeltas: number[];
   };
-  const where = new Map<number, string>();
-  for (const n of p.nodes) {
-    const url = n.callFrame.url;
-    where.set(
-      n.id,
-      url === ""
-        ? n.callFrame.functionName === ""
-          ? "(native)"
-          : `(${n.callFrame.functionName.replace(/^\(|\)$/g, "")})`
-        : url.startsWith("node:")
-          ? "node internals"
-          : url.replace(/^.*\/dist\//, "dist/"),
-    );
-  }
+  const byId = new Map(p.nodes.map((n) => [n.id, n]));
+  const parent = new Map<number, number>();
+  for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const vendor = (url: string): string | undefined => {
+    const name = /\/dist\/vendor\/([^/]+)\.cjs$/.exec(url)?.[1];
+    return name === undefined ? undefined : `library: ${name}`;
+  };
+  /** Node's own libraries that a library or we load: counted apart, wherever they are called from. */
+  const builtin = (url: string): string | undefined => {
+    if (url.startsWith("node:internal/deps/undici")) return "Node's undici (Headers/Response)";
+    if (url === "node:crypto" || url.startsWith("node:internal/crypto")) return "node:crypto";
+    if (url === "node:http" || url === "node:https" || url.startsWith("node:_http")) return "node:http(s)";
+    if (url === "node:assert" || url.startsWith("node:internal/assert")) return "node:assert";
+    return undefined;
+  };
+  const category = (leaf: number): string => {
+    const stack: { url: string; functionName: string }[] = [];
+    for (let id: number | undefined = leaf; id !== undefined; id = parent.get(id)) {
+      const n = byId.get(id);
+      if (n !== undefined) stack.unshift(n.callFrame);
+    }
+    for (const f of stack) {
+      const lib = builtin(f.url);
+      if (lib !== undefined) return lib;
+    }
+    for (const f of stack) {
+      const lib = vendor(f.url);
+      if (lib !== undefined) return lib;
+    }
+    if (stack.some((f) => f.url.endsWith("/dist/nix-cache-login.cjs")))
+      return "our bundle (and built-ins it calls)";
+    const top = stack[stack.length - 1];
+    if (top !== undefined && top.url === "" && /^\(.*\)$/.test(top.functionName)) return top.functionName;
+    return "Node start-up and internals";
+  };
   const total = new Map<string, number>();
   p.samples.forEach((id, i) => {
-    const k = where.get(id) ?? "?";
+    const k = category(id);
     total.set(k, (total.get(k) ?? 0) + (p.timeDeltas[i] ?? 0) / 1000);
   });
   return [...total].sort((a, b) => b[1] - a[1]);
@@ -217,7 +280,8 @@ async function profile(dir: string, node: string, runs: Command[]): Promise<void
     const top = await summariseCpuProfile(join(sub, cpu));
     const sum = top.reduce((a, [, v]) => a + v, 0);
     console.log(`  ${c.name}: ${ms(sum)} sampled (profiles in ${sub})`);
-    for (const [k, v] of top.slice(0, 8)) console.log(`    ${k.padEnd(40)} ${ms(v).padStart(9)}`);
+    for (const [k, v] of top)
+      console.log(`    ${k.padEnd(40)} ${ms(v).padStart(9)}  ${((100 * v) / sum).toFixed(0).padStart(3)}%`);
   }
 }
 
@@ -243,23 +307,26 @@ async function main(): Promise<void> {
     const nodes = [process.execPath, ...(opts.node ?? [])];
     for (const node of nodes) {
       const version = await nodeVersion(node);
-      const startup = await interleaved(
-        [
-          { name: "node -e 0", argv: [node, "-e", "0"], env },
-          { name: "nix-cache-login --help", argv: [node, CLI, "--help"], env },
-          { name: "nix-cache-login status", argv: [node, CLI, "status"], env },
-          {
-            name: "nix-cache-login refresh --min-valid 10m",
-            argv: [node, CLI, "refresh", "--min-valid", "10m"],
-            env,
-          },
-        ],
-        STARTUP_RUNS,
-      );
+      const startupCommands: Command[] = [
+        { name: "node -e 0", argv: [node, "-e", "0"], env },
+        { name: "nix-cache-login --help", argv: [node, CLI, "--help"], env },
+        { name: "nix-cache-login status", argv: [node, CLI, "status"], env },
+        {
+          name: "nix-cache-login refresh --min-valid 10m",
+          argv: [node, CLI, "refresh", "--min-valid", "10m"],
+          env,
+        },
+      ];
+      const startup = await interleaved(startupCommands, STARTUP_RUNS);
+      const startupCpu = await cpuTimes(startupCommands, CPU_RUNS);
       console.log(
         `\nNode ${version}: start-up, wall time (${STARTUP_RUNS} interleaved rounds; ratio of medians to node -e 0, target <= ${TARGET.startupWall}):`,
       );
       for (const t of startup) console.log(row(t, startup[0] as Timing, TARGET.startupWall));
+      console.log(
+        `CPU time (user + system, median of ${CPU_RUNS} interleaved runs; hardly depends on the load):`,
+      );
+      printCpu(startupCpu);
     }
 
     const node = process.execPath;
@@ -286,6 +353,8 @@ async function main(): Promise<void> {
       `\nNode ${await nodeVersion(node)}: against the local realm on 127.0.0.1, wall time (${NETWORK_RUNS} interleaved rounds; target <= ${TARGET.networkWall}):`,
     );
     for (const t of network) console.log(row(t, network[0] as Timing, TARGET.networkWall));
+    console.log(`CPU time (user + system, median of ${CPU_RUNS} interleaved runs):`);
+    printCpu(await cpuTimes(networkCommands, CPU_RUNS));
     console.log(
       `HTTP requests per refresh with a cached discovery document: ${perRefresh.length} (${perRefresh.join(", ")})`,
     );
@@ -318,7 +387,7 @@ async function main(): Promise<void> {
 
     if (opts.profile !== undefined) {
       console.log(`\nCPU profiles (--cpu-prof, self time by file; heap profiles beside them):`);
-      await profile(opts.profile, node, networkCommands.slice(1));
+      await profile(opts.profile, node, networkCommands);
     }
     if (opts.quick === true) return;
 
