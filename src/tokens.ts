@@ -5,7 +5,7 @@
 import { verbose, warn, type Context } from "./context.ts";
 import { checkTokenLength, upsertNetrcEntry } from "./netrc/file.ts";
 import { Provider, type TokenSet } from "./oidc/provider.ts";
-import type { Session } from "./session.ts";
+import type { ClientCredential, Session } from "./session.ts";
 import type { TokenState } from "./store/state.ts";
 import { writeState } from "./store/write.ts";
 
@@ -13,14 +13,14 @@ export function provider(
   ctx: Context,
   s: Session,
   state: TokenState | undefined,
-  clientSecret?: string,
+  credential?: ClientCredential,
 ): Provider {
   return new Provider({
     config: s.config,
     env: ctx.env,
     log: verbose(ctx),
     now: ctx.now,
-    clientSecret,
+    credential,
     discovery: state?.discovery,
   });
 }

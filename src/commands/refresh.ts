@@ -21,11 +21,11 @@ export async function refresh(
 ): Promise<number> {
   const r = await beginRenewal(ctx, opts, grant);
   if (r === "fresh") return ExitCode.ok;
-  const { session: s, secret, seen, minValid } = r;
+  const { session: s, credential, seen, minValid } = r;
   const log = verbose(ctx);
   const mode = s.config.mode;
   if (grant === "refresh" && mode === "service-account")
-    log("configuration has client_secret_file: using the client credentials grant");
+    log("configuration is for a service account: using the client credentials grant");
 
   return withStateLock(s.store, async () => {
     const state = s.store.read();
@@ -40,7 +40,7 @@ export async function refresh(
       log("another nix-cache-login renewed the token meanwhile; nothing to do");
       return ExitCode.ok;
     }
-    const p = provider(ctx, s, state, secret);
+    const p = provider(ctx, s, state, credential);
     let tokens;
     if (mode === "service-account") {
       tokens = await p.clientCredentials();

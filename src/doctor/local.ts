@@ -11,7 +11,7 @@ import { describeExpiry } from "../duration.ts";
 import { CliError } from "../errors.ts";
 import { readNetrc } from "../netrc/read.ts";
 import { CURL_NETRC_MAX_TOKEN, findEntry, type Netrc, type NetrcEntry } from "../netrc/netrc.ts";
-import { openSession, readClientSecret, renewCommand, type Session } from "../session.ts";
+import { openSession, readClientKey, readClientSecret, renewCommand, type Session } from "../session.ts";
 import type { TokenState } from "../store/state.ts";
 import { check, type Check } from "./report.ts";
 
@@ -48,18 +48,25 @@ export async function configCheck(ctx: Context): Promise<{ check: Check; session
 }
 
 export async function clientSecretCheck(config: Config): Promise<Check> {
+  const key = config.clientKeyFile !== undefined;
+  const id = key ? "client_key" : "client_secret";
+  const title = key ? "client key" : "client secret";
   try {
+    if (key) {
+      const { privateKey } = readClientKey(config);
+      return check(
+        id,
+        title,
+        "ok",
+        `${config.clientKeyFile} holds a ${privateKey.asymmetricKeyType ?? ""} private key; the token request is signed with it (private_key_jwt)`,
+      );
+    }
     readClientSecret(config);
-    return check(
-      "client_secret",
-      "client secret",
-      "ok",
-      `${config.clientSecretFile} is readable and not empty`,
-    );
+    return check(id, title, "ok", `${config.clientSecretFile} is readable and not empty`);
   } catch (e) {
     const { message, hint } = errorText(e);
-    return check("client_secret", "client secret", "problem", message, {
-      fix: [hint ?? `fix client_secret_file in ${config.path}`],
+    return check(id, title, "problem", message, {
+      fix: [hint ?? `fix ${key ? "client_key_file" : "client_secret_file"} in ${config.path}`],
     });
   }
 }

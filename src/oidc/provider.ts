@@ -2,10 +2,13 @@
  * The only module that talks OAuth: discovery (cached in the token state), grants and revocation,
  * all through openid-client. Protocol errors are translated into CliErrors here.
  */
+import { webcrypto, type KeyObject } from "node:crypto";
 import type * as OidcClient from "openid-client";
-import type { Config } from "../config/load.ts";
+import type { Config, TokenEndpointAuthMethod } from "../config/load.ts";
 import type { Env } from "../config/paths.ts";
 import { CliError, ExitCode, loginRequired } from "../errors.ts";
+import type { ClientCredential } from "../session.ts";
+import { signingAlgorithm } from "../session.ts";
 import type { TokenState } from "../store/state.ts";
 import { describeNetworkError, makeFetch, neverReachedServer, type Logger } from "./http.ts";
 
@@ -52,7 +55,7 @@ export interface ProviderOptions {
   log: Logger;
   now: () => Date;
   /** Present in service-account mode. */
-  clientSecret?: string | undefined;
+  credential?: ClientCredential | undefined;
   /** The cached discovery document, if any. */
   discovery?: TokenState["discovery"];
 }
@@ -71,8 +74,30 @@ export class Provider {
     return new URL(this.opts.config.issuer).host;
   }
 
-  private async clientAuth(l: Lib): Promise<OidcClient.ClientAuth> {
-    return this.opts.clientSecret === undefined ? l.None() : l.ClientSecretBasic(this.opts.clientSecret);
+  /** The token endpoint authentication method in use: configured, else chosen from discovery. */
+  authMethod(metadata: Record<string, unknown> | undefined): TokenEndpointAuthMethod | "none" {
+    const cred = this.opts.credential;
+    if (cred === undefined) return "none";
+    if ("privateKey" in cred) return "private_key_jwt";
+    return this.opts.config.tokenEndpointAuthMethod ?? chooseSecretMethod(metadata);
+  }
+
+  private async clientAuth(
+    l: Lib,
+    metadata: Record<string, unknown> | undefined,
+  ): Promise<OidcClient.ClientAuth> {
+    const cred = this.opts.credential;
+    if (cred === undefined) return l.None();
+    if ("privateKey" in cred) {
+      const alg = signingAlgorithm(cred.privateKey) as string;
+      const key = await webCryptoKey(cred.privateKey, alg);
+      return l.PrivateKeyJwt(cred.kid === undefined ? key : { key, kid: cred.kid });
+    }
+    const method = this.authMethod(metadata);
+    this.opts.log(`client authentication: ${method}`);
+    return method === "client_secret_post"
+      ? l.ClientSecretPost(cred.secret)
+      : clientSecretBasic(cred.secret);
   }
 
   private configure(l: Lib, c: OidcClient.Configuration): OidcClient.Configuration {
@@ -96,13 +121,14 @@ export class Provider {
         cached.metadata as unknown as OidcClient.ServerMetadata,
         config.clientId,
         undefined,
-        await this.clientAuth(l),
+        await this.clientAuth(l, cached.metadata),
       );
       return this.configure(l, c);
     }
     this.opts.log(`discovering ${config.issuer}`);
-    const c = await l
-      .discovery(new URL(config.issuer), config.clientId, undefined, await this.clientAuth(l), {
+    // Discovered with no client authentication: the method may depend on what the document offers.
+    const found = await l
+      .discovery(new URL(config.issuer), config.clientId, undefined, l.None(), {
         execute: new URL(config.issuer).protocol === "http:" ? [l.allowInsecureRequests] : [],
         timeout: config.timeoutSeconds,
         [l.customFetch]: makeFetch(this.opts.env, this.opts.log) as OidcClient.CustomFetch,
@@ -111,10 +137,17 @@ export class Provider {
         throw this.translate(e, "discovery");
       });
     this.discoveryFromCache = false;
+    const metadata = found.serverMetadata();
     this.discovery = {
       fetched_at: this.opts.now().toISOString(),
-      metadata: c.serverMetadata() as unknown as Record<string, unknown>,
+      metadata: metadata as unknown as Record<string, unknown>,
     };
+    const c = new l.Configuration(
+      metadata,
+      config.clientId,
+      undefined,
+      await this.clientAuth(l, this.discovery.metadata),
+    );
     return this.configure(l, c);
   }
 
@@ -179,7 +212,6 @@ export class Provider {
         throw new CliError(`${this.host} advertises neither a revocation nor a logout endpoint`);
       }
       const body = new URLSearchParams({ client_id: this.opts.config.clientId, refresh_token: refreshToken });
-      if (this.opts.clientSecret !== undefined) body.set("client_secret", this.opts.clientSecret);
       const res = await makeFetch(this.opts.env, this.opts.log)(meta.end_session_endpoint, {
         method: "POST",
         body,
@@ -461,9 +493,11 @@ export class Provider {
         return new CliError(`${host} rejected client ${this.opts.config.clientId}: ${err.error}${desc}`, {
           exitCode: ExitCode.usage,
           hint:
-            this.opts.clientSecret === undefined
+            this.opts.credential === undefined
               ? "check client_id in the configuration and the client's settings in Keycloak"
-              : `check client_id and the secret in ${this.opts.config.clientSecretFile ?? "client_secret_file"}`,
+              : this.opts.config.clientKeyFile !== undefined
+                ? `check client_id, the key in ${this.opts.config.clientKeyFile} and that the client's public key (or JWKS URL) is registered at the provider`
+                : `check client_id and the secret in ${this.opts.config.clientSecretFile ?? "client_secret_file"}, and token_endpoint_auth_method (now ${this.authMethod(this.discovery?.metadata)})`,
         });
       }
       return new CliError(`${host} refused the ${what}: ${err.error}${desc}`, { cause: e });
@@ -510,4 +544,58 @@ export function jwtExpiry(token: string | undefined): Date | null {
   } catch {
     return null;
   }
+}
+
+/**
+ * RFC 8414 section 2: without `token_endpoint_auth_methods_supported` the default is
+ * client_secret_basic. When the provider lists methods and basic is not among them but post is,
+ * use post.
+ */
+export function chooseSecretMethod(
+  metadata: Record<string, unknown> | undefined,
+): "client_secret_basic" | "client_secret_post" {
+  const offered = metadata?.token_endpoint_auth_methods_supported;
+  if (!Array.isArray(offered) || offered.length === 0) return "client_secret_basic";
+  if (offered.includes("client_secret_basic")) return "client_secret_basic";
+  return offered.includes("client_secret_post") ? "client_secret_post" : "client_secret_basic";
+}
+
+/**
+ * RFC 6749 section 2.3.1 form-encodes the client id and secret before Basic encoding. openid-client
+ * also escapes `-`, `.`, `_`, `~` (`nix%2Dcache%2Dserver`), and providers that do not decode the
+ * credentials (some answer 401 or 403 with an empty body) then see a client that does not exist.
+ * Like Go's url.QueryEscape and curl, this leaves the unreserved characters (RFC 3986 section
+ * 2.3: A-Z a-z 0-9 - . _ ~) as they are, which servers that decode and servers that do not both
+ * accept for ids and secrets made of those characters.
+ */
+export function formEncodeCredential(value: string): string {
+  return encodeURIComponent(value)
+    .replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)
+    .replace(/%20/g, "+");
+}
+
+export function basicAuthorization(clientId: string, secret: string): string {
+  const pair = `${formEncodeCredential(clientId)}:${formEncodeCredential(secret)}`;
+  return `Basic ${Buffer.from(pair, "utf8").toString("base64")}`;
+}
+
+/** openid-client's ClientAuth hook: client_secret_basic with the encoding above. */
+function clientSecretBasic(secret: string): OidcClient.ClientAuth {
+  return (_as, client, _body, headers) => {
+    headers.set("authorization", basicAuthorization(client.client_id, secret));
+  };
+}
+
+/** A node KeyObject as the WebCrypto key openid-client signs client assertions with. */
+async function webCryptoKey(key: KeyObject, alg: string): Promise<OidcClient.CryptoKey> {
+  const der = key.export({ format: "der", type: "pkcs8" });
+  const algorithm =
+    alg === "RS256"
+      ? { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" }
+      : alg === "ES256"
+        ? { name: "ECDSA", namedCurve: "P-256" }
+        : alg === "ES384"
+          ? { name: "ECDSA", namedCurve: "P-384" }
+          : { name: "Ed25519" };
+  return webcrypto.subtle.importKey("pkcs8", der, algorithm, false, ["sign"]) as Promise<OidcClient.CryptoKey>;
 }
