@@ -6,11 +6,11 @@ import { webcrypto, type KeyObject } from "node:crypto";
 import type * as OidcClient from "openid-client";
 import type { Config, TokenEndpointAuthMethod } from "../config/load.ts";
 import type { Env } from "../config/paths.ts";
-import { CliError, ExitCode, loginRequired } from "../errors.ts";
+import { CliError, ExitCode, loginRequired, type ExitCodeValue } from "../errors.ts";
 import type { ClientCredential } from "../session.ts";
 import { signingAlgorithm } from "../session.ts";
 import type { TokenState } from "../store/state.ts";
-import { describeNetworkError, makeFetch, neverReachedServer, type Logger } from "./http.ts";
+import { describeNetworkError, makeFetch, neverReachedServer, requestUrlOf, type Logger } from "./http.ts";
 
 type Lib = typeof OidcClient;
 let lib: Promise<Lib> | undefined;
@@ -459,9 +459,10 @@ export class Provider {
   translate(e: unknown, what: string): CliError {
     if (e instanceof CliError) return e;
     const host = this.host;
-    const network = describeNetworkError(e);
+    const url = requestUrlOf(e);
+    const network = describeNetworkError(e, url);
     if (network !== undefined) {
-      return new CliError(`cannot reach ${host}: ${network}`, {
+      return new CliError(`cannot reach ${url === undefined ? host : new URL(url).host}: ${network}`, {
         hint: "check the network and the issuer URL in the configuration",
         detail: `${what} failed`,
         cause: e,
@@ -501,6 +502,19 @@ export class Provider {
         });
       }
       return new CliError(`${host} refused the ${what}: ${err.error}${desc}`, { cause: e });
+    }
+    if (err.code === "OAUTH_JSON_ATTRIBUTE_COMPARISON_FAILED" && what === "discovery") {
+      const found = (err.cause as { body?: { issuer?: unknown } } | undefined)?.body?.issuer;
+      if (typeof found === "string") return issuerMismatch(this.opts.config, found, e);
+    }
+    const answer = httpAnswer(e);
+    if (
+      answer !== undefined &&
+      (err.code === "OAUTH_RESPONSE_IS_NOT_CONFORM" ||
+        err.code === "OAUTH_RESPONSE_IS_NOT_JSON" ||
+        err.code === "OAUTH_PARSE_ERROR")
+    ) {
+      return unexpectedAnswer(answer, what, this.opts.config, this.opts.credential !== undefined, e);
     }
     if (err.code === "OAUTH_RESPONSE_IS_NOT_CONFORM" || err.code === "OAUTH_RESPONSE_IS_NOT_JSON") {
       return new CliError(`${host} sent an unexpected answer to the ${what}`, {
@@ -598,4 +612,94 @@ async function webCryptoKey(key: KeyObject, alg: string): Promise<OidcClient.Cry
           ? { name: "ECDSA", namedCurve: "P-384" }
           : { name: "Ed25519" };
   return webcrypto.subtle.importKey("pkcs8", der, algorithm, false, ["sign"]) as Promise<OidcClient.CryptoKey>;
+}
+
+/** The HTTP answer an openid-client error carries (non-JSON and non-conforming answers do). */
+function httpAnswer(e: unknown): Response | undefined {
+  for (let cur: unknown = e, depth = 0; cur !== undefined && cur !== null && depth < 4; depth++) {
+    if (cur instanceof Response) return cur;
+    const r = (cur as { response?: unknown }).response;
+    if (r instanceof Response) return r;
+    cur = (cur as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+/** Provider text for a one-line message: printable ASCII only, and not too long. */
+function shown(text: string, max = 200): string {
+  const clean = text.replace(/[^\x20-\x7e]/g, "?");
+  return JSON.stringify(clean.length > max ? `${clean.slice(0, max)}...` : clean);
+}
+
+/**
+ * A trailing slash (or any other difference) between the configured issuer and the one the
+ * provider names: openid-client compares them byte for byte (RFC 8414 section 3.3), and so must
+ * the configuration.
+ */
+function issuerMismatch(config: Config, found: string, cause: unknown): CliError {
+  const slashOnly = found.replace(/\/+$/, "") === config.issuer.replace(/\/+$/, "");
+  return new CliError(
+    `${config.path}: issuer: ${shown(config.issuer)} does not match the issuer the provider names, ${shown(found)}`,
+    {
+      exitCode: ExitCode.usage,
+      hint: slashOnly
+        ? `write issuer = ${shown(found)} (with${found.endsWith("/") ? "" : "out"} the trailing slash), exactly as the provider names it`
+        : `write issuer = ${shown(found)} if that is the provider you mean; the issuer must be written exactly as the provider names it`,
+      cause,
+    },
+  );
+}
+
+/** `HTTP 403 from host /path`, with a hint chosen by the status (and by which request it was). */
+function unexpectedAnswer(
+  res: Response,
+  what: string,
+  config: Config,
+  serviceAccount: boolean,
+  cause: unknown,
+): CliError {
+  let where = "";
+  try {
+    const u = new URL(res.url);
+    where = `${u.host} ${u.pathname}`;
+  } catch {
+    where = new URL(config.issuer).host;
+  }
+  const type = res.headers.get("content-type") ?? "";
+  const kind = /html/i.test(type)
+    ? " (an HTML page)"
+    : res.headers.get("content-length") === "0"
+      ? " (empty body)"
+      : "";
+  const status = res.status;
+  let hint: string;
+  let exitCode: ExitCodeValue = ExitCode.failure;
+  if (what === "discovery") {
+    if (status === 404 || status === 410) {
+      hint = `check issuer in ${config.path}: it must point at the realm (e.g. https://sso.example.org/realms/NAME), whose /.well-known/openid-configuration the provider serves`;
+      exitCode = ExitCode.usage;
+    } else if (status >= 300 && status < 400) {
+      const to = res.headers.get("location");
+      hint = `the provider redirects${to === null ? "" : ` to ${shown(to)}`}: write issuer exactly as the provider serves it`;
+      exitCode = ExitCode.usage;
+    } else if (status === 401 || status === 403) {
+      hint = "something in front of the provider (a proxy, firewall or login page) refuses the request: check the issuer URL and any HTTPS_PROXY";
+    } else if (status >= 500) {
+      hint = "the provider has a problem: try again later, or ask its administrators";
+    } else {
+      hint = "check that the issuer URL points at the realm (e.g. https://sso.example.org/realms/NAME)";
+    }
+  } else if (status === 400 || status === 401 || status === 403) {
+    hint = serviceAccount
+      ? `the provider refused the client without saying why: check client_id, the ${config.clientKeyFile !== undefined ? "key in client_key_file" : "secret in client_secret_file"} and token_endpoint_auth_method in ${config.path} (some providers accept only client_secret_post)`
+      : `the provider refused the request without saying why: check client_id in ${config.path} and the client's settings at the provider`;
+    exitCode = ExitCode.usage;
+  } else if (status === 404 || status === 405) {
+    hint = "the endpoint from the discovery document is not there: check issuer, and that the provider is fully started";
+  } else if (status >= 500) {
+    hint = "the provider has a problem: try again later, or ask its administrators";
+  } else {
+    hint = "run again with --verbose for details";
+  }
+  return new CliError(`${what}: HTTP ${status} from ${where}${kind}`, { exitCode, hint, cause });
 }
