@@ -35,7 +35,8 @@ export async function saveTokens(
   mode: TokenState["mode"],
 ): Promise<TokenState> {
   // Refuse an oversized token before anything is written.
-  checkTokenLength(tokens.accessToken, s.config.machine);
+  const sizeWarning = checkTokenLength(tokens.accessToken, s.config.machine);
+  if (sizeWarning !== undefined) warn(ctx, sizeWarning);
   const base = previous ?? s.store.empty(mode);
   const next: TokenState = {
     ...base,

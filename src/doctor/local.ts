@@ -10,7 +10,7 @@ import type { Context } from "../context.ts";
 import { describeExpiry } from "../duration.ts";
 import { CliError } from "../errors.ts";
 import { readNetrc } from "../netrc/read.ts";
-import { CURL_NETRC_MAX_TOKEN, findEntry, type Netrc, type NetrcEntry } from "../netrc/netrc.ts";
+import { CURL_NETRC_MAX_LINE, CURL_NETRC_MAX_TOKEN, findEntry, type Netrc, type NetrcEntry } from "../netrc/netrc.ts";
 import { openSession, readClientKey, readClientSecret, renewCommand, type Session } from "../session.ts";
 import type { TokenState } from "../store/state.ts";
 import { check, type Check } from "./report.ts";
@@ -343,6 +343,41 @@ export function netrcTokenCheck(
     title,
     "ok",
     `holds the current access token (${bytes} bytes, curl's limit is ${CURL_NETRC_MAX_TOKEN})`,
+  );
+}
+
+/**
+ * A line over curl's 4095-byte limit makes curl up to 8.10 (Debian 12's 7.88, and the Nix built on
+ * it) drop the whole netrc silently: every entry, ours too. An entry written as one line by an
+ * older nix-cache-login or by hand can cross it with a large token.
+ */
+export function netrcLinesCheck(config: Config, netrc: Netrc, renew: string): Check {
+  const title = "netrc lines";
+  const long: { line: number; bytes: number }[] = [];
+  let start = 0;
+  for (let n = 1; start < netrc.text.length; n++) {
+    const nl = netrc.text.indexOf("\n", start);
+    const end = nl === -1 ? netrc.text.length : nl + 1;
+    if (end - start > CURL_NETRC_MAX_LINE) long.push({ line: n, bytes: end - start });
+    start = end;
+  }
+  if (long.length === 0) {
+    return check("netrc_lines", title, "ok", `no line is over curl's ${CURL_NETRC_MAX_LINE}-byte limit`);
+  }
+  const ours = findEntry(netrc, config.machine);
+  const oursLong = ours !== undefined && long.some((l) => l.line >= ours.line && l.line <= ours.line + 2);
+  return check(
+    "netrc_lines",
+    title,
+    "problem",
+    `${long.map((l) => `line ${l.line} is ${l.bytes} bytes`).join(", ")}: curl up to 8.10 (and the Nix built on it) ignores the whole netrc when a line is over ${CURL_NETRC_MAX_LINE} bytes`,
+    {
+      fix: [
+        oursLong
+          ? `run \`${renew}\`: nix-cache-login writes its entry with the token on a line of its own`
+          : "split that entry over several lines (machine, login and password each on its own line)",
+      ],
+    },
   );
 }
 
