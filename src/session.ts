@@ -4,7 +4,6 @@
  * `status`, `--help` and a timer's `refresh --min-valid` need nothing else, so they start fast.
  * Turning new tokens into files is in ./tokens.ts.
  */
-import { createPrivateKey, type KeyObject } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { loadConfig, type Config } from "./config/load.ts";
 import { stateDir } from "./config/paths.ts";
@@ -26,9 +25,13 @@ export async function openSession(ctx: Context): Promise<Session> {
 }
 
 /** What a service account proves itself with: a shared secret, or a private key (private_key_jwt). */
-export type ClientCredential = { secret: string } | { privateKey: KeyObject; kid: string | undefined };
+export type ClientCredential = { secret: string } | { keyText: string; keyFile: string };
 
-function readPrivateFile(config: Config, key: "client_secret_file" | "client_key_file", file: string): string {
+function readPrivateFile(
+  config: Config,
+  key: "client_secret_file" | "client_key_file",
+  file: string,
+): string {
   let text: string;
   try {
     text = readFileSync(file, "utf8");
@@ -68,56 +71,20 @@ export function readClientSecret(config: Config): string {
 }
 
 /**
- * The private key of a private_key_jwt client: PEM (PKCS#8, PKCS#1 or SEC1, as Keycloak's
- * "Generate new keys" and openssl write them) or a JWK (whose `kid` is then sent, for a client
- * whose keys Keycloak takes from a JWKS URL). RSA keys sign with RS256, EC keys with ES256/ES384,
- * Ed25519 keys with EdDSA.
+ * The text of a private_key_jwt client's key file; ./oidc/client-key.ts parses it (node:crypto is
+ * too heavy for the files-only start-up path).
  */
-export function readClientKey(config: Config): { privateKey: KeyObject; kid: string | undefined } {
+export function readClientKeyText(config: Config): { keyText: string; keyFile: string } {
   if (config.clientKeyFile === undefined) throw notServiceAccount(config);
-  const file = config.resolveClientKeyFile();
-  const text = readPrivateFile(config, "client_key_file", file);
-  let privateKey: KeyObject;
-  let kid: string | undefined;
-  try {
-    if (text.startsWith("{")) {
-      const jwk = JSON.parse(text) as Record<string, unknown>;
-      kid = typeof jwk.kid === "string" && jwk.kid !== "" ? jwk.kid : undefined;
-      privateKey = createPrivateKey({ key: jwk as import("node:crypto").JsonWebKey, format: "jwk" });
-    } else {
-      privateKey = createPrivateKey({ key: text, format: "pem" });
-    }
-  } catch {
-    throw new CliError(`client_key_file ${file}: not a private key (PEM or JWK expected)`, {
-      exitCode: ExitCode.usage,
-      hint: `put the client's private key there (e.g. \`openssl genpkey -algorithm RSA -out ${file}\`), or fix client_key_file in ${config.path}`,
-    });
-  }
-  if (signingAlgorithm(privateKey) === undefined) {
-    throw new CliError(
-      `client_key_file ${file}: a ${privateKey.asymmetricKeyType ?? "unknown"} key${privateKey.asymmetricKeyDetails?.namedCurve !== undefined ? ` on ${privateKey.asymmetricKeyDetails.namedCurve}` : ""} cannot sign a client assertion`,
-      { exitCode: ExitCode.usage, hint: "use an RSA, EC P-256/P-384 or Ed25519 key" },
-    );
-  }
-  return { privateKey, kid };
-}
-
-/** The JWS algorithm for a private key, or undefined when we do not sign with that kind of key. */
-export function signingAlgorithm(key: KeyObject): "RS256" | "ES256" | "ES384" | "EdDSA" | undefined {
-  const type = key.asymmetricKeyType;
-  if (type === "rsa") return "RS256";
-  if (type === "ed25519") return "EdDSA";
-  if (type === "ec") {
-    const curve = key.asymmetricKeyDetails?.namedCurve;
-    if (curve === "prime256v1" || curve === "P-256") return "ES256";
-    if (curve === "secp384r1" || curve === "P-384") return "ES384";
-  }
-  return undefined;
+  const keyFile = config.resolveClientKeyFile();
+  return { keyText: readPrivateFile(config, "client_key_file", keyFile), keyFile };
 }
 
 /** The service account's credential: the key for private_key_jwt, else the secret. */
 export function readClientCredential(config: Config): ClientCredential {
-  return config.clientKeyFile !== undefined ? readClientKey(config) : { secret: readClientSecret(config) };
+  return config.clientKeyFile !== undefined
+    ? readClientKeyText(config)
+    : { secret: readClientSecret(config) };
 }
 
 /** The command that gets a fresh token: for hints (`status`) and fixes (`doctor`). */

@@ -1,6 +1,7 @@
 import { say, verbose, type Context } from "../context.ts";
 import { describeExpiry } from "../duration.ts";
 import { ExitCode, loginRequired } from "../errors.ts";
+import { parseClientKey } from "../oidc/client-key.ts";
 import { beginRenewal, tokenGood } from "../session.ts";
 import { withStateLock } from "../store/write.ts";
 import { provider, saveTokens } from "../tokens.ts";
@@ -22,6 +23,10 @@ export async function refresh(
   const r = await beginRenewal(ctx, opts, grant);
   if (r === "fresh") return ExitCode.ok;
   const { session: s, credential, seen, minValid } = r;
+  // A bad key file is a configuration error, found before any request.
+  if (credential !== undefined && "keyText" in credential) {
+    parseClientKey(s.config, credential.keyText, credential.keyFile);
+  }
   const log = verbose(ctx);
   const mode = s.config.mode;
   if (grant === "refresh" && mode === "service-account")

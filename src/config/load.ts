@@ -221,7 +221,8 @@ export function validateConfig(doc: Record<string, unknown>, file: string, sourc
   let authMethod: TokenEndpointAuthMethod | undefined;
   if (typeof values.token_endpoint_auth_method === "string") {
     const m = values.token_endpoint_auth_method;
-    if ((TOKEN_ENDPOINT_AUTH_METHODS as readonly string[]).includes(m)) authMethod = m as TokenEndpointAuthMethod;
+    if ((TOKEN_ENDPOINT_AUTH_METHODS as readonly string[]).includes(m))
+      authMethod = m as TokenEndpointAuthMethod;
     else {
       const suggestion = closest(m.toLowerCase(), [...TOKEN_ENDPOINT_AUTH_METHODS]);
       bad(

@@ -129,9 +129,9 @@ export async function cacheCheck(
  * even once the token is renewed; a 401 only disables the cache for 60 s.
  */
 const NIX_403 =
-  "Nix takes 403 as \"not in this cache\", remembers it for narinfo-cache-negative-ttl (an hour by default) and builds from source meanwhile; 401 only disables the cache for a minute";
+  'Nix takes 403 as "not in this cache", remembers it for narinfo-cache-negative-ttl (an hour by default) and builds from source meanwhile; 401 only disables the cache for a minute';
 const CACHE_401_FIX =
-  "ask the cache's administrators to answer 401 when the token is missing, expired or invalid (README: \"The cache side\")";
+  'ask the cache\'s administrators to answer 401 when the token is missing, expired or invalid (README: "The cache side")';
 
 /** A store path hash that names nothing: the cache has no such narinfo. */
 const ABSENT_NARINFO = "00000000000000000000000000000000.narinfo";
@@ -152,13 +152,24 @@ export async function cacheUnauthenticatedCheck(ctx: Context, config: Config): P
     status = response.status;
   } catch (e) {
     if (ctx.signal.aborted) throw e;
-    return check("cache_unauthenticated", title, "skipped", `cannot reach the cache: ${describeNetworkError(e, url) ?? (e as Error).message}`);
+    return check(
+      "cache_unauthenticated",
+      title,
+      "skipped",
+      `cannot reach the cache: ${describeNetworkError(e, url) ?? (e as Error).message}`,
+    );
   }
   const line = `GET ${url} without credentials -> ${status}`;
   if (status === 401) {
-    return check("cache_unauthenticated", title, "ok", `answers 401 to a request without a token, as Nix needs`, {
-      details: [line],
-    });
+    return check(
+      "cache_unauthenticated",
+      title,
+      "ok",
+      `answers 401 to a request without a token, as Nix needs`,
+      {
+        details: [line],
+      },
+    );
   }
   if (status === 403) {
     return check(
@@ -170,9 +181,15 @@ export async function cacheUnauthenticatedCheck(ctx: Context, config: Config): P
     );
   }
   if (status === 404) {
-    return check("cache_unauthenticated", title, "note", "the cache answers narinfo requests without a token: it does not seem to be protected", {
-      details: [line],
-    });
+    return check(
+      "cache_unauthenticated",
+      title,
+      "note",
+      "the cache answers narinfo requests without a token: it does not seem to be protected",
+      {
+        details: [line],
+      },
+    );
   }
   if (status >= 300 && status < 400) {
     return check(
@@ -183,7 +200,13 @@ export async function cacheUnauthenticatedCheck(ctx: Context, config: Config): P
       { details: [line], fix: [CACHE_401_FIX] },
     );
   }
-  return check("cache_unauthenticated", title, "note", `the cache answers HTTP ${status} to a request without a token`, {
-    details: [line],
-  });
+  return check(
+    "cache_unauthenticated",
+    title,
+    "note",
+    `the cache answers HTTP ${status} to a request without a token`,
+    {
+      details: [line],
+    },
+  );
 }

@@ -10,8 +10,15 @@ import type { Context } from "../context.ts";
 import { describeExpiry } from "../duration.ts";
 import { CliError } from "../errors.ts";
 import { readNetrc } from "../netrc/read.ts";
-import { CURL_NETRC_MAX_LINE, CURL_NETRC_MAX_TOKEN, findEntry, type Netrc, type NetrcEntry } from "../netrc/netrc.ts";
-import { openSession, readClientKey, readClientSecret, renewCommand, type Session } from "../session.ts";
+import {
+  CURL_NETRC_MAX_LINE,
+  CURL_NETRC_MAX_TOKEN,
+  findEntry,
+  type Netrc,
+  type NetrcEntry,
+} from "../netrc/netrc.ts";
+import { parseClientKey } from "../oidc/client-key.ts";
+import { openSession, readClientKeyText, readClientSecret, renewCommand, type Session } from "../session.ts";
 import type { TokenState } from "../store/state.ts";
 import { check, type Check } from "./report.ts";
 
@@ -53,12 +60,13 @@ export async function clientSecretCheck(config: Config): Promise<Check> {
   const title = key ? "client key" : "client secret";
   try {
     if (key) {
-      const { privateKey } = readClientKey(config);
+      const { keyText, keyFile } = readClientKeyText(config);
+      const { alg } = parseClientKey(config, keyText, keyFile);
       return check(
         id,
         title,
         "ok",
-        `${config.clientKeyFile} holds a ${privateKey.asymmetricKeyType ?? ""} private key; the token request is signed with it (private_key_jwt)`,
+        `${config.clientKeyFile} holds a private key; client assertions are signed with ${alg} (private_key_jwt)`,
       );
     }
     readClientSecret(config);

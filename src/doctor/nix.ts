@@ -333,7 +333,12 @@ export async function gatherDeterminateDaemonFacts(
 export function determinateDaemonCheck(d: DeterminateDaemonFacts, netrcPath: string): Check {
   const title = "determinate daemon";
   if (d.startedAt === undefined) {
-    return check("nix_determinate_daemon", title, "note", "determinate-nixd does not seem to run (no such process)");
+    return check(
+      "nix_determinate_daemon",
+      title,
+      "note",
+      "determinate-nixd does not seem to run (no such process)",
+    );
   }
   if (d.netrcWrittenAt === undefined) {
     return check("nix_determinate_daemon", title, "skipped", `${netrcPath} does not exist yet`);
@@ -348,7 +353,9 @@ export function determinateDaemonCheck(d: DeterminateDaemonFacts, netrcPath: str
       `determinate-nixd started at ${started}, before ${netrcPath} was last written (${written}): it still sends the token it read at its start`,
       {
         details: [DETERMINATE_RESTART],
-        fix: ["restart it: `sudo systemctl restart determinate-nixd` (macOS: `sudo launchctl kickstart -k system/systems.determinate.nix-daemon`)"],
+        fix: [
+          "restart it: `sudo systemctl restart determinate-nixd` (macOS: `sudo launchctl kickstart -k system/systems.determinate.nix-daemon`)",
+        ],
       },
     );
   }
@@ -507,7 +514,11 @@ const LIBRARY_READ_LIMIT = 16 * 1024 * 1024;
  * `otool -L` on macOS), then the version from the store path (`/nix/store/HASH-curl-8.11.0/...`)
  * or, for a system library, the `libcurl/X.Y.Z` string that curl builds into itself.
  */
-export async function gatherLibcurlFacts(nixPath: string, env: Env, signal: AbortSignal): Promise<LibcurlFacts> {
+export async function gatherLibcurlFacts(
+  nixPath: string,
+  env: Env,
+  signal: AbortSignal,
+): Promise<LibcurlFacts> {
   let binary: string;
   try {
     binary = await realpath(nixPath);
@@ -517,7 +528,12 @@ export async function gatherLibcurlFacts(nixPath: string, env: Env, signal: Abor
   const darwin = process.platform === "darwin";
   const tool = await findOnPath(darwin ? "otool" : "ldd", env);
   if (tool === undefined) {
-    return { path: undefined, version: undefined, from: undefined, error: `${darwin ? "otool" : "ldd"} is not on PATH` };
+    return {
+      path: undefined,
+      version: undefined,
+      from: undefined,
+      error: `${darwin ? "otool" : "ldd"} is not on PATH`,
+    };
   }
   const r = await runCommand(tool, darwin ? ["-L", binary] : [binary], env, signal);
   const line = r.stdout.split("\n").find((l) => /libcurl/.test(l));
@@ -526,7 +542,10 @@ export async function gatherLibcurlFacts(nixPath: string, env: Env, signal: Abor
       path: undefined,
       version: undefined,
       from: undefined,
-      error: r.code !== 0 ? `\`${tool} ${binary}\` failed` : `${binary} does not load a shared libcurl (a static build?)`,
+      error:
+        r.code !== 0
+          ? `\`${tool} ${binary}\` failed`
+          : `${binary} does not load a shared libcurl (a static build?)`,
     };
   }
   const path = (darwin ? /^\s*(\S+)/.exec(line)?.[1] : /=>\s*(\S+)/.exec(line)?.[1]) ?? undefined;
@@ -572,7 +591,12 @@ export function compareVersions(a: string, b: string): number {
 export function libcurlCheck(facts: LibcurlFacts): Check {
   const title = "nix libcurl";
   if (facts.version === undefined) {
-    return check("nix_libcurl", title, "note", `could not tell which libcurl Nix uses: ${facts.error ?? "unknown"}`);
+    return check(
+      "nix_libcurl",
+      title,
+      "note",
+      `could not tell which libcurl Nix uses: ${facts.error ?? "unknown"}`,
+    );
   }
   const v = facts.version;
   const where = `${facts.path ?? "libcurl"} (version from the ${facts.from ?? "library"})`;

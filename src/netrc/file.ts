@@ -29,7 +29,7 @@ export function checkTokenLength(token: string, host: string): string | undefine
   // A CRLF netrc adds one byte to the line: count it, whichever file the entry ends up in.
   const line = passwordLineBytes(token, "\r\n");
   const cure =
-    "make the access token smaller in Keycloak: turn on lightweight access tokens (client -> Advanced -> \"Always use lightweight access token\", Keycloak 24+), or map fewer roles and groups into it";
+    'make the access token smaller in Keycloak: turn on lightweight access tokens (client -> Advanced -> "Always use lightweight access token", Keycloak 24+), or map fewer roles and groups into it';
   if (line > CURL_NETRC_MAX_LINE || bytes > CURL_NETRC_MAX_TOKEN) {
     throw new CliError(
       `the access token for ${host} is ${bytes} bytes; its netrc line would be ${line} bytes, and curl (and so Nix) ignores the whole netrc when a line is over ${CURL_NETRC_MAX_LINE} bytes`,

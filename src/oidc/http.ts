@@ -100,7 +100,13 @@ function badPort(port: string | undefined): string {
  */
 export function describeNetworkError(e: unknown, url?: string): string | undefined {
   for (let cur: unknown = e, depth = 0; cur !== undefined && cur !== null && depth < 6; depth++) {
-    const err = cur as { name?: string; code?: string; message?: unknown; cause?: unknown; errors?: unknown[] };
+    const err = cur as {
+      name?: string;
+      code?: string;
+      message?: unknown;
+      cause?: unknown;
+      errors?: unknown[];
+    };
     if (err.name === "TimeoutError" || err.name === "AbortError") return "timed out";
     if (typeof err.code === "string" && err.code in NETWORK_CODES) return NETWORK_CODES[err.code];
     if (err.message === "bad port") return badPort(url === undefined ? undefined : portOf(url));

@@ -2,13 +2,12 @@
  * The only module that talks OAuth: discovery (cached in the token state), grants and revocation,
  * all through openid-client. Protocol errors are translated into CliErrors here.
  */
-import { webcrypto, type KeyObject } from "node:crypto";
 import type * as OidcClient from "openid-client";
 import type { Config, TokenEndpointAuthMethod } from "../config/load.ts";
 import type { Env } from "../config/paths.ts";
 import { CliError, ExitCode, loginRequired, type ExitCodeValue } from "../errors.ts";
 import type { ClientCredential } from "../session.ts";
-import { signingAlgorithm } from "../session.ts";
+import { parseClientKey, webCryptoKey } from "./client-key.ts";
 import type { TokenState } from "../store/state.ts";
 import { describeNetworkError, makeFetch, neverReachedServer, requestUrlOf, type Logger } from "./http.ts";
 
@@ -78,7 +77,7 @@ export class Provider {
   authMethod(metadata: Record<string, unknown> | undefined): TokenEndpointAuthMethod | "none" {
     const cred = this.opts.credential;
     if (cred === undefined) return "none";
-    if ("privateKey" in cred) return "private_key_jwt";
+    if ("keyText" in cred) return "private_key_jwt";
     return this.opts.config.tokenEndpointAuthMethod ?? chooseSecretMethod(metadata);
   }
 
@@ -88,16 +87,15 @@ export class Provider {
   ): Promise<OidcClient.ClientAuth> {
     const cred = this.opts.credential;
     if (cred === undefined) return l.None();
-    if ("privateKey" in cred) {
-      const alg = signingAlgorithm(cred.privateKey) as string;
-      const key = await webCryptoKey(cred.privateKey, alg);
-      return l.PrivateKeyJwt(cred.kid === undefined ? key : { key, kid: cred.kid });
+    if ("keyText" in cred) {
+      const parsed = parseClientKey(this.opts.config, cred.keyText, cred.keyFile);
+      const key = (await webCryptoKey(parsed)) as OidcClient.CryptoKey;
+      this.opts.log(`client authentication: private_key_jwt (${parsed.alg})`);
+      return l.PrivateKeyJwt(parsed.kid === undefined ? key : { key, kid: parsed.kid });
     }
     const method = this.authMethod(metadata);
     this.opts.log(`client authentication: ${method}`);
-    return method === "client_secret_post"
-      ? l.ClientSecretPost(cred.secret)
-      : clientSecretBasic(cred.secret);
+    return method === "client_secret_post" ? l.ClientSecretPost(cred.secret) : clientSecretBasic(cred.secret);
   }
 
   private configure(l: Lib, c: OidcClient.Configuration): OidcClient.Configuration {
@@ -600,20 +598,6 @@ function clientSecretBasic(secret: string): OidcClient.ClientAuth {
   };
 }
 
-/** A node KeyObject as the WebCrypto key openid-client signs client assertions with. */
-async function webCryptoKey(key: KeyObject, alg: string): Promise<OidcClient.CryptoKey> {
-  const der = key.export({ format: "der", type: "pkcs8" });
-  const algorithm =
-    alg === "RS256"
-      ? { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" }
-      : alg === "ES256"
-        ? { name: "ECDSA", namedCurve: "P-256" }
-        : alg === "ES384"
-          ? { name: "ECDSA", namedCurve: "P-384" }
-          : { name: "Ed25519" };
-  return webcrypto.subtle.importKey("pkcs8", der, algorithm, false, ["sign"]) as Promise<OidcClient.CryptoKey>;
-}
-
 /** The HTTP answer an openid-client error carries (non-JSON and non-conforming answers do). */
 function httpAnswer(e: unknown): Response | undefined {
   for (let cur: unknown = e, depth = 0; cur !== undefined && cur !== null && depth < 4; depth++) {
@@ -658,7 +642,7 @@ function unexpectedAnswer(
   serviceAccount: boolean,
   cause: unknown,
 ): CliError {
-  let where = "";
+  let where: string;
   try {
     const u = new URL(res.url);
     where = `${u.host} ${u.pathname}`;
@@ -683,7 +667,8 @@ function unexpectedAnswer(
       hint = `the provider redirects${to === null ? "" : ` to ${shown(to)}`}: write issuer exactly as the provider serves it`;
       exitCode = ExitCode.usage;
     } else if (status === 401 || status === 403) {
-      hint = "something in front of the provider (a proxy, firewall or login page) refuses the request: check the issuer URL and any HTTPS_PROXY";
+      hint =
+        "something in front of the provider (a proxy, firewall or login page) refuses the request: check the issuer URL and any HTTPS_PROXY";
     } else if (status >= 500) {
       hint = "the provider has a problem: try again later, or ask its administrators";
     } else {
@@ -695,7 +680,8 @@ function unexpectedAnswer(
       : `the provider refused the request without saying why: check client_id in ${config.path} and the client's settings at the provider`;
     exitCode = ExitCode.usage;
   } else if (status === 404 || status === 405) {
-    hint = "the endpoint from the discovery document is not there: check issuer, and that the provider is fully started";
+    hint =
+      "the endpoint from the discovery document is not there: check issuer, and that the provider is fully started";
   } else if (status >= 500) {
     hint = "the provider has a problem: try again later, or ask its administrators";
   } else {
