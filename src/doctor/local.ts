@@ -355,8 +355,8 @@ export function netrcTokenCheck(
 }
 
 /**
- * A line over curl's 4095-byte limit makes curl up to 8.10 (Debian 12's 7.88, and the Nix built on
- * it) drop the whole netrc silently: every entry, ours too. An entry written as one line by an
+ * curl up to 8.10 (Debian 12's 7.88, and the Nix built on it) does not read a netrc line over
+ * 4095 bytes: the entry on it loses its password, silently. An entry written as one line by an
  * older nix-cache-login or by hand can cross it with a large token.
  */
 export function netrcLinesCheck(config: Config, netrc: Netrc, renew: string): Check {
@@ -378,7 +378,7 @@ export function netrcLinesCheck(config: Config, netrc: Netrc, renew: string): Ch
     "netrc_lines",
     title,
     "problem",
-    `${long.map((l) => `line ${l.line} is ${l.bytes} bytes`).join(", ")}: curl up to 8.10 (and the Nix built on it) ignores the whole netrc when a line is over ${CURL_NETRC_MAX_LINE} bytes`,
+    `${long.map((l) => `line ${l.line} is ${l.bytes} bytes`).join(", ")}: curl up to 8.10 (and the Nix built on it) does not read a netrc line over ${CURL_NETRC_MAX_LINE} bytes: the entry on it gets no password`,
     {
       fix: [
         oursLong

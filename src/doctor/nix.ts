@@ -585,7 +585,7 @@ export function compareVersions(a: string, b: string): number {
 
 /**
  * What the libcurl version means for a token in a netrc (curl lib/netrc.c): up to 8.10 a line may
- * be 4095 bytes (a longer one drops the whole file); 8.11.0 capped every token at 127 bytes, so no
+ * be 4095 bytes (a longer one is not read); 8.11.0 capped every token at 127 bytes, so no
  * JWT gets through (fixed in 8.11.1); since 8.11.1 a token may be 4095 bytes.
  */
 export function libcurlCheck(facts: LibcurlFacts): Check {
@@ -614,7 +614,7 @@ export function libcurlCheck(facts: LibcurlFacts): Check {
   }
   const limit =
     compareVersions(v, "8.11.0") < 0
-      ? "netrc lines up to 4095 bytes (a longer one makes it ignore the whole file)"
+      ? "netrc lines up to 4095 bytes (a longer line is not read)"
       : "netrc tokens up to 4095 bytes, lines up to 16383";
   return check("nix_libcurl", title, "ok", `Nix uses libcurl ${v}: ${limit}`, { details: [where] });
 }

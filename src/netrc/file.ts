@@ -20,8 +20,8 @@ export const NETRC_TOKEN_WARN_BYTES = 3 * 1024;
 
 /**
  * Refuses a token that curl would not read from our entry (its `password` line over curl's
- * 4095-byte line limit, which curl <= 8.10 answers by dropping the whole file; the token limit of
- * curl >= 8.11.1 is looser), and returns a warning for one over 3 KB.
+ * 4095-byte line limit: curl 7.88 then skips the line and sends no password for us) or whose
+ * token curl >= 8.11.1 would refuse (over 4095 bytes: it stops reading the file there), and returns a warning for one over 3 KB.
  */
 export function checkTokenLength(token: string, host: string): string | undefined {
   if (/[\n\r]/.test(token)) throw new CliError(`the access token for ${host} contains a line break`);
@@ -32,7 +32,7 @@ export function checkTokenLength(token: string, host: string): string | undefine
     'make the access token smaller in Keycloak: turn on lightweight access tokens (client -> Advanced -> "Always use lightweight access token", Keycloak 24+), or map fewer roles and groups into it';
   if (line > CURL_NETRC_MAX_LINE || bytes > CURL_NETRC_MAX_TOKEN) {
     throw new CliError(
-      `the access token for ${host} is ${bytes} bytes; its netrc line would be ${line} bytes, and curl (and so Nix) ignores the whole netrc when a line is over ${CURL_NETRC_MAX_LINE} bytes`,
+      `the access token for ${host} is ${bytes} bytes; its netrc line would be ${line} bytes, and curl up to 8.10 (and the Nix built on it) skips a netrc line over ${CURL_NETRC_MAX_LINE} bytes, so Nix would send no token`,
       { hint: `${cure}; the netrc was left unchanged` },
     );
   }

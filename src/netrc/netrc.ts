@@ -48,10 +48,11 @@ export const CURL_NETRC_MAX_TOKEN = 4095;
 
 /**
  * Curl up to 8.10 (Debian 12 has 7.88, and so does the Nix built on it) reads the netrc a line at
- * a time into a 4096-byte buffer with fgets: a line of more than 4095 bytes, its line break
- * included, makes it drop the whole file, every entry with it, silently (curl lib/netrc.c; Nix
- * then gets 401). Measured with curl 7.88: `password ` and a 4085-byte token plus "\n" is read,
- * one byte more is not.
+ * a time into a 4096-byte buffer: a line of more than 4095 bytes, its line break included, is not
+ * read (curl lib/netrc.c). Measured with curl 7.88.1: `password ` and a 4085-byte token plus "\n"
+ * is read, one byte more is not, and the entry then has no password: silently, Nix gets 401.
+ * (The entries on other lines still work there. curl 8.14.1 reads lines up to 16383 bytes but
+ * stops at a token over 4095 bytes, and then fails for that entry and every one after it.)
  */
 export const CURL_NETRC_MAX_LINE = 4095;
 
@@ -305,25 +306,31 @@ export function upsertEntry(text: string, host: string, login: string, password:
       const lineEol = hadNewline && text[span.end - 2] === "\r" ? "\r\n" : hadNewline ? "\n" : "";
       edits.push({ start: span.start, end: span.end, insert: line + lineEol });
     } else {
-      // Our entry shares a line with others: what followed it goes on a line of its own, so that
-      // nothing lengthens the token's line.
+      // Our entry shares a line with others: it gets lines of its own, so that nothing lengthens
+      // the token's line.
       let after = first.end;
       while (after < text.length && isBlank(text[after])) after++;
       const endsLine = after >= text.length || text[after] === "\n" || text.startsWith("\r\n", after);
-      edits.push(
-        endsLine
-          ? { start: first.start, end: first.end, insert: line }
-          : { start: first.start, end: after, insert: line + eol },
-      );
+      const ls = lineStart(text, first.start);
+      const startsLine = text.slice(ls, first.start).split("").every(isBlank);
+      let before = first.start;
+      while (!startsLine && before > ls && isBlank(text[before - 1])) before--;
+      edits.push({
+        start: startsLine ? first.start : before,
+        end: endsLine ? first.end : after,
+        insert: (startsLine ? "" : eol) + line + (endsLine ? "" : eol),
+      });
     }
   } else if (firstDefault !== -1) {
     const d = netrc.entries[firstDefault] as NetrcEntry;
     const ls = lineStart(text, d.start);
     const startsLine = text.slice(ls, d.start).split("").every(isBlank);
+    let before = d.start;
+    while (!startsLine && before > ls && isBlank(text[before - 1])) before--;
     edits.push(
       startsLine
         ? { start: ls, end: ls, insert: line + eol }
-        : { start: d.start, end: d.start, insert: line + eol },
+        : { start: before, end: d.start, insert: eol + line + eol },
     );
   } else {
     const sep = (text === "" || text.endsWith("\n") ? "" : eol) + (endsInOpenMacro(text) ? eol : "");

@@ -172,7 +172,7 @@ describe("Nix through the protected cache with the netrc the CLI writes", () => 
         const netrc = await readFile(ws.netrcPath, "utf8");
         assert.equal(
           netrc,
-          `${unrelated.head}machine ${HOST} login nix-cache-login password ${token}\n${unrelated.tail}`,
+          `${unrelated.head}machine ${HOST}\nlogin nix-cache-login\npassword ${token}\n${unrelated.tail}`,
           `round ${round}: only our entry changed, and it sits before \`default\``,
         );
         seen.length = 0;
