@@ -91,7 +91,15 @@ export class Provider {
       const parsed = parseClientKey(this.opts.config, cred.keyText, cred.keyFile);
       const key = (await webCryptoKey(parsed)) as OidcClient.CryptoKey;
       this.opts.log(`client authentication: private_key_jwt (${parsed.alg})`);
-      return l.PrivateKeyJwt(parsed.kid === undefined ? key : { key, kid: parsed.kid });
+      // OpenID Connect Core section 9: the assertion's audience SHOULD be the token endpoint URL.
+      // Keycloak accepts it as well as the issuer; providers such as Glewlwyd accept only it
+      // (openid-client puts the issuer there).
+      const tokenEndpoint = metadata?.token_endpoint;
+      return l.PrivateKeyJwt(parsed.kid === undefined ? key : { key, kid: parsed.kid }, {
+        [l.modifyAssertion]: (_header, payload) => {
+          if (typeof tokenEndpoint === "string") payload.aud = tokenEndpoint;
+        },
+      });
     }
     const method = this.authMethod(metadata);
     this.opts.log(`client authentication: ${method}`);

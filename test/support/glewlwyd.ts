@@ -221,6 +221,7 @@ database =
         "auth-type-device-enabled": false,
         "client-pubkey-parameter": "pubkey",
         "pkce-allowed": true,
+        "request-parameter-allow": true,
         "allowed-scope": ["openid", GLEWLWYD_SCOPE],
         scope: [],
       },
