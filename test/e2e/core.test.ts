@@ -263,7 +263,7 @@ describe("refresh", () => {
     for (const r of results) assert.equal(r.code, 0, r.stderr);
     assert.equal(realm.countRequests("/token"), 1, "the provider saw exactly one refresh");
     const netrc = await readFile(ws.netrcPath, "utf8");
-    assert.equal(netrc.match(/machine 127\.0\.0\.1 /g)?.length, 1);
+    assert.equal(netrc.match(/^machine 127\.0\.0\.1$/gm)?.length, 1);
     const token = netrcPassword(netrc, HOST) as string;
     assert.equal(netrc, withOurEntry(token));
     const status = await runCli(ws, ["status", "--json"]);
