@@ -94,7 +94,7 @@ export const COMMANDS: CommandSpec[] = [
   },
   {
     name: "service-account",
-    help: "get a token with the client credentials grant (secret from client_secret_file); for servers",
+    help: "get a token with the client credentials grant (client_secret_file or client_key_file); for servers",
     options: [MIN_VALID],
     run: async (ctx, v) =>
       (await import("../commands/service-account.ts")).serviceAccount(ctx, { minValid: str(v["min-valid"]) }),

@@ -21,7 +21,7 @@ export async function refresh(
   if (pending === "fresh") return ExitCode.ok;
   const mode = pending.setup.config.mode;
   if (command === "refresh" && mode === "service-account")
-    verbose(ctx)("configuration has client_secret_file: using the client credentials grant");
+    verbose(ctx)("configuration is for a service account: using the client credentials grant");
   const { renew } = await import("../core/renew.ts");
   const next = await renew(ctx, pending);
   if (next === "renewed-meanwhile") return ExitCode.ok;

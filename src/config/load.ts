@@ -4,7 +4,15 @@ import { parse as parseToml, TomlError } from "smol-toml";
 import { CliError, ExitCode } from "../errors.ts";
 import { closest } from "../suggest.ts";
 import { configCandidates, noConfigError, type ConfigCandidate } from "./find.ts";
-import { checked, CONFIG_KEYS, Problem, RULES, typed, type CacheHost } from "./rules.ts";
+import {
+  checked,
+  CONFIG_KEYS,
+  Problem,
+  RULES,
+  typed,
+  type CacheHost,
+  type TokenEndpointAuthMethod,
+} from "./rules.ts";
 import { expandPath, xdgDir, type Env } from "./paths.ts";
 
 export interface Config {
@@ -25,6 +33,14 @@ export interface Config {
    * the systemd unit, and `status` in an admin shell must still work.
    */
   resolveClientSecretFile: () => string;
+  /**
+   * How a service account proves itself at the token endpoint; undefined: client_secret_basic,
+   * unless the provider's discovery document offers only client_secret_post.
+   */
+  tokenEndpointAuthMethod: TokenEndpointAuthMethod | undefined;
+  /** As written; private_key_jwt (Keycloak's "Signed JWT" client authenticator). */
+  clientKeyFile: string | undefined;
+  resolveClientKeyFile: () => string;
   mode: "user" | "service-account";
   scopes: string[] | undefined;
   callbackPort: number | undefined;
@@ -65,7 +81,7 @@ export function validateConfig(doc: Record<string, unknown>, file: string, sourc
   for (const [key, r] of Object.entries(RULES)) {
     if (!(key in values)) continue;
     try {
-      ok[key] = checked(r, values[key], { file, key, env, checked: ok });
+      ok[key] = checked(r, values[key], { file, key, env, typed: values, checked: ok });
     } catch (e) {
       report(key, e);
     }
@@ -85,6 +101,7 @@ export function validateConfig(doc: Record<string, unknown>, file: string, sourc
   }
   const host = ok.cache_host as CacheHost;
   const secretFile = ok.client_secret_file as string | undefined;
+  const keyFile = ok.client_key_file as string | undefined;
   return {
     path: file,
     source,
@@ -95,7 +112,14 @@ export function validateConfig(doc: Record<string, unknown>, file: string, sourc
     netrcPath: ok.netrc_path as string,
     clientSecretFile: secretFile,
     resolveClientSecretFile: () => expandPath(secretFile ?? "", env, `${file}: client_secret_file`),
-    mode: secretFile === undefined ? "user" : "service-account",
+    // A key file means private_key_jwt, whether the method is written or not.
+    tokenEndpointAuthMethod:
+      keyFile !== undefined
+        ? "private_key_jwt"
+        : (ok.token_endpoint_auth_method as TokenEndpointAuthMethod | undefined),
+    clientKeyFile: keyFile,
+    resolveClientKeyFile: () => expandPath(keyFile ?? "", env, `${file}: client_key_file`),
+    mode: secretFile === undefined && keyFile === undefined ? "user" : "service-account",
     scopes: ok.scopes as string[] | undefined,
     callbackPort: ok.callback_port as number | undefined,
     cacheUrl: (ok.cache_url as string | undefined) ?? `https://${host.cacheHost}`,

@@ -4,6 +4,7 @@
  * all and reports every problem at once. A new key is one entry here.
  */
 import { parseDuration } from "../duration.ts";
+import { closest } from "../suggest.ts";
 import { expandPath, type Env } from "./paths.ts";
 
 type KeyType = "string" | "string[]" | "integer";
@@ -14,6 +15,8 @@ export interface RuleContext {
   file: string;
   key: string;
   env: Env;
+  /** Every key's value that has the right type, checked or not. */
+  typed: Readonly<Record<string, unknown>>;
   /** What the checks of the keys above this one returned (a key with a problem is absent). */
   checked: Readonly<Record<string, unknown>>;
 }
@@ -122,6 +125,53 @@ function checkSecretFile(value: string, c: RuleContext): string {
   return value;
 }
 
+/** A service account may use only one of them. */
+function checkKeyFile(value: string, c: RuleContext): string {
+  if (c.typed.client_secret_file !== undefined) {
+    throw new Problem("set either client_secret_file or client_key_file, not both");
+  }
+  return checkSecretFile(value, c);
+}
+
+export const TOKEN_ENDPOINT_AUTH_METHODS = [
+  "client_secret_basic",
+  "client_secret_post",
+  "private_key_jwt",
+] as const;
+export type TokenEndpointAuthMethod = (typeof TOKEN_ENDPOINT_AUTH_METHODS)[number];
+
+/**
+ * How a service account proves itself at the token endpoint; left out: client_secret_basic, unless
+ * the provider's discovery document offers only client_secret_post (or private_key_jwt with a key).
+ */
+function checkAuthMethod(value: string, c: RuleContext): TokenEndpointAuthMethod {
+  if (!(TOKEN_ENDPOINT_AUTH_METHODS as readonly string[]).includes(value)) {
+    const suggestion = closest(value.toLowerCase(), [...TOKEN_ENDPOINT_AUTH_METHODS]);
+    throw new Problem(
+      `${JSON.stringify(value)} is not one of ${TOKEN_ENDPOINT_AUTH_METHODS.join(", ")}${suggestion === undefined ? "" : ` (did you mean ${suggestion}?)`}`,
+    );
+  }
+  const method = value as TokenEndpointAuthMethod;
+  const secretFile = c.typed.client_secret_file;
+  const keyFile = c.typed.client_key_file;
+  // Both files set is client_key_file's problem.
+  if (secretFile !== undefined && keyFile !== undefined) return method;
+  if (method === "private_key_jwt" && keyFile === undefined) {
+    throw new Problem("private_key_jwt needs client_key_file (the client's private key)");
+  }
+  if (method !== "private_key_jwt" && keyFile !== undefined) {
+    throw new Problem(
+      `${method} sends a client secret; with client_key_file use private_key_jwt (or leave it out)`,
+    );
+  }
+  if (secretFile === undefined && keyFile === undefined) {
+    throw new Problem(
+      "only for service accounts: set client_secret_file or client_key_file too (a user sign-in client is public)",
+    );
+  }
+  return method;
+}
+
 /**
  * Problems are reported in two rounds, each in this order: first every key's type (and required
  * keys missing), then every check.
@@ -132,6 +182,8 @@ export const RULES: Record<string, Rule<KeyType>> = {
   cache_host: rule({ type: "string", required: true, check: checkCacheHost }),
   netrc_path: rule({ type: "string", check: checkPath }),
   client_secret_file: rule({ type: "string", check: checkSecretFile }),
+  client_key_file: rule({ type: "string", check: checkKeyFile }),
+  token_endpoint_auth_method: rule({ type: "string", check: checkAuthMethod }),
   scopes: rule({ type: "string[]" }),
   cache_url: rule({ type: "string", check: checkCacheUrl }),
   callback_port: rule({ type: "integer", check: checkPort }),

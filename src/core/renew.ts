@@ -4,6 +4,7 @@
  */
 import { verbose, type Context } from "../context.ts";
 import { loginRequired } from "../errors.ts";
+import { parseClientKey } from "../oidc/client-key.ts";
 import { withStateLock } from "../store/write.ts";
 import type { TokenState } from "../store/state.ts";
 import type { PendingRenewal } from "./renewal.ts";
@@ -17,8 +18,12 @@ import { provider, saveTokens } from "./save-tokens.ts";
  * process did it.
  */
 export function renew(ctx: Context, r: PendingRenewal): Promise<TokenState | "renewed-meanwhile"> {
-  const { setup: s, secret, seen, minValid } = r;
+  const { setup: s, credential, seen, minValid } = r;
   const mode = s.config.mode;
+  // A bad key file is a configuration error, found before any request.
+  if (credential !== undefined && "keyText" in credential) {
+    parseClientKey(s.config, credential.keyText, credential.keyFile);
+  }
   return withStateLock(s.store, async () => {
     const state = s.store.read();
     // Another process renewed after this one started (a timer and a user, or ten processes started
@@ -32,7 +37,7 @@ export function renew(ctx: Context, r: PendingRenewal): Promise<TokenState | "re
       verbose(ctx)("another nix-cache-login renewed the token meanwhile; nothing to do");
       return "renewed-meanwhile" as const;
     }
-    const p = provider(ctx, s, state, secret);
+    const p = provider(ctx, s, state, credential);
     let tokens;
     if (mode === "service-account") {
       tokens = await p.clientCredentials();

@@ -8,7 +8,7 @@ import { verbose, type Context } from "../context.ts";
 import { parseDuration } from "../duration.ts";
 import { netrcHolds } from "../netrc/read.ts";
 import type { TokenState } from "../store/state.ts";
-import { loadSetup, readClientSecret, type Setup } from "./setup.ts";
+import { loadSetup, readClientCredential, type ClientCredential, type Setup } from "./setup.ts";
 
 /** The command that gets a fresh token: for hints (`status`) and fixes (`doctor`). */
 export function renewCommand(config: Config, state: TokenState | undefined, now: Date): string {
@@ -37,8 +37,8 @@ export function tokenGood(s: Setup, state: TokenState | undefined, needed: numbe
 /** A renewal to do: everything read and checked, nothing sent yet. */
 export interface PendingRenewal {
   setup: Setup;
-  /** The client secret, for the client credentials grant. */
-  secret: string | undefined;
+  /** The service account's secret or key, for the client credentials grant. */
+  credential: ClientCredential | undefined;
   /** The state as read before the lock. */
   seen: TokenState | undefined;
   /** --min-valid in seconds. */
@@ -58,14 +58,14 @@ export function beginRenewal(
   const minValid = opts.minValid === undefined ? undefined : parseDuration(opts.minValid, "--min-valid");
   const setup = loadSetup(ctx);
   // `service-account` with a user configuration fails here, naming the missing key.
-  const secret =
+  const credential =
     setup.config.mode === "service-account" || command === "service-account"
-      ? readClientSecret(setup.config)
+      ? readClientCredential(setup.config)
       : undefined;
   const seen = setup.store.read();
   if (minValid !== undefined && tokenGood(setup, seen, minValid, ctx.now())) {
     verbose(ctx)(`the access token stays valid for at least ${opts.minValid}; nothing to do`);
     return "fresh";
   }
-  return { setup, secret, seen, minValid };
+  return { setup, credential, seen, minValid };
 }
