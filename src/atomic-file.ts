@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { chown, lstat, mkdir, open, realpath, rename, stat, unlink } from "node:fs/promises";
+import { mkdir, open, rename, stat, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { CliError } from "./errors.ts";
 
@@ -28,20 +28,6 @@ export async function removeCreatedDirs(dir: string, created: string | undefined
 }
 
 /**
- * Follows a symlink to the file it names, so that an atomic rename replaces the file and not the
- * link (Home Manager and NixOS often link dotfiles).
- */
-export async function resolveTarget(path: string): Promise<string> {
-  try {
-    const st = await lstat(path);
-    if (st.isSymbolicLink()) return await realpath(path);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
-  }
-  return path;
-}
-
-/**
  * Replaces a file atomically: a temp file in the same directory (mode 0600 or the old file's mode
  * when stricter), fsync, rename, fsync the directory. A reader sees the old or the new file, never
  * half of one. Returns the mode the file ended up with and the mode it had before (if any).
@@ -67,9 +53,8 @@ export async function writeFileAtomic(
   try {
     await fh.writeFile(data, encoding);
     await fh.chmod(mode);
-    if (previous !== undefined && process.getuid?.() === 0 && previous.uid !== 0) {
-      await chown(tmp, previous.uid, previous.gid);
-    }
+    // Never chown to the previous owner: a file holding our token is never handed to another uid
+    // (netrc/file.ts refuses a file owned by anyone but us or root before we get here).
     await fh.sync();
   } catch (e) {
     await fh.close();

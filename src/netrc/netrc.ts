@@ -149,6 +149,11 @@ function tokenize(text: string): { tokens: NetrcToken[]; macroEnds: Map<number, 
 }
 
 export function parseNetrc(text: string): Netrc {
+  // curl stops reading at a NUL: the entries after it exist for us but not for curl (or Nix).
+  const nul = text.indexOf("\0");
+  if (nul !== -1) {
+    throw new NetrcSyntaxError(lineOf(text, nul), "contains a NUL byte, where curl stops reading the file");
+  }
   const { tokens, macroEnds } = tokenize(text);
   const entries: NetrcEntry[] = [];
   let current: NetrcEntry | undefined;
@@ -287,7 +292,10 @@ export function upsertEntry(text: string, host: string, login: string, password:
       const lineEol = hadNewline && text[span.end - 2] === "\r" ? "\r\n" : hadNewline ? "\n" : "";
       edits.push({ start: span.start, end: span.end, insert: line + lineEol });
     } else {
-      edits.push({ start: first.start, end: first.end, insert: line });
+      // `"old"MACHINE x`: the next token starts right after the quote; keep it a separate word.
+      const next = text[first.end];
+      const glued = next !== undefined && !isBlank(next) && next !== "\n";
+      edits.push({ start: first.start, end: first.end, insert: glued ? `${line} ` : line });
     }
   } else if (firstDefault !== -1) {
     const d = netrc.entries[firstDefault] as NetrcEntry;

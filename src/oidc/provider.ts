@@ -7,7 +7,8 @@ import type { Config } from "../config/load.ts";
 import type { Env } from "../config/paths.ts";
 import { CliError, ExitCode, loginRequired } from "../errors.ts";
 import type { TokenState } from "../store/state.ts";
-import { describeNetworkError, makeFetch, neverReachedServer, type Logger } from "./http.ts";
+import { printable } from "../terminal-text.ts";
+import { checkedEndpoint, describeNetworkError, makeFetch, neverReachedServer, type Logger } from "./http.ts";
 
 type Lib = typeof OidcClient;
 let lib: Promise<Lib> | undefined;
@@ -22,7 +23,12 @@ export interface TokenSet {
   /** Absolute times; null when the provider did not say and the token is not a JWT with `exp`. */
   accessExpiresAt: Date | null;
   refreshExpiresAt: Date | null | undefined;
+  /** True when accessExpiresAt is config.defaultTokenLifetime from now: the provider said nothing. */
+  accessExpiryAssumed: boolean;
+  /** For display: control characters removed. */
   username: string | undefined;
+  /** The ID token's `sub`, when there is one. */
+  subject: string | undefined;
 }
 
 /** One authorization code request; the verifier and nonce never leave this process. */
@@ -40,7 +46,8 @@ export interface DeviceAuthorization {
   verificationUriComplete: string | undefined;
   userCode: string;
   expiresIn: number;
-  interval: number | undefined;
+  /** Seconds between polls: the provider's interval clamped to DEVICE_INTERVAL_MIN..MAX. */
+  interval: number;
   response: unknown;
   /** PKCE (RFC 7636) verifier sent with the device code on every poll. */
   codeVerifier: string;
@@ -178,13 +185,20 @@ export class Provider {
       if (meta.end_session_endpoint === undefined) {
         throw new CliError(`${this.host} advertises neither a revocation nor a logout endpoint`);
       }
+      const endpoint = checkedEndpoint(meta.end_session_endpoint, this.opts.config.issuer, "logout endpoint");
       const body = new URLSearchParams({ client_id: this.opts.config.clientId, refresh_token: refreshToken });
       if (this.opts.clientSecret !== undefined) body.set("client_secret", this.opts.clientSecret);
-      const res = await makeFetch(this.opts.env, this.opts.log)(meta.end_session_endpoint, {
+      const res = await makeFetch(this.opts.env, this.opts.log)(endpoint.href, {
         method: "POST",
         body,
+        redirect: "manual",
         signal: AbortSignal.timeout(this.opts.config.timeoutSeconds * 1000),
       });
+      if (res.status >= 300 && res.status < 400) {
+        throw new CliError(
+          `${this.host} answered the logout request with a redirect (HTTP ${res.status}), which is not followed: it would send the refresh token elsewhere`,
+        );
+      }
       if (!res.ok && res.status !== 204) {
         throw new CliError(`${this.host} answered the logout request with HTTP ${res.status}`);
       }
@@ -234,8 +248,10 @@ export class Provider {
     const c = this.configuration;
     const uri = c.serverMetadata().jwks_uri;
     if (uri === undefined) return;
-    const res = await makeFetch(this.opts.env, this.opts.log)(uri, {
+    const endpoint = checkedEndpoint(uri, this.opts.config.issuer, "signing key set (jwks_uri)");
+    const res = await makeFetch(this.opts.env, this.opts.log)(endpoint.href, {
       method: "GET",
+      redirect: "manual",
       headers: { accept: "application/json" },
       signal: AbortSignal.timeout(this.opts.config.timeoutSeconds * 1000),
     });
@@ -302,12 +318,15 @@ export class Provider {
         throw this.loginError(e, "device authorization");
       });
     });
+    const issuer = this.opts.config.issuer;
+    const complete = res.verification_uri_complete;
     return {
-      verificationUri: res.verification_uri,
-      verificationUriComplete: res.verification_uri_complete,
-      userCode: res.user_code,
+      verificationUri: checkedVerificationUri(res.verification_uri, issuer).href,
+      verificationUriComplete:
+        complete === undefined ? undefined : checkedVerificationUri(complete, issuer).href,
+      userCode: printable(res.user_code, 100),
       expiresIn: res.expires_in,
-      interval: res.interval,
+      interval: clampPollInterval(res.interval),
       response: res,
       codeVerifier,
     };
@@ -322,7 +341,7 @@ export class Provider {
    */
   async pollDeviceAuthorization(device: DeviceAuthorization, signal: AbortSignal): Promise<TokenSet> {
     const deviceCode = (device.response as OidcClient.DeviceAuthorizationResponse).device_code;
-    let interval = device.interval ?? 5;
+    let interval = device.interval;
     for (;;) {
       await abortableSleep(interval * 1000, signal);
       const res = await this.withConfig("device sign-in", (l, c) => {
@@ -340,7 +359,8 @@ export class Provider {
       });
       if (res === "authorization_pending") continue;
       if (res === "slow_down") {
-        interval += 5;
+        // RFC 8628 section 3.5: 5 s more for this and every later request (bounded all the same).
+        interval = Math.min(interval + 5, DEVICE_INTERVAL_SLOWEST);
         this.opts.log(`the provider asked to slow down; polling every ${interval}s`);
         continue;
       }
@@ -356,7 +376,7 @@ export class Provider {
       code?: string;
       message?: string;
     };
-    const desc = typeof err.error_description === "string" ? ` (${err.error_description})` : "";
+    const desc = typeof err.error_description === "string" ? ` (${printable(err.error_description)})` : "";
     if (err.error === "access_denied") {
       return new CliError(`the sign-in was denied at ${this.host}${desc}`, { cause: e });
     }
@@ -398,17 +418,19 @@ export class Provider {
   ): TokenSet {
     const now = this.opts.now().getTime();
     const expiresIn = res.expiresIn();
-    const accessExpiresAt =
-      expiresIn !== undefined ? new Date(now + expiresIn * 1000) : jwtExpiry(res.access_token);
+    const stated = expiresIn !== undefined ? expiryAfter(now, expiresIn) : jwtExpiry(res.access_token);
+    // An opaque token without expires_in: unknown, taken as fresh for a while (and `status` says
+    // so), or every timer run would fetch a new one.
+    const accessExpiresAt = stated ?? expiryAfter(now, this.opts.config.defaultTokenLifetime);
     let refreshExpiresAt: Date | null | undefined;
     if (res.refresh_token !== undefined) {
       // Keycloak: refresh_expires_in (0 means an offline token without expiry); else the JWT's exp.
       const kc = (res as Record<string, unknown>).refresh_expires_in;
       refreshExpiresAt =
-        typeof kc === "number" && kc > 0 ? new Date(now + kc * 1000) : jwtExpiry(res.refresh_token);
+        typeof kc === "number" && kc > 0 ? expiryAfter(now, kc) : jwtExpiry(res.refresh_token);
     }
     const claims = res.claims();
-    const username =
+    const name =
       claims === undefined
         ? undefined
         : typeof claims.preferred_username === "string"
@@ -418,8 +440,10 @@ export class Provider {
       accessToken: res.access_token,
       refreshToken: res.refresh_token,
       accessExpiresAt,
+      accessExpiryAssumed: stated === null,
       refreshExpiresAt,
-      username,
+      username: name === undefined ? undefined : printable(name, 100),
+      subject: claims?.sub,
     };
   }
 
@@ -453,7 +477,10 @@ export class Provider {
       }
     }
     if (typeof err.error === "string") {
-      const desc = err.error_description === undefined ? "" : ` (${err.error_description})`;
+      // The provider's words reach the terminal: no control characters, no screenfuls.
+      err.error = printable(err.error, 100);
+      const desc =
+        typeof err.error_description === "string" ? ` (${printable(err.error_description)})` : "";
       if (err.error === "invalid_grant") {
         return loginRequired(`your session at ${host} expired or was revoked${desc}`);
       }
@@ -481,7 +508,30 @@ export class Provider {
 
 const DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code";
 
+/** RFC 8628's default, and the fastest we poll whatever the provider says (0.001 s would flood it). */
+export const DEVICE_INTERVAL_MIN = 5;
+/** The slowest interval a provider may ask for at first: a sign-in must stay responsive. */
+export const DEVICE_INTERVAL_MAX = 60;
+/** The bound for intervals grown by slow_down. */
+const DEVICE_INTERVAL_SLOWEST = 300;
+
+export function clampPollInterval(interval: number | undefined): number {
+  if (interval === undefined || !Number.isFinite(interval)) return DEVICE_INTERVAL_MIN;
+  return Math.min(Math.max(interval, DEVICE_INTERVAL_MIN), DEVICE_INTERVAL_MAX);
+}
+
+/**
+ * The page the user is sent to must be https (http only on a loopback host of a loopback issuer):
+ * the user types a code and signs in there. The URL is printed, so control characters would be
+ * refused by the URL parser or percent-encoded by it.
+ */
+function checkedVerificationUri(raw: string, issuer: string): URL {
+  const url = checkedEndpoint(raw, issuer, "device verification URI");
+  return url;
+}
+
 function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
+  // ms is at most DEVICE_INTERVAL_SLOWEST seconds: well within setTimeout's range.
   return new Promise((resolve, reject) => {
     if (signal.aborted) {
       reject(signal.reason as Error);
@@ -499,6 +549,19 @@ function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
+/** The latest time we keep: a Date and its ISO string stay valid and four-digit-yeared. */
+export const LATEST_EXPIRY_MS = Date.UTC(9999, 11, 31, 23, 59, 59);
+
+/**
+ * `seconds` after `nowMs`, for a lifetime a provider stated: a huge one is capped at
+ * LATEST_EXPIRY_MS (a Date beyond +-8.64e15 ms is invalid and toISOString throws), a value that
+ * is not a finite positive number means "not stated" (null).
+ */
+export function expiryAfter(nowMs: number, seconds: number): Date | null {
+  if (typeof seconds !== "number" || !Number.isFinite(seconds) || seconds <= 0) return null;
+  return new Date(Math.min(nowMs + seconds * 1000, LATEST_EXPIRY_MS));
+}
+
 /** The `exp` of a JWT, without verifying it (only used for display and scheduling). */
 export function jwtExpiry(token: string | undefined): Date | null {
   if (token === undefined) return null;
@@ -506,7 +569,9 @@ export function jwtExpiry(token: string | undefined): Date | null {
   if (part === undefined || token.split(".").length !== 3) return null;
   try {
     const payload = JSON.parse(Buffer.from(part, "base64url").toString("utf8")) as { exp?: unknown };
-    return typeof payload.exp === "number" ? new Date(payload.exp * 1000) : null;
+    const exp = payload.exp;
+    if (typeof exp !== "number" || !Number.isFinite(exp)) return null;
+    return new Date(Math.max(0, Math.min(exp * 1000, LATEST_EXPIRY_MS)));
   } catch {
     return null;
   }
