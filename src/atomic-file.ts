@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { mkdir, open, rename, stat, unlink } from "node:fs/promises";
+import { lstat, mkdir, open, rename, stat, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { CliError } from "./errors.ts";
 
@@ -80,14 +80,45 @@ export async function writeFileAtomic(
 }
 
 /**
+ * A lock another user holds (one could make it in a shared directory) is never waited for: we
+ * could not remove it when stale, and it is not another run of ours. Fails at once, saying whose.
+ */
+async function refuseForeignLock(lockPath: string): Promise<void> {
+  let st;
+  try {
+    st = await lstat(lockPath);
+  } catch {
+    return;
+  }
+  const uid = process.getuid?.();
+  if (uid === undefined || st.uid === uid || st.uid === 0) return;
+  throw new CliError(
+    `${lockPath} is held by uid ${st.uid}, not by you: another user's lock is not waited for`,
+    {
+      hint: `check who made it; if no nix-cache-login of theirs should write here, remove it (\`rm -r ${lockPath}\`)`,
+    },
+  );
+}
+
+/**
  * Runs fn while holding an exclusive lock on `<dataPath>.lock`, a sibling, never the data file
  * itself: a rename swaps the data file's inode, so a lock held on it would protect nothing.
  */
-export async function withLock<T>(dataPath: string, fn: () => Promise<T>): Promise<T> {
+export async function withLock<T>(
+  dataPath: string,
+  fn: () => Promise<T>,
+  onWait: (line: string) => void = () => undefined,
+): Promise<T> {
   const { lock } = await import("proper-lockfile");
   const lockPath = `${dataPath}.lock`;
   await ensureDir(dirname(lockPath));
+  await refuseForeignLock(lockPath);
   let release: () => Promise<void>;
+  // Waiting is normal for a moment (a timer's refresh); longer, say whose lock it is.
+  const notice = setTimeout(
+    () => onWait(`waiting for ${lockPath}, held by another nix-cache-login...`),
+    2000,
+  );
   try {
     release = await lock(dataPath, {
       lockfilePath: lockPath,
@@ -102,6 +133,8 @@ export async function withLock<T>(dataPath: string, fn: () => Promise<T>): Promi
     throw new CliError(`cannot lock ${lockPath}: ${(e as Error).message}`, {
       hint: "another nix-cache-login may be stuck; remove the lock if no other instance runs",
     });
+  } finally {
+    clearTimeout(notice);
   }
   try {
     return await fn();

@@ -30,10 +30,8 @@ export function setLongTimeout(fn: () => void, ms: number, opts: { unref?: boole
 export function longTimeoutSignal(ms: number): AbortSignal {
   if (ms <= MAX_TIMER_MS) return AbortSignal.timeout(ms);
   const controller = new AbortController();
-  setLongTimeout(
-    () => controller.abort(new DOMException("The operation timed out.", "TimeoutError")),
-    ms,
-    { unref: true },
-  );
+  setLongTimeout(() => controller.abort(new DOMException("The operation timed out.", "TimeoutError")), ms, {
+    unref: true,
+  });
   return controller.signal;
 }

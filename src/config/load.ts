@@ -256,7 +256,8 @@ function readCapped(path: string): string {
   try {
     const st = fstatSync(fd);
     if (st.isDirectory()) throw Object.assign(new Error("is a directory"), { code: "EISDIR" });
-    if (!st.isFile()) throw new CliError(`${path}: the configuration is not a regular file`, { exitCode: ExitCode.usage });
+    if (!st.isFile())
+      throw new CliError(`${path}: the configuration is not a regular file`, { exitCode: ExitCode.usage });
     if (st.size > MAX_CONFIG_BYTES) {
       throw new CliError(
         `${path}: the configuration file is ${st.size} bytes; at most ${MAX_CONFIG_BYTES} (1 MiB) are read`,

@@ -100,7 +100,10 @@ export function checkedEndpoint(raw: unknown, issuer: string, what: string): URL
     throw new CliError(`${new URL(issuer).host} advertises a ${what} that is not a URL`);
   }
   const loopbackIssuer = new URL(issuer).protocol === "http:";
-  if (url.protocol === "https:" || (url.protocol === "http:" && loopbackIssuer && isLoopbackHost(url.hostname))) {
+  if (
+    url.protocol === "https:" ||
+    (url.protocol === "http:" && loopbackIssuer && isLoopbackHost(url.hostname))
+  ) {
     return url;
   }
   throw new CliError(

@@ -479,8 +479,7 @@ export class Provider {
     if (typeof err.error === "string") {
       // The provider's words reach the terminal: no control characters, no screenfuls.
       err.error = printable(err.error, 100);
-      const desc =
-        typeof err.error_description === "string" ? ` (${printable(err.error_description)})` : "";
+      const desc = typeof err.error_description === "string" ? ` (${printable(err.error_description)})` : "";
       if (err.error === "invalid_grant") {
         return loginRequired(`your session at ${host} expired or was revoked${desc}`);
       }
