@@ -32,10 +32,15 @@ export function foreignOwner(st: Owned): string | undefined {
   return `owned by ${describeUid(st.uid)}, not by ${describeUid(uid)} who runs nix-cache-login (nor root)`;
 }
 
-/** Why others could replace what is in a directory (or rewrite a file), or undefined. */
-export function writableByOthers(st: Owned, what: "directory" | "file"): string | undefined {
-  if ((st.mode & 0o022) === 0) return undefined;
-  return `${what} writable by ${(st.mode & 0o020) !== 0 ? "group" : "others"}${(st.mode & 0o022) === 0o022 ? " and others" : ""} (mode ${formatMode(st.mode)})`;
+/**
+ * Why others could replace what is in a directory (or rewrite a file), or undefined. With
+ * `ownGroup`, group write is fine (the group is one of our own).
+ */
+export function writableByOthers(st: Owned, ownGroup = false): string | undefined {
+  const bits = st.mode & (ownGroup ? 0o002 : 0o022);
+  if (bits === 0) return undefined;
+  const who = bits === 0o022 ? "group and others" : bits === 0o020 ? "group" : "others";
+  return `writable by ${who} (mode ${formatMode(st.mode)})`;
 }
 
 /** Set-id-less sticky bit: in such a directory only a file's owner may rename or remove it. */

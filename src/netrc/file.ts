@@ -128,10 +128,7 @@ async function checkNetrcDir(dir: string, file: string, fileUid: number | undefi
   // Group-writable is fine for a group of one's own (user private groups with umask 002): the
   // directory's group is our primary group. Any other group, or others, could replace the file.
   const ownGroup = st.gid === process.getgid?.() && st.uid === process.getuid?.();
-  const writable = writableByOthers(
-    { uid: st.uid, mode: ownGroup ? st.mode & ~0o020 : st.mode },
-    "directory",
-  );
+  const writable = writableByOthers(st, ownGroup);
   // In a sticky directory (/tmp) only a file's owner may replace it: fine if that owner is us.
   const ours = fileUid === undefined || fileUid === process.getuid?.();
   if (writable !== undefined && !(isSticky(st) && ours)) {

@@ -123,10 +123,10 @@ export function checkStateDir(dir: string): boolean {
       { hint: `check who created it, then remove it (\`rm -r ${dir}\`) and sign in again` },
     );
   }
-  const writable = writableByOthers(st, "directory");
+  const writable = writableByOthers(st);
   if (writable !== undefined) {
     throw new CliError(
-      `${dir}: token state ${writable}, so another user could have written it; nix-cache-login does not use it`,
+      `${dir}: token state directory ${writable}, so another user could have written it; nix-cache-login does not use it`,
       { hint: `check its files, then \`chmod 700 ${dir}\`` },
     );
   }
@@ -140,8 +140,8 @@ function readTrustedFile(file: string): string {
     const st = fstatSync(fd);
     const owner = foreignOwner(st);
     if (owner !== undefined) throw untrusted(file, owner, `rm ${file}`);
-    const writable = writableByOthers(st, "file");
-    if (writable !== undefined) throw untrusted(file, writable, `chmod 600 ${file}`);
+    const writable = writableByOthers(st);
+    if (writable !== undefined) throw untrusted(file, `file ${writable}`, `chmod 600 ${file}`);
     if (!st.isFile()) throw untrusted(file, "is not a regular file", `rm ${file}`);
     return readFileSync(fd, "utf8");
   } finally {
