@@ -117,6 +117,9 @@ in
           StartInterval = common.toSeconds cfg.interval;
           RunAtLoad = true;
           ProcessType = "Background";
+          # A core dump would hold the refresh token.
+          SoftResourceLimits.Core = 0;
+          HardResourceLimits.Core = 0;
         };
       };
     })
@@ -148,6 +151,9 @@ in
           StartInterval = common.toSeconds scfg.interval;
           RunAtLoad = true;
           ProcessType = "Background";
+          # A core dump would hold the client secret and the token.
+          SoftResourceLimits.Core = 0;
+          HardResourceLimits.Core = 0;
           Umask = 63; # 0077
           StandardErrorPath = "/var/log/nix-cache-login-server.log";
         };

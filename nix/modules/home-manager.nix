@@ -75,6 +75,8 @@ in
             # Exit 3: sign in again. Not a unit failure; `nix-cache-login status` explains.
             SuccessExitStatus = "3";
             Nice = 10;
+            # A core dump would hold the refresh token.
+            LimitCORE = 0;
           };
         };
 

@@ -107,6 +107,8 @@ in
         ExecStart = common.serviceAccountCommand cfg;
         LoadCredential = [ "${common.credentialName}:${cfg.clientSecretFile}" ];
         TimeoutStartSec = "2min";
+        # A core dump would hold the client secret and tokens.
+        LimitCORE = 0;
 
         StateDirectory = "nix-cache-login";
         StateDirectoryMode = "0700";

@@ -84,6 +84,8 @@ in
         # so it must not show up as a failed unit. `nix-cache-login status` tells the user.
         SuccessExitStatus = "3";
         Nice = 10;
+        # A core dump would hold the refresh token.
+        LimitCORE = 0;
       };
     };
 

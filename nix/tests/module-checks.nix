@@ -176,6 +176,7 @@ let
     (eq "workstation: user service ExecStart" wsSvc.serviceConfig.ExecStart "${exeOf wsCfg} refresh --min-valid 4m")
     (eq "workstation: user service is oneshot" wsSvc.serviceConfig.Type "oneshot")
     (eq "workstation: exit 3 (login required) is not a failure" wsSvc.serviceConfig.SuccessExitStatus "3")
+    (eq "workstation: no core dumps (they would hold tokens)" wsSvc.serviceConfig.LimitCORE 0)
     (eq "workstation: runs only for users who signed in and have a config" wsSvc.unitConfig.ConditionPathExists [
       "%S/nix-cache-login"
       "|%E/nix-cache-login/config.toml"
@@ -295,6 +296,7 @@ let
     (check "server: package on the system PATH" (lib.elem srvCfg.package srv.environment.systemPackages))
     (eq "server: ExecStart" srvSvc.serviceConfig.ExecStart "${exeOf srvCfg} service-account --min-valid 4m")
     (eq "server: oneshot" srvSvc.serviceConfig.Type "oneshot")
+    (eq "server: no core dumps (they would hold the secret and tokens)" srvSvc.serviceConfig.LimitCORE 0)
     (eq "server: runs at boot" srvSvc.wantedBy [ "multi-user.target" ])
     (eq "server: after network-online" srvSvc.after [ "network-online.target" ])
     (eq "server: wants network-online" srvSvc.wants [ "network-online.target" ])
