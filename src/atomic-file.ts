@@ -107,7 +107,8 @@ async function refuseForeignLock(lockPath: string): Promise<void> {
 export async function withLock<T>(
   dataPath: string,
   fn: () => Promise<T>,
-  onWait: (line: string) => void = () => undefined,
+  // stderr, where a command's talk goes: locks are taken below the commands, without their context.
+  onWait: (line: string) => void = (line) => process.stderr.write(`note: ${line}\n`),
 ): Promise<T> {
   const { lock } = await import("proper-lockfile");
   const lockPath = `${dataPath}.lock`;

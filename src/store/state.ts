@@ -2,6 +2,7 @@ import { closeSync, constants, fstatSync, openSync, readFileSync, statSync } fro
 import { join } from "node:path";
 import { CliError } from "../errors.ts";
 import { foreignOwner, writableByOthers } from "../file-trust.ts";
+import { fsReason } from "../fs-reason.ts";
 
 /** What we keep per (issuer, client_id), in a file only its owner can read (0600 in a 0700 dir). */
 export interface TokenState {
@@ -68,7 +69,7 @@ export class StateStore {
       if (e instanceof CliError) throw e;
       const code = (e as NodeJS.ErrnoException).code;
       if (code === "ELOOP") throw untrusted(this.file, "is a symbolic link", `rm ${this.file}`);
-      throw new CliError(`${this.file}: cannot read token state: ${code ?? (e as Error).message}`);
+      throw new CliError(`${this.file}: cannot read token state: ${fsReason(e)}`);
     }
     try {
       const parsed = JSON.parse(text) as TokenState;
@@ -107,7 +108,7 @@ export function checkStateDir(dir: string): boolean {
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === "ENOENT") return false;
-    throw new CliError(`${dir}: cannot use the token state directory: ${code ?? (e as Error).message}`, {
+    throw new CliError(`${dir}: cannot use the token state directory: ${fsReason(e)}`, {
       hint: "check $XDG_STATE_HOME and the directory's owner and permissions",
     });
   }

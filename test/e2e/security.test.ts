@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { chmod, chown, mkdir, readdir, writeFile } from "node:fs/promises";
+import { chmod, chown, mkdir, readdir, rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { StateStore } from "../../src/store/state.ts";
@@ -262,6 +262,29 @@ describe("a hostile provider cannot corrupt the netrc or the terminal", { concur
     assert.equal(recorder.requests.length, 0, "the proxy saw no request");
     assert.ok(op.count("/token") >= 1);
     resetProvider();
+  });
+
+  test("a lock held by another run is not waited for silently: the wait is announced", async () => {
+    const ws = await serviceWorkspace();
+    const store = new StateStore(ws.stateDir, op.issuer, "nix-cache-server");
+    await mkdir(`${store.file}.lock`, { recursive: true, mode: 0o700 });
+    const child = spawn(process.execPath, [CLI, "service-account"], {
+      env: ws.env,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stderr = "";
+    const noticed = new Promise<void>((resolve) =>
+      child.stderr.setEncoding("utf8").on("data", (d: string) => {
+        stderr += d;
+        if (/note: waiting for \S+\.lock, held by another nix-cache-login/.test(stderr)) resolve();
+      }),
+    );
+    const closed = new Promise<number | null>((resolve) => child.on("close", resolve));
+    await Promise.race([noticed, closed]);
+    assert.match(stderr, /note: waiting for .*\.json\.lock, held by another nix-cache-login\.\.\./);
+    // The other run finishes: the waiting one goes on.
+    await rm(`${store.file}.lock`, { recursive: true });
+    assert.equal(await closed, 0, stderr);
   });
 
   test("--timeout 25d (beyond setTimeout's range) waits instead of timing out at once", async () => {

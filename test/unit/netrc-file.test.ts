@@ -232,3 +232,29 @@ describe("netrc owned or replaceable by another user (needs root)", () => {
     );
   });
 });
+
+test("netrc_path errors are one line naming the key and the path: too long, under a file, a directory", async () => {
+  const long = join(dir, "n".repeat(300), "netrc");
+  await assert.rejects(upsertNetrcEntry(long, "cache.example.org", "tok"), (e: unknown) => {
+    assert.ok(e instanceof CliError);
+    assert.equal(
+      e.message,
+      `netrc_path ${long}: cannot use the netrc: a name in the path is too long (the limit is 255 bytes)`,
+    );
+    return true;
+  });
+  const file = join(dir, "plain-file");
+  await writeFile(file, "");
+  await assert.rejects(
+    upsertNetrcEntry(join(file, "netrc"), "cache.example.org", "tok"),
+    new RegExp(
+      `^CliError: netrc_path ${file}/netrc: cannot use the netrc: a part of the path is not a directory$`,
+    ),
+  );
+  const directory = join(dir, "a-directory");
+  await mkdir(directory);
+  await assert.rejects(
+    upsertNetrcEntry(directory, "cache.example.org", "tok"),
+    /a-directory: it is not a regular file; nix-cache-login does not write a token there$/,
+  );
+});
