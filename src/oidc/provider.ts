@@ -20,7 +20,10 @@ export const DISCOVERY_MAX_AGE_MS = 24 * 60 * 60 * 1000;
 export interface TokenSet {
   accessToken: string;
   refreshToken: string | undefined;
-  /** Absolute times; null when the provider did not say and the token is not a JWT with `exp`. */
+  /**
+   * Absolute times. For the access token: expires_in, else the JWT's `exp`, else (accessExpiryAssumed)
+   * default_token_lifetime from now; a lifetime too large for a Date is capped at year 9999.
+   */
   accessExpiresAt: Date | null;
   refreshExpiresAt: Date | null | undefined;
   /** True when accessExpiresAt is config.defaultTokenLifetime from now: the provider said nothing. */
@@ -525,8 +528,7 @@ export function clampPollInterval(interval: number | undefined): number {
  * refused by the URL parser or percent-encoded by it.
  */
 function checkedVerificationUri(raw: string, issuer: string): URL {
-  const url = checkedEndpoint(raw, issuer, "device verification URI");
-  return url;
+  return checkedEndpoint(raw, issuer, "device verification URI");
 }
 
 function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {

@@ -252,6 +252,24 @@ describe("a hostile provider cannot corrupt the netrc or the terminal", { concur
     resetProvider();
   });
 
+  test("the signing-key prefetch follows no redirect and needs https", async () => {
+    const ws = await userWorkspace();
+    op.on("/certs", () => ({ status: 302, headers: { location: `${recorder.url}/certs` } }));
+    const redirected = await runCli(ws, ["login", "--no-browser", "--timeout", "1s", "--verbose"]);
+    assert.equal(redirected.code, 1, redirected.stderr);
+    assert.match(redirected.stderr, /verbose: GET http:\/\/127\.0\.0\.1:\d+\/realms\/hostile\/certs -> 302/);
+    assert.equal(recorder.requests.length, 0, "the redirect was not followed");
+
+    op.metadata.jwks_uri = "http://keys.example/certs";
+    const plain = await runCli(ws, ["login", "--no-browser", "--timeout", "1s", "--verbose"]);
+    assert.equal(plain.code, 1, plain.stderr);
+    assert.match(
+      plain.stderr,
+      /could not fetch the signing keys ahead: CliError: 127\.0\.0\.1:\d+ advertises a signing key set \(jwks_uri\) at http:\/\/keys\.example, which is not https/,
+    );
+    resetProvider();
+  });
+
   test("loopback traffic never goes through HTTP(S)_PROXY (the client secret would cross it in clear)", async () => {
     const ws = await serviceWorkspace();
     const proxy = `http://127.0.0.1:${recorder.port}`;
