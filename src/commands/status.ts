@@ -3,6 +3,7 @@ import { describeExpiry } from "../duration.ts";
 import { ExitCode } from "../errors.ts";
 import { netrcHolds } from "../netrc/read.ts";
 import { openSession, renewCommand } from "../session.ts";
+import { printable } from "../terminal-text.ts";
 
 export interface StatusOptions {
   json?: boolean | undefined;
@@ -78,7 +79,8 @@ export async function status(ctx: Context, opts: StatusOptions): Promise<number>
       }`,
     ],
   ];
-  if (state?.username !== undefined) lines.push(["signed in as", state.username]);
+  // Stored from the provider's answer: shown without control characters, whatever wrote it.
+  if (state?.username !== undefined) lines.push(["signed in as", printable(state.username, 100)]);
   lines.push([
     "access token",
     !access.present
