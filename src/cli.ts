@@ -87,7 +87,7 @@ const COMMANDS: CommandSpec[] = [
   },
   {
     name: "service-account",
-    help: "get a token with the client credentials grant (secret from client_secret_file); for servers",
+    help: "get a token with the client credentials grant (client_secret_file or client_key_file); for servers",
     options: [MIN_VALID],
   },
   {
@@ -111,7 +111,9 @@ const helpFooter = () => `Configuration (TOML), first found wins:
   $XDG_CONFIG_HOME/nix-cache-login/config.toml (~/.config when unset),
   /etc/nix-cache-login/config.toml
 Keys: ${column(CONFIG_KEYS.join(", "), 6)}
-  (issuer, client_id and cache_host are required; client_secret_file means service-account mode)
+  (issuer, client_id and cache_host are required; client_secret_file or client_key_file means
+  service-account mode; token_endpoint_auth_method: client_secret_basic (default),
+  client_secret_post, or private_key_jwt with client_key_file)
 
 Exit codes:
   0    success (status: the access token is valid and in the netrc)

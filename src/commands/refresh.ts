@@ -1,6 +1,7 @@
 import { say, verbose, type Context } from "../context.ts";
 import { describeExpiry } from "../duration.ts";
 import { ExitCode, loginRequired } from "../errors.ts";
+import { parseClientKey } from "../oidc/client-key.ts";
 import { beginRenewal, tokenGood } from "../session.ts";
 import { withStateLock } from "../store/write.ts";
 import { provider, saveTokens } from "../tokens.ts";
@@ -21,11 +22,15 @@ export async function refresh(
 ): Promise<number> {
   const r = await beginRenewal(ctx, opts, grant);
   if (r === "fresh") return ExitCode.ok;
-  const { session: s, secret, seen, minValid } = r;
+  const { session: s, credential, seen, minValid } = r;
+  // A bad key file is a configuration error, found before any request.
+  if (credential !== undefined && "keyText" in credential) {
+    parseClientKey(s.config, credential.keyText, credential.keyFile);
+  }
   const log = verbose(ctx);
   const mode = s.config.mode;
   if (grant === "refresh" && mode === "service-account")
-    log("configuration has client_secret_file: using the client credentials grant");
+    log("configuration is for a service account: using the client credentials grant");
 
   return withStateLock(s.store, async () => {
     const state = s.store.read();
@@ -40,7 +45,7 @@ export async function refresh(
       log("another nix-cache-login renewed the token meanwhile; nothing to do");
       return ExitCode.ok;
     }
-    const p = provider(ctx, s, state, secret);
+    const p = provider(ctx, s, state, credential);
     let tokens;
     if (mode === "service-account") {
       tokens = await p.clientCredentials();
