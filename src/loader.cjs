@@ -12,6 +12,28 @@
 // The network commands (dist/commands.cjs) are required normally and use Node's own compile
 // cache where Node has one (22.1 and later), in the same directory.
 "use strict";
+
+// First of all, in syntax any Node.js parses: the bundles below use what older ones lack (such as
+// process.getBuiltinModule) and would fail with a confusing message.
+{
+  const needed = "__NODE_MIN__"; // package.json's engines.node, filled in by the build
+  const want = needed.split(".").map(Number);
+  const have = process.versions.node.split(".").map(Number);
+  if (have[0] < want[0] || (have[0] === want[0] && have[1] < want[1])) {
+    process.stderr.write(
+      "nix-cache-login: needs Node.js " +
+        needed +
+        " or later, found " +
+        process.version +
+        " (" +
+        process.execPath +
+        "); install a current Node.js (https://nodejs.org/en/download, or " +
+        'see README "Install"), or use the Nix package\n',
+    );
+    process.exit(1);
+  }
+}
+
 const fs = require("node:fs");
 const vm = require("node:vm");
 
