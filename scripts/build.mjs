@@ -8,6 +8,7 @@
 //                           jose, the lock and browser libraries), required when one of them runs
 // dist/proxy.mjs            undici, imported only when HTTPS_PROXY/HTTP_PROXY is set
 import { build } from "esbuild";
+import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
 import { chmod, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 

@@ -1,6 +1,6 @@
 import { checkBrowserCommand, openBrowser } from "../browser.ts";
 import type { Env } from "../config/paths.ts";
-import { prompt, record, say, verbose, warn, type Context } from "../context.ts";
+import { prompt, say, verbose, warn, type Context } from "../context.ts";
 import { describeExpiry, formatSpan, parseDuration } from "../duration.ts";
 import { CliError, ExitCode } from "../errors.ts";
 import { deviceSignIn } from "../oidc/device.ts";

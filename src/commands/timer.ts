@@ -458,8 +458,8 @@ async function remove(ctx: Context, system: boolean, p: Platform, dir: string): 
         if (!d.startsWith(`${stop}/`)) break;
         try {
           await rmdir(d);
-        } catch {
-          break;
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== "ENOENT") break;
         }
       }
     }
