@@ -120,7 +120,7 @@ function signedInAlready(ctx: Context, s: Session): void {
     state.refresh_token !== undefined
       ? `the session can be renewed until ${until(state.refresh_token_expires_at)}`
       : "no refresh token";
-  say(
+  prompt(
     ctx,
     `Already signed in as ${state.username ?? "(unknown user)"} at ${s.config.issuer}: access token ${describeExpiry(state.access_token_expires_at ?? null, now)}, ${sessionEnd}. Starting a new sign-in, which replaces it.`,
   );

@@ -42,7 +42,9 @@ export function manPage(t: CommandTable, date: string): string {
     out.push(".SS", `\\fB${c.name}\\fR${args}${c.options.length > 0 ? " [\\fIOPTIONS\\fR]" : ""}`);
     out.push(`${esc(c.help.charAt(0).toUpperCase() + c.help.slice(1))}.`);
     out.push(...c.options.map((o) => option(o).trimEnd()));
-    for (const e of c.examples ?? []) out.push(".PP", ".nf", `.RS 4\n${esc(e)}\n.RE`, ".fi");
+    if (c.examples !== undefined) {
+      out.push(".PP", "Examples:", ".RS 4", ".nf", ...c.examples.map(esc), ".fi", ".RE");
+    }
   }
   out.push(".SH OPTIONS", ...t.globals.map((o) => option(o).trimEnd()));
   // The help's footer: configuration search order, keys and exit codes.

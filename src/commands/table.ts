@@ -42,7 +42,8 @@ export const EXTRA_COMMANDS: CommandSpec[] = [
       QUIET,
     ],
     examples: [
-      "nix-cache-login init --issuer https://sso.example.org/realms/nix --client-id nix-cache --cache-host cache.example.org",
+      "nix-cache-login init --issuer https://sso.example.org/realms/nix \\",
+      "    --client-id nix-cache --cache-host cache.example.org",
     ],
   },
   {

