@@ -184,7 +184,8 @@ export function launchdPlist(spec: TimerSpec, dir: string): TimerFile[] {
   const text = [
     '<?xml version="1.0" encoding="UTF-8"?>',
     '<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">',
-    `<!-- ${MARKER}; \`nix-cache-login timer remove${spec.system ? " --system" : ""}\` removes it. -->`,
+    // No "--" in an XML comment.
+    `<!-- ${MARKER}; \`nix-cache-login timer remove\`${spec.system ? " (as root, for the daemon)" : ""} removes it. -->`,
     '<plist version="1.0">',
     "<dict>",
     "  <key>Label</key>",
@@ -274,7 +275,7 @@ function managerReachable(p: Platform, system: boolean, env: Env): boolean {
 function runControl(argv: string[], env: Env): { ok: boolean; output: string } {
   const [cmd, ...args] = argv as [string, ...string[]];
   const r = spawnSync(cmd, args, { env: env as NodeJS.ProcessEnv, encoding: "utf8", timeout: 60_000 });
-  return { ok: r.status === 0, output: `${r.stderr ?? ""}${r.stdout ?? ""}`.trim().split("\n")[0] ?? "" };
+  return { ok: r.status === 0, output: `${r.stderr ?? ""}${r.stdout ?? ""}`.trim() };
 }
 
 const shellWord = (w: string) => (/^[A-Za-z0-9_./:=@%+-]+$/.test(w) ? w : `'${w.replace(/'/g, "'\\''")}'`);
@@ -411,7 +412,7 @@ async function install(ctx: Context, spec: TimerSpec, p: Platform, dir: string):
       const r = runControl(argv, ctx.env);
       // launchctl bootout of a job that is not loaded fails: that is expected on a first install.
       if (!r.ok && !(p === "launchd" && i === 0)) {
-        throw new CliError(`${argv.join(" ")} failed: ${r.output}`, {
+        throw new CliError(`${argv.join(" ")} failed: ${r.output.split("\n")[0] ?? ""}`, {
           exitCode: ExitCode.failure,
           hint: `the unit files are in ${dir}; run the command yourself to see why`,
         });
