@@ -70,6 +70,7 @@ test("the launchd agent runs refresh --min-valid every interval, at load, withou
     RunAtLoad: true,
     ProcessType: "Background",
     Umask: 63,
+    SoftResourceLimits: { Core: 0 },
     HardResourceLimits: { Core: 0 },
     StandardErrorPath: "/home/alice/Library/Logs/nix-cache-login.log",
   });
