@@ -13,8 +13,9 @@
 // cache where Node has one (22.1 and later), in the same directory.
 "use strict";
 
-// First of all, in syntax any Node.js parses: the bundles below use what older ones lack (such as
-// process.getBuiltinModule) and would fail with a confusing message.
+// First of all: the bundles use what older Node.js versions lack (such as
+// process.getBuiltinModule) and would fail with a confusing message. This file sticks to syntax
+// that old versions parse (no ?. or ??), so that they get this message.
 {
   const needed = "__NODE_MIN__"; // package.json's engines.node, filled in by the build
   const want = needed.split(".").map(Number);
@@ -43,9 +44,9 @@ const BUILD_ID = "__BUILD_ID__";
 const SOURCE = __SOURCE__;
 
 const env = process.env;
-const base = env.XDG_CACHE_HOME?.startsWith("/")
+const base = /^\//.test(env.XDG_CACHE_HOME || "")
   ? env.XDG_CACHE_HOME
-  : env.HOME?.startsWith("/")
+  : /^\//.test(env.HOME || "")
     ? `${env.HOME}/.cache`
     : undefined;
 const enabled = base !== undefined && env.NODE_DISABLE_COMPILE_CACHE === undefined;
@@ -58,7 +59,8 @@ const enabled = base !== undefined && env.NODE_DISABLE_COMPILE_CACHE === undefin
 function requireCommands(id) {
   if (enabled) {
     try {
-      require("node:module").enableCompileCache?.(`${base}/nix-cache-login/compile-cache`);
+      const { enableCompileCache } = require("node:module");
+      if (enableCompileCache !== undefined) enableCompileCache(`${base}/nix-cache-login/compile-cache`);
     } catch {
       // Only an optimisation.
     }
@@ -70,8 +72,8 @@ function requireCommands(id) {
 // that each holds the functions its own runs need: a timer's `refresh --min-valid 10m` always
 // finds its own.
 const args = process.argv.slice(2);
-const command = args.find((a) => /^[a-z][a-z-]*$/.test(a)) ?? "";
-const flags = args.filter((a) => a.startsWith("-")).map((a) => (a.split("=")[0] ?? "").replace(/^-+/, ""));
+const command = args.find((a) => /^[a-z][a-z-]*$/.test(a)) || "";
+const flags = args.filter((a) => a.startsWith("-")).map((a) => a.split("=")[0].replace(/^-+/, ""));
 const key = [command || "none", ...[...new Set(flags)].sort()]
   .join("_")
   .replace(/[^A-Za-z0-9_-]/g, "")
@@ -90,7 +92,8 @@ function readCache(file) {
   try {
     fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
     const st = fs.fstatSync(fd);
-    if (st.uid !== process.getuid?.() || (st.mode & 0o022) !== 0 || !st.isFile()) return undefined;
+    const uid = typeof process.getuid === "function" ? process.getuid() : -1;
+    if (st.uid !== uid || (st.mode & 0o022) !== 0 || !st.isFile()) return undefined;
     const data = Buffer.allocUnsafe(st.size);
     return fs.readSync(fd, data, 0, st.size, 0) === st.size ? data : undefined;
   } catch {
