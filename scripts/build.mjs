@@ -7,10 +7,15 @@
 // dist/commands.cjs         the commands that talk to the network (src/cold.ts, with openid-client,
 //                           jose, the lock and browser libraries), required when one of them runs
 // dist/proxy.mjs            undici, imported only when HTTPS_PROXY/HTTP_PROXY is set
-import { build } from "esbuild";
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
 import { chmod, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+
+// `npm pack` on a fresh clone runs this (prepack) before anything was installed.
+const { build } = await import("esbuild").catch(() => {
+  console.error("build: esbuild is not installed; run `npm ci` first");
+  process.exit(1);
+});
 
 const pkg = JSON.parse(await readFile(new URL("../package.json", import.meta.url), "utf8"));
 const dist = new URL("../dist/", import.meta.url).pathname;
