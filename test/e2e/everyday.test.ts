@@ -467,7 +467,8 @@ describe("init", () => {
 });
 
 describe("a request slower than a second", () => {
-  test('says "waiting for HOST ..." on a terminal only', async () => {
+  // A CLI that never says it is waiting would leave both runs hanging: the timeout ends the test.
+  test('says "waiting for HOST ..." on a terminal only', { timeout: 60_000 }, async () => {
     const ws = await makeWorkspace();
     workspaces.push(ws);
     // An issuer that answers only once the terminal run has said it is waiting: no timing guess.
