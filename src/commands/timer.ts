@@ -404,6 +404,12 @@ export async function timer(ctx: Context, opts: TimerOptions): Promise<number> {
 async function install(ctx: Context, spec: TimerSpec, p: Platform, dir: string): Promise<number> {
   const files = p === "launchd" ? launchdPlist(spec, dir) : systemdUnits(spec, dir);
   for (const f of files) if (ours(f.path) === false) throw foreign(f.path);
+  if (spec.script.includes("/_npx/")) {
+    warn(
+      ctx,
+      `the timer runs ${spec.script}, in npx's cache, which npm may clean: install nix-cache-login (npm install -g nix-cache-login) and run \`timer install\` again`,
+    );
+  }
   const results = [];
   for (const f of files) results.push(await writeUnit(f));
   const changed = results.includes("written");
