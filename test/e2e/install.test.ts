@@ -124,6 +124,31 @@ describe("npm package", () => {
       },
     });
     assert.match(stdout, /^Usage: nix-cache-login /);
+
+    // A timer installed from npx would run a copy in npm's cache: the CLI says so.
+    const ws = await makeWorkspace({
+      issuer: "https://sso.example.org/realms/x",
+      client_id: "c",
+      cache_host: "cache.example.org",
+    });
+    try {
+      const { stderr } = await run(
+        "npx",
+        ["--yes", `./${tarball.slice(dir.length + 1)}`, "timer", "install"],
+        {
+          cwd: dir,
+          env: {
+            ...ws.env,
+            npm_config_update_notifier: "false",
+            npm_config_cache: join(dir, "npx-cache"),
+            npm_config_registry: "http://127.0.0.1:9/",
+          },
+        },
+      );
+      assert.match(stderr, /^warning: the timer runs \/.*\/_npx\/.*, in npx's cache, which npm may clean/m);
+    } finally {
+      await ws.cleanup();
+    }
   });
 });
 
