@@ -73,6 +73,10 @@ buildNpmPackage {
     runHook preInstallCheck
     "$out/bin/nix-cache-login" --version | grep -F ${lib.escapeShellArg packageJson.version}
     "$out/bin/nix-cache-login" --help > /dev/null
+    ls "$out"/share/man/man1/nix-cache-login.1* \
+      "$out"/share/bash-completion/completions/nix-cache-login* \
+      "$out"/share/zsh/site-functions/_nix-cache-login \
+      "$out"/share/fish/vendor_completions.d/nix-cache-login.fish > /dev/null
     runHook postInstallCheck
   '';
 
