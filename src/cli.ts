@@ -46,7 +46,7 @@ export interface CommandSpec {
 const MIN_VALID: OptionSpec = {
   name: "min-valid",
   value: "duration",
-  help: "do nothing, without any request, if the token stays valid this long (e.g. 10m)",
+  help: "do nothing, without any request, if the token stays valid this long (with a unit: 30s, 10m, 1h)",
 };
 const JSON_OUTPUT: OptionSpec = { name: "json", help: "print a JSON object on stdout" };
 const JSON_RESULT: OptionSpec = {
