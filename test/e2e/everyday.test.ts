@@ -11,10 +11,10 @@
 import assert from "node:assert/strict";
 import { execFile, spawn } from "node:child_process";
 import { existsSync, realpathSync } from "node:fs";
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { cp, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
@@ -306,6 +306,37 @@ describe("timer", () => {
       netrcPassword(await readFile(dir.netrcPath, "latin1"), HOST) !== undefined,
       "the netrc has the token",
     );
+  });
+
+  test("status reports units whose installation is gone; install again fixes them", async () => {
+    const ws = await userWorkspace();
+    // A copy of the built CLI, as an installation that is later removed or upgraded away.
+    const copy = join(ws.dir, "old-install");
+    await cp(dirname(CLI), copy, { recursive: true });
+    const res = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const child = spawn(process.execPath, [join(copy, "nix-cache-login.cjs"), "timer", "install"], {
+        env: ws.env,
+        stdio: ["ignore", "ignore", "pipe"],
+      });
+      let stderr = "";
+      child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+      child.on("close", (code) => resolve({ code, stderr }));
+    });
+    assert.equal(res.code, 0, res.stderr);
+    assert.equal((await runCli(ws, ["timer", "status"])).code, 0);
+    await rm(copy, { recursive: true });
+    const stale = await runCli(ws, ["timer", "status"]);
+    assert.equal(stale.code, 1);
+    assert.match(
+      stale.stdout,
+      new RegExp(`stale: ${join(copy, "nix-cache-login.cjs").replace(/[.]/g, "\\.")} no longer exists`),
+    );
+    assert.match(stale.stderr, /hint: run `nix-cache-login timer install`/);
+    const again = await runCli(ws, ["timer", "install", "-q"]);
+    assert.equal(again.code, 0, again.stderr);
+    const fixed = await runCli(ws, ["timer", "status"]);
+    assert.equal(fixed.code, 0, fixed.stdout);
+    assert.match(fixed.stdout, new RegExp(`runs: .*${realpathSync(CLI).replace(/[.]/g, "\\.")} refresh`));
   });
 
   test("bad durations, an interval without a calendar form, and a foreign unit are refused", async () => {
