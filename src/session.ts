@@ -11,6 +11,7 @@ import { verbose, type Context } from "./context.ts";
 import { parseDuration } from "./duration.ts";
 import { CliError, ExitCode } from "./errors.ts";
 import { netrcHolds } from "./netrc/read.ts";
+import { recordTokens } from "./result.ts";
 import { StateStore, type TokenState } from "./store/state.ts";
 
 export interface Session {
@@ -129,6 +130,12 @@ export async function beginRenewal(
   opts: { minValid?: string | undefined },
   grant: "refresh" | "client-credentials",
 ): Promise<Renewal | "fresh"> {
+  if (opts.minValid !== undefined && /^\s*\d+\s*$/.test(opts.minValid)) {
+    throw new CliError(`--min-valid: ${JSON.stringify(opts.minValid.trim())} has no unit`, {
+      exitCode: ExitCode.usage,
+      hint: `write ${opts.minValid.trim()}s, ${opts.minValid.trim()}m or ${opts.minValid.trim()}h`,
+    });
+  }
   const minValid = opts.minValid === undefined ? undefined : parseDuration(opts.minValid, "--min-valid");
   const session = await openSession(ctx);
   const mode = session.config.mode;
@@ -140,6 +147,7 @@ export async function beginRenewal(
   const seen = session.store.read();
   if (minValid !== undefined && tokenGood(session, seen, minValid, ctx.now())) {
     verbose(ctx)(`the access token stays valid for at least ${opts.minValid}; nothing to do`);
+    recordTokens(ctx, session.config, seen, "none");
     return "fresh";
   }
   return { session, credential, seen, minValid };

@@ -4,6 +4,7 @@ import { ExitCode, loginRequired } from "../errors.ts";
 import { parseClientKey } from "../oidc/client-key.ts";
 import { beginRenewal, tokenGood } from "../session.ts";
 import { withStateLock } from "../store/write.ts";
+import { recordTokens } from "../result.ts";
 import { provider, saveTokens } from "../tokens.ts";
 
 export interface RefreshOptions {
@@ -43,6 +44,7 @@ export async function refresh(
       (state.access_token !== seen?.access_token || renewedAt >= performance.timeOrigin);
     if (tokenGood(s, state, minValid ?? (renewedMeanwhile ? 1 : Infinity), ctx.now())) {
       log("another nix-cache-login renewed the token meanwhile; nothing to do");
+      recordTokens(ctx, s.config, state, "none");
       return ExitCode.ok;
     }
     const p = provider(ctx, s, state, credential);
@@ -56,6 +58,7 @@ export async function refresh(
       tokens = await p.refresh(state.refresh_token);
     }
     const next = await saveTokens(ctx, s, state, tokens, p, mode);
+    recordTokens(ctx, s.config, next, "renewed");
     const expires =
       next.access_token_expires_at === undefined ? null : new Date(next.access_token_expires_at);
     say(

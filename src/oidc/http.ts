@@ -6,6 +6,16 @@ export type Logger = (message: string) => void;
 
 export type FetchLike = (url: string, init: RequestInit) => Promise<Response>;
 
+let slowNotice: ((host: string) => void) | undefined;
+
+/**
+ * Where to say that a request is slow ("waiting for sso.example.org ..."), once per request that
+ * takes longer than a second: set for commands run on a terminal, so nobody stares at nothing.
+ */
+export function onSlowRequest(notice: ((host: string) => void) | undefined): void {
+  slowNotice = notice;
+}
+
 const PROXY_VARS = ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"];
 
 export function proxyConfigured(env: Env): boolean {
@@ -31,6 +41,9 @@ export function makeFetch(env: Env, log: Logger): FetchLike {
     const u = new URL(url);
     const shown = `${init.method ?? "GET"} ${u.origin}${u.pathname}`;
     const started = performance.now();
+    const notice = slowNotice;
+    const slow = notice === undefined ? undefined : setTimeout(() => notice(u.host), 1000);
+    slow?.unref();
     try {
       const response = await (await resolveBase())(url, init);
       log(`${shown} -> ${response.status} (${Math.round(performance.now() - started)} ms)`);
@@ -44,6 +57,8 @@ export function makeFetch(env: Env, log: Logger): FetchLike {
         Object.defineProperty(e, REQUEST_URL, { value: url });
       }
       throw e;
+    } finally {
+      clearTimeout(slow);
     }
   };
 }
