@@ -10,8 +10,13 @@
 //                            when first imported: `status`, `--help` and a timer's
 //                            `refresh --min-valid` never parse them. smol-toml, which every command
 //                            needs, is in the entry.
-import { build } from "esbuild";
-import { chmod, readFile, rm } from "node:fs/promises";
+import { chmod, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+
+// `npm pack` on a fresh clone runs this (prepack) before anything was installed.
+const { build } = await import("esbuild").catch(() => {
+  console.error("build: esbuild is not installed; run `npm ci` first");
+  process.exit(1);
+});
 
 const pkg = JSON.parse(await readFile(new URL("../package.json", import.meta.url), "utf8"));
 const dist = new URL("../dist/", import.meta.url).pathname;
@@ -47,7 +52,7 @@ const entry = await build({
   entryPoints: [src("main.ts")],
   outfile: `${dist}nix-cache-login.cjs`,
   define: { __VERSION__: JSON.stringify(pkg.version) },
-  banner: { js: "#!/usr/bin/env node" },
+  banner: { js: `#!/usr/bin/env node\n"use strict";\n${nodeVersionCheck(nodeMinimum(pkg.engines.node))}` },
   metafile: true,
   plugins: [vendorPlugin],
 });
@@ -112,6 +117,67 @@ if (heavy.length > 0) {
 const bundled = Object.keys(entry.metafile.inputs).filter((p) => p.includes("node_modules/"));
 const stray = bundled.filter((p) => !EAGER_PACKAGES.some((n) => p.includes(`node_modules/${n}/`)));
 if (stray.length > 0) fail(`third-party code in the entry: ${stray.join(", ")}`);
+
+// Completions and the man page, generated from the command table (src/cli/table.ts).
+const docs = await build({
+  ...common,
+  minify: false,
+  stdin: {
+    contents: [
+      'export { commandTable } from "./src/cli/table.ts";',
+      'export { helpFooter } from "./src/cli/help.ts";',
+      'export { completionScript } from "./src/commands/completion.ts";',
+      'export { manPage } from "./src/commands/manpage.ts";',
+    ].join("\n"),
+    resolveDir: new URL("..", import.meta.url).pathname,
+    loader: "ts",
+  },
+  format: "esm",
+  write: false,
+  define: { __VERSION__: JSON.stringify(pkg.version) },
+  legalComments: "none",
+  // Never run here: the libraries stay imports of node_modules.
+  packages: "external",
+});
+// Next to node_modules, so that its imports resolve; removed at once.
+const docsFile = new URL("../.build-docs.mjs", import.meta.url);
+await writeFile(docsFile, docs.outputFiles[0].text);
+const gen = await import(docsFile.href).finally(() => rm(docsFile, { force: true }));
+const table = gen.commandTable(gen.helpFooter());
+const epoch = Number(process.env.SOURCE_DATE_EPOCH ?? NaN);
+const date = (Number.isFinite(epoch) ? new Date(epoch * 1000) : new Date()).toISOString().slice(0, 10);
+await mkdir(`${dist}man`, { recursive: true });
+await writeFile(`${dist}man/${pkg.name}.1`, gen.manPage(table, date));
+await mkdir(`${dist}completions`, { recursive: true });
+await writeFile(`${dist}completions/${pkg.name}.bash`, gen.completionScript("bash", table));
+await writeFile(`${dist}completions/_${pkg.name}`, gen.completionScript("zsh", table));
+await writeFile(`${dist}completions/${pkg.name}.fish`, gen.completionScript("fish", table));
+
+/** ">=20.19" -> "20.19": the start-up check compares major and minor. */
+function nodeMinimum(range) {
+  const m = /^>=\s*(\d+)\.(\d+)(?:\.\d+)?$/.exec(range ?? "");
+  if (m === null) fail(`package.json engines.node must be ">=MAJOR.MINOR", not ${JSON.stringify(range)}`);
+  return `${m[1]}.${m[2]}`;
+}
+
+/**
+ * First of all in the entry: the bundle uses what older Node.js versions lack (such as
+ * process.getBuiltinModule) and would fail with a confusing message. In syntax that old versions
+ * parse (no ?. or ??), so that they get this message.
+ */
+function nodeVersionCheck(needed) {
+  return `{
+  var want = ${JSON.stringify(needed)}.split(".").map(Number);
+  var have = process.versions.node.split(".").map(Number);
+  if (have[0] < want[0] || (have[0] === want[0] && have[1] < want[1])) {
+    process.stderr.write(
+      "nix-cache-login: needs Node.js ${needed} or later, found " + process.version + " (" + process.execPath +
+        '); install a current Node.js (https://nodejs.org/en/download, or see README "Install"), or use the Nix package\\n',
+    );
+    process.exit(1);
+  }
+}`;
+}
 
 function fail(message) {
   console.error(`build: ${message}`);

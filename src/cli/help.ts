@@ -2,7 +2,7 @@
 import { CONFIG_KEYS } from "../config/rules.ts";
 import { COMMANDS, findCommand, GLOBAL_OPTIONS, NAME, type OptionSpec } from "./table.ts";
 
-const helpFooter = () => `Configuration (TOML), first found wins:
+export const helpFooter = (): string => `Configuration (TOML), first found wins:
   --config PATH, $NIX_CACHE_LOGIN_CONFIG,
   $XDG_CONFIG_HOME/nix-cache-login/config.toml (~/.config when unset),
   /etc/nix-cache-login/config.toml
@@ -10,6 +10,10 @@ Keys: ${column(CONFIG_KEYS.join(", "), 6)}
   (issuer, client_id and cache_host are required; client_secret_file or client_key_file means
   service-account mode; token_endpoint_auth_method: client_secret_basic (default),
   client_secret_post, or private_key_jwt with client_key_file)
+Example (\`${NAME} init --issuer URL --client-id ID --cache-host HOST\` writes one):
+  issuer = "https://sso.example.org/realms/nix"
+  client_id = "nix-cache"
+  cache_host = "cache.example.org"
 
 Exit codes:
   0    success (status: the access token is valid and in the netrc)
@@ -60,10 +64,12 @@ export function helpText(command?: string): string {
       helpFooter(),
     ].join("");
   }
+  const args = spec.args === undefined ? "" : ` ${spec.args.choices.join("|")}`;
   return [
-    `Usage: ${NAME} ${spec.name}${spec.options.length > 0 ? " [OPTIONS]" : ""}\n\n`,
+    `Usage: ${NAME} ${spec.name}${args}${spec.options.length > 0 ? " [OPTIONS]" : ""}\n\n`,
     `${column(`${spec.help.charAt(0).toUpperCase()}${spec.help.slice(1)}.`, 0)}\n\n`,
     "Options:\n",
     table(optionRows([...spec.options, ...GLOBAL_OPTIONS])),
+    spec.examples === undefined ? "" : `\nExamples:\n${spec.examples.map((e) => `  ${e}\n`).join("")}`,
   ].join("");
 }

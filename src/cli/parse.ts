@@ -101,10 +101,34 @@ export function parseCommandLine(argv: string[]): Parsed {
   if (spec === undefined) throw unknownCommand(name);
   if (values.help === true) return { kind: "help", command: first };
   if (values.version === true) return { kind: "version" };
-  if (rest.length > 0)
-    throw usage(`unexpected argument ${JSON.stringify(rest[0])}`, "bad_argument", spec.name);
+  const args = spec.args;
+  if (args !== undefined && rest.length === 1) {
+    const word = rest[0] as string;
+    if (!args.choices.includes(word)) {
+      const suggestion = closest(word, args.choices);
+      throw usage(
+        `${spec.name}: unknown ${args.name} ${JSON.stringify(word)} (one of ${args.choices.join(", ")}${suggestion === undefined ? "" : `; did you mean ${suggestion}?`})`,
+        "bad_argument",
+        spec.name,
+      );
+    }
+    values[""] = word;
+  } else if (args?.required === true && rest.length === 0) {
+    throw usage(
+      `${spec.name} needs a ${args.name}: ${args.choices.join(", ")}`,
+      "missing_argument",
+      spec.name,
+    );
+  } else if (rest.length > 0) {
+    throw usage(
+      `unexpected argument ${JSON.stringify(rest[args === undefined ? 0 : 1])}`,
+      "bad_argument",
+      spec.name,
+    );
+  }
   const allowed = new Map([...GLOBAL_OPTIONS, ...spec.options].map((o) => [o.name, o]));
   for (const key of Object.keys(values)) {
+    if (key === "") continue;
     const option = allowed.get(key);
     if (option === undefined) throw usage(`${spec.name} has no option --${key}`, "unknown_option", spec.name);
     for (const other of option.conflicts ?? []) {

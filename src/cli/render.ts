@@ -1,4 +1,5 @@
 import { CliError, ExitCode } from "../errors.ts";
+import { printableLines } from "../terminal-text.ts";
 
 interface Sink {
   stdout: { write(text: string): unknown };
@@ -14,12 +15,14 @@ interface Sink {
  */
 export function renderError(e: unknown, to: Sink, o: { verbose: boolean; json: boolean }): number {
   const { code, exitCode, message, hint } = describe(e, to.signal, o.verbose);
-  to.stderr.write(`error: ${message}\n`);
-  if (hint !== undefined) to.stderr.write(`hint: ${hint}\n`);
+  // Messages may quote a provider or a file: whatever got through, no control characters here.
+  const write = (text: string) => to.stderr.write(printableLines(text));
+  write(`error: ${message}\n`);
+  if (hint !== undefined) write(`hint: ${hint}\n`);
   if (o.verbose && !to.signal.aborted) {
     if (e instanceof CliError) {
-      if (e.detail !== undefined) to.stderr.write(`verbose: ${e.detail}\n`);
-      if (e.cause !== undefined) to.stderr.write(`verbose: cause: ${describeCause(e.cause)}\n`);
+      if (e.detail !== undefined) write(`verbose: ${e.detail}\n`);
+      if (e.cause !== undefined) write(`verbose: cause: ${describeCause(e.cause)}\n`);
     } else {
       const stack = (e as Error | undefined)?.stack;
       if (stack !== undefined) to.stderr.write(`${stack}\n`);
@@ -54,7 +57,9 @@ function describeCause(cause: unknown): string {
   const parts: string[] = [];
   for (let cur = cause, depth = 0; cur !== undefined && cur !== null && depth < 5; depth++) {
     const c = cur as { name?: string; message?: string; code?: string; cause?: unknown };
-    parts.push([c.name, c.code, c.message].filter((x) => x !== undefined && x !== "").join(" "));
+    // A JSON parse error quotes the text around the fault: in a token response, part of a token.
+    const message = c.name === "SyntaxError" ? "(message withheld: it may quote a token)" : c.message;
+    parts.push([c.name, c.code, message].filter((x) => x !== undefined && x !== "").join(" "));
     cur = c.cause;
   }
   return parts.join(" <- ");

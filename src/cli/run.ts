@@ -9,10 +9,8 @@ import { withFields, type Context } from "../context.ts";
 import { ExitCode } from "../errors.ts";
 import { parseCommandLine } from "./parse.ts";
 import { renderError } from "./render.ts";
-import { findCommand, str } from "./table.ts";
-
-declare const __VERSION__: string | undefined;
-const VERSION = typeof __VERSION__ === "string" ? __VERSION__ : "0.0.0-dev";
+import { onSlowRequest } from "../oidc/http.ts";
+import { bool, findCommand, str, VERSION } from "./table.ts";
 
 export type Deps = Omit<Context, "verbose" | "configFlag">;
 
@@ -36,8 +34,24 @@ export async function run(argv: string[], deps: Deps): Promise<number> {
     json = values.json === true;
     const spec = findCommand(command);
     if (spec === undefined) throw new Error(`no such command: ${command}`);
-    const ctx = withFields(deps, { verbose, configFlag: str(values.config) });
-    return await spec.run(ctx, values);
+    const result: Record<string, unknown> = { command };
+    const ctx = withFields(deps, {
+      verbose,
+      configFlag: str(values.config),
+      quiet: bool(values.quiet),
+      json: bool(values.json),
+      result,
+    });
+    // A request that takes long says so on a terminal (not for status: it makes none).
+    if (command !== "status" && deps.stderr.isTTY === true && values.quiet !== true) {
+      onSlowRequest((host) => deps.stderr.write(`waiting for ${host} ...\n`));
+    }
+    const code = await spec.run(ctx, values);
+    // The commands with a --json result (status and doctor print their own report).
+    if (json && command !== "status" && command !== "doctor" && Object.keys(result).length > 1) {
+      deps.stdout.write(`${JSON.stringify(result)}\n`);
+    }
+    return code;
   } catch (e) {
     return renderError(e, deps, { verbose, json });
   }

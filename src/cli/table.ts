@@ -25,11 +25,28 @@ export interface CommandSpec {
   name: string;
   help: string;
   options: OptionSpec[];
+  /** Words allowed after the command (e.g. `timer install`), for parsing, help and completions. */
+  args?: { name: string; choices: string[]; required: boolean };
+  /** Example lines for --help and the man page. */
+  examples?: string[];
   /** Runs the command; returns its exit code. Errors are thrown to ./run.ts, which renders them. */
   run(ctx: Context, values: Values): Promise<number>;
 }
 
 export const NAME = "nix-cache-login";
+
+declare const __VERSION__: string | undefined;
+export const VERSION = typeof __VERSION__ === "string" ? __VERSION__ : "0.0.0-dev";
+
+/** What completions and the man page are made from. */
+export interface CommandTable {
+  name: string;
+  version: string;
+  commands: CommandSpec[];
+  globals: OptionSpec[];
+  /** The help's closing text (configuration and exit codes). */
+  footer: string;
+}
 
 export const str = (v: string | boolean | undefined): string | undefined =>
   typeof v === "string" ? v : undefined;
@@ -38,9 +55,19 @@ export const bool = (v: string | boolean | undefined): true | undefined => (v ==
 const MIN_VALID: OptionSpec = {
   name: "min-valid",
   value: "duration",
-  help: "do nothing, without any request, if the token stays valid this long (e.g. 10m)",
+  help: "do nothing, without any request, if the token stays valid this long (with a unit: 30s, 10m, 1h)",
 };
 const JSON_OUTPUT: OptionSpec = { name: "json", help: "print a JSON object on stdout" };
+const JSON_RESULT: OptionSpec = {
+  name: "json",
+  help: 'print what was done as one JSON object on stdout (errors as {"error": {...}})',
+};
+const QUIET: OptionSpec = {
+  name: "quiet",
+  short: "q",
+  help: "print nothing on success (warnings, errors and sign-in prompts still go to stderr)",
+};
+const QUIET_SHORT: OptionSpec = { name: "quiet", short: "q", help: "print nothing on success" };
 
 export const GLOBAL_OPTIONS: OptionSpec[] = [
   { name: "config", short: "c", value: "path", help: "configuration file (overrides the search order)" },
@@ -75,6 +102,8 @@ export const COMMANDS: CommandSpec[] = [
         value: "duration",
         help: "give up when the sign-in is not finished within this time (default: 5m)",
       },
+      JSON_RESULT,
+      QUIET,
     ],
     run: async (ctx, v) =>
       (await import("../commands/login.ts")).login(ctx, {
@@ -88,14 +117,14 @@ export const COMMANDS: CommandSpec[] = [
   {
     name: "refresh",
     help: "renew the access token with the stored refresh token (no browser); for timers",
-    options: [MIN_VALID],
+    options: [MIN_VALID, JSON_RESULT, QUIET],
     run: async (ctx, v) =>
       (await import("../commands/refresh.ts")).refresh(ctx, { minValid: str(v["min-valid"]) }),
   },
   {
     name: "service-account",
     help: "get a token with the client credentials grant (client_secret_file or client_key_file); for servers",
-    options: [MIN_VALID],
+    options: [MIN_VALID, JSON_RESULT, QUIET],
     run: async (ctx, v) =>
       (await import("../commands/service-account.ts")).serviceAccount(ctx, { minValid: str(v["min-valid"]) }),
   },
@@ -108,7 +137,7 @@ export const COMMANDS: CommandSpec[] = [
   {
     name: "logout",
     help: "revoke the session, remove the netrc entry and the stored tokens",
-    options: [],
+    options: [JSON_RESULT, QUIET],
     run: async (ctx) => (await import("../commands/logout.ts")).logout(ctx),
   },
   {
@@ -117,7 +146,102 @@ export const COMMANDS: CommandSpec[] = [
     options: [JSON_OUTPUT],
     run: async (ctx, v) => (await import("../commands/doctor.ts")).doctor(ctx, { json: bool(v.json) }),
   },
+  {
+    name: "init",
+    help: "write a configuration file, after checking that the issuer answers with its discovery document",
+    options: [
+      {
+        name: "issuer",
+        value: "url",
+        help: "the OpenID Connect issuer, e.g. https://sso.example.org/realms/nix",
+      },
+      { name: "client-id", value: "id", help: "the client registered for nix-cache-login" },
+      { name: "cache-host", value: "host", help: "the binary cache's host name, e.g. cache.example.org" },
+      {
+        name: "client-secret-file",
+        value: "path",
+        help: "a file with the client secret: a service-account configuration",
+      },
+      {
+        name: "netrc-path",
+        value: "path",
+        help: "the netrc to write the token to (default: $XDG_CONFIG_HOME/nix/netrc)",
+      },
+      { name: "force", help: "replace an existing configuration file" },
+      QUIET_SHORT,
+    ],
+    examples: [
+      "nix-cache-login init --issuer https://sso.example.org/realms/nix \\",
+      "    --client-id nix-cache --cache-host cache.example.org",
+    ],
+    run: async (ctx, v) =>
+      (await import("../commands/init.ts")).init(ctx, {
+        issuer: str(v.issuer),
+        clientId: str(v["client-id"]),
+        cacheHost: str(v["cache-host"]),
+        clientSecretFile: str(v["client-secret-file"]),
+        netrcPath: str(v["netrc-path"]),
+        force: v.force === true,
+      }),
+  },
+  {
+    name: "timer",
+    help: "install, remove or show a timer that runs `refresh --min-valid` (systemd user units, or launchd on macOS)",
+    args: { name: "action", choices: ["install", "remove", "status"], required: true },
+    options: [
+      {
+        name: "interval",
+        value: "duration",
+        help: "run every this long (default: 2m; must divide a minute, an hour or a day)",
+      },
+      {
+        name: "min-valid",
+        value: "duration",
+        help: "renew when the token expires within this time (default: 4m; longer than the interval)",
+      },
+      {
+        name: "system",
+        help: "as root: system units that run `service-account` for a server (config in /etc/nix-cache-login)",
+      },
+      QUIET_SHORT,
+    ],
+    examples: [
+      "nix-cache-login timer install",
+      "nix-cache-login timer status",
+      "nix-cache-login timer remove",
+    ],
+    run: async (ctx, v) =>
+      (await import("../commands/timer.ts")).timer(ctx, {
+        action: str(v[""]) as "install" | "remove" | "status",
+        interval: str(v.interval),
+        minValid: str(v["min-valid"]),
+        system: v.system === true,
+      }),
+  },
+  {
+    name: "completion",
+    help: "print a shell completion script (bash, zsh or fish)",
+    args: { name: "shell", choices: ["bash", "zsh", "fish"], required: true },
+    options: [],
+    examples: [
+      "nix-cache-login completion bash > ~/.local/share/bash-completion/completions/nix-cache-login",
+      "nix-cache-login completion fish > ~/.config/fish/completions/nix-cache-login.fish",
+    ],
+    run: async (ctx, v) => {
+      const [{ completionScript }, { helpFooter }] = await Promise.all([
+        import("../commands/completion.ts"),
+        import("./help.ts"),
+      ]);
+      ctx.stdout.write(completionScript(str(v[""]) as "bash" | "zsh" | "fish", commandTable(helpFooter())));
+      return 0;
+    },
+  },
 ];
+
+/** The command table for what is generated from it (completions, man page). */
+export function commandTable(footer: string): CommandTable {
+  return { name: NAME, version: VERSION, commands: COMMANDS, globals: GLOBAL_OPTIONS, footer };
+}
 
 export const DEFAULT_COMMAND = "login";
 

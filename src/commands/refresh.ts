@@ -2,6 +2,7 @@ import { say, verbose, type Context } from "../context.ts";
 import { beginRenewal } from "../core/renewal.ts";
 import { describeExpiry } from "../duration.ts";
 import { ExitCode } from "../errors.ts";
+import { recordTokens } from "../result.ts";
 
 export interface RefreshOptions {
   minValid?: string | undefined;
@@ -25,6 +26,7 @@ export async function refresh(
   const { renew } = await import("../core/renew.ts");
   const next = await renew(ctx, pending);
   if (next === "renewed-meanwhile") return ExitCode.ok;
+  recordTokens(ctx, pending.setup.config, next, "renewed");
   const expires = next.access_token_expires_at === undefined ? null : new Date(next.access_token_expires_at);
   say(
     ctx,

@@ -1,7 +1,8 @@
-import { readFileSync } from "node:fs";
+import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { join } from "node:path";
 import { parse as parseToml, TomlError } from "smol-toml";
 import { CliError, ExitCode } from "../errors.ts";
+import { fsReason } from "../fs-reason.ts";
 import { closest } from "../suggest.ts";
 import { configCandidates, noConfigError, type ConfigCandidate } from "./find.ts";
 import {
@@ -46,7 +47,14 @@ export interface Config {
   callbackPort: number | undefined;
   cacheUrl: string;
   timeoutSeconds: number;
+  /** Seconds an access token is taken to live when the provider does not say (opaque, no expires_in). */
+  defaultTokenLifetime: number;
 }
+
+/** A configuration file is a few hundred bytes; a bigger one is a mistake (or not a config). */
+export const MAX_CONFIG_BYTES = 1024 * 1024;
+/** Problems listed at most, so that a wrong file (a binary, a log) does not flood the terminal. */
+export const MAX_PROBLEMS = 20;
 
 /** Validates a parsed TOML document by the rules of ./rules.ts, collecting every problem first. */
 export function validateConfig(doc: Record<string, unknown>, file: string, source: string, env: Env): Config {
@@ -90,8 +98,10 @@ export function validateConfig(doc: Record<string, unknown>, file: string, sourc
   if (values.netrc_path === undefined) ok.netrc_path = join(xdgDir(env, "XDG_CONFIG_HOME"), "nix", "netrc");
 
   if (problems.length > 0) {
+    const shown = problems.slice(0, MAX_PROBLEMS);
+    if (problems.length > MAX_PROBLEMS) shown.push(`... and ${problems.length - MAX_PROBLEMS} more problems`);
     throw new CliError(
-      problems.length === 1 ? (problems[0] as string) : `invalid configuration:\n  ${problems.join("\n  ")}`,
+      problems.length === 1 ? (problems[0] as string) : `invalid configuration:\n  ${shown.join("\n  ")}`,
       {
         exitCode: ExitCode.usage,
         code: "config_invalid",
@@ -124,14 +134,43 @@ export function validateConfig(doc: Record<string, unknown>, file: string, sourc
     callbackPort: ok.callback_port as number | undefined,
     cacheUrl: (ok.cache_url as string | undefined) ?? `https://${host.cacheHost}`,
     timeoutSeconds: (ok.timeout as number | undefined) ?? 30,
+    defaultTokenLifetime: (ok.default_token_lifetime as number | undefined) ?? 300,
   };
+}
+
+/** The file's text, read up to MAX_CONFIG_BYTES (a FIFO or device is not a configuration). */
+function readCapped(path: string): string {
+  const fd = openSync(path, "r");
+  try {
+    const st = fstatSync(fd);
+    if (st.isDirectory()) throw Object.assign(new Error("is a directory"), { code: "EISDIR" });
+    if (!st.isFile())
+      throw new CliError(`${path}: the configuration is not a regular file`, { exitCode: ExitCode.usage });
+    if (st.size > MAX_CONFIG_BYTES) {
+      throw new CliError(
+        `${path}: the configuration file is ${st.size} bytes; at most ${MAX_CONFIG_BYTES} (1 MiB) are read`,
+        { exitCode: ExitCode.usage, hint: "check that --config names the configuration file" },
+      );
+    }
+    const buf = Buffer.alloc(st.size);
+    let done = 0;
+    while (done < buf.length) {
+      const n = readSync(fd, buf, done, buf.length - done, done);
+      if (n === 0) break;
+      done += n;
+    }
+    return buf.toString("utf8", 0, done);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 function readCandidate(c: ConfigCandidate): string | undefined {
   try {
     // Synchronous on purpose: a few hundred bytes, and node:fs/promises costs start-up time.
-    return readFileSync(c.path, "utf8");
+    return readCapped(c.path);
   } catch (e) {
+    if (e instanceof CliError) throw e;
     const code = (e as NodeJS.ErrnoException).code;
     if ((code === "ENOENT" || code === "ENOTDIR") && !c.explicit) return undefined;
     if (code === "ENOENT") {
@@ -140,7 +179,7 @@ function readCandidate(c: ConfigCandidate): string | undefined {
         exitCode: ExitCode.usage,
       });
     }
-    throw new CliError(`${c.path}: cannot read configuration: ${(e as Error).message}`, {
+    throw new CliError(`${c.path}: cannot read configuration (from ${c.source}): ${fsReason(e)}`, {
       code: "config_unreadable",
       exitCode: ExitCode.usage,
     });

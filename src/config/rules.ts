@@ -4,6 +4,7 @@
  * all and reports every problem at once. A new key is one entry here.
  */
 import { parseDuration } from "../duration.ts";
+import { isLoopbackHost } from "../loopback-host.ts";
 import { closest } from "../suggest.ts";
 import { expandPath, type Env } from "./paths.ts";
 
@@ -32,16 +33,6 @@ interface Rule<T extends KeyType> {
 }
 
 const rule = <T extends KeyType>(r: Rule<T>): Rule<KeyType> => r as unknown as Rule<KeyType>;
-
-/**
- * For a URL's hostname: the URL parser has already turned every IPv4 spelling (127.1, 0x7f.1)
- * into dotted decimal. Only names that always mean this machine: *.localhost depends on the
- * resolver.
- */
-export function isLoopbackHost(hostname: string): boolean {
-  const h = hostname.replace(/^\[|\]$/g, "").toLowerCase();
-  return h === "localhost" || h === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
-}
 
 function checkIssuer(value: string): string {
   let url: URL;
@@ -87,7 +78,11 @@ function checkCacheUrl(value: string, c: RuleContext): string {
   } catch {
     throw new Problem(`${JSON.stringify(value)} is not a URL`);
   }
-  if (u.protocol !== "https:" && u.protocol !== "http:") throw new Problem("must be an http(s) URL");
+  if (u.protocol !== "https:" && u.protocol !== "http:") throw new Problem("must be an https URL");
+  // The token goes there in clear otherwise (doctor sends it).
+  if (u.protocol === "http:" && !isLoopbackHost(u.hostname)) {
+    throw new Problem("must use https (only loopback hosts may use http)");
+  }
   const machine = (c.checked.cache_host as CacheHost | undefined)?.machine;
   if (machine !== undefined && u.hostname.replace(/^\[|\]$/g, "") !== machine) {
     throw new Problem(`host ${u.hostname} does not match cache_host ${machine}`);
@@ -100,12 +95,28 @@ function checkPort(value: number): number {
   return value;
 }
 
+/** setTimeout's limit (2^31 - 1 ms, about 24.8 days): a longer delay fires at once. */
+export const MAX_DELAY_SECONDS = Math.floor(0x7fffffff / 1000);
+
 function checkTimeout(value: string): number {
   let seconds: number;
   try {
     seconds = parseDuration(value, "timeout");
   } catch {
     throw new Problem(`invalid duration ${JSON.stringify(value)} (e.g. 30s, 2m)`);
+  }
+  if (seconds <= 0) throw new Problem("must be greater than zero");
+  if (seconds > MAX_DELAY_SECONDS) throw new Problem("must be at most 24d");
+  return seconds;
+}
+
+/** Seconds an access token is taken to live when the provider does not say (opaque, no expires_in). */
+function checkTokenLifetime(value: string): number {
+  let seconds: number;
+  try {
+    seconds = parseDuration(value, "default_token_lifetime");
+  } catch {
+    throw new Problem(`invalid duration ${JSON.stringify(value)} (e.g. 5m, 1h)`);
   }
   if (seconds <= 0) throw new Problem("must be greater than zero");
   return seconds;
@@ -188,6 +199,7 @@ export const RULES: Record<string, Rule<KeyType>> = {
   cache_url: rule({ type: "string", check: checkCacheUrl }),
   callback_port: rule({ type: "integer", check: checkPort }),
   timeout: rule({ type: "string", check: checkTimeout }),
+  default_token_lifetime: rule({ type: "string", check: checkTokenLifetime }),
 };
 
 export const CONFIG_KEYS = Object.keys(RULES);

@@ -4,6 +4,7 @@
  */
 import { verbose, type Context } from "../context.ts";
 import { loginRequired } from "../errors.ts";
+import { recordTokens } from "../result.ts";
 import { parseClientKey } from "../oidc/client-key.ts";
 import { withStateLock } from "../store/write.ts";
 import type { TokenState } from "../store/state.ts";
@@ -35,6 +36,7 @@ export function renew(ctx: Context, r: PendingRenewal): Promise<TokenState | "re
       (state.access_token !== seen?.access_token || renewedAt >= performance.timeOrigin);
     if (tokenGood(s, state, minValid ?? (renewedMeanwhile ? 1 : Infinity), ctx.now())) {
       verbose(ctx)("another nix-cache-login renewed the token meanwhile; nothing to do");
+      recordTokens(ctx, s.config, state, "none");
       return "renewed-meanwhile" as const;
     }
     const p = provider(ctx, s, state, credential);

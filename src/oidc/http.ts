@@ -1,9 +1,21 @@
+import { isLoopbackHost } from "../loopback-host.ts";
 import type { Env } from "../config/paths.ts";
+import { CliError } from "../errors.ts";
 import { requestFetch } from "./request.ts";
 
 export type Logger = (message: string) => void;
 
 export type FetchLike = (url: string, init: RequestInit) => Promise<Response>;
+
+let slowNotice: ((host: string) => void) | undefined;
+
+/**
+ * Where to say that a request is slow ("waiting for sso.example.org ..."), once per request that
+ * takes longer than a second: set for commands run on a terminal, so nobody stares at nothing.
+ */
+export function onSlowRequest(notice: ((host: string) => void) | undefined): void {
+  slowNotice = notice;
+}
 
 const PROXY_VARS = ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"];
 
@@ -30,6 +42,9 @@ export function makeFetch(env: Env, log: Logger): FetchLike {
     const u = new URL(url);
     const shown = `${init.method ?? "GET"} ${u.origin}${u.pathname}`;
     const started = performance.now();
+    const notice = slowNotice;
+    const slow = notice === undefined ? undefined : setTimeout(() => notice(u.host), 1000);
+    slow?.unref();
     try {
       const response = await (await resolveBase(init))(url, init);
       log(`${shown} -> ${response.status} (${Math.round(performance.now() - started)} ms)`);
@@ -43,6 +58,8 @@ export function makeFetch(env: Env, log: Logger): FetchLike {
         Object.defineProperty(e, REQUEST_URL, { value: url });
       }
       throw e;
+    } finally {
+      clearTimeout(slow);
     }
   };
 }
@@ -140,4 +157,30 @@ export function neverReachedServer(e: unknown): boolean {
     cur = (cur as { cause?: unknown }).cause;
   }
   return false;
+}
+
+/**
+ * An endpoint a provider named, for a request openid-client does not make itself (logout, the
+ * signing keys ahead of time): https, or http on a loopback host when the issuer is loopback too,
+ * which is openid-client's rule. The request must also not follow redirects (`redirect: "manual"`):
+ * a 307 would re-send the body, refresh token included, wherever the provider points.
+ */
+export function checkedEndpoint(raw: unknown, issuer: string, what: string): URL {
+  let url: URL;
+  try {
+    url = new URL(String(raw));
+  } catch {
+    throw new CliError(`${new URL(issuer).host} advertises a ${what} that is not a URL`);
+  }
+  const loopbackIssuer = new URL(issuer).protocol === "http:";
+  if (
+    url.protocol === "https:" ||
+    (url.protocol === "http:" && loopbackIssuer && isLoopbackHost(url.hostname))
+  ) {
+    return url;
+  }
+  throw new CliError(
+    `${new URL(issuer).host} advertises a ${what} at ${url.protocol}//${url.host}, which is not https; nothing was sent there`,
+    { hint: "only loopback issuers may use plain http; check the provider's discovery document" },
+  );
 }

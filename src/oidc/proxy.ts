@@ -4,10 +4,15 @@
  * own (dist/vendor/undici.cjs), imported only from here, so that a renewal without a proxy never
  * parses it.
  */
-import { EnvHttpProxyAgent, fetch as undiciFetch } from "undici";
+import { Agent, EnvHttpProxyAgent, fetch as undiciFetch } from "undici";
+import { isLoopbackHost } from "../loopback-host.ts";
 
 const agent = new EnvHttpProxyAgent();
+const direct = new Agent();
 
 export function proxyFetch(url: string, init: RequestInit): Promise<Response> {
-  return undiciFetch(url, { ...(init as object), dispatcher: agent }) as unknown as Promise<Response>;
+  // A loopback issuer uses plain http: through a proxy its traffic (client secret, tokens) would
+  // cross the network in clear, whatever NO_PROXY says. Loopback is always reached directly.
+  const dispatcher = isLoopbackHost(new URL(url).hostname) ? direct : agent;
+  return undiciFetch(url, { ...(init as object), dispatcher }) as unknown as Promise<Response>;
 }
