@@ -1,8 +1,8 @@
 import { say, verbose, type Context } from "../context.ts";
 import { describeExpiry } from "../duration.ts";
-import { ExitCode, loginRequired } from "../errors.ts";
+import { CliError, ExitCode, loginRequired } from "../errors.ts";
 import { beginRenewal, tokenGood } from "../session.ts";
-import { withStateLock } from "../store/write.ts";
+import { withStateLock, writeState } from "../store/write.ts";
 import { provider, saveTokens } from "../tokens.ts";
 
 export interface RefreshOptions {
@@ -48,7 +48,18 @@ export async function refresh(
       if (state?.refresh_token === undefined) {
         throw loginRequired(`not signed in to ${s.config.issuer} as client ${s.config.clientId}`);
       }
-      tokens = await p.refresh(state.refresh_token);
+      try {
+        tokens = await p.refresh(state.refresh_token);
+      } catch (e) {
+        if (e instanceof CliError && e.exitCode === ExitCode.loginRequired) {
+          // The provider ended the session (Keycloak: "Token is not active", "Session not active",
+          // an administrator's "Sign out all active sessions"). Its refresh token is dead for good:
+          // drop it, so that `status` reports the ended session instead of a valid-looking token.
+          const { refresh_token: _dead, refresh_token_expires_at: _expiry, ...rest } = state;
+          await writeState(s.store, { ...rest, session_ended_at: ctx.now().toISOString() });
+        }
+        throw e;
+      }
     }
     const next = await saveTokens(ctx, s, state, tokens, p, mode);
     const expires =

@@ -38,7 +38,10 @@ export async function status(ctx: Context, opts: StatusOptions): Promise<number>
   const refreshToken = report(state?.refresh_token !== undefined, state?.refresh_token_expires_at);
   // A refresh token whose expiry is unknown is usable until the provider says otherwise.
   if (refreshToken.present && refreshToken.expires_at === null) refreshToken.valid = true;
-  const ok = access.valid && netrcEntry;
+  // The provider refused the refresh token (see refresh): only a new sign-in helps, even while the
+  // access token in the netrc lasts.
+  const sessionEnded = config.mode === "user" && state?.session_ended_at !== undefined;
+  const ok = access.valid && netrcEntry && !sessionEnded;
 
   if (opts.json === true) {
     const out = {
@@ -53,6 +56,7 @@ export async function status(ctx: Context, opts: StatusOptions): Promise<number>
       netrc_entry: netrcEntry,
       access_token: access,
       refresh_token: refreshToken,
+      session_ended_at: state?.session_ended_at ?? null,
     };
     ctx.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
     return ok ? ExitCode.ok : ExitCode.loginRequired;
@@ -79,7 +83,11 @@ export async function status(ctx: Context, opts: StatusOptions): Promise<number>
   if (config.mode === "user") {
     lines.push([
       "refresh token",
-      refreshToken.present ? describeExpiry(refreshToken.expires_at, now) : "none",
+      refreshToken.present
+        ? describeExpiry(refreshToken.expires_at, now)
+        : sessionEnded
+          ? `none: the provider ended the session (refused at ${state?.session_ended_at ?? "?"})`
+          : "none",
     ]);
   }
   const width = Math.max(...lines.map(([k]) => k.length));

@@ -210,8 +210,20 @@ function quoteIfNeeded(value: string): string {
   return `"${value.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n").replace(/\t/g, "\\t").replace(/\r/g, "\\r")}"`;
 }
 
-export function formatEntry(host: string, login: string, password: string): string {
-  return `machine ${quoteIfNeeded(host)} login ${quoteIfNeeded(login)} password ${quoteIfNeeded(password)}`;
+/**
+ * curl before 8.11 (Debian 12 has 7.88) reads a netrc line into a 4096-byte buffer: a line longer
+ * than 4094 bytes plus its newline makes it drop the whole file, every entry, without a word.
+ */
+export const CURL_NETRC_MAX_LINE = 4094;
+
+/**
+ * Our entry, on one line; when that line would be too long for curl < 8.11 (a large Keycloak token,
+ * many roles and groups), the password goes on a line of its own: netrc tokens may span lines.
+ */
+export function formatEntry(host: string, login: string, password: string, eol = "\n"): string {
+  const head = `machine ${quoteIfNeeded(host)} login ${quoteIfNeeded(login)} password`;
+  const value = quoteIfNeeded(password);
+  return head.length + 1 + value.length <= CURL_NETRC_MAX_LINE ? `${head} ${value}` : `${head}${eol}${value}`;
 }
 
 interface Edit {
@@ -272,8 +284,8 @@ function lineEnding(text: string): string {
 export function upsertEntry(text: string, host: string, login: string, password: string): string {
   const netrc = parseNetrc(text);
   const h = host.toLowerCase();
-  const line = formatEntry(host, login, password);
   const eol = lineEnding(text);
+  const line = formatEntry(host, login, password, eol);
   const matches = netrc.entries.filter((e) => e.kind === "machine" && e.machine === h);
   const firstDefault = netrc.entries.findIndex((e) => e.kind === "default");
   const first = matches[0];

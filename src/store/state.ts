@@ -19,6 +19,11 @@ export interface TokenState {
   /** ISO 8601, or null when the provider said nothing we could read. */
   refresh_token_expires_at?: string | null | undefined;
   username?: string | undefined;
+  /**
+   * ISO 8601: when the provider refused the refresh token (`invalid_grant`: the session expired,
+   * was revoked or ended by an administrator). The dead refresh token is dropped; `status` says so.
+   */
+  session_ended_at?: string | undefined;
   updated_at?: string | undefined;
   discovery?: { fetched_at: string; metadata: Record<string, unknown> } | undefined;
 }

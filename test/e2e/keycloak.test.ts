@@ -20,7 +20,7 @@ import { StateStore } from "../../src/store/state.ts";
 import { writeState } from "../../src/store/write.ts";
 import { startProtectedCache, type ProtectedCache } from "../support/cache.ts";
 import { requireChromium } from "../support/chromium.ts";
-import { makeWorkspace, netrcPassword, runCli, type RunResult, type Workspace } from "../support/cli.ts";
+import { makeWorkspace, runCli, type RunResult, type Workspace } from "../support/cli.ts";
 import { startKeycloak, type Keycloak } from "../support/keycloak.ts";
 import {
   AUDIENCE,

@@ -164,7 +164,10 @@ export async function registerAsReadmeSays(
   await admin.call("POST", `/${REALM}/partialImport`, {
     ifResourceExists: "FAIL",
     roles: { realm: roleNames.map((name) => ({ name })) },
-    groups: groupNames.map((name) => ({ name })),
+    groups: groupNames.map((name) => ({ name, path: `/${name}` })),
+  });
+  await admin.call("POST", `/${REALM}/partialImport`, {
+    ifResourceExists: "FAIL",
     users: [
       {
         ...userFields("bob"),

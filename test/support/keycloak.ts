@@ -480,7 +480,14 @@ export class KeycloakAdmin {
       body: body === undefined ? undefined : JSON.stringify(body),
     });
     const text = await res.text();
-    if (res.status >= 300) throw new Error(`${method} /admin/realms${path}: ${res.status} ${text}`);
+    if (res.status >= 300) {
+      const errors = this.kc
+        .log()
+        .split("\n")
+        .filter((l) => /\b(ERROR|WARN)\b/.test(l))
+        .slice(-5);
+      throw new Error(`${method} /admin/realms${path}: ${res.status} ${text}\n${errors.join("\n")}`);
+    }
     if (res.status === 201) return res.headers.get("location")?.split("/").pop();
     return text === "" ? undefined : (JSON.parse(text) as unknown);
   }

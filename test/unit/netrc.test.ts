@@ -461,6 +461,26 @@ describe("curl reads the netrc the way the editor assumes", () => {
     });
   }
 
+  test("a token too long for a one-line entry in curl < 8.11 gets a line of its own, and curl reads it", async () => {
+    // 4094 bytes is the longest line curl 7.88 reads; the one-line entry adds the prefix to the token.
+    const prefix = `machine ${HOST} login ${NETRC_LOGIN} password `.length;
+    for (const length of [4094 - prefix + 1, 4070, 4094]) {
+      const token = "t".repeat(length);
+      const text = upsertEntry(fixture("one-line", "netrc") as string, HOST, NETRC_LOGIN, token);
+      for (const line of text.split("\n")) assert.ok(line.length <= 4094, `a line of ${line.length} bytes`);
+      assert.ok(text.includes(`password\n${token}\n`), "the token is on a line of its own");
+      assert.equal(findEntry(parseNetrc(text), HOST)?.password, token);
+      assert.equal(await curlCreds(text, HOST), `${NETRC_LOGIN}:${token}`);
+      // Written again over itself (the next refresh): still one entry, still readable.
+      const again = upsertEntry(text, HOST, NETRC_LOGIN, token.replace(/^t/, "u"));
+      assert.equal(parseNetrc(again).entries.filter((e) => e.machine === HOST).length, 1);
+      assert.equal(await curlCreds(again, HOST), `${NETRC_LOGIN}:${token.replace(/^t/, "u")}`);
+    }
+    // Up to that limit the entry stays on one line.
+    const short = "s".repeat(4094 - prefix);
+    assert.ok(upsertEntry("", HOST, NETRC_LOGIN, short).endsWith(`password ${short}\n`));
+  });
+
   test("a quoted token with escapes reaches curl intact", async () => {
     const token = 'we ird"to\\ken';
     const text = upsertEntry(fixture("one-line", "netrc") as string, HOST, NETRC_LOGIN, token);
