@@ -136,6 +136,19 @@ export async function registerAsReadmeSays(
     publicClient(LIGHT_CLIENT, { "client.use.lightweight.access.token.enabled": "true" }),
   );
   await admin.call("POST", `/${REALM}/clients/${light}/protocol-mappers/models`, audienceMapper(true));
+  // A lightweight access token has no `sub` either, and mod_auth_openidc refuses a token without the
+  // claim it takes the user from ("Could not set remote user"): Add mapper -> By configuration ->
+  // Subject (sub), with "Add to lightweight access token" on.
+  await admin.call("POST", `/${REALM}/clients/${light}/protocol-mappers/models`, {
+    name: "sub",
+    protocol: "openid-connect",
+    protocolMapper: "oidc-sub-mapper",
+    config: {
+      "access.token.claim": "true",
+      "introspection.token.claim": "true",
+      "lightweight.claim": "true",
+    },
+  });
 
   // Fixtures: users. Groups reach the token through a Group Membership mapper on both public clients.
   for (const id of [pub, light]) {
