@@ -21,7 +21,13 @@ import { writeState } from "../../src/store/write.ts";
 import { startProtectedCache, type ProtectedCache } from "../support/cache.ts";
 import { requireChromium } from "../support/chromium.ts";
 import { makeWorkspace, runCli, type RunResult, type Workspace } from "../support/cli.ts";
-import { startKeycloak, type Keycloak } from "../support/keycloak.ts";
+import {
+  KEYCLOAK_DIST,
+  prepareKeycloak,
+  requireJava,
+  startKeycloak,
+  type Keycloak,
+} from "../support/keycloak.ts";
 import {
   AUDIENCE,
   jwtClaims,
@@ -222,6 +228,39 @@ function watchStderr(child: ChildProcess, re: RegExp, onMatch: (m: RegExpExecArr
     }
   });
 }
+
+describe("the Keycloak harness", () => {
+  test("without Java it fails with the command that installs it", async () => {
+    const saved = process.env.JAVA_HOME;
+    process.env.JAVA_HOME = join(dir, "no-such-jdk");
+    try {
+      await assert.rejects(
+        requireJava(),
+        /apt-get install -y --no-install-recommends openjdk-17-jre-headless/,
+      );
+    } finally {
+      if (saved === undefined) delete process.env.JAVA_HOME;
+      else process.env.JAVA_HOME = saved;
+    }
+  });
+
+  test("a downloaded zip whose sha256 is not the pinned one is refused and moved aside", async () => {
+    const saved = process.env.NIX_CACHE_LOGIN_TEST_CACHE;
+    const cacheRoot = join(dir, "test-cache");
+    const download = join(cacheRoot, `keycloak-${KEYCLOAK_DIST.version}`, "download");
+    const zip = join(download, `keycloak-quarkus-dist-${KEYCLOAK_DIST.version}.zip`);
+    await mkdir(download, { recursive: true });
+    await writeFile(zip, "not the distribution\n");
+    process.env.NIX_CACHE_LOGIN_TEST_CACHE = cacheRoot;
+    try {
+      await assert.rejects(prepareKeycloak(), /sha256 [0-9a-f]{64} is not the pinned [0-9a-f]{64}/);
+      assert.equal(existsSync(zip), false);
+    } finally {
+      if (saved === undefined) delete process.env.NIX_CACHE_LOGIN_TEST_CACHE;
+      else process.env.NIX_CACHE_LOGIN_TEST_CACHE = saved;
+    }
+  });
+});
 
 describe("Keycloak", () => {
   test("browser sign-in (Chromium on Keycloak's login page); the cache and Nix take the token", async () => {
