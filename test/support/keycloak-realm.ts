@@ -3,9 +3,9 @@
 // it replays), so that the tests prove the README. Fixtures the README does not cover (users, the
 // roles and groups that make a large token, the fast device polling) are marked as such.
 import { createHash, randomBytes } from "node:crypto";
-import { KeycloakAdmin, type Keycloak } from "./keycloak.ts";
+import { KeycloakAdmin, TEMPLATE_REALM, type Keycloak } from "./keycloak.ts";
 
-export const REALM = "test";
+export const REALM = TEMPLATE_REALM;
 export const AUDIENCE = "urn:nix-cache";
 export const PUBLIC_CLIENT = "nix-cache";
 export const SERVICE_CLIENT = "nix-cache-server";
@@ -91,12 +91,11 @@ export async function registerAsReadmeSays(
   opts: { roleCount: number; groupCount: number },
 ): Promise<Registered> {
   const admin = new KeycloakAdmin(kc);
-  // The realm (the README assumes one exists), with the README's "Token lifetimes":
+  // The realm (the README assumes one exists: the template database has an empty one), with the
+  // README's "Token lifetimes":
   // Realm settings -> Sessions: SSO Session Idle and Max 24 hours; Realm settings -> Tokens:
   // Revoke Refresh Token on (refresh tokens rotate, a reused one is refused).
-  await admin.call("POST", "", {
-    realm: REALM,
-    enabled: true,
+  await admin.call("PUT", `/${REALM}`, {
     ssoSessionIdleTimeout: 86400,
     ssoSessionMaxLifespan: 86400,
     revokeRefreshToken: true,
