@@ -1,13 +1,16 @@
 import { checkBrowserCommand, openBrowser } from "../browser.ts";
 import type { Env } from "../config/paths.ts";
-import { say, verbose, warn, type Context } from "../context.ts";
+import { prompt, say, verbose, warn, type Context } from "../context.ts";
 import { describeExpiry, formatSpan, parseDuration } from "../duration.ts";
 import { CliError, ExitCode } from "../errors.ts";
 import { deviceSignIn } from "../oidc/device.ts";
 import { LoopbackServer, type Page } from "../oidc/loopback.ts";
 import type { Provider, TokenSet } from "../oidc/provider.ts";
 import { openSession, type Session } from "../session.ts";
+import { printable } from "../terminal-text.ts";
+import { setLongTimeout } from "../timers.ts";
 import { withStateLock } from "../store/write.ts";
+import { recordTokens } from "../result.ts";
 import { provider, saveTokens } from "../tokens.ts";
 
 export const DEFAULT_LOGIN_TIMEOUT = "5m";
@@ -46,6 +49,7 @@ export async function login(ctx: Context, opts: LoginOptions): Promise<number> {
       },
     );
   }
+  signedInAlready(ctx, s);
   // A sign-in is rare and interactive: always ask the provider for a fresh discovery document.
   const p = provider(ctx, s, undefined);
   const host = p.host;
@@ -58,10 +62,13 @@ export async function login(ctx: Context, opts: LoginOptions): Promise<number> {
     const why = noLocalBrowser(ctx.env);
     if (why !== undefined) {
       if ((await p.deviceEndpoint()) !== undefined) {
-        say(ctx, `${why}: signing in with a device code instead (--no-browser keeps the browser sign-in).`);
+        prompt(
+          ctx,
+          `${why}: signing in with a device code instead (--no-browser keeps the browser sign-in).`,
+        );
         useDevice = true;
       } else {
-        say(
+        prompt(
           ctx,
           `${why}, and ${host} offers no device sign-in: open the URL below in a browser that reaches this machine.`,
         );
@@ -100,7 +107,25 @@ export async function login(ctx: Context, opts: LoginOptions): Promise<number> {
     `  refresh token: ${tokens.refreshToken === undefined ? "none (run `nix-cache-login login` again when the access token expires)" : describeExpiry(tokens.refreshExpiresAt ?? null, now)}`,
   );
   say(ctx, `Wrote the ${s.config.machine} entry in ${s.config.netrcPath}.`);
+  recordTokens(ctx, s.config, s.store.read(), "signed_in");
   return ExitCode.ok;
+}
+
+/** Says who is signed in, and until when, before a new sign-in replaces that session. */
+function signedInAlready(ctx: Context, s: Session): void {
+  const state = s.store.read();
+  if (state?.access_token === undefined && state?.refresh_token === undefined) return;
+  const now = ctx.now();
+  const until = (at: string | null | undefined) =>
+    at === undefined || at === null ? "an unknown time" : at.replace(/\.\d{3}Z$/, "Z");
+  const sessionEnd =
+    state.refresh_token !== undefined
+      ? `the session can be renewed until ${until(state.refresh_token_expires_at)}`
+      : "no refresh token";
+  prompt(
+    ctx,
+    `Already signed in as ${state.username ?? "(unknown user)"} at ${s.config.issuer}: access token ${describeExpiry(state.access_token_expires_at ?? null, now)}, ${sessionEnd}. Starting a new sign-in, which replaces it.`,
+  );
 }
 
 interface BrowserSignInOptions {
@@ -141,7 +166,7 @@ async function browserSignIn(
     void import("proper-lockfile").catch(() => undefined);
 
     if (o.launch) {
-      say(ctx, `Opening a browser to sign in. If your browser did not open, visit: ${server.url}`);
+      prompt(ctx, `Opening a browser to sign in. If your browser did not open, visit: ${server.url}`);
       await openBrowser(server.url, {
         command: o.browserCommand,
         commandFrom: o.commandFrom,
@@ -151,9 +176,9 @@ async function browserSignIn(
         warn: (line) => warn(ctx, line),
       });
     } else {
-      say(ctx, `To sign in, open this URL in a browser: ${server.url}`);
+      prompt(ctx, `To sign in, open this URL in a browser: ${server.url}`);
     }
-    say(ctx, `Waiting up to ${formatSpan(o.waitSeconds)} for the sign-in (Ctrl-C to cancel)...`);
+    prompt(ctx, `Waiting up to ${formatSpan(o.waitSeconds)} for the sign-in (Ctrl-C to cancel)...`);
 
     const outcome = await waitFor(server.callback, ctx.signal, o.waitSeconds);
     if (outcome.kind === "error") {
@@ -201,7 +226,40 @@ async function browserSignIn(
 
 /** Saves under the state lock, so a timer's `refresh` running meanwhile cannot overwrite the new session. */
 async function save(ctx: Context, s: Session, tokens: TokenSet, p: Provider): Promise<void> {
-  await withStateLock(s.store, () => saveTokens(ctx, s, undefined, tokens, p, "user"));
+  await withStateLock(s.store, async () => {
+    const before = previousAccount(s);
+    await saveTokens(ctx, s, undefined, tokens, p, "user");
+    const change = accountChange(before, tokens);
+    if (change !== undefined) warn(ctx, change);
+  });
+}
+
+/** Who was signed in before, if a readable state says so (a bad one is replaced anyway). */
+function previousAccount(s: Session): { subject?: string; username?: string } | undefined {
+  try {
+    return s.store.read();
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A different account than before is worth a line: a sign-in another local user completed with its
+ * own account would otherwise go unnoticed (the netrc then holds that account's token).
+ */
+export function accountChange(
+  before: { subject?: string | undefined; username?: string | undefined } | undefined,
+  now: { subject?: string | undefined; username?: string | undefined },
+): string | undefined {
+  if (before === undefined) return undefined;
+  const differs =
+    before.subject !== undefined && now.subject !== undefined
+      ? before.subject !== now.subject
+      : before.username !== undefined && now.username !== undefined && before.username !== now.username;
+  if (!differs) return undefined;
+  const name = (a: { subject?: string | undefined; username?: string | undefined }) =>
+    a.username ?? (a.subject === undefined ? "(unknown user)" : printable(a.subject, 100));
+  return `signed in as ${name(now)}, a different account than before (${name(before)}); the netrc now holds the token of ${name(now)}`;
 }
 
 function failurePage(e: unknown): Page {
@@ -221,14 +279,14 @@ function failurePage(e: unknown): Page {
 function waitFor<T>(promise: Promise<T>, signal: AbortSignal, seconds: number): Promise<T> {
   return new Promise((resolve, reject) => {
     const done = () => {
-      clearTimeout(timer);
+      cancelTimer();
       signal.removeEventListener("abort", onAbort);
     };
     const onAbort = () => {
       done();
       reject(new CliError("interrupted", { exitCode: ExitCode.interrupted }));
     };
-    const timer = setTimeout(() => {
+    const cancelTimer = setLongTimeout(() => {
       done();
       reject(
         new CliError(`timed out after ${formatSpan(seconds)} waiting for the sign-in in the browser`, {
