@@ -53,6 +53,8 @@ export async function saveTokens(
     access_token: tokens.accessToken,
     username: tokens.username ?? base.username,
     subject: tokens.subject ?? base.subject,
+    // New tokens: whatever session ended before (see refresh), this one is alive.
+    session_ended_at: undefined,
     discovery: p.discovery,
   };
   await writeState(s.store, next);
