@@ -5,7 +5,7 @@
 import { verbose, warn, type Context } from "./context.ts";
 import { checkTokenLength, upsertNetrcEntry } from "./netrc/file.ts";
 import { Provider, type TokenSet } from "./oidc/provider.ts";
-import type { Session } from "./session.ts";
+import { netrcWhere, type Session } from "./session.ts";
 import type { TokenState } from "./store/state.ts";
 import { writeState } from "./store/write.ts";
 
@@ -34,9 +34,23 @@ export async function saveTokens(
   p: Provider,
   mode: TokenState["mode"],
 ): Promise<TokenState> {
-  // Refuse an oversized token before anything is written.
-  checkTokenLength(tokens.accessToken, s.config.machine);
   const base = previous ?? s.store.empty(mode);
+  try {
+    checkTokenLength(tokens.accessToken, s.config.machine);
+  } catch (e) {
+    // Refuse the access token, but keep a rotated refresh token: the old one is spent, and losing
+    // the new one would end the session. The netrc and the stored access token stay as they were.
+    if (previous !== undefined && mode === "user" && tokens.refreshToken !== undefined) {
+      await writeState(s.store, {
+        ...previous,
+        refresh_token: tokens.refreshToken,
+        refresh_token_expires_at: tokens.refreshExpiresAt?.toISOString() ?? null,
+        discovery: p.discovery,
+      });
+      verbose(ctx)("saved the rotated refresh token; the access token was refused");
+    }
+    throw e;
+  }
   const next: TokenState = {
     ...base,
     mode,
@@ -51,9 +65,15 @@ export async function saveTokens(
     access_token: tokens.accessToken,
     username: tokens.username ?? base.username,
     discovery: p.discovery,
+    session_ended: undefined,
   };
   await writeState(s.store, next);
-  const tightened = await upsertNetrcEntry(s.config.netrcPath, s.config.machine, tokens.accessToken);
+  const tightened = await upsertNetrcEntry(
+    s.config.netrcPath,
+    s.config.machine,
+    tokens.accessToken,
+    netrcWhere(s.config),
+  );
   if (tightened !== undefined) warn(ctx, tightened);
   verbose(ctx)(`wrote the ${s.config.machine} entry in ${s.config.netrcPath}`);
   return next;

@@ -6,8 +6,8 @@ import { CliError, ExitCode } from "../errors.ts";
 import { deviceSignIn } from "../oidc/device.ts";
 import { LoopbackServer, type Page } from "../oidc/loopback.ts";
 import type { Provider, TokenSet } from "../oidc/provider.ts";
-import { openSession, type Session } from "../session.ts";
-import { withStateLock } from "../store/write.ts";
+import { lockOptions, openSession, type Session } from "../session.ts";
+import { readStateOrSetAside, withStateLock } from "../store/write.ts";
 import { provider, saveTokens } from "../tokens.ts";
 
 export const DEFAULT_LOGIN_TIMEOUT = "5m";
@@ -137,8 +137,6 @@ async function browserSignIn(
     p.prefetchSigningKeys().catch((e: unknown) =>
       log(`could not fetch the signing keys ahead: ${String(e)}`),
     );
-    // Likewise load the file lock library now: the callback -> netrc path should pay for the writes only.
-    void import("proper-lockfile").catch(() => undefined);
 
     if (o.launch) {
       say(ctx, `Opening a browser to sign in. If your browser did not open, visit: ${server.url}`);
@@ -201,7 +199,15 @@ async function browserSignIn(
 
 /** Saves under the state lock, so a timer's `refresh` running meanwhile cannot overwrite the new session. */
 async function save(ctx: Context, s: Session, tokens: TokenSet, p: Provider): Promise<void> {
-  await withStateLock(s.store, () => saveTokens(ctx, s, undefined, tokens, p, "user"));
+  await withStateLock(
+    s.store,
+    async () => {
+      // A corrupt state must not lock the user out: set it aside (kept, 0600) and start afresh.
+      await readStateOrSetAside(s.store, (line) => warn(ctx, line));
+      return saveTokens(ctx, s, undefined, tokens, p, "user");
+    },
+    lockOptions(ctx, s.config),
+  );
 }
 
 function failurePage(e: unknown): Page {

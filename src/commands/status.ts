@@ -38,6 +38,9 @@ export async function status(ctx: Context, opts: StatusOptions): Promise<number>
   const refreshToken = report(state?.refresh_token !== undefined, state?.refresh_token_expires_at);
   // A refresh token whose expiry is unknown is usable until the provider says otherwise.
   if (refreshToken.present && refreshToken.expires_at === null) refreshToken.valid = true;
+  // ...and once the provider said so (invalid_grant on refresh), it is not, whatever its expiry.
+  const ended = state?.session_ended;
+  if (ended !== undefined) refreshToken.valid = false;
   const ok = access.valid && netrcEntry;
 
   if (opts.json === true) {
@@ -52,7 +55,10 @@ export async function status(ctx: Context, opts: StatusOptions): Promise<number>
       username: state?.username ?? null,
       netrc_entry: netrcEntry,
       access_token: access,
-      refresh_token: refreshToken,
+      refresh_token: {
+        ...refreshToken,
+        session_ended: ended === undefined ? null : { at: ended.at, description: ended.description },
+      },
     };
     ctx.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
     return ok ? ExitCode.ok : ExitCode.loginRequired;
@@ -79,7 +85,11 @@ export async function status(ctx: Context, opts: StatusOptions): Promise<number>
   if (config.mode === "user") {
     lines.push([
       "refresh token",
-      refreshToken.present ? describeExpiry(refreshToken.expires_at, now) : "none",
+      ended !== undefined
+        ? `the provider ended the session at ${ended.at}${ended.description === null ? "" : ` (${ended.description})`}; run \`nix-cache-login login\``
+        : refreshToken.present
+          ? describeExpiry(refreshToken.expires_at, now)
+          : "none",
     ]);
   }
   const width = Math.max(...lines.map(([k]) => k.length));
