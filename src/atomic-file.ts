@@ -152,7 +152,14 @@ export async function writeFileAtomic(
     await unlink(tmp).catch(() => undefined);
     throw fileError(path, `replace the file`, e, where);
   }
-  const dh = await open(dir, "r");
+  await syncDir(dir);
+  return { mode, previousMode: previous?.mode };
+}
+
+/** fsync a directory after a rename in it, where the file system allows it. */
+export async function syncDir(dir: string): Promise<void> {
+  const dh = await open(dir, "r").catch(() => undefined);
+  if (dh === undefined) return;
   try {
     await dh.sync();
   } catch {
@@ -160,7 +167,6 @@ export async function writeFileAtomic(
   } finally {
     await dh.close();
   }
-  return { mode, previousMode: previous?.mode };
 }
 
 /**

@@ -7,7 +7,7 @@ import { checkTokenLength, upsertNetrcEntry } from "./netrc/file.ts";
 import { Provider, type TokenSet } from "./oidc/provider.ts";
 import { netrcWhere, type Session } from "./session.ts";
 import type { TokenState } from "./store/state.ts";
-import { writeState } from "./store/write.ts";
+import { writeState, type StateReservation } from "./store/write.ts";
 
 export function provider(
   ctx: Context,
@@ -33,6 +33,7 @@ export async function saveTokens(
   tokens: TokenSet,
   p: Provider,
   mode: TokenState["mode"],
+  reserved?: StateReservation,
 ): Promise<TokenState> {
   const base = previous ?? s.store.empty(mode);
   try {
@@ -41,12 +42,16 @@ export async function saveTokens(
     // Refuse the access token, but keep a rotated refresh token: the old one is spent, and losing
     // the new one would end the session. The netrc and the stored access token stay as they were.
     if (previous !== undefined && mode === "user" && tokens.refreshToken !== undefined) {
-      await writeState(s.store, {
-        ...previous,
-        refresh_token: tokens.refreshToken,
-        refresh_token_expires_at: tokens.refreshExpiresAt?.toISOString() ?? null,
-        discovery: p.discovery,
-      });
+      await writeState(
+        s.store,
+        {
+          ...previous,
+          refresh_token: tokens.refreshToken,
+          refresh_token_expires_at: tokens.refreshExpiresAt?.toISOString() ?? null,
+          discovery: p.discovery,
+        },
+        { reserved },
+      );
       verbose(ctx)("saved the rotated refresh token; the access token was refused");
     }
     throw e;
@@ -67,7 +72,7 @@ export async function saveTokens(
     discovery: p.discovery,
     session_ended: undefined,
   };
-  await writeState(s.store, next);
+  await writeState(s.store, next, { reserved });
   const tightened = await upsertNetrcEntry(
     s.config.netrcPath,
     s.config.machine,

@@ -3,7 +3,13 @@ import { describeExpiry } from "../duration.ts";
 import { ExitCode, loginRequired } from "../errors.ts";
 import { beginRenewal, lockOptions, tokenGood } from "../session.ts";
 import { SessionEndedError } from "../oidc/provider.ts";
-import { readStateOrSetAside, withStateLock, writeState } from "../store/write.ts";
+import {
+  readStateOrSetAside,
+  reserveStateWrite,
+  withStateLock,
+  writeState,
+  type StateReservation,
+} from "../store/write.ts";
 import { provider, saveTokens } from "../tokens.ts";
 
 export interface RefreshOptions {
@@ -47,44 +53,54 @@ export async function refresh(
         return ExitCode.ok;
       }
       const p = provider(ctx, s, state, secret);
-      let tokens;
-      if (mode === "service-account") {
-        tokens = await p.clientCredentials();
-      } else {
-        if (state?.refresh_token === undefined) {
-          throw loginRequired(`not signed in to ${s.config.issuer} as client ${s.config.clientId}`);
-        }
-        if (state.session_ended !== undefined) {
-          throw loginRequired(
-            `the session at ${s.config.issuer} ended at ${state.session_ended.at}${state.session_ended.description === null ? "" : ` (${state.session_ended.description})`}`,
-          );
-        }
-        try {
-          tokens = await p.refresh(state.refresh_token);
-        } catch (e) {
-          // Remember that the provider ended the session, so `status` and `doctor` stop calling the
-          // refresh token valid. updated_at stays: it marks renewals.
-          if (e instanceof SessionEndedError) {
-            await writeState(
-              s.store,
-              {
-                ...state,
-                session_ended: { at: ctx.now().toISOString(), description: e.description ?? null },
-              },
-              { touch: false },
+      // Room for the rotated token before it exists: a full disk fails here, session intact.
+      const reserved = await reserveStateWrite(s.store);
+      try {
+        return await renew(reserved);
+      } finally {
+        await reserved.release();
+      }
+
+      async function renew(reserved: StateReservation): Promise<number> {
+        let tokens;
+        if (mode === "service-account") {
+          tokens = await p.clientCredentials();
+        } else {
+          if (state?.refresh_token === undefined) {
+            throw loginRequired(`not signed in to ${s.config.issuer} as client ${s.config.clientId}`);
+          }
+          if (state.session_ended !== undefined) {
+            throw loginRequired(
+              `the session at ${s.config.issuer} ended at ${state.session_ended.at}${state.session_ended.description === null ? "" : ` (${state.session_ended.description})`}`,
             );
           }
-          throw e;
+          try {
+            tokens = await p.refresh(state.refresh_token);
+          } catch (e) {
+            // Remember that the provider ended the session, so `status` and `doctor` stop calling the
+            // refresh token valid. updated_at stays: it marks renewals.
+            if (e instanceof SessionEndedError) {
+              await writeState(
+                s.store,
+                {
+                  ...state,
+                  session_ended: { at: ctx.now().toISOString(), description: e.description ?? null },
+                },
+                { touch: false, reserved },
+              ).catch((e2: unknown) => log(`could not record the end of the session: ${String(e2)}`));
+            }
+            throw e;
+          }
         }
+        const next = await saveTokens(ctx, s, state, tokens, p, mode, reserved);
+        const expires =
+          next.access_token_expires_at === undefined ? null : new Date(next.access_token_expires_at);
+        say(
+          ctx,
+          `${mode === "service-account" ? "Got a new token" : "Renewed the token"} for ${s.config.machine}: ${describeExpiry(expires, ctx.now())}`,
+        );
+        return ExitCode.ok;
       }
-      const next = await saveTokens(ctx, s, state, tokens, p, mode);
-      const expires =
-        next.access_token_expires_at === undefined ? null : new Date(next.access_token_expires_at);
-      say(
-        ctx,
-        `${mode === "service-account" ? "Got a new token" : "Renewed the token"} for ${s.config.machine}: ${describeExpiry(expires, ctx.now())}`,
-      );
-      return ExitCode.ok;
     },
     lockOptions(ctx, s.config),
   );

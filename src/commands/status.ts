@@ -94,7 +94,7 @@ export async function status(ctx: Context, opts: StatusOptions): Promise<number>
   }
   const width = Math.max(...lines.map(([k]) => k.length));
   ctx.stdout.write(lines.map(([k, v]) => `${`${k}:`.padEnd(width + 2)}${v}\n`).join(""));
-  if (!ok) {
+  if (!ok || ended !== undefined) {
     ctx.stderr.write(`hint: run \`${renewCommand(config, state, now)}\`\n`);
   }
   return ok ? ExitCode.ok : ExitCode.loginRequired;

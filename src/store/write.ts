@@ -1,5 +1,14 @@
-import { chmod, rename, unlink } from "node:fs/promises";
-import { ensureDir, removeCreatedDirs, withLock, writeFileAtomic } from "../atomic-file.ts";
+import { chmod, open, rename, stat, unlink, type FileHandle } from "node:fs/promises";
+import { basename } from "node:path";
+import {
+  ensureDir,
+  removeCreatedDirs,
+  removeStaleTempFiles,
+  syncDir,
+  tempFileName,
+  withLock,
+  writeFileAtomic,
+} from "../atomic-file.ts";
 import { fileError } from "../fs-errors.ts";
 import type { LockOptions } from "../lock-file.ts";
 import { CorruptStateError, type StateStore, type TokenState } from "./state.ts";
@@ -7,15 +16,82 @@ import { CorruptStateError, type StateStore, type TokenState } from "./state.ts"
 /** The setting that chose the state directory, for messages. */
 export const STATE_WHERE = "the state directory ($XDG_STATE_HOME/nix-cache-login)";
 
+/**
+ * Space for the next state file, taken before a grant is sent: once the provider has rotated the
+ * refresh token, a full disk must not keep us from saving it. The temp file is written and synced
+ * at more than the state's final size, then filled in place (no new blocks) and renamed.
+ */
+export interface StateReservation {
+  readonly path: string;
+  readonly size: number;
+  fh: FileHandle | undefined;
+  release(): Promise<void>;
+}
+
+export async function reserveStateWrite(store: StateStore): Promise<StateReservation> {
+  await ensureDir(store.dir, STATE_WHERE);
+  await removeStaleTempFiles(store.file);
+  const current = await stat(store.file).then(
+    (st) => st.size,
+    () => 0,
+  );
+  // Room for tokens (curl takes at most 4 KiB each) and a discovery document, with margin.
+  const size = Math.max(32 * 1024, 2 * current + 16 * 1024);
+  const path = tempFileName(store.file);
+  let fh: FileHandle | undefined;
+  try {
+    fh = await open(path, "wx", 0o600);
+    await fh.write(Buffer.alloc(size, 0x20), 0, size, 0);
+    await fh.sync();
+  } catch (e) {
+    await fh?.close().catch(() => undefined);
+    await unlink(path).catch(() => undefined);
+    throw fileError(path, `make room for the next ${basename(store.file)} before renewing`, e, STATE_WHERE);
+  }
+  const r: StateReservation = {
+    path,
+    size,
+    fh,
+    async release() {
+      if (r.fh === undefined) return;
+      await r.fh.close().catch(() => undefined);
+      r.fh = undefined;
+      await unlink(path).catch(() => undefined);
+    },
+  };
+  return r;
+}
+
 /** Writes the state; `touch: false` keeps updated_at (it marks renewals, which others look at). */
 export async function writeState(
   store: StateStore,
   state: TokenState,
-  opts: { touch?: boolean } = {},
+  opts: { touch?: boolean; reserved?: StateReservation | undefined } = {},
 ): Promise<void> {
   await ensureDir(store.dir, STATE_WHERE);
   const updated = opts.touch === false ? state : { ...state, updated_at: new Date().toISOString() };
-  await writeFileAtomic(store.file, `${JSON.stringify(updated, null, 2)}\n`, "utf8", STATE_WHERE);
+  const text = `${JSON.stringify(updated, null, 2)}\n`;
+  const r = opts.reserved;
+  const bytes = Buffer.from(text, "utf8");
+  if (r?.fh !== undefined && bytes.length <= r.size) {
+    const fh = r.fh;
+    r.fh = undefined;
+    try {
+      await fh.write(bytes, 0, bytes.length, 0);
+      await fh.truncate(bytes.length);
+      await fh.sync();
+      await fh.close();
+      await rename(r.path, store.file);
+    } catch (e) {
+      await fh.close().catch(() => undefined);
+      await unlink(r.path).catch(() => undefined);
+      throw fileError(store.file, "save the token state", e, STATE_WHERE);
+    }
+    await syncDir(store.dir);
+    return;
+  }
+  await r?.release();
+  await writeFileAtomic(store.file, text, "utf8", STATE_WHERE);
 }
 
 /**
