@@ -83,6 +83,8 @@ in
         # Exit 3 means "sign in again" (session expired or logged out): nothing the unit can fix,
         # so it must not show up as a failed unit. `nix-cache-login status` tells the user.
         SuccessExitStatus = "3";
+        # A run that hangs (a stuck provider, a file system that never answers) is ended.
+        TimeoutStartSec = "2min";
         Nice = 10;
       };
     };
