@@ -93,7 +93,7 @@ export async function harvestSecrets(ws: Workspace): Promise<void> {
   const files = await readdir(ws.stateDir).catch(() => [] as string[]);
   for (const f of files.filter((f) => f.endsWith(".json"))) {
     // A test may leave a corrupt state file on purpose.
-    let state: Record<string, unknown> = {};
+    let state: Record<string, unknown>;
     try {
       state = JSON.parse(await readFile(join(ws.stateDir, f), "utf8")) as Record<string, unknown>;
     } catch {
