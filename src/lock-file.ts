@@ -19,7 +19,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { link, lstat, open, readFile, rmdir, unlink } from "node:fs/promises";
+import { link, lstat, open, readFile, rmdir, unlink, writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { CliError } from "./errors.ts";
 import { describeFsError, errnoCode, fsHint } from "./fs-errors.ts";
@@ -158,17 +158,26 @@ export function lockTempName(lockPath: string, pid: number, nonce: string): stri
   return `${lockPath}.${pid}.${nonce}.tmp`;
 }
 
-/** Tries once to create the lock; false when it exists. */
-async function tryCreate(lockPath: string, rec: LockRecord): Promise<boolean> {
-  const tmp = lockTempName(lockPath, rec.pid, rec.nonce);
-  const fh = await open(tmp, "wx", 0o600);
-  try {
-    await fh.writeFile(`${JSON.stringify(rec)}\n`);
-  } finally {
-    await fh.close();
+/**
+ * Tries once to put the record in place as the lock; false when a lock exists. The record is
+ * written to `tmp` first (rewritten when it is over a second old, so `since` stays true).
+ */
+async function tryCreate(
+  lockPath: string,
+  tmp: { path: string; writtenAt: number },
+  rec: LockRecord,
+): Promise<boolean> {
+  if (performance.now() - tmp.writtenAt > NOTE_AFTER_MS) {
+    rec.since = new Date().toISOString();
+    // Exclusive the first time: never write through something planted under our name.
+    await writeFile(tmp.path, `${JSON.stringify(rec)}\n`, {
+      mode: 0o600,
+      flag: tmp.writtenAt === -Infinity ? "wx" : "w",
+    });
+    tmp.writtenAt = performance.now();
   }
   try {
-    await link(tmp, lockPath);
+    await link(tmp.path, lockPath);
     return true;
   } catch (e) {
     const code = errnoCode(e);
@@ -189,8 +198,6 @@ async function tryCreate(lockPath: string, rec: LockRecord): Promise<boolean> {
       }
     }
     throw e;
-  } finally {
-    await unlink(tmp).catch(() => undefined);
   }
 }
 
@@ -243,53 +250,60 @@ export async function withLockFile<T>(
   const notify = opts.notify ?? ((line: string) => process.stderr.write(`${line}\n`));
   let noted = false;
   let delay = 5;
-  for (;;) {
-    let seen: Seen;
-    try {
-      rec.since = new Date().toISOString();
-      if (await tryCreate(lockPath, rec)) break;
-      seen = await look(lockPath);
-    } catch (e) {
-      if (e instanceof CliError) throw e;
-      throw new CliError(`${lockPath}: cannot create the lock file: ${describeFsError(e)}`, {
-        hint: fsHint(e, opts.where),
-        cause: e,
-      });
-    }
-    if (seen.kind === "none") continue;
-    if (seen.kind === "record") {
-      const state = holderState(seen.rec);
-      if (state === "dead") {
-        await takeOver(lockPath, seen.rec).catch(() => undefined);
+  const tmp = { path: lockTempName(lockPath, rec.pid, rec.nonce), writtenAt: -Infinity };
+  const failed = (e: unknown): CliError =>
+    e instanceof CliError
+      ? e
+      : new CliError(`${lockPath}: cannot create the lock file: ${describeFsError(e)}`, {
+          hint: fsHint(e, opts.where),
+          cause: e,
+        });
+  try {
+    for (;;) {
+      let seen: Seen;
+      try {
+        if (await tryCreate(lockPath, tmp, rec)) break;
+        seen = await look(lockPath);
+      } catch (e) {
+        throw failed(e);
+      }
+      if (seen.kind === "none") continue;
+      if (seen.kind === "record") {
+        const state = holderState(seen.rec);
+        if (state === "dead") {
+          await takeOver(lockPath, seen.rec).catch(() => undefined);
+          continue;
+        }
+      } else if (Date.now() - seen.mtimeMs > FOREIGN_STALE_MS) {
+        // A lock left by an older version, or a record we cannot read: stale once old enough.
+        await (seen.isDir ? rmdir(lockPath) : unlink(lockPath)).catch(() => undefined);
         continue;
       }
-    } else if (Date.now() - seen.mtimeMs > FOREIGN_STALE_MS) {
-      // A lock left by an older version, or a record we cannot read: stale once old enough.
-      await (seen.isDir ? rmdir(lockPath) : unlink(lockPath)).catch(() => undefined);
-      continue;
+      const waited = performance.now() - started;
+      const holder =
+        seen.kind === "record"
+          ? `${seen.rec.command || "nix-cache-login"} (process ${seen.rec.pid}${seen.rec.host === hostname() ? "" : ` on ${seen.rec.host}`}) since ${clock(seen.rec.since)}`
+          : "an older nix-cache-login";
+      if (waited > maxWait) {
+        throw new CliError(
+          `${lockPath}: gave up after ${Math.round(waited / 1000)}s waiting for the lock, held by ${holder}`,
+          {
+            hint:
+              seen.kind === "record"
+                ? `if process ${seen.rec.pid} is stuck, end it: the lock is free as soon as it exits`
+                : `remove ${lockPath} if no other nix-cache-login runs`,
+          },
+        );
+      }
+      if (!noted && waited > NOTE_AFTER_MS) {
+        noted = true;
+        notify(`waiting for ${lockPath}: held by ${holder}`);
+      }
+      await sleep(delay + Math.random() * delay);
+      delay = Math.min(delay * 1.5, 100);
     }
-    const waited = performance.now() - started;
-    const holder =
-      seen.kind === "record"
-        ? `${seen.rec.command || "nix-cache-login"} (process ${seen.rec.pid}${seen.rec.host === hostname() ? "" : ` on ${seen.rec.host}`}) since ${clock(seen.rec.since)}`
-        : "an older nix-cache-login";
-    if (waited > maxWait) {
-      throw new CliError(
-        `${lockPath}: gave up after ${Math.round(waited / 1000)}s waiting for the lock, held by ${holder}`,
-        {
-          hint:
-            seen.kind === "record"
-              ? `if process ${seen.rec.pid} is stuck, end it: the lock is free as soon as it exits`
-              : `remove ${lockPath} if no other nix-cache-login runs`,
-        },
-      );
-    }
-    if (!noted && waited > NOTE_AFTER_MS) {
-      noted = true;
-      notify(`waiting for ${lockPath}: held by ${holder}`);
-    }
-    await sleep(delay + Math.random() * delay);
-    delay = Math.min(delay * 1.5, 100);
+  } finally {
+    await unlink(tmp.path).catch(() => undefined);
   }
   try {
     return await fn();
