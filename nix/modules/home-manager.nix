@@ -74,6 +74,8 @@ in
             ExecStart = common.refreshCommand cfg;
             # Exit 3: sign in again. Not a unit failure; `nix-cache-login status` explains.
             SuccessExitStatus = "3";
+            # A run that hangs (a stuck provider, a file system that never answers) is ended.
+            TimeoutStartSec = "2min";
             Nice = 10;
           };
         };
