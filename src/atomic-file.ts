@@ -2,8 +2,7 @@ import { randomBytes } from "node:crypto";
 import { chown, lstat, open, readdir, realpath, rename, stat, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { errnoCode, fileError } from "./fs-errors.ts";
-import { hostname } from "node:os";
-import { bootId, holderState, withLockFile, type LockOptions } from "./lock-file.ts";
+import { bootId, holderState, localHost, withLockFile, type LockOptions } from "./lock-file.ts";
 import { makeDirs } from "./make-dirs.ts";
 
 /** A file mode as people write it: 0600. */
@@ -90,7 +89,7 @@ export async function removeStaleTempFiles(path: string): Promise<string[]> {
         pid: Number(pid),
         boot: bootId(),
         start: null,
-        host: hostname(),
+        host: localHost(),
         since: "",
         command: "",
         nonce: "",

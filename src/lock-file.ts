@@ -50,6 +50,16 @@ export interface LockOptions {
 const DEFAULT_MAX_WAIT_MS = 150_000;
 const NOTE_AFTER_MS = 1000;
 
+/** Host names are shown on the terminal: only what a host name may hold. */
+function cleanHost(name: string): string {
+  return name.replace(/[^\w.-]/g, "?").slice(0, 100);
+}
+
+/** This host's name, as lock records carry it. */
+export function localHost(): string {
+  return cleanHost(hostname());
+}
+
 let bootIdCache: string | undefined;
 export function bootId(): string {
   if (bootIdCache !== undefined) return bootIdCache;
@@ -76,7 +86,7 @@ export function processStart(pid: number): string | null {
 
 /** Whether the lock's holder may still run: "dead" only when that is certain. */
 export function holderState(rec: LockRecord): "alive" | "dead" | "unknown" {
-  if (rec.host !== hostname()) return "unknown";
+  if (rec.host !== localHost()) return "unknown";
   if (rec.boot !== bootId()) return "dead";
   try {
     process.kill(rec.pid, 0);
@@ -100,7 +110,8 @@ function parseRecord(text: string): LockRecord | undefined {
       pid: r.pid,
       boot: r.boot,
       start: typeof r.start === "string" ? r.start : null,
-      host: typeof r.host === "string" ? r.host : "",
+      // Shown on the terminal: only what a host name may hold.
+      host: typeof r.host === "string" ? cleanHost(r.host) : "",
       since: typeof r.since === "string" ? r.since : "",
       command: typeof r.command === "string" ? r.command.replace(/[^\w .-]/g, "?").slice(0, 40) : "",
       nonce: r.nonce,
@@ -140,8 +151,9 @@ async function look(lockPath: string): Promise<Seen> {
 const FOREIGN_STALE_MS = 60_000;
 
 function processCommand(): string {
-  const arg = process.argv.slice(2).find((a) => !a.startsWith("-"));
-  return arg === undefined ? "nix-cache-login" : `nix-cache-login ${arg.replace(/[^\w.-]/g, "?")}`;
+  // The command word (an option's value, such as a path after --config, does not look like one).
+  const arg = process.argv.slice(2).find((a) => /^[a-z][a-z-]{1,30}$/.test(a));
+  return arg === undefined ? "nix-cache-login" : `nix-cache-login ${arg}`;
 }
 
 function clock(iso: string): string {
@@ -213,7 +225,7 @@ async function takeOver(lockPath: string, dead: LockRecord): Promise<void> {
     const text = await readFile(breakPath, "utf8").catch(() => "");
     const pid = Number(text.split(" ")[0]);
     const start = text.split(" ")[1]?.trim() ?? "";
-    const rec = { ...dead, pid, start: start === "" ? null : start, host: hostname(), boot: bootId() };
+    const rec = { ...dead, pid, start: start === "" ? null : start, host: localHost(), boot: bootId() };
     if (!Number.isInteger(pid) || holderState(rec) === "dead") await unlink(breakPath).catch(() => undefined);
     return;
   }
@@ -240,7 +252,7 @@ export async function withLockFile<T>(
     pid: process.pid,
     boot: bootId(),
     start: processStart(process.pid),
-    host: hostname(),
+    host: localHost(),
     since: new Date().toISOString(),
     command: processCommand(),
     nonce: randomBytes(8).toString("hex"),
@@ -282,7 +294,7 @@ export async function withLockFile<T>(
       const waited = performance.now() - started;
       const holder =
         seen.kind === "record"
-          ? `${seen.rec.command || "nix-cache-login"} (process ${seen.rec.pid}${seen.rec.host === hostname() ? "" : ` on ${seen.rec.host}`}) since ${clock(seen.rec.since)}`
+          ? `${seen.rec.command || "nix-cache-login"} (process ${seen.rec.pid}${seen.rec.host === localHost() ? "" : ` on ${seen.rec.host}`}) since ${clock(seen.rec.since)}`
           : "an older nix-cache-login";
       if (waited > maxWait) {
         throw new CliError(

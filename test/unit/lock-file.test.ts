@@ -1,10 +1,17 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
-import { hostname, tmpdir } from "node:os";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { bootId, holderState, processStart, withLockFile, type LockRecord } from "../../src/lock-file.ts";
+import {
+  bootId,
+  holderState,
+  localHost,
+  processStart,
+  withLockFile,
+  type LockRecord,
+} from "../../src/lock-file.ts";
 import { parseNetrc } from "../../src/netrc/netrc.ts";
 
 const dirs: string[] = [];
@@ -23,7 +30,7 @@ function record(pid: number, extra: Partial<LockRecord> = {}): LockRecord {
     pid,
     boot: bootId(),
     start: processStart(pid),
-    host: hostname(),
+    host: localHost(),
     since: new Date().toISOString(),
     command: "nix-cache-login refresh",
     nonce: "00112233aabbccdd",
