@@ -61,13 +61,23 @@ export function localHost(): string {
 }
 
 let bootIdCache: string | undefined;
+/**
+ * Which boot of this machine we run in: Linux's boot id, else the BSD/macOS boot time in seconds
+ * (`kern.boottime`, exact, unlike now - uptime). "" when unknown: then the boot is not compared.
+ */
 export function bootId(): string {
   if (bootIdCache !== undefined) return bootIdCache;
   try {
     bootIdCache = readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
   } catch {
-    const { uptime } = process.getBuiltinModule("node:os");
-    bootIdCache = `boot-${Math.round((Date.now() / 1000 - uptime()) / 60)}`;
+    try {
+      const { execFileSync } = process.getBuiltinModule("node:child_process");
+      const out = execFileSync("sysctl", ["-n", "kern.boottime"], { encoding: "utf8", timeout: 2000 });
+      const sec = /sec = (\d+)/.exec(out)?.[1];
+      bootIdCache = sec === undefined ? "" : `boottime-${sec}`;
+    } catch {
+      bootIdCache = "";
+    }
   }
   return bootIdCache;
 }
@@ -87,7 +97,7 @@ export function processStart(pid: number): string | null {
 /** Whether the lock's holder may still run: "dead" only when that is certain. */
 export function holderState(rec: LockRecord): "alive" | "dead" | "unknown" {
   if (rec.host !== localHost()) return "unknown";
-  if (rec.boot !== bootId()) return "dead";
+  if (rec.boot !== "" && bootId() !== "" && rec.boot !== bootId()) return "dead";
   try {
     process.kill(rec.pid, 0);
   } catch (e) {
