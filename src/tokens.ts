@@ -5,7 +5,7 @@
 import { verbose, warn, type Context } from "./context.ts";
 import { checkTokenLength, upsertNetrcEntry } from "./netrc/file.ts";
 import { Provider, type TokenSet } from "./oidc/provider.ts";
-import { netrcWhere, type Session } from "./session.ts";
+import { netrcWhere, type ClientCredential, type Session } from "./session.ts";
 import type { TokenState } from "./store/state.ts";
 import { writeState, type StateReservation } from "./store/write.ts";
 
@@ -13,14 +13,14 @@ export function provider(
   ctx: Context,
   s: Session,
   state: TokenState | undefined,
-  clientSecret?: string,
+  credential?: ClientCredential,
 ): Provider {
   return new Provider({
     config: s.config,
     env: ctx.env,
     log: verbose(ctx),
     now: ctx.now,
-    clientSecret,
+    credential,
     discovery: state?.discovery,
   });
 }
@@ -36,8 +36,9 @@ export async function saveTokens(
   reserved?: StateReservation,
 ): Promise<TokenState> {
   const base = previous ?? s.store.empty(mode);
+  let sizeWarning: string | undefined;
   try {
-    checkTokenLength(tokens.accessToken, s.config.machine);
+    sizeWarning = checkTokenLength(tokens.accessToken, s.config.machine);
   } catch (e) {
     // Refuse the access token, but keep a rotated refresh token: the old one is spent, and losing
     // the new one would end the session. The netrc and the stored access token stay as they were.
@@ -56,6 +57,7 @@ export async function saveTokens(
     }
     throw e;
   }
+  if (sizeWarning !== undefined) warn(ctx, sizeWarning);
   const next: TokenState = {
     ...base,
     mode,

@@ -1,5 +1,5 @@
 import { removeStaleTempFiles, resolveTarget } from "../atomic-file.ts";
-import { say, verbose, warn, type Context } from "../context.ts";
+import { record, say, verbose, warn, type Context } from "../context.ts";
 import { ExitCode } from "../errors.ts";
 import { removeNetrcEntry } from "../netrc/file.ts";
 import { lockOptions, netrcWhere, openSession } from "../session.ts";
@@ -20,11 +20,13 @@ export async function logout(ctx: Context): Promise<number> {
     async () => {
       const state: TokenState | undefined = await readStateOrSetAside(s.store, (line) => warn(ctx, line));
       let exitCode: number = ExitCode.ok;
+      let revoked = false;
       // Only a user sign-in has a refresh token to revoke (service accounts never store one; their
       // JWT access tokens cannot be revoked).
       if (state?.refresh_token !== undefined && state.session_ended === undefined) {
         try {
           const how = await provider(ctx, s, state).revoke(state.refresh_token);
+          revoked = true;
           log(
             how === "revoked" ? "refresh token revoked (RFC 7009)" : "session ended at the logout endpoint",
           );
@@ -52,6 +54,17 @@ export async function logout(ctx: Context): Promise<number> {
       ];
       for (const f of stale) log(`removed ${f}, left by a process that was killed`);
       if (netrcError !== undefined) throw netrcError;
+      record(ctx, {
+        action: removedEntry || removedState ? "signed_out" : "none",
+        config_path: s.config.path,
+        issuer: s.config.issuer,
+        client_id: s.config.clientId,
+        host: s.config.machine,
+        netrc_path: s.config.netrcPath,
+        revoked,
+        removed_netrc_entry: removedEntry,
+        removed_state: removedState,
+      });
       if (!removedEntry && !removedState) {
         say(ctx, `Not signed in to ${s.config.issuer}; nothing to remove.`);
       } else {

@@ -1,8 +1,10 @@
 import { say, verbose, warn, type Context } from "../context.ts";
 import { describeExpiry } from "../duration.ts";
 import { ExitCode, loginRequired } from "../errors.ts";
-import { beginRenewal, lockOptions, tokenGood } from "../session.ts";
+import { parseClientKey } from "../oidc/client-key.ts";
 import { SessionEndedError } from "../oidc/provider.ts";
+import { recordTokens } from "../result.ts";
+import { beginRenewal, lockOptions, tokenGood } from "../session.ts";
 import {
   readStateOrSetAside,
   reserveStateWrite,
@@ -28,11 +30,15 @@ export async function refresh(
 ): Promise<number> {
   const r = await beginRenewal(ctx, opts, grant);
   if (r === "fresh") return ExitCode.ok;
-  const { session: s, secret, seen, minValid } = r;
+  const { session: s, credential, seen, minValid } = r;
+  // A bad key file is a configuration error, found before any request.
+  if (credential !== undefined && "keyText" in credential) {
+    parseClientKey(s.config, credential.keyText, credential.keyFile);
+  }
   const log = verbose(ctx);
   const mode = s.config.mode;
   if (grant === "refresh" && mode === "service-account")
-    log("configuration has client_secret_file: using the client credentials grant");
+    log("configuration is for a service account: using the client credentials grant");
 
   return withStateLock(
     s.store,
@@ -50,9 +56,10 @@ export async function refresh(
         (state.access_token !== seen?.access_token || renewedAt >= performance.timeOrigin);
       if (tokenGood(s, state, minValid ?? (renewedMeanwhile ? 1 : Infinity), ctx.now())) {
         log("another nix-cache-login renewed the token meanwhile; nothing to do");
+        recordTokens(ctx, s.config, state, "none");
         return ExitCode.ok;
       }
-      const p = provider(ctx, s, state, secret);
+      const p = provider(ctx, s, state, credential);
       // Room for the rotated token before it exists: a full disk fails here, session intact.
       const reserved = await reserveStateWrite(s.store);
       try {
@@ -93,6 +100,7 @@ export async function refresh(
           }
         }
         const next = await saveTokens(ctx, s, state, tokens, p, mode, reserved);
+        recordTokens(ctx, s.config, next, "renewed");
         const expires =
           next.access_token_expires_at === undefined ? null : new Date(next.access_token_expires_at);
         say(
