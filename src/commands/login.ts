@@ -8,6 +8,7 @@ import { LoopbackServer, type Page } from "../oidc/loopback.ts";
 import type { Provider, TokenSet } from "../oidc/provider.ts";
 import { recordTokens } from "../result.ts";
 import { lockOptions, openSession, type Session } from "../session.ts";
+import { CorruptStateError } from "../store/state.ts";
 import { readStateOrSetAside, withStateLock } from "../store/write.ts";
 import { provider, saveTokens } from "../tokens.ts";
 
@@ -111,7 +112,14 @@ export async function login(ctx: Context, opts: LoginOptions): Promise<number> {
 
 /** Says who is signed in, and until when, before a new sign-in replaces that session. */
 function signedInAlready(ctx: Context, s: Session): void {
-  const state = s.store.read();
+  let state;
+  try {
+    state = s.store.read();
+  } catch (e) {
+    // A corrupt state is set aside when the new tokens are saved (see save()).
+    if (e instanceof CorruptStateError) return;
+    throw e;
+  }
   if (state?.access_token === undefined && state?.refresh_token === undefined) return;
   const now = ctx.now();
   const until = (at: string | null | undefined) =>
