@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
-import { chown, lstat, open, readdir, realpath, rename, stat, unlink } from "node:fs/promises";
+import { lstat, open, readdir, rename, stat, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
+import { CliError } from "./errors.ts";
 import { errnoCode, fileError } from "./fs-errors.ts";
 import { bootId, holderState, localHost, withLockFile, type LockOptions } from "./lock-file.ts";
 import { makeDirs } from "./make-dirs.ts";
@@ -30,20 +31,6 @@ export async function removeCreatedDirs(dir: string, created: string | undefined
     }
     if (d === created) return;
   }
-}
-
-/**
- * Follows a symlink to the file it names, so that an atomic rename replaces the file and not the
- * link (Home Manager and NixOS often link dotfiles).
- */
-export async function resolveTarget(path: string): Promise<string> {
-  try {
-    const st = await lstat(path);
-    if (st.isSymbolicLink()) return await realpath(path);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
-  }
-  return path;
 }
 
 /**
@@ -135,9 +122,8 @@ export async function writeFileAtomic(
   try {
     await fh.writeFile(data, encoding);
     await fh.chmod(mode);
-    if (previous !== undefined && process.getuid?.() === 0 && previous.uid !== 0) {
-      await chown(tmp, previous.uid, previous.gid);
-    }
+    // Never chown to the previous owner: a file holding our token is never handed to another uid
+    // (netrc/file.ts refuses a file owned by anyone but us or root before we get here).
     await fh.sync();
   } catch (e) {
     await fh.close();
@@ -169,6 +155,27 @@ export async function syncDir(dir: string): Promise<void> {
 }
 
 /**
+ * A lock another user holds (one could make it in a shared directory) is never waited for: we
+ * could not remove it when stale, and it is not another run of ours. Fails at once, saying whose.
+ */
+async function refuseForeignLock(lockPath: string): Promise<void> {
+  let st;
+  try {
+    st = await lstat(lockPath);
+  } catch {
+    return;
+  }
+  const uid = process.getuid?.();
+  if (uid === undefined || st.uid === uid || st.uid === 0) return;
+  throw new CliError(
+    `${lockPath} is held by uid ${st.uid}, not by you: another user's lock is not waited for`,
+    {
+      hint: `check who made it; if no nix-cache-login of theirs should write here, remove it (\`rm -r ${lockPath}\`)`,
+    },
+  );
+}
+
+/**
  * Runs fn while holding an exclusive lock on `<dataPath>.lock`, a sibling, never the data file
  * itself: a rename swaps the data file's inode, so a lock held on it would protect nothing.
  */
@@ -178,5 +185,6 @@ export async function withLock<T>(
   opts: LockOptions = {},
 ): Promise<T> {
   await ensureDir(dirname(dataPath), opts.where);
+  await refuseForeignLock(`${dataPath}.lock`);
   return withLockFile(`${dataPath}.lock`, fn, opts);
 }

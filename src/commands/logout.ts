@@ -1,4 +1,5 @@
-import { removeStaleTempFiles, resolveTarget } from "../atomic-file.ts";
+import { realpath } from "node:fs/promises";
+import { removeStaleTempFiles } from "../atomic-file.ts";
 import { record, say, verbose, warn, type Context } from "../context.ts";
 import { ExitCode } from "../errors.ts";
 import { removeNetrcEntry } from "../netrc/file.ts";
@@ -48,9 +49,7 @@ export async function logout(ctx: Context): Promise<number> {
       const removedState = await removeState(s.store);
       const stale = [
         ...(await removeStaleTempFiles(s.store.file)),
-        ...(await removeStaleTempFiles(
-          await resolveTarget(s.config.netrcPath).catch(() => s.config.netrcPath),
-        )),
+        ...(await removeStaleTempFiles(await realpath(s.config.netrcPath).catch(() => s.config.netrcPath))),
       ];
       for (const f of stale) log(`removed ${f}, left by a process that was killed`);
       if (netrcError !== undefined) throw netrcError;

@@ -11,7 +11,7 @@ import {
 } from "../atomic-file.ts";
 import { fileError } from "../fs-errors.ts";
 import type { LockOptions } from "../lock-file.ts";
-import { CorruptStateError, type StateStore, type TokenState } from "./state.ts";
+import { checkStateDir, CorruptStateError, type StateStore, type TokenState } from "./state.ts";
 
 /** The setting that chose the state directory, for messages. */
 export const STATE_WHERE = "the state directory ($XDG_STATE_HOME/nix-cache-login)";
@@ -30,6 +30,7 @@ export interface StateReservation {
 
 export async function reserveStateWrite(store: StateStore): Promise<StateReservation> {
   await ensureDir(store.dir, STATE_WHERE);
+  checkStateDir(store.dir);
   await removeStaleTempFiles(store.file);
   const current = await stat(store.file).then(
     (st) => st.size,
@@ -69,6 +70,7 @@ export async function writeState(
   opts: { touch?: boolean; reserved?: StateReservation | undefined } = {},
 ): Promise<void> {
   await ensureDir(store.dir, STATE_WHERE);
+  checkStateDir(store.dir);
   const updated = opts.touch === false ? state : { ...state, updated_at: new Date().toISOString() };
   const text = `${JSON.stringify(updated, null, 2)}\n`;
   const r = opts.reserved;
@@ -127,6 +129,8 @@ export async function withStateLock<T>(
 ): Promise<T> {
   const created = await ensureDir(store.dir, STATE_WHERE);
   try {
+    // The lock file lives in the state directory too: never in one another user controls.
+    checkStateDir(store.dir);
     return await withLock(store.file, fn, { where: STATE_WHERE, ...opts });
   } catch (e) {
     // A failed command leaves the tree as it found it, down to the directories.
