@@ -269,7 +269,7 @@ export async function withLockFile<T>(
   };
   const started = performance.now();
   const maxWait = opts.maxWaitMs ?? DEFAULT_MAX_WAIT_MS;
-  const notify = opts.notify ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const notify = opts.notify ?? ((line: string) => process.stderr.write(`note: ${line}\n`));
   let noted = false;
   let delay = 5;
   const tmp = { path: lockTempName(lockPath, rec.pid, rec.nonce), writtenAt: -Infinity };

@@ -175,7 +175,7 @@ export function lockOptions(
   config: Config,
 ): { notify: (line: string) => void; maxWaitMs: number } {
   return {
-    notify: (line) => ctx.stderr.write(`${line}\n`),
+    notify: (line) => ctx.stderr.write(`note: ${line}\n`),
     maxWaitMs: (4 * config.timeoutSeconds + 30) * 1000,
   };
 }

@@ -174,7 +174,7 @@ describe("the lock (item 1)", () => {
     const waiter = runCli(ws, ["refresh"], { onSpawn: (c) => (waiterChild = c) });
     const note = await stderrMatch(
       waiterChild,
-      /^waiting for (\S+): held by nix-cache-login refresh \(process (\d+)\) since (\d\d:\d\d:\d\d) UTC$/m,
+      /^note: waiting for (\S+): held by nix-cache-login refresh \(process (\d+)\) since (\d\d:\d\d:\d\d) UTC$/m,
     ).finally(() => held.release());
     assert.equal(note[1], `${store(ws).file}.lock`);
     assert.equal(Number(note[2]), holderChild.pid);
