@@ -417,9 +417,11 @@ describe("Keycloak", () => {
     assert.match(st.stderr, /nix-cache-login login/);
     const json = await runCli(ws, ["status", "--json"]);
     assert.equal(json.code, 3);
-    const report = JSON.parse(json.stdout) as { refresh_token: { valid: boolean }; session_ended_at: string };
+    const report = JSON.parse(json.stdout) as {
+      refresh_token: { valid: boolean; session_ended: { at: string } | null };
+    };
     assert.equal(report.refresh_token.valid, false);
-    assert.match(report.session_ended_at, /^\d{4}-\d\d-\d\dT/);
+    assert.match(report.refresh_token.session_ended?.at ?? "", /^\d{4}-\d\d-\d\dT/);
 
     // A new session (its refresh token put in the state as login does, the ended mark still
     // there): the next tokens clear the mark, and status is happy again.
@@ -427,7 +429,7 @@ describe("Keycloak", () => {
     ws.secrets.add(tokens.refresh_token as string);
     const s = store(ws, PUBLIC_CLIENT);
     const ended = s.read();
-    assert.ok(ended?.session_ended_at !== undefined);
+    assert.ok(ended?.session_ended !== undefined);
     await writeState(s, { ...ended, refresh_token: tokens.refresh_token as string });
     await ok(ws, ["refresh"]);
     await ok(ws, ["status"]);

@@ -10,6 +10,7 @@
 // ~25 s here) and creates the database schema and the master realm with a bootstrap admin (~20 s).
 // That database is kept as a template: every test run starts from a copy of it, in its own temp
 // home (bin/kc.sh and conf copied, lib/themes/providers linked to the cache), so a start only boots.
+import { withLockFile } from "../../src/lock-file.ts";
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { createReadStream, existsSync, openSync, closeSync, readdirSync, readFileSync } from "node:fs";
@@ -174,46 +175,48 @@ export async function prepareKeycloak(): Promise<PreparedKeycloak> {
   if (ready !== undefined) return done(ready);
 
   await mkdir(p.root, { recursive: true, mode: 0o700 });
-  const { lock } = await import("proper-lockfile");
-  const release = await lock(p.root, {
-    lockfilePath: `${p.root}.lock`,
-    // Another run may be downloading (seconds) or building (about a minute on 2 cores): wait for it.
-    retries: { retries: 600, factor: 1, minTimeout: 1000, maxTimeout: 1000 },
-    stale: 30_000,
-  });
-  try {
-    const again = await readReady(p.ready);
-    if (again !== undefined) return done(again);
-    const started = performance.now();
-    // The unpacked distribution is kept with the sha256 of the zip it came from: a new template
-    // (PREPARED_FORMAT) does not need a new download.
-    const unpackedFrom = join(p.dist, ".nix-cache-login-sha256");
-    const distOk = (await readFile(unpackedFrom, "utf8").catch(() => "")).trim() === KEYCLOAK_DIST.sha256;
-    if (!distOk) await fetchAndUnpack(p);
-    // One start-dev in the distribution itself: the build step for the dev profile is saved in
-    // lib/quarkus, and the database it creates becomes the template.
-    const admin = { username: "admin", password: randomBytes(18).toString("base64url") };
-    log("first start (build for the dev profile, database schema, master and test realms): a minute or two");
-    const first = await startIn(p.dist, {
-      env: { KC_BOOTSTRAP_ADMIN_USERNAME: admin.username, KC_BOOTSTRAP_ADMIN_PASSWORD: admin.password },
-      readyTimeoutMs: 600_000,
-    });
-    try {
-      const admin_ = new KeycloakAdmin({ httpBase: `http://127.0.0.1:${first.port}`, admin, log: first.log });
-      await admin_.call("POST", "", { realm: TEMPLATE_REALM, enabled: true });
-    } finally {
-      await first.stop();
-    }
-    await rm(p.templateH2, { recursive: true, force: true });
-    await rename(join(p.dist, "data", "h2"), p.templateH2);
-    await rm(join(p.dist, "data"), { recursive: true, force: true });
-    const marker: ReadyMarker = { format: PREPARED_FORMAT, sha256: KEYCLOAK_DIST.sha256, admin };
-    await writeFile(p.ready, `${JSON.stringify(marker)}\n`, { mode: 0o600 });
-    log(`prepared ${p.root} in ${Math.round(performance.now() - started)} ms`);
-    return done(marker);
-  } finally {
-    await release();
-  }
+  // Another run may be downloading (seconds) or building (about a minute on 2 cores): wait for it.
+  return withLockFile(
+    `${p.root}.lock`,
+    async () => {
+      const again = await readReady(p.ready);
+      if (again !== undefined) return done(again);
+      const started = performance.now();
+      // The unpacked distribution is kept with the sha256 of the zip it came from: a new template
+      // (PREPARED_FORMAT) does not need a new download.
+      const unpackedFrom = join(p.dist, ".nix-cache-login-sha256");
+      const distOk = (await readFile(unpackedFrom, "utf8").catch(() => "")).trim() === KEYCLOAK_DIST.sha256;
+      if (!distOk) await fetchAndUnpack(p);
+      // One start-dev in the distribution itself: the build step for the dev profile is saved in
+      // lib/quarkus, and the database it creates becomes the template.
+      const admin = { username: "admin", password: randomBytes(18).toString("base64url") };
+      log(
+        "first start (build for the dev profile, database schema, master and test realms): a minute or two",
+      );
+      const first = await startIn(p.dist, {
+        env: { KC_BOOTSTRAP_ADMIN_USERNAME: admin.username, KC_BOOTSTRAP_ADMIN_PASSWORD: admin.password },
+        readyTimeoutMs: 600_000,
+      });
+      try {
+        const admin_ = new KeycloakAdmin({
+          httpBase: `http://127.0.0.1:${first.port}`,
+          admin,
+          log: first.log,
+        });
+        await admin_.call("POST", "", { realm: TEMPLATE_REALM, enabled: true });
+      } finally {
+        await first.stop();
+      }
+      await rm(p.templateH2, { recursive: true, force: true });
+      await rename(join(p.dist, "data", "h2"), p.templateH2);
+      await rm(join(p.dist, "data"), { recursive: true, force: true });
+      const marker: ReadyMarker = { format: PREPARED_FORMAT, sha256: KEYCLOAK_DIST.sha256, admin };
+      await writeFile(p.ready, `${JSON.stringify(marker)}\n`, { mode: 0o600 });
+      log(`prepared ${p.root} in ${Math.round(performance.now() - started)} ms`);
+      return done(marker);
+    },
+    { maxWaitMs: 900_000, notify: (line) => log(line) },
+  );
 }
 
 /** Maven fetches the zip, its sha256 is checked against the pinned one, unzip unpacks it. */
