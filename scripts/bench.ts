@@ -385,6 +385,38 @@ async function main(): Promise<void> {
       console.log(`  ${k.padEnd(46)} ${String(v).padStart(7)} KiB  ratio ${ratio.toFixed(2)}${verdict}`);
     }
 
+    // Big netrc files: status (parse) and service-account (parse, upsert, write) at each size.
+    const netrcCommands: Command[] = [{ name: "node -e 0", argv: [node, "-e", "0"], env }];
+    for (const n of [10, 1000, 10000]) {
+      const lines = Array.from(
+        { length: n },
+        (_, i) => `machine host${i}.example.org login user${i} password ${"p".repeat(64)}${i}\n`,
+      );
+      for (const kind of ["status", "sa"]) {
+        const netrc = join(dir, `${kind}-${n}.netrc`);
+        await writeFile(netrc, lines.join(""), { mode: 0o600 });
+        const config = join(dir, `${kind}-${n}.toml`);
+        await writeFile(
+          config,
+          kind === "status"
+            ? `issuer = "${realm.issuer}"\nclient_id = "nix-cache"\ncache_host = "127.0.0.1"\nnetrc_path = "${netrc}"\n`
+            : `issuer = "${realm.issuer}"\nclient_id = "nix-cache-server"\ncache_host = "127.0.0.1"\nclient_secret_file = "${secretFile}"\nnetrc_path = "${netrc}"\n`,
+        );
+        netrcCommands.push(
+          kind === "status"
+            ? { name: `status, ${n} netrc entries`, argv: [node, CLI, "status", "--config", config], env }
+            : {
+                name: `service-account (upsert), ${n} entries`,
+                argv: [node, CLI, "service-account", "--config", config],
+                env,
+              },
+        );
+      }
+    }
+    const netrcSizes = await interleaved(netrcCommands, 10, 1);
+    console.log("\nNetrc size (10 interleaved rounds; each netrc line is ~100 bytes):");
+    for (const t of netrcSizes) console.log(row(t, netrcSizes[0] as Timing));
+
     if (opts.profile !== undefined) {
       console.log(`\nCPU profiles (--cpu-prof, self time by file; heap profiles beside them):`);
       await profile(opts.profile, node, networkCommands);

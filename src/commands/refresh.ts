@@ -1,8 +1,6 @@
-import { say, verbose, type Context } from "../context.ts";
+import { verbose, type Context } from "../context.ts";
 import { beginRenewal } from "../core/renewal.ts";
-import { describeExpiry } from "../duration.ts";
 import { ExitCode } from "../errors.ts";
-import { recordTokens } from "../result.ts";
 
 export interface RefreshOptions {
   minValid?: string | undefined;
@@ -20,17 +18,8 @@ export async function refresh(
 ): Promise<number> {
   const pending = beginRenewal(ctx, opts, command);
   if (pending === "fresh") return ExitCode.ok;
-  const mode = pending.setup.config.mode;
-  if (command === "refresh" && mode === "service-account")
+  if (command === "refresh" && pending.setup.config.mode === "service-account")
     verbose(ctx)("configuration is for a service account: using the client credentials grant");
   const { renew } = await import("../core/renew.ts");
-  const next = await renew(ctx, pending);
-  if (next === "renewed-meanwhile") return ExitCode.ok;
-  recordTokens(ctx, pending.setup.config, next, "renewed");
-  const expires = next.access_token_expires_at === undefined ? null : new Date(next.access_token_expires_at);
-  say(
-    ctx,
-    `${mode === "service-account" ? "Got a new token" : "Renewed the token"} for ${pending.setup.config.machine}: ${describeExpiry(expires, ctx.now())}`,
-  );
-  return ExitCode.ok;
+  return renew(ctx, pending);
 }

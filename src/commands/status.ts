@@ -44,7 +44,11 @@ export function status(ctx: Context, opts: StatusOptions): number {
   const refreshToken = report(state?.refresh_token !== undefined, state?.refresh_token_expires_at);
   // A refresh token whose expiry is unknown is usable until the provider says otherwise.
   if (refreshToken.present && refreshToken.expires_at === null) refreshToken.valid = true;
-  const ok = access.valid && netrcEntry;
+  // ...and once the provider said so (invalid_grant on refresh), it is not, whatever its expiry.
+  const ended = state?.session_ended;
+  if (ended !== undefined) refreshToken.valid = false;
+  // Only a new sign-in helps then, even while the access token in the netrc lasts.
+  const ok = access.valid && netrcEntry && !(config.mode === "user" && ended !== undefined);
 
   if (opts.json === true) {
     const out = {
@@ -58,7 +62,10 @@ export function status(ctx: Context, opts: StatusOptions): number {
       username: state?.username ?? null,
       netrc_entry: netrcEntry,
       access_token: access,
-      refresh_token: refreshToken,
+      refresh_token: {
+        ...refreshToken,
+        session_ended: ended === undefined ? null : { at: ended.at, description: ended.description },
+      },
     };
     ctx.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
     return ok ? ExitCode.ok : ExitCode.loginRequired;
@@ -91,12 +98,16 @@ export function status(ctx: Context, opts: StatusOptions): number {
   if (config.mode === "user") {
     lines.push([
       "refresh token",
-      refreshToken.present ? describeExpiry(refreshToken.expires_at, now) : "none",
+      ended !== undefined
+        ? `the provider ended the session at ${ended.at}${ended.description === null ? "" : ` (${ended.description})`}; run \`nix-cache-login login\``
+        : refreshToken.present
+          ? describeExpiry(refreshToken.expires_at, now)
+          : "none",
     ]);
   }
   const width = Math.max(...lines.map(([k]) => k.length));
   ctx.stdout.write(lines.map(([k, v]) => `${`${k}:`.padEnd(width + 2)}${v}\n`).join(""));
-  if (!ok) {
+  if (!ok || ended !== undefined) {
     ctx.stderr.write(`hint: run \`${renewCommand(config, state, now)}\`\n`);
   }
   return ok ? ExitCode.ok : ExitCode.loginRequired;

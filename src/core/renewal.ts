@@ -9,7 +9,7 @@ import { parseDuration } from "../duration.ts";
 import { CliError, ExitCode } from "../errors.ts";
 import { netrcHolds } from "../netrc/read.ts";
 import { recordTokens } from "../result.ts";
-import type { TokenState } from "../store/state.ts";
+import { CorruptStateError, type TokenState } from "../store/state.ts";
 import { loadSetup, readClientCredential, type ClientCredential, type Setup } from "./setup.ts";
 
 /** The command that gets a fresh token: for hints (`status`) and fixes (`doctor`). */
@@ -17,6 +17,7 @@ export function renewCommand(config: Config, state: TokenState | undefined, now:
   if (config.mode === "service-account") return "nix-cache-login service-account";
   const refreshUsable =
     state?.refresh_token !== undefined &&
+    state.session_ended === undefined &&
     (state.refresh_token_expires_at === null ||
       state.refresh_token_expires_at === undefined ||
       new Date(state.refresh_token_expires_at).getTime() > now.getTime());
@@ -71,7 +72,14 @@ export function beginRenewal(
     setup.config.mode === "service-account" || command === "service-account"
       ? readClientCredential(setup.config)
       : undefined;
-  const seen = setup.store.read();
+  let seen: TokenState | undefined;
+  try {
+    seen = setup.store.read();
+  } catch (e) {
+    // A service account keeps nothing it cannot get again: the corrupt file is set aside under
+    // the lock. A user's refresh token is not thrown away by a timer: `login` does that.
+    if (!(e instanceof CorruptStateError && setup.config.mode === "service-account")) throw e;
+  }
   if (minValid !== undefined && tokenGood(setup, seen, minValid, ctx.now())) {
     verbose(ctx)(`the access token stays valid for at least ${opts.minValid}; nothing to do`);
     recordTokens(ctx, setup.config, seen, "none");

@@ -89,3 +89,22 @@ export function readClientCredential(config: Config): ClientCredential {
     ? readClientKeyText(config)
     : { secret: readClientSecret(config) };
 }
+
+/** Where the netrc's path came from, for messages about it. */
+export function netrcWhere(config: Config): string {
+  return `netrc_path in ${config.path}`;
+}
+
+/**
+ * How long to wait for another live nix-cache-login holding a lock: its longest legitimate hold is
+ * a few requests, each bounded by `timeout`. The note on stderr goes through the context.
+ */
+export function lockOptions(
+  ctx: Context,
+  config: Config,
+): { notify: (line: string) => void; maxWaitMs: number } {
+  return {
+    notify: (line) => ctx.stderr.write(`note: ${line}\n`),
+    maxWaitMs: (4 * config.timeoutSeconds + 30) * 1000,
+  };
+}

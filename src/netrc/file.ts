@@ -85,30 +85,40 @@ interface EditResult {
  * Read -> edit -> atomic write under the netrc's sibling lock. `edit` gets the text (null when the
  * file does not exist) and returns the new text, or null to leave the file alone.
  */
-async function editNetrc(path: string, edit: (text: string | null) => string | null): Promise<EditResult> {
+async function editNetrc(
+  path: string,
+  edit: (text: string | null) => string | null,
+  where = "netrc_path",
+): Promise<EditResult> {
   const target = await trustedNetrcTarget(path);
-  return withLock(target, async () => {
-    const text = readNetrcText(target);
-    let updated: string | null;
-    try {
-      updated = edit(text);
-    } catch (e) {
-      syntaxError(target, e);
-    }
-    if (updated === null || updated === text) return { changed: false, warning: undefined };
-    let modes: Awaited<ReturnType<typeof writeFileAtomic>>;
-    try {
-      modes = await writeFileAtomic(target, updated);
-    } catch (e) {
-      fsError(target, "write the netrc", e);
-    }
-    const { mode, previousMode } = modes;
-    const warning =
-      previousMode !== undefined && previousMode !== mode
-        ? `${target}: mode tightened from ${formatMode(previousMode)} to ${formatMode(mode)} because it holds a token`
-        : undefined;
-    return { changed: true, warning };
-  });
+  // Home Manager links the netrc into the read-only Nix store: say so, the path alone hides it.
+  const key = target === path ? where : `${where}: ${path} is a symlink to ${target}`;
+  return withLock(
+    target,
+    async () => {
+      const text = readNetrcText(target);
+      let updated: string | null;
+      try {
+        updated = edit(text);
+      } catch (e) {
+        syntaxError(target, e);
+      }
+      if (updated === null || updated === text) return { changed: false, warning: undefined };
+      let modes: Awaited<ReturnType<typeof writeFileAtomic>>;
+      try {
+        modes = await writeFileAtomic(target, updated, "latin1", key);
+      } catch (e) {
+        fsError(target, "write the netrc", e);
+      }
+      const { mode, previousMode } = modes;
+      const warning =
+        previousMode !== undefined && previousMode !== mode
+          ? `${target}: mode tightened from ${formatMode(previousMode)} to ${formatMode(mode)} because it holds a token`
+          : undefined;
+      return { changed: true, warning };
+    },
+    { where: key },
+  );
 }
 
 /** Writes (or replaces) the host's entry. Returns a warning when the file's mode was tightened. */
@@ -116,15 +126,24 @@ export async function upsertNetrcEntry(
   path: string,
   host: string,
   token: string,
+  where?: string,
 ): Promise<string | undefined> {
   checkTokenLength(token, host);
-  const { warning } = await editNetrc(path, (text) => upsertEntry(text ?? "", host, NETRC_LOGIN, token));
+  const { warning } = await editNetrc(
+    path,
+    (text) => upsertEntry(text ?? "", host, NETRC_LOGIN, token),
+    where,
+  );
   return warning;
 }
 
 /** Removes only the host's entries; returns whether anything was removed. */
-export async function removeNetrcEntry(path: string, host: string): Promise<boolean> {
-  const { changed } = await editNetrc(path, (text) => (text === null ? null : removeEntries(text, host)));
+export async function removeNetrcEntry(path: string, host: string, where?: string): Promise<boolean> {
+  const { changed } = await editNetrc(
+    path,
+    (text) => (text === null ? null : removeEntries(text, host)),
+    where,
+  );
   return changed;
 }
 
