@@ -630,7 +630,11 @@ export class SessionEndedError extends CliError {
     /** The provider's error_description, made printable. */
     readonly description: string | undefined,
   ) {
-    super(message, { exitCode: ExitCode.loginRequired, hint: "run `nix-cache-login login`" });
+    super(message, {
+      exitCode: ExitCode.loginRequired,
+      code: "session_expired",
+      hint: "run `nix-cache-login login`",
+    });
   }
 }
 

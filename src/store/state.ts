@@ -89,6 +89,7 @@ export class StateStore {
       return parsed;
     } catch {
       throw new CorruptStateError(`${this.file}: token state is corrupt`, {
+        code: "state_corrupt",
         hint: "run `nix-cache-login login` (or `logout`): it moves the file aside and starts afresh",
       });
     }
