@@ -6,7 +6,7 @@
 //                            import() are initialised when first imported, so `status` runs none
 //                            of the network code.
 // dist/vendor/NAME.cjs       each third-party library the network commands use (openid-client,
-//                            undici, open, uqr, proper-lockfile), in a file of its own, required
+//                            undici, open, uqr), in a file of its own, required
 //                            when first imported: `status`, `--help` and a timer's
 //                            `refresh --min-valid` never parse them. smol-toml, which every command
 //                            needs, is in the entry.
@@ -24,7 +24,7 @@ const src = (p) => new URL(`../src/${p}`, import.meta.url).pathname;
 await rm(dist, { recursive: true, force: true });
 
 /** Loaded lazily, each from dist/vendor/NAME.cjs. */
-const VENDOR = ["openid-client", "undici", "open", "uqr", "proper-lockfile"];
+const VENDOR = ["openid-client", "undici", "open", "uqr"];
 /** In the entry: what every command (or the build's check below) allows there. */
 const EAGER_PACKAGES = ["smol-toml"];
 

@@ -64,13 +64,18 @@ test("status, --help and refresh --min-valid load our one file and no third-part
 
 test("the commands that need a library load it from dist/vendor/, and only it", async () => {
   const ws = await freshWorkspace();
-  // logout takes the state lock (proper-lockfile); with a refresh token it would also revoke, so
-  // this user has none.
-  const store = new StateStore(ws.stateDir, ISSUER, "nix-cache");
-  await writeState(store, { ...store.empty("user"), access_token: TOKEN });
+  // logout revokes the refresh token first (openid-client); nothing listens on port 9 of
+  // 127.0.0.1, so that fails at once and the local clean-up goes on (exit 1).
+  await ws.writeConfig({
+    issuer: "http://127.0.0.1:9/realms/nix",
+    client_id: "nix-cache",
+    cache_host: "cache.example.org",
+  });
+  const store = new StateStore(ws.stateDir, "http://127.0.0.1:9/realms/nix", "nix-cache");
+  await writeState(store, { ...store.empty("user"), refresh_token: "a-refresh-token", access_token: TOKEN });
   const { code, files } = await loadedFiles(ws, ["logout"]);
-  assert.equal(code, 0);
-  assert.deepEqual(files, ["nix-cache-login.cjs", "vendor/proper-lockfile.cjs"]);
+  assert.equal(code, 1);
+  assert.deepEqual(files, ["nix-cache-login.cjs", "vendor/openid-client.cjs"]);
 });
 
 test("one copy of our code: one error class, no code cache", async () => {
