@@ -79,7 +79,7 @@ test("tampered, forged, expired, wrong-audience and wrong-issuer tokens get 401"
       `${forgedInput}.${sign("sha256", Buffer.from(forgedInput), privateKey).toString("base64url")}`,
       /JWT signature verification failed/,
     ],
-    ["expired", bed.realm.withClaims(token, { exp: now - 60 }), /./],
+    ["expired", bed.realm.withClaims(token, { exp: now - 60 }), /expired/i],
     ["other audience", bed.realm.withClaims(token, { aud: "urn:other-cache" }), /aud:urn:nix-cache/],
     ["other issuer", bed.realm.withClaims(token, { iss: "http://127.0.0.1:1/realms/other" }), /iss:/],
   ];
@@ -90,7 +90,11 @@ test("tampered, forged, expired, wrong-audience and wrong-issuer tokens get 401"
       await netrc(name.replace(/ /g, "-"), value),
     );
     assert.equal(r.status, 401, name);
-    assert.match(r.wwwAuthenticate, /invalid_token|insufficient_scope|^Bearer/, name);
+    // A bad token is invalid_token; a good one with the wrong claims is refused by `Require claim`.
+    if (!name.startsWith("other")) assert.match(r.wwwAuthenticate, /invalid_token/, name);
+    // Why, from mod_auth_openidc (Apache may write the line just after the response).
+    for (let i = 0; i < 100 && !logged.test(bed.cache.errorLog().slice(from)); i++)
+      await new Promise((r) => setTimeout(r, 50));
     assert.match(bed.cache.errorLog().slice(from), logged, name);
   }
   await assertNixRefused(
