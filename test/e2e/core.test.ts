@@ -246,6 +246,29 @@ describe("refresh", () => {
     assert.equal(reuse.json.error, "invalid_grant");
   });
 
+  test("Keycloak offline tokens (refresh_expires_in 0, no exp): the expiry is unknown, not expired", async () => {
+    const offline = await startRealm({ tls: false, offlineTokens: true });
+    try {
+      const ws = await makeWorkspace({ issuer: offline.issuer, client_id: "nix-cache", cache_host: HOST });
+      workspaces.push(ws);
+      const tokens = await offline.signIn();
+      ws.secrets.add(tokens.refresh_token);
+      const store = new StateStore(ws.stateDir, offline.issuer, "nix-cache");
+      await writeState(store, { ...store.empty("user"), refresh_token: tokens.refresh_token });
+      const r = await runCli(ws, ["refresh"]);
+      assert.equal(r.code, 0, r.stderr);
+      const status = await runCli(ws, ["status", "--json"]);
+      assert.equal(status.code, 0, status.stderr);
+      const j = JSON.parse(status.stdout) as { refresh_token: Record<string, unknown> };
+      assert.deepEqual(j.refresh_token, { present: true, valid: true, expires_at: null });
+      const text = await runCli(ws, ["status"]);
+      assert.match(text.stdout, /refresh token: +unknown/);
+      assert.equal((await runCli(ws, ["refresh"])).code, 0, "and it still refreshes");
+    } finally {
+      await offline.stop();
+    }
+  });
+
   test("--min-valid exits 0 without any request while the token is fresh", async () => {
     const ws = await userWorkspace();
     await signIn(ws);
