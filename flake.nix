@@ -4,7 +4,8 @@
   inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-unstable";
 
   # Home Manager and nix-darwin are not inputs: their modules here are plain module functions,
-  # and the checks evaluate them against stand-ins for those projects' options (nix/tests/stubs.nix).
+  # and the checks evaluate them against stand-ins for those projects' options (nix/tests/stubs.nix);
+  # nix/ci-check.sh also evaluates them inside checkouts of those projects (nix/tests/real-modules.nix).
   outputs =
     { self, nixpkgs }:
     let

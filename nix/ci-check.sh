@@ -10,9 +10,10 @@
 #                                            or the nix-community/nixpkgs.lib mirror; PATH or
 #                                            PATH/lib). Fails when no PATH is given.
 #
-# NIXPKGS_LIB=PATH works like --lib PATH (--with-lib is the old spelling). The full checks (package
-# build, real NixOS evaluation, VM tests) need nixpkgs itself: `nix flake check` on a machine that
-# has it.
+# NIXPKGS_LIB=PATH works like --lib PATH (--with-lib is the old spelling); with HOME_MANAGER=PATH
+# and NIX_DARWIN=PATH (checkouts) the modules are also evaluated inside those projects' own
+# systemd/launchd code. The full checks (package build, real NixOS evaluation, VM tests) need
+# nixpkgs itself: `nix flake check` on a machine that has it.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -105,7 +106,17 @@ if out=$(nix_eval --expr '
     assert builtins.isString flake.description;
     assert builtins.attrNames flake.inputs == [ "nixpkgs" ];
     assert builtins.attrNames args == [ "nixpkgs" "self" ];
-    "inputs: nixpkgs (${flake.inputs.nixpkgs.url}); outputs take self and nixpkgs only"
+    let
+      lock = builtins.fromJSON (builtins.readFile ./flake.lock);
+      locked = lock.nodes.nixpkgs.locked;
+      original = lock.nodes.nixpkgs.original;
+    in
+    # The lock matches flake.nix (else Nix would re-lock to whatever is newest).
+    assert lock.nodes.${lock.root}.inputs == { nixpkgs = "nixpkgs"; };
+    assert flake.inputs.nixpkgs.url == "github:${original.owner}/${original.repo}/${original.ref}";
+    assert builtins.stringLength locked.rev == 40 && builtins.isInt locked.lastModified;
+    assert builtins.substring 0 7 locked.narHash == "sha256-";
+    "inputs: nixpkgs (${flake.inputs.nixpkgs.url}, locked at ${locked.rev}); outputs take self and nixpkgs only"
 ' 2>&1); then
   echo "ok   $(echo "$out" | print_string)"
 else
@@ -207,6 +218,32 @@ run_report() {
 
 run_report "module checks (lib.evalModules; NixOS, Home Manager, nix-darwin stand-ins)" nix/tests/module-checks.nix
 run_report "package expression checks" nix/tests/package-checks.nix
+
+echo "== error messages (nix/tests/error-messages.nix: each case must fail with its text)"
+for case in $(nix_eval --arg lib "$lib_expr" --expr '{ lib }@a: builtins.concatStringsSep " " (builtins.attrNames (import ./nix/tests/error-messages.nix a).cases)' | tr -d '"'); do
+  want=$(nix_eval nix/tests/error-messages.nix --arg lib "$lib_expr" -A "cases.$case.want" | print_string)
+  if out=$(nix_eval nix/tests/error-messages.nix --arg lib "$lib_expr" -A "cases.$case.value" 2>&1); then
+    echo "FAIL $case: evaluated to $out"; failed=1
+  elif [[ "$out" != *"$want"* ]]; then
+    echo "FAIL $case"; echo "$out" | sed 's/^/       /'; failed=1
+  else
+    echo "ok   $case: ...$want..."
+  fi
+done
+
+echo "== NixOS server tmpfiles rules, applied by systemd-tmpfiles --root"
+bash nix/tests/tmpfiles-check.sh "$lib_expr" || failed=1
+
+# HOME_MANAGER=PATH NIX_DARWIN=PATH (checkouts): the modules inside those projects' own code.
+if [ -n "${HOME_MANAGER:-}" ] && [ -n "${NIX_DARWIN:-}" ]; then
+  echo "== Home Manager and nix-darwin modules from $HOME_MANAGER and $NIX_DARWIN"
+  out=$(nix_eval nix/tests/real-modules.nix --arg lib "$lib_expr" --arg homeManager "$(cd "$HOME_MANAGER" && pwd)" \
+    --arg nixDarwin "$(cd "$NIX_DARWIN" && pwd)" -A report 2>&1) || failed=1
+  echo "$out" | print_string
+  [[ "$out" == *"checks passed"* && "$out" != *"FAIL"* ]] || failed=1
+else
+  echo "-- skipped: Home Manager and nix-darwin evaluation (set HOME_MANAGER and NIX_DARWIN to checkouts)"
+fi
 
 echo "== flake outputs for every system"
 if out=$(nix_eval --arg lib "$lib_expr" --expr '

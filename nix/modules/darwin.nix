@@ -5,6 +5,8 @@
 #   writes the token into the Nix daemon's netrc (/etc/nix/netrc by default).
 # Option names match the NixOS modules; launchd has no randomized delay and no credentials
 # mechanism, so there is no `randomizedDelay`, and the daemon reads `clientSecretFile` directly.
+# As on NixOS, the jobs trust the system CA bundle and dump no core; the daemon's log (macOS has
+# no journal) is rotated by newsyslog.
 {
   config,
   lib,
@@ -17,75 +19,65 @@ let
   cfg = config.services.nix-cache-login;
   scfg = config.services.nix-cache-login-server;
 
-  userConfig = common.configSource pkgs cfg;
-  serverConfig = common.configSource pkgs (
-    scfg
-    // {
-      settings = scfg.settings // {
-        netrc_path = scfg.netrcFile;
-        client_secret_file = scfg.clientSecretFile;
-      };
-    }
-  );
+  daemonNetrc = "/etc/nix/netrc";
+
+  userConfig = common.configSource pkgs cfg { };
+  serverConfig = common.configSource pkgs scfg {
+    netrc_path = scfg.netrcFile;
+    client_secret_file = scfg.clientSecretFile;
+  };
 
   # Root's launchd jobs get no XDG directories; keep the daemon's token state where macOS keeps
   # system daemons' data.
   serverStateHome = "/var/db";
+  serverLog = "/var/log/nix-cache-login-server.log";
+  # launchd expands nothing in StandardErrorPath, so the agent (one plist for every user)
+  # redirects in the shell that nix-darwin runs `command` with, where $HOME is the user's. The
+  # same file as Home Manager's agent. Not rotated by newsyslog: a rotated log would be
+  # recreated owned by root, and the agent could no longer open it.
+  agentLog = "Library/Logs/nix-cache-login.log";
+
+  jobEnvironment = {
+    NODE_EXTRA_CA_CERTS = lib.mkDefault common.caBundle;
+  };
+
+  nixEnabled = config.nix.enable or true;
 in
 {
-  options.services.nix-cache-login = {
-    enable = common.mkEnable "nix-cache-login and a launchd agent that keeps each signed-in user's cache token fresh";
-
-    package = common.mkPackage pkgs;
-
-    settings = common.mkSettings {
-      inherit pkgs;
-      example = common.settingsExample;
-      description = ''
-        System-wide defaults written to `${common.etcConfigPath}` (the last place the CLI looks,
-        after `~/.config/nix-cache-login/config.toml`). Keys: `issuer`, `client_id`,
-        `cache_host`, and optionally `netrc_path` (default `$XDG_CONFIG_HOME/nix/netrc`, per
-        user), `scopes`, `callback_port`, `cache_url`, `timeout`.
-      '';
-    };
-
-    configFile = common.mkConfigFile { where = "`${common.etcConfigPath}`"; };
-
-    interval = common.mkInterval "2m";
-
-    minValid = common.mkMinValid;
-  };
-
-  options.services.nix-cache-login-server = {
-    enable = common.mkEnable "a launchd daemon that keeps a service-account token for the Nix binary cache in the Nix daemon's netrc";
-
-    package = common.mkPackage pkgs;
-
-    settings = common.mkSettings {
-      inherit pkgs;
-      example = common.serverSettingsExample;
-      description = ''
-        nix-cache-login settings, written as TOML to `${common.etcConfigPath}`. Set `issuer`,
-        `client_id` and `cache_host`; the module adds `netrc_path` (from `netrcFile`) and
-        `client_secret_file` (from `clientSecretFile`).
-      '';
-    };
-
-    configFile = common.mkConfigFile {
-      where = "`${common.etcConfigPath}`";
-      extra = "It must name `clientSecretFile` as `client_secret_file` and `netrcFile` as `netrc_path`.";
-    };
-
-    clientSecretFile = common.mkClientSecretFile {
-      how = "The daemon runs as root and reads it directly, so it can be readable by root only.";
-    };
-
-    netrcFile = common.mkNetrcFile;
-
-    interval = common.mkInterval "2m";
-
-    minValid = common.mkMinValid;
-  };
+  imports = [
+    (import ./options.nix {
+      path = [
+        "services"
+        "nix-cache-login"
+      ];
+      what = "nix-cache-login and a launchd agent that keeps each signed-in user's cache token fresh";
+      configWhere = "`${common.etcConfigPath}` (the last place the CLI looks, after `~/.config/nix-cache-login/config.toml`)";
+      settingsText = "`netrc_path` defaults to `$XDG_CONFIG_HOME/nix/netrc`, per user.";
+    })
+    (import ./options.nix {
+      path = [
+        "services"
+        "nix-cache-login-server"
+      ];
+      what = "a launchd daemon that keeps a service-account token for the Nix binary cache in the Nix daemon's netrc";
+      configWhere = "`${common.etcConfigPath}`";
+      settingsText = "The module adds `netrc_path` (from `netrcFile`) and `client_secret_file` (from `clientSecretFile`).";
+      configFileText = "It must name `clientSecretFile` as `client_secret_file` and `netrcFile` as `netrc_path`.";
+      server = {
+        clientSecretText = "The daemon runs as root and reads it directly, so it can be readable by root only.";
+        netrcFile = {
+          default = daemonNetrc;
+          example = "/var/db/nix-cache-login/netrc";
+          description = ''
+            The netrc file the daemon writes the token into (`netrc_path` in the generated
+            config). The default is the Nix daemon's default `netrc-file`; another path is set as
+            `nix.settings.netrc-file`. It is created empty at activation when missing, since Lix
+            and Determinate Nix need it to exist.
+          '';
+        };
+      };
+    })
+  ];
 
   config = lib.mkMerge [
     {
@@ -111,8 +103,9 @@ in
 
       # launchd.agents land in /Library/LaunchAgents and so run for every user who logs in.
       launchd.agents.nix-cache-login = {
-        command = common.refreshCommand cfg;
-        serviceConfig = {
+        command = "${common.refreshCommand cfg} >> \"$HOME/${agentLog}\" 2>&1";
+        environment = jobEnvironment;
+        serviceConfig = common.launchdResourceLimits // {
           # A job whose interval passed during sleep runs as soon as the Mac wakes.
           StartInterval = common.toSeconds cfg.interval;
           RunAtLoad = true;
@@ -125,7 +118,17 @@ in
       assertions = common.serverAssertions {
         optionPrefix = "services.nix-cache-login-server";
         cfg = scfg;
-      };
+      }
+      ++ [
+        {
+          assertion =
+            !nixEnabled || (config.nix.settings.netrc-file or daemonNetrc) == scfg.netrcFile;
+          message =
+            "nix.settings.netrc-file is ${builtins.toJSON (config.nix.settings.netrc-file or daemonNetrc)}, but"
+            + " services.nix-cache-login-server writes the token to ${scfg.netrcFile}: the Nix daemon"
+            + " would not send it. Set services.nix-cache-login-server.netrcFile to the same path.";
+        }
+      ];
 
       warnings = common.freshnessWarnings {
         optionPrefix = "services.nix-cache-login-server";
@@ -138,18 +141,39 @@ in
 
       environment.variables.NIX_CACHE_LOGIN_CONFIG = common.etcConfigPath;
 
+      environment.etc."newsyslog.d/nix-cache-login-server.conf".text =
+        common.newsyslogLine {
+          path = serverLog;
+          owner = "root:wheel";
+        }
+        + "\n";
+
+      nix.settings = lib.mkIf (nixEnabled && scfg.netrcFile != daemonNetrc) {
+        netrc-file = lib.mkDefault scfg.netrcFile;
+      };
+
+      # The netrc must exist before Nix uses it (Lix fails every download without it, and
+      # Determinate Nix does not start when a file in additionalNetrcSources is missing).
+      system.activationScripts.postActivation.text = ''
+        if [ ! -e ${lib.escapeShellArg scfg.netrcFile} ] && [ ! -L ${lib.escapeShellArg scfg.netrcFile} ]; then
+          mkdir -p -m 0700 ${lib.escapeShellArg (dirOf scfg.netrcFile)}
+          (umask 077 && : > ${lib.escapeShellArg scfg.netrcFile})
+        fi
+      '';
+
       launchd.daemons.nix-cache-login-server = {
         command = common.serviceAccountCommand scfg;
-        environment = {
+        environment = jobEnvironment // {
           NIX_CACHE_LOGIN_CONFIG = common.etcConfigPath;
           XDG_STATE_HOME = serverStateHome;
         };
-        serviceConfig = {
+        serviceConfig = common.launchdResourceLimits // {
           StartInterval = common.toSeconds scfg.interval;
           RunAtLoad = true;
           ProcessType = "Background";
           Umask = 63; # 0077
-          StandardErrorPath = "/var/log/nix-cache-login-server.log";
+          StandardOutPath = serverLog;
+          StandardErrorPath = serverLog;
         };
       };
     })

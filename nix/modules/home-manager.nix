@@ -12,35 +12,45 @@ let
   common = import ./lib.nix { inherit lib; };
   cfg = config.services.nix-cache-login;
   opt = "services.nix-cache-login";
-  configSource = common.configSource pkgs cfg;
+  configSource = common.configSource pkgs cfg { };
   inherit (pkgs.stdenv.hostPlatform) isLinux isDarwin;
+
+  logFile = "${config.home.homeDirectory}/Library/Logs/nix-cache-login.log";
+
+  # The netrc the CLI will write, when it can be known here: the default, or a `netrc_path` that
+  # uses only ~, $HOME and $XDG_CONFIG_HOME. null otherwise (configFile, other variables).
+  netrcPath =
+    let
+      raw = cfg.settings.netrc_path or "$XDG_CONFIG_HOME/nix/netrc";
+      home = config.home.homeDirectory;
+      xdg = config.xdg.configHome;
+      expanded =
+        builtins.replaceStrings
+          [ "\${XDG_CONFIG_HOME}" "$XDG_CONFIG_HOME" "\${HOME}" "$HOME" ]
+          [ xdg xdg home home ]
+          (if lib.hasPrefix "~/" raw then home + lib.removePrefix "~" raw else raw);
+    in
+    if cfg.configFile == null && lib.hasPrefix "/" expanded && !(lib.hasInfix "$" expanded) then
+      expanded
+    else
+      null;
 in
 {
-  options.services.nix-cache-login = {
-    enable = common.mkEnable "nix-cache-login and a timer that keeps your Nix binary cache token fresh";
-
-    package = common.mkPackage pkgs;
-
-    settings = common.mkSettings {
-      inherit pkgs;
-      example = common.settingsExample;
-      description = ''
-        Your nix-cache-login settings, written as TOML to
-        `$XDG_CONFIG_HOME/nix-cache-login/config.toml`. Keys: `issuer`, `client_id`,
-        `cache_host`, and optionally `netrc_path` (default `$XDG_CONFIG_HOME/nix/netrc`),
-        `scopes`, `callback_port`, `cache_url`, `timeout`. Leave empty to manage the file
-        yourself.
+  imports = [
+    (import ./options.nix {
+      path = [
+        "services"
+        "nix-cache-login"
+      ];
+      what = "nix-cache-login and a timer that keeps your Nix binary cache token fresh";
+      configWhere = "`$XDG_CONFIG_HOME/nix-cache-login/config.toml`";
+      settingsText = ''
+        `netrc_path` defaults to `$XDG_CONFIG_HOME/nix/netrc`. Leave `settings` empty to manage
+        the file yourself.
       '';
-    };
-
-    configFile = common.mkConfigFile { where = "`$XDG_CONFIG_HOME/nix-cache-login/config.toml`"; };
-
-    interval = common.mkInterval "2m";
-
-    randomizedDelay = common.mkRandomizedDelay "30s";
-
-    minValid = common.mkMinValid;
-  };
+      randomizedDelay = "30s";
+    })
+  ];
 
   config = lib.mkIf cfg.enable (
     lib.mkMerge [
@@ -56,6 +66,22 @@ in
         xdg.configFile."nix-cache-login/config.toml" = lib.mkIf (configSource != null) {
           source = configSource;
         };
+
+        # An empty netrc (0600, in a 0700 directory if the directory is new) until the first
+        # `login`: Lix fails every download when `netrc-file` names a missing file, and
+        # Determinate Nix refuses to start when a file in additionalNetrcSources is missing.
+        # A DAG entry after writeBoundary (the shape lib.hm.dag.entryAfter makes).
+        home.activation.nix-cache-login-netrc = lib.mkIf (netrcPath != null) {
+          after = [ "writeBoundary" ];
+          before = [ ];
+          data = ''
+            nixCacheLoginNetrc=${lib.escapeShellArg netrcPath}
+            if [ ! -e "$nixCacheLoginNetrc" ] && [ ! -L "$nixCacheLoginNetrc" ]; then
+              run mkdir -p -m 0700 "$(dirname "$nixCacheLoginNetrc")"
+              run install -m 0600 /dev/null "$nixCacheLoginNetrc"
+            fi
+          '';
+        };
       }
 
       (lib.mkIf isLinux {
@@ -69,11 +95,8 @@ in
               "|${common.etcConfigPath}"
             ];
           };
-          Service = {
-            Type = "oneshot";
+          Service = common.systemdServiceConfig // {
             ExecStart = common.refreshCommand cfg;
-            # Exit 3: sign in again. Not a unit failure; `nix-cache-login status` explains.
-            SuccessExitStatus = "3";
             Nice = 10;
           };
         };
@@ -88,13 +111,14 @@ in
       (lib.mkIf isDarwin {
         launchd.agents.nix-cache-login = {
           enable = true;
-          config = {
+          config = common.launchdResourceLimits // {
             ProgramArguments = [ (common.exe cfg) ] ++ common.refreshArgs cfg;
             # launchd runs a job whose interval passed during sleep as soon as the Mac wakes.
             StartInterval = common.toSeconds cfg.interval;
             RunAtLoad = true;
             ProcessType = "Background";
-            StandardErrorPath = "${config.home.homeDirectory}/Library/Logs/nix-cache-login.log";
+            StandardOutPath = logFile;
+            StandardErrorPath = logFile;
           };
         };
       })

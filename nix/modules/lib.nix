@@ -1,11 +1,11 @@
-# Shared pieces of the NixOS, Home Manager and nix-darwin modules: option declarations (so the
-# four modules spell and document their options the same way), duration handling and the
-# commands the units run. A plain function of `lib`, not a module, so the modules stay plain
-# module functions that need no flake inputs.
+# Shared helpers of the NixOS, Home Manager and nix-darwin modules: option types, duration
+# handling, the generated config and the commands and unit settings they all use. The option
+# declarations themselves are in ./options.nix. A plain function of `lib`, so the modules stay
+# plain module functions that need no flake inputs.
 { lib }:
 
 let
-  inherit (lib) mkOption types literalExpression;
+  inherit (lib) types;
 
   # Durations are written the way the CLI takes them (`--min-valid 4m`): a whole number followed
   # by s, m or h. systemd reads the same spelling as a time span.
@@ -17,12 +17,26 @@ let
   };
 
   mod = a: b: a - (a / b) * b;
+
+  # A type with a description that says what is accepted: the module system's error for a bad
+  # definition is "... is not of type `<description>'".
+  describedAs =
+    description: type:
+    type
+    // {
+      inherit description;
+      descriptionClass = "noun";
+    };
 in
 rec {
   etcConfigPath = "/etc/nix-cache-login/config.toml";
 
-  # The name under which the server unit receives the client secret (LoadCredential).
+  # The name under which the NixOS server unit receives the client secret (LoadCredential).
   credentialName = "client-secret";
+
+  # The NixOS server unit's state directory (StateDirectory=, owned by its dynamic user). The
+  # token's netrc lives in it too, since the unit can write nowhere else.
+  serverStateDirectory = "/var/lib/nix-cache-login";
 
   toSeconds =
     duration:
@@ -52,10 +66,31 @@ rec {
     else
       null;
 
-  durationType = types.strMatching durationPattern;
+  durationType = describedAs "duration: a whole number followed by s, m or h (like 30s, 4m or 1h)" (
+    types.strMatching durationPattern
+  );
 
   # addCheck runs the pattern check first, so onCalendar only sees well-formed durations.
-  intervalType = types.addCheck durationType (s: onCalendar s != null);
+  intervalType =
+    describedAs
+      "interval: a whole number of seconds (s), minutes (m) or hours (h) that divides a minute, an hour or a day evenly (like 30s, 2m, 15m or 1h; not 7m or 90s)"
+      (types.addCheck (types.strMatching durationPattern) (s: onCalendar s != null));
+
+  # What the CLI accepts (src/config/load.ts), so a typo fails at evaluation, naming the option,
+  # instead of in the unit at run time.
+  issuerType = describedAs "https URL (http only for localhost, 127.x.x.x or [::1])" (
+    types.strMatching "(https://[^[:space:]/?#@]+(/[^[:space:]?#]*)?|http://(localhost|127\\.[0-9]+\\.[0-9]+\\.[0-9]+|[[]::1[]])(:[0-9]+)?(/[^[:space:]?#]*)?)"
+  );
+
+  clientIdType = describedAs "non-empty string without white space" (
+    types.strMatching "[^[:space:]]+"
+  );
+
+  # One host name (optionally with a port), as the netrc's `machine` and the cache URL use it.
+  # The CLI takes one host today; this is the one place to change when it takes several.
+  cacheHostType = describedAs "host name without scheme or path (like cache.example.com)" (
+    types.strMatching "([[][0-9a-fA-F:.]+[]]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?"
+  );
 
   # Two runs are at most interval + randomizedDelay (+ the 1 s timer accuracy) apart. When that
   # reaches minValid, the access token can expire between two runs. randomizedDelay is null where
@@ -90,18 +125,30 @@ rec {
 
   refreshCommand = cfg: lib.concatStringsSep " " ([ (exe cfg) ] ++ refreshArgs cfg);
 
-  serviceAccountCommand = cfg: "${exe cfg} service-account --min-valid ${cfg.minValid}";
+  serviceAccountArgs = cfg: [
+    "service-account"
+    "--min-valid"
+    cfg.minValid
+  ];
+
+  serviceAccountCommand = cfg: lib.concatStringsSep " " ([ (exe cfg) ] ++ serviceAccountArgs cfg);
+
+  # settings without the typed keys left unset (TOML has no null).
+  settingsValue = settings: lib.filterAttrs (_: v: v != null) settings;
 
   # The config file a module installs: configFile as given, else settings rendered to TOML,
   # else nothing (the CLI then finds the user's own file).
   configSource =
-    pkgs: cfg:
+    pkgs: cfg: extra:
+    let
+      value = settingsValue cfg.settings;
+    in
     if cfg.configFile != null then
       cfg.configFile
-    else if cfg.settings == { } then
+    else if value == { } then
       null
     else
-      (pkgs.formats.toml { }).generate "nix-cache-login-config.toml" cfg.settings;
+      (pkgs.formats.toml { }).generate "nix-cache-login-config.toml" (value // extra);
 
   timerConfig = cfg: {
     OnCalendar = onCalendar cfg.interval;
@@ -110,108 +157,39 @@ rec {
     AccuracySec = "1s";
   };
 
-  # Options, in the order the modules declare them.
-
-  mkEnable = what: lib.mkEnableOption what;
-
-  mkPackage =
-    pkgs:
-    mkOption {
-      type = types.package;
-      default = pkgs.nix-cache-login or (pkgs.callPackage ../package.nix { });
-      defaultText = lib.literalMD "`pkgs.nix-cache-login` when the overlay is applied, else the package built from this repository";
-      description = "The nix-cache-login package to install and run.";
-    };
-
-  mkSettings =
-    {
-      pkgs,
-      description,
-      example,
-    }:
-    mkOption {
-      type = (pkgs.formats.toml { }).type;
-      default = { };
-      inherit description example;
-    };
-
-  mkConfigFile =
-    {
-      where,
-      extra ? "",
-    }:
-    mkOption {
-      type = types.nullOr types.path;
-      default = null;
-      example = literalExpression "./nix-cache-login.toml";
-      description = ''
-        A ready-made nix-cache-login config file, installed as ${where} instead of one generated
-        from `settings` (which is then ignored). ${extra}
-      '';
-    };
-
-  mkInterval =
-    default:
-    mkOption {
-      type = intervalType;
-      inherit default;
-      example = "5m";
-      description = ''
-        How often the token is renewed: a whole number of seconds (`s`), minutes (`m`) or hours
-        (`h`) that divides a minute, an hour or a day evenly (for example `30s`, `2m`, `15m`,
-        `1h`). Keep it well inside the access token's lifetime (Keycloak's default is 5 minutes).
-      '';
-    };
-
-  mkRandomizedDelay =
-    default:
-    mkOption {
-      type = durationType;
-      inherit default;
-      example = "1m";
-      description = ''
-        Random delay added to every run (systemd's `RandomizedDelaySec`), so that many machines
-        do not ask the identity provider at the same second. Used by systemd timers only;
-        launchd has no equivalent.
-      '';
-    };
-
-  mkMinValid = mkOption {
-    type = durationType;
-    default = "4m";
-    example = "10m";
-    description = ''
-      Passed as `--min-valid` (to `refresh`, or to `service-account` on servers): a run makes no
-      network request while the current access token stays valid at least this long. Keep it
-      shorter than the access token's lifetime, and longer than `interval` plus the randomized
-      delay so the token never runs out between two runs.
-    '';
+  # What every systemd service of the modules has (NixOS system and user units, Home Manager).
+  systemdServiceConfig = {
+    Type = "oneshot";
+    # Exit 3 means "sign in again" (session expired or logged out): nothing the unit can fix, so
+    # it must not show up as a failed unit. `nix-cache-login status` says what to do.
+    SuccessExitStatus = "3";
+    # A core dump would hold the tokens.
+    LimitCORE = 0;
+    # The CLI gives up on a slow provider after its `timeout` (30 s by default); this stops a run
+    # that hangs anyway, so the next timer run can start.
+    TimeoutStartSec = "2min";
   };
 
-  mkClientSecretFile =
-    { how }:
-    mkOption {
-      type = types.nullOr types.str;
-      default = null;
-      example = "/run/secrets/nix-cache-login-client-secret";
-      description = ''
-        Path of a file holding the service account's client secret (trailing whitespace is
-        ignored). Give it as a string so the secret never enters the world-readable Nix store.
-        ${how}
-      '';
-    };
-
-  mkNetrcFile = mkOption {
-    type = types.str;
-    default = "/etc/nix/netrc";
-    example = "/var/lib/nix-netrc/netrc";
-    description = ''
-      The netrc file the service writes the token into (`netrc_path` in the generated config).
-      The default is the Nix daemon's default `netrc-file`, so the daemon uses the token without
-      further configuration. When you change it, point the daemon's `netrc-file` setting at the
-      same file.
-    '';
+  # The same for launchd jobs (launchd has no start timeout; the CLI's `timeout` applies).
+  launchdResourceLimits = {
+    SoftResourceLimits.Core = 0;
+    HardResourceLimits.Core = 0;
   };
+
+  # Node.js ships its own CA list; this adds the system's, so a private CA added to the system
+  # bundle (security.pki on NixOS and nix-darwin) is trusted too.
+  caBundle = "/etc/ssl/certs/ca-certificates.crt";
+
+  # newsyslog(8) rotation for a launchd job's log (macOS has no journal): keep 5 files of at
+  # most 1 MiB, bzip2-compressed, and do not signal any process (N).
+  newsyslogLine =
+    {
+      path,
+      owner ? null,
+      mode ? "600",
+      flags ? "NJ",
+    }:
+    "${path}\t${lib.optionalString (owner != null) "${owner}\t"}${mode}\t5\t1024\t*\t${flags}";
 
   settingsExample = {
     issuer = "https://sso.example.com/realms/engineering";
@@ -225,6 +203,12 @@ rec {
     cache_host = "cache.example.com";
     timeout = "30s";
   };
+
+  requiredKeys = [
+    "issuer"
+    "client_id"
+    "cache_host"
+  ];
 
   # Keys the server modules write themselves into the config.
   managedServerKeys = [
@@ -243,13 +227,12 @@ rec {
         assertion = lib.hasPrefix "/" cfg.netrcFile;
         message = "${optionPrefix}.netrcFile must be an absolute path.";
       }
-      {
-        assertion = cfg.configFile != null || lib.all (k: cfg.settings ? ${k}) requiredKeys;
-        message =
-          "${optionPrefix}.settings must set "
-          + lib.concatStringsSep ", " requiredKeys
-          + " (or use ${optionPrefix}.configFile).";
-      }
+    ]
+    ++ map (k: {
+      assertion = cfg.configFile != null || cfg.settings.${k} != null;
+      message = "${optionPrefix}.settings.${k} must be set (or use ${optionPrefix}.configFile).";
+    }) requiredKeys
+    ++ [
       {
         assertion = !(lib.any (k: cfg.settings ? ${k}) managedServerKeys);
         message =
@@ -258,10 +241,4 @@ rec {
           + ": the module writes them from ${optionPrefix}.netrcFile and ${optionPrefix}.clientSecretFile.";
       }
     ];
-
-  requiredKeys = [
-    "issuer"
-    "client_id"
-    "cache_host"
-  ];
 }

@@ -1,14 +1,17 @@
 # NixOS server: a hardened system service that runs `nix-cache-login service-account` (client
-# credentials) at boot and on a timer, and writes the token into the Nix daemon's netrc. With
-# `--min-valid`, a run asks the identity provider only when the token is about to expire.
+# credentials) at boot and on a timer, and keeps the token in a netrc that the Nix daemon reads.
+# With `--min-valid`, a run asks the identity provider only when the token is about to expire.
 #
 # Where things live:
 # - config: /etc/nix-cache-login/config.toml, also exported as NIX_CACHE_LOGIN_CONFIG;
 # - client secret: handed to the unit with LoadCredential, so the file can stay readable by root
 #   only and the config names it as ${CREDENTIALS_DIRECTORY}/client-secret;
-# - token state: /var/lib/nix-cache-login (StateDirectory, with XDG_STATE_HOME=/var/lib), so
-#   it survives reboots and the unit may write nothing else but the netrc's directory (and its
-#   cache directory, /var/cache/nix-cache-login).
+# - the unit runs as a dynamic user (DynamicUser=) that can write only its state directory,
+#   /var/lib/nix-cache-login (XDG_STATE_HOME=/var/lib), and its cache directory. The token's netrc
+#   is in the state directory too, and nix.settings.netrc-file names it;
+# - a tmpfiles rule creates that netrc (empty, 0600, in its 0700 directory) at boot, before the
+#   Nix daemon starts: Lix fails every download when `netrc-file` names a missing file, and
+#   Determinate Nix refuses to start when a file in additionalNetrcSources is missing.
 {
   config,
   lib,
@@ -21,59 +24,69 @@ let
   cfg = config.services.nix-cache-login-server;
   opt = "services.nix-cache-login-server";
 
-  managedSettings = {
+  stateName = baseNameOf common.serverStateDirectory;
+  # systemd keeps a dynamic user's state directory in /var/lib/private and links it from
+  # /var/lib; the tmpfiles rules below make the same layout before the unit first runs.
+  privateStateDirectory = "/var/lib/private/${stateName}";
+
+  configSource = common.configSource pkgs cfg {
     netrc_path = cfg.netrcFile;
     client_secret_file = "\${CREDENTIALS_DIRECTORY}/${common.credentialName}";
   };
-
-  configSource = common.configSource pkgs (cfg // { settings = cfg.settings // managedSettings; });
 in
 {
-  options.services.nix-cache-login-server = {
-    enable = common.mkEnable "a service that keeps a service-account token for the Nix binary cache in the Nix daemon's netrc";
-
-    package = common.mkPackage pkgs;
-
-    settings = common.mkSettings {
-      inherit pkgs;
-      example = common.serverSettingsExample;
-      description = ''
-        nix-cache-login settings, written as TOML to `${common.etcConfigPath}`. Set `issuer`,
-        `client_id` (a confidential client with service accounts enabled) and `cache_host`;
-        optionally `scopes`, `cache_url`, `timeout`. The module adds `netrc_path` (from
-        `netrcFile`) and `client_secret_file` (the credential passed in from `clientSecretFile`).
+  imports = [
+    (import ./options.nix {
+      path = [
+        "services"
+        "nix-cache-login-server"
+      ];
+      what = "a service that keeps a service-account token for the Nix binary cache in a netrc the Nix daemon reads";
+      configWhere = "`${common.etcConfigPath}`";
+      settingsText = ''
+        The module adds `netrc_path` (`netrcFile`) and `client_secret_file` (the credential passed
+        in from `clientSecretFile`).
       '';
-    };
-
-    configFile = common.mkConfigFile {
-      where = "`${common.etcConfigPath}`";
-      extra = ''
+      configFileText = ''
         It must contain `client_secret_file = "''${CREDENTIALS_DIRECTORY}/${common.credentialName}"`
-        and a `netrc_path` equal to `netrcFile`.
+        and `netrc_path = "${common.serverStateDirectory}/netrc"`.
       '';
-    };
-
-    clientSecretFile = common.mkClientSecretFile {
-      how = ''
-        The unit receives it through systemd's `LoadCredential`, so the file can stay readable by
-        root only (and can live where the unit's sandbox cannot otherwise see).
-      '';
-    };
-
-    netrcFile = common.mkNetrcFile;
-
-    interval = common.mkInterval "2m";
-
-    randomizedDelay = common.mkRandomizedDelay "15s";
-
-    minValid = common.mkMinValid;
-  };
+      randomizedDelay = "15s";
+      server = {
+        clientSecretText = ''
+          The unit receives it through systemd's `LoadCredential`, so the file can stay readable
+          by root only (and can live where the unit's sandbox cannot otherwise see).
+        '';
+        netrcFile = {
+          default = "${common.serverStateDirectory}/netrc";
+          readOnly = true;
+          description = ''
+            The netrc the service writes the token into, in the unit's state directory (the only
+            place its dynamic user can write). The module sets `nix.settings.netrc-file` to it,
+            and creates it empty at boot. With Determinate Nix, list it in
+            `additionalNetrcSources` instead.
+          '';
+        };
+      };
+    })
+  ];
 
   config = lib.mkIf cfg.enable {
     assertions = common.serverAssertions {
       optionPrefix = opt;
       inherit cfg;
-    };
+    }
+    ++ [
+      {
+        # With nix.enable = false, NixOS does not manage nix.conf and nix.settings means nothing.
+        assertion = !config.nix.enable || (config.nix.settings.netrc-file or null) == cfg.netrcFile;
+        message =
+          "nix.settings.netrc-file is ${builtins.toJSON (config.nix.settings.netrc-file or null)}, but"
+          + " ${opt} writes the token to ${cfg.netrcFile}: the Nix daemon would not send it."
+          + " Remove the other nix.settings.netrc-file definition. (With Determinate Nix, which"
+          + " owns netrc-file, list ${cfg.netrcFile} in additionalNetrcSources instead.)";
+      }
+    ];
 
     warnings = common.freshnessWarnings {
       optionPrefix = opt;
@@ -87,6 +100,18 @@ in
     # Lets an administrator's `nix-cache-login status` find the same config.
     environment.sessionVariables.NIX_CACHE_LOGIN_CONFIG = common.etcConfigPath;
 
+    # The Nix daemon reads the netrc again for every download, so a renewed token is used at once.
+    nix.settings.netrc-file = lib.mkDefault cfg.netrcFile;
+
+    # The netrc must exist before Nix starts. Existing entries are left as they are (`-` keeps the
+    # owner: systemd hands the directory to the dynamic user when the unit starts).
+    systemd.tmpfiles.rules = [
+      "d /var/lib/private 0700 root root -"
+      "d ${privateStateDirectory} 0700 - - -"
+      "f ${privateStateDirectory}/netrc 0600 - - -"
+      "L ${common.serverStateDirectory} - - - - private/${stateName}"
+    ];
+
     systemd.services.nix-cache-login-server = {
       description = "Fetch a service-account token for the Nix binary cache (nix-cache-login)";
       wantedBy = [ "multi-user.target" ];
@@ -99,25 +124,25 @@ in
         XDG_STATE_HOME = "/var/lib";
         # Node.js's compile cache (faster starts) goes to /var/cache/nix-cache-login.
         XDG_CACHE_HOME = "/var/cache";
-        NODE_EXTRA_CA_CERTS = lib.mkDefault "/etc/ssl/certs/ca-certificates.crt";
+        NODE_EXTRA_CA_CERTS = lib.mkDefault common.caBundle;
       };
 
-      serviceConfig = {
-        Type = "oneshot";
+      serviceConfig = common.systemdServiceConfig // {
         ExecStart = common.serviceAccountCommand cfg;
         LoadCredential = [ "${common.credentialName}:${cfg.clientSecretFile}" ];
-        TimeoutStartSec = "2min";
 
-        StateDirectory = "nix-cache-login";
+        # Least privilege: a user that exists only while the unit runs, and may write nothing but
+        # its state directory (with the netrc) and its cache directory. DynamicUser= implies
+        # ProtectSystem=strict, ProtectHome=read-only, PrivateTmp=, RemoveIPC= and
+        # NoNewPrivileges=; the stricter ones are set explicitly below.
+        DynamicUser = true;
+        StateDirectory = stateName;
         StateDirectoryMode = "0700";
         CacheDirectory = "nix-cache-login";
         CacheDirectoryMode = "0700";
         UMask = "0077";
 
-        # Hardening. Runs as root because it writes the daemon's netrc, but with no capabilities
-        # and a read-only system apart from the state directory and the netrc's directory.
         ProtectSystem = "strict";
-        ReadWritePaths = [ (dirOf cfg.netrcFile) ];
         ProtectHome = true;
         PrivateTmp = true;
         PrivateDevices = true;

@@ -12,34 +12,24 @@ let
   common = import ./lib.nix { inherit lib; };
   cfg = config.services.nix-cache-login;
   opt = "services.nix-cache-login";
-  configSource = common.configSource pkgs cfg;
+  configSource = common.configSource pkgs cfg { };
 in
 {
-  options.services.nix-cache-login = {
-    enable = common.mkEnable "nix-cache-login and a per-user timer that keeps each signed-in user's cache token fresh";
-
-    package = common.mkPackage pkgs;
-
-    settings = common.mkSettings {
-      inherit pkgs;
-      example = common.settingsExample;
-      description = ''
-        System-wide defaults written to `${common.etcConfigPath}`, the last place the CLI looks
-        (after `--config`, `$NIX_CACHE_LOGIN_CONFIG` and `~/.config/nix-cache-login/config.toml`).
-        Keys: `issuer`, `client_id`, `cache_host`, and optionally `netrc_path` (default
-        `$XDG_CONFIG_HOME/nix/netrc`, expanded per user), `scopes`, `callback_port`,
-        `cache_url`, `timeout`. Leave empty to let every user bring their own config.
+  imports = [
+    (import ./options.nix {
+      path = [
+        "services"
+        "nix-cache-login"
+      ];
+      what = "nix-cache-login and a per-user timer that keeps each signed-in user's cache token fresh";
+      configWhere = "`${common.etcConfigPath}`, the last place the CLI looks (after `--config`, `$NIX_CACHE_LOGIN_CONFIG` and `~/.config/nix-cache-login/config.toml`)";
+      settingsText = ''
+        `netrc_path` defaults to `$XDG_CONFIG_HOME/nix/netrc`, expanded per user. Leave
+        `settings` empty to let every user bring their own config.
       '';
-    };
-
-    configFile = common.mkConfigFile { where = "`${common.etcConfigPath}`"; };
-
-    interval = common.mkInterval "2m";
-
-    randomizedDelay = common.mkRandomizedDelay "30s";
-
-    minValid = common.mkMinValid;
-  };
+      randomizedDelay = "30s";
+    })
+  ];
 
   config = lib.mkIf cfg.enable {
     assertions = [
@@ -75,14 +65,10 @@ in
       environment = {
         # Node.js ships its own CA list; this adds the system's, so a private CA added with
         # security.pki.certificateFiles is trusted too.
-        NODE_EXTRA_CA_CERTS = lib.mkDefault "/etc/ssl/certs/ca-certificates.crt";
+        NODE_EXTRA_CA_CERTS = lib.mkDefault common.caBundle;
       };
-      serviceConfig = {
-        Type = "oneshot";
+      serviceConfig = common.systemdServiceConfig // {
         ExecStart = common.refreshCommand cfg;
-        # Exit 3 means "sign in again" (session expired or logged out): nothing the unit can fix,
-        # so it must not show up as a failed unit. `nix-cache-login status` tells the user.
-        SuccessExitStatus = "3";
         Nice = 10;
       };
     };

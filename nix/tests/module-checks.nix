@@ -51,7 +51,7 @@ let
   evalStub =
     stub: platformPkgs: modules:
     (lib.evalModules {
-      modules = [ stub ] ++ modules;
+      modules = lib.toList stub ++ modules;
       specialArgs.pkgs = platformPkgs;
     }).config;
 
@@ -61,9 +61,9 @@ let
     nixos =
       modules:
       if nixosIsReal then evalNixos modules else evalStub stubs.nixos pkgsFor.linux modules;
-    homeLinux = evalStub stubs.homeManager pkgsFor.linux;
-    homeDarwin = evalStub stubs.homeManager pkgsFor.darwin;
-    darwin = evalStub stubs.darwin pkgsFor.darwin;
+    homeLinux = evalStub [ stubs.homeManagerBase stubs.homeManagerUnits ] pkgsFor.linux;
+    homeDarwin = evalStub [ stubs.homeManagerBase stubs.homeManagerUnits ] pkgsFor.darwin;
+    darwin = evalStub [ stubs.darwinBase stubs.darwinLaunchd ] pkgsFor.darwin;
   };
 
   modules = {
@@ -140,6 +140,25 @@ let
     (check "lib: interval type rejects 7m" (!common.intervalType.check "7m"))
     (check "lib: interval type rejects 2 minutes" (!common.intervalType.check "2 minutes"))
     (check "lib: duration type rejects 010m" (!common.durationType.check "010m"))
+    # The module system's error for a bad definition is "... is not of type `<description>'":
+    # the description must state the rule that rejected the value.
+    (check "lib: interval error names the real rule (divides a minute, an hour or a day)" (
+      lib.hasInfix "divides a minute, an hour or a day evenly" common.intervalType.description
+      && !(lib.hasInfix "pattern" common.intervalType.description)
+    ))
+    (check "lib: duration error names the rule" (
+      lib.hasInfix "whole number followed by s, m or h" common.durationType.description
+    ))
+    (check "lib: issuer accepts https" (common.issuerType.check "https://sso.example.com/realms/eng"))
+    (check "lib: issuer accepts http on loopback" (common.issuerType.check "http://127.0.0.1:8080/realms/test"))
+    (check "lib: issuer rejects http elsewhere" (!common.issuerType.check "http://sso.example.com/realms/eng"))
+    (check "lib: issuer rejects a query" (!common.issuerType.check "https://sso.example.com/realms/eng?x=1"))
+    (check "lib: cache_host accepts a host" (common.cacheHostType.check "cache.example.com"))
+    (check "lib: cache_host accepts host:port and [::1]" (
+      common.cacheHostType.check "cache.example.com:8443" && common.cacheHostType.check "[::1]:80"
+    ))
+    (check "lib: cache_host rejects a URL" (!common.cacheHostType.check "https://cache.example.com"))
+    (check "lib: cache_host rejects a path" (!common.cacheHostType.check "cache.example.com/nix"))
   ];
 
   # NixOS workstation ------------------------------------------------------------------------
@@ -169,6 +188,19 @@ let
     }
   ];
 
+  wsScopes = eval.nixos [
+    modules.workstation
+    {
+      services.nix-cache-login = {
+        enable = true;
+        settings = {
+          scopes = [ "openid" ];
+          timeout = "10s";
+        };
+      };
+    }
+  ];
+
   workstationChecks = [
     (noFailedAssertions "workstation: no failed assertions" ws)
     (eq "workstation: no warnings with the defaults" (ours ws.warnings) [ ])
@@ -176,6 +208,9 @@ let
     (eq "workstation: user service ExecStart" wsSvc.serviceConfig.ExecStart "${exeOf wsCfg} refresh --min-valid 4m")
     (eq "workstation: user service is oneshot" wsSvc.serviceConfig.Type "oneshot")
     (eq "workstation: exit 3 (login required) is not a failure" wsSvc.serviceConfig.SuccessExitStatus "3")
+    (eq "workstation: no core dumps (they would hold tokens)" wsSvc.serviceConfig.LimitCORE 0)
+    (eq "workstation: start timeout" wsSvc.serviceConfig.TimeoutStartSec "2min")
+    (eq "workstation: system CA bundle" wsSvc.environment.NODE_EXTRA_CA_CERTS "/etc/ssl/certs/ca-certificates.crt")
     (eq "workstation: runs only for users who signed in and have a config" wsSvc.unitConfig.ConditionPathExists [
       "%S/nix-cache-login"
       "|%E/nix-cache-login/config.toml"
@@ -217,6 +252,45 @@ let
         }
       ]
     ).services.nix-cache-login.interval)
+    (rejected "workstation: settings.cache_host must be one host name, not a list" (
+      eval.nixos [
+        modules.workstation
+        {
+          services.nix-cache-login = {
+            enable = true;
+            settings = settings // {
+              cache_host = [ "cache.example.com" ];
+            };
+          };
+        }
+      ]
+    ).services.nix-cache-login.settings.cache_host)
+    (rejected "workstation: settings.cache_host must not be a URL" (
+      eval.nixos [
+        modules.workstation
+        {
+          services.nix-cache-login = {
+            enable = true;
+            settings = settings // {
+              cache_host = "https://cache.example.com";
+            };
+          };
+        }
+      ]
+    ).services.nix-cache-login.settings.cache_host)
+    (rejected "workstation: settings.issuer must be https" (
+      eval.nixos [
+        modules.workstation
+        {
+          services.nix-cache-login = {
+            enable = true;
+            settings = settings // {
+              issuer = "http://sso.example.com/realms/eng";
+            };
+          };
+        }
+      ]
+    ).services.nix-cache-login.settings.issuer)
     (rejected "workstation: minValid must be a duration" (
       eval.nixos [
         modules.workstation
@@ -232,7 +306,12 @@ let
   ++ lib.optionals nixosIsReal [
     (check "workstation: leaves the Nix daemon's netrc-file alone" (!(ws.nix.settings ? netrc-file)))
   ]
-  ++ toml "workstation: /etc/nix-cache-login/config.toml" ws.environment.etc."nix-cache-login/config.toml".source settings;
+  ++ toml "workstation: /etc/nix-cache-login/config.toml" ws.environment.etc."nix-cache-login/config.toml".source settings
+  # Free-form keys alone: the typed keys left unset do not appear in the file.
+  ++ toml "workstation: only the keys that were set" wsScopes.environment.etc."nix-cache-login/config.toml".source {
+    scopes = [ "openid" ];
+    timeout = "10s";
+  };
 
   # NixOS server -----------------------------------------------------------------------------
 
@@ -250,20 +329,21 @@ let
   srvSvc = srv.systemd.services.nix-cache-login-server;
   srvTimer = srv.systemd.timers.nix-cache-login-server;
 
-  srvNetrc = eval.nixos [
+  srvHourly = eval.nixos [
     modules.server
     {
       services.nix-cache-login-server = {
         enable = true;
         settings = serverSettings;
         clientSecretFile = secret;
-        netrcFile = "/var/lib/nix-netrc/netrc";
         interval = "1h";
         randomizedDelay = "5m";
         minValid = "2h";
       };
     }
   ];
+
+  netrc = "/var/lib/nix-cache-login/netrc";
 
   srvConfigFile = eval.nixos [
     modules.server
@@ -308,12 +388,60 @@ let
       srvSvc.serviceConfig.CacheDirectory
     ] [ "/var/cache" "nix-cache-login" ])
     (eq "server: secret passed with LoadCredential" srvSvc.serviceConfig.LoadCredential [ "client-secret:${secret}" ])
+    (eq "server: runs as a dynamic user, not root" srvSvc.serviceConfig.DynamicUser true)
+    (check "server: no User= (the dynamic user)" (!(srvSvc.serviceConfig ? User)))
+    (check "server: nothing writable outside its own directories (no ReadWritePaths)" (
+      !(srvSvc.serviceConfig ? ReadWritePaths)
+    ))
+    (eq "server: netrc in the state directory" srvCfg.netrcFile netrc)
+    (eq "server: the Nix daemon reads that netrc (nix.settings.netrc-file)" srv.nix.settings.netrc-file netrc)
+    (eq "server: the netrc exists (empty, 0600, in a 0700 directory) before Nix starts" (lib.filter (
+      lib.hasInfix "nix-cache-login"
+    ) srv.systemd.tmpfiles.rules) [
+      "d /var/lib/private/nix-cache-login 0700 - - -"
+      "f /var/lib/private/nix-cache-login/netrc 0600 - - -"
+      "L /var/lib/nix-cache-login - - - - private/nix-cache-login"
+    ])
+    (check "server: /var/lib/private stays 0700 root" (
+      lib.elem "d /var/lib/private 0700 root root -" srv.systemd.tmpfiles.rules
+    ))
+    (rejected "server: netrcFile is read-only" (serverWith {
+      clientSecretFile = secret;
+      netrcFile = "/etc/nix/netrc";
+    }).services.nix-cache-login-server.netrcFile)
+    (assertionFails "server: a different nix.settings.netrc-file is refused" (eval.nixos [
+      modules.server
+      {
+        services.nix-cache-login-server = {
+          enable = true;
+          settings = serverSettings;
+          clientSecretFile = secret;
+        };
+        nix.settings.netrc-file = "/etc/nix/netrc";
+      }
+    ]) "the Nix daemon would not send it")
+    (noFailedAssertions "server: nix.enable = false leaves netrc-file to whoever runs Nix" (eval.nixos [
+      modules.server
+      {
+        services.nix-cache-login-server = {
+          enable = true;
+          settings = serverSettings;
+          clientSecretFile = secret;
+        };
+        nix.enable = false;
+        nix.settings.netrc-file = "/nix/var/determinate/netrc";
+      }
+    ]))
     (eq "server: ProtectSystem=strict" srvSvc.serviceConfig.ProtectSystem "strict")
-    (eq "server: writable netrc directory" srvSvc.serviceConfig.ReadWritePaths [ "/etc/nix" ])
     (eq "server: PrivateTmp" srvSvc.serviceConfig.PrivateTmp true)
     (eq "server: NoNewPrivileges" srvSvc.serviceConfig.NoNewPrivileges true)
     (eq "server: ProtectHome" srvSvc.serviceConfig.ProtectHome true)
     (eq "server: no capabilities" srvSvc.serviceConfig.CapabilityBoundingSet "")
+    (eq "server: files it makes are private (UMask)" srvSvc.serviceConfig.UMask "0077")
+    (eq "server: no core dumps (they would hold tokens)" srvSvc.serviceConfig.LimitCORE 0)
+    (eq "server: start timeout" srvSvc.serviceConfig.TimeoutStartSec "2min")
+    (eq "server: exit 3 is not a failure" srvSvc.serviceConfig.SuccessExitStatus "3")
+    (eq "server: system CA bundle" srvSvc.environment.NODE_EXTRA_CA_CERTS "/etc/ssl/certs/ca-certificates.crt")
     (check "server: JIT-compatible (no MemoryDenyWriteExecute)" (
       !(srvSvc.serviceConfig.MemoryDenyWriteExecute or false)
     ))
@@ -321,14 +449,13 @@ let
     (eq "server: timer every 2 minutes" srvTimer.timerConfig.OnCalendar "*-*-* *:00/2:00")
     (eq "server: timer Persistent" srvTimer.timerConfig.Persistent true)
     (eq "server: timer randomized delay" srvTimer.timerConfig.RandomizedDelaySec "15s")
-    (eq "server: custom netrc directory is writable" srvNetrc.systemd.services.nix-cache-login-server.serviceConfig.ReadWritePaths [ "/var/lib/nix-netrc" ])
-    (eq "server: hourly timer" srvNetrc.systemd.timers.nix-cache-login-server.timerConfig.OnCalendar "*-*-* 00/1:00:00")
-    (eq "server: custom minValid" srvNetrc.systemd.services.nix-cache-login-server.serviceConfig.ExecStart "${exeOf srvNetrc.services.nix-cache-login-server} service-account --min-valid 2h")
+    (eq "server: hourly timer" srvHourly.systemd.timers.nix-cache-login-server.timerConfig.OnCalendar "*-*-* 00/1:00:00")
+    (eq "server: custom minValid" srvHourly.systemd.services.nix-cache-login-server.serviceConfig.ExecStart "${exeOf srvHourly.services.nix-cache-login-server} service-account --min-valid 2h")
     (eq "server: configFile installed as is" srvConfigFile.environment.etc."nix-cache-login/config.toml".source "/srv/nix-cache-login.toml")
     (noFailedAssertions "server: configFile needs no settings" srvConfigFile)
     (assertionFails "server: clientSecretFile is required" (serverWith { }) "clientSecretFile")
     (assertionFails "server: clientSecretFile must be absolute" (serverWith { clientSecretFile = "secret"; }) "clientSecretFile")
-    (assertionFails "server: settings need issuer, client_id, cache_host" (eval.nixos [
+    (assertionFails "server: settings.client_id is required, named in full" (eval.nixos [
       modules.server
       {
         services.nix-cache-login-server = {
@@ -337,7 +464,7 @@ let
           clientSecretFile = secret;
         };
       }
-    ]) "client_id")
+    ]) "services.nix-cache-login-server.settings.client_id must be set")
     (assertionFails "server: netrc_path comes from netrcFile" (serverWith {
       clientSecretFile = secret;
       settings = serverSettings // { netrc_path = "/tmp/netrc"; };
@@ -358,17 +485,11 @@ let
   ++ toml "server: /etc/nix-cache-login/config.toml" srv.environment.etc."nix-cache-login/config.toml".source (
     serverSettings
     // {
-      netrc_path = "/etc/nix/netrc";
+      netrc_path = netrc;
       client_secret_file = "\${CREDENTIALS_DIRECTORY}/client-secret";
     }
   )
-  ++ toml "server: custom netrc in the config" srvNetrc.environment.etc."nix-cache-login/config.toml".source (
-    serverSettings
-    // {
-      netrc_path = "/var/lib/nix-netrc/netrc";
-      client_secret_file = "\${CREDENTIALS_DIRECTORY}/client-secret";
-    }
-  );
+;
 
   # Home Manager ----------------------------------------------------------------------------
 
@@ -386,6 +507,17 @@ let
     modules.home
     hmModule
   ];
+  hmWith =
+    extra:
+    eval.homeLinux [
+      modules.home
+      {
+        services.nix-cache-login = {
+          enable = true;
+          settings = settings // extra;
+        };
+      }
+    ];
   hmSvc = hmLinux.systemd.user.services.nix-cache-login;
   hmTimer = hmLinux.systemd.user.timers.nix-cache-login;
   hmAgent = hmDarwin.launchd.agents.nix-cache-login;
@@ -398,6 +530,20 @@ let
     (eq "home-manager (Linux): ExecStart" hmSvc.Service.ExecStart "${exeOf hmLinux.services.nix-cache-login} refresh --min-valid 4m")
     (eq "home-manager (Linux): oneshot" hmSvc.Service.Type "oneshot")
     (eq "home-manager (Linux): exit 3 is not a failure" hmSvc.Service.SuccessExitStatus "3")
+    (eq "home-manager (Linux): no core dumps" hmSvc.Service.LimitCORE 0)
+    (eq "home-manager (Linux): start timeout" hmSvc.Service.TimeoutStartSec "2min")
+    (eq "home-manager: creates the default netrc when missing, after writeBoundary" hmLinux.home.activation.nix-cache-login-netrc.after [ "writeBoundary" ])
+    (check "home-manager: the netrc it creates is the CLI's default, 0600" (
+      lib.hasInfix "nixCacheLoginNetrc=${lib.escapeShellArg "/home/alice/.config/nix/netrc"}" hmLinux.home.activation.nix-cache-login-netrc.data
+      && lib.hasInfix "run install -m 0600 /dev/null" hmLinux.home.activation.nix-cache-login-netrc.data
+      && lib.hasInfix "run mkdir -p -m 0700" hmLinux.home.activation.nix-cache-login-netrc.data
+    ))
+    (check "home-manager: netrc_path with ~ is expanded" (
+      lib.hasInfix "nixCacheLoginNetrc=${lib.escapeShellArg "/home/alice/secrets/netrc"}" (hmWith { netrc_path = "~/secrets/netrc"; }).home.activation.nix-cache-login-netrc.data
+    ))
+    (check "home-manager: netrc_path with other variables: nothing created" (
+      !((hmWith { netrc_path = "$NETRC_DIR/netrc"; }).home.activation ? nix-cache-login-netrc)
+    ))
     (eq "home-manager (Linux): conditions" hmSvc.Unit.ConditionPathExists [
       "%S/nix-cache-login"
       "|/home/alice/.config/nix-cache-login/config.toml"
@@ -417,6 +563,11 @@ let
     ])
     (eq "home-manager (macOS): every 120 s" hmAgent.config.StartInterval 120)
     (eq "home-manager (macOS): at login" hmAgent.config.RunAtLoad true)
+    (eq "home-manager (macOS): log file" [
+      hmAgent.config.StandardOutPath
+      hmAgent.config.StandardErrorPath
+    ] [ "/home/alice/Library/Logs/nix-cache-login.log" "/home/alice/Library/Logs/nix-cache-login.log" ])
+    (eq "home-manager (macOS): no core dumps" hmAgent.config.SoftResourceLimits.Core 0)
     (eq "home-manager (macOS): no systemd units" (hmDarwin.systemd.user.services ? nix-cache-login) false)
   ]
   ++ toml "home-manager: ~/.config/nix-cache-login/config.toml" hmLinux.xdg.configFile."nix-cache-login/config.toml".source settings;
@@ -448,13 +599,30 @@ let
   ];
   dwDaemon = dwServer.launchd.daemons.nix-cache-login-server;
 
+  dwServerNetrc = eval.darwin [
+    modules.darwin
+    {
+      services.nix-cache-login-server = {
+        enable = true;
+        settings = serverSettings;
+        clientSecretFile = secret;
+        netrcFile = "/var/db/nix-cache-login/netrc";
+      };
+    }
+  ];
+
   darwinChecks = [
     (noFailedAssertions "darwin: no failed assertions" dw)
     (eq "darwin: no warnings" (ours dw.warnings) [ ])
     (check "darwin: package on the system PATH" (
       lib.elem dw.services.nix-cache-login.package dw.environment.systemPackages
     ))
-    (eq "darwin: agent command" dwAgent.command "${exeOf dw.services.nix-cache-login} refresh --min-valid 10m")
+    (eq "darwin: agent command, logging to ~/Library/Logs as Home Manager's agent" dwAgent.command "${exeOf dw.services.nix-cache-login} refresh --min-valid 10m >> \"$HOME/Library/Logs/nix-cache-login.log\" 2>&1")
+    (eq "darwin: agent trusts the system CA bundle, as on NixOS" dwAgent.environment.NODE_EXTRA_CA_CERTS "/etc/ssl/certs/ca-certificates.crt")
+    (eq "darwin: agent dumps no core" [
+      dwAgent.serviceConfig.SoftResourceLimits.Core
+      dwAgent.serviceConfig.HardResourceLimits.Core
+    ] [ 0 0 ])
     (eq "darwin: agent every 300 s" dwAgent.serviceConfig.StartInterval 300)
     (eq "darwin: agent at login" dwAgent.serviceConfig.RunAtLoad true)
     (check "darwin: no daemon without the server" (!(dw.launchd.daemons ? nix-cache-login-server)))
@@ -465,6 +633,48 @@ let
     (eq "darwin server: state under /var/db" dwDaemon.environment.XDG_STATE_HOME "/var/db")
     (eq "darwin server: every 120 s" dwDaemon.serviceConfig.StartInterval 120)
     (eq "darwin server: at boot" dwDaemon.serviceConfig.RunAtLoad true)
+    (eq "darwin server: trusts the system CA bundle, as on NixOS" dwDaemon.environment.NODE_EXTRA_CA_CERTS "/etc/ssl/certs/ca-certificates.crt")
+    (eq "darwin server: dumps no core" [
+      dwDaemon.serviceConfig.SoftResourceLimits.Core
+      dwDaemon.serviceConfig.HardResourceLimits.Core
+    ] [ 0 0 ])
+    (eq "darwin server: log file" [
+      dwDaemon.serviceConfig.StandardOutPath
+      dwDaemon.serviceConfig.StandardErrorPath
+    ] [ "/var/log/nix-cache-login-server.log" "/var/log/nix-cache-login-server.log" ])
+    (eq "darwin server: log rotated by newsyslog" dwServer.environment.etc."newsyslog.d/nix-cache-login-server.conf".text "/var/log/nix-cache-login-server.log\troot:wheel\t600\t5\t1024\t*\tNJ\n")
+    (check "darwin server: creates the netrc (0600) at activation when missing" (
+      lib.hasInfix "if [ ! -e ${lib.escapeShellArg "/etc/nix/netrc"} ] && [ ! -L ${lib.escapeShellArg "/etc/nix/netrc"} ]; then" dwServer.system.activationScripts.postActivation.text
+      && lib.hasInfix "(umask 077 && : > ${lib.escapeShellArg "/etc/nix/netrc"})" dwServer.system.activationScripts.postActivation.text
+    ))
+    (check "darwin server: leaves nix.settings.netrc-file alone for /etc/nix/netrc" (
+      !(dwServer.nix.settings ? netrc-file)
+    ))
+    (eq "darwin server: another netrcFile is set as nix.settings.netrc-file" dwServerNetrc.nix.settings.netrc-file "/var/db/nix-cache-login/netrc")
+    (noFailedAssertions "darwin server: another netrcFile needs nothing else" dwServerNetrc)
+    (assertionFails "darwin server: a netrc-file the daemon would not read is refused" (eval.darwin [
+      modules.darwin
+      {
+        services.nix-cache-login-server = {
+          enable = true;
+          settings = serverSettings;
+          clientSecretFile = secret;
+        };
+        nix.settings.netrc-file = "/etc/nix/other-netrc";
+      }
+    ]) "the Nix daemon would not send it")
+    (noFailedAssertions "darwin server: nix.enable = false (e.g. Determinate Nix) does not touch nix.settings" (eval.darwin [
+      modules.darwin
+      {
+        services.nix-cache-login-server = {
+          enable = true;
+          settings = serverSettings;
+          clientSecretFile = secret;
+          netrcFile = "/var/db/nix-cache-login/netrc";
+        };
+        nix.enable = false;
+      }
+    ]))
     (assertionFails "darwin: agent and daemon together are refused" (eval.darwin [
       modules.darwin
       {

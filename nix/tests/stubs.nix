@@ -52,8 +52,14 @@ let
   };
 
   etcFile = types.submodule {
-    options.source = mkOption { type = types.path; };
+    options = {
+      source = opt (types.nullOr types.path) null;
+      text = opt (types.nullOr types.lines) null;
+    };
   };
+
+  # nix.settings: free-form, as in NixOS and nix-darwin.
+  nixSettings = opt (types.submodule { freeformType = types.attrsOf types.anything; }) { };
 
   checks = {
     assertions = opt (types.listOf (types.attrsOf types.raw)) [ ];
@@ -120,7 +126,12 @@ in
         etc = opt (types.attrsOf etcFile) { };
         sessionVariables = opt (types.attrsOf types.str) { };
       };
+      nix = {
+        enable = opt types.bool true;
+        settings = nixSettings;
+      };
       systemd = {
+        tmpfiles.rules = strList;
         services = opt (types.attrsOf nixosService) { };
         timers = opt (types.attrsOf nixosTimer) { };
         user = {
@@ -131,16 +142,33 @@ in
     };
   };
 
-  homeManager = {
+  # Home Manager and nix-darwin, each in two parts: the unit/job options (which
+  # ./real-modules.nix takes from the real projects instead) and everything else.
+  homeManagerBase = {
     options = checks // {
       home = {
         packages = opt (types.listOf types.package) [ ];
         homeDirectory = opt types.str "/home/alice";
+        # Home Manager's DAG entries: { data; after; before; }.
+        activation = opt (types.attrsOf (
+          types.submodule {
+            options = {
+              data = opt types.lines "";
+              after = strList;
+              before = strList;
+            };
+          }
+        )) { };
       };
       xdg = {
         configHome = opt types.str "/home/alice/.config";
         configFile = opt (types.attrsOf etcFile) { };
       };
+    };
+  };
+
+  homeManagerUnits = {
+    options = {
       systemd.user = {
         services = opt (types.attrsOf hmUnit) { };
         timers = opt (types.attrsOf hmUnit) { };
@@ -156,17 +184,25 @@ in
     };
   };
 
-  darwin = {
+  darwinBase = {
     options = checks // {
       environment = {
         systemPackages = opt (types.listOf types.package) [ ];
         etc = opt (types.attrsOf etcFile) { };
         variables = opt (types.attrsOf types.str) { };
       };
-      launchd = {
-        agents = opt (types.attrsOf darwinJob) { };
-        daemons = opt (types.attrsOf darwinJob) { };
+      nix = {
+        enable = opt types.bool true;
+        settings = nixSettings;
       };
+      system.activationScripts.postActivation.text = opt types.lines "";
+    };
+  };
+
+  darwinLaunchd = {
+    options.launchd = {
+      agents = opt (types.attrsOf darwinJob) { };
+      daemons = opt (types.attrsOf darwinJob) { };
     };
   };
 }

@@ -74,10 +74,15 @@ in
             )
 
     with subtest("before signing in, the unit is skipped, not failed"):
+        # ConditionResult is "no" also for a unit that never ran: wait until the timer has
+        # started it, which sets ConditionTimestamp, and then require that its condition failed
+        # and that it never executed its command.
         workstation.wait_until_succeeds(
-            "su - bob -c 'XDG_RUNTIME_DIR=/run/user/$(id -u) systemctl --user show -p ConditionResult --value nix-cache-login.service' | grep -qx no",
+            "test \"$(su - bob -c 'XDG_RUNTIME_DIR=/run/user/$(id -u) systemctl --user show -p ConditionTimestampMonotonic --value nix-cache-login.service')\" -gt 0",
             timeout=60,
         )
+        assert unit_property("bob", "ConditionResult") == "no"
+        assert unit_property("bob", "ExecMainStartTimestampMonotonic") == "0"
         assert unit_property("bob", "ActiveState") != "failed"
 
     with subtest("${t.user.name} signs in with the browser flow"):
@@ -85,7 +90,7 @@ in
             "su - ${t.user.name} -c 'nix-cache-login login --browser-command ${lib.getExe t.browser}'"
         )
         workstation.succeed("su - ${t.user.name} -c 'nix-cache-login status'")
-        workstation.succeed("grep -q '^machine cache ' ${netrc}")
+        workstation.succeed("grep -qE '^machine cache( |$)' ${netrc}")
         workstation.succeed("curl -sSf --netrc-file ${netrc} http://cache/nix-cache-info")
 
     with subtest("the timer refreshes the token on its own"):

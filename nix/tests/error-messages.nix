@@ -1,0 +1,75 @@
+# Configurations the modules must refuse, with the text the error must contain: the message a
+# user sees has to name the option and the rule. Each case's `value` fails to evaluate;
+# nix/ci-check.sh evaluates it and compares the error text with `want`.
+#
+#   nix-instantiate --eval --strict nix/tests/error-messages.nix --arg lib 'import .../lib' \
+#     -A cases.interval-7m.value     # must fail, printing `want`
+{ lib }:
+
+let
+  stubs = import ./stubs.nix { inherit lib; };
+
+  workstation =
+    cfg:
+    (lib.evalModules {
+      modules = [
+        stubs.nixos
+        ../modules/nixos-workstation.nix
+        { services.nix-cache-login = { enable = true; } // cfg; }
+      ];
+      specialArgs.pkgs = stubs.pkgs.linux;
+    }).config.services.nix-cache-login;
+
+  server =
+    cfg:
+    (lib.evalModules {
+      modules = [
+        stubs.nixos
+        ../modules/nixos-server.nix
+        {
+          services.nix-cache-login-server = {
+            enable = true;
+            clientSecretFile = "/run/secrets/s";
+            settings = {
+              issuer = "https://sso.example.com/realms/eng";
+              client_id = "nix-cache-server";
+              cache_host = "cache.example.com";
+            };
+          }
+          // cfg;
+        }
+      ];
+      specialArgs.pkgs = stubs.pkgs.linux;
+    }).config.services.nix-cache-login-server;
+in
+{
+  cases = {
+    # "7m" matches the duration pattern; the error must say why it is refused.
+    interval-7m = {
+      value = (workstation { interval = "7m"; }).interval;
+      want = "services.nix-cache-login.interval' is not of type `interval: a whole number of seconds (s), minutes (m) or hours (h) that divides a minute, an hour or a day evenly";
+    };
+    min-valid-words = {
+      value = (workstation { minValid = "ten minutes"; }).minValid;
+      want = "services.nix-cache-login.minValid' is not of type `duration: a whole number followed by s, m or h";
+    };
+    cache-host-list = {
+      value =
+        (workstation {
+          settings.cache_host = [
+            "a.example.com"
+            "b.example.com"
+          ];
+        }).settings.cache_host;
+      want = "services.nix-cache-login.settings.cache_host' is not of type `null or host name without scheme or path";
+    };
+    issuer-http = {
+      value = (workstation { settings.issuer = "http://sso.example.com/realms/eng"; }).settings.issuer;
+      want = "services.nix-cache-login.settings.issuer' is not of type `null or https URL";
+    };
+    server-netrc-file-read-only = {
+      value = (server { netrcFile = "/etc/nix/netrc"; }).netrcFile;
+      want = "services.nix-cache-login-server.netrcFile' is read-only";
+    };
+  };
+}
