@@ -5,7 +5,8 @@
 # runner on the machine's node, then the start-up and core end-to-end tests on Node 22 and 24.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/ensure-debs.sh chromium apache2 libapache2-mod-auth-openidc nix-bin curl openssl ca-certificates
+bash scripts/ensure-debs.sh chromium apache2 libapache2-mod-auth-openidc nix-bin curl openssl ca-certificates glewlwyd sqlite3 zsh fish groff-base systemd util-linux
+bash scripts/ensure-node18.sh >/dev/null
 bash scripts/ensure-deps.sh
 runtimes=test/runtimes
 if [ ! -f "$runtimes/node_modules/.package-lock.json" ] ||

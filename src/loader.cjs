@@ -13,6 +13,29 @@
 // cache (Node >= 22.1): Node writes that at exit whatever the outcome, in 0755 directories, so a
 // failed command would leave files behind and others could list them.
 "use strict";
+
+// First of all: the bundles use what older Node.js versions lack (such as
+// process.getBuiltinModule) and would fail with a confusing message. This file sticks to syntax
+// that old versions parse (no ?. or ??), so that they get this message.
+{
+  const needed = "__NODE_MIN__"; // package.json's engines.node, filled in by the build
+  const want = needed.split(".").map(Number);
+  const have = process.versions.node.split(".").map(Number);
+  if (have[0] < want[0] || (have[0] === want[0] && have[1] < want[1])) {
+    process.stderr.write(
+      "nix-cache-login: needs Node.js " +
+        needed +
+        " or later, found " +
+        process.version +
+        " (" +
+        process.execPath +
+        "); install a current Node.js (https://nodejs.org/en/download, or " +
+        'see README "Install"), or use the Nix package\n',
+    );
+    process.exit(1);
+  }
+}
+
 const fs = require("node:fs");
 const vm = require("node:vm");
 
@@ -22,9 +45,9 @@ const BUILD_ID = "__BUILD_ID__";
 const SOURCE = __SOURCE__;
 
 const env = process.env;
-const base = env.XDG_CACHE_HOME?.startsWith("/")
+const base = /^\//.test(env.XDG_CACHE_HOME || "")
   ? env.XDG_CACHE_HOME
-  : env.HOME?.startsWith("/")
+  : /^\//.test(env.HOME || "")
     ? `${env.HOME}/.cache`
     : undefined;
 const enabled = base !== undefined && env.NODE_DISABLE_COMPILE_CACHE === undefined;
@@ -33,8 +56,8 @@ const enabled = base !== undefined && env.NODE_DISABLE_COMPILE_CACHE === undefin
 // that each holds the functions its own runs need: a timer's `refresh --min-valid 10m` always
 // finds its own.
 const args = process.argv.slice(2);
-const command = args.find((a) => /^[a-z][a-z-]*$/.test(a)) ?? "";
-const flags = args.filter((a) => a.startsWith("-")).map((a) => (a.split("=")[0] ?? "").replace(/^-+/, ""));
+const command = args.find((a) => /^[a-z][a-z-]*$/.test(a)) || "";
+const flags = args.filter((a) => a.startsWith("-")).map((a) => a.split("=")[0].replace(/^-+/, ""));
 const key = [command || "none", ...[...new Set(flags)].sort()]
   .join("_")
   .replace(/[^A-Za-z0-9_-]/g, "")
@@ -53,7 +76,8 @@ function readCache(file) {
   try {
     fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
     const st = fs.fstatSync(fd);
-    if (st.uid !== process.getuid?.() || (st.mode & 0o022) !== 0 || !st.isFile()) return undefined;
+    const uid = typeof process.getuid === "function" ? process.getuid() : -1;
+    if (st.uid !== uid || (st.mode & 0o022) !== 0 || !st.isFile()) return undefined;
     const data = Buffer.allocUnsafe(st.size);
     return fs.readSync(fd, data, 0, st.size, 0) === st.size ? data : undefined;
   } catch {

@@ -1,10 +1,11 @@
 import type { Context } from "../context.ts";
-import { cacheCheck } from "../doctor/cache.ts";
+import { cacheCheck, cacheUnauthenticatedCheck } from "../doctor/cache.ts";
 import {
   clientSecretCheck,
   configCheck,
   netrcEntryCheck,
   netrcFileCheck,
+  netrcLinesCheck,
   netrcMachineCheck,
   netrcTokenCheck,
   tokenCheck,
@@ -12,9 +13,13 @@ import {
 import {
   daemonCheck,
   determinateCheck,
+  determinateDaemonCheck,
   findOnPath,
   gatherDaemonFacts,
+  gatherDeterminateDaemonFacts,
+  gatherLibcurlFacts,
   gatherNixFacts,
+  libcurlCheck,
   nixNetrcFileCheck,
   nixSummaryCheck,
   readDeterminateConfig,
@@ -56,6 +61,7 @@ export async function doctor(ctx: Context, opts: DoctorOptions): Promise<number>
         e.check,
         netrcTokenCheck(config, file.netrc, entry, token.state, renew),
         netrcMachineCheck(config, file.netrc),
+        netrcLinesCheck(config, file.netrc, renew),
       );
     } else {
       checks.push(check("netrc_entry", "netrc entry", "skipped", "no netrc to look into (see netrc file)"));
@@ -68,6 +74,7 @@ export async function doctor(ctx: Context, opts: DoctorOptions): Promise<number>
   } else {
     const facts = await gatherNixFacts(nixPath, ctx.env, ctx.signal);
     checks.push(nixSummaryCheck(facts));
+    checks.push(libcurlCheck(await gatherLibcurlFacts(nixPath, ctx.env, ctx.signal)));
     const netrcPath = session?.config.netrcPath;
     if (netrcPath === undefined) {
       checks.push(
@@ -80,7 +87,15 @@ export async function doctor(ctx: Context, opts: DoctorOptions): Promise<number>
       );
     } else {
       checks.push(await nixNetrcFileCheck(facts, netrcPath, ctx.env));
-      if (facts.determinate) checks.push(await determinateCheck(await readDeterminateConfig(), netrcPath));
+      if (facts.determinate) {
+        checks.push(await determinateCheck(await readDeterminateConfig(), netrcPath));
+        checks.push(
+          determinateDaemonCheck(
+            await gatherDeterminateDaemonFacts(netrcPath, ctx.env, ctx.signal, ctx.now()),
+            netrcPath,
+          ),
+        );
+      }
       if (facts.multiUser && !facts.determinate) {
         checks.push(await daemonCheck(facts, await gatherDaemonFacts(ctx.env, ctx.signal), netrcPath));
       }
@@ -89,6 +104,7 @@ export async function doctor(ctx: Context, opts: DoctorOptions): Promise<number>
 
   if (session !== undefined) {
     checks.push(await cacheCheck(ctx, session.config, entry, tokenExpired, renew));
+    checks.push(await cacheUnauthenticatedCheck(ctx, session.config));
   } else {
     checks.push(check("cache", "cache", "skipped", "no valid configuration, so no cache to ask"));
   }

@@ -223,7 +223,10 @@ describe("test realm (oidc-provider as Keycloak)", () => {
       error_description: "PKCE code verifier not specified",
     });
     const badVerifier = await pollDevice(realm, device.body.device_code, { code_verifier: pkce().verifier });
-    assert.equal(badVerifier.body.error, "invalid_grant");
+    assert.deepEqual(badVerifier.body, {
+      error: "invalid_grant",
+      error_description: "PKCE verification failed: Code mismatch",
+    });
     const done = await pollDevice(realm, device.body.device_code, { code_verifier: verifier });
     assert.equal(done.status, 200, JSON.stringify(done.body));
     assert.equal(done.body.refresh_expires_in, 900);

@@ -116,6 +116,11 @@ export interface Realm {
   expireRefreshToken(refreshToken: string): Promise<void>;
   /** Ends every session, as an admin's "Sign out all active sessions" does. */
   revokeAllSessions(): Promise<void>;
+  /**
+   * Adds a `groups` claim of `bytes` characters to every access token issued from now on (0: none),
+   * as a Keycloak realm with many groups or roles mapped into its tokens makes them large.
+   */
+  setAccessTokenPadding(bytes: number): void;
   stop(): Promise<void>;
 }
 
@@ -564,6 +569,7 @@ export async function startRealm(opts: RealmOptions = {}): Promise<Realm> {
   const useTls = opts.tls ?? true;
   const serviceClientSecret = opts.serviceClientSecret ?? randomBytes(24).toString("base64url");
   const users = opts.users ?? { alice: "alice-password" };
+  let accessTokenPadding = 0;
   const loginBySubject = new Map(Object.keys(users).map((login) => [subjectFor(login), login]));
 
   const requests: RealmRequest[] = [];
@@ -728,7 +734,10 @@ export async function startRealm(opts: RealmOptions = {}): Promise<Realm> {
       extraTokenClaims: async (_ctx, token) => {
         const accountId = (token as { accountId?: string }).accountId;
         const login = accountId === undefined ? undefined : loginBySubject.get(accountId);
-        return login === undefined ? undefined : { preferred_username: login };
+        const claims: Record<string, unknown> = {};
+        if (login !== undefined) claims.preferred_username = login;
+        if (accessTokenPadding > 0) claims.groups = "g".repeat(accessTokenPadding);
+        return Object.keys(claims).length === 0 ? undefined : claims;
       },
       ttl: {
         AccessToken: accessTokenTTL,
@@ -805,8 +814,8 @@ export async function startRealm(opts: RealmOptions = {}): Promise<Realm> {
           return oauthError(res, 400, "invalid_request", "Missing parameter: code_challenge_method");
         if (method !== "S256")
           return oauthError(res, 400, "invalid_request", "Invalid parameter: code_challenge_method");
-        if (challenge === null)
-          return oauthError(res, 400, "invalid_request", "Missing parameter: code_challenge");
+        if (challenge === null || !/^[A-Za-z0-9_-]{43,128}$/.test(challenge))
+          return oauthError(res, 400, "invalid_request", "Invalid parameter: code_challenge");
         pendingChallenge.set(next, challenge);
       }
 
@@ -817,7 +826,7 @@ export async function startRealm(opts: RealmOptions = {}): Promise<Realm> {
         if (challenge !== undefined && verifier === null)
           return oauthError(res, 400, "invalid_grant", "PKCE code verifier not specified");
         if (challenge !== undefined && verifier !== null && s256(verifier) !== challenge)
-          return oauthError(res, 400, "invalid_grant", "PKCE verification failed: Invalid code verifier");
+          return oauthError(res, 400, "invalid_grant", "PKCE verification failed: Code mismatch");
       }
 
       if (path === ROUTES.token && form.get("grant_type") === "refresh_token" && rotateRefreshToken) {
@@ -1014,6 +1023,9 @@ export async function startRealm(opts: RealmOptions = {}): Promise<Realm> {
       },
       revokeAllSessions: async () => {
         store.dropSessionsAndTokens();
+      },
+      setAccessTokenPadding: (bytes) => {
+        accessTokenPadding = bytes;
       },
       stop: async () => {
         dispatch = undefined;
