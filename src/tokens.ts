@@ -5,9 +5,9 @@
 import { verbose, warn, type Context } from "./context.ts";
 import { checkTokenLength, upsertNetrcEntry } from "./netrc/file.ts";
 import { Provider, type TokenSet } from "./oidc/provider.ts";
-import type { ClientCredential, Session } from "./session.ts";
+import { netrcWhere, type ClientCredential, type Session } from "./session.ts";
 import type { TokenState } from "./store/state.ts";
-import { writeState } from "./store/write.ts";
+import { writeState, type StateReservation } from "./store/write.ts";
 
 export function provider(
   ctx: Context,
@@ -33,16 +33,37 @@ export async function saveTokens(
   tokens: TokenSet,
   p: Provider,
   mode: TokenState["mode"],
+  reserved?: StateReservation,
 ): Promise<TokenState> {
-  // Refuse an oversized token before anything is written.
-  const sizeWarning = checkTokenLength(tokens.accessToken, s.config.machine);
-  if (sizeWarning !== undefined) warn(ctx, sizeWarning);
   const base = previous ?? s.store.empty(mode);
+  let sizeWarning: string | undefined;
+  try {
+    sizeWarning = checkTokenLength(tokens.accessToken, s.config.machine);
+  } catch (e) {
+    // Refuse the access token, but keep a rotated refresh token: the old one is spent, and losing
+    // the new one would end the session. The netrc and the stored access token stay as they were.
+    if (previous !== undefined && mode === "user" && tokens.refreshToken !== undefined) {
+      await writeState(
+        s.store,
+        {
+          ...previous,
+          refresh_token: tokens.refreshToken,
+          refresh_token_expires_at: tokens.refreshExpiresAt?.toISOString() ?? null,
+          discovery: p.discovery,
+        },
+        { reserved },
+      );
+      verbose(ctx)("saved the rotated refresh token; the access token was refused");
+    }
+    throw e;
+  }
+  if (sizeWarning !== undefined) warn(ctx, sizeWarning);
   const next: TokenState = {
     ...base,
     mode,
     refresh_token: mode === "user" ? (tokens.refreshToken ?? base.refresh_token) : undefined,
     access_token_expires_at: tokens.accessExpiresAt?.toISOString(),
+    access_token_expiry_assumed: tokens.accessExpiryAssumed ? true : undefined,
     refresh_token_expires_at:
       mode === "user"
         ? tokens.refreshToken !== undefined
@@ -51,10 +72,18 @@ export async function saveTokens(
         : undefined,
     access_token: tokens.accessToken,
     username: tokens.username ?? base.username,
+    subject: tokens.subject ?? base.subject,
     discovery: p.discovery,
+    // New tokens: whatever session ended before (see refresh), this one is alive.
+    session_ended: undefined,
   };
-  await writeState(s.store, next);
-  const tightened = await upsertNetrcEntry(s.config.netrcPath, s.config.machine, tokens.accessToken);
+  await writeState(s.store, next, { reserved });
+  const tightened = await upsertNetrcEntry(
+    s.config.netrcPath,
+    s.config.machine,
+    tokens.accessToken,
+    netrcWhere(s.config),
+  );
   if (tightened !== undefined) warn(ctx, tightened);
   verbose(ctx)(`wrote the ${s.config.machine} entry in ${s.config.netrcPath}`);
   return next;

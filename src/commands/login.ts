@@ -6,9 +6,12 @@ import { CliError, ExitCode } from "../errors.ts";
 import { deviceSignIn } from "../oidc/device.ts";
 import { LoopbackServer, type Page } from "../oidc/loopback.ts";
 import type { Provider, TokenSet } from "../oidc/provider.ts";
-import { openSession, type Session } from "../session.ts";
-import { withStateLock } from "../store/write.ts";
+import { printable } from "../terminal-text.ts";
+import { setLongTimeout } from "../timers.ts";
 import { recordTokens } from "../result.ts";
+import { lockOptions, openSession, type Session } from "../session.ts";
+import { CorruptStateError } from "../store/state.ts";
+import { readStateOrSetAside, withStateLock } from "../store/write.ts";
 import { provider, saveTokens } from "../tokens.ts";
 
 export const DEFAULT_LOGIN_TIMEOUT = "5m";
@@ -111,7 +114,14 @@ export async function login(ctx: Context, opts: LoginOptions): Promise<number> {
 
 /** Says who is signed in, and until when, before a new sign-in replaces that session. */
 function signedInAlready(ctx: Context, s: Session): void {
-  const state = s.store.read();
+  let state;
+  try {
+    state = s.store.read();
+  } catch (e) {
+    // A corrupt state is set aside when the new tokens are saved (see save()).
+    if (e instanceof CorruptStateError) return;
+    throw e;
+  }
   if (state?.access_token === undefined && state?.refresh_token === undefined) return;
   const now = ctx.now();
   const until = (at: string | null | undefined) =>
@@ -160,8 +170,6 @@ async function browserSignIn(
     p.prefetchSigningKeys().catch((e: unknown) =>
       log(`could not fetch the signing keys ahead: ${String(e)}`),
     );
-    // Likewise load the file lock library now: the callback -> netrc path should pay for the writes only.
-    void import("proper-lockfile").catch(() => undefined);
 
     if (o.launch) {
       prompt(ctx, `Opening a browser to sign in. If your browser did not open, visit: ${server.url}`);
@@ -224,7 +232,46 @@ async function browserSignIn(
 
 /** Saves under the state lock, so a timer's `refresh` running meanwhile cannot overwrite the new session. */
 async function save(ctx: Context, s: Session, tokens: TokenSet, p: Provider): Promise<void> {
-  await withStateLock(s.store, () => saveTokens(ctx, s, undefined, tokens, p, "user"));
+  await withStateLock(
+    s.store,
+    async () => {
+      const before = previousAccount(s);
+      // A corrupt state must not lock the user out: set it aside (kept, 0600) and start afresh.
+      await readStateOrSetAside(s.store, (line) => warn(ctx, line));
+      await saveTokens(ctx, s, undefined, tokens, p, "user");
+      const change = accountChange(before, tokens);
+      if (change !== undefined) warn(ctx, change);
+    },
+    lockOptions(ctx, s.config),
+  );
+}
+
+/** Who was signed in before, if a readable state says so (a bad one is replaced anyway). */
+function previousAccount(s: Session): { subject?: string; username?: string } | undefined {
+  try {
+    return s.store.read();
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A different account than before is worth a line: a sign-in another local user completed with its
+ * own account would otherwise go unnoticed (the netrc then holds that account's token).
+ */
+export function accountChange(
+  before: { subject?: string | undefined; username?: string | undefined } | undefined,
+  now: { subject?: string | undefined; username?: string | undefined },
+): string | undefined {
+  if (before === undefined) return undefined;
+  const differs =
+    before.subject !== undefined && now.subject !== undefined
+      ? before.subject !== now.subject
+      : before.username !== undefined && now.username !== undefined && before.username !== now.username;
+  if (!differs) return undefined;
+  const name = (a: { subject?: string | undefined; username?: string | undefined }) =>
+    a.username ?? (a.subject === undefined ? "(unknown user)" : printable(a.subject, 100));
+  return `signed in as ${name(now)}, a different account than before (${name(before)}); the netrc now holds the token of ${name(now)}`;
 }
 
 function failurePage(e: unknown): Page {
@@ -244,14 +291,14 @@ function failurePage(e: unknown): Page {
 function waitFor<T>(promise: Promise<T>, signal: AbortSignal, seconds: number): Promise<T> {
   return new Promise((resolve, reject) => {
     const done = () => {
-      clearTimeout(timer);
+      cancelTimer();
       signal.removeEventListener("abort", onAbort);
     };
     const onAbort = () => {
       done();
       reject(new CliError("interrupted", { exitCode: ExitCode.interrupted }));
     };
-    const timer = setTimeout(() => {
+    const cancelTimer = setLongTimeout(() => {
       done();
       reject(
         new CliError(`timed out after ${formatSpan(seconds)} waiting for the sign-in in the browser`, {

@@ -3,6 +3,7 @@ import { describeExpiry } from "../duration.ts";
 import { ExitCode } from "../errors.ts";
 import { netrcHolds } from "../netrc/read.ts";
 import { openSession, renewCommand } from "../session.ts";
+import { printable } from "../terminal-text.ts";
 
 export interface StatusOptions {
   json?: boolean | undefined;
@@ -12,6 +13,8 @@ interface TokenReport {
   present: boolean;
   valid: boolean;
   expires_at: string | null;
+  /** Access token only: the expiry is default_token_lifetime's guess, the provider gave none. */
+  expiry_assumed?: boolean;
 }
 
 /** Local files only: no network, so it is fast and safe to run from prompts and scripts. */
@@ -35,10 +38,16 @@ export async function status(ctx: Context, opts: StatusOptions): Promise<number>
     };
   };
   const access = report(state?.access_token !== undefined, state?.access_token_expires_at);
+  const assumed = access.present && state?.access_token_expiry_assumed === true;
+  access.expiry_assumed = assumed;
   const refreshToken = report(state?.refresh_token !== undefined, state?.refresh_token_expires_at);
   // A refresh token whose expiry is unknown is usable until the provider says otherwise.
   if (refreshToken.present && refreshToken.expires_at === null) refreshToken.valid = true;
-  const ok = access.valid && netrcEntry;
+  // ...and once the provider said so (invalid_grant on refresh), it is not, whatever its expiry.
+  const ended = state?.session_ended;
+  if (ended !== undefined) refreshToken.valid = false;
+  // Only a new sign-in helps then, even while the access token in the netrc lasts.
+  const ok = access.valid && netrcEntry && !(config.mode === "user" && ended !== undefined);
 
   if (opts.json === true) {
     const out = {
@@ -52,7 +61,10 @@ export async function status(ctx: Context, opts: StatusOptions): Promise<number>
       username: state?.username ?? null,
       netrc_entry: netrcEntry,
       access_token: access,
-      refresh_token: refreshToken,
+      refresh_token: {
+        ...refreshToken,
+        session_ended: ended === undefined ? null : { at: ended.at, description: ended.description },
+      },
     };
     ctx.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
     return ok ? ExitCode.ok : ExitCode.loginRequired;
@@ -74,17 +86,27 @@ export async function status(ctx: Context, opts: StatusOptions): Promise<number>
       }`,
     ],
   ];
-  if (state?.username !== undefined) lines.push(["signed in as", state.username]);
-  lines.push(["access token", access.present ? describeExpiry(access.expires_at, now) : "none"]);
+  // Stored from the provider's answer: shown without control characters, whatever wrote it.
+  if (state?.username !== undefined) lines.push(["signed in as", printable(state.username, 100)]);
+  lines.push([
+    "access token",
+    !access.present
+      ? "none"
+      : `${describeExpiry(access.expires_at, now)}${assumed ? " (assumed: the provider gave no lifetime, so default_token_lifetime applies)" : ""}`,
+  ]);
   if (config.mode === "user") {
     lines.push([
       "refresh token",
-      refreshToken.present ? describeExpiry(refreshToken.expires_at, now) : "none",
+      ended !== undefined
+        ? `the provider ended the session at ${ended.at}${ended.description === null ? "" : ` (${ended.description})`}; run \`nix-cache-login login\``
+        : refreshToken.present
+          ? describeExpiry(refreshToken.expires_at, now)
+          : "none",
     ]);
   }
   const width = Math.max(...lines.map(([k]) => k.length));
   ctx.stdout.write(lines.map(([k, v]) => `${`${k}:`.padEnd(width + 2)}${v}\n`).join(""));
-  if (!ok) {
+  if (!ok || ended !== undefined) {
     ctx.stderr.write(`hint: run \`${renewCommand(config, state, now)}\`\n`);
   }
   return ok ? ExitCode.ok : ExitCode.loginRequired;

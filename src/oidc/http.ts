@@ -1,4 +1,6 @@
+import { isLoopbackHost } from "../loopback-host.ts";
 import type { Env } from "../config/paths.ts";
+import { CliError } from "../errors.ts";
 
 export type Logger = (message: string) => void;
 
@@ -146,12 +148,58 @@ function portOf(url: string): string | undefined {
   }
 }
 
+/**
+ * Failures before a single byte of the request can have been sent: no connection (refused, DNS,
+ * connect timeout) or a TLS handshake that did not complete (certificate checks happen in it).
+ */
+const NEVER_SENT = new Set([
+  "ECONNREFUSED",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "UND_ERR_CONNECT_TIMEOUT",
+  "CERT_HAS_EXPIRED",
+  "CERT_NOT_YET_VALID",
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "ERR_TLS_CERT_ALTNAME_INVALID",
+]);
+
 /** True when the request cannot have reached the server, so retrying cannot replay a grant. */
 export function neverReachedServer(e: unknown): boolean {
   for (let cur: unknown = e, depth = 0; cur !== undefined && cur !== null && depth < 6; depth++) {
     const code = (cur as { code?: string }).code;
-    if (code === "ECONNREFUSED" || code === "ENOTFOUND" || code === "EAI_AGAIN") return true;
+    if (typeof code === "string" && (NEVER_SENT.has(code) || code.startsWith("ERR_SSL_"))) return true;
+    const errors = (cur as { errors?: unknown[] }).errors;
+    if (Array.isArray(errors) && errors.length > 0 && errors.every(neverReachedServer)) return true;
     cur = (cur as { cause?: unknown }).cause;
   }
   return false;
+}
+
+/**
+ * An endpoint a provider named, for a request openid-client does not make itself (logout, the
+ * signing keys ahead of time): https, or http on a loopback host when the issuer is loopback too,
+ * which is openid-client's rule. The request must also not follow redirects (`redirect: "manual"`):
+ * a 307 would re-send the body, refresh token included, wherever the provider points.
+ */
+export function checkedEndpoint(raw: unknown, issuer: string, what: string): URL {
+  let url: URL;
+  try {
+    url = new URL(String(raw));
+  } catch {
+    throw new CliError(`${new URL(issuer).host} advertises a ${what} that is not a URL`);
+  }
+  const loopbackIssuer = new URL(issuer).protocol === "http:";
+  if (
+    url.protocol === "https:" ||
+    (url.protocol === "http:" && loopbackIssuer && isLoopbackHost(url.hostname))
+  ) {
+    return url;
+  }
+  throw new CliError(
+    `${new URL(issuer).host} advertises a ${what} at ${url.protocol}//${url.host}, which is not https; nothing was sent there`,
+    { hint: "only loopback issuers may use plain http; check the provider's discovery document" },
+  );
 }

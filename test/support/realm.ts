@@ -84,8 +84,31 @@ export type TokenResponse = Record<string, unknown> & {
   refresh_expires_in: number;
 };
 
+/**
+ * What a test's fault hook does with one request (the chaos cases of issue 13): the provider stays
+ * real, only the answer the client sees is held back or replaced.
+ */
+export type FaultAction =
+  /** Answer normally. */
+  | "pass"
+  /** Leave the request unanswered until `until` resolves (the client may be killed meanwhile). */
+  | { kind: "hold"; until: Promise<void> }
+  /** Answer with this without letting the provider see the request (a proxy's 502, a redirect). */
+  | { kind: "respond"; status: number; headers?: Record<string, string>; body?: string }
+  /** Let the provider process the request for real, then answer with what `edit` makes of it. */
+  | {
+      kind: "replace";
+      edit: (real: { status: number; body: string }) => {
+        status: number;
+        body: string;
+        headers?: Record<string, string>;
+      };
+    };
+
 export interface Realm {
   issuer: string;
+  /** Test hook, called for every request; unset means every request passes. */
+  fault: ((req: { method: string; path: string }) => FaultAction) | undefined;
   port: number;
   tlsPort?: number;
   tlsIssuerBase?: string;
@@ -554,6 +577,63 @@ function subjectFor(login: string): string {
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-5${h.slice(13, 16)}-a${h.slice(17, 20)}-${h.slice(20, 32)}`;
 }
 
+async function applyFault(
+  action: Exclude<FaultAction, "pass">,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  port: number | undefined,
+  bypass: string,
+): Promise<void> {
+  const body = await readBody(req);
+  if (action.kind === "respond") {
+    res.writeHead(action.status, action.headers ?? {}).end(action.body ?? "");
+    return;
+  }
+  if (port === undefined) throw new Error("faults apply to the plain http listener only");
+  if (action.kind === "hold") {
+    const closed = new Promise<void>((resolve) => res.once("close", resolve));
+    await Promise.race([action.until, closed]);
+    if (res.destroyed || res.writableEnded) return;
+  }
+  // Replay the request to the provider, on our own listener (marked, so it passes untouched).
+  const real = await new Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }>(
+    (resolve, reject) => {
+      const inner = http.request(
+        {
+          host: "127.0.0.1",
+          port,
+          method: req.method,
+          path: req.url,
+          headers: { ...req.headers, "x-realm-replay": bypass },
+        },
+        (r) => {
+          const chunks: Buffer[] = [];
+          r.on("data", (c: Buffer) => chunks.push(c));
+          r.on("end", () =>
+            resolve({
+              status: r.statusCode ?? 500,
+              headers: r.headers,
+              body: Buffer.concat(chunks).toString(),
+            }),
+          );
+          r.on("error", reject);
+        },
+      );
+      inner.on("error", reject);
+      inner.end(body);
+    },
+  );
+  if (action.kind === "hold") {
+    const headers = { ...real.headers };
+    delete headers["content-length"];
+    delete headers["transfer-encoding"];
+    res.writeHead(real.status, headers as http.OutgoingHttpHeaders).end(real.body);
+    return;
+  }
+  const out = action.edit({ status: real.status, body: real.body });
+  res.writeHead(out.status, { "content-type": "application/json", ...(out.headers ?? {}) }).end(out.body);
+}
+
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
@@ -577,13 +657,24 @@ export async function startRealm(opts: RealmOptions = {}): Promise<Realm> {
   // Set once the provider exists; the strict layer below needs it to end sessions.
   let strict:
     ((req: http.IncomingMessage, res: http.ServerResponse, path: string) => Promise<void>) | undefined;
+  let realmRef: Realm | undefined;
+  // Marks the realm's own replay of a request whose answer a fault replaces: not recorded twice.
+  const bypass = randomBytes(16).toString("hex");
 
   const handler =
     (tls: boolean) =>
     (req: http.IncomingMessage, res: http.ServerResponse): void => {
       const url = req.url ?? "/";
       const path = url.split("?", 1)[0] ?? "/";
-      requests.push({ method: req.method ?? "GET", path, tls });
+      const replay = req.headers["x-realm-replay"] === bypass;
+      if (!replay) requests.push({ method: req.method ?? "GET", path, tls });
+      const action = replay ? "pass" : (realmRef?.fault?.({ method: req.method ?? "GET", path }) ?? "pass");
+      if (action !== "pass") {
+        void applyFault(action, req, res, tls ? undefined : realmRef?.port, bypass).catch(() =>
+          res.destroy(),
+        );
+        return;
+      }
       if (debugEnabled)
         res.once("finish", () => debug(`${tls ? "https" : "http"} ${req.method} ${path} ${res.statusCode}`));
       if (!dispatch || !strict || !(path === REALM_PATH || path.startsWith(`${REALM_PATH}/`))) {
@@ -940,6 +1031,7 @@ export async function startRealm(opts: RealmOptions = {}): Promise<Realm> {
 
     const realm: Realm = {
       issuer,
+      fault: undefined,
       port,
       publicClientId: PUBLIC_CLIENT_ID,
       serviceClientId: SERVICE_CLIENT_ID,
@@ -1033,6 +1125,7 @@ export async function startRealm(opts: RealmOptions = {}): Promise<Realm> {
         if (tempDir) await rm(tempDir, { recursive: true, force: true });
       },
     };
+    realmRef = realm;
     if (tlsSetup) {
       realm.tlsPort = tlsSetup.port;
       realm.tlsIssuerBase = `https://127.0.0.1:${tlsSetup.port}${REALM_PATH}`;
