@@ -261,7 +261,10 @@ describe("refresh", () => {
       const status = await runCli(ws, ["status", "--json"]);
       assert.equal(status.code, 0, status.stderr);
       const j = JSON.parse(status.stdout) as { refresh_token: Record<string, unknown> };
-      assert.deepEqual(j.refresh_token, { present: true, valid: true, expires_at: null });
+      assert.deepEqual(
+        [j.refresh_token.present, j.refresh_token.valid, j.refresh_token.expires_at],
+        [true, true, null],
+      );
       const text = await runCli(ws, ["status"]);
       assert.match(text.stdout, /refresh token: +unknown/);
       assert.equal((await runCli(ws, ["refresh"])).code, 0, "and it still refreshes");
