@@ -11,7 +11,7 @@ export interface Context {
   configFlag: string | undefined;
   /** --quiet: no progress or result lines on success (warnings, errors and sign-in prompts stay). */
   quiet?: boolean | undefined;
-  /** --json: the command's result goes to stdout as one object (see ./result.ts). */
+  /** --json: the command's result goes to stdout as one object (see ./core/result.ts). */
   json?: boolean | undefined;
   /** What the command did, filled in by it, printed by --json. */
   result?: Record<string, unknown> | undefined;

@@ -4,7 +4,7 @@ import { ExitCode } from "../errors.ts";
 import { netrcHolds } from "../netrc/read.ts";
 import { renewCommand } from "../core/renewal.ts";
 import { loadSetup } from "../core/setup.ts";
-import { printable } from "../terminal-text.ts";
+import { printable } from "../cli/terminal-text.ts";
 
 export interface StatusOptions {
   json?: boolean | undefined;

@@ -8,7 +8,7 @@ import { describeExpiry } from "../duration.ts";
 import { ExitCode, loginRequired } from "../errors.ts";
 import { parseClientKey } from "../oidc/client-key.ts";
 import { SessionEndedError } from "../oidc/provider.ts";
-import { recordTokens } from "../result.ts";
+import { recordTokens } from "./result.ts";
 import {
   readStateOrSetAside,
   reserveStateWrite,

@@ -8,7 +8,7 @@ import { verbose, type Context } from "../context.ts";
 import { parseDuration } from "../duration.ts";
 import { CliError, ExitCode } from "../errors.ts";
 import { netrcHolds } from "../netrc/read.ts";
-import { recordTokens } from "../result.ts";
+import { recordTokens } from "./result.ts";
 import { CorruptStateError, type TokenState } from "../store/state.ts";
 import { loadSetup, readClientCredential, type ClientCredential, type Setup } from "./setup.ts";
 

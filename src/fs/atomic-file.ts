@@ -2,9 +2,9 @@ import { randomBytes } from "node:crypto";
 import { lstat, open, readdir, rename, stat, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { CliError } from "../errors.ts";
-import { errnoCode, fileError } from "../fs-errors.ts";
-import { bootId, holderState, localHost, withLockFile, type LockOptions } from "../lock-file.ts";
-import { makeDirs } from "../make-dirs.ts";
+import { errnoCode, fileError } from "./fs-errors.ts";
+import { bootId, holderState, localHost, withLockFile, type LockOptions } from "./lock-file.ts";
+import { makeDirs } from "./make-dirs.ts";
 
 /** A file mode as people write it: 0600. */
 export function formatMode(mode: number): string {

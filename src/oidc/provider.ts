@@ -10,7 +10,7 @@ import { CliError, ExitCode, type ExitCodeValue } from "../errors.ts";
 import type { ClientCredential } from "../core/setup.ts";
 import { parseClientKey, webCryptoKey } from "./client-key.ts";
 import type { TokenState } from "../store/state.ts";
-import { printable } from "../terminal-text.ts";
+import { printable } from "../cli/terminal-text.ts";
 import {
   checkedEndpoint,
   describeNetworkError,

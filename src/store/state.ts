@@ -1,8 +1,8 @@
 import { closeSync, constants, fstatSync, openSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { CliError } from "../errors.ts";
-import { foreignOwner, writableByOthers } from "../file-trust.ts";
-import { fsReason } from "../fs-reason.ts";
+import { foreignOwner, writableByOthers } from "../fs/file-trust.ts";
+import { fsReason } from "../fs/fs-reason.ts";
 
 /** What we keep per (issuer, client_id), in a file only its owner can read (0600 in a 0700 dir). */
 export interface TokenState {

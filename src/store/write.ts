@@ -9,8 +9,8 @@ import {
   withLock,
   writeFileAtomic,
 } from "../fs/atomic-file.ts";
-import { fileError } from "../fs-errors.ts";
-import type { LockOptions } from "../lock-file.ts";
+import { fileError } from "../fs/fs-errors.ts";
+import type { LockOptions } from "../fs/lock-file.ts";
 import { checkStateDir, CorruptStateError, type StateStore, type TokenState } from "./state.ts";
 
 /** The setting that chose the state directory, for messages. */

@@ -10,7 +10,7 @@
 // ~25 s here) and creates the database schema and the master realm with a bootstrap admin (~20 s).
 // That database is kept as a template: every test run starts from a copy of it, in its own temp
 // home (bin/kc.sh and conf copied, lib/themes/providers linked to the cache), so a start only boots.
-import { withLockFile } from "../../src/lock-file.ts";
+import { withLockFile } from "../../src/fs/lock-file.ts";
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { createReadStream, existsSync, openSync, closeSync, readdirSync, readFileSync } from "node:fs";

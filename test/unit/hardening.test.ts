@@ -7,8 +7,8 @@ import { accountChange } from "../../src/commands/login.ts";
 import { CliError } from "../../src/errors.ts";
 import { checkedEndpoint } from "../../src/oidc/http.ts";
 import { clampPollInterval, expiryAfter, jwtExpiry, LATEST_EXPIRY_MS } from "../../src/oidc/provider.ts";
-import { printable, printableLines } from "../../src/terminal-text.ts";
-import { MAX_TIMER_MS, setLongTimeout } from "../../src/timers.ts";
+import { printable, printableLines } from "../../src/cli/terminal-text.ts";
+import { MAX_TIMER_MS, setLongTimeout } from "../../src/oidc/timers.ts";
 
 test("printable: C0, DEL, C1 and line separators become blanks; long text is cut", () => {
   assert.equal(printable("a\u001b[2Jb\u0007c\u009bd\u2028e\r\nf"), "a [2Jb c d e  f");

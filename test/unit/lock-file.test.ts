@@ -11,7 +11,7 @@ import {
   processStart,
   withLockFile,
   type LockRecord,
-} from "../../src/lock-file.ts";
+} from "../../src/fs/lock-file.ts";
 import { parseNetrc } from "../../src/netrc/netrc.ts";
 
 const dirs: string[] = [];

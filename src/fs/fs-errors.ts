@@ -2,7 +2,7 @@
  * File-system errors in words, always with the file they are about: a raw `ENOSPC ... write` names
  * no file and no fix.
  */
-import { CliError } from "./errors.ts";
+import { CliError } from "../errors.ts";
 
 const WORDS: Record<string, string> = {
   EACCES: "permission denied",

@@ -21,7 +21,7 @@ import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { link, lstat, open, readFile, rmdir, unlink, writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
-import { CliError } from "./errors.ts";
+import { CliError } from "../errors.ts";
 import { describeFsError, errnoCode, fsHint } from "./fs-errors.ts";
 
 export interface LockRecord {

@@ -2,9 +2,9 @@
  * The object `--json` prints for login, refresh, service-account and logout: what was done and
  * where the token is. Token values never appear in it.
  */
-import type { Config } from "./config/load.ts";
-import { record, type Context } from "./context.ts";
-import type { TokenState } from "./store/state.ts";
+import type { Config } from "../config/load.ts";
+import { record, type Context } from "../context.ts";
+import type { TokenState } from "../store/state.ts";
 
 export function recordTokens(
   ctx: Context,

@@ -6,7 +6,7 @@
  */
 import { lstat, mkdir, readlink, stat } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
-import { CliError } from "./errors.ts";
+import { CliError } from "../errors.ts";
 import { describeFsError, errnoCode, fsHint } from "./fs-errors.ts";
 
 /**
