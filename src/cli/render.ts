@@ -9,7 +9,7 @@ interface Sink {
 
 /**
  * The one place errors become text and an exit code: `error:` and `hint:` lines on stderr, and
- * with --json also `{"error": {"code", "message", "hint", "exit_code"}}` on stdout, so that a
+ * with --json also `{"error":{"code","message","hint","exit_code"}}` (one line) on stdout, so that a
  * program reading stdout gets an answer it can act on. Anything that is not a CliError is a bug
  * or an unexpected failure: code `internal`, exit 1, the stack only with --verbose.
  */
@@ -30,7 +30,8 @@ export function renderError(e: unknown, to: Sink, o: { verbose: boolean; json: b
   }
   if (o.json) {
     const error = { code, message, hint: hint ?? null, exit_code: exitCode };
-    to.stdout.write(`${JSON.stringify({ error }, null, 2)}\n`);
+    // One line, like the --json result of login, refresh, service-account and logout.
+    to.stdout.write(`${JSON.stringify({ error })}\n`);
   }
   return exitCode;
 }

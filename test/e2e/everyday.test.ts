@@ -138,12 +138,14 @@ describe("--json and --quiet", () => {
     assert.equal(again.stderr, "");
   });
 
-  test("errors under --json: {error: {code, message, hint}} on stdout with the exit code", async () => {
+  test("errors under --json: one line {error: {code, message, hint, exit_code}} on stdout with the exit code", async () => {
     const ws = await userWorkspace();
     const res = await runCli(ws, ["refresh", "--json"]);
     assert.equal(res.code, 3);
+    assert.equal(res.stdout.split("\n").length, 2, "one line");
     const err = json(res.stdout).error as Record<string, unknown>;
     assert.equal(err.code, "not_signed_in");
+    assert.equal(err.exit_code, 3);
     assert.match(String(err.message), /not signed in/);
     assert.match(String(err.hint), /nix-cache-login login/);
 
