@@ -122,8 +122,6 @@ in
       environment = {
         NIX_CACHE_LOGIN_CONFIG = common.etcConfigPath;
         XDG_STATE_HOME = "/var/lib";
-        # Node.js's compile cache (faster starts) goes to /var/cache/nix-cache-login.
-        XDG_CACHE_HOME = "/var/cache";
         NODE_EXTRA_CA_CERTS = lib.mkDefault common.caBundle;
       };
 
@@ -132,14 +130,12 @@ in
         LoadCredential = [ "${common.credentialName}:${cfg.clientSecretFile}" ];
 
         # Least privilege: a user that exists only while the unit runs, and may write nothing but
-        # its state directory (with the netrc) and its cache directory. DynamicUser= implies
-        # ProtectSystem=strict, ProtectHome=read-only, PrivateTmp=, RemoveIPC= and
-        # NoNewPrivileges=; the stricter ones are set explicitly below.
+        # its state directory (with the netrc). DynamicUser= implies ProtectSystem=strict,
+        # ProtectHome=read-only, PrivateTmp=, RemoveIPC= and NoNewPrivileges=; the stricter ones are
+        # set explicitly below.
         DynamicUser = true;
         StateDirectory = stateName;
         StateDirectoryMode = "0700";
-        CacheDirectory = "nix-cache-login";
-        CacheDirectoryMode = "0700";
         UMask = "0077";
 
         ProtectSystem = "strict";

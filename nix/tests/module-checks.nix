@@ -383,10 +383,10 @@ let
     (eq "server: state in /var/lib/nix-cache-login (XDG_STATE_HOME)" srvSvc.environment.XDG_STATE_HOME "/var/lib")
     (eq "server: StateDirectory" srvSvc.serviceConfig.StateDirectory "nix-cache-login")
     (eq "server: StateDirectoryMode" srvSvc.serviceConfig.StateDirectoryMode "0700")
-    (eq "server: compile cache in /var/cache/nix-cache-login" [
-      srvSvc.environment.XDG_CACHE_HOME
-      srvSvc.serviceConfig.CacheDirectory
-    ] [ "/var/cache" "nix-cache-login" ])
+    # Nothing of ours is cached (no compile cache since issue 11): no cache directory to write.
+    (check "server: no XDG_CACHE_HOME, no CacheDirectory" (
+      !(srvSvc.environment ? XDG_CACHE_HOME) && !(srvSvc.serviceConfig ? CacheDirectory)
+    ))
     (eq "server: secret passed with LoadCredential" srvSvc.serviceConfig.LoadCredential [ "client-secret:${secret}" ])
     (eq "server: runs as a dynamic user, not root" srvSvc.serviceConfig.DynamicUser true)
     (check "server: no User= (the dynamic user)" (!(srvSvc.serviceConfig ? User)))

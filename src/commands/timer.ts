@@ -125,11 +125,8 @@ export function systemdUnits(spec: TimerSpec, dir: string): TimerFile[] {
       ? [
           ...(spec.configPath === undefined ? [`Environment=NIX_CACHE_LOGIN_CONFIG=${SYSTEM_CONFIG}`] : []),
           "Environment=XDG_STATE_HOME=/var/lib",
-          "Environment=XDG_CACHE_HOME=/var/cache",
           "StateDirectory=nix-cache-login",
           "StateDirectoryMode=0700",
-          "CacheDirectory=nix-cache-login",
-          "CacheDirectoryMode=0700",
           "NoNewPrivileges=yes",
           "PrivateTmp=yes",
         ]
