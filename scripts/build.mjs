@@ -2,14 +2,17 @@
 // than parsing one. The bundles are CommonJS (the source is ESM): Node starts a CJS entry
 // measurably faster than an ESM one (see `npm run bench`).
 //
-// dist/nix-cache-login.cjs   all of our own code, once (src/main.ts). Modules reached only through
-//                            import() are initialised when first imported, so `status` runs none
-//                            of the network code.
+// dist/nix-cache-login.cjs   the modules `status`, `--help` and a timer's `refresh --min-valid`
+//                            reach (LIGHT below), and smol-toml, which every command needs.
+// dist/lazy.cjs              the rest of our code (login, the renewal, doctor, timer, ...), required
+//                            at the first import() of one of its modules. It is a function of the
+//                            entry's modules and imports them from there, never a copy: the built
+//                            code holds one copy of every module (one CliError); the build fails
+//                            otherwise. Parsing only the entry saves start-up time: about 60% of
+//                            our code is needed only by the network commands.
 // dist/vendor/NAME.cjs       each third-party library the network commands use (openid-client,
-//                            undici, open, uqr), in a file of its own, required
-//                            when first imported: `status`, `--help` and a timer's
-//                            `refresh --min-valid` never parse them. smol-toml, which every command
-//                            needs, is in the entry.
+//                            undici, open, uqr), in a file of its own, required when first
+//                            imported: `status`, `--help` and `refresh --min-valid` never parse them.
 import { chmod, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 
 // `npm pack` on a fresh clone runs this (prepack) before anything was installed.
@@ -47,6 +50,77 @@ const vendorPlugin = {
   },
 };
 
+// Which of our modules go in the entry: everything `status`, `--help` and `refresh --min-valid`
+// (up to its import() of the renewal) can reach without import(). The rest is in dist/lazy.cjs.
+const LIGHT = [
+  "main.ts",
+  "cli/help.ts",
+  "commands/status.ts",
+  "commands/refresh.ts",
+  "commands/service-account.ts",
+];
+const root = new URL("..", import.meta.url).pathname;
+const stopAtImport = {
+  name: "stop-at-import",
+  setup(b) {
+    b.onResolve({ filter: /.*/ }, (args) =>
+      args.kind === "dynamic-import" ? { path: args.path, external: true } : undefined,
+    );
+  },
+};
+const eager = await build({
+  ...common,
+  entryPoints: LIGHT.map(src),
+  outdir: `${dist}eager`,
+  write: false,
+  legalComments: "none",
+  metafile: true,
+  plugins: [vendorPlugin, stopAtImport],
+});
+/** Paths as the metafile names them (relative to the project): the modules of the entry. */
+const lightInputs = new Set(Object.values(eager.metafile.outputs).flatMap((o) => Object.keys(o.inputs)));
+const rel = (abs) => abs.slice(root.length);
+const isLight = (abs) => lightInputs.has(rel(abs));
+
+// Our modules outside the entry, each with the names it exports (an ESM pass over the sources).
+const lazyAll = await build({
+  ...common,
+  entryPoints: [src("main.ts")],
+  format: "esm",
+  splitting: true,
+  supported: {},
+  outdir: `${dist}scan`,
+  write: false,
+  legalComments: "none",
+  metafile: true,
+  plugins: [vendorPlugin],
+});
+const lazyModules = [
+  ...new Set(
+    Object.values(lazyAll.metafile.inputs).flatMap((i) =>
+      i.imports
+        .filter((x) => x.kind === "dynamic-import" && x.path.startsWith("src/") && !lightInputs.has(x.path))
+        .map((x) => x.path),
+    ),
+  ),
+].sort();
+const lazyExports = new Map();
+for (const m of lazyModules) {
+  const r = await build({
+    entryPoints: [`${root}${m}`],
+    bundle: false,
+    format: "esm",
+    write: false,
+    metafile: true,
+    outdir: `${dist}scan`,
+    logLevel: "warning",
+  });
+  lazyExports.set(m, Object.values(r.metafile.outputs)[0].exports);
+}
+
+// The entry: all of the light modules, once. An import() of a lazy module becomes a stub that
+// takes that module's exports from dist/lazy.cjs, which is handed the entry's modules (so that
+// there is one CliError, one command table, ... in the built code).
 const entry = await build({
   ...common,
   entryPoints: [src("main.ts")],
@@ -54,10 +128,94 @@ const entry = await build({
   define: { __VERSION__: JSON.stringify(pkg.version) },
   banner: { js: `#!/usr/bin/env node\n"use strict";\n${nodeVersionCheck(nodeMinimum(pkg.engines.node))}` },
   metafile: true,
-  plugins: [vendorPlugin],
+  plugins: [
+    vendorPlugin,
+    {
+      name: "lazy-stubs",
+      setup(b) {
+        b.onResolve({ filter: /^\.\/lazy\.cjs$/ }, (args) => ({ path: args.path, external: true }));
+        b.onResolve({ filter: /^ncl-shared$/ }, () => ({ path: "shared", namespace: "ncl-shared" }));
+        b.onResolve({ filter: /^\./ }, (args) => {
+          if (args.kind !== "dynamic-import") return undefined;
+          const abs = new URL(args.path, `file://${args.resolveDir}/`).pathname;
+          return isLight(abs) ? undefined : { path: rel(abs), namespace: "ncl-lazy" };
+        });
+        b.onLoad({ filter: /.*/, namespace: "ncl-lazy" }, (args) => {
+          const names = lazyExports.get(args.path);
+          if (names === undefined) fail(`no exports known for ${args.path}`);
+          return {
+            contents: [
+              'import { lazy } from "ncl-shared";',
+              `const m = lazy(${JSON.stringify(args.path)});`,
+              ...names.map((n) => `export const ${n} = m.${n};`),
+            ].join("\n"),
+            loader: "js",
+            resolveDir: root,
+          };
+        });
+        b.onLoad({ filter: /.*/, namespace: "ncl-shared" }, () => {
+          // Our light modules by path; the libraries of the entry by name.
+          const light = [...lightInputs].filter((p) => p.startsWith("src/")).sort();
+          const spec = (p) => (p.startsWith("src/") ? `./${p}` : p.slice("pkg:".length));
+          light.push(...EAGER_PACKAGES.map((n) => `pkg:${n}`));
+          return {
+            contents: [
+              ...light.map((p, i) => `import * as m${i} from ${JSON.stringify(spec(p))};`),
+              "let loaded;",
+              "export function lazy(name) {",
+              `  loaded ??= require("./lazy.cjs")({ ${light.map((p, i) => `${JSON.stringify(p)}: m${i}`).join(", ")} });`,
+              "  return loaded[name]();",
+              "}",
+            ].join("\n"),
+            loader: "js",
+            resolveDir: root,
+          };
+        });
+      },
+    },
+  ],
 });
 await chmod(`${dist}nix-cache-login.cjs`, 0o755);
 
+// dist/lazy.cjs: the other modules, as a function of the entry's modules (never run on its own).
+const lazy = await build({
+  ...common,
+  stdin: {
+    contents: [
+      // require(): each module is initialised when first asked for, as import() would.
+      `export default { ${lazyModules.map((m) => `${JSON.stringify(m)}: () => require(${JSON.stringify(`./${m}`)})`).join(", ")} };`,
+    ].join("\n"),
+    resolveDir: root,
+    loader: "js",
+    sourcefile: "lazy-modules.js",
+  },
+  outfile: `${dist}lazy.cjs`,
+  define: { __VERSION__: JSON.stringify(pkg.version) },
+  banner: {
+    js: `"use strict";\nmodule.exports = function (__ncl_entry) {\nconst module = { exports: {} }, exports = module.exports;`,
+  },
+  footer: { js: "return module.exports.default;\n};" },
+  metafile: true,
+  plugins: [
+    vendorPlugin,
+    {
+      name: "from-the-entry",
+      setup(b) {
+        const pkgs = new RegExp(`^(${EAGER_PACKAGES.map((n) => n.replace(/[-/]/g, "\\$&")).join("|")})$`);
+        b.onResolve({ filter: pkgs }, (args) => ({ path: `pkg:${args.path}`, namespace: "ncl-entry" }));
+        b.onResolve({ filter: /^\./ }, (args) => {
+          if (args.kind === "entry-point" || args.importer === "<stdin>") return undefined;
+          const abs = new URL(args.path, `file://${args.resolveDir}/`).pathname;
+          return isLight(abs) ? { path: rel(abs), namespace: "ncl-entry" } : undefined;
+        });
+        b.onLoad({ filter: /.*/, namespace: "ncl-entry" }, (args) => ({
+          contents: `module.exports = __ncl_entry[${JSON.stringify(args.path)}];`,
+          loader: "js",
+        }));
+      },
+    },
+  ],
+});
 for (const name of VENDOR) {
   await build({
     ...common,
@@ -70,6 +228,12 @@ for (const name of VENDOR) {
   });
 }
 
+// One copy of every module: nothing of the entry is compiled into dist/lazy.cjs as well.
+const twice = Object.keys(lazy.metafile.inputs).filter(
+  (p) => p !== "lazy-modules.js" && entry.metafile.inputs[p],
+);
+if (twice.length > 0) fail(`in both the entry and dist/lazy.cjs: ${twice.join(", ")}`);
+
 // What runs before the first import(): the code every command pays for. It must stay light: each of
 // these costs more start-up time than all of `status`. Checked on a build that stops at import().
 const HEAVY = [
@@ -81,27 +245,6 @@ const HEAVY = [
   "node:fs/promises",
   "node:stream",
 ];
-// The modules of `status` and `refresh` (up to its own import() of the renewal) are checked too.
-const LIGHT = ["main.ts", "commands/status.ts", "commands/refresh.ts", "commands/service-account.ts"];
-const eager = await build({
-  ...common,
-  entryPoints: LIGHT.map(src),
-  outdir: `${dist}eager`,
-  write: false,
-  legalComments: "none",
-  metafile: true,
-  plugins: [
-    vendorPlugin,
-    {
-      name: "stop-at-import",
-      setup(b) {
-        b.onResolve({ filter: /.*/ }, (args) =>
-          args.kind === "dynamic-import" ? { path: args.path, external: true } : undefined,
-        );
-      },
-    },
-  ],
-});
 const heavy = Object.values(eager.metafile.outputs).flatMap((o) => [
   ...Object.keys(o.inputs).filter(
     (p) => p.includes("node_modules/") && !EAGER_PACKAGES.some((n) => p.includes(`node_modules/${n}/`)),
