@@ -4,7 +4,7 @@
  * writeSync writes them in order, before the process exits. A non-blocking descriptor (EAGAIN) is
  * handed to the stream from then on; a closed pipe (`| head`) ends the process quietly.
  */
-import { writeSync } from "node:fs";
+import { fstatSync, writeSync } from "node:fs";
 
 export interface Output {
   write(text: string): void;
@@ -42,8 +42,22 @@ export function fdOutput(fd: 1 | 2): Output {
       }
     },
     get isTTY() {
-      tty ??= process.getBuiltinModule("node:tty").isatty(fd);
+      tty ??= isTerminal(fd);
       return tty;
     },
   };
+}
+
+/**
+ * isatty(fd), asked only of a character device: a terminal is always one, and loading node:tty
+ * (which loads node:net and node:stream) costs a timer's `refresh` (stderr a pipe or the journal's
+ * socket) more start-up time than all of its own work.
+ */
+function isTerminal(fd: number): boolean {
+  try {
+    if (!fstatSync(fd).isCharacterDevice()) return false;
+  } catch {
+    return false;
+  }
+  return process.getBuiltinModule("node:tty").isatty(fd);
 }
