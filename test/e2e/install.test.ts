@@ -66,6 +66,7 @@ describe("npm package", () => {
   test("npm pack from a clean clone builds (prepack) and ships the CLI, its man page and completions", () => {
     for (const f of [
       "dist/nix-cache-login.cjs",
+      "dist/lazy.cjs",
       "dist/vendor/openid-client.cjs",
       "dist/vendor/proper-lockfile.cjs",
       "dist/vendor/undici.cjs",
