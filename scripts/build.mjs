@@ -118,65 +118,6 @@ for (const m of lazyModules) {
   lazyExports.set(m, Object.values(r.metafile.outputs)[0].exports);
 }
 
-// The entry: all of the light modules, once. An import() of a lazy module becomes a stub that
-// takes that module's exports from dist/lazy.cjs, which is handed the entry's modules (so that
-// there is one CliError, one command table, ... in the built code).
-const entry = await build({
-  ...common,
-  entryPoints: [src("main.ts")],
-  outfile: `${dist}nix-cache-login.cjs`,
-  define: { __VERSION__: JSON.stringify(pkg.version) },
-  banner: { js: `#!/usr/bin/env node\n"use strict";\n${nodeVersionCheck(nodeMinimum(pkg.engines.node))}` },
-  metafile: true,
-  plugins: [
-    vendorPlugin,
-    {
-      name: "lazy-stubs",
-      setup(b) {
-        b.onResolve({ filter: /^\.\/lazy\.cjs$/ }, (args) => ({ path: args.path, external: true }));
-        b.onResolve({ filter: /^ncl-shared$/ }, () => ({ path: "shared", namespace: "ncl-shared" }));
-        b.onResolve({ filter: /^\./ }, (args) => {
-          if (args.kind !== "dynamic-import") return undefined;
-          const abs = new URL(args.path, `file://${args.resolveDir}/`).pathname;
-          return isLight(abs) ? undefined : { path: rel(abs), namespace: "ncl-lazy" };
-        });
-        b.onLoad({ filter: /.*/, namespace: "ncl-lazy" }, (args) => {
-          const names = lazyExports.get(args.path);
-          if (names === undefined) fail(`no exports known for ${args.path}`);
-          return {
-            contents: [
-              'import { lazy } from "ncl-shared";',
-              `const m = lazy(${JSON.stringify(args.path)});`,
-              ...names.map((n) => `export const ${n} = m.${n};`),
-            ].join("\n"),
-            loader: "js",
-            resolveDir: root,
-          };
-        });
-        b.onLoad({ filter: /.*/, namespace: "ncl-shared" }, () => {
-          // Our light modules by path; the libraries of the entry by name.
-          const light = [...lightInputs].filter((p) => p.startsWith("src/")).sort();
-          const spec = (p) => (p.startsWith("src/") ? `./${p}` : p.slice("pkg:".length));
-          light.push(...EAGER_PACKAGES.map((n) => `pkg:${n}`));
-          return {
-            contents: [
-              ...light.map((p, i) => `import * as m${i} from ${JSON.stringify(spec(p))};`),
-              "let loaded;",
-              "export function lazy(name) {",
-              `  loaded ??= require("./lazy.cjs")({ ${light.map((p, i) => `${JSON.stringify(p)}: m${i}`).join(", ")} });`,
-              "  return loaded[name]();",
-              "}",
-            ].join("\n"),
-            loader: "js",
-            resolveDir: root,
-          };
-        });
-      },
-    },
-  ],
-});
-await chmod(`${dist}nix-cache-login.cjs`, 0o755);
-
 // dist/lazy.cjs: the other modules, as a function of the entry's modules (never run on its own).
 const lazy = await build({
   ...common,
@@ -216,6 +157,69 @@ const lazy = await build({
     },
   ],
 });
+
+// The entry: all of the light modules, once. An import() of a lazy module becomes a stub that
+// takes that module's exports from dist/lazy.cjs, which is handed the entry's modules (so that
+// there is one CliError, one command table, ... in the built code).
+const entry = await build({
+  ...common,
+  entryPoints: [src("main.ts")],
+  outfile: `${dist}nix-cache-login.cjs`,
+  define: { __VERSION__: JSON.stringify(pkg.version) },
+  banner: { js: `#!/usr/bin/env node\n"use strict";\n${nodeVersionCheck(nodeMinimum(pkg.engines.node))}` },
+  metafile: true,
+  plugins: [
+    vendorPlugin,
+    {
+      name: "lazy-stubs",
+      setup(b) {
+        b.onResolve({ filter: /^\.\/lazy\.cjs$/ }, (args) => ({ path: args.path, external: true }));
+        b.onResolve({ filter: /^ncl-shared$/ }, () => ({ path: "shared", namespace: "ncl-shared" }));
+        b.onResolve({ filter: /^\./ }, (args) => {
+          if (args.kind !== "dynamic-import") return undefined;
+          const abs = new URL(args.path, `file://${args.resolveDir}/`).pathname;
+          return isLight(abs) ? undefined : { path: rel(abs), namespace: "ncl-lazy" };
+        });
+        b.onLoad({ filter: /.*/, namespace: "ncl-lazy" }, (args) => {
+          const names = lazyExports.get(args.path);
+          if (names === undefined) fail(`no exports known for ${args.path}`);
+          return {
+            contents: [
+              'import { lazy } from "ncl-shared";',
+              `const m = lazy(${JSON.stringify(args.path)});`,
+              ...names.map((n) => `export const ${n} = m.${n};`),
+            ].join("\n"),
+            loader: "js",
+            resolveDir: root,
+          };
+        });
+        b.onLoad({ filter: /.*/, namespace: "ncl-shared" }, () => {
+          // Our light modules by path; the libraries of the entry by name.
+          const spec = (p) => (p.startsWith("src/") ? `./${p}` : p.slice("pkg:".length));
+          // Only what dist/lazy.cjs imports: a module exposed here keeps all of its exports.
+          const light = Object.keys(lazy.metafile.inputs)
+            .filter((p) => p.startsWith("ncl-entry:"))
+            .map((p) => p.slice("ncl-entry:".length))
+            .sort();
+          return {
+            contents: [
+              ...light.map((p, i) => `import * as m${i} from ${JSON.stringify(spec(p))};`),
+              "let loaded;",
+              "export function lazy(name) {",
+              `  loaded ??= require("./lazy.cjs")({ ${light.map((p, i) => `${JSON.stringify(p)}: m${i}`).join(", ")} });`,
+              "  return loaded[name]();",
+              "}",
+            ].join("\n"),
+            loader: "js",
+            resolveDir: root,
+          };
+        });
+      },
+    },
+  ],
+});
+await chmod(`${dist}nix-cache-login.cjs`, 0o755);
+
 for (const name of VENDOR) {
   await build({
     ...common,
