@@ -3,9 +3,9 @@
  * working refresh token, never a lost one).
  */
 import { verbose, warn, type Context } from "./context.ts";
-import { checkTokenLength, upsertNetrcEntry } from "./netrc/file.ts";
+import { checkTokenLength, upsertNetrcEntries } from "./netrc/file.ts";
 import { Provider, type TokenSet } from "./oidc/provider.ts";
-import type { Session } from "./session.ts";
+import { describeEntries, type Session } from "./session.ts";
 import type { TokenState } from "./store/state.ts";
 import { writeState } from "./store/write.ts";
 
@@ -35,7 +35,7 @@ export async function saveTokens(
   mode: TokenState["mode"],
 ): Promise<TokenState> {
   // Refuse an oversized token before anything is written.
-  checkTokenLength(tokens.accessToken, s.config.machine);
+  for (const machine of s.config.machines) checkTokenLength(tokens.accessToken, machine);
   const base = previous ?? s.store.empty(mode);
   const next: TokenState = {
     ...base,
@@ -53,8 +53,18 @@ export async function saveTokens(
     discovery: p.discovery,
   };
   await writeState(s.store, next);
-  const tightened = await upsertNetrcEntry(s.config.netrcPath, s.config.machine, tokens.accessToken);
-  if (tightened !== undefined) warn(ctx, tightened);
-  verbose(ctx)(`wrote the ${s.config.machine} entry in ${s.config.netrcPath}`);
+  await writeNetrcEntries(ctx, s, s.config.machines, tokens.accessToken);
   return next;
+}
+
+/** One atomic netrc write for all `machines`, under the netrc's lock. */
+export async function writeNetrcEntries(
+  ctx: Context,
+  s: Session,
+  machines: readonly string[],
+  token: string,
+): Promise<void> {
+  const tightened = await upsertNetrcEntries(s.config.netrcPath, machines, token);
+  if (tightened !== undefined) warn(ctx, tightened);
+  verbose(ctx)(`wrote the ${describeEntries(machines)} in ${s.config.netrcPath}`);
 }

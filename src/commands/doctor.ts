@@ -37,7 +37,7 @@ export async function doctor(ctx: Context, opts: DoctorOptions): Promise<number>
   const { check: cfg, session } = await configCheck(ctx);
   checks.push(cfg);
 
-  let entry: NetrcEntry | undefined;
+  const entries = new Map<string, NetrcEntry | undefined>();
   let tokenExpired = true;
   let renew = "nix-cache-login login";
   if (session !== undefined) {
@@ -50,13 +50,16 @@ export async function doctor(ctx: Context, opts: DoctorOptions): Promise<number>
     const file = await netrcFileCheck(config, renew);
     checks.push(file.check);
     if (file.netrc !== null && file.netrc !== undefined) {
-      const e = netrcEntryCheck(config, file.netrc, renew);
-      entry = e.entry;
-      checks.push(
-        e.check,
-        netrcTokenCheck(config, file.netrc, entry, token.state, renew),
-        netrcMachineCheck(config, file.netrc),
-      );
+      for (const machine of config.machines) {
+        const e = netrcEntryCheck(config, file.netrc, renew, machine);
+        entries.set(machine, e.entry);
+        const forHost = perHost(config.machines, machine);
+        checks.push(
+          forHost(e.check),
+          forHost(netrcTokenCheck(config, file.netrc, e.entry, token.state, renew, machine)),
+          forHost(netrcMachineCheck(file.netrc, machine)),
+        );
+      }
     } else {
       checks.push(check("netrc_entry", "netrc entry", "skipped", "no netrc to look into (see netrc file)"));
     }
@@ -88,7 +91,21 @@ export async function doctor(ctx: Context, opts: DoctorOptions): Promise<number>
   }
 
   if (session !== undefined) {
-    checks.push(await cacheCheck(ctx, session.config, entry, tokenExpired, renew));
+    const { config } = session;
+    const hosts = config.cacheHosts.map((h) => h.host);
+    const results = await Promise.all(
+      config.cacheHosts.map((cache) =>
+        cacheCheck(
+          ctx,
+          config,
+          cache,
+          entries.get(entryKey(config.machines, cache.machine)),
+          tokenExpired,
+          renew,
+        ),
+      ),
+    );
+    results.forEach((c, i) => checks.push(perHost(hosts, hosts[i] as string)(c)));
   } else {
     checks.push(check("cache", "cache", "skipped", "no valid configuration, so no cache to ask"));
   }
@@ -96,4 +113,15 @@ export async function doctor(ctx: Context, opts: DoctorOptions): Promise<number>
   const report = { configPath: session?.config.path ?? null, checks };
   ctx.stdout.write(opts.json === true ? renderJson(report) : renderText(report));
   return problems(report).length === 0 ? ExitCode.ok : ExitCode.failure;
+}
+
+/** With several cache hosts, each host's check says which host it is about (id and title). */
+function perHost(all: readonly string[], host: string): (c: Check) => Check {
+  if (all.length <= 1) return (c) => c;
+  return (c) => ({ ...c, id: `${c.id}:${host}`, title: `${c.title} (${host})` });
+}
+
+/** The spelling of `machine` in config.machines (netrc names compare without case). */
+function entryKey(machines: readonly string[], machine: string): string {
+  return machines.find((m) => m.toLowerCase() === machine.toLowerCase()) ?? machine;
 }

@@ -6,7 +6,7 @@ import { CliError, ExitCode } from "../errors.ts";
 import { deviceSignIn } from "../oidc/device.ts";
 import { LoopbackServer, type Page } from "../oidc/loopback.ts";
 import type { Provider, TokenSet } from "../oidc/provider.ts";
-import { openSession, type Session } from "../session.ts";
+import { describeEntries, openSession, type Session } from "../session.ts";
 import { withStateLock } from "../store/write.ts";
 import { provider, saveTokens } from "../tokens.ts";
 
@@ -99,7 +99,7 @@ export async function login(ctx: Context, opts: LoginOptions): Promise<number> {
     ctx,
     `  refresh token: ${tokens.refreshToken === undefined ? "none (run `nix-cache-login login` again when the access token expires)" : describeExpiry(tokens.refreshExpiresAt ?? null, now)}`,
   );
-  say(ctx, `Wrote the ${s.config.machine} entry in ${s.config.netrcPath}.`);
+  say(ctx, `Wrote the ${describeEntries(s.config.machines)} in ${s.config.netrcPath}.`);
   return ExitCode.ok;
 }
 
@@ -183,7 +183,7 @@ async function browserSignIn(
       ok: true,
       title: "Signed in",
       lines: [
-        `nix-cache-login is signed in${tokens.username === undefined ? "" : ` as ${tokens.username}`} and has written the token for ${s.config.machine}.`,
+        `nix-cache-login is signed in${tokens.username === undefined ? "" : ` as ${tokens.username}`} and has written the token for ${s.config.machines.join(", ")}.`,
         "You can close this tab.",
       ],
     });

@@ -1,7 +1,7 @@
 import { say, verbose, warn, type Context } from "../context.ts";
 import { ExitCode } from "../errors.ts";
-import { removeNetrcEntry } from "../netrc/file.ts";
-import { openSession } from "../session.ts";
+import { removeNetrcEntries } from "../netrc/file.ts";
+import { describeEntries, openSession } from "../session.ts";
 import { removeState, withStateLock } from "../store/write.ts";
 import { provider } from "../tokens.ts";
 
@@ -29,14 +29,14 @@ export async function logout(ctx: Context): Promise<number> {
         exitCode = ExitCode.failure;
       }
     }
-    const removedEntry = await removeNetrcEntry(s.config.netrcPath, s.config.machine);
+    const removedEntries = await removeNetrcEntries(s.config.netrcPath, s.config.machines);
     const removedState = await removeState(s.store);
-    if (!removedEntry && !removedState) {
+    if (removedEntries.length === 0 && !removedState) {
       say(ctx, `Not signed in to ${s.config.issuer}; nothing to remove.`);
     } else {
       say(
         ctx,
-        `Signed out of ${s.config.issuer}${removedEntry ? `; removed the ${s.config.machine} entry from ${s.config.netrcPath}` : ""}.`,
+        `Signed out of ${s.config.issuer}${removedEntries.length > 0 ? `; removed the ${describeEntries(removedEntries)} from ${s.config.netrcPath}` : ""}.`,
       );
     }
     return exitCode;

@@ -1,9 +1,17 @@
 import { say, verbose, type Context } from "../context.ts";
 import { describeExpiry } from "../duration.ts";
 import { ExitCode, loginRequired } from "../errors.ts";
-import { beginRenewal, tokenGood } from "../session.ts";
+import {
+  beginRenewal,
+  describeEntries,
+  hostsLackingToken,
+  tokenGood,
+  tokenLasts,
+  type Session,
+} from "../session.ts";
+import type { TokenState } from "../store/state.ts";
 import { withStateLock } from "../store/write.ts";
-import { provider, saveTokens } from "../tokens.ts";
+import { provider, saveTokens, writeNetrcEntries } from "../tokens.ts";
 
 export interface RefreshOptions {
   minValid?: string | undefined;
@@ -36,8 +44,13 @@ export async function refresh(
     const renewedMeanwhile =
       state?.access_token !== undefined &&
       (state.access_token !== seen?.access_token || renewedAt >= performance.timeOrigin);
-    if (tokenGood(s, state, minValid ?? (renewedMeanwhile ? 1 : Infinity), ctx.now())) {
+    const needed = minValid ?? (renewedMeanwhile ? 1 : Infinity);
+    if (tokenGood(s, state, needed, ctx.now())) {
       log("another nix-cache-login renewed the token meanwhile; nothing to do");
+      return ExitCode.ok;
+    }
+    if (state !== undefined && tokenLasts(state, needed, ctx.now())) {
+      await copyTokenToHosts(ctx, s, state);
       return ExitCode.ok;
     }
     const p = provider(ctx, s, state, secret);
@@ -55,8 +68,24 @@ export async function refresh(
       next.access_token_expires_at === undefined ? null : new Date(next.access_token_expires_at);
     say(
       ctx,
-      `${mode === "service-account" ? "Got a new token" : "Renewed the token"} for ${s.config.machine}: ${describeExpiry(expires, ctx.now())}`,
+      `${mode === "service-account" ? "Got a new token" : "Renewed the token"} for ${s.config.machines.join(", ")}: ${describeExpiry(expires, ctx.now())}`,
     );
     return ExitCode.ok;
   });
+}
+
+/**
+ * The stored token is still good but some host's entry lacks it: another configuration with the
+ * same issuer and client_id (they share one token state) renewed it, or an entry was removed by
+ * hand. Writing it there costs no grant, and the other configuration's entries stay valid.
+ */
+async function copyTokenToHosts(ctx: Context, s: Session, state: TokenState): Promise<void> {
+  const lacking = hostsLackingToken(s, state);
+  await writeNetrcEntries(ctx, s, lacking, state.access_token as string);
+  const expires =
+    state.access_token_expires_at === undefined ? null : new Date(state.access_token_expires_at);
+  say(
+    ctx,
+    `Wrote the current token to the ${describeEntries(lacking)} (no new grant needed): ${describeExpiry(expires, ctx.now())}`,
+  );
 }

@@ -2,7 +2,7 @@ import type { Context } from "../context.ts";
 import { describeExpiry } from "../duration.ts";
 import { ExitCode } from "../errors.ts";
 import { netrcHolds } from "../netrc/read.ts";
-import { openSession, renewCommand } from "../session.ts";
+import { describeEntries, openSession, renewCommand } from "../session.ts";
 
 export interface StatusOptions {
   json?: boolean | undefined;
@@ -20,11 +20,11 @@ export async function status(ctx: Context, opts: StatusOptions): Promise<number>
   const { config } = s;
   const state = s.store.read();
   const now = ctx.now();
-  const { exists: netrcExists, holds: netrcEntry } = netrcHolds(
-    config.netrcPath,
-    config.machine,
-    state?.access_token,
-  );
+  const {
+    exists: netrcExists,
+    holds: netrcEntry,
+    byHost,
+  } = netrcHolds(config.netrcPath, config.machines, state?.access_token);
 
   const report = (present: boolean, expiresAt: string | null | undefined): TokenReport => {
     const at = expiresAt ?? null;
@@ -45,12 +45,14 @@ export async function status(ctx: Context, opts: StatusOptions): Promise<number>
       config_path: config.path,
       issuer: config.issuer,
       client_id: config.clientId,
-      cache_host: config.cacheHost,
+      cache_host: config.cacheHosts[0]?.host,
+      cache_hosts: config.cacheHosts.map((h) => h.host),
       netrc_path: config.netrcPath,
       state_path: s.store.file,
       mode: config.mode,
       username: state?.username ?? null,
       netrc_entry: netrcEntry,
+      netrc_entries: Object.fromEntries(byHost),
       access_token: access,
       refresh_token: refreshToken,
     };
@@ -62,17 +64,11 @@ export async function status(ctx: Context, opts: StatusOptions): Promise<number>
     ["config", `${config.path} (${config.source})`],
     ["issuer", config.issuer],
     ["client", `${config.clientId} (${config.mode === "user" ? "user sign-in" : "service account"})`],
-    ["cache host", config.cacheHost],
     [
-      "netrc",
-      `${config.netrcPath}: ${
-        !netrcExists
-          ? "missing"
-          : netrcEntry
-            ? `the ${config.machine} entry holds the current token`
-            : `no entry for ${config.machine} with the current token`
-      }`,
+      config.cacheHosts.length === 1 ? "cache host" : "cache hosts",
+      config.cacheHosts.map((h) => h.host).join(", "),
     ],
+    ["netrc", `${config.netrcPath}: ${netrcExists ? describeNetrcEntries(byHost) : "missing"}`],
   ];
   if (state?.username !== undefined) lines.push(["signed in as", state.username]);
   lines.push(["access token", access.present ? describeExpiry(access.expires_at, now) : "none"]);
@@ -88,4 +84,18 @@ export async function status(ctx: Context, opts: StatusOptions): Promise<number>
     ctx.stderr.write(`hint: run \`${renewCommand(config, state, now)}\`\n`);
   }
   return ok ? ExitCode.ok : ExitCode.loginRequired;
+}
+
+/** One host: as before; several: which hold the current token and which do not. */
+function describeNetrcEntries(byHost: Map<string, boolean>): string {
+  const hosts = [...byHost.keys()];
+  const holding = hosts.filter((h) => byHost.get(h) === true);
+  const lacking = hosts.filter((h) => byHost.get(h) !== true);
+  const parts: string[] = [];
+  if (holding.length > 0)
+    parts.push(
+      `the ${describeEntries(holding)} ${holding.length === 1 ? "holds" : "hold"} the current token`,
+    );
+  if (lacking.length > 0) parts.push(`no entry for ${lacking.join(", ")} with the current token`);
+  return parts.join("; ");
 }

@@ -13,10 +13,13 @@ export interface Config {
   source: string;
   issuer: string;
   clientId: string;
-  /** As written, may carry a port: `cache.example.org:8443`. */
-  cacheHost: string;
-  /** The netrc machine name: curl matches the host only, never `host:port`. */
-  machine: string;
+  /** Every cache host, in the order written (`cache_host` may be one host or a list). */
+  cacheHosts: CacheHost[];
+  /**
+   * The netrc machine names, each once (`cache:443` and `cache:8443` share one entry): one grant
+   * writes the same token into all of them.
+   */
+  machines: string[];
   netrcPath: string;
   /** As written (for messages); may name variables that only exist where the secret is read. */
   clientSecretFile: string | undefined;
@@ -28,20 +31,29 @@ export interface Config {
   mode: "user" | "service-account";
   scopes: string[] | undefined;
   callbackPort: number | undefined;
-  cacheUrl: string;
   timeoutSeconds: number;
 }
 
-type KeyType = "string" | "string[]" | "integer";
+export interface CacheHost {
+  /** As written, may carry a port: `cache.example.org:8443`. */
+  host: string;
+  /** The netrc machine name: curl matches the host only, never `host:port`. */
+  machine: string;
+  /** The cache's base URL, for `doctor`: from `cache_url`, else `https://<host>`. */
+  url: string;
+}
+
+/** `strings` is one string or a non-empty list of them. */
+type KeyType = "string" | "string[]" | "strings" | "integer";
 const KEYS: Record<string, { type: KeyType; required: boolean }> = {
   issuer: { type: "string", required: true },
   client_id: { type: "string", required: true },
-  cache_host: { type: "string", required: true },
+  cache_host: { type: "strings", required: true },
   netrc_path: { type: "string", required: false },
   client_secret_file: { type: "string", required: false },
   scopes: { type: "string[]", required: false },
   callback_port: { type: "integer", required: false },
-  cache_url: { type: "string", required: false },
+  cache_url: { type: "strings", required: false },
   timeout: { type: "string", required: false },
 };
 export const CONFIG_KEYS = Object.keys(KEYS);
@@ -86,27 +98,36 @@ export function validateConfig(doc: Record<string, unknown>, file: string, sourc
       if (spec.required) bad(key, "missing (required)");
       continue;
     }
+    const stringArray = Array.isArray(value) && value.every((v) => typeof v === "string");
     const ok =
       spec.type === "string"
         ? typeof value === "string"
         : spec.type === "integer"
           ? typeof value === "bigint" || (typeof value === "number" && Number.isInteger(value))
-          : Array.isArray(value) && value.every((v) => typeof v === "string");
+          : spec.type === "strings"
+            ? typeof value === "string" || stringArray
+            : stringArray;
     if (!ok) {
       const want =
         spec.type === "string[]"
           ? "an array of strings"
-          : spec.type === "integer"
-            ? "an integer"
-            : "a string";
+          : spec.type === "strings"
+            ? "a string or an array of strings"
+            : spec.type === "integer"
+              ? "an integer"
+              : "a string";
       const got = Array.isArray(value)
-        ? `an array${spec.type === "string[]" ? ` containing ${describeType(value.find((v) => typeof v !== "string"))}` : ""}`
+        ? `an array${spec.type === "string[]" || spec.type === "strings" ? ` containing ${describeType(value.find((v) => typeof v !== "string"))}` : ""}`
         : describeType(value);
       bad(key, `must be ${want}, got ${got}`);
       continue;
     }
     if (spec.type === "string" && (value as string).trim() === "") {
       bad(key, "must not be empty");
+      continue;
+    }
+    if (spec.type === "strings" && Array.isArray(value) && value.length === 0) {
+      bad(key, "must not be an empty array");
       continue;
     }
     values[key] = typeof value === "bigint" ? Number(value) : value;
@@ -134,36 +155,7 @@ export function validateConfig(doc: Record<string, unknown>, file: string, sourc
     }
   }
 
-  let cacheHost: string | undefined;
-  let machine: string | undefined;
-  if (typeof values.cache_host === "string") {
-    const raw = values.cache_host;
-    const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?$/.exec(raw);
-    if (raw.includes("://"))
-      bad("cache_host", "must be a host name without a scheme (e.g. cache.example.org)");
-    else if (/[/?#]/.test(raw))
-      bad("cache_host", "must be a host name without a path (e.g. cache.example.org)");
-    else if (m === null) bad("cache_host", `${JSON.stringify(raw)} is not a host name`);
-    else if (m[2] !== undefined && (Number(m[2]) < 1 || Number(m[2]) > 65535))
-      bad("cache_host", `port ${m[2]} is not in 1-65535`);
-    else {
-      cacheHost = raw;
-      machine = (m[1] as string).replace(/^\[|\]$/g, "");
-    }
-  }
-
-  let cacheUrl: string | undefined;
-  if (typeof values.cache_url === "string") {
-    try {
-      const u = new URL(values.cache_url);
-      if (u.protocol !== "https:" && u.protocol !== "http:") bad("cache_url", "must be an http(s) URL");
-      else if (machine !== undefined && u.hostname.replace(/^\[|\]$/g, "") !== machine)
-        bad("cache_url", `host ${u.hostname} does not match cache_host ${machine}`);
-      else cacheUrl = values.cache_url.replace(/\/+$/, "");
-    } catch {
-      bad("cache_url", `${JSON.stringify(values.cache_url)} is not a URL`);
-    }
-  }
+  const cacheHosts = validateCacheHosts(values.cache_host, values.cache_url, bad);
 
   let callbackPort: number | undefined;
   if (typeof values.callback_port === "number") {
@@ -213,17 +205,97 @@ export function validateConfig(doc: Record<string, unknown>, file: string, sourc
     source,
     issuer: issuer as string,
     clientId: values.client_id as string,
-    cacheHost: cacheHost as string,
-    machine: machine as string,
+    cacheHosts: cacheHosts as CacheHost[],
+    machines: netrcMachines(cacheHosts as CacheHost[]),
     netrcPath: netrcPath as string,
     clientSecretFile: rawSecretFile,
     resolveClientSecretFile: () => expandPath(rawSecretFile ?? "", env, `${file}: client_secret_file`),
     mode: rawSecretFile === undefined ? "user" : "service-account",
     scopes: values.scopes as string[] | undefined,
     callbackPort,
-    cacheUrl: cacheUrl ?? `https://${cacheHost as string}`,
     timeoutSeconds,
   };
+}
+
+/** netrc machine names compare without case: the first spelling of each is kept. */
+function netrcMachines(hosts: CacheHost[]): string[] {
+  const byName = new Map<string, string>();
+  for (const h of hosts)
+    if (!byName.has(h.machine.toLowerCase())) byName.set(h.machine.toLowerCase(), h.machine);
+  return [...byName.values()];
+}
+
+function asList(value: unknown): string[] | undefined {
+  if (typeof value === "string") return [value];
+  return Array.isArray(value) ? (value as string[]) : undefined;
+}
+
+/**
+ * `cache_host` (one host or a list) and `cache_url` (one URL or a list, each naming one of the
+ * hosts): every host gets its netrc machine name and the URL `doctor` asks.
+ */
+function validateCacheHosts(
+  hostValue: unknown,
+  urlValue: unknown,
+  bad: (key: string, message: string) => void,
+): CacheHost[] | undefined {
+  const rawHosts = asList(hostValue);
+  const list = Array.isArray(hostValue);
+  let ok = rawHosts !== undefined;
+  const hosts: CacheHost[] = [];
+  for (const [i, raw] of (rawHosts ?? []).entries()) {
+    const key = list ? `cache_host[${i}]` : "cache_host";
+    const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?$/.exec(raw);
+    if (raw.trim() === "") bad(key, "must not be empty");
+    else if (raw.includes("://")) bad(key, "must be a host name without a scheme (e.g. cache.example.org)");
+    else if (/[/?#]/.test(raw)) bad(key, "must be a host name without a path (e.g. cache.example.org)");
+    else if (m === null) bad(key, `${JSON.stringify(raw)} is not a host name`);
+    else if (m[2] !== undefined && (Number(m[2]) < 1 || Number(m[2]) > 65535))
+      bad(key, `port ${m[2]} is not in 1-65535`);
+    else if (hosts.some((h) => h.host.toLowerCase() === raw.toLowerCase()))
+      bad(key, `${JSON.stringify(raw)} is listed twice`);
+    else {
+      hosts.push({ host: raw, machine: (m[1] as string).replace(/^\[|\]$/g, ""), url: `https://${raw}` });
+      continue;
+    }
+    ok = false;
+  }
+
+  const rawUrls = asList(urlValue) ?? [];
+  const urlsListed = Array.isArray(urlValue);
+  const claimed = new Set<CacheHost>();
+  for (const [i, raw] of rawUrls.entries()) {
+    const key = urlsListed ? `cache_url[${i}]` : "cache_url";
+    let u: URL;
+    try {
+      u = new URL(raw);
+    } catch {
+      bad(key, `${JSON.stringify(raw)} is not a URL`);
+      continue;
+    }
+    if (u.protocol !== "https:" && u.protocol !== "http:") {
+      bad(key, "must be an http(s) URL");
+      continue;
+    }
+    if (!ok) continue;
+    const hostname = u.hostname.replace(/^\[|\]$/g, "").toLowerCase();
+    const owners = hosts.filter((h) => h.machine.toLowerCase() === hostname);
+    // Two hosts that differ only by port: the URL's port says which one it is for.
+    const owner =
+      owners.length <= 1
+        ? owners[0]
+        : (owners.find((h) => new URL(`https://${h.host}`).port === u.port) ?? owners[0]);
+    if (owner === undefined) {
+      const names = hosts.map((h) => h.machine).join(", ");
+      bad(key, `host ${u.hostname} does not match cache_host ${names}`);
+    } else if (claimed.has(owner)) {
+      bad(key, `a second URL for cache_host ${owner.host}`);
+    } else {
+      claimed.add(owner);
+      owner.url = raw.replace(/\/+$/, "");
+    }
+  }
+  return ok ? hosts : undefined;
 }
 
 function readCandidate(c: ConfigCandidate): string | undefined {

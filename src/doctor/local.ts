@@ -31,7 +31,7 @@ export async function configCheck(ctx: Context): Promise<{ check: Check; session
     return {
       session,
       check: check("config", "config", "ok", `${c.path} (${c.source}) is valid`, {
-        details: [`${who} at ${c.issuer}; cache ${c.cacheUrl}`],
+        details: [`${who} at ${c.issuer}; cache ${c.cacheHosts.map((h) => h.url).join(", ")}`],
       }),
     };
   } catch (e) {
@@ -211,9 +211,10 @@ export function netrcEntryCheck(
   config: Config,
   netrc: Netrc,
   renew: string,
+  host: string,
 ): { check: Check; entry: NetrcEntry | undefined } {
   const title = "netrc entry";
-  const machine = config.machine.toLowerCase();
+  const machine = host.toLowerCase();
   const ours = netrc.entries.filter((e) => e.kind === "machine" && e.machine === machine);
   const first = findEntry(netrc, machine);
   const path = config.netrcPath;
@@ -277,9 +278,10 @@ export function netrcTokenCheck(
   entry: NetrcEntry | undefined,
   state: TokenState | undefined,
   renew: string,
+  host: string,
 ): Check {
   const title = "netrc token";
-  const machine = config.machine.toLowerCase();
+  const machine = host.toLowerCase();
   if (entry === undefined || entry.kind === "default") {
     return check("netrc_token", title, "skipped", `no ${machine} entry comes first (see netrc entry)`);
   }
@@ -340,8 +342,8 @@ export function netrcTokenCheck(
 }
 
 /** `machine host:port` never matches: curl compares the host name only. */
-export function netrcMachineCheck(config: Config, netrc: Netrc): Check {
-  const machine = config.machine.toLowerCase();
+export function netrcMachineCheck(netrc: Netrc, host: string): Check {
+  const machine = host.toLowerCase();
   const withPort = netrc.entries.filter(
     (e) =>
       e.kind === "machine" &&

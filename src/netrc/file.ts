@@ -58,19 +58,43 @@ async function editNetrc(path: string, edit: (text: string | null) => string | n
   });
 }
 
-/** Writes (or replaces) the host's entry. Returns a warning when the file's mode was tightened. */
-export async function upsertNetrcEntry(
+/**
+ * Writes (or replaces) the entry of every host, in one atomic write under one lock: a reader never
+ * sees one host with the new token and another with the old. Returns a warning when the file's
+ * mode was tightened.
+ */
+export async function upsertNetrcEntries(
   path: string,
-  host: string,
+  hosts: readonly string[],
   token: string,
 ): Promise<string | undefined> {
-  checkTokenLength(token, host);
-  const { warning } = await editNetrc(path, (text) => upsertEntry(text ?? "", host, NETRC_LOGIN, token));
+  for (const host of hosts) checkTokenLength(token, host);
+  const { warning } = await editNetrc(path, (text) =>
+    hosts.reduce((t, host) => upsertEntry(t, host, NETRC_LOGIN, token), text ?? ""),
+  );
   return warning;
+}
+
+/** Removes only the hosts' entries, in one write; returns the hosts that had one. */
+export async function removeNetrcEntries(path: string, hosts: readonly string[]): Promise<string[]> {
+  const removed: string[] = [];
+  await editNetrc(path, (text) => {
+    if (text === null) return null;
+    return hosts.reduce((t, host) => {
+      const next = removeEntries(t, host);
+      if (next !== t) removed.push(host);
+      return next;
+    }, text);
+  });
+  return removed;
+}
+
+/** Writes (or replaces) one host's entry. Returns a warning when the file's mode was tightened. */
+export function upsertNetrcEntry(path: string, host: string, token: string): Promise<string | undefined> {
+  return upsertNetrcEntries(path, [host], token);
 }
 
 /** Removes only the host's entries; returns whether anything was removed. */
 export async function removeNetrcEntry(path: string, host: string): Promise<boolean> {
-  const { changed } = await editNetrc(path, (text) => (text === null ? null : removeEntries(text, host)));
-  return changed;
+  return (await removeNetrcEntries(path, [host])).length > 0;
 }
