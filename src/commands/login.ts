@@ -1,10 +1,11 @@
+import { createInterface } from "node:readline";
 import { checkBrowserCommand, openBrowser } from "../browser.ts";
 import type { Env } from "../config/paths.ts";
 import { say, verbose, warn, type Context } from "../context.ts";
 import { describeExpiry, formatSpan, parseDuration } from "../duration.ts";
 import { CliError, ExitCode } from "../errors.ts";
 import { deviceSignIn } from "../oidc/device.ts";
-import { LoopbackServer, type Page } from "../oidc/loopback.ts";
+import { LoopbackServer, type CallbackOutcome, type Page } from "../oidc/loopback.ts";
 import type { Provider, TokenSet } from "../oidc/provider.ts";
 import { describeEntries, openSession, type Session } from "../session.ts";
 import { withStateLock } from "../store/write.ts";
@@ -63,7 +64,7 @@ export async function login(ctx: Context, opts: LoginOptions): Promise<number> {
       } else {
         say(
           ctx,
-          `${why}, and ${host} offers no device sign-in: open the URL below in a browser that reaches this machine.`,
+          `${why}, and ${host} offers no device sign-in: open the URL below in a browser${ctx.stdin?.isTTY === true ? "" : " that reaches this machine"}.`,
         );
         launch = false;
       }
@@ -155,7 +156,13 @@ async function browserSignIn(
     }
     say(ctx, `Waiting up to ${formatSpan(o.waitSeconds)} for the sign-in (Ctrl-C to cancel)...`);
 
-    const outcome = await waitFor(server.callback, ctx.signal, o.waitSeconds);
+    const stopPasting = ctx.stdin?.isTTY === true ? acceptPastedAddresses(ctx, ctx.stdin, server) : undefined;
+    let outcome: CallbackOutcome;
+    try {
+      outcome = await waitFor(server.callback, ctx.signal, o.waitSeconds);
+    } finally {
+      stopPasting?.();
+    }
     if (outcome.kind === "error") {
       const detail =
         outcome.description === undefined ? outcome.error : `${outcome.description} (${outcome.error})`;
@@ -197,6 +204,38 @@ async function browserSignIn(
     await server.close();
     log("closed the loopback server");
   }
+}
+
+/**
+ * Over SSH the browser often runs on another machine and its redirect to 127.0.0.1 goes nowhere:
+ * the user pastes the address it ended on instead, racing the loopback listener. Lines are read as
+ * the terminal hands them over (it echoes them as typed); we never print or log them.
+ * Returns the function that stops reading.
+ */
+function acceptPastedAddresses(
+  ctx: Context,
+  input: NodeJS.ReadableStream,
+  server: LoopbackServer,
+): () => void {
+  say(ctx, "If the browser cannot reach this machine, paste the address it ends on here:");
+  const lines = createInterface({ input, terminal: false, crlfDelay: Infinity });
+  lines.on("line", (line) => {
+    if (line.trim() === "") return;
+    const result = server.acceptPasted(line);
+    if (result === "not-this-address") {
+      say(
+        ctx,
+        `That is not the address this sign-in waits for (it starts with ${server.redirectUri}?); still waiting.`,
+      );
+    } else if (result === "wrong-state") {
+      say(ctx, "That address belongs to another sign-in (its state does not match); still waiting.");
+    }
+  });
+  return () => {
+    lines.close();
+    // A paused terminal no longer keeps the process alive.
+    input.pause();
+  };
 }
 
 /** Saves under the state lock, so a timer's `refresh` running meanwhile cannot overwrite the new session. */
