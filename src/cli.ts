@@ -35,13 +35,15 @@ interface OptionSpec {
 interface CommandSpec {
   name: string;
   help: string;
+  /** More for `COMMAND --help`, after the one-line help. */
+  details?: string;
   options: OptionSpec[];
 }
 
 const MIN_VALID: OptionSpec = {
   name: "min-valid",
   value: "duration",
-  help: "do nothing, without any request, if the token stays valid this long (e.g. 10m)",
+  help: "do nothing, without any request, if the token stays valid this long (e.g. 10m) and every cache host's entry holds it",
 };
 const JSON_OUTPUT: OptionSpec = { name: "json", help: "print a JSON object on stdout" };
 
@@ -56,6 +58,8 @@ const COMMANDS: CommandSpec[] = [
   {
     name: "login",
     help: "sign in with a browser, or a device code over SSH, and write the token to the netrc (the default)",
+    details:
+      "When stdin is a terminal, the browser sign-in also takes the address the browser ends on, pasted into the terminal: for a browser that cannot reach this machine (over SSH, open the URL on your laptop and paste back where it lands). The redirect to 127.0.0.1 and the pasted address race; the first with the right state wins.",
     options: [
       {
         name: "device",
@@ -111,7 +115,8 @@ const helpFooter = () => `Configuration (TOML), first found wins:
   $XDG_CONFIG_HOME/nix-cache-login/config.toml (~/.config when unset),
   /etc/nix-cache-login/config.toml
 Keys: ${column(CONFIG_KEYS.join(", "), 6)}
-  (issuer, client_id and cache_host are required; client_secret_file means service-account mode)
+  (issuer, client_id and cache_host are required; cache_host may be a list of hosts, each
+  getting the token; client_secret_file means service-account mode)
 
 Exit codes:
   0    success (status: the access token is valid and in the netrc)
@@ -165,6 +170,7 @@ export function helpText(command?: string): string {
   return [
     `Usage: ${NAME} ${spec.name}${spec.options.length > 0 ? " [OPTIONS]" : ""}\n\n`,
     `${column(`${spec.help.charAt(0).toUpperCase()}${spec.help.slice(1)}.`, 0)}\n\n`,
+    spec.details === undefined ? "" : `${column(spec.details, 0)}\n\n`,
     "Options:\n",
     table(optionRows([...spec.options, ...GLOBAL_OPTIONS])),
   ].join("");
