@@ -10,6 +10,7 @@
   importNpmLock,
   nodejs_22,
   makeWrapper,
+  installShellFiles,
 }:
 
 let
@@ -41,10 +42,14 @@ buildNpmPackage {
   npmDeps = importNpmLock { npmRoot = src; };
   npmConfigHook = importNpmLock.npmConfigHook;
 
-  nativeBuildInputs = [ makeWrapper ];
+  nativeBuildInputs = [
+    makeWrapper
+    installShellFiles
+  ];
 
   # `npm run build` (the default npmBuildScript) fills ${dirOf bin}/ (bundles and their
-  # third-party license notices).
+  # third-party license notices, and the man page and shell completions made from the CLI's
+  # command table).
   dontNpmInstall = true;
   installPhase = ''
     runHook preInstall
@@ -54,6 +59,12 @@ buildNpmPackage {
     makeWrapper ${lib.getExe nodejs} "$out/bin/nix-cache-login" \
       --add-flags "${libDir}/${baseNameOf bin}"
 
+    installManPage ${dirOf bin}/man/nix-cache-login.1
+    installShellCompletion --cmd nix-cache-login \
+      --bash ${dirOf bin}/completions/nix-cache-login.bash \
+      --zsh ${dirOf bin}/completions/_nix-cache-login \
+      --fish ${dirOf bin}/completions/nix-cache-login.fish
+
     runHook postInstall
   '';
 
@@ -62,6 +73,10 @@ buildNpmPackage {
     runHook preInstallCheck
     "$out/bin/nix-cache-login" --version | grep -F ${lib.escapeShellArg packageJson.version}
     "$out/bin/nix-cache-login" --help > /dev/null
+    ls "$out"/share/man/man1/nix-cache-login.1* \
+      "$out"/share/bash-completion/completions/nix-cache-login* \
+      "$out"/share/zsh/site-functions/_nix-cache-login \
+      "$out"/share/fish/vendor_completions.d/nix-cache-login.fish > /dev/null
     runHook postInstallCheck
   '';
 

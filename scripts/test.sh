@@ -4,7 +4,8 @@
 # runs every test with node's test runner.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/ensure-debs.sh chromium apache2 libapache2-mod-auth-openidc nix-bin curl openssl ca-certificates
+bash scripts/ensure-debs.sh chromium apache2 libapache2-mod-auth-openidc nix-bin curl openssl ca-certificates glewlwyd sqlite3 zsh fish groff-base systemd util-linux
+bash scripts/ensure-node18.sh >/dev/null
 bash scripts/ensure-deps.sh
 npm run build
 npm run check

@@ -17,12 +17,13 @@ import { CliError, ExitCode } from "./errors.ts";
 import { renderError } from "./render.ts";
 import { beginRenewal } from "./session.ts";
 import { closest } from "./suggest.ts";
+import { EXTRA_COMMANDS, extraColdCommand, type CommandTable } from "./commands/table.ts";
 
 declare const __VERSION__: string | undefined;
 const VERSION = typeof __VERSION__ === "string" ? __VERSION__ : "0.0.0-dev";
 const NAME = "nix-cache-login";
 
-interface OptionSpec {
+export interface OptionSpec {
   name: string;
   short?: string;
   /** The value's name in help; options without one are flags. */
@@ -32,20 +33,33 @@ interface OptionSpec {
   conflicts?: string[];
 }
 
-interface CommandSpec {
+export interface CommandSpec {
   name: string;
   help: string;
   /** More for `COMMAND --help`, after the one-line help. */
   details?: string;
   options: OptionSpec[];
+  /** Words allowed after the command (e.g. `timer install`), for parsing, help and completions. */
+  args?: { name: string; choices: string[]; required: boolean };
+  /** Example lines for --help and the man page. */
+  examples?: string[];
 }
 
 const MIN_VALID: OptionSpec = {
   name: "min-valid",
   value: "duration",
-  help: "do nothing, without any request, if the token stays valid this long (e.g. 10m) and every cache host's entry holds it",
+  help: "do nothing, without any request, if the token stays valid this long (with a unit: 30s, 10m, 1h) and every cache host's entry holds it",
 };
 const JSON_OUTPUT: OptionSpec = { name: "json", help: "print a JSON object on stdout" };
+const JSON_RESULT: OptionSpec = {
+  name: "json",
+  help: 'print what was done as one JSON object on stdout (errors as {"error": {...}})',
+};
+const QUIET: OptionSpec = {
+  name: "quiet",
+  short: "q",
+  help: "print nothing on success (warnings, errors and sign-in prompts still go to stderr)",
+};
 
 const GLOBAL_OPTIONS: OptionSpec[] = [
   { name: "config", short: "c", value: "path", help: "configuration file (overrides the search order)" },
@@ -82,31 +96,43 @@ const COMMANDS: CommandSpec[] = [
         value: "duration",
         help: "give up when the sign-in is not finished within this time (default: 5m)",
       },
+      JSON_RESULT,
+      QUIET,
     ],
   },
   {
     name: "refresh",
     help: "renew the access token with the stored refresh token (no browser); for timers",
-    options: [MIN_VALID],
+    options: [MIN_VALID, JSON_RESULT, QUIET],
   },
   {
     name: "service-account",
-    help: "get a token with the client credentials grant (secret from client_secret_file); for servers",
-    options: [MIN_VALID],
+    help: "get a token with the client credentials grant (client_secret_file or client_key_file); for servers",
+    options: [MIN_VALID, JSON_RESULT, QUIET],
   },
   {
     name: "status",
     help: "show the configuration, the netrc entry and token expiry (local files only)",
     options: [JSON_OUTPUT],
   },
-  { name: "logout", help: "revoke the session, remove the netrc entry and the stored tokens", options: [] },
+  {
+    name: "logout",
+    help: "revoke the session, remove the netrc entry and the stored tokens",
+    options: [JSON_RESULT, QUIET],
+  },
   {
     name: "doctor",
     help: "find why Nix does not use the token: config, token, netrc, Nix settings, cache (exit 1 on a problem)",
     options: [JSON_OUTPUT],
   },
+  ...EXTRA_COMMANDS,
 ];
 const DEFAULT_COMMAND = "login";
+
+/** The command table for what is generated from it (completions, man page). */
+export function commandTable(): CommandTable {
+  return { name: NAME, version: VERSION, commands: COMMANDS, globals: GLOBAL_OPTIONS, footer: helpFooter() };
+}
 /** Every option of every command (a shared one more than once). */
 const ALL_OPTIONS = [...GLOBAL_OPTIONS, ...COMMANDS.flatMap((c) => c.options)];
 
@@ -116,7 +142,13 @@ const helpFooter = () => `Configuration (TOML), first found wins:
   /etc/nix-cache-login/config.toml
 Keys: ${column(CONFIG_KEYS.join(", "), 6)}
   (issuer, client_id and cache_host are required; cache_host may be a list of hosts, each
-  getting the token; client_secret_file means service-account mode)
+  getting the token; client_secret_file or client_key_file means service-account mode;
+  token_endpoint_auth_method: client_secret_basic (default), client_secret_post, or
+  private_key_jwt with client_key_file)
+Example (\`${NAME} init --issuer URL --client-id ID --cache-host HOST\` writes one):
+  issuer = "https://sso.example.org/realms/nix"
+  client_id = "nix-cache"
+  cache_host = "cache.example.org"
 
 Exit codes:
   0    success (status: the access token is valid and in the netrc)
@@ -167,12 +199,14 @@ export function helpText(command?: string): string {
       helpFooter(),
     ].join("");
   }
+  const args = spec.args === undefined ? "" : ` ${spec.args.choices.join("|")}`;
   return [
-    `Usage: ${NAME} ${spec.name}${spec.options.length > 0 ? " [OPTIONS]" : ""}\n\n`,
+    `Usage: ${NAME} ${spec.name}${args}${spec.options.length > 0 ? " [OPTIONS]" : ""}\n\n`,
     `${column(`${spec.help.charAt(0).toUpperCase()}${spec.help.slice(1)}.`, 0)}\n\n`,
     spec.details === undefined ? "" : `${column(spec.details, 0)}\n\n`,
     "Options:\n",
     table(optionRows([...spec.options, ...GLOBAL_OPTIONS])),
+    spec.examples === undefined ? "" : `\nExamples:\n${spec.examples.map((e) => `  ${e}\n`).join("")}`,
   ].join("");
 }
 
@@ -264,9 +298,25 @@ export function parseCommandLine(argv: string[]): Parsed {
   if (spec === undefined) throw unknownCommand(name);
   if (values.help === true) return { kind: "help", command: first };
   if (values.version === true) return { kind: "version" };
-  if (rest.length > 0) throw usage(`unexpected argument ${JSON.stringify(rest[0])}`, spec.name);
+  const args = spec.args;
+  if (args !== undefined && rest.length === 1) {
+    const word = rest[0] as string;
+    if (!args.choices.includes(word)) {
+      const suggestion = closest(word, args.choices);
+      throw usage(
+        `${spec.name}: unknown ${args.name} ${JSON.stringify(word)} (one of ${args.choices.join(", ")}${suggestion === undefined ? "" : `; did you mean ${suggestion}?`})`,
+        spec.name,
+      );
+    }
+    values[""] = word;
+  } else if (args?.required === true && rest.length === 0) {
+    throw usage(`${spec.name} needs a ${args.name}: ${args.choices.join(", ")}`, spec.name);
+  } else if (rest.length > 0) {
+    throw usage(`unexpected argument ${JSON.stringify(rest[args === undefined ? 0 : 1])}`, spec.name);
+  }
   const allowed = new Map([...GLOBAL_OPTIONS, ...spec.options].map((o) => [o.name, o]));
   for (const key of Object.keys(values)) {
+    if (key === "") continue;
     const option = allowed.get(key);
     if (option === undefined) throw usage(`${spec.name} has no option --${key}`, spec.name);
     for (const other of option.conflicts ?? []) {
@@ -314,6 +364,8 @@ function coldCommand(command: string, v: Values): ColdCommand {
     case "doctor":
       return { name: "doctor", opts: { json: bool(v.json) } };
   }
+  const extra = extraColdCommand(command, v, commandTable());
+  if (extra !== undefined) return extra;
   throw new Error(`no such command: ${command}`);
 }
 
@@ -338,6 +390,8 @@ async function freshEnough(ctx: Context, command: "refresh" | "service-account",
 
 export async function run(argv: string[], deps: Deps): Promise<number> {
   let verbose = argv.includes("--verbose") || argv.includes("-v");
+  // Also for errors found while parsing: a script that asked for JSON gets JSON.
+  const json = argv.includes("--json");
   try {
     const parsed = parseCommandLine(argv);
     if (parsed.kind === "help") {
@@ -350,15 +404,30 @@ export async function run(argv: string[], deps: Deps): Promise<number> {
     }
     const { command, values } = parsed;
     verbose = values.verbose === true;
-    const ctx = withFields(deps, { verbose, configFlag: str(values.config) });
+    const result: Record<string, unknown> = { command };
+    const ctx = withFields(deps, {
+      verbose,
+      configFlag: str(values.config),
+      quiet: bool(values.quiet),
+      json: bool(values.json),
+      result,
+    });
     if (command === "status") return await status(ctx, { json: bool(values.json) });
-    const minValid = str(values["min-valid"]);
-    if ((command === "refresh" || command === "service-account") && minValid !== undefined) {
-      if (await freshEnough(ctx, command, minValid)) return ExitCode.ok;
+    const code = await runRenewalOrCold(ctx, command, values);
+    if (values.json === true && command !== "doctor" && Object.keys(result).length > 1) {
+      deps.stdout.write(`${JSON.stringify(result)}\n`);
     }
-    const { runCommand } = await import("./cold.ts");
-    return await runCommand(ctx, coldCommand(command, values));
+    return code;
   } catch (e) {
-    return renderError(e, deps, verbose);
+    return renderError(e, deps, verbose, json);
   }
+}
+
+async function runRenewalOrCold(ctx: Context, command: string, values: Values): Promise<number> {
+  const minValid = str(values["min-valid"]);
+  if ((command === "refresh" || command === "service-account") && minValid !== undefined) {
+    if (await freshEnough(ctx, command, minValid)) return ExitCode.ok;
+  }
+  const { runCommand } = await import("./cold.ts");
+  return await runCommand(ctx, coldCommand(command, values));
 }

@@ -8,6 +8,10 @@
 import type { Context } from "./context.ts";
 import type { LoginOptions } from "./commands/login.ts";
 import type { RefreshOptions } from "./commands/refresh.ts";
+import type { CommandTable } from "./commands/table.ts";
+import type { InitOptions } from "./commands/init.ts";
+import type { TimerOptions } from "./commands/timer.ts";
+import { onSlowRequest } from "./oidc/http.ts";
 import { renderError } from "./render.ts";
 
 export type ColdCommand =
@@ -15,9 +19,15 @@ export type ColdCommand =
   | { name: "refresh"; opts: RefreshOptions }
   | { name: "service-account"; opts: RefreshOptions }
   | { name: "logout" }
-  | { name: "doctor"; opts: { json?: boolean | undefined } };
+  | { name: "doctor"; opts: { json?: boolean | undefined } }
+  | { name: "init"; opts: InitOptions }
+  | { name: "timer"; opts: TimerOptions }
+  | { name: "completion"; shell: "bash" | "zsh" | "fish"; table: CommandTable };
 
 export async function runCommand(ctx: Context, cmd: ColdCommand): Promise<number> {
+  if (ctx.stderr.isTTY === true && ctx.quiet !== true) {
+    onSlowRequest((host) => ctx.stderr.write(`waiting for ${host} ...\n`));
+  }
   try {
     switch (cmd.name) {
       case "login":
@@ -30,8 +40,15 @@ export async function runCommand(ctx: Context, cmd: ColdCommand): Promise<number
         return await (await import("./commands/logout.ts")).logout(ctx);
       case "doctor":
         return await (await import("./commands/doctor.ts")).doctor(ctx, cmd.opts);
+      case "init":
+        return await (await import("./commands/init.ts")).init(ctx, cmd.opts);
+      case "timer":
+        return await (await import("./commands/timer.ts")).timer(ctx, cmd.opts);
+      case "completion":
+        ctx.stdout.write((await import("./commands/completion.ts")).completionScript(cmd.shell, cmd.table));
+        return 0;
     }
   } catch (e) {
-    return renderError(e, ctx, ctx.verbose);
+    return renderError(e, ctx, ctx.verbose, ctx.json === true);
   }
 }

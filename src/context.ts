@@ -11,10 +11,28 @@ export interface Context {
   signal: AbortSignal;
   verbose: boolean;
   configFlag: string | undefined;
+  /** --quiet: no progress or result lines on success (warnings, errors and sign-in prompts stay). */
+  quiet?: boolean | undefined;
+  /** --json: the command's result goes to stdout as one object (see ./result.ts). */
+  json?: boolean | undefined;
+  /** What the command did, filled in by it, printed by --json. */
+  result?: Record<string, unknown> | undefined;
 }
 
+/** A progress or result line on stderr; none with --quiet or --json. */
 export function say(ctx: Context, line: string): void {
+  if (ctx.quiet === true || ctx.json === true) return;
   ctx.stderr.write(`${line}\n`);
+}
+
+/** A line the user must see to go on (where to sign in), even with --quiet. */
+export function prompt(ctx: Context, line: string): void {
+  ctx.stderr.write(`${line}\n`);
+}
+
+/** Records a field of the command's result (for --json). */
+export function record(ctx: Context, fields: Record<string, unknown>): void {
+  if (ctx.result !== undefined) Object.assign(ctx.result, fields);
 }
 
 export function verbose(ctx: Context): (line: string) => void {

@@ -14,13 +14,24 @@ export interface CliErrorOptions {
   /** Extra lines shown only with --verbose (protocol detail, never secrets). */
   detail?: string;
   cause?: unknown;
+  /** A stable name for scripts (`--json` errors); by default one per exit code. */
+  code?: string;
 }
+
+const DEFAULT_CODES: Record<number, string> = {
+  0: "ok",
+  1: "failure",
+  2: "usage",
+  3: "login_required",
+  130: "interrupted",
+};
 
 /** The one error type the CLI renders: a one-line message, an optional hint and an exit code. */
 export class CliError extends Error {
   readonly exitCode: ExitCodeValue;
   readonly hint: string | undefined;
   readonly detail: string | undefined;
+  readonly code: string;
 
   constructor(message: string, options: CliErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -28,6 +39,7 @@ export class CliError extends Error {
     this.exitCode = options.exitCode ?? ExitCode.failure;
     this.hint = options.hint;
     this.detail = options.detail;
+    this.code = options.code ?? DEFAULT_CODES[this.exitCode] ?? "failure";
   }
 }
 

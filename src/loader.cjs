@@ -12,6 +12,29 @@
 // The network commands (dist/commands.cjs) are required normally and use Node's own compile
 // cache where Node has one (22.1 and later), in the same directory.
 "use strict";
+
+// First of all: the bundles use what older Node.js versions lack (such as
+// process.getBuiltinModule) and would fail with a confusing message. This file sticks to syntax
+// that old versions parse (no ?. or ??), so that they get this message.
+{
+  const needed = "__NODE_MIN__"; // package.json's engines.node, filled in by the build
+  const want = needed.split(".").map(Number);
+  const have = process.versions.node.split(".").map(Number);
+  if (have[0] < want[0] || (have[0] === want[0] && have[1] < want[1])) {
+    process.stderr.write(
+      "nix-cache-login: needs Node.js " +
+        needed +
+        " or later, found " +
+        process.version +
+        " (" +
+        process.execPath +
+        "); install a current Node.js (https://nodejs.org/en/download, or " +
+        'see README "Install"), or use the Nix package\n',
+    );
+    process.exit(1);
+  }
+}
+
 const fs = require("node:fs");
 const vm = require("node:vm");
 
@@ -21,9 +44,9 @@ const BUILD_ID = "__BUILD_ID__";
 const SOURCE = __SOURCE__;
 
 const env = process.env;
-const base = env.XDG_CACHE_HOME?.startsWith("/")
+const base = /^\//.test(env.XDG_CACHE_HOME || "")
   ? env.XDG_CACHE_HOME
-  : env.HOME?.startsWith("/")
+  : /^\//.test(env.HOME || "")
     ? `${env.HOME}/.cache`
     : undefined;
 const enabled = base !== undefined && env.NODE_DISABLE_COMPILE_CACHE === undefined;
@@ -36,7 +59,8 @@ const enabled = base !== undefined && env.NODE_DISABLE_COMPILE_CACHE === undefin
 function requireCommands(id) {
   if (enabled) {
     try {
-      require("node:module").enableCompileCache?.(`${base}/nix-cache-login/compile-cache`);
+      const { enableCompileCache } = require("node:module");
+      if (enableCompileCache !== undefined) enableCompileCache(`${base}/nix-cache-login/compile-cache`);
     } catch {
       // Only an optimisation.
     }
@@ -48,8 +72,8 @@ function requireCommands(id) {
 // that each holds the functions its own runs need: a timer's `refresh --min-valid 10m` always
 // finds its own.
 const args = process.argv.slice(2);
-const command = args.find((a) => /^[a-z][a-z-]*$/.test(a)) ?? "";
-const flags = args.filter((a) => a.startsWith("-")).map((a) => (a.split("=")[0] ?? "").replace(/^-+/, ""));
+const command = args.find((a) => /^[a-z][a-z-]*$/.test(a)) || "";
+const flags = args.filter((a) => a.startsWith("-")).map((a) => a.split("=")[0].replace(/^-+/, ""));
 const key = [command || "none", ...[...new Set(flags)].sort()]
   .join("_")
   .replace(/[^A-Za-z0-9_-]/g, "")
@@ -68,7 +92,8 @@ function readCache(file) {
   try {
     fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
     const st = fs.fstatSync(fd);
-    if (st.uid !== process.getuid?.() || (st.mode & 0o022) !== 0 || !st.isFile()) return undefined;
+    const uid = typeof process.getuid === "function" ? process.getuid() : -1;
+    if (st.uid !== uid || (st.mode & 0o022) !== 0 || !st.isFile()) return undefined;
     const data = Buffer.allocUnsafe(st.size);
     return fs.readSync(fd, data, 0, st.size, 0) === st.size ? data : undefined;
   } catch {

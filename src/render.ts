@@ -1,12 +1,32 @@
 import { CliError, ExitCode } from "./errors.ts";
 
 interface Sink {
+  stdout?: { write(text: string): unknown };
   stderr: { write(text: string): unknown };
   signal: AbortSignal;
 }
 
-/** The one place errors become text on stderr and an exit code. */
-export function renderError(e: unknown, to: Sink, verbose: boolean): number {
+/**
+ * The one place errors become text on stderr and an exit code. With `json` (a command's --json),
+ * stdout also gets one object {"error": {"code", "message", "hint"}}.
+ */
+export function renderError(e: unknown, to: Sink, verbose: boolean, json = false): number {
+  if (json && to.stdout !== undefined) {
+    const err =
+      to.signal.aborted || !(e instanceof CliError)
+        ? undefined
+        : { code: e.code, message: e.message, hint: e.hint ?? null };
+    const body = err ?? {
+      code: to.signal.aborted ? "interrupted" : "failure",
+      message: to.signal.aborted ? "interrupted" : String((e as Error).message ?? e),
+      hint: null,
+    };
+    to.stdout.write(`${JSON.stringify({ error: body })}\n`);
+  }
+  return renderText(e, to, verbose);
+}
+
+function renderText(e: unknown, to: Sink, verbose: boolean): number {
   if (to.signal.aborted) {
     to.stderr.write("error: interrupted\n");
     return ExitCode.interrupted;

@@ -11,6 +11,7 @@ import { verbose, type Context } from "./context.ts";
 import { parseDuration } from "./duration.ts";
 import { CliError, ExitCode } from "./errors.ts";
 import { netrcHolds } from "./netrc/read.ts";
+import { recordTokens } from "./result.ts";
 import { StateStore, type TokenState } from "./store/state.ts";
 
 export interface Session {
@@ -24,38 +25,67 @@ export async function openSession(ctx: Context): Promise<Session> {
   return { config, store: new StateStore(stateDir(ctx.env), config.issuer, config.clientId) };
 }
 
-export function readClientSecret(config: Config): string {
-  if (config.clientSecretFile === undefined) {
-    throw new CliError(
-      `${config.path}: client_secret_file is not set, so this configuration is for user sign-in`,
-      {
-        exitCode: ExitCode.usage,
-        hint: "set client_secret_file for a service account, or use `nix-cache-login login`",
-      },
-    );
-  }
-  const file = config.resolveClientSecretFile();
+/** What a service account proves itself with: a shared secret, or a private key (private_key_jwt). */
+export type ClientCredential = { secret: string } | { keyText: string; keyFile: string };
+
+function readPrivateFile(
+  config: Config,
+  key: "client_secret_file" | "client_key_file",
+  file: string,
+): string {
   let text: string;
   try {
     text = readFileSync(file, "utf8");
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     throw new CliError(
-      `client_secret_file ${file}: ${code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : (code ?? (e as Error).message)}`,
+      `${key} ${file}: ${code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : (code ?? (e as Error).message)}`,
       {
         exitCode: code === "ENOENT" ? ExitCode.usage : ExitCode.failure,
         hint:
           code === "EACCES"
             ? "run as a user that can read it (the file should stay private)"
-            : `fix client_secret_file in ${config.path}`,
+            : `fix ${key} in ${config.path}`,
       },
     );
   }
-  const secret = text.replace(/\s+$/, "");
-  if (secret === "") {
-    throw new CliError(`client_secret_file ${file}: the file is empty`, { exitCode: ExitCode.usage });
+  const trimmed = text.replace(/\s+$/, "");
+  if (trimmed === "") {
+    throw new CliError(`${key} ${file}: the file is empty`, { exitCode: ExitCode.usage });
   }
-  return secret;
+  return trimmed;
+}
+
+function notServiceAccount(config: Config): CliError {
+  return new CliError(
+    `${config.path}: neither client_secret_file nor client_key_file is set, so this configuration is for user sign-in`,
+    {
+      exitCode: ExitCode.usage,
+      hint: "set client_secret_file (or client_key_file) for a service account, or use `nix-cache-login login`",
+    },
+  );
+}
+
+export function readClientSecret(config: Config): string {
+  if (config.clientSecretFile === undefined) throw notServiceAccount(config);
+  return readPrivateFile(config, "client_secret_file", config.resolveClientSecretFile());
+}
+
+/**
+ * The text of a private_key_jwt client's key file; ./oidc/client-key.ts parses it (node:crypto is
+ * too heavy for the files-only start-up path).
+ */
+export function readClientKeyText(config: Config): { keyText: string; keyFile: string } {
+  if (config.clientKeyFile === undefined) throw notServiceAccount(config);
+  const keyFile = config.resolveClientKeyFile();
+  return { keyText: readPrivateFile(config, "client_key_file", keyFile), keyFile };
+}
+
+/** The service account's credential: the key for private_key_jwt, else the secret. */
+export function readClientCredential(config: Config): ClientCredential {
+  return config.clientKeyFile !== undefined
+    ? readClientKeyText(config)
+    : { secret: readClientSecret(config) };
 }
 
 /** The command that gets a fresh token: for hints (`status`) and fixes (`doctor`). */
@@ -97,7 +127,7 @@ export function tokenGood(s: Session, state: TokenState | undefined, needed: num
 
 export interface Renewal {
   session: Session;
-  secret: string | undefined;
+  credential: ClientCredential | undefined;
   /** The state as read before the lock. */
   seen: TokenState | undefined;
   minValid: number | undefined;
@@ -113,20 +143,27 @@ export async function beginRenewal(
   opts: { minValid?: string | undefined },
   grant: "refresh" | "client-credentials",
 ): Promise<Renewal | "fresh"> {
+  if (opts.minValid !== undefined && /^\s*\d+\s*$/.test(opts.minValid)) {
+    throw new CliError(`--min-valid: ${JSON.stringify(opts.minValid.trim())} has no unit`, {
+      exitCode: ExitCode.usage,
+      hint: `write ${opts.minValid.trim()}s, ${opts.minValid.trim()}m or ${opts.minValid.trim()}h`,
+    });
+  }
   const minValid = opts.minValid === undefined ? undefined : parseDuration(opts.minValid, "--min-valid");
   const session = await openSession(ctx);
   const mode = session.config.mode;
   // `service-account` with a user configuration fails here, naming the missing key.
-  const secret =
+  const credential =
     mode === "service-account" || grant === "client-credentials"
-      ? readClientSecret(session.config)
+      ? readClientCredential(session.config)
       : undefined;
   const seen = session.store.read();
   if (minValid !== undefined && tokenGood(session, seen, minValid, ctx.now())) {
     verbose(ctx)(`the access token stays valid for at least ${opts.minValid}; nothing to do`);
+    recordTokens(ctx, session.config, seen, "none");
     return "fresh";
   }
-  return { session, secret, seen, minValid };
+  return { session, credential, seen, minValid };
 }
 
 /** For messages: "cache.example.org entry", "a and b entries", "a, b and c entries". */

@@ -5,7 +5,7 @@
 import { verbose, warn, type Context } from "./context.ts";
 import { checkTokenLength, upsertNetrcEntries } from "./netrc/file.ts";
 import { Provider, type TokenSet } from "./oidc/provider.ts";
-import { describeEntries, type Session } from "./session.ts";
+import { describeEntries, type ClientCredential, type Session } from "./session.ts";
 import type { TokenState } from "./store/state.ts";
 import { writeState } from "./store/write.ts";
 
@@ -13,14 +13,14 @@ export function provider(
   ctx: Context,
   s: Session,
   state: TokenState | undefined,
-  clientSecret?: string,
+  credential?: ClientCredential,
 ): Provider {
   return new Provider({
     config: s.config,
     env: ctx.env,
     log: verbose(ctx),
     now: ctx.now,
-    clientSecret,
+    credential,
     discovery: state?.discovery,
   });
 }
@@ -35,7 +35,9 @@ export async function saveTokens(
   mode: TokenState["mode"],
 ): Promise<TokenState> {
   // Refuse an oversized token before anything is written.
-  for (const machine of s.config.machines) checkTokenLength(tokens.accessToken, machine);
+  // One token for every host: checked once, named after the first.
+  const sizeWarning = checkTokenLength(tokens.accessToken, s.config.machines.join(", "));
+  if (sizeWarning !== undefined) warn(ctx, sizeWarning);
   const base = previous ?? s.store.empty(mode);
   const next: TokenState = {
     ...base,

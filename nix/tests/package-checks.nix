@@ -41,6 +41,7 @@ let
     };
     nodejs_22 = nodejs;
     makeWrapper = fakeDrv "make-wrapper";
+    installShellFiles = fakeDrv "install-shell-files";
   };
 
   relative = p: lib.removePrefix (toString root + "/") (toString p);
@@ -69,6 +70,15 @@ let
       && lib.hasInfix "/${baseNameOf packageJson.bin.nix-cache-login}\"" args.installPhase
     ))
     (eq "package: no npm install of node_modules" args.dontNpmInstall true)
+    (check "package: installs the man page and the shell completions the build makes" (
+      lib.hasInfix "installManPage ${dirOf packageJson.bin.nix-cache-login}/man/nix-cache-login.1" args.installPhase
+      && lib.all (f: lib.hasInfix "${dirOf packageJson.bin.nix-cache-login}/completions/${f}" args.installPhase) [
+        "nix-cache-login.bash"
+        "_nix-cache-login"
+        "nix-cache-login.fish"
+      ]
+      && lib.elem (fakeDrv "install-shell-files") args.nativeBuildInputs
+    ))
     (eq "package: license" args.meta.license lib.licenses.gpl3Plus)
     (eq "package: mainProgram" args.meta.mainProgram "nix-cache-login")
     (eq "package: mainProgram is package.json's bin" (builtins.attrNames packageJson.bin) [

@@ -1,10 +1,11 @@
 import type { Context } from "../context.ts";
-import { cacheCheck } from "../doctor/cache.ts";
+import { cacheCheck, cacheUnauthenticatedCheck } from "../doctor/cache.ts";
 import {
   clientSecretCheck,
   configCheck,
   netrcEntryCheck,
   netrcFileCheck,
+  netrcLinesCheck,
   netrcMachineCheck,
   netrcTokenCheck,
   tokenCheck,
@@ -12,9 +13,13 @@ import {
 import {
   daemonCheck,
   determinateCheck,
+  determinateDaemonCheck,
   findOnPath,
   gatherDaemonFacts,
+  gatherDeterminateDaemonFacts,
+  gatherLibcurlFacts,
   gatherNixFacts,
+  libcurlCheck,
   nixNetrcFileCheck,
   nixSummaryCheck,
   readDeterminateConfig,
@@ -60,6 +65,7 @@ export async function doctor(ctx: Context, opts: DoctorOptions): Promise<number>
           forHost(netrcMachineCheck(file.netrc, machine)),
         );
       }
+      checks.push(netrcLinesCheck(config, file.netrc, renew));
     } else {
       checks.push(check("netrc_entry", "netrc entry", "skipped", "no netrc to look into (see netrc file)"));
     }
@@ -71,6 +77,7 @@ export async function doctor(ctx: Context, opts: DoctorOptions): Promise<number>
   } else {
     const facts = await gatherNixFacts(nixPath, ctx.env, ctx.signal);
     checks.push(nixSummaryCheck(facts));
+    checks.push(libcurlCheck(await gatherLibcurlFacts(nixPath, ctx.env, ctx.signal)));
     const netrcPath = session?.config.netrcPath;
     if (netrcPath === undefined) {
       checks.push(
@@ -83,7 +90,15 @@ export async function doctor(ctx: Context, opts: DoctorOptions): Promise<number>
       );
     } else {
       checks.push(await nixNetrcFileCheck(facts, netrcPath, ctx.env));
-      if (facts.determinate) checks.push(await determinateCheck(await readDeterminateConfig(), netrcPath));
+      if (facts.determinate) {
+        checks.push(await determinateCheck(await readDeterminateConfig(), netrcPath));
+        checks.push(
+          determinateDaemonCheck(
+            await gatherDeterminateDaemonFacts(netrcPath, ctx.env, ctx.signal, ctx.now()),
+            netrcPath,
+          ),
+        );
+      }
       if (facts.multiUser && !facts.determinate) {
         checks.push(await daemonCheck(facts, await gatherDaemonFacts(ctx.env, ctx.signal), netrcPath));
       }
@@ -94,8 +109,8 @@ export async function doctor(ctx: Context, opts: DoctorOptions): Promise<number>
     const { config } = session;
     const hosts = config.cacheHosts.map((h) => h.host);
     const results = await Promise.all(
-      config.cacheHosts.map((cache) =>
-        cacheCheck(
+      config.cacheHosts.map(async (cache) => [
+        await cacheCheck(
           ctx,
           config,
           cache,
@@ -103,9 +118,10 @@ export async function doctor(ctx: Context, opts: DoctorOptions): Promise<number>
           tokenExpired,
           renew,
         ),
-      ),
+        await cacheUnauthenticatedCheck(ctx, config, cache),
+      ]),
     );
-    results.forEach((c, i) => checks.push(perHost(hosts, hosts[i] as string)(c)));
+    results.forEach((pair, i) => checks.push(...pair.map(perHost(hosts, hosts[i] as string))));
   } else {
     checks.push(check("cache", "cache", "skipped", "no valid configuration, so no cache to ask"));
   }

@@ -1,7 +1,7 @@
 import { createInterface } from "node:readline";
 import { checkBrowserCommand, openBrowser } from "../browser.ts";
 import type { Env } from "../config/paths.ts";
-import { say, verbose, warn, type Context } from "../context.ts";
+import { prompt, say, verbose, warn, type Context } from "../context.ts";
 import { describeExpiry, formatSpan, parseDuration } from "../duration.ts";
 import { CliError, ExitCode } from "../errors.ts";
 import { deviceSignIn } from "../oidc/device.ts";
@@ -9,6 +9,7 @@ import { LoopbackServer, type CallbackOutcome, type Page } from "../oidc/loopbac
 import type { Provider, TokenSet } from "../oidc/provider.ts";
 import { describeEntries, openSession, type Session } from "../session.ts";
 import { withStateLock } from "../store/write.ts";
+import { recordTokens } from "../result.ts";
 import { provider, saveTokens } from "../tokens.ts";
 
 export const DEFAULT_LOGIN_TIMEOUT = "5m";
@@ -47,6 +48,7 @@ export async function login(ctx: Context, opts: LoginOptions): Promise<number> {
       },
     );
   }
+  signedInAlready(ctx, s);
   // A sign-in is rare and interactive: always ask the provider for a fresh discovery document.
   const p = provider(ctx, s, undefined);
   const host = p.host;
@@ -59,10 +61,13 @@ export async function login(ctx: Context, opts: LoginOptions): Promise<number> {
     const why = noLocalBrowser(ctx.env);
     if (why !== undefined) {
       if ((await p.deviceEndpoint()) !== undefined) {
-        say(ctx, `${why}: signing in with a device code instead (--no-browser keeps the browser sign-in).`);
+        prompt(
+          ctx,
+          `${why}: signing in with a device code instead (--no-browser keeps the browser sign-in).`,
+        );
         useDevice = true;
       } else {
-        say(
+        prompt(
           ctx,
           `${why}, and ${host} offers no device sign-in: open the URL below in a browser${ctx.stdin?.isTTY === true ? "" : " that reaches this machine"}.`,
         );
@@ -101,7 +106,25 @@ export async function login(ctx: Context, opts: LoginOptions): Promise<number> {
     `  refresh token: ${tokens.refreshToken === undefined ? "none (run `nix-cache-login login` again when the access token expires)" : describeExpiry(tokens.refreshExpiresAt ?? null, now)}`,
   );
   say(ctx, `Wrote the ${describeEntries(s.config.machines)} in ${s.config.netrcPath}.`);
+  recordTokens(ctx, s.config, s.store.read(), "signed_in");
   return ExitCode.ok;
+}
+
+/** Says who is signed in, and until when, before a new sign-in replaces that session. */
+function signedInAlready(ctx: Context, s: Session): void {
+  const state = s.store.read();
+  if (state?.access_token === undefined && state?.refresh_token === undefined) return;
+  const now = ctx.now();
+  const until = (at: string | null | undefined) =>
+    at === undefined || at === null ? "an unknown time" : at.replace(/\.\d{3}Z$/, "Z");
+  const sessionEnd =
+    state.refresh_token !== undefined
+      ? `the session can be renewed until ${until(state.refresh_token_expires_at)}`
+      : "no refresh token";
+  prompt(
+    ctx,
+    `Already signed in as ${state.username ?? "(unknown user)"} at ${s.config.issuer}: access token ${describeExpiry(state.access_token_expires_at ?? null, now)}, ${sessionEnd}. Starting a new sign-in, which replaces it.`,
+  );
 }
 
 interface BrowserSignInOptions {
@@ -142,7 +165,7 @@ async function browserSignIn(
     void import("proper-lockfile").catch(() => undefined);
 
     if (o.launch) {
-      say(ctx, `Opening a browser to sign in. If your browser did not open, visit: ${server.url}`);
+      prompt(ctx, `Opening a browser to sign in. If your browser did not open, visit: ${server.url}`);
       await openBrowser(server.url, {
         command: o.browserCommand,
         commandFrom: o.commandFrom,
@@ -152,9 +175,9 @@ async function browserSignIn(
         warn: (line) => warn(ctx, line),
       });
     } else {
-      say(ctx, `To sign in, open this URL in a browser: ${server.url}`);
+      prompt(ctx, `To sign in, open this URL in a browser: ${server.url}`);
     }
-    say(ctx, `Waiting up to ${formatSpan(o.waitSeconds)} for the sign-in (Ctrl-C to cancel)...`);
+    prompt(ctx, `Waiting up to ${formatSpan(o.waitSeconds)} for the sign-in (Ctrl-C to cancel)...`);
 
     const stopPasting = ctx.stdin?.isTTY === true ? acceptPastedAddresses(ctx, ctx.stdin, server) : undefined;
     let outcome: CallbackOutcome;
@@ -217,18 +240,18 @@ function acceptPastedAddresses(
   input: NodeJS.ReadableStream,
   server: LoopbackServer,
 ): () => void {
-  say(ctx, "If the browser cannot reach this machine, paste the address it ends on here:");
+  prompt(ctx, "If the browser cannot reach this machine, paste the address it ends on here:");
   const lines = createInterface({ input, terminal: false, crlfDelay: Infinity });
   lines.on("line", (line) => {
     if (line.trim() === "") return;
     const result = server.acceptPasted(line);
     if (result === "not-this-address") {
-      say(
+      prompt(
         ctx,
         `That is not the address this sign-in waits for (it starts with ${server.redirectUri}?); still waiting.`,
       );
     } else if (result === "wrong-state") {
-      say(ctx, "That address belongs to another sign-in (its state does not match); still waiting.");
+      prompt(ctx, "That address belongs to another sign-in (its state does not match); still waiting.");
     }
   });
   return () => {

@@ -1,6 +1,7 @@
 import { say, verbose, type Context } from "../context.ts";
 import { describeExpiry } from "../duration.ts";
 import { ExitCode, loginRequired } from "../errors.ts";
+import { parseClientKey } from "../oidc/client-key.ts";
 import {
   beginRenewal,
   describeEntries,
@@ -11,6 +12,7 @@ import {
 } from "../session.ts";
 import type { TokenState } from "../store/state.ts";
 import { withStateLock } from "../store/write.ts";
+import { recordTokens } from "../result.ts";
 import { provider, saveTokens, writeNetrcEntries } from "../tokens.ts";
 
 export interface RefreshOptions {
@@ -29,11 +31,15 @@ export async function refresh(
 ): Promise<number> {
   const r = await beginRenewal(ctx, opts, grant);
   if (r === "fresh") return ExitCode.ok;
-  const { session: s, secret, seen, minValid } = r;
+  const { session: s, credential, seen, minValid } = r;
+  // A bad key file is a configuration error, found before any request.
+  if (credential !== undefined && "keyText" in credential) {
+    parseClientKey(s.config, credential.keyText, credential.keyFile);
+  }
   const log = verbose(ctx);
   const mode = s.config.mode;
   if (grant === "refresh" && mode === "service-account")
-    log("configuration has client_secret_file: using the client credentials grant");
+    log("configuration is for a service account: using the client credentials grant");
 
   return withStateLock(s.store, async () => {
     const state = s.store.read();
@@ -47,13 +53,15 @@ export async function refresh(
     const needed = minValid ?? (renewedMeanwhile ? 1 : Infinity);
     if (tokenGood(s, state, needed, ctx.now())) {
       log("another nix-cache-login renewed the token meanwhile; nothing to do");
+      recordTokens(ctx, s.config, state, "none");
       return ExitCode.ok;
     }
     if (state !== undefined && tokenLasts(state, needed, ctx.now())) {
       await copyTokenToHosts(ctx, s, state);
+      recordTokens(ctx, s.config, state, "copied");
       return ExitCode.ok;
     }
-    const p = provider(ctx, s, state, secret);
+    const p = provider(ctx, s, state, credential);
     let tokens;
     if (mode === "service-account") {
       tokens = await p.clientCredentials();
@@ -64,6 +72,7 @@ export async function refresh(
       tokens = await p.refresh(state.refresh_token);
     }
     const next = await saveTokens(ctx, s, state, tokens, p, mode);
+    recordTokens(ctx, s.config, next, "renewed");
     const expires =
       next.access_token_expires_at === undefined ? null : new Date(next.access_token_expires_at);
     say(

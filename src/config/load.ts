@@ -28,6 +28,14 @@ export interface Config {
    * the systemd unit, and `status` in an admin shell must still work.
    */
   resolveClientSecretFile: () => string;
+  /**
+   * How a service account proves itself at the token endpoint; undefined: client_secret_basic,
+   * unless the provider's discovery document offers only client_secret_post.
+   */
+  tokenEndpointAuthMethod: TokenEndpointAuthMethod | undefined;
+  /** As written; private_key_jwt (Keycloak's "Signed JWT" client authenticator). */
+  clientKeyFile: string | undefined;
+  resolveClientKeyFile: () => string;
   mode: "user" | "service-account";
   scopes: string[] | undefined;
   callbackPort: number | undefined;
@@ -45,12 +53,22 @@ export interface CacheHost {
 
 /** `strings` is one string or a non-empty list of them. */
 type KeyType = "string" | "string[]" | "strings" | "integer";
+
+export const TOKEN_ENDPOINT_AUTH_METHODS = [
+  "client_secret_basic",
+  "client_secret_post",
+  "private_key_jwt",
+] as const;
+export type TokenEndpointAuthMethod = (typeof TOKEN_ENDPOINT_AUTH_METHODS)[number];
+
 const KEYS: Record<string, { type: KeyType; required: boolean }> = {
   issuer: { type: "string", required: true },
   client_id: { type: "string", required: true },
   cache_host: { type: "strings", required: true },
   netrc_path: { type: "string", required: false },
   client_secret_file: { type: "string", required: false },
+  client_key_file: { type: "string", required: false },
+  token_endpoint_auth_method: { type: "string", required: false },
   scopes: { type: "string[]", required: false },
   callback_port: { type: "integer", required: false },
   cache_url: { type: "strings", required: false },
@@ -190,6 +208,38 @@ export function validateConfig(doc: Record<string, unknown>, file: string, sourc
   const rawSecretFile = typeof values.client_secret_file === "string" ? values.client_secret_file : undefined;
   // A path without variables is checked now; one with variables when the secret is read.
   if (rawSecretFile !== undefined && !rawSecretFile.includes("$")) expand("client_secret_file");
+  const rawKeyFile = typeof values.client_key_file === "string" ? values.client_key_file : undefined;
+  if (rawKeyFile !== undefined && !rawKeyFile.includes("$")) expand("client_key_file");
+
+  let authMethod: TokenEndpointAuthMethod | undefined;
+  if (typeof values.token_endpoint_auth_method === "string") {
+    const m = values.token_endpoint_auth_method;
+    if ((TOKEN_ENDPOINT_AUTH_METHODS as readonly string[]).includes(m))
+      authMethod = m as TokenEndpointAuthMethod;
+    else {
+      const suggestion = closest(m.toLowerCase(), [...TOKEN_ENDPOINT_AUTH_METHODS]);
+      bad(
+        "token_endpoint_auth_method",
+        `${JSON.stringify(m)} is not one of ${TOKEN_ENDPOINT_AUTH_METHODS.join(", ")}${suggestion === undefined ? "" : ` (did you mean ${suggestion}?)`}`,
+      );
+    }
+  }
+  if (rawSecretFile !== undefined && rawKeyFile !== undefined) {
+    bad("client_key_file", "set either client_secret_file or client_key_file, not both");
+  } else if (authMethod === "private_key_jwt" && rawKeyFile === undefined) {
+    bad("token_endpoint_auth_method", "private_key_jwt needs client_key_file (the client's private key)");
+  } else if (authMethod !== undefined && authMethod !== "private_key_jwt" && rawKeyFile !== undefined) {
+    bad(
+      "token_endpoint_auth_method",
+      `${authMethod} sends a client secret; with client_key_file use private_key_jwt (or leave it out)`,
+    );
+  } else if (authMethod !== undefined && rawSecretFile === undefined && rawKeyFile === undefined) {
+    bad(
+      "token_endpoint_auth_method",
+      "only for service accounts: set client_secret_file or client_key_file too (a user sign-in client is public)",
+    );
+  }
+  if (rawKeyFile !== undefined) authMethod = "private_key_jwt";
 
   if (problems.length > 0) {
     throw new CliError(
@@ -210,7 +260,10 @@ export function validateConfig(doc: Record<string, unknown>, file: string, sourc
     netrcPath: netrcPath as string,
     clientSecretFile: rawSecretFile,
     resolveClientSecretFile: () => expandPath(rawSecretFile ?? "", env, `${file}: client_secret_file`),
-    mode: rawSecretFile === undefined ? "user" : "service-account",
+    tokenEndpointAuthMethod: authMethod,
+    clientKeyFile: rawKeyFile,
+    resolveClientKeyFile: () => expandPath(rawKeyFile ?? "", env, `${file}: client_key_file`),
+    mode: rawSecretFile === undefined && rawKeyFile === undefined ? "user" : "service-account",
     scopes: values.scopes as string[] | undefined,
     callbackPort,
     timeoutSeconds,

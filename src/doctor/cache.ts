@@ -98,6 +98,15 @@ export async function cacheCheck(
     return check("cache", title, "problem", summary, { details: [line], fix });
   }
   if (response.status === 403) {
+    if (!credentials || tokenExpired) {
+      return check(
+        "cache",
+        title,
+        "problem",
+        `the cache answers 403 to ${credentials ? "an expired token" : "a request without a token"}; it should answer 401`,
+        { details: [line, NIX_403], fix: [`run \`${renew}\``, CACHE_401_FIX] },
+      );
+    }
     return check("cache", title, "problem", "the cache accepted the token but refused access (403)", {
       details: [line],
       fix: ["ask the cache's administrators for access (a role or group your token lacks)"],
@@ -113,4 +122,96 @@ export async function cacheCheck(
     details: [line],
     fix: ["try again later, or ask the cache's administrators"],
   });
+}
+
+/**
+ * NixOS/nix http-binary-cache-store.cc: a 403 on a .narinfo counts as "not in this cache" and is
+ * remembered for narinfo-cache-negative-ttl (3600 s by default), after which Nix builds from source
+ * even once the token is renewed; a 401 only disables the cache for 60 s.
+ */
+const NIX_403 =
+  'Nix takes 403 as "not in this cache", remembers it for narinfo-cache-negative-ttl (an hour by default) and builds from source meanwhile; 401 only disables the cache for a minute';
+const CACHE_401_FIX =
+  'ask the cache\'s administrators to answer 401 when the token is missing, expired or invalid (README: "The cache side")';
+
+/** A store path hash that names nothing: the cache has no such narinfo. */
+const ABSENT_NARINFO = "00000000000000000000000000000000.narinfo";
+
+/**
+ * How the cache answers a request without a token, as Nix sends one after the token expired or
+ * before the first sign-in: 401 is right; 403 makes Nix stop asking for an hour.
+ */
+export async function cacheUnauthenticatedCheck(
+  ctx: Context,
+  config: Config,
+  cache: CacheHost,
+): Promise<Check> {
+  const title = "cache without a token";
+  const url = `${cache.url}/${ABSENT_NARINFO}`;
+  const fetch = makeFetch(ctx.env, verbose(ctx));
+  const signal = AbortSignal.any([ctx.signal, AbortSignal.timeout(config.timeoutSeconds * 1000)]);
+  let status: number;
+  try {
+    const response = await fetch(url, { method: "GET", signal, redirect: "manual" });
+    await response.body?.cancel();
+    status = response.status;
+  } catch (e) {
+    if (ctx.signal.aborted) throw e;
+    return check(
+      "cache_unauthenticated",
+      title,
+      "skipped",
+      `cannot reach the cache: ${describeNetworkError(e, url) ?? (e as Error).message}`,
+    );
+  }
+  const line = `GET ${url} without credentials -> ${status}`;
+  if (status === 401) {
+    return check(
+      "cache_unauthenticated",
+      title,
+      "ok",
+      `answers 401 to a request without a token, as Nix needs`,
+      {
+        details: [line],
+      },
+    );
+  }
+  if (status === 403) {
+    return check(
+      "cache_unauthenticated",
+      title,
+      "problem",
+      "the cache answers 403 to a request without a token; it should answer 401",
+      { details: [line, NIX_403], fix: [CACHE_401_FIX] },
+    );
+  }
+  if (status === 404) {
+    return check(
+      "cache_unauthenticated",
+      title,
+      "note",
+      "the cache answers narinfo requests without a token: it does not seem to be protected",
+      {
+        details: [line],
+      },
+    );
+  }
+  if (status >= 300 && status < 400) {
+    return check(
+      "cache_unauthenticated",
+      title,
+      "problem",
+      `the cache redirects a request without a token (HTTP ${status}, a login page?); Nix cannot follow that: it should answer 401`,
+      { details: [line], fix: [CACHE_401_FIX] },
+    );
+  }
+  return check(
+    "cache_unauthenticated",
+    title,
+    "note",
+    `the cache answers HTTP ${status} to a request without a token`,
+    {
+      details: [line],
+    },
+  );
 }

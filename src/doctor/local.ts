@@ -10,8 +10,15 @@ import type { Context } from "../context.ts";
 import { describeExpiry } from "../duration.ts";
 import { CliError } from "../errors.ts";
 import { readNetrc } from "../netrc/read.ts";
-import { CURL_NETRC_MAX_TOKEN, findEntry, type Netrc, type NetrcEntry } from "../netrc/netrc.ts";
-import { openSession, readClientSecret, renewCommand, type Session } from "../session.ts";
+import {
+  CURL_NETRC_MAX_LINE,
+  CURL_NETRC_MAX_TOKEN,
+  findEntry,
+  type Netrc,
+  type NetrcEntry,
+} from "../netrc/netrc.ts";
+import { parseClientKey } from "../oidc/client-key.ts";
+import { openSession, readClientKeyText, readClientSecret, renewCommand, type Session } from "../session.ts";
 import type { TokenState } from "../store/state.ts";
 import { check, type Check } from "./report.ts";
 
@@ -48,18 +55,26 @@ export async function configCheck(ctx: Context): Promise<{ check: Check; session
 }
 
 export async function clientSecretCheck(config: Config): Promise<Check> {
+  const key = config.clientKeyFile !== undefined;
+  const id = key ? "client_key" : "client_secret";
+  const title = key ? "client key" : "client secret";
   try {
+    if (key) {
+      const { keyText, keyFile } = readClientKeyText(config);
+      const { alg } = parseClientKey(config, keyText, keyFile);
+      return check(
+        id,
+        title,
+        "ok",
+        `${config.clientKeyFile} holds a private key; client assertions are signed with ${alg} (private_key_jwt)`,
+      );
+    }
     readClientSecret(config);
-    return check(
-      "client_secret",
-      "client secret",
-      "ok",
-      `${config.clientSecretFile} is readable and not empty`,
-    );
+    return check(id, title, "ok", `${config.clientSecretFile} is readable and not empty`);
   } catch (e) {
     const { message, hint } = errorText(e);
-    return check("client_secret", "client secret", "problem", message, {
-      fix: [hint ?? `fix client_secret_file in ${config.path}`],
+    return check(id, title, "problem", message, {
+      fix: [hint ?? `fix ${key ? "client_key_file" : "client_secret_file"} in ${config.path}`],
     });
   }
 }
@@ -338,6 +353,43 @@ export function netrcTokenCheck(
     title,
     "ok",
     `holds the current access token (${bytes} bytes, curl's limit is ${CURL_NETRC_MAX_TOKEN})`,
+  );
+}
+
+/**
+ * curl up to 8.10 (Debian 12's 7.88, and the Nix built on it) does not read a netrc line over
+ * 4095 bytes: the entry on it loses its password, silently. An entry written as one line by an
+ * older nix-cache-login or by hand can cross it with a large token.
+ */
+export function netrcLinesCheck(config: Config, netrc: Netrc, renew: string): Check {
+  const title = "netrc lines";
+  const long: { line: number; bytes: number }[] = [];
+  let start = 0;
+  for (let n = 1; start < netrc.text.length; n++) {
+    const nl = netrc.text.indexOf("\n", start);
+    const end = nl === -1 ? netrc.text.length : nl + 1;
+    if (end - start > CURL_NETRC_MAX_LINE) long.push({ line: n, bytes: end - start });
+    start = end;
+  }
+  if (long.length === 0) {
+    return check("netrc_lines", title, "ok", `no line is over curl's ${CURL_NETRC_MAX_LINE}-byte limit`);
+  }
+  const ours = config.machines.map((m) => findEntry(netrc, m)).filter((e) => e?.kind === "machine");
+  const oursLong = ours.some(
+    (e) => e !== undefined && long.some((l) => l.line >= e.line && l.line <= e.line + 2),
+  );
+  return check(
+    "netrc_lines",
+    title,
+    "problem",
+    `${long.map((l) => `line ${l.line} is ${l.bytes} bytes`).join(", ")}: curl up to 8.10 (and the Nix built on it) does not read a netrc line over ${CURL_NETRC_MAX_LINE} bytes: the entry on it gets no password`,
+    {
+      fix: [
+        oursLong
+          ? `run \`${renew}\`: nix-cache-login writes its entry with the token on a line of its own`
+          : "split that entry over several lines (machine, login and password each on its own line)",
+      ],
+    },
   );
 }
 

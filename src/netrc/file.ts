@@ -1,7 +1,13 @@
 import { formatMode, resolveTarget, withLock, writeFileAtomic } from "../atomic-file.ts";
 import { CliError } from "../errors.ts";
 import { fsError, readNetrcText, syntaxError } from "./read.ts";
-import { CURL_NETRC_MAX_TOKEN, removeEntries, upsertEntry } from "./netrc.ts";
+import {
+  CURL_NETRC_MAX_LINE,
+  CURL_NETRC_MAX_TOKEN,
+  passwordLineBytes,
+  removeEntries,
+  upsertEntry,
+} from "./netrc.ts";
 
 /**
  * The login curl sends with the token. Its value does not matter to the cache, but it must not be
@@ -9,17 +15,31 @@ import { CURL_NETRC_MAX_TOKEN, removeEntries, upsertEntry } from "./netrc.ts";
  */
 export const NETRC_LOGIN = "nix-cache-login";
 
-export function checkTokenLength(token: string, host: string): void {
+/** Over this, a token still fits but is worth making smaller before it grows past the limit. */
+export const NETRC_TOKEN_WARN_BYTES = 3 * 1024;
+
+/**
+ * Refuses a token that curl would not read from our entry (its `password` line over curl's
+ * 4095-byte line limit: curl 7.88 then skips the line and sends no password for us) or whose
+ * token curl >= 8.11.1 would refuse (over 4095 bytes: it stops reading the file there), and returns a warning for one over 3 KB.
+ */
+export function checkTokenLength(token: string, host: string): string | undefined {
+  if (/[\n\r]/.test(token)) throw new CliError(`the access token for ${host} contains a line break`);
   const bytes = Buffer.byteLength(token, "utf8");
-  if (bytes > CURL_NETRC_MAX_TOKEN) {
+  // A CRLF netrc adds one byte to the line: count it, whichever file the entry ends up in.
+  const line = passwordLineBytes(token, "\r\n");
+  const cure =
+    'make the access token smaller in Keycloak: turn on lightweight access tokens (client -> Advanced -> "Always use lightweight access token", Keycloak 24+), or map fewer roles and groups into it';
+  if (line > CURL_NETRC_MAX_LINE || bytes > CURL_NETRC_MAX_TOKEN) {
     throw new CliError(
-      `the access token for ${host} is ${bytes} bytes; curl ignores netrc tokens longer than ${CURL_NETRC_MAX_TOKEN} bytes and would send no credentials`,
-      {
-        hint: "make the token smaller in Keycloak (fewer roles/groups in the access token, or a dedicated client scope); the netrc was left unchanged",
-      },
+      `the access token for ${host} is ${bytes} bytes; its netrc line would be ${line} bytes, and curl up to 8.10 (and the Nix built on it) skips a netrc line over ${CURL_NETRC_MAX_LINE} bytes, so Nix would send no token`,
+      { hint: `${cure}; the netrc was left unchanged` },
     );
   }
-  if (/[\n\r]/.test(token)) throw new CliError(`the access token for ${host} contains a line break`);
+  if (bytes > NETRC_TOKEN_WARN_BYTES) {
+    return `the access token for ${host} is ${bytes} bytes, close to curl's netrc limit (a ${CURL_NETRC_MAX_LINE}-byte line, about ${CURL_NETRC_MAX_LINE - passwordLineBytes("", "\r\n")} bytes of token); ${cure}`;
+  }
+  return undefined;
 }
 
 interface EditResult {

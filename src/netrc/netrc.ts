@@ -46,6 +46,21 @@ export class NetrcSyntaxError extends Error {
 /** Curl (>= 8.11.1) drops netrc tokens longer than this and then sends no credentials at all. */
 export const CURL_NETRC_MAX_TOKEN = 4095;
 
+/**
+ * Curl up to 8.10 (Debian 12 has 7.88, and so does the Nix built on it) reads the netrc a line at
+ * a time into a 4096-byte buffer: a line of more than 4095 bytes, its line break included, is not
+ * read (curl lib/netrc.c). Measured with curl 7.88.1: `password ` and a 4085-byte token plus "\n"
+ * is read, one byte more is not, and the entry then has no password: silently, Nix gets 401.
+ * (The entries on other lines still work there. curl 8.14.1 reads lines up to 16383 bytes but
+ * stops at a token over 4095 bytes, and then fails for that entry and every one after it.)
+ */
+export const CURL_NETRC_MAX_LINE = 4095;
+
+/** The bytes of the `password` line formatEntry writes for `password`, its line break included. */
+export function passwordLineBytes(password: string, eol = "\n"): number {
+  return Buffer.byteLength(`password ${quoteIfNeeded(password)}${eol}`, "latin1");
+}
+
 const VALUE_KEYS = new Set(["login", "password", "account"]);
 // Sticky patterns, matched at a position: tokens are long (a JWT is over a kilobyte), so they are
 // taken in one match rather than a character at a time.
@@ -210,8 +225,12 @@ function quoteIfNeeded(value: string): string {
   return `"${value.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n").replace(/\t/g, "\\t").replace(/\r/g, "\\r")}"`;
 }
 
-export function formatEntry(host: string, login: string, password: string): string {
-  return `machine ${quoteIfNeeded(host)} login ${quoteIfNeeded(login)} password ${quoteIfNeeded(password)}`;
+/**
+ * Our entry, one keyword per line: the token's line then holds only `password TOKEN`, which gives
+ * the token the most room under curl's line limit (CURL_NETRC_MAX_LINE). No trailing line break.
+ */
+export function formatEntry(host: string, login: string, password: string, eol = "\n"): string {
+  return `machine ${quoteIfNeeded(host)}${eol}login ${quoteIfNeeded(login)}${eol}password ${quoteIfNeeded(password)}`;
 }
 
 interface Edit {
@@ -272,8 +291,8 @@ function lineEnding(text: string): string {
 export function upsertEntry(text: string, host: string, login: string, password: string): string {
   const netrc = parseNetrc(text);
   const h = host.toLowerCase();
-  const line = formatEntry(host, login, password);
   const eol = lineEnding(text);
+  const line = formatEntry(host, login, password, eol);
   const matches = netrc.entries.filter((e) => e.kind === "machine" && e.machine === h);
   const firstDefault = netrc.entries.findIndex((e) => e.kind === "default");
   const first = matches[0];
@@ -287,16 +306,31 @@ export function upsertEntry(text: string, host: string, login: string, password:
       const lineEol = hadNewline && text[span.end - 2] === "\r" ? "\r\n" : hadNewline ? "\n" : "";
       edits.push({ start: span.start, end: span.end, insert: line + lineEol });
     } else {
-      edits.push({ start: first.start, end: first.end, insert: line });
+      // Our entry shares a line with others: it gets lines of its own, so that nothing lengthens
+      // the token's line.
+      let after = first.end;
+      while (after < text.length && isBlank(text[after])) after++;
+      const endsLine = after >= text.length || text[after] === "\n" || text.startsWith("\r\n", after);
+      const ls = lineStart(text, first.start);
+      const startsLine = text.slice(ls, first.start).split("").every(isBlank);
+      let before = first.start;
+      while (!startsLine && before > ls && isBlank(text[before - 1])) before--;
+      edits.push({
+        start: startsLine ? first.start : before,
+        end: endsLine ? first.end : after,
+        insert: (startsLine ? "" : eol) + line + (endsLine ? "" : eol),
+      });
     }
   } else if (firstDefault !== -1) {
     const d = netrc.entries[firstDefault] as NetrcEntry;
     const ls = lineStart(text, d.start);
     const startsLine = text.slice(ls, d.start).split("").every(isBlank);
+    let before = d.start;
+    while (!startsLine && before > ls && isBlank(text[before - 1])) before--;
     edits.push(
       startsLine
         ? { start: ls, end: ls, insert: line + eol }
-        : { start: d.start, end: d.start, insert: `${line} ` },
+        : { start: before, end: d.start, insert: eol + line + eol },
     );
   } else {
     const sep = (text === "" || text.endsWith("\n") ? "" : eol) + (endsInOpenMacro(text) ? eol : "");

@@ -33,7 +33,7 @@ export async function deviceSignIn(
       ? `and check that it shows the code ${device.userCode}\n`
       : `and enter the code ${device.userCode}\n`,
   );
-  if (ctx.stdout.isTTY === true) {
+  if (ctx.stdout.isTTY === true && ctx.json !== true) {
     // Lazily: only this path needs the QR encoder.
     const { renderUnicodeCompact } = await import("uqr");
     ctx.stdout.write(`\n${renderUnicodeCompact(target, { border: 2 })}\n\n`);

@@ -4,6 +4,16 @@ export type Logger = (message: string) => void;
 
 export type FetchLike = (url: string, init: RequestInit) => Promise<Response>;
 
+let slowNotice: ((host: string) => void) | undefined;
+
+/**
+ * Where to say that a request is slow ("waiting for sso.example.org ..."), once per request that
+ * takes longer than a second: set for commands run on a terminal, so nobody stares at nothing.
+ */
+export function onSlowRequest(notice: ((host: string) => void) | undefined): void {
+  slowNotice = notice;
+}
+
 const PROXY_VARS = ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"];
 
 export function proxyConfigured(env: Env): boolean {
@@ -29,17 +39,39 @@ export function makeFetch(env: Env, log: Logger): FetchLike {
     const u = new URL(url);
     const shown = `${init.method ?? "GET"} ${u.origin}${u.pathname}`;
     const started = performance.now();
+    const notice = slowNotice;
+    const slow = notice === undefined ? undefined : setTimeout(() => notice(u.host), 1000);
+    slow?.unref();
     try {
       const response = await (await resolveBase())(url, init);
       log(`${shown} -> ${response.status} (${Math.round(performance.now() - started)} ms)`);
       return response;
     } catch (e) {
       log(
-        `${shown} -> failed (${Math.round(performance.now() - started)} ms): ${describeNetworkError(e) ?? String(e)}`,
+        `${shown} -> failed (${Math.round(performance.now() - started)} ms): ${describeNetworkError(e, url) ?? String(e)}`,
       );
+      // Remembered for the message: the request may have been for another host than the issuer's.
+      if (typeof e === "object" && e !== null && !(REQUEST_URL in e)) {
+        Object.defineProperty(e, REQUEST_URL, { value: url });
+      }
       throw e;
+    } finally {
+      clearTimeout(slow);
     }
   };
+}
+
+const REQUEST_URL = Symbol("requestUrl");
+
+/** The URL a failed request was for, when it went through makeFetch. */
+export function requestUrlOf(e: unknown): string | undefined {
+  for (let cur: unknown = e, depth = 0; cur !== undefined && cur !== null && depth < 6; depth++) {
+    if (typeof cur !== "object") return undefined;
+    const url = (cur as Record<symbol, unknown>)[REQUEST_URL];
+    if (typeof url === "string") return url;
+    cur = (cur as { cause?: unknown }).cause;
+  }
+  return undefined;
 }
 
 const NETWORK_CODES: Record<string, string> = {
@@ -57,21 +89,61 @@ const NETWORK_CODES: Record<string, string> = {
   SELF_SIGNED_CERT_IN_CHAIN: "TLS certificate chain is not trusted (set NODE_EXTRA_CA_CERTS)",
   UNABLE_TO_VERIFY_LEAF_SIGNATURE: "TLS certificate is not trusted (set NODE_EXTRA_CA_CERTS)",
   ERR_TLS_CERT_ALTNAME_INVALID: "TLS certificate does not match the host name",
+  CERT_NOT_YET_VALID: "TLS certificate is not yet valid (check the system clock)",
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: "TLS certificate's issuer is not trusted (set NODE_EXTRA_CA_CERTS)",
+  UNABLE_TO_GET_ISSUER_CERT: "TLS certificate's issuer is not trusted (set NODE_EXTRA_CA_CERTS)",
+  CERT_UNTRUSTED: "TLS certificate is not trusted (set NODE_EXTRA_CA_CERTS)",
+  CERT_REVOKED: "TLS certificate has been revoked",
+  // OpenSSL reading an HTTP answer as a TLS record: an https:// URL for a plain-http port.
+  ERR_SSL_WRONG_VERSION_NUMBER:
+    "the server does not speak TLS on this port (a plain http server? check the scheme and port)",
+  ERR_SSL_PACKET_LENGTH_TOO_LONG:
+    "the server does not speak TLS on this port (a plain http server? check the scheme and port)",
 };
 
-/** A short reason for a failure below HTTP (connection, DNS, TLS, timeout), or undefined. */
-export function describeNetworkError(e: unknown): string | undefined {
+/**
+ * Ports the Fetch standard's "bad port" list blocks (Node's fetch refuses them with only
+ * "bad port"): browsers and Node will never connect there, whatever serves them.
+ */
+function badPort(port: string | undefined): string {
+  return `port${port === undefined || port === "" ? "" : ` ${port}`} is one Node's fetch refuses to connect to (a "bad port" of the Fetch standard, like 9, 25 or 6000): serve it on another port`;
+}
+
+/**
+ * A short reason for a failure below HTTP (connection, DNS, TLS, timeout), or undefined. `url`,
+ * when known, names the port Node refused.
+ */
+export function describeNetworkError(e: unknown, url?: string): string | undefined {
   for (let cur: unknown = e, depth = 0; cur !== undefined && cur !== null && depth < 6; depth++) {
-    const err = cur as { name?: string; code?: string; cause?: unknown; errors?: unknown[] };
+    const err = cur as {
+      name?: string;
+      code?: string;
+      message?: unknown;
+      cause?: unknown;
+      errors?: unknown[];
+    };
     if (err.name === "TimeoutError" || err.name === "AbortError") return "timed out";
     if (typeof err.code === "string" && err.code in NETWORK_CODES) return NETWORK_CODES[err.code];
+    if (err.message === "bad port") return badPort(url === undefined ? undefined : portOf(url));
+    if (typeof err.code === "string" && /^(ERR_SSL_|ERR_TLS_|EPROTO$)/.test(err.code)) {
+      return `TLS handshake failed (${err.code})`;
+    }
     if (Array.isArray(err.errors) && err.errors.length > 0) {
-      const inner = describeNetworkError(err.errors[0]);
+      const inner = describeNetworkError(err.errors[0], url);
       if (inner !== undefined) return inner;
     }
     cur = err.cause;
   }
   return undefined;
+}
+
+function portOf(url: string): string | undefined {
+  try {
+    const u = new URL(url);
+    return u.port !== "" ? u.port : u.protocol === "https:" ? "443" : "80";
+  } catch {
+    return undefined;
+  }
 }
 
 /** True when the request cannot have reached the server, so retrying cannot replay a grant. */

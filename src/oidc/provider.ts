@@ -3,11 +3,13 @@
  * all through openid-client. Protocol errors are translated into CliErrors here.
  */
 import type * as OidcClient from "openid-client";
-import type { Config } from "../config/load.ts";
+import type { Config, TokenEndpointAuthMethod } from "../config/load.ts";
 import type { Env } from "../config/paths.ts";
-import { CliError, ExitCode, loginRequired } from "../errors.ts";
+import { CliError, ExitCode, loginRequired, type ExitCodeValue } from "../errors.ts";
+import type { ClientCredential } from "../session.ts";
+import { parseClientKey, webCryptoKey } from "./client-key.ts";
 import type { TokenState } from "../store/state.ts";
-import { describeNetworkError, makeFetch, neverReachedServer, type Logger } from "./http.ts";
+import { describeNetworkError, makeFetch, neverReachedServer, requestUrlOf, type Logger } from "./http.ts";
 
 type Lib = typeof OidcClient;
 let lib: Promise<Lib> | undefined;
@@ -52,7 +54,7 @@ export interface ProviderOptions {
   log: Logger;
   now: () => Date;
   /** Present in service-account mode. */
-  clientSecret?: string | undefined;
+  credential?: ClientCredential | undefined;
   /** The cached discovery document, if any. */
   discovery?: TokenState["discovery"];
 }
@@ -71,8 +73,37 @@ export class Provider {
     return new URL(this.opts.config.issuer).host;
   }
 
-  private async clientAuth(l: Lib): Promise<OidcClient.ClientAuth> {
-    return this.opts.clientSecret === undefined ? l.None() : l.ClientSecretBasic(this.opts.clientSecret);
+  /** The token endpoint authentication method in use: configured, else chosen from discovery. */
+  authMethod(metadata: Record<string, unknown> | undefined): TokenEndpointAuthMethod | "none" {
+    const cred = this.opts.credential;
+    if (cred === undefined) return "none";
+    if ("keyText" in cred) return "private_key_jwt";
+    return this.opts.config.tokenEndpointAuthMethod ?? chooseSecretMethod(metadata);
+  }
+
+  private async clientAuth(
+    l: Lib,
+    metadata: Record<string, unknown> | undefined,
+  ): Promise<OidcClient.ClientAuth> {
+    const cred = this.opts.credential;
+    if (cred === undefined) return l.None();
+    if ("keyText" in cred) {
+      const parsed = parseClientKey(this.opts.config, cred.keyText, cred.keyFile);
+      const key = (await webCryptoKey(parsed)) as OidcClient.CryptoKey;
+      this.opts.log(`client authentication: private_key_jwt (${parsed.alg})`);
+      // OpenID Connect Core section 9: the assertion's audience SHOULD be the token endpoint URL.
+      // Keycloak accepts it as well as the issuer; providers such as Glewlwyd accept only it
+      // (openid-client puts the issuer there).
+      const tokenEndpoint = metadata?.token_endpoint;
+      return l.PrivateKeyJwt(parsed.kid === undefined ? key : { key, kid: parsed.kid }, {
+        [l.modifyAssertion]: (_header, payload) => {
+          if (typeof tokenEndpoint === "string") payload.aud = tokenEndpoint;
+        },
+      });
+    }
+    const method = this.authMethod(metadata);
+    this.opts.log(`client authentication: ${method}`);
+    return method === "client_secret_post" ? l.ClientSecretPost(cred.secret) : clientSecretBasic(cred.secret);
   }
 
   private configure(l: Lib, c: OidcClient.Configuration): OidcClient.Configuration {
@@ -96,13 +127,14 @@ export class Provider {
         cached.metadata as unknown as OidcClient.ServerMetadata,
         config.clientId,
         undefined,
-        await this.clientAuth(l),
+        await this.clientAuth(l, cached.metadata),
       );
       return this.configure(l, c);
     }
     this.opts.log(`discovering ${config.issuer}`);
-    const c = await l
-      .discovery(new URL(config.issuer), config.clientId, undefined, await this.clientAuth(l), {
+    // Discovered with no client authentication: the method may depend on what the document offers.
+    const found = await l
+      .discovery(new URL(config.issuer), config.clientId, undefined, l.None(), {
         execute: new URL(config.issuer).protocol === "http:" ? [l.allowInsecureRequests] : [],
         timeout: config.timeoutSeconds,
         [l.customFetch]: makeFetch(this.opts.env, this.opts.log) as OidcClient.CustomFetch,
@@ -111,10 +143,17 @@ export class Provider {
         throw this.translate(e, "discovery");
       });
     this.discoveryFromCache = false;
+    const metadata = found.serverMetadata();
     this.discovery = {
       fetched_at: this.opts.now().toISOString(),
-      metadata: c.serverMetadata() as unknown as Record<string, unknown>,
+      metadata: metadata as unknown as Record<string, unknown>,
     };
+    const c = new l.Configuration(
+      metadata,
+      config.clientId,
+      undefined,
+      await this.clientAuth(l, this.discovery.metadata),
+    );
     return this.configure(l, c);
   }
 
@@ -179,7 +218,6 @@ export class Provider {
         throw new CliError(`${this.host} advertises neither a revocation nor a logout endpoint`);
       }
       const body = new URLSearchParams({ client_id: this.opts.config.clientId, refresh_token: refreshToken });
-      if (this.opts.clientSecret !== undefined) body.set("client_secret", this.opts.clientSecret);
       const res = await makeFetch(this.opts.env, this.opts.log)(meta.end_session_endpoint, {
         method: "POST",
         body,
@@ -427,9 +465,10 @@ export class Provider {
   translate(e: unknown, what: string): CliError {
     if (e instanceof CliError) return e;
     const host = this.host;
-    const network = describeNetworkError(e);
+    const url = requestUrlOf(e);
+    const network = describeNetworkError(e, url);
     if (network !== undefined) {
-      return new CliError(`cannot reach ${host}: ${network}`, {
+      return new CliError(`cannot reach ${url === undefined ? host : new URL(url).host}: ${network}`, {
         hint: "check the network and the issuer URL in the configuration",
         detail: `${what} failed`,
         cause: e,
@@ -461,12 +500,27 @@ export class Provider {
         return new CliError(`${host} rejected client ${this.opts.config.clientId}: ${err.error}${desc}`, {
           exitCode: ExitCode.usage,
           hint:
-            this.opts.clientSecret === undefined
+            this.opts.credential === undefined
               ? "check client_id in the configuration and the client's settings in Keycloak"
-              : `check client_id and the secret in ${this.opts.config.clientSecretFile ?? "client_secret_file"}`,
+              : this.opts.config.clientKeyFile !== undefined
+                ? `check client_id, the key in ${this.opts.config.clientKeyFile} and that the client's public key (or JWKS URL) is registered at the provider`
+                : `check client_id and the secret in ${this.opts.config.clientSecretFile ?? "client_secret_file"}, and token_endpoint_auth_method (now ${this.authMethod(this.discovery?.metadata)})`,
         });
       }
       return new CliError(`${host} refused the ${what}: ${err.error}${desc}`, { cause: e });
+    }
+    if (err.code === "OAUTH_JSON_ATTRIBUTE_COMPARISON_FAILED" && what === "discovery") {
+      const found = (err.cause as { body?: { issuer?: unknown } } | undefined)?.body?.issuer;
+      if (typeof found === "string") return issuerMismatch(this.opts.config, found, e);
+    }
+    const answer = httpAnswer(e);
+    if (
+      answer !== undefined &&
+      (err.code === "OAUTH_RESPONSE_IS_NOT_CONFORM" ||
+        err.code === "OAUTH_RESPONSE_IS_NOT_JSON" ||
+        err.code === "OAUTH_PARSE_ERROR")
+    ) {
+      return unexpectedAnswer(answer, what, this.opts.config, this.opts.credential !== undefined, e);
     }
     if (err.code === "OAUTH_RESPONSE_IS_NOT_CONFORM" || err.code === "OAUTH_RESPONSE_IS_NOT_JSON") {
       return new CliError(`${host} sent an unexpected answer to the ${what}`, {
@@ -510,4 +564,136 @@ export function jwtExpiry(token: string | undefined): Date | null {
   } catch {
     return null;
   }
+}
+
+/**
+ * RFC 8414 section 2: without `token_endpoint_auth_methods_supported` the default is
+ * client_secret_basic. When the provider lists methods and basic is not among them but post is,
+ * use post.
+ */
+export function chooseSecretMethod(
+  metadata: Record<string, unknown> | undefined,
+): "client_secret_basic" | "client_secret_post" {
+  const offered = metadata?.token_endpoint_auth_methods_supported;
+  if (!Array.isArray(offered) || offered.length === 0) return "client_secret_basic";
+  if (offered.includes("client_secret_basic")) return "client_secret_basic";
+  return offered.includes("client_secret_post") ? "client_secret_post" : "client_secret_basic";
+}
+
+/**
+ * RFC 6749 section 2.3.1 form-encodes the client id and secret before Basic encoding. openid-client
+ * also escapes `-`, `.`, `_`, `~` (`nix%2Dcache%2Dserver`), and providers that do not decode the
+ * credentials (some answer 401 or 403 with an empty body) then see a client that does not exist.
+ * Like Go's url.QueryEscape and curl, this leaves the unreserved characters (RFC 3986 section
+ * 2.3: A-Z a-z 0-9 - . _ ~) as they are, which servers that decode and servers that do not both
+ * accept for ids and secrets made of those characters.
+ */
+export function formEncodeCredential(value: string): string {
+  return encodeURIComponent(value)
+    .replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)
+    .replace(/%20/g, "+");
+}
+
+export function basicAuthorization(clientId: string, secret: string): string {
+  const pair = `${formEncodeCredential(clientId)}:${formEncodeCredential(secret)}`;
+  return `Basic ${Buffer.from(pair, "utf8").toString("base64")}`;
+}
+
+/** openid-client's ClientAuth hook: client_secret_basic with the encoding above. */
+function clientSecretBasic(secret: string): OidcClient.ClientAuth {
+  return (_as, client, _body, headers) => {
+    headers.set("authorization", basicAuthorization(client.client_id, secret));
+  };
+}
+
+/** The HTTP answer an openid-client error carries (non-JSON and non-conforming answers do). */
+function httpAnswer(e: unknown): Response | undefined {
+  for (let cur: unknown = e, depth = 0; cur !== undefined && cur !== null && depth < 4; depth++) {
+    if (cur instanceof Response) return cur;
+    const r = (cur as { response?: unknown }).response;
+    if (r instanceof Response) return r;
+    cur = (cur as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+/** Provider text for a one-line message: printable ASCII only, and not too long. */
+function shown(text: string, max = 200): string {
+  const clean = text.replace(/[^\x20-\x7e]/g, "?");
+  return JSON.stringify(clean.length > max ? `${clean.slice(0, max)}...` : clean);
+}
+
+/**
+ * A trailing slash (or any other difference) between the configured issuer and the one the
+ * provider names: openid-client compares them byte for byte (RFC 8414 section 3.3), and so must
+ * the configuration.
+ */
+function issuerMismatch(config: Config, found: string, cause: unknown): CliError {
+  const slashOnly = found.replace(/\/+$/, "") === config.issuer.replace(/\/+$/, "");
+  return new CliError(
+    `${config.path}: issuer: ${shown(config.issuer)} does not match the issuer the provider names, ${shown(found)}`,
+    {
+      exitCode: ExitCode.usage,
+      hint: slashOnly
+        ? `write issuer = ${shown(found)} (with${found.endsWith("/") ? "" : "out"} the trailing slash), exactly as the provider names it`
+        : `write issuer = ${shown(found)} if that is the provider you mean; the issuer must be written exactly as the provider names it`,
+      cause,
+    },
+  );
+}
+
+/** `HTTP 403 from host /path`, with a hint chosen by the status (and by which request it was). */
+function unexpectedAnswer(
+  res: Response,
+  what: string,
+  config: Config,
+  serviceAccount: boolean,
+  cause: unknown,
+): CliError {
+  let where: string;
+  try {
+    const u = new URL(res.url);
+    where = `${u.host} ${u.pathname}`;
+  } catch {
+    where = new URL(config.issuer).host;
+  }
+  const type = res.headers.get("content-type") ?? "";
+  const kind = /html/i.test(type)
+    ? " (an HTML page)"
+    : res.headers.get("content-length") === "0"
+      ? " (empty body)"
+      : "";
+  const status = res.status;
+  let hint: string;
+  let exitCode: ExitCodeValue = ExitCode.failure;
+  if (what === "discovery") {
+    if (status === 404 || status === 410) {
+      hint = `check issuer in ${config.path}: it must point at the realm (e.g. https://sso.example.org/realms/NAME), whose /.well-known/openid-configuration the provider serves`;
+      exitCode = ExitCode.usage;
+    } else if (status >= 300 && status < 400) {
+      const to = res.headers.get("location");
+      hint = `the provider redirects${to === null ? "" : ` to ${shown(to)}`}: write issuer exactly as the provider serves it`;
+      exitCode = ExitCode.usage;
+    } else if (status === 401 || status === 403) {
+      hint =
+        "something in front of the provider (a proxy, firewall or login page) refuses the request: check the issuer URL and any HTTPS_PROXY";
+    } else if (status >= 500) {
+      hint = "the provider has a problem: try again later, or ask its administrators";
+    } else {
+      hint = "check that the issuer URL points at the realm (e.g. https://sso.example.org/realms/NAME)";
+    }
+  } else if (status === 400 || status === 401 || status === 403) {
+    hint = serviceAccount
+      ? `the provider refused the client without saying why: check client_id, the ${config.clientKeyFile !== undefined ? "key in client_key_file" : "secret in client_secret_file"} and token_endpoint_auth_method in ${config.path} (some providers accept only client_secret_post)`
+      : `the provider refused the request without saying why: check client_id in ${config.path} and the client's settings at the provider`;
+    exitCode = ExitCode.usage;
+  } else if (status === 404 || status === 405) {
+    hint =
+      "the endpoint from the discovery document is not there: check issuer, and that the provider is fully started";
+  } else if (status >= 500) {
+    hint = "the provider has a problem: try again later, or ask its administrators";
+  } else {
+    hint = "run again with --verbose for details";
+  }
+  return new CliError(`${what}: HTTP ${status} from ${where}${kind}`, { exitCode, hint, cause });
 }

@@ -21,6 +21,7 @@ import {
   type Protected,
 } from "../support/protected-bed.ts";
 import { isValidPath, nixStoreDelete } from "../support/nix.ts";
+import { startProtectedCache } from "../support/cache.ts";
 
 const SHORT_TTL = 3;
 
@@ -130,11 +131,20 @@ describe("doctor", () => {
         ["netrc_entry", "ok"],
         ["netrc_token", "ok"],
         ["netrc_machine", "ok"],
+        ["netrc_lines", "ok"],
         ["nix", "ok"],
+        ["nix_libcurl", "ok"],
         ["nix_netrc_file", "ok"],
         ["cache", "ok"],
+        ["cache_unauthenticated", "ok"],
       ],
     );
+    // Debian's Nix 2.8 loads Debian's libcurl (not a store path): the version from the library.
+    assert.match(
+      byId(report, "nix_libcurl").summary,
+      /^Nix uses libcurl 7\.88\.\d+: netrc lines up to 4095 bytes/,
+    );
+    assert.match(byId(report, "cache_unauthenticated").summary, /answers 401 to a request without a token/);
     assert.match(byId(report, "nix").summary, /nix \(Nix\) 2\.8\.\d; upstream Nix, single-user/);
     assert.match(
       byId(report, "nix").details.join("\n"),
@@ -324,6 +334,53 @@ describe("doctor", () => {
     assert.equal(nix.status, "skipped");
     assert.equal(nix.summary, "`nix` is not on PATH: the Nix checks were skipped");
     assert.ok(!report.checks.some((c) => c.id === "nix_netrc_file"));
+  });
+
+  test("a cache that answers 403 without a token: reported, since Nix would stop asking it for an hour", async () => {
+    // The same binary cache behind an Apache that denies (403) before it asks for credentials.
+    const realm = bed.realm;
+    assert.ok(realm.jwksUriTls !== undefined && realm.caCertPath !== undefined);
+    const cache403 = await startProtectedCache({
+      cacheDir: bed.cacheDir,
+      issuer: realm.issuer,
+      jwksUri: realm.jwksUriTls,
+      caBundle: realm.caCertPath,
+      audience: realm.audience,
+      forbidWithoutCredentials: true,
+    });
+    try {
+      const ws = await bed.workspace(bed, { extra: { cache_url: cache403.url } });
+      await setNixNetrcFile(bed, ws.netrcPath);
+      // The peer: 403 without credentials.
+      const bare = await fetch(`${cache403.url}/nix-cache-info`);
+      await bare.body?.cancel();
+      assert.equal(bare.status, 403);
+
+      // No token yet: the cache check itself says so.
+      let { report } = await doctorJson(ws);
+      assert.equal(
+        byId(report, "cache").summary,
+        "the cache answers 403 to a request without a token; it should answer 401",
+      );
+      assert.match(byId(report, "cache").details.join("\n"), /narinfo-cache-negative-ttl/);
+      assert.equal(byId(report, "cache_unauthenticated").status, "problem");
+
+      // With a token the cache lets us in, and the missing-token answer is the one problem left.
+      assert.equal((await runCli(ws, ["service-account"])).code, 0);
+      ({ report } = await doctorJson(ws));
+      assert.deepEqual(problemIds(report), ["cache_unauthenticated"]);
+      assert.equal(
+        byId(report, "cache_unauthenticated").summary,
+        "the cache answers 403 to a request without a token; it should answer 401",
+      );
+      assert.match(
+        byId(report, "cache_unauthenticated").details[0] ?? "",
+        /\.narinfo without credentials -> 403$/,
+      );
+      assert.match(byId(report, "cache_unauthenticated").fix.join("\n"), /answer 401/);
+    } finally {
+      await cache403.stop();
+    }
   });
 
   test("unreachable cache: the host is named; user not signed in: `login`", async () => {

@@ -127,11 +127,12 @@ async function assertNothingWritten(ws: Workspace): Promise<void> {
 
 async function netrcPassword(ws: Workspace): Promise<string> {
   const text = await readFile(ws.netrcPath, "utf8");
+  // Our entry, one keyword per line (the token's line holds nothing else).
   const m = new RegExp(
-    `^machine ${CACHE_HOST.replace(/\./g, "\\.")} login (\\S+) password (\\S+)$`,
+    `^machine ${CACHE_HOST.replace(/\./g, "\\.")}\nlogin (\\S+)\npassword (\\S+)$`,
     "m",
   ).exec(text);
-  assert.ok(m, `no one-line entry for ${CACHE_HOST} in the netrc`);
+  assert.ok(m, `no entry for ${CACHE_HOST} in the netrc`);
   return m[2] as string;
 }
 

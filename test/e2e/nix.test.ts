@@ -77,7 +77,10 @@ describe("Nix through the protected cache with the netrc the CLI writes", () => 
     assert.match(bed.cache.accessLog(), /^127\.0\.0\.1 nix-cache-server .*"GET \/nar\/\S+ HTTP\/1\.1" 200 /m);
 
     // The same netrc without our entry (other entries only), and no netrc at all: Nix gets nothing.
-    const withoutEntry = (await readFile(ws.netrcPath, "utf8")).replace(/^machine 127\.0\.0\.1 .*\n/m, "");
+    const withoutEntry = (await readFile(ws.netrcPath, "utf8")).replace(
+      /^machine 127\.0\.0\.1\nlogin .*\npassword .*\n/m,
+      "",
+    );
     await writeNetrc(ws, `${withoutEntry}machine cache.example.org login x password y\n`);
     await assertNixRefused(bed, bed.cache, ws.netrcPath, "netrc without the entry");
     await assertNixRefused(bed, bed.cache, `${ws.dir}/no-such-netrc`, "no netrc");
@@ -172,7 +175,7 @@ describe("Nix through the protected cache with the netrc the CLI writes", () => 
         const netrc = await readFile(ws.netrcPath, "utf8");
         assert.equal(
           netrc,
-          `${unrelated.head}machine ${HOST} login nix-cache-login password ${token}\n${unrelated.tail}`,
+          `${unrelated.head}machine ${HOST}\nlogin nix-cache-login\npassword ${token}\n${unrelated.tail}`,
           `round ${round}: only our entry changed, and it sits before \`default\``,
         );
         seen.length = 0;

@@ -1,7 +1,7 @@
 // Proves the Keycloak-shaped test realm (test/support/realm.ts) over real HTTP on 127.0.0.1.
 
 import assert from "node:assert/strict";
-import { createPublicKey, verify, type JsonWebKey } from "node:crypto";
+import { createHash, createPublicKey, verify, type JsonWebKey } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import * as https from "node:https";
 import * as net from "node:net";
@@ -66,20 +66,33 @@ function httpsGet(url: string, ca?: Buffer): Promise<{ status: number; body: str
   });
 }
 
-async function startDeviceAuthorization(realm: Realm): Promise<Json> {
-  const res = await postForm(`${realm.issuer}/protocol/openid-connect/auth/device`, {
+// RFC 7636 appendix B's example pair.
+const DEVICE_VERIFIER = "dBjftJeZ4CVP-mJ92K9ZpfNkA6PslI6YGaI5lFXr4tA";
+const DEVICE_CHALLENGE = createHash("sha256").update(DEVICE_VERIFIER).digest("base64url");
+
+function requestDeviceAuthorization(realm: Realm, pkce: Record<string, string>) {
+  return postForm(`${realm.issuer}/protocol/openid-connect/auth/device`, {
     client_id: realm.publicClientId,
     scope: "openid",
+    ...pkce,
+  });
+}
+
+async function startDeviceAuthorization(realm: Realm): Promise<Json> {
+  const res = await requestDeviceAuthorization(realm, {
+    code_challenge: DEVICE_CHALLENGE,
+    code_challenge_method: "S256",
   });
   assert.equal(res.status, 200, JSON.stringify(res.body));
   return res.body;
 }
 
-function pollDevice(realm: Realm, deviceCode: unknown) {
+function pollDevice(realm: Realm, deviceCode: unknown, verifier: string | null = DEVICE_VERIFIER) {
   return postForm(tokenEndpoint(realm), {
     grant_type: DEVICE_CODE_GRANT,
     device_code: String(deviceCode),
     client_id: realm.publicClientId,
+    ...(verifier === null ? {} : { code_verifier: verifier }),
   });
 }
 
@@ -275,6 +288,32 @@ describe("test realm (oidc-provider as Keycloak)", () => {
 
     const again = await pollDevice(realm, device.device_code);
     assert.equal(again.body.error, "invalid_grant", "a device code is good for one token response");
+  });
+
+  it("requires S256 PKCE on the device flow, as Keycloak does when the client has a PKCE method", async () => {
+    const missing = await requestDeviceAuthorization(realm, {});
+    assert.equal(missing.status, 400);
+    assert.deepEqual(
+      [missing.body.error, missing.body.error_description],
+      ["invalid_request", "Missing parameter: code_challenge_method"],
+    );
+    const plain = await requestDeviceAuthorization(realm, {
+      code_challenge: DEVICE_VERIFIER,
+      code_challenge_method: "plain",
+    });
+    assert.equal(plain.body.error, "invalid_request");
+
+    const device = await startDeviceAuthorization(realm);
+    await realm.approveDeviceOverHttp(String(device.user_code));
+    const noVerifier = await pollDevice(realm, device.device_code, null);
+    assert.equal(noVerifier.body.error, "invalid_grant");
+    const wrong = await pollDevice(realm, device.device_code, "x".repeat(43));
+    assert.deepEqual(
+      [wrong.body.error, wrong.body.error_description],
+      ["invalid_grant", "PKCE verification failed: Code mismatch"],
+    );
+    const right = await pollDevice(realm, device.device_code);
+    assert.equal(right.status, 200, JSON.stringify(right.body));
   });
 
   it("lets the user deny a device authorization", async () => {

@@ -64,6 +64,11 @@ export interface ProtectedCacheOptions {
   protected?: boolean;
   /** mod_auth_openidc log level (default "info"; "debug" explains every decision). */
   oidcLogLevel?: "warn" | "info" | "debug";
+  /**
+   * Answer 403 (not 401) to a request without credentials, as some caches in front of Nix do
+   * (an authorization rule that denies before authentication asks for credentials).
+   */
+  forbidWithoutCredentials?: boolean;
 }
 
 export interface ProtectedCache {
@@ -192,6 +197,7 @@ function httpdConf(o: {
   audience: string;
   oidcLogLevel: string;
   asRoot: boolean;
+  forbidWithoutCredentials: boolean;
 }): string {
   const lines = [
     `ServerRoot ${quote(o.root)}`,
@@ -239,6 +245,9 @@ function httpdConf(o: {
       "<Location />",
       "  AuthType oauth20",
       "  <RequireAll>",
+      // Evaluated first: without an Authorization header this denies (403) before valid-user
+      // could ask for credentials (401).
+      ...(o.forbidWithoutCredentials ? ['    Require expr "-n %{HTTP:Authorization}"'] : []),
       "    Require valid-user",
       // mod_auth_openidc checks neither iss nor aud of an access token by itself.
       `    Require claim iss:${claimValue(o.issuer)}`,
@@ -324,6 +333,7 @@ export async function startProtectedCache(opts: ProtectedCacheOptions): Promise<
       audience: opts.audience ?? "",
       oidcLogLevel: opts.oidcLogLevel ?? "info",
       asRoot: process.getuid?.() === 0,
+      forbidWithoutCredentials: opts.forbidWithoutCredentials ?? false,
     });
     const confPath = join(root, "httpd.conf");
     await writeFile(confPath, config);

@@ -68,6 +68,11 @@ export interface Realm {
     opts?: { login?: string; password?: string; deny?: boolean },
   ): Promise<void>;
   revokeAllSessions(): Promise<void>;
+  /**
+   * Adds a `groups` claim of `bytes` characters to every access token issued from now on (0: none),
+   * as a Keycloak realm with many groups or roles mapped into its tokens makes them large.
+   */
+  setAccessTokenPadding(bytes: number): void;
   stop(): Promise<void>;
 }
 
@@ -118,6 +123,7 @@ interface KoaContext {
   respond: boolean;
   req: http.IncomingMessage;
   res: http.ServerResponse;
+  request: { body?: unknown };
   oidc: OidcContext;
 }
 type KoaMiddleware = (ctx: KoaContext, next: () => Promise<void>) => Promise<void>;
@@ -449,6 +455,7 @@ export async function startRealm(opts: RealmOptions = {}): Promise<Realm> {
   const rotateRefreshToken = opts.rotateRefreshToken ?? true;
   const useTls = opts.tls ?? true;
   const serviceClientSecret = opts.serviceClientSecret ?? randomBytes(24).toString("base64url");
+  let accessTokenPadding = 0;
   const users = opts.users ?? { alice: "alice-password" };
   const loginBySubject = new Map(Object.keys(users).map((login) => [subjectFor(login), login]));
 
@@ -597,7 +604,10 @@ export async function startRealm(opts: RealmOptions = {}): Promise<Realm> {
       // Keycloak access tokens name the user too; service account tokens here carry only sub (the client).
       extraTokenClaims: async (_ctx: unknown, token: { accountId?: string }) => {
         const login = token.accountId === undefined ? undefined : loginBySubject.get(token.accountId);
-        return login === undefined ? undefined : { preferred_username: login };
+        const claims: Record<string, unknown> = {};
+        if (login !== undefined) claims.preferred_username = login;
+        if (accessTokenPadding > 0) claims.groups = "g".repeat(accessTokenPadding);
+        return Object.keys(claims).length === 0 ? undefined : claims;
       },
       ttl: {
         AccessToken: accessTokenTTL,
@@ -638,6 +648,49 @@ export async function startRealm(opts: RealmOptions = {}): Promise<Realm> {
       }
     }
 
+    // Keycloak (PR 9711): when the client has a PKCE method set, the device authorization request
+    // needs a code_challenge, and the device code grant the matching code_verifier. oidc-provider
+    // has no PKCE on the device flow, so the realm adds it here, with Keycloak's error texts.
+    const deviceChallenges = new Map<string, string>();
+    provider.use(async (ctx, next) => {
+      const deviceAuth = ctx.method === "POST" && ctx.path === ROUTES.device_authorization;
+      const token = ctx.method === "POST" && ctx.path === ROUTES.token;
+      if (!deviceAuth && !token) return next();
+      const text = await readBody(ctx.req);
+      // oidc-provider takes an already read body from here.
+      ctx.request.body = text;
+      const form = new URLSearchParams(text);
+      const refuse = (error: string, description: string) => {
+        ctx.status = 400;
+        ctx.type = "application/json";
+        ctx.body = { error, error_description: description };
+      };
+      if (deviceAuth) {
+        const method = form.get("code_challenge_method");
+        const challenge = form.get("code_challenge");
+        if (method === null) return refuse("invalid_request", "Missing parameter: code_challenge_method");
+        if (method !== "S256") return refuse("invalid_request", "Invalid parameter: code_challenge_method");
+        if (challenge === null || !/^[A-Za-z0-9_-]{43,128}$/.test(challenge)) {
+          return refuse("invalid_request", "Invalid parameter: code_challenge");
+        }
+        await next();
+        if (ctx.status === 200 && isRecord(ctx.body) && typeof ctx.body.device_code === "string") {
+          deviceChallenges.set(ctx.body.device_code, challenge);
+        }
+        return;
+      }
+      if (form.get("grant_type") === DEVICE_CODE_GRANT) {
+        const challenge = deviceChallenges.get(form.get("device_code") ?? "");
+        const verifier = form.get("code_verifier");
+        if (challenge !== undefined) {
+          if (verifier === null) return refuse("invalid_grant", "PKCE code verifier not specified");
+          if (createHash("sha256").update(verifier).digest("base64url") !== challenge) {
+            return refuse("invalid_grant", "PKCE verification failed: Code mismatch");
+          }
+        }
+      }
+      return next();
+    });
     provider.use(async (ctx, next) => {
       // devInteractions accepts any login and ignores the password; check it against the configured users.
       if (ctx.method === "POST" && INTERACTION_SUBMIT.test(ctx.path)) {
@@ -731,6 +784,9 @@ export async function startRealm(opts: RealmOptions = {}): Promise<Realm> {
           o.password ?? users[o.login ?? firstLogin(users)],
           o.deny ?? false,
         ),
+      setAccessTokenPadding: (bytes) => {
+        accessTokenPadding = bytes;
+      },
       revokeAllSessions: async () => {
         store.dropSessionsAndTokens();
       },

@@ -76,7 +76,7 @@ describe("parsing", () => {
       ],
       [["status", "-x"], "unknown option -x", "see `nix-cache-login status --help`"],
       [["status", "--device"], "status has no option --device", "see `nix-cache-login status --help`"],
-      [["logout", "--json"], "logout has no option --json", "see `nix-cache-login logout --help`"],
+      [["logout", "--device"], "logout has no option --device", "see `nix-cache-login logout --help`"],
       [["status", "extra"], 'unexpected argument "extra"', "see `nix-cache-login status --help`"],
       [
         ["--device", "--port", "8000"],
@@ -147,11 +147,23 @@ describe("help", () => {
       `in order: ${at.join(", ")}`,
     );
     assert.ok(!helpText("status").includes("--device"));
-    assert.ok(helpText("logout").startsWith("Usage: nix-cache-login logout\n"));
+    assert.ok(helpText("logout").startsWith("Usage: nix-cache-login logout [OPTIONS]\n"));
+    assert.ok(helpText("timer").startsWith("Usage: nix-cache-login timer install|remove|status [OPTIONS]\n"));
   });
 
   test("lines stay within 100 columns; long descriptions wrap under their column", () => {
-    for (const command of [undefined, "login", "refresh", "service-account", "status", "logout", "doctor"]) {
+    for (const command of [
+      undefined,
+      "login",
+      "refresh",
+      "service-account",
+      "status",
+      "logout",
+      "doctor",
+      "init",
+      "timer",
+      "completion",
+    ]) {
       for (const line of helpText(command).split("\n")) {
         assert.ok(line.length <= 100, `${command ?? "overview"}: ${line}`);
       }

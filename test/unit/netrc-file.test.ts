@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { CliError } from "../../src/errors.ts";
 import {
+  checkTokenLength,
   removeNetrcEntries,
   removeNetrcEntry,
   upsertNetrcEntries,
@@ -25,7 +26,7 @@ test("creates missing parent directories 0700 and the netrc 0600", async () => {
   await upsertNetrcEntry(path, "cache.example.org", "tok-1");
   assert.equal(
     await readFile(path, "utf8"),
-    "machine cache.example.org login nix-cache-login password tok-1\n",
+    "machine cache.example.org\nlogin nix-cache-login\npassword tok-1\n",
   );
   assert.equal((await stat(path)).mode & 0o777, 0o600);
   assert.equal((await stat(join(dir, "a"))).mode & 0o777, 0o700);
@@ -53,21 +54,37 @@ test("a group-readable netrc is tightened to 0600, with a warning", async () => 
   assert.equal((await stat(path)).mode & 0o777, 0o600);
 });
 
-test("a token longer than curl's 4095-byte limit is refused and the netrc is unchanged", async () => {
+test("a token whose password line would pass curl's 4095-byte line limit is refused; the netrc is unchanged", async () => {
   const path = join(dir, "limit-netrc");
   const original = "# keep me\nmachine cache.example.org login x password old\n";
   await writeFile(path, original, { mode: 0o600 });
   const before = await stat(path);
-  await assert.rejects(upsertNetrcEntry(path, "cache.example.org", "a".repeat(4096)), (e: unknown) => {
+  // `password ` + 4085 bytes + CRLF is 4096: one byte too many in a CRLF file, so refused anywhere.
+  await assert.rejects(upsertNetrcEntry(path, "cache.example.org", "a".repeat(4085)), (e: unknown) => {
     assert.ok(e instanceof CliError);
-    assert.match(e.message, /is 4096 bytes; curl ignores netrc tokens longer than 4095 bytes/);
+    assert.match(
+      e.message,
+      /is 4085 bytes; its netrc line would be 4096 bytes, and curl up to 8\.10 \(and the Nix built on it\) skips a netrc line over 4095 bytes/,
+    );
+    assert.match(e.hint ?? "", /lightweight access token/);
     return true;
   });
   assert.equal(await readFile(path, "utf8"), original);
   assert.equal((await stat(path)).mtimeMs, before.mtimeMs);
-  // 4095 bytes is still fine.
-  await upsertNetrcEntry(path, "cache.example.org", "a".repeat(4095));
-  assert.match(await readFile(path, "utf8"), new RegExp(`password a{4095}\\n$`));
+  // 4084 bytes fits (4095 with CRLF, 4094 with LF), on a line of its own.
+  await upsertNetrcEntry(path, "cache.example.org", "a".repeat(4084));
+  const text = await readFile(path, "utf8");
+  assert.match(text, new RegExp(`\npassword a{4084}\n$`));
+  assert.equal(Math.max(...text.split("\n").map((l) => l.length + 1)), 4094);
+});
+
+test("checkTokenLength: a warning over 3 KB that names lightweight access tokens, none below", () => {
+  assert.equal(checkTokenLength("a".repeat(3072), "cache.example.org"), undefined);
+  assert.match(
+    checkTokenLength("a".repeat(3073), "cache.example.org") ?? "",
+    /is 3073 bytes, close to curl's netrc limit .*lightweight access token/,
+  );
+  assert.throws(() => checkTokenLength("a\nb", "cache.example.org"), /contains a line break/);
 });
 
 test("a symlinked netrc: the target is replaced, the link stays", async () => {

@@ -18,6 +18,7 @@ import {
   findEntry,
   formatEntry,
   parseNetrc,
+  passwordLineBytes,
   removeEntries,
   upsertEntry,
   type NetrcEntry,
@@ -27,7 +28,11 @@ const FIXTURES = fileURLToPath(new URL("../fixtures/netrc/", import.meta.url));
 const HOST = "cache.example.org";
 const OTHER = "other.example.com";
 const TOKEN = "TOKEN";
-const OURS = `machine ${HOST} login ${NETRC_LOGIN} password ${TOKEN}`;
+/** Our entry as upsert writes it: one keyword per line, in the file's line ending. */
+const oursIn = (text: string) =>
+  [`machine ${HOST}`, `login ${NETRC_LOGIN}`, `password ${TOKEN}`].join(
+    text.includes("\r\n") ? "\r\n" : "\n",
+  );
 
 function fixture(name: string, ext: "netrc" | "upsert" | "remove"): string | undefined {
   try {
@@ -54,17 +59,22 @@ interface Expectation {
   other: Creds;
   /** What had to go before an entry appended at the end (a line break, or an empty line to close a macdef). */
   appendedSeparator?: string;
+  /**
+   * Our entry shared a line with others: the upsert gives it lines of its own, so a logout after
+   * it leaves the neighbours on lines of their own too (a line break where a blank was).
+   */
+  relined?: true;
   /** Where curl 7.88 (the testbed's) reads the file differently from current curl and the editor. */
   curl788?: { host: Creds; upserted: Creds };
 }
 const CORPUS: Record<string, Expectation> = {
   "one-line": { host: OLD, other: ALICE },
   "multi-line": { host: OLD, other: ALICE },
-  "several-per-line": { host: OLD, other: ALICE },
+  "several-per-line": { host: OLD, other: ALICE, relined: true },
   "default-after": { host: ANON, other: ALICE },
   "default-before-host": { host: ANON, other: ANON },
   "default-after-host": { host: OLD, other: ALICE },
-  "default-same-line": { host: ANON, other: ALICE },
+  "default-same-line": { host: ANON, other: ALICE, relined: true },
   macdef: { host: OLD, other: ALICE },
   "macdef-default": { host: ANON, other: ANON },
   "macdef-open-at-eof": { host: null, other: ALICE, appendedSeparator: "\n" },
@@ -173,7 +183,7 @@ for (const name of names) {
         entries.find((e) => e.kind === "machine" && e.machine === HOST),
       );
       assert.equal(credsOf(first), NEW);
-      assert.equal(up.slice(first.start, first.end), OURS);
+      assert.equal(up.slice(first.start, first.end), oursIn(input));
       const firstDefault = entries.findIndex((e) => e.kind === "default");
       if (firstDefault !== -1) assert.ok(entries.indexOf(first) < firstDefault);
       // The unrelated host still gets what it got before.
@@ -185,7 +195,11 @@ for (const name of names) {
       assert.deepEqual(unrelatedEntries(up), unrelatedEntries(input));
       // Taking our entry out again gives what taking the old ones out of the input gives (plus
       // the line break or empty line that had to go before an appended entry).
-      assert.equal(removeEntries(up, HOST), removeEntries(input, HOST) + (want.appendedSeparator ?? ""));
+      const relined = (t: string) => (want.relined === true ? t.replace(/ (?=machine|default)/g, "\n") : t);
+      assert.equal(
+        removeEntries(up, HOST),
+        relined(removeEntries(input, HOST)) + (want.appendedSeparator ?? ""),
+      );
     });
 
     test("upsert is idempotent, and a new token changes only the token", () => {
@@ -211,9 +225,10 @@ for (const name of names) {
       // After a remove, only a `default` (if any) is left for curl to use.
       assert.notEqual(findEntry(parseNetrc(removed), HOST)?.kind, "machine");
       // Logout after login leaves exactly what a plain remove leaves.
+      const relined = want.relined === true ? removed.replace(/ (?=machine|default)/g, "\n") : removed;
       assert.equal(
         removeEntries(upsertEntry(input, HOST, NETRC_LOGIN, TOKEN), HOST),
-        removed + (want.appendedSeparator ?? ""),
+        relined + (want.appendedSeparator ?? ""),
       );
     });
   });
@@ -368,21 +383,27 @@ describe("netrc syntax errors name the line", () => {
 });
 
 describe("formatEntry", () => {
-  test("plain values are written bare", () => {
-    assert.equal(
-      formatEntry(HOST, NETRC_LOGIN, "eyJ.a-b_c.d~e"),
-      `machine ${HOST} login ${NETRC_LOGIN} password eyJ.a-b_c.d~e`,
-    );
-    assert.equal(formatEntry(HOST, "a#b", "x"), `machine ${HOST} login a#b password x`);
+  const entry = (login: string, password: string) => `machine ${HOST}\nlogin ${login}\npassword ${password}`;
+
+  test("plain values are written bare, one keyword per line", () => {
+    assert.equal(formatEntry(HOST, NETRC_LOGIN, "eyJ.a-b_c.d~e"), entry(NETRC_LOGIN, "eyJ.a-b_c.d~e"));
+    assert.equal(formatEntry(HOST, "a#b", "x"), entry("a#b", "x"));
+    assert.equal(formatEntry(HOST, "l", "x", "\r\n"), `machine ${HOST}\r\nlogin l\r\npassword x`);
   });
 
   test("values curl would split or misread are quoted and escaped", () => {
-    assert.equal(formatEntry(HOST, "a b", "x"), `machine ${HOST} login "a b" password x`);
-    assert.equal(formatEntry(HOST, "l", 'q"uote'), `machine ${HOST} login l password "q\\"uote"`);
-    assert.equal(formatEntry(HOST, "l", "back\\slash"), `machine ${HOST} login l password "back\\\\slash"`);
-    assert.equal(formatEntry(HOST, "l", "#hash"), `machine ${HOST} login l password "#hash"`);
-    assert.equal(formatEntry(HOST, "l", ""), `machine ${HOST} login l password ""`);
-    assert.equal(formatEntry(HOST, "l", "t\tn\nr\r"), `machine ${HOST} login l password "t\\tn\\nr\\r"`);
+    assert.equal(formatEntry(HOST, "a b", "x"), entry('"a b"', "x"));
+    assert.equal(formatEntry(HOST, "l", 'q"uote'), entry("l", '"q\\"uote"'));
+    assert.equal(formatEntry(HOST, "l", "back\\slash"), entry("l", '"back\\\\slash"'));
+    assert.equal(formatEntry(HOST, "l", "#hash"), entry("l", '"#hash"'));
+    assert.equal(formatEntry(HOST, "l", ""), entry("l", '""'));
+    assert.equal(formatEntry(HOST, "l", "t\tn\nr\r"), entry("l", '"t\\tn\\nr\\r"'));
+  });
+
+  test("the password line's length counts the keyword, the quoting and the line break", () => {
+    assert.equal(passwordLineBytes("abc"), "password abc\n".length);
+    assert.equal(passwordLineBytes("abc", "\r\n"), "password abc\r\n".length);
+    assert.equal(passwordLineBytes('a"b'), 'password "a\\"b"\n'.length);
   });
 
   test("what it writes parses back to the same values", () => {

@@ -1,0 +1,86 @@
+/**
+ * `init`: writes a configuration file from three flags, after checking what can be checked: the
+ * values (as `login` would load them) and the issuer's discovery document. Nobody has to copy TOML.
+ */
+import { existsSync } from "node:fs";
+import { parse as parseToml } from "smol-toml";
+import { writeFileAtomic } from "../atomic-file.ts";
+import { configCandidates } from "../config/find.ts";
+import { validateConfig } from "../config/load.ts";
+import { record, say, verbose, type Context } from "../context.ts";
+import { CliError, ExitCode } from "../errors.ts";
+import { Provider } from "../oidc/provider.ts";
+
+export interface InitOptions {
+  issuer?: string | undefined;
+  clientId?: string | undefined;
+  cacheHost?: string | undefined;
+  clientSecretFile?: string | undefined;
+  netrcPath?: string | undefined;
+  force?: boolean | undefined;
+}
+
+/** A TOML basic string: JSON's escapes are TOML's, except that TOML has no \/ (JSON never writes it). */
+const tomlString = (s: string) => JSON.stringify(s);
+
+export async function init(ctx: Context, opts: InitOptions): Promise<number> {
+  const missing = [
+    ["--issuer", opts.issuer],
+    ["--client-id", opts.clientId],
+    ["--cache-host", opts.cacheHost],
+  ].filter(([, v]) => v === undefined || v.trim() === "");
+  if (missing.length > 0) {
+    throw new CliError(`init needs ${missing.map(([k]) => k).join(", ")}`, {
+      exitCode: ExitCode.usage,
+      hint: "e.g. nix-cache-login init --issuer https://sso.example.org/realms/nix --client-id nix-cache --cache-host cache.example.org",
+    });
+  }
+  // The first candidate is where `login` looks first: --config, $NIX_CACHE_LOGIN_CONFIG, else
+  // $XDG_CONFIG_HOME/nix-cache-login/config.toml.
+  const target = configCandidates(ctx.configFlag, ctx.env)[0]?.path as string;
+  if (existsSync(target) && opts.force !== true) {
+    throw new CliError(`${target} exists already`, {
+      exitCode: ExitCode.usage,
+      hint: "edit it, or replace it with `nix-cache-login init ... --force`",
+    });
+  }
+  const lines = [
+    "# Written by `nix-cache-login init`; see `nix-cache-login --help` for the other keys.",
+    `issuer = ${tomlString((opts.issuer as string).trim())}`,
+    `client_id = ${tomlString((opts.clientId as string).trim())}`,
+    `cache_host = ${tomlString((opts.cacheHost as string).trim())}`,
+    ...(opts.netrcPath === undefined ? [] : [`netrc_path = ${tomlString(opts.netrcPath)}`]),
+    ...(opts.clientSecretFile === undefined
+      ? []
+      : [`client_secret_file = ${tomlString(opts.clientSecretFile)}`]),
+  ];
+  const text = `${lines.join("\n")}\n`;
+  // Checked exactly as `login` will load it: every bad value is named before anything is written.
+  const config = validateConfig(parseToml(text) as Record<string, unknown>, target, "init", ctx.env);
+  const p = new Provider({
+    config: { ...config, clientSecretFile: undefined, mode: "user" },
+    env: ctx.env,
+    log: verbose(ctx),
+    now: ctx.now,
+  });
+  try {
+    await p.metadata();
+  } catch (e) {
+    const why = e instanceof CliError ? e.message : String((e as Error).message);
+    throw new CliError(`--issuer ${config.issuer}: no OpenID Connect discovery document there (${why})`, {
+      exitCode: e instanceof CliError ? e.exitCode : ExitCode.failure,
+      hint: "check the URL (Keycloak: https://HOST/realms/REALM) and that this machine reaches it",
+      cause: e,
+    });
+  }
+  await writeFileAtomic(target, text, "utf8");
+  record(ctx, { action: "written", config_path: target });
+  say(ctx, `Wrote ${target} (${p.host} answers with its discovery document).`);
+  say(
+    ctx,
+    config.mode === "service-account"
+      ? "Next: `nix-cache-login service-account`, then `nix-cache-login timer install --system`."
+      : "Next: `nix-cache-login login`, then `nix-cache-login timer install`.",
+  );
+  return ExitCode.ok;
+}

@@ -1,0 +1,536 @@
+/**
+ * `timer install|remove|status`: keeps the token fresh without Nix modules, by running this very
+ * installation (Node.js and the script, by absolute path) as `refresh --min-valid` on a timer.
+ *
+ * - Linux: systemd user units nix-cache-login.service and .timer in $XDG_CONFIG_HOME/systemd/user;
+ *   with --system (root) nix-cache-login-server.service and .timer in /etc/systemd/system, which
+ *   run `service-account --min-valid` for a server.
+ * - macOS: a launchd agent in ~/Library/LaunchAgents (--system: a daemon in /Library/LaunchDaemons).
+ *
+ * The units follow the Nix modules (nix/modules/lib.nix): a calendar timer with Persistent=true (a
+ * run missed while asleep or off happens on wake-up), a randomized delay, a start timeout, and exit
+ * 3 (sign in again) is not a unit failure. Files are only ever replaced or removed when they carry
+ * our header, so a unit someone wrote by hand under the same name is never touched.
+ */
+import { spawnSync } from "node:child_process";
+import { existsSync, lstatSync, readFileSync, readlinkSync, realpathSync } from "node:fs";
+import { mkdir, rename, rmdir, unlink, writeFile } from "node:fs/promises";
+import { dirname, join, resolve } from "node:path";
+import { SYSTEM_CONFIG } from "../config/find.ts";
+import { xdgDir, type Env } from "../config/paths.ts";
+import { say, warn, type Context } from "../context.ts";
+import { parseDuration } from "../duration.ts";
+import { CliError, ExitCode } from "../errors.ts";
+import { openSession } from "../session.ts";
+
+export interface TimerOptions {
+  action: "install" | "remove" | "status";
+  interval?: string | undefined;
+  minValid?: string | undefined;
+  system?: boolean | undefined;
+}
+
+export const DEFAULT_INTERVAL = "2m";
+export const DEFAULT_MIN_VALID = "4m";
+const MARKER = "Written by `nix-cache-login timer install`";
+
+/** What a timer runs, and how often. */
+export interface TimerSpec {
+  system: boolean;
+  /** Absolute paths: Node.js, then the CLI's script. */
+  node: string;
+  script: string;
+  configPath: string | undefined;
+  interval: string;
+  intervalSeconds: number;
+  minValid: string;
+  randomizedDelay: string;
+  home: string;
+}
+
+interface TimerFile {
+  path: string;
+  text: string;
+}
+
+/** A duration with a unit, as systemd and the CLI both read it: 30s, 4m, 1h. */
+function duration(text: string, what: string): number {
+  if (!/^\s*(0|[1-9]\d*)\s*[smh]\s*$/.test(text)) {
+    throw new CliError(`${what}: ${JSON.stringify(text)} is not a duration like 30s, 4m or 1h`, {
+      exitCode: ExitCode.usage,
+      hint: `write a whole number with a unit, e.g. ${what} ${what === "--interval" ? DEFAULT_INTERVAL : DEFAULT_MIN_VALID}`,
+    });
+  }
+  return parseDuration(text.trim(), what);
+}
+
+/**
+ * The calendar expression that fires every `seconds` (as nix/modules/lib.nix's onCalendar):
+ * only intervals that divide a minute, an hour or a day evenly have one.
+ */
+export function onCalendar(seconds: number): string | undefined {
+  if (seconds > 0 && seconds < 60 && 60 % seconds === 0) return `*-*-* *:*:00/${seconds}`;
+  if (seconds >= 60 && seconds < 3600 && seconds % 60 === 0 && 60 % (seconds / 60) === 0)
+    return `*-*-* *:00/${seconds / 60}:00`;
+  if (seconds >= 3600 && seconds <= 86400 && seconds % 3600 === 0 && 24 % (seconds / 3600) === 0)
+    return `*-*-* 00/${seconds / 3600}:00:00`;
+  return undefined;
+}
+
+/** One argument of ExecStart: quoted, with systemd's specifiers and variables escaped. */
+function systemdArg(arg: string): string {
+  if (/[\n\r]/.test(arg)) {
+    throw new CliError(`cannot put a path with a line break in a unit: ${JSON.stringify(arg)}`, {
+      exitCode: ExitCode.usage,
+    });
+  }
+  if (/^[A-Za-z0-9_./:=@+-]+$/.test(arg)) return arg.replace(/%/g, "%%");
+  return `"${arg.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/%/g, "%%").replace(/\$/g, "$$$$")}"`;
+}
+
+function command(spec: TimerSpec): string[] {
+  return [
+    spec.node,
+    spec.script,
+    spec.system ? "service-account" : "refresh",
+    "--min-valid",
+    spec.minValid,
+    ...(spec.configPath === undefined ? [] : ["--config", spec.configPath]),
+  ];
+}
+
+export function systemdUnits(spec: TimerSpec, dir: string): TimerFile[] {
+  const base = spec.system ? "nix-cache-login-server" : "nix-cache-login";
+  const header = `# ${MARKER}; \`nix-cache-login timer remove${spec.system ? " --system" : ""}\` removes it.\n`;
+  const what = spec.system ? "service-account token" : "token";
+  const service = [
+    header,
+    "[Unit]",
+    `Description=Renew the ${what} for the Nix binary cache (nix-cache-login)`,
+    "Documentation=man:nix-cache-login(1)",
+    "Wants=network-online.target",
+    "After=network-online.target",
+    "",
+    "[Service]",
+    "Type=oneshot",
+    `ExecStart=${command(spec).map(systemdArg).join(" ")}`,
+    "# Exit 3 means: sign in again (`nix-cache-login status` says so). Not a unit failure.",
+    "SuccessExitStatus=3",
+    "TimeoutStartSec=2min",
+    "# A core dump would hold the tokens.",
+    "LimitCORE=0",
+    "UMask=0077",
+    "Nice=10",
+    ...(spec.system
+      ? [
+          ...(spec.configPath === undefined ? [`Environment=NIX_CACHE_LOGIN_CONFIG=${SYSTEM_CONFIG}`] : []),
+          "Environment=XDG_STATE_HOME=/var/lib",
+          "Environment=XDG_CACHE_HOME=/var/cache",
+          "StateDirectory=nix-cache-login",
+          "StateDirectoryMode=0700",
+          "CacheDirectory=nix-cache-login",
+          "CacheDirectoryMode=0700",
+          "NoNewPrivileges=yes",
+          "PrivateTmp=yes",
+        ]
+      : []),
+    "",
+  ].join("\n");
+  const timer = [
+    header,
+    "[Unit]",
+    `Description=Keep the ${what} for the Nix binary cache fresh (nix-cache-login)`,
+    "",
+    "[Timer]",
+    `OnCalendar=${onCalendar(spec.intervalSeconds) ?? ""}`,
+    "# A run missed while the machine was off or asleep happens as soon as it is back.",
+    "Persistent=true",
+    `RandomizedDelaySec=${spec.randomizedDelay}`,
+    "AccuracySec=1s",
+    "",
+    "[Install]",
+    "WantedBy=timers.target",
+    "",
+  ].join("\n");
+  return [
+    { path: join(dir, `${base}.service`), text: service },
+    { path: join(dir, `${base}.timer`), text: timer },
+  ];
+}
+
+const LAUNCHD_LABEL = { user: "nix-cache-login", system: "nix-cache-login-server" };
+
+function xml(text: string): string {
+  return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+}
+
+export function launchdPlist(spec: TimerSpec, dir: string): TimerFile[] {
+  const label = spec.system ? LAUNCHD_LABEL.system : LAUNCHD_LABEL.user;
+  const log = spec.system
+    ? "/var/log/nix-cache-login-server.log"
+    : join(spec.home, "Library/Logs/nix-cache-login.log");
+  const env = spec.system
+    ? [
+        "  <key>EnvironmentVariables</key>",
+        "  <dict>",
+        ...(spec.configPath === undefined
+          ? ["    <key>NIX_CACHE_LOGIN_CONFIG</key>", `    <string>${SYSTEM_CONFIG}</string>`]
+          : []),
+        "    <key>XDG_STATE_HOME</key>",
+        "    <string>/var/db</string>",
+        "  </dict>",
+      ]
+    : [];
+  const text = [
+    '<?xml version="1.0" encoding="UTF-8"?>',
+    '<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">',
+    // No "--" in an XML comment.
+    `<!-- ${MARKER}; \`nix-cache-login timer remove\`${spec.system ? " (as root, for the daemon)" : ""} removes it. -->`,
+    '<plist version="1.0">',
+    "<dict>",
+    "  <key>Label</key>",
+    `  <string>${label}</string>`,
+    "  <key>ProgramArguments</key>",
+    "  <array>",
+    ...command(spec).map((a) => `    <string>${xml(a)}</string>`),
+    "  </array>",
+    ...env,
+    "  <!-- launchd runs a job whose interval passed during sleep as soon as the Mac wakes. -->",
+    "  <key>StartInterval</key>",
+    `  <integer>${spec.intervalSeconds}</integer>`,
+    "  <key>RunAtLoad</key>",
+    "  <true/>",
+    "  <key>ProcessType</key>",
+    "  <string>Background</string>",
+    "  <key>Umask</key>",
+    "  <integer>63</integer>",
+    "  <!-- A core dump would hold the tokens. -->",
+    "  <key>SoftResourceLimits</key>",
+    "  <dict>",
+    "    <key>Core</key>",
+    "    <integer>0</integer>",
+    "  </dict>",
+    "  <key>HardResourceLimits</key>",
+    "  <dict>",
+    "    <key>Core</key>",
+    "    <integer>0</integer>",
+    "  </dict>",
+    "  <key>StandardErrorPath</key>",
+    `  <string>${xml(log)}</string>`,
+    "</dict>",
+    "</plist>",
+    "",
+  ].join("\n");
+  return [{ path: join(dir, `${label}.plist`), text }];
+}
+
+type Platform = "systemd" | "launchd";
+
+function platform(): Platform {
+  return process.platform === "darwin" ? "launchd" : "systemd";
+}
+
+function unitDir(p: Platform, system: boolean, env: Env, home: string): string {
+  if (p === "launchd") return system ? "/Library/LaunchDaemons" : join(home, "Library", "LaunchAgents");
+  if (system) return env.NIX_CACHE_LOGIN_SYSTEM_UNIT_DIR ?? "/etc/systemd/system";
+  return join(xdgDir(env, "XDG_CONFIG_HOME"), "systemd", "user");
+}
+
+/** The systemctl or launchctl arguments that start, stop or reload the timer. */
+function controlCommands(
+  p: Platform,
+  spec: { system: boolean },
+  action: "enable" | "disable",
+  plist?: string,
+) {
+  if (p === "launchd") {
+    const domain = spec.system ? "system" : `gui/${process.getuid?.() ?? 0}`;
+    const label = spec.system ? LAUNCHD_LABEL.system : LAUNCHD_LABEL.user;
+    return action === "enable"
+      ? [
+          ["launchctl", "bootout", `${domain}/${label}`],
+          ["launchctl", "bootstrap", domain, plist ?? ""],
+        ]
+      : [["launchctl", "bootout", `${domain}/${label}`]];
+  }
+  const user = spec.system ? [] : ["--user"];
+  const timer = spec.system ? "nix-cache-login-server.timer" : "nix-cache-login.timer";
+  return action === "enable"
+    ? [
+        ["systemctl", ...user, "daemon-reload"],
+        ["systemctl", ...user, "enable", "--now", timer],
+      ]
+    : [
+        ["systemctl", ...user, "disable", "--now", timer],
+        ["systemctl", ...user, "daemon-reload"],
+      ];
+}
+
+/** Whether systemd (the user's manager, or PID 1 for --system) or launchd answers. */
+function managerReachable(p: Platform, system: boolean, env: Env): boolean {
+  if (p === "launchd") return true;
+  const r = spawnSync("systemctl", [...(system ? [] : ["--user"]), "show-environment"], {
+    env: env as NodeJS.ProcessEnv,
+    stdio: "ignore",
+    timeout: 10_000,
+  });
+  return r.status === 0;
+}
+
+function runControl(argv: string[], env: Env): { ok: boolean; output: string } {
+  const [cmd, ...args] = argv as [string, ...string[]];
+  const r = spawnSync(cmd, args, { env: env as NodeJS.ProcessEnv, encoding: "utf8", timeout: 60_000 });
+  return { ok: r.status === 0, output: `${r.stderr ?? ""}${r.stdout ?? ""}`.trim() };
+}
+
+const shellWord = (w: string) => (/^[A-Za-z0-9_./:=@%+-]+$/.test(w) ? w : `'${w.replace(/'/g, "'\\''")}'`);
+
+function ours(path: string): boolean | undefined {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw e;
+  }
+  return text.includes(MARKER);
+}
+
+function foreign(path: string): CliError {
+  return new CliError(`${path} exists and was not written by nix-cache-login timer install`, {
+    exitCode: ExitCode.failure,
+    hint: "move it away (or remove it) yourself, then run the command again",
+  });
+}
+
+/** The CLI's own script, by absolute path without symlinks (npm's bin link, a profile's link). */
+function thisScript(): string {
+  const arg = process.argv[1];
+  if (arg === undefined || arg === "") {
+    throw new CliError("cannot tell where nix-cache-login is installed (no script path)", {
+      exitCode: ExitCode.failure,
+    });
+  }
+  return realpathSync(resolve(arg));
+}
+
+async function buildSpec(ctx: Context, opts: TimerOptions, home: string): Promise<TimerSpec> {
+  const system = opts.system === true;
+  const interval = (opts.interval ?? DEFAULT_INTERVAL).trim();
+  const minValid = (opts.minValid ?? DEFAULT_MIN_VALID).trim();
+  const intervalSeconds = duration(interval, "--interval");
+  const minValidSeconds = duration(minValid, "--min-valid");
+  if (onCalendar(intervalSeconds) === undefined) {
+    throw new CliError(`--interval: ${interval} does not divide a minute, an hour or a day evenly`, {
+      exitCode: ExitCode.usage,
+      hint: "use e.g. 1m, 2m, 5m, 10m, 15m, 30m or 1h",
+    });
+  }
+  const randomizedDelay = system ? "15s" : "30s";
+  if (intervalSeconds + parseDuration(randomizedDelay, "delay") + 1 >= minValidSeconds) {
+    throw new CliError(
+      `--min-valid ${minValid} is not longer than --interval ${interval} plus the random delay (${randomizedDelay}): the token could expire between two runs`,
+      { exitCode: ExitCode.usage, hint: "raise --min-valid or shorten --interval" },
+    );
+  }
+  // The configuration must load now, not fail every few minutes in the background.
+  const s = await openSession(ctx);
+  if (system && s.config.mode !== "service-account") {
+    throw new CliError(
+      `${s.config.path}: --system needs a service-account configuration (client_secret_file)`,
+      {
+        exitCode: ExitCode.usage,
+        hint: "set client_secret_file, or install the timer as the user who signs in, without --system",
+      },
+    );
+  }
+  // The unit does not see this shell's environment: a file named by --config or
+  // $NIX_CACHE_LOGIN_CONFIG is passed on by path.
+  const configPath =
+    s.config.source === "--config" || s.config.source === "$NIX_CACHE_LOGIN_CONFIG"
+      ? s.config.path
+      : undefined;
+  return {
+    system,
+    node: process.execPath,
+    script: thisScript(),
+    configPath,
+    interval,
+    intervalSeconds,
+    minValid,
+    randomizedDelay,
+    home,
+  };
+}
+
+async function writeUnit(file: TimerFile): Promise<"written" | "unchanged"> {
+  let old: string | undefined;
+  try {
+    old = readFileSync(file.path, "utf8");
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+  }
+  if (old !== undefined && !old.includes(MARKER)) throw foreign(file.path);
+  if (old === file.text) return "unchanged";
+  await mkdir(dirname(file.path), { recursive: true, mode: 0o755 });
+  const tmp = `${file.path}.${process.pid}.tmp`;
+  await writeFile(tmp, file.text, { mode: 0o644, flag: "w" });
+  await rename(tmp, file.path);
+  return "written";
+}
+
+export async function timer(ctx: Context, opts: TimerOptions): Promise<number> {
+  const system = opts.system === true;
+  if (system && process.getuid?.() !== 0) {
+    throw new CliError("--system installs system units: run it as root", {
+      exitCode: ExitCode.usage,
+      hint: "without --system, the timer runs as you (user units)",
+    });
+  }
+  if (opts.action !== "install" && (opts.interval !== undefined || opts.minValid !== undefined)) {
+    throw new CliError(`timer ${opts.action} takes no --interval or --min-valid`, {
+      exitCode: ExitCode.usage,
+      hint: "they belong to `nix-cache-login timer install`",
+    });
+  }
+  const home = ctx.env.HOME ?? "";
+  const p = platform();
+  const dir = unitDir(p, system, ctx.env, home);
+  if (opts.action === "install") return install(ctx, await buildSpec(ctx, opts, home), p, dir);
+  if (opts.action === "remove") return remove(ctx, system, p, dir);
+  return status(ctx, system, p, dir);
+}
+
+async function install(ctx: Context, spec: TimerSpec, p: Platform, dir: string): Promise<number> {
+  const files = p === "launchd" ? launchdPlist(spec, dir) : systemdUnits(spec, dir);
+  for (const f of files) if (ours(f.path) === false) throw foreign(f.path);
+  if (spec.script.includes("/_npx/")) {
+    warn(
+      ctx,
+      `the timer runs ${spec.script}, in npx's cache, which npm may clean: install nix-cache-login (npm install -g nix-cache-login) and run \`timer install\` again`,
+    );
+  }
+  const results = [];
+  for (const f of files) results.push(await writeUnit(f));
+  const changed = results.includes("written");
+  say(
+    ctx,
+    `${changed ? "Wrote" : "Already up to date:"} ${files.map((f) => f.path).join(" and ")}: every ${spec.interval}, \`${spec.system ? "service-account" : "refresh"} --min-valid ${spec.minValid}\` with ${spec.node} ${spec.script}.`,
+  );
+  const commands = controlCommands(p, spec, "enable", files[0]?.path);
+  if (managerReachable(p, spec.system, ctx.env)) {
+    for (const [i, argv] of commands.entries()) {
+      const r = runControl(argv, ctx.env);
+      // launchctl bootout of a job that is not loaded fails: that is expected on a first install.
+      if (!r.ok && !(p === "launchd" && i === 0)) {
+        throw new CliError(`${argv.join(" ")} failed: ${r.output.split("\n")[0] ?? ""}`, {
+          exitCode: ExitCode.failure,
+          hint: `the unit files are in ${dir}; run the command yourself to see why`,
+        });
+      }
+    }
+    say(ctx, `Enabled and started ${spec.system ? "nix-cache-login-server" : "nix-cache-login"}'s timer.`);
+  } else {
+    const how = commands.map((c) => c.map(shellWord).join(" ")).join(" && ");
+    ctx.stderr.write(
+      `No ${spec.system ? "systemd" : "systemd user manager"} is reachable from here; to start the timer, run in your session:\n  ${how}\n`,
+    );
+  }
+  return ExitCode.ok;
+}
+
+function timerFiles(p: Platform, system: boolean, dir: string): string[] {
+  if (p === "launchd") return [join(dir, `${system ? LAUNCHD_LABEL.system : LAUNCHD_LABEL.user}.plist`)];
+  const base = system ? "nix-cache-login-server" : "nix-cache-login";
+  return [join(dir, `${base}.service`), join(dir, `${base}.timer`)];
+}
+
+async function remove(ctx: Context, system: boolean, p: Platform, dir: string): Promise<number> {
+  const files = timerFiles(p, system, dir);
+  const present = files.filter((f) => ours(f) !== undefined);
+  for (const f of present) if (ours(f) === false) throw foreign(f);
+  const reachable = present.length > 0 && managerReachable(p, system, ctx.env);
+  if (reachable) {
+    for (const argv of controlCommands(p, { system }, "disable")) runControl(argv, ctx.env);
+  }
+  for (const f of present) await unlink(f);
+  // `systemctl enable` links the timer from timers.target.wants; without a manager, that link is
+  // ours to remove. Directories left empty go too (never $XDG_CONFIG_HOME itself).
+  if (p === "systemd") {
+    const wants = join(dir, "timers.target.wants");
+    const link = join(wants, system ? "nix-cache-login-server.timer" : "nix-cache-login.timer");
+    try {
+      if (lstatSync(link).isSymbolicLink() && readlinkSync(link).endsWith(".timer")) await unlink(link);
+    } catch {
+      // No link.
+    }
+    if (!system) {
+      const stop = xdgDir(ctx.env, "XDG_CONFIG_HOME");
+      for (const d of [wants, dir, dirname(dir)]) {
+        if (!d.startsWith(`${stop}/`)) break;
+        try {
+          await rmdir(d);
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== "ENOENT") break;
+        }
+      }
+    }
+  }
+  if (reachable) runControl(["systemctl", ...(system ? [] : ["--user"]), "daemon-reload"], ctx.env);
+  say(
+    ctx,
+    present.length === 0 ? "No timer is installed; nothing to remove." : `Removed ${present.join(" and ")}.`,
+  );
+  return ExitCode.ok;
+}
+
+async function status(ctx: Context, system: boolean, p: Platform, dir: string): Promise<number> {
+  const files = timerFiles(p, system, dir);
+  const lines: string[] = [];
+  let ok = true;
+  for (const f of files) {
+    const mine = ours(f);
+    if (mine === undefined) ok = false;
+    if (mine === false) {
+      ok = false;
+      warn(ctx, `${f} was not written by nix-cache-login timer install`);
+    }
+    lines.push(`${f}: ${mine === undefined ? "not installed" : mine ? "installed" : "someone else's file"}`);
+  }
+  const main = files[0];
+  if (main !== undefined && ours(main) === true) {
+    const text = readFileSync(main, "utf8");
+    const argv =
+      p === "launchd"
+        ? [...text.matchAll(/^ {4}<string>(.*)<\/string>$/gm)].map((m) => m[1] ?? "")
+        : ((/^ExecStart=(.*)$/m.exec(text)?.[1] ?? "")
+            .match(/"(?:[^"\\]|\\.)*"|\S+/g)
+            ?.map((w) => w.replace(/^"|"$/g, "")) ?? []);
+    lines.push(`runs: ${argv.join(" ")}`);
+    const missing = argv.slice(0, 2).filter((path) => !existsSync(path.replace(/\\(.)/g, "$1")));
+    if (missing.length > 0) {
+      ok = false;
+      lines.push(`stale: ${missing.join(" and ")} no longer exist${missing.length === 1 ? "s" : ""}`);
+    }
+  }
+  if (ok && p === "systemd" && managerReachable(p, system, ctx.env)) {
+    const unit = system ? "nix-cache-login-server" : "nix-cache-login";
+    const user = system ? [] : ["--user"];
+    const enabled = runControl(["systemctl", ...user, "is-enabled", `${unit}.timer`], ctx.env).output;
+    const active = runControl(["systemctl", ...user, "is-active", `${unit}.timer`], ctx.env).output;
+    const last = runControl(
+      ["systemctl", ...user, "show", `${unit}.service`, "-p", "Result", "-p", "ExecMainStatus", "--value"],
+      ctx.env,
+    );
+    lines.push(`timer: ${enabled}, ${active}`);
+    lines.push(`last run: ${last.output === "" ? "none" : last.output.replace(/\n/g, ", ")}`);
+    if (enabled !== "enabled" || active !== "active") ok = false;
+  } else if (ok && p === "systemd") {
+    lines.push(
+      `manager: no ${system ? "systemd" : "systemd user manager"} reachable; cannot tell whether the timer runs`,
+    );
+  }
+  ctx.stdout.write(lines.map((l) => `${l}\n`).join(""));
+  if (!ok) ctx.stderr.write(`hint: run \`nix-cache-login timer install${system ? " --system" : ""}\`\n`);
+  return ok ? ExitCode.ok : ExitCode.failure;
+}

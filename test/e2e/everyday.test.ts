@@ -1,0 +1,597 @@
+/**
+ * Everyday use outside Nix, through the built CLI against the Keycloak-shaped realm on 127.0.0.1:
+ * `timer install|remove|status` (the units checked as files, by systemd's own parser, and by
+ * running the command they hold), `--json` and `--quiet`, `--min-valid` without a unit, `init`,
+ * `login` while signed in (Chromium as the browser), and the line about a slow request on a
+ * terminal.
+ *
+ * This machine has no systemd user manager (`systemctl --user` cannot connect), so the units are
+ * not started here; the tests check that the CLI then prints the commands to run instead.
+ */
+import assert from "node:assert/strict";
+import { execFile, spawn } from "node:child_process";
+import { existsSync, realpathSync } from "node:fs";
+import { cp, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { dirname, join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { StateStore } from "../../src/store/state.ts";
+import { writeState } from "../../src/store/write.ts";
+import { requireChromium } from "../support/chromium.ts";
+import { CLI, makeWorkspace, netrcPassword, runCli, snapshot, type Workspace } from "../support/cli.ts";
+import { startRealm, type Realm } from "../support/realm.ts";
+
+const run = promisify(execFile);
+const HOST = "127.0.0.1";
+let realm: Realm;
+const workspaces: Workspace[] = [];
+
+async function userWorkspace(extra: Record<string, unknown> = {}): Promise<Workspace> {
+  const ws = await makeWorkspace();
+  workspaces.push(ws);
+  await ws.writeConfig({ issuer: realm.issuer, client_id: realm.publicClientId, cache_host: HOST, ...extra });
+  return ws;
+}
+
+async function serviceWorkspace(): Promise<Workspace> {
+  const ws = await makeWorkspace();
+  workspaces.push(ws);
+  const secretFile = join(ws.dir, "client-secret");
+  await writeFile(secretFile, `${realm.serviceClientSecret}\n`, { mode: 0o600 });
+  ws.secrets.add(realm.serviceClientSecret);
+  await ws.writeConfig({
+    issuer: realm.issuer,
+    client_id: realm.serviceClientId,
+    cache_host: HOST,
+    client_secret_file: secretFile,
+  });
+  return ws;
+}
+
+/** Signs in over HTTP at the realm and stores the refresh token as `login` would. */
+async function signIn(ws: Workspace): Promise<void> {
+  const tokens = await realm.signInOverHttp();
+  ws.secrets.add(tokens.refresh_token as string);
+  ws.secrets.add(tokens.access_token as string);
+  const store = new StateStore(ws.stateDir, realm.issuer, realm.publicClientId);
+  await mkdir(ws.stateDir, { recursive: true, mode: 0o700 });
+  await writeState(store, {
+    ...store.empty("user"),
+    refresh_token: tokens.refresh_token as string,
+    username: "alice",
+  });
+}
+
+const json = (text: string) => JSON.parse(text) as Record<string, unknown>;
+const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/;
+
+before(async () => {
+  realm = await startRealm();
+});
+after(async () => {
+  await realm?.stop();
+  for (const ws of workspaces) await ws.cleanup();
+});
+
+describe("--json and --quiet", () => {
+  test("refresh --json: one object with what was done, expiries, netrc path and host", async () => {
+    const ws = await userWorkspace();
+    await signIn(ws);
+    const res = await runCli(ws, ["refresh", "--json"]);
+    assert.equal(res.code, 0, res.stderr);
+    assert.equal(res.stdout.trim().split("\n").length, 1, "one line of JSON");
+    const out = json(res.stdout);
+    assert.equal(out.command, "refresh");
+    assert.equal(out.action, "renewed");
+    assert.equal(out.host, HOST);
+    assert.equal(out.netrc_path, ws.netrcPath);
+    assert.equal(out.username, "alice");
+    assert.match(String(out.access_token_expires_at), ISO);
+    assert.match(String(out.refresh_token_expires_at), ISO);
+    assert.equal(res.stderr, "", "--json prints no progress lines");
+    assert.ok(netrcPassword(await readFile(ws.netrcPath, "latin1"), HOST) !== undefined);
+
+    const fresh = await runCli(ws, ["refresh", "--min-valid", "1m", "--json"]);
+    assert.equal(fresh.code, 0, fresh.stderr);
+    assert.equal(json(fresh.stdout).action, "none");
+    assert.equal(json(fresh.stdout).access_token_expires_at, out.access_token_expires_at);
+  });
+
+  test("refresh --quiet and service-account --quiet print nothing on success", async () => {
+    const ws = await userWorkspace();
+    await signIn(ws);
+    const res = await runCli(ws, ["refresh", "--quiet"]);
+    assert.equal(res.code, 0, res.stderr);
+    assert.equal(res.stdout + res.stderr, "");
+    const sa = await serviceWorkspace();
+    const q = await runCli(sa, ["service-account", "-q"]);
+    assert.equal(q.code, 0, q.stderr);
+    assert.equal(q.stdout + q.stderr, "");
+  });
+
+  test("service-account --json and logout --json", async () => {
+    const sa = await serviceWorkspace();
+    const res = await runCli(sa, ["service-account", "--json"]);
+    assert.equal(res.code, 0, res.stderr);
+    const out = json(res.stdout);
+    assert.equal(out.command, "service-account");
+    assert.equal(out.action, "renewed");
+    assert.equal(out.refresh_token_expires_at, null);
+    assert.match(String(out.access_token_expires_at), ISO);
+
+    const ws = await userWorkspace();
+    await signIn(ws);
+    assert.equal((await runCli(ws, ["refresh", "-q"])).code, 0);
+    const bye = await runCli(ws, ["logout", "--json"]);
+    assert.equal(bye.code, 0, bye.stderr);
+    const b = json(bye.stdout);
+    assert.equal(b.action, "signed_out");
+    assert.equal(b.revoked, true);
+    assert.equal(b.removed_netrc_entry, true);
+    assert.equal(b.host, HOST);
+    const again = await runCli(ws, ["logout", "--json", "--quiet"]);
+    assert.equal(again.code, 0);
+    assert.equal(json(again.stdout).action, "none");
+    assert.equal(again.stderr, "");
+  });
+
+  test("errors under --json: {error: {code, message, hint}} on stdout with the exit code", async () => {
+    const ws = await userWorkspace();
+    const res = await runCli(ws, ["refresh", "--json"]);
+    assert.equal(res.code, 3);
+    const err = json(res.stdout).error as Record<string, unknown>;
+    assert.equal(err.code, "login_required");
+    assert.match(String(err.message), /not signed in/);
+    assert.match(String(err.hint), /nix-cache-login login/);
+
+    const status = await runCli(ws, ["status", "--json", "--config", join(ws.dir, "missing.toml")]);
+    assert.equal(status.code, 2);
+    const s = json(status.stdout).error as Record<string, unknown>;
+    assert.equal(s.code, "usage");
+    assert.match(String(s.message), /missing\.toml: configuration file not found/);
+
+    const bad = await runCli(ws, ["logout", "--json", "--bogus"]);
+    assert.equal(bad.code, 2);
+    assert.equal((json(bad.stdout).error as Record<string, unknown>).code, "usage");
+  });
+
+  test("--min-valid without a unit is a usage error that names the units", async () => {
+    const ws = await userWorkspace();
+    await signIn(ws);
+    const before = await snapshot(ws.home);
+    for (const command of ["refresh", "service-account"]) {
+      const res = await runCli(ws, [command, "--min-valid", "10"]);
+      assert.equal(res.code, 2, res.stderr);
+      assert.match(res.stderr, /^error: --min-valid: "10" has no unit\nhint: write 10s, 10m or 10h\n$/);
+    }
+    assert.deepEqual(await snapshot(ws.home), before);
+  });
+});
+
+describe("timer", () => {
+  const unitDir = (ws: Workspace) => join(ws.env.XDG_CONFIG_HOME as string, "systemd", "user");
+
+  async function verify(...files: string[]) {
+    const r = await run("systemd-analyze", ["verify", "--man=no", ...files]).catch(
+      (e: { code: number; stderr: string }) => ({ stdout: "", stderr: `exit ${e.code}: ${e.stderr}` }),
+    );
+    assert.equal(r.stderr, "", "systemd-analyze verify finds no problem");
+  }
+
+  /** ExecStart split as systemd splits it (double quotes, backslash escapes). */
+  function execStart(unit: string): string[] {
+    const line = /^ExecStart=(.*)$/m.exec(unit)?.[1] ?? "";
+    return (line.match(/"(?:[^"\\]|\\.)*"|\S+/g) ?? []).map((w) =>
+      w.startsWith('"') ? w.slice(1, -1).replace(/\\(.)/g, "$1").replace(/%%/g, "%") : w.replace(/%%/g, "%"),
+    );
+  }
+
+  test("install writes a service and a timer that run this installation's refresh --min-valid", async () => {
+    const ws = await userWorkspace();
+    const before = await snapshot(ws.env.XDG_CONFIG_HOME as string);
+    const res = await runCli(ws, ["timer", "install"]);
+    assert.equal(res.code, 0, res.stderr);
+    const service = await readFile(join(unitDir(ws), "nix-cache-login.service"), "utf8");
+    const timer = await readFile(join(unitDir(ws), "nix-cache-login.timer"), "utf8");
+    assert.deepEqual(execStart(service), [
+      process.execPath,
+      realpathSync(CLI),
+      "refresh",
+      "--min-valid",
+      "4m",
+    ]);
+    for (const line of ["Type=oneshot", "SuccessExitStatus=3", "LimitCORE=0", "TimeoutStartSec=2min"]) {
+      assert.match(service, new RegExp(`^${line}$`, "m"));
+    }
+    for (const line of [
+      "OnCalendar=\\*-\\*-\\* \\*:00/2:00",
+      "Persistent=true",
+      "RandomizedDelaySec=30s",
+      "WantedBy=timers.target",
+    ]) {
+      assert.match(timer, new RegExp(`^${line}$`, "m"));
+    }
+    await verify(join(unitDir(ws), "nix-cache-login.service"), join(unitDir(ws), "nix-cache-login.timer"));
+    // No user manager here: the CLI says what to run.
+    assert.match(
+      res.stderr,
+      /No systemd user manager is reachable from here; to start the timer, run in your session:\n {2}systemctl --user daemon-reload && systemctl --user enable --now nix-cache-login.timer\n/,
+    );
+
+    const status = await runCli(ws, ["timer", "status"]);
+    assert.equal(status.code, 0, status.stderr);
+    assert.match(status.stdout, /nix-cache-login\.service: installed\n/);
+    assert.match(status.stdout, /nix-cache-login\.timer: installed\n/);
+    assert.match(status.stdout, /runs: .* refresh --min-valid 4m\n/);
+
+    // Idempotent: a second install changes nothing.
+    const files = await snapshot(unitDir(ws));
+    const again = await runCli(ws, ["timer", "install", "--quiet"]);
+    assert.equal(again.code, 0, again.stderr);
+    assert.doesNotMatch(again.stderr, /Wrote|Already/);
+    assert.deepEqual(await snapshot(unitDir(ws)), files);
+
+    const removed = await runCli(ws, ["timer", "remove"]);
+    assert.equal(removed.code, 0, removed.stderr);
+    assert.match(removed.stderr, /^Removed .*nix-cache-login\.service and .*nix-cache-login\.timer\.\n$/);
+    assert.deepEqual(
+      await snapshot(ws.env.XDG_CONFIG_HOME as string),
+      before,
+      "remove leaves nothing behind",
+    );
+    const none = await runCli(ws, ["timer", "remove"]);
+    assert.equal(none.code, 0);
+    assert.match(none.stderr, /nothing to remove/);
+    const gone = await runCli(ws, ["timer", "status"]);
+    assert.equal(gone.code, 1);
+    assert.match(gone.stdout, /nix-cache-login\.timer: not installed/);
+    assert.match(gone.stderr, /hint: run `nix-cache-login timer install`/);
+  });
+
+  test("the unit's command renews the token, and exits 3 (not a unit failure) when signed out", async () => {
+    const dir = await makeWorkspace();
+    workspaces.push(dir);
+    // A config path with a blank, a quote and a percent sign: ExecStart must quote and escape it.
+    const config = join(dir.dir, `my "odd" 100% config.toml`);
+    await writeFile(
+      config,
+      `issuer = "${realm.issuer}"\nclient_id = "${realm.publicClientId}"\ncache_host = "${HOST}"\n`,
+    );
+    const res = await runCli(dir, [
+      "timer",
+      "install",
+      "--interval",
+      "5m",
+      "--min-valid",
+      "10m",
+      "--config",
+      config,
+    ]);
+    assert.equal(res.code, 0, res.stderr);
+    const servicePath = join(unitDir(dir), "nix-cache-login.service");
+    const service = await readFile(servicePath, "utf8");
+    const argv = execStart(service);
+    assert.deepEqual(argv.slice(2), ["refresh", "--min-valid", "10m", "--config", config]);
+    assert.match(
+      await readFile(join(unitDir(dir), "nix-cache-login.timer"), "utf8"),
+      /^OnCalendar=\*-\*-\* \*:00\/5:00$/m,
+    );
+    await verify(servicePath, join(unitDir(dir), "nix-cache-login.timer"));
+
+    const exec = (args: string[]) =>
+      new Promise<{ code: number | null; stderr: string }>((resolve) => {
+        const child = spawn(args[0] as string, args.slice(1), {
+          env: dir.env,
+          stdio: ["ignore", "ignore", "pipe"],
+        });
+        let stderr = "";
+        child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+        child.on("close", (code) => resolve({ code, stderr }));
+      });
+    const signedOut = await exec(argv);
+    assert.equal(signedOut.code, 3, signedOut.stderr);
+    assert.match(service, /^SuccessExitStatus=3$/m);
+
+    const store = new StateStore(dir.stateDir, realm.issuer, realm.publicClientId);
+    const tokens = await realm.signInOverHttp();
+    dir.secrets.add(tokens.refresh_token as string);
+    await mkdir(dir.stateDir, { recursive: true, mode: 0o700 });
+    await writeState(store, { ...store.empty("user"), refresh_token: tokens.refresh_token as string });
+    const renewed = await exec(argv);
+    assert.equal(renewed.code, 0, renewed.stderr);
+    assert.ok(
+      netrcPassword(await readFile(dir.netrcPath, "latin1"), HOST) !== undefined,
+      "the netrc has the token",
+    );
+  });
+
+  test("status reports units whose installation is gone; install again fixes them", async () => {
+    const ws = await userWorkspace();
+    // A copy of the built CLI, as an installation that is later removed or upgraded away.
+    const copy = join(ws.dir, "old-install");
+    await cp(dirname(CLI), copy, { recursive: true });
+    const res = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const child = spawn(process.execPath, [join(copy, "nix-cache-login.cjs"), "timer", "install"], {
+        env: ws.env,
+        stdio: ["ignore", "ignore", "pipe"],
+      });
+      let stderr = "";
+      child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+      child.on("close", (code) => resolve({ code, stderr }));
+    });
+    assert.equal(res.code, 0, res.stderr);
+    assert.equal((await runCli(ws, ["timer", "status"])).code, 0);
+    await rm(copy, { recursive: true });
+    const stale = await runCli(ws, ["timer", "status"]);
+    assert.equal(stale.code, 1);
+    assert.match(
+      stale.stdout,
+      new RegExp(`stale: ${join(copy, "nix-cache-login.cjs").replace(/[.]/g, "\\.")} no longer exists`),
+    );
+    assert.match(stale.stderr, /hint: run `nix-cache-login timer install`/);
+    const again = await runCli(ws, ["timer", "install", "-q"]);
+    assert.equal(again.code, 0, again.stderr);
+    const fixed = await runCli(ws, ["timer", "status"]);
+    assert.equal(fixed.code, 0, fixed.stdout);
+    assert.match(fixed.stdout, new RegExp(`runs: .*${realpathSync(CLI).replace(/[.]/g, "\\.")} refresh`));
+  });
+
+  test("bad durations, an interval without a calendar form, and a foreign unit are refused", async () => {
+    const ws = await userWorkspace();
+    const cases: [string[], RegExp][] = [
+      [["--interval", "7m"], /--interval: 7m does not divide a minute, an hour or a day evenly/],
+      [["--interval", "2"], /--interval: "2" is not a duration like 30s, 4m or 1h/],
+      [["--min-valid", "2m"], /--min-valid 2m is not longer than --interval 2m plus the random delay/],
+    ];
+    for (const [args, message] of cases) {
+      const res = await runCli(ws, ["timer", "install", ...args]);
+      assert.equal(res.code, 2, res.stderr);
+      assert.match(res.stderr, message);
+    }
+    assert.ok(!existsSync(unitDir(ws)), "nothing written");
+    const unknown = await runCli(ws, ["timer", "instal"]);
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /did you mean install\?/);
+
+    await mkdir(unitDir(ws), { recursive: true });
+    await writeFile(join(unitDir(ws), "nix-cache-login.service"), "[Service]\nExecStart=/bin/true\n");
+    const foreign = await runCli(ws, ["timer", "install"]);
+    assert.equal(foreign.code, 1);
+    assert.match(
+      foreign.stderr,
+      /nix-cache-login\.service exists and was not written by nix-cache-login timer install/,
+    );
+    assert.equal(
+      await readFile(join(unitDir(ws), "nix-cache-login.service"), "utf8"),
+      "[Service]\nExecStart=/bin/true\n",
+    );
+    assert.ok(!existsSync(join(unitDir(ws), "nix-cache-login.timer")));
+    const remove = await runCli(ws, ["timer", "remove"]);
+    assert.equal(remove.code, 1);
+    assert.ok(existsSync(join(unitDir(ws), "nix-cache-login.service")), "remove leaves a foreign file alone");
+  });
+
+  test("install --system (root) writes system units that run service-account", async () => {
+    assert.equal(process.getuid?.(), 0, "this test runs as root, as CI does");
+    const sa = await serviceWorkspace();
+    const dir = join(sa.dir, "system-units");
+    const env = { NIX_CACHE_LOGIN_SYSTEM_UNIT_DIR: dir, NIX_CACHE_LOGIN_CONFIG: sa.configPath };
+    const res = await runCli(sa, ["timer", "install", "--system"], { env });
+    assert.equal(res.code, 0, res.stderr);
+    const service = await readFile(join(dir, "nix-cache-login-server.service"), "utf8");
+    assert.deepEqual(execStart(service).slice(2), [
+      "service-account",
+      "--min-valid",
+      "4m",
+      "--config",
+      sa.configPath,
+    ]);
+    for (const line of [
+      "SuccessExitStatus=3",
+      "LimitCORE=0",
+      "StateDirectory=nix-cache-login",
+      "Environment=XDG_STATE_HOME=/var/lib",
+    ]) {
+      assert.match(service, new RegExp(`^${line}$`, "m"));
+    }
+    assert.match(
+      await readFile(join(dir, "nix-cache-login-server.timer"), "utf8"),
+      /^RandomizedDelaySec=15s$/m,
+    );
+    await verify(join(dir, "nix-cache-login-server.service"), join(dir, "nix-cache-login-server.timer"));
+    const status = await runCli(sa, ["timer", "status", "--system"], { env });
+    assert.equal(status.code, 0, status.stderr);
+    const removed = await runCli(sa, ["timer", "remove", "--system"], { env });
+    assert.equal(removed.code, 0, removed.stderr);
+    assert.deepEqual(await snapshot(dir), new Map());
+
+    const user = await userWorkspace();
+    const refused = await runCli(user, ["timer", "install", "--system"], {
+      env: { NIX_CACHE_LOGIN_SYSTEM_UNIT_DIR: dir },
+    });
+    assert.equal(refused.code, 2);
+    assert.match(refused.stderr, /--system needs a service-account configuration/);
+  });
+});
+
+describe("init", () => {
+  test("writes a configuration that login loads, after checking the issuer's discovery", async () => {
+    const ws = await makeWorkspace();
+    workspaces.push(ws);
+    const res = await runCli(ws, [
+      "init",
+      "--issuer",
+      realm.issuer,
+      "--client-id",
+      realm.publicClientId,
+      "--cache-host",
+      HOST,
+    ]);
+    assert.equal(res.code, 0, res.stderr);
+    assert.match(res.stderr, new RegExp(`^Wrote ${ws.configPath.replace(/[.]/g, "\\.")} `));
+    assert.match(res.stderr, /Next: `nix-cache-login login`, then `nix-cache-login timer install`/);
+    const status = await runCli(ws, ["status", "--json"]);
+    const report = json(status.stdout);
+    assert.equal(report.issuer, realm.issuer);
+    assert.equal(report.client_id, realm.publicClientId);
+    assert.equal(report.cache_host, HOST);
+    assert.equal(report.config_path, ws.configPath);
+
+    const twice = await runCli(ws, [
+      "init",
+      "--issuer",
+      realm.issuer,
+      "--client-id",
+      "x",
+      "--cache-host",
+      HOST,
+    ]);
+    assert.equal(twice.code, 2);
+    assert.match(twice.stderr, /exists already\nhint: .*--force/);
+    const forced = await runCli(ws, [
+      "init",
+      "--issuer",
+      realm.issuer,
+      "--client-id",
+      "x",
+      "--cache-host",
+      HOST,
+      "--force",
+    ]);
+    assert.equal(forced.code, 0, forced.stderr);
+    assert.match(await readFile(ws.configPath, "utf8"), /^client_id = "x"$/m);
+  });
+
+  test("refuses an issuer without discovery, a bad value, or missing flags, writing nothing", async () => {
+    const ws = await makeWorkspace();
+    workspaces.push(ws);
+    const noDiscovery = await runCli(ws, [
+      "init",
+      "--issuer",
+      `${realm.issuer}-nope`,
+      "--client-id",
+      "c",
+      "--cache-host",
+      HOST,
+    ]);
+    // A 404 for the discovery document means the issuer URL is wrong: a usage error.
+    assert.equal(noDiscovery.code, 2, noDiscovery.stderr);
+    assert.match(noDiscovery.stderr, /--issuer .*-nope: no OpenID Connect discovery document there/);
+    const plainHttp = await runCli(ws, [
+      "init",
+      "--issuer",
+      "http://sso.example.org/realms/x",
+      "--client-id",
+      "c",
+      "--cache-host",
+      HOST,
+    ]);
+    assert.equal(plainHttp.code, 2, plainHttp.stderr);
+    assert.match(plainHttp.stderr, /issuer/);
+    const missing = await runCli(ws, ["init", "--issuer", realm.issuer]);
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /init needs --client-id, --cache-host/);
+    assert.ok(!existsSync(ws.configPath), "nothing written");
+  });
+});
+
+describe("a request slower than a second", () => {
+  // A CLI that never says it is waiting would leave both runs hanging: the timeout ends the test.
+  test('says "waiting for HOST ..." on a terminal only', { timeout: 60_000 }, async () => {
+    const ws = await makeWorkspace();
+    workspaces.push(ws);
+    // An issuer that answers only once the terminal run has said it is waiting: no timing guess.
+    const held: http.ServerResponse[] = [];
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    const server = http.createServer((_req, res) => {
+      held.push(res);
+      void released.then(() => res.writeHead(404).end("not here"));
+    });
+    await new Promise<void>((r) => server.listen(0, HOST, r));
+    const port = (server.address() as AddressInfo).port;
+    try {
+      const args = [
+        "init",
+        "--issuer",
+        `http://${HOST}:${port}/realms/slow`,
+        "--client-id",
+        "c",
+        "--cache-host",
+        HOST,
+      ];
+      // Started first, so it has waited at least as long as the terminal run when both are released.
+      const piped = runCli(ws, args);
+      const quoted = [process.execPath, CLI, ...args].map((a) => `'${a}'`).join(" ");
+      const tty = spawn("script", ["-qfec", quoted, "/dev/null"], {
+        env: ws.env,
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      let ttyOut = "";
+      const waiting = new RegExp(`waiting for ${HOST}:${port} \\.\\.\\.`);
+      tty.stdout.setEncoding("utf8").on("data", (d: string) => {
+        ttyOut += d;
+        if (waiting.test(ttyOut)) release();
+      });
+      const ttyCode = await new Promise<number | null>((resolve) => tty.on("close", resolve));
+      const pipedRes = await piped;
+      assert.match(ttyOut, waiting);
+      // The slow server finally answers 404: a wrong issuer URL, a usage error.
+      assert.equal(ttyCode, 2, ttyOut);
+      assert.equal(pipedRes.code, 2, pipedRes.stderr);
+      assert.doesNotMatch(pipedRes.stderr, /waiting for/, "not on a pipe");
+      assert.ok(held.length >= 2);
+    } finally {
+      release();
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
+  });
+});
+
+describe("login while signed in", () => {
+  test("says who is signed in and until when before a new sign-in; login --json", async () => {
+    requireChromium();
+    const DRIVER = fileURLToPath(new URL("../support/browser-driver.ts", import.meta.url));
+    const TSX = fileURLToPath(import.meta.resolve("tsx"));
+    const browser = `'${process.execPath}' --import '${TSX}' '${DRIVER}'`;
+    const ws = await userWorkspace();
+    await signIn(ws);
+    assert.equal((await runCli(ws, ["refresh", "-q"])).code, 0);
+    const state = json(
+      await readFile(
+        join(
+          ws.stateDir,
+          (await import("node:fs/promises").then((f) => f.readdir(ws.stateDir))).find((f) =>
+            f.endsWith(".json"),
+          ) as string,
+        ),
+        "utf8",
+      ),
+    );
+    const res = await runCli(ws, ["login", "--json", "--browser-command", browser], {
+      env: { DRIVER_MODE: "login", DRIVER_RESULT: join(ws.dir, "driver.json") },
+      timeoutMs: 90_000,
+    });
+    assert.equal(res.code, 0, res.stderr);
+    const expires = String(state.access_token_expires_at);
+    const already = res.stderr.indexOf("Already signed in as alice at ");
+    assert.ok(already >= 0, res.stderr);
+    assert.ok(already < res.stderr.indexOf("Opening a browser"), "before the new sign-in starts");
+    assert.match(
+      res.stderr,
+      new RegExp(
+        `access token valid, expires in .* \\(${expires.replace(/\.\d{3}Z$/, "Z").replace(/[.]/g, "\\.")}\\), the session can be renewed until \\d{4}-`,
+      ),
+    );
+    const out = json(res.stdout);
+    assert.equal(out.command, "login");
+    assert.equal(out.action, "signed_in");
+    assert.equal(out.username, "alice");
+    assert.equal(out.netrc_path, ws.netrcPath);
+    assert.match(String(out.access_token_expires_at), ISO);
+  });
+});

@@ -1,0 +1,94 @@
+// The timer's unit files as text: the systemd calendar form of an interval (as nix/modules/lib.nix
+// computes it), ExecStart quoting, and the macOS launchd plist (which cannot be loaded on this
+// Linux machine, so it is parsed with Python's plistlib, the format's reference reader here).
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { test } from "node:test";
+import { launchdPlist, onCalendar, systemdUnits, type TimerSpec } from "../../src/commands/timer.ts";
+
+const spec = (over: Partial<TimerSpec> = {}): TimerSpec => ({
+  system: false,
+  node: "/usr/bin/node",
+  script: "/usr/lib/node_modules/nix-cache-login/dist/nix-cache-login.cjs",
+  configPath: undefined,
+  interval: "2m",
+  intervalSeconds: 120,
+  minValid: "4m",
+  randomizedDelay: "30s",
+  home: "/home/alice",
+  ...over,
+});
+
+test("onCalendar matches the Nix modules: only intervals that divide a minute, an hour or a day", () => {
+  assert.equal(onCalendar(30), "*-*-* *:*:00/30");
+  assert.equal(onCalendar(120), "*-*-* *:00/2:00");
+  assert.equal(onCalendar(900), "*-*-* *:00/15:00");
+  assert.equal(onCalendar(3600), "*-*-* 00/1:00:00");
+  assert.equal(onCalendar(6 * 3600), "*-*-* 00/6:00:00");
+  for (const bad of [0, 7, 420, 45 * 60, 5 * 3600, 2 * 86400])
+    assert.equal(onCalendar(bad), undefined, String(bad));
+});
+
+test("ExecStart quotes paths with blanks and escapes quotes, backslashes, % and $", () => {
+  const [service] = systemdUnits(
+    spec({ node: "/opt/my node/bin/node", configPath: '/home/a/"x" 100% $HOME\\c.toml' }),
+    "/u",
+  );
+  const line = /^ExecStart=(.*)$/m.exec(service?.text ?? "")?.[1];
+  assert.equal(
+    line,
+    `"/opt/my node/bin/node" /usr/lib/node_modules/nix-cache-login/dist/nix-cache-login.cjs refresh --min-valid 4m --config "/home/a/\\"x\\" 100%% $$HOME\\\\c.toml"`,
+  );
+  assert.throws(() => systemdUnits(spec({ configPath: "/a\nb" }), "/u"), /line break/);
+});
+
+test("the launchd agent runs refresh --min-valid every interval, at load, without core dumps", () => {
+  const [file] = launchdPlist(
+    spec({ configPath: "/Users/alice/a & b.toml" }),
+    "/Users/alice/Library/LaunchAgents",
+  );
+  assert.equal(file?.path, "/Users/alice/Library/LaunchAgents/nix-cache-login.plist");
+  const parsed = JSON.parse(
+    execFileSync(
+      "python3",
+      ["-c", "import json, plistlib, sys; print(json.dumps(plistlib.loads(sys.stdin.buffer.read())))"],
+      { input: file?.text },
+    ).toString(),
+  ) as Record<string, unknown>;
+  assert.deepEqual(parsed, {
+    Label: "nix-cache-login",
+    ProgramArguments: [
+      "/usr/bin/node",
+      "/usr/lib/node_modules/nix-cache-login/dist/nix-cache-login.cjs",
+      "refresh",
+      "--min-valid",
+      "4m",
+      "--config",
+      "/Users/alice/a & b.toml",
+    ],
+    StartInterval: 120,
+    RunAtLoad: true,
+    ProcessType: "Background",
+    Umask: 63,
+    SoftResourceLimits: { Core: 0 },
+    HardResourceLimits: { Core: 0 },
+    StandardErrorPath: "/home/alice/Library/Logs/nix-cache-login.log",
+  });
+});
+
+test("the launchd daemon (--system) runs service-account with the system configuration", () => {
+  const [file] = launchdPlist(spec({ system: true }), "/Library/LaunchDaemons");
+  assert.equal(file?.path, "/Library/LaunchDaemons/nix-cache-login-server.plist");
+  const parsed = JSON.parse(
+    execFileSync(
+      "python3",
+      ["-c", "import json, plistlib, sys; print(json.dumps(plistlib.loads(sys.stdin.buffer.read())))"],
+      { input: file?.text },
+    ).toString(),
+  ) as { ProgramArguments: string[]; EnvironmentVariables: Record<string, string> };
+  assert.deepEqual(parsed.ProgramArguments.slice(2), ["service-account", "--min-valid", "4m"]);
+  assert.deepEqual(parsed.EnvironmentVariables, {
+    NIX_CACHE_LOGIN_CONFIG: "/etc/nix-cache-login/config.toml",
+    XDG_STATE_HOME: "/var/db",
+  });
+});
