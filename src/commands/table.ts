@@ -27,7 +27,11 @@ export const EXTRA_COMMANDS: CommandSpec[] = [
         help: "the OpenID Connect issuer, e.g. https://sso.example.org/realms/nix",
       },
       { name: "client-id", value: "id", help: "the client registered for nix-cache-login" },
-      { name: "cache-host", value: "host", help: "the binary cache's host name, e.g. cache.example.org" },
+      {
+        name: "cache-host",
+        value: "host",
+        help: "the binary cache's host name, e.g. cache.example.org (several: comma-separated)",
+      },
       {
         name: "client-secret-file",
         value: "path",

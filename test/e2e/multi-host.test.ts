@@ -221,3 +221,27 @@ describe("two configurations with the same issuer and client_id share one token"
     assert.equal(t1, t0);
   });
 });
+
+describe("init with several cache hosts", () => {
+  test("--cache-host a,b writes a list that status reports host by host", async () => {
+    const ws = await bed.workspace(bed);
+    const r = await runCli(ws, [
+      "--config",
+      join(ws.dir, "init.toml"),
+      "init",
+      "--issuer",
+      bed.realm.issuer,
+      "--client-id",
+      bed.realm.publicClientId,
+      "--cache-host",
+      HOSTS.join(","),
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(
+      await readFile(join(ws.dir, "init.toml"), "utf8"),
+      /^cache_host = \["127\.0\.0\.1", "localhost"\]$/m,
+    );
+    const status = await runCli(ws, ["--config", join(ws.dir, "init.toml"), "status", "--json"]);
+    assert.deepEqual((JSON.parse(status.stdout) as Record<string, unknown>).cache_hosts, [...HOSTS]);
+  });
+});
