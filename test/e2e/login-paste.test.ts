@@ -82,6 +82,8 @@ function loginOnTerminal(ws: Workspace, args: string[], env: Record<string, stri
       child.stdin.end();
       return exit;
     },
+    /** The exit, with stdin left open (nothing typed, no end of file). */
+    ended: exit,
     kill() {
       child.kill("SIGKILL");
     },
@@ -174,6 +176,28 @@ describe("login: paste the address the browser ended on", { concurrency: false }
       assert.ok(!text.includes("hello, this is no address"), `${what} echoed a pasted line`);
     }
   });
+
+  test(
+    "on a terminal, a redirect that reaches the listener still wins, and login ends without input",
+    { timeout: 120_000 },
+    async () => {
+      const ws = await userWorkspace();
+      const cli = loginOnTerminal(ws, ["--verbose", "login", "--browser-command", BROWSER_COMMAND], {
+        DRIVER_MODE: "login",
+        DRIVER_RESULT: join(ws.dir, "driver.json"),
+      });
+      try {
+        await cli.waitFor(new RegExp(PROMPT));
+        await cli.waitFor(/Signed in as alice/);
+        // stdin stays open (nothing typed, no end of file): the terminal must not keep login running.
+        assert.equal(await cli.ended, 0, cli.stderr);
+      } finally {
+        if (!cli.exited) cli.kill();
+      }
+      assert.match(cli.stderr, /callback received with a matching state/);
+      assert.equal((await runCli(ws, ["status"])).code, 0);
+    },
+  );
 
   test("without a terminal on stdin, login does not offer to paste", async () => {
     const ws = await userWorkspace();
