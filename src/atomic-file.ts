@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { chown, lstat, mkdir, open, realpath, rename, stat, unlink } from "node:fs/promises";
+import { lstat, mkdir, open, rename, stat, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { CliError } from "./errors.ts";
 
@@ -28,20 +28,6 @@ export async function removeCreatedDirs(dir: string, created: string | undefined
 }
 
 /**
- * Follows a symlink to the file it names, so that an atomic rename replaces the file and not the
- * link (Home Manager and NixOS often link dotfiles).
- */
-export async function resolveTarget(path: string): Promise<string> {
-  try {
-    const st = await lstat(path);
-    if (st.isSymbolicLink()) return await realpath(path);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
-  }
-  return path;
-}
-
-/**
  * Replaces a file atomically: a temp file in the same directory (mode 0600 or the old file's mode
  * when stricter), fsync, rename, fsync the directory. A reader sees the old or the new file, never
  * half of one. Returns the mode the file ended up with and the mode it had before (if any).
@@ -67,9 +53,8 @@ export async function writeFileAtomic(
   try {
     await fh.writeFile(data, encoding);
     await fh.chmod(mode);
-    if (previous !== undefined && process.getuid?.() === 0 && previous.uid !== 0) {
-      await chown(tmp, previous.uid, previous.gid);
-    }
+    // Never chown to the previous owner: a file holding our token is never handed to another uid
+    // (netrc/file.ts refuses a file owned by anyone but us or root before we get here).
     await fh.sync();
   } catch (e) {
     await fh.close();
@@ -95,14 +80,46 @@ export async function writeFileAtomic(
 }
 
 /**
+ * A lock another user holds (one could make it in a shared directory) is never waited for: we
+ * could not remove it when stale, and it is not another run of ours. Fails at once, saying whose.
+ */
+async function refuseForeignLock(lockPath: string): Promise<void> {
+  let st;
+  try {
+    st = await lstat(lockPath);
+  } catch {
+    return;
+  }
+  const uid = process.getuid?.();
+  if (uid === undefined || st.uid === uid || st.uid === 0) return;
+  throw new CliError(
+    `${lockPath} is held by uid ${st.uid}, not by you: another user's lock is not waited for`,
+    {
+      hint: `check who made it; if no nix-cache-login of theirs should write here, remove it (\`rm -r ${lockPath}\`)`,
+    },
+  );
+}
+
+/**
  * Runs fn while holding an exclusive lock on `<dataPath>.lock`, a sibling, never the data file
  * itself: a rename swaps the data file's inode, so a lock held on it would protect nothing.
  */
-export async function withLock<T>(dataPath: string, fn: () => Promise<T>): Promise<T> {
+export async function withLock<T>(
+  dataPath: string,
+  fn: () => Promise<T>,
+  // stderr, where a command's talk goes: locks are taken below the commands, without their context.
+  onWait: (line: string) => void = (line) => process.stderr.write(`note: ${line}\n`),
+): Promise<T> {
   const { lock } = await import("proper-lockfile");
   const lockPath = `${dataPath}.lock`;
   await ensureDir(dirname(lockPath));
+  await refuseForeignLock(lockPath);
   let release: () => Promise<void>;
+  // Waiting is normal for a moment (a timer's refresh); longer, say whose lock it is.
+  const notice = setTimeout(
+    () => onWait(`waiting for ${lockPath}, held by another nix-cache-login...`),
+    2000,
+  );
   try {
     release = await lock(dataPath, {
       lockfilePath: lockPath,
@@ -117,6 +134,8 @@ export async function withLock<T>(dataPath: string, fn: () => Promise<T>): Promi
     throw new CliError(`cannot lock ${lockPath}: ${(e as Error).message}`, {
       hint: "another nix-cache-login may be stuck; remove the lock if no other instance runs",
     });
+  } finally {
+    clearTimeout(notice);
   }
   try {
     return await fn();

@@ -3,10 +3,15 @@
  * NO_PROXY, and undici's EnvHttpProxyAgent reads them the way curl does. Built as a separate file
  * (dist/proxy.mjs) so that the timers' common case does not parse undici at every start.
  */
-import { EnvHttpProxyAgent, fetch as undiciFetch } from "undici";
+import { Agent, EnvHttpProxyAgent, fetch as undiciFetch } from "undici";
+import { isLoopbackHost } from "./loopback-host.ts";
 
 const agent = new EnvHttpProxyAgent();
+const direct = new Agent();
 
 export function proxyFetch(url: string, init: RequestInit): Promise<Response> {
-  return undiciFetch(url, { ...(init as object), dispatcher: agent }) as unknown as Promise<Response>;
+  // A loopback issuer uses plain http: through a proxy its traffic (client secret, tokens) would
+  // cross the network in clear, whatever NO_PROXY says. Loopback is always reached directly.
+  const dispatcher = isLoopbackHost(new URL(url).hostname) ? direct : agent;
+  return undiciFetch(url, { ...(init as object), dispatcher }) as unknown as Promise<Response>;
 }

@@ -1,4 +1,5 @@
 import { CliError, ExitCode } from "./errors.ts";
+import { printableLines } from "./terminal-text.ts";
 
 interface Sink {
   stdout?: { write(text: string): unknown };
@@ -31,15 +32,17 @@ function renderText(e: unknown, to: Sink, verbose: boolean): number {
     to.stderr.write("error: interrupted\n");
     return ExitCode.interrupted;
   }
+  // Messages may quote a provider or a file: whatever got through, no control characters here.
+  const write = (text: string) => to.stderr.write(printableLines(text));
   if (e instanceof CliError) {
-    to.stderr.write(`error: ${e.message}\n`);
-    if (e.hint !== undefined) to.stderr.write(`hint: ${e.hint}\n`);
-    if (verbose && e.detail !== undefined) to.stderr.write(`verbose: ${e.detail}\n`);
-    if (verbose && e.cause !== undefined) to.stderr.write(`verbose: cause: ${describeCause(e.cause)}\n`);
+    write(`error: ${e.message}\n`);
+    if (e.hint !== undefined) write(`hint: ${e.hint}\n`);
+    if (verbose && e.detail !== undefined) write(`verbose: ${e.detail}\n`);
+    if (verbose && e.cause !== undefined) write(`verbose: cause: ${describeCause(e.cause)}\n`);
     return e.exitCode;
   }
   const err = e as NodeJS.ErrnoException;
-  to.stderr.write(`error: ${err.message ?? String(e)}\n`);
+  write(`error: ${err.message ?? String(e)}\n`);
   if (verbose && err.stack !== undefined) to.stderr.write(`${err.stack}\n`);
   else to.stderr.write("hint: run again with --verbose for details\n");
   return ExitCode.failure;
@@ -49,7 +52,9 @@ function describeCause(cause: unknown): string {
   const parts: string[] = [];
   for (let cur = cause, depth = 0; cur !== undefined && cur !== null && depth < 5; depth++) {
     const c = cur as { name?: string; message?: string; code?: string; cause?: unknown };
-    parts.push([c.name, c.code, c.message].filter((x) => x !== undefined && x !== "").join(" "));
+    // A JSON parse error quotes the text around the fault: in a token response, part of a token.
+    const message = c.name === "SyntaxError" ? "(message withheld: it may quote a token)" : c.message;
+    parts.push([c.name, c.code, message].filter((x) => x !== undefined && x !== "").join(" "));
     cur = c.cause;
   }
   return parts.join(" <- ");

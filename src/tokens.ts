@@ -44,6 +44,7 @@ export async function saveTokens(
     mode,
     refresh_token: mode === "user" ? (tokens.refreshToken ?? base.refresh_token) : undefined,
     access_token_expires_at: tokens.accessExpiresAt?.toISOString(),
+    access_token_expiry_assumed: tokens.accessExpiryAssumed ? true : undefined,
     refresh_token_expires_at:
       mode === "user"
         ? tokens.refreshToken !== undefined
@@ -52,6 +53,7 @@ export async function saveTokens(
         : undefined,
     access_token: tokens.accessToken,
     username: tokens.username ?? base.username,
+    subject: tokens.subject ?? base.subject,
     discovery: p.discovery,
   };
   await writeState(s.store, next);

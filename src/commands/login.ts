@@ -8,6 +8,8 @@ import { deviceSignIn } from "../oidc/device.ts";
 import { LoopbackServer, type CallbackOutcome, type Page } from "../oidc/loopback.ts";
 import type { Provider, TokenSet } from "../oidc/provider.ts";
 import { describeEntries, openSession, type Session } from "../session.ts";
+import { printable } from "../terminal-text.ts";
+import { setLongTimeout } from "../timers.ts";
 import { withStateLock } from "../store/write.ts";
 import { recordTokens } from "../result.ts";
 import { provider, saveTokens } from "../tokens.ts";
@@ -263,7 +265,40 @@ function acceptPastedAddresses(
 
 /** Saves under the state lock, so a timer's `refresh` running meanwhile cannot overwrite the new session. */
 async function save(ctx: Context, s: Session, tokens: TokenSet, p: Provider): Promise<void> {
-  await withStateLock(s.store, () => saveTokens(ctx, s, undefined, tokens, p, "user"));
+  await withStateLock(s.store, async () => {
+    const before = previousAccount(s);
+    await saveTokens(ctx, s, undefined, tokens, p, "user");
+    const change = accountChange(before, tokens);
+    if (change !== undefined) warn(ctx, change);
+  });
+}
+
+/** Who was signed in before, if a readable state says so (a bad one is replaced anyway). */
+function previousAccount(s: Session): { subject?: string; username?: string } | undefined {
+  try {
+    return s.store.read();
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A different account than before is worth a line: a sign-in another local user completed with its
+ * own account would otherwise go unnoticed (the netrc then holds that account's token).
+ */
+export function accountChange(
+  before: { subject?: string | undefined; username?: string | undefined } | undefined,
+  now: { subject?: string | undefined; username?: string | undefined },
+): string | undefined {
+  if (before === undefined) return undefined;
+  const differs =
+    before.subject !== undefined && now.subject !== undefined
+      ? before.subject !== now.subject
+      : before.username !== undefined && now.username !== undefined && before.username !== now.username;
+  if (!differs) return undefined;
+  const name = (a: { subject?: string | undefined; username?: string | undefined }) =>
+    a.username ?? (a.subject === undefined ? "(unknown user)" : printable(a.subject, 100));
+  return `signed in as ${name(now)}, a different account than before (${name(before)}); the netrc now holds the token of ${name(now)}`;
 }
 
 function failurePage(e: unknown): Page {
@@ -283,14 +318,14 @@ function failurePage(e: unknown): Page {
 function waitFor<T>(promise: Promise<T>, signal: AbortSignal, seconds: number): Promise<T> {
   return new Promise((resolve, reject) => {
     const done = () => {
-      clearTimeout(timer);
+      cancelTimer();
       signal.removeEventListener("abort", onAbort);
     };
     const onAbort = () => {
       done();
       reject(new CliError("interrupted", { exitCode: ExitCode.interrupted }));
     };
-    const timer = setTimeout(() => {
+    const cancelTimer = setLongTimeout(() => {
       done();
       reject(
         new CliError(`timed out after ${formatSpan(seconds)} waiting for the sign-in in the browser`, {

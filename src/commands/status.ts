@@ -3,6 +3,7 @@ import { describeExpiry } from "../duration.ts";
 import { ExitCode } from "../errors.ts";
 import { netrcHolds } from "../netrc/read.ts";
 import { describeEntries, openSession, renewCommand } from "../session.ts";
+import { printable } from "../terminal-text.ts";
 
 export interface StatusOptions {
   json?: boolean | undefined;
@@ -12,6 +13,8 @@ interface TokenReport {
   present: boolean;
   valid: boolean;
   expires_at: string | null;
+  /** Access token only: the expiry is default_token_lifetime's guess, the provider gave none. */
+  expiry_assumed?: boolean;
 }
 
 /** Local files only: no network, so it is fast and safe to run from prompts and scripts. */
@@ -35,6 +38,8 @@ export async function status(ctx: Context, opts: StatusOptions): Promise<number>
     };
   };
   const access = report(state?.access_token !== undefined, state?.access_token_expires_at);
+  const assumed = access.present && state?.access_token_expiry_assumed === true;
+  access.expiry_assumed = assumed;
   const refreshToken = report(state?.refresh_token !== undefined, state?.refresh_token_expires_at);
   // A refresh token whose expiry is unknown is usable until the provider says otherwise.
   if (refreshToken.present && refreshToken.expires_at === null) refreshToken.valid = true;
@@ -70,8 +75,14 @@ export async function status(ctx: Context, opts: StatusOptions): Promise<number>
     ],
     ["netrc", `${config.netrcPath}: ${netrcExists ? describeNetrcEntries(byHost) : "missing"}`],
   ];
-  if (state?.username !== undefined) lines.push(["signed in as", state.username]);
-  lines.push(["access token", access.present ? describeExpiry(access.expires_at, now) : "none"]);
+  // Stored from the provider's answer: shown without control characters, whatever wrote it.
+  if (state?.username !== undefined) lines.push(["signed in as", printable(state.username, 100)]);
+  lines.push([
+    "access token",
+    !access.present
+      ? "none"
+      : `${describeExpiry(access.expires_at, now)}${assumed ? " (assumed: the provider gave no lifetime, so default_token_lifetime applies)" : ""}`,
+  ]);
   if (config.mode === "user") {
     lines.push([
       "refresh token",

@@ -1,8 +1,10 @@
-import { readFileSync } from "node:fs";
+import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { join } from "node:path";
 import { parse as parseToml, TomlError } from "smol-toml";
 import { parseDuration } from "../duration.ts";
 import { CliError, ExitCode } from "../errors.ts";
+import { fsReason } from "../fs-reason.ts";
+import { isLoopbackHost } from "../loopback-host.ts";
 import { closest } from "../suggest.ts";
 import { configCandidates, noConfigError, type ConfigCandidate } from "./find.ts";
 import { expandPath, xdgDir, type Env } from "./paths.ts";
@@ -40,6 +42,8 @@ export interface Config {
   scopes: string[] | undefined;
   callbackPort: number | undefined;
   timeoutSeconds: number;
+  /** Seconds an access token is taken to live when the provider does not say (opaque, no expires_in). */
+  defaultTokenLifetime: number;
 }
 
 export interface CacheHost {
@@ -73,18 +77,18 @@ const KEYS: Record<string, { type: KeyType; required: boolean }> = {
   callback_port: { type: "integer", required: false },
   cache_url: { type: "strings", required: false },
   timeout: { type: "string", required: false },
+  default_token_lifetime: { type: "string", required: false },
 };
+
+/** A configuration file is a few hundred bytes; a bigger one is a mistake (or not a config). */
+export const MAX_CONFIG_BYTES = 1024 * 1024;
+/** Problems listed at most, so that a wrong file (a binary, a log) does not flood the terminal. */
+export const MAX_PROBLEMS = 20;
+/** setTimeout's limit (2^31 - 1 ms, about 24.8 days): a longer delay fires at once. */
+export const MAX_DELAY_SECONDS = Math.floor(0x7fffffff / 1000);
 export const CONFIG_KEYS = Object.keys(KEYS);
 
-/**
- * For a URL's hostname: the URL parser has already turned every IPv4 spelling (127.1, 0x7f.1)
- * into dotted decimal. Only names that always mean this machine: *.localhost depends on the
- * resolver.
- */
-export function isLoopbackHost(hostname: string): boolean {
-  const h = hostname.replace(/^\[|\]$/g, "").toLowerCase();
-  return h === "localhost" || h === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
-}
+export { isLoopbackHost } from "../loopback-host.ts";
 
 function closestKey(key: string): string | undefined {
   return closest(key.toLowerCase().replace(/-/g, "_"), CONFIG_KEYS);
@@ -186,8 +190,22 @@ export function validateConfig(doc: Record<string, unknown>, file: string, sourc
     try {
       timeoutSeconds = parseDuration(values.timeout, "timeout");
       if (timeoutSeconds <= 0) bad("timeout", "must be greater than zero");
+      else if (timeoutSeconds > MAX_DELAY_SECONDS) bad("timeout", "must be at most 24d");
     } catch {
       bad("timeout", `invalid duration ${JSON.stringify(values.timeout)} (e.g. 30s, 2m)`);
+    }
+  }
+
+  let defaultTokenLifetime = 300;
+  if (typeof values.default_token_lifetime === "string") {
+    try {
+      defaultTokenLifetime = parseDuration(values.default_token_lifetime, "default_token_lifetime");
+      if (defaultTokenLifetime <= 0) bad("default_token_lifetime", "must be greater than zero");
+    } catch {
+      bad(
+        "default_token_lifetime",
+        `invalid duration ${JSON.stringify(values.default_token_lifetime)} (e.g. 5m, 1h)`,
+      );
     }
   }
 
@@ -242,8 +260,10 @@ export function validateConfig(doc: Record<string, unknown>, file: string, sourc
   if (rawKeyFile !== undefined) authMethod = "private_key_jwt";
 
   if (problems.length > 0) {
+    const shown = problems.slice(0, MAX_PROBLEMS);
+    if (problems.length > MAX_PROBLEMS) shown.push(`... and ${problems.length - MAX_PROBLEMS} more problems`);
     throw new CliError(
-      problems.length === 1 ? (problems[0] as string) : `invalid configuration:\n  ${problems.join("\n  ")}`,
+      problems.length === 1 ? (problems[0] as string) : `invalid configuration:\n  ${shown.join("\n  ")}`,
       {
         exitCode: ExitCode.usage,
         hint: "fix the configuration file (keys are listed in `nix-cache-login --help`)",
@@ -267,6 +287,7 @@ export function validateConfig(doc: Record<string, unknown>, file: string, sourc
     scopes: values.scopes as string[] | undefined,
     callbackPort,
     timeoutSeconds,
+    defaultTokenLifetime,
   };
 }
 
@@ -327,7 +348,12 @@ function validateCacheHosts(
       continue;
     }
     if (u.protocol !== "https:" && u.protocol !== "http:") {
-      bad(key, "must be an http(s) URL");
+      bad(key, "must be an https URL");
+      continue;
+    }
+    if (u.protocol === "http:" && !isLoopbackHost(u.hostname)) {
+      // The token goes there in clear otherwise (doctor sends it).
+      bad(key, "must use https (only loopback hosts may use http)");
       continue;
     }
     if (!ok) continue;
@@ -351,11 +377,39 @@ function validateCacheHosts(
   return ok ? hosts : undefined;
 }
 
+/** The file's text, read up to MAX_CONFIG_BYTES (a FIFO or device is not a configuration). */
+function readCapped(path: string): string {
+  const fd = openSync(path, "r");
+  try {
+    const st = fstatSync(fd);
+    if (st.isDirectory()) throw Object.assign(new Error("is a directory"), { code: "EISDIR" });
+    if (!st.isFile())
+      throw new CliError(`${path}: the configuration is not a regular file`, { exitCode: ExitCode.usage });
+    if (st.size > MAX_CONFIG_BYTES) {
+      throw new CliError(
+        `${path}: the configuration file is ${st.size} bytes; at most ${MAX_CONFIG_BYTES} (1 MiB) are read`,
+        { exitCode: ExitCode.usage, hint: "check that --config names the configuration file" },
+      );
+    }
+    const buf = Buffer.alloc(st.size);
+    let done = 0;
+    while (done < buf.length) {
+      const n = readSync(fd, buf, done, buf.length - done, done);
+      if (n === 0) break;
+      done += n;
+    }
+    return buf.toString("utf8", 0, done);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 function readCandidate(c: ConfigCandidate): string | undefined {
   try {
     // Synchronous on purpose: a few hundred bytes, and node:fs/promises costs start-up time.
-    return readFileSync(c.path, "utf8");
+    return readCapped(c.path);
   } catch (e) {
+    if (e instanceof CliError) throw e;
     const code = (e as NodeJS.ErrnoException).code;
     if ((code === "ENOENT" || code === "ENOTDIR") && !c.explicit) return undefined;
     if (code === "ENOENT") {
@@ -363,7 +417,7 @@ function readCandidate(c: ConfigCandidate): string | undefined {
         exitCode: ExitCode.usage,
       });
     }
-    throw new CliError(`${c.path}: cannot read configuration: ${(e as Error).message}`, {
+    throw new CliError(`${c.path}: cannot read configuration (from ${c.source}): ${fsReason(e)}`, {
       exitCode: ExitCode.usage,
     });
   }

@@ -1,5 +1,8 @@
-import { formatMode, resolveTarget, withLock, writeFileAtomic } from "../atomic-file.ts";
+import { lstat, realpath, stat } from "node:fs/promises";
+import { dirname } from "node:path";
+import { formatMode, withLock, writeFileAtomic } from "../atomic-file.ts";
 import { CliError } from "../errors.ts";
+import { foreignOwner, isSticky, writableByOthers } from "../file-trust.ts";
 import { fsError, readNetrcText, syntaxError } from "./read.ts";
 import {
   CURL_NETRC_MAX_LINE,
@@ -15,6 +18,36 @@ import {
  */
 export const NETRC_LOGIN = "nix-cache-login";
 
+/** RFC 6750 section 2.1: the characters of a Bearer token, `b64token`. */
+const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
+
+/**
+ * Only a token of RFC 6750 `b64token` characters is written: one that could not be sent as a
+ * Bearer token is not a token, and anything else could break out of the netrc entry (a NUL, a
+ * blank, a quote, or U+010A, which the latin1 netrc turns into a newline) and add entries of the
+ * provider's choosing. Such a token never needs quoting, so every curl reads it the same way.
+ */
+export function checkTokenCharacters(token: string, host: string): void {
+  if (B64TOKEN.test(token)) return;
+  const bad = [...token].find((c) => !/[A-Za-z0-9\-._~+/=]/.test(c));
+  const what =
+    token === ""
+      ? "is empty"
+      : bad === undefined
+        ? "has `=` before its end"
+        : `contains ${describeChar(bad)}`;
+  throw new CliError(
+    `the access token from the provider for ${host} ${what}, which is not allowed in a Bearer token (RFC 6750 b64token); nothing was written`,
+    { hint: "the provider sent a malformed token: report it to its administrators" },
+  );
+}
+
+function describeChar(c: string): string {
+  const code = c.codePointAt(0) ?? 0;
+  const hex = `U+${code.toString(16).toUpperCase().padStart(4, "0")}`;
+  return code > 0x20 && code < 0x7f ? `the character ${JSON.stringify(c)} (${hex})` : `the character ${hex}`;
+}
+
 /** Over this, a token still fits but is worth making smaller before it grows past the limit. */
 export const NETRC_TOKEN_WARN_BYTES = 3 * 1024;
 
@@ -24,7 +57,7 @@ export const NETRC_TOKEN_WARN_BYTES = 3 * 1024;
  * token curl >= 8.11.1 would refuse (over 4095 bytes: it stops reading the file there), and returns a warning for one over 3 KB.
  */
 export function checkTokenLength(token: string, host: string): string | undefined {
-  if (/[\n\r]/.test(token)) throw new CliError(`the access token for ${host} contains a line break`);
+  checkTokenCharacters(token, host);
   const bytes = Buffer.byteLength(token, "utf8");
   // A CRLF netrc adds one byte to the line: count it, whichever file the entry ends up in.
   const line = passwordLineBytes(token, "\r\n");
@@ -53,7 +86,7 @@ interface EditResult {
  * file does not exist) and returns the new text, or null to leave the file alone.
  */
 async function editNetrc(path: string, edit: (text: string | null) => string | null): Promise<EditResult> {
-  const target = await resolveTarget(path);
+  const target = await trustedNetrcTarget(path);
   return withLock(target, async () => {
     const text = readNetrcText(target);
     let updated: string | null;
@@ -117,4 +150,89 @@ export function upsertNetrcEntry(path: string, host: string, token: string): Pro
 /** Removes only the host's entries; returns whether anything was removed. */
 export async function removeNetrcEntry(path: string, host: string): Promise<boolean> {
   return (await removeNetrcEntries(path, [host])).length > 0;
+}
+
+function refuse(path: string, why: string, hint: string): never {
+  throw new CliError(`netrc_path ${path}: ${why}; nix-cache-login does not write a token there`, { hint });
+}
+
+/** The directory's owner and mode allow the file in it to be replaced only by us (or root). */
+async function checkNetrcDir(dir: string, file: string, fileUid: number | undefined): Promise<void> {
+  let st;
+  try {
+    st = await stat(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return; // created 0700 by us
+    fsError(dir, "use the netrc's directory", e);
+  }
+  const owner = foreignOwner(st);
+  if (owner !== undefined) {
+    refuse(file, `its directory ${dir} is ${owner}`, "point netrc_path at a file in a directory of your own");
+  }
+  // Group-writable is fine for a group of one's own (user private groups with umask 002): the
+  // directory's group is our primary group. Any other group, or others, could replace the file.
+  const ownGroup = st.gid === process.getgid?.() && st.uid === process.getuid?.();
+  const writable = writableByOthers(st, ownGroup);
+  // In a sticky directory (/tmp) only a file's owner may replace it: fine if that owner is us.
+  const ours = fileUid === undefined || fileUid === process.getuid?.();
+  if (writable !== undefined && !(isSticky(st) && ours)) {
+    refuse(
+      file,
+      `its directory ${dir} is ${writable}${isSticky(st) ? "" : " and not sticky"}, so another user could replace the file`,
+      `\`chmod go-w ${dir}\`, or point netrc_path at a file in a directory only you can write`,
+    );
+  }
+}
+
+/**
+ * Where the token may be written, after the checks that keep it from another user: the file (or
+ * the file a symlink at netrc_path points to, such as a Home Manager link) and every directory it
+ * sits in must be ours or root's, and no one else may replace it. A symlink into another user's
+ * file is refused, as is a file we would have to hand back (chown) to another uid.
+ */
+export async function trustedNetrcTarget(path: string): Promise<string> {
+  let target = path;
+  let link;
+  try {
+    link = await lstat(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "ENOENT") fsError(path, "use the netrc", e);
+  }
+  if (link?.isSymbolicLink() === true) {
+    const linkOwner = foreignOwner(link);
+    if (linkOwner !== undefined) {
+      refuse(
+        path,
+        `it is a symbolic link ${linkOwner}`,
+        `remove the link (\`rm ${path}\`) if you did not make it`,
+      );
+    }
+    await checkNetrcDir(dirname(path), path, link.uid);
+    try {
+      target = await realpath(path);
+    } catch (e) {
+      fsError(path, "follow the symbolic link", e);
+    }
+  }
+  let st;
+  try {
+    st = await stat(target);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "ENOENT") fsError(target, "use the netrc", e);
+  }
+  if (st !== undefined) {
+    if (!st.isFile()) refuse(target, "it is not a regular file", "point netrc_path at a file");
+    const owner = foreignOwner(st);
+    if (owner !== undefined) {
+      refuse(
+        target,
+        `the file is ${owner}, who could read the token (it is never handed to another user)`,
+        path === target
+          ? "run nix-cache-login as that user, or point netrc_path at a file of your own"
+          : `${path} is a symbolic link to it: remove the link if you did not make it, or point netrc_path at a file of your own`,
+      );
+    }
+  }
+  await checkNetrcDir(dirname(target), target, st?.uid);
+  return target;
 }

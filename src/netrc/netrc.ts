@@ -164,6 +164,11 @@ function tokenize(text: string): { tokens: NetrcToken[]; macroEnds: Map<number, 
 }
 
 export function parseNetrc(text: string): Netrc {
+  // curl stops reading at a NUL: the entries after it exist for us but not for curl (or Nix).
+  const nul = text.indexOf("\0");
+  if (nul !== -1) {
+    throw new NetrcSyntaxError(lineOf(text, nul), "contains a NUL byte, where curl stops reading the file");
+  }
   const { tokens, macroEnds } = tokenize(text);
   const entries: NetrcEntry[] = [];
   let current: NetrcEntry | undefined;

@@ -1,6 +1,7 @@
 /** Reading the netrc, for `status` and the checks before a renewal; editing it is in ./file.ts. */
 import { readFileSync } from "node:fs";
 import { CliError } from "../errors.ts";
+import { fsReason } from "../fs-reason.ts";
 import { findEntry, NetrcSyntaxError, parseNetrc, type Netrc } from "./netrc.ts";
 
 export function syntaxError(path: string, e: unknown): never {
@@ -15,7 +16,7 @@ export function syntaxError(path: string, e: unknown): never {
 export function fsError(path: string, action: string, e: unknown): never {
   if (e instanceof CliError) throw e;
   const err = e as NodeJS.ErrnoException;
-  throw new CliError(`${path}: cannot ${action}: ${err.code ?? err.message}`, {
+  throw new CliError(`netrc_path ${path}: cannot ${action}: ${fsReason(err)}`, {
     hint:
       err.code === "EACCES" || err.code === "EROFS" ? "check the file's owner and permissions" : undefined,
   });

@@ -5,6 +5,7 @@
 import type { Context } from "../context.ts";
 import { formatSpan } from "../duration.ts";
 import { CliError } from "../errors.ts";
+import { longTimeoutSignal } from "../timers.ts";
 import type { Provider, TokenSet } from "./provider.ts";
 
 export interface DeviceSignInOptions {
@@ -40,9 +41,9 @@ export async function deviceSignIn(
   }
   const seconds = Math.min(o.timeoutSeconds, device.expiresIn > 0 ? device.expiresIn : o.timeoutSeconds);
   out.write(`Waiting for the sign-in to be approved (up to ${formatSpan(seconds)}; Ctrl-C to cancel)...\n`);
-  o.log(`device code valid for ${device.expiresIn}s; polling every ${device.interval ?? 5}s`);
+  o.log(`device code valid for ${device.expiresIn}s; polling every ${device.interval}s`);
 
-  const deadline = AbortSignal.timeout(seconds * 1000);
+  const deadline = longTimeoutSignal(seconds * 1000);
   const signal = AbortSignal.any([ctx.signal, deadline]);
   try {
     const tokens = await p.pollDeviceAuthorization(device, signal);

@@ -1,4 +1,6 @@
+import { isLoopbackHost } from "../loopback-host.ts";
 import type { Env } from "../config/paths.ts";
+import { CliError } from "../errors.ts";
 
 export type Logger = (message: string) => void;
 
@@ -154,4 +156,30 @@ export function neverReachedServer(e: unknown): boolean {
     cur = (cur as { cause?: unknown }).cause;
   }
   return false;
+}
+
+/**
+ * An endpoint a provider named, for a request openid-client does not make itself (logout, the
+ * signing keys ahead of time): https, or http on a loopback host when the issuer is loopback too,
+ * which is openid-client's rule. The request must also not follow redirects (`redirect: "manual"`):
+ * a 307 would re-send the body, refresh token included, wherever the provider points.
+ */
+export function checkedEndpoint(raw: unknown, issuer: string, what: string): URL {
+  let url: URL;
+  try {
+    url = new URL(String(raw));
+  } catch {
+    throw new CliError(`${new URL(issuer).host} advertises a ${what} that is not a URL`);
+  }
+  const loopbackIssuer = new URL(issuer).protocol === "http:";
+  if (
+    url.protocol === "https:" ||
+    (url.protocol === "http:" && loopbackIssuer && isLoopbackHost(url.hostname))
+  ) {
+    return url;
+  }
+  throw new CliError(
+    `${new URL(issuer).host} advertises a ${what} at ${url.protocol}//${url.host}, which is not https; nothing was sent there`,
+    { hint: "only loopback issuers may use plain http; check the provider's discovery document" },
+  );
 }

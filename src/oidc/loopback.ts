@@ -1,12 +1,19 @@
 /**
  * The loopback redirect server for the browser sign-in (RFC 8252 section 7.3): bound to 127.0.0.1
- * only, it redirects `GET /` to the authorization URL (so the terminal shows a short URL) and takes
- * exactly one authorization response at `/callback` whose `state` matches.
+ * only, it redirects one unguessable, one-time path to the authorization URL (so the terminal shows
+ * a short URL) and takes exactly one authorization response at `/callback` whose `state` matches.
+ *
+ * Any local user can connect to 127.0.0.1: the authorization URL (state, nonce, PKCE challenge)
+ * must not be handed to whoever asks first, or another user could sign in with its own account and
+ * have it saved as ours. Hence the random path (128 bits), served once; everything else is a bare
+ * 404. A Host other than 127.0.0.1:PORT is refused: a web page that rebinds its DNS name to
+ * 127.0.0.1 sends its own name.
  */
-import { timingSafeEqual } from "node:crypto";
+import { randomBytes, timingSafeEqual } from "node:crypto";
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import { CliError } from "../errors.ts";
+import { printable } from "../terminal-text.ts";
 
 export type Logger = (line: string) => void;
 
@@ -40,6 +47,9 @@ export class LoopbackServer {
   private authorizationUrl: URL | undefined;
   private expectedState: Buffer | undefined;
   private settled = false;
+  /** The one-time path of the short URL: 128 random bits, base64url. */
+  private readonly startPath = `/${randomBytes(16).toString("base64url")}`;
+  private startServed = false;
   private deliver!: (outcome: CallbackOutcome) => void;
   /** Resolves with the first callback whose `state` matches; wrong ones are answered and ignored. */
   readonly callback: Promise<CallbackOutcome>;
@@ -92,9 +102,9 @@ export class LoopbackServer {
     return self;
   }
 
-  /** The short URL shown to the user: it redirects to the authorization URL. */
+  /** The short URL shown to the user: it redirects to the authorization URL, once. */
   get url(): string {
-    return `http://127.0.0.1:${this.port}/`;
+    return `http://127.0.0.1:${this.port}${this.startPath}`;
   }
 
   get redirectUri(): string {
@@ -125,20 +135,27 @@ export class LoopbackServer {
       void send(res, { status: 400, title: "Bad request", lines: [] });
       return;
     }
-    if (req.method !== "GET" && req.method !== "HEAD") {
+    if (req.method !== "GET") {
       void send(res, { status: 405, title: "Method not allowed", lines: [] }, { allow: "GET" });
       return;
     }
-    if (url.pathname === "/") {
-      if (this.authorizationUrl === undefined || this.settled) {
+    if (!this.hostMatches(req.headers.host)) {
+      this.log("refused a request with a foreign Host header (DNS rebinding?)");
+      void send(res, { status: 421, title: "Misdirected request", lines: [] });
+      return;
+    }
+    if (this.isStartPath(url.pathname) && this.authorizationUrl !== undefined) {
+      if (this.startServed || this.settled) {
+        // Only someone who knows the path gets here; the URL is for one sign-in only.
         void send(res, {
           status: 410,
-          title: "No sign-in in progress",
-          lines: ["nix-cache-login is not waiting for a sign-in on this address any more."],
+          title: "This sign-in link was already used",
+          lines: ["Start the sign-in again with `nix-cache-login login` if it did not finish."],
         });
         return;
       }
-      this.log("GET / on the loopback server: redirecting to the authorization endpoint");
+      this.startServed = true;
+      this.log("GET of the sign-in URL on the loopback server: redirecting to the authorization endpoint");
       res.writeHead(302, {
         location: this.authorizationUrl.href,
         "cache-control": "no-store",
@@ -239,6 +256,18 @@ export class LoopbackServer {
     return "accepted";
   }
 
+  /** Compared in constant time: the path is the secret that guards the authorization URL. */
+  private isStartPath(path: string): boolean {
+    const got = Buffer.from(path);
+    const want = Buffer.from(this.startPath);
+    return got.length === want.length && timingSafeEqual(got, want);
+  }
+
+  /** RFC 9110 section 7.2: the host and port the client meant; ours is 127.0.0.1:PORT, nothing else. */
+  private hostMatches(host: string | undefined): boolean {
+    return host !== undefined && host.toLowerCase() === `127.0.0.1:${this.port}`;
+  }
+
   private stateMatches(state: string | null): boolean {
     if (state === null || this.expectedState === undefined) return false;
     const got = Buffer.from(state);
@@ -258,13 +287,6 @@ function errorOf(url: URL): { error: string; description: string | undefined } |
     error: printable(error ?? "invalid_request"),
     description: description === undefined ? undefined : printable(description),
   };
-}
-
-/** Control characters could drive the terminal; long values come from the network. */
-function printable(text: string): string {
-  // eslint-disable-next-line no-control-regex
-  const clean = text.replace(/[\u0000-\u001f\u007f-\u009f]/g, " ").trim();
-  return clean.length > 300 ? `${clean.slice(0, 300)}...` : clean;
 }
 
 const SECURITY_HEADERS = {

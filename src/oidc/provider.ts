@@ -9,7 +9,15 @@ import { CliError, ExitCode, loginRequired, type ExitCodeValue } from "../errors
 import type { ClientCredential } from "../session.ts";
 import { parseClientKey, webCryptoKey } from "./client-key.ts";
 import type { TokenState } from "../store/state.ts";
-import { describeNetworkError, makeFetch, neverReachedServer, requestUrlOf, type Logger } from "./http.ts";
+import { printable } from "../terminal-text.ts";
+import {
+  checkedEndpoint,
+  describeNetworkError,
+  makeFetch,
+  neverReachedServer,
+  requestUrlOf,
+  type Logger,
+} from "./http.ts";
 
 type Lib = typeof OidcClient;
 let lib: Promise<Lib> | undefined;
@@ -21,10 +29,18 @@ export const DISCOVERY_MAX_AGE_MS = 24 * 60 * 60 * 1000;
 export interface TokenSet {
   accessToken: string;
   refreshToken: string | undefined;
-  /** Absolute times; null when the provider did not say and the token is not a JWT with `exp`. */
+  /**
+   * Absolute times. For the access token: expires_in, else the JWT's `exp`, else (accessExpiryAssumed)
+   * default_token_lifetime from now; a lifetime too large for a Date is capped at year 9999.
+   */
   accessExpiresAt: Date | null;
   refreshExpiresAt: Date | null | undefined;
+  /** True when accessExpiresAt is config.defaultTokenLifetime from now: the provider said nothing. */
+  accessExpiryAssumed: boolean;
+  /** For display: control characters removed. */
   username: string | undefined;
+  /** The ID token's `sub`, when there is one. */
+  subject: string | undefined;
 }
 
 /** One authorization code request; the verifier and nonce never leave this process. */
@@ -42,7 +58,8 @@ export interface DeviceAuthorization {
   verificationUriComplete: string | undefined;
   userCode: string;
   expiresIn: number;
-  interval: number | undefined;
+  /** Seconds between polls: the provider's interval clamped to DEVICE_INTERVAL_MIN..MAX. */
+  interval: number;
   response: unknown;
   /** PKCE (RFC 7636) verifier sent with the device code on every poll. */
   codeVerifier: string;
@@ -217,12 +234,19 @@ export class Provider {
       if (meta.end_session_endpoint === undefined) {
         throw new CliError(`${this.host} advertises neither a revocation nor a logout endpoint`);
       }
+      const endpoint = checkedEndpoint(meta.end_session_endpoint, this.opts.config.issuer, "logout endpoint");
       const body = new URLSearchParams({ client_id: this.opts.config.clientId, refresh_token: refreshToken });
-      const res = await makeFetch(this.opts.env, this.opts.log)(meta.end_session_endpoint, {
+      const res = await makeFetch(this.opts.env, this.opts.log)(endpoint.href, {
         method: "POST",
         body,
+        redirect: "manual",
         signal: AbortSignal.timeout(this.opts.config.timeoutSeconds * 1000),
       });
+      if (res.status >= 300 && res.status < 400) {
+        throw new CliError(
+          `${this.host} answered the logout request with a redirect (HTTP ${res.status}), which is not followed: it would send the refresh token elsewhere`,
+        );
+      }
       if (!res.ok && res.status !== 204) {
         throw new CliError(`${this.host} answered the logout request with HTTP ${res.status}`);
       }
@@ -272,8 +296,10 @@ export class Provider {
     const c = this.configuration;
     const uri = c.serverMetadata().jwks_uri;
     if (uri === undefined) return;
-    const res = await makeFetch(this.opts.env, this.opts.log)(uri, {
+    const endpoint = checkedEndpoint(uri, this.opts.config.issuer, "signing key set (jwks_uri)");
+    const res = await makeFetch(this.opts.env, this.opts.log)(endpoint.href, {
       method: "GET",
+      redirect: "manual",
       headers: { accept: "application/json" },
       signal: AbortSignal.timeout(this.opts.config.timeoutSeconds * 1000),
     });
@@ -340,12 +366,15 @@ export class Provider {
         throw this.loginError(e, "device authorization");
       });
     });
+    const issuer = this.opts.config.issuer;
+    const complete = res.verification_uri_complete;
     return {
-      verificationUri: res.verification_uri,
-      verificationUriComplete: res.verification_uri_complete,
-      userCode: res.user_code,
+      verificationUri: checkedVerificationUri(res.verification_uri, issuer).href,
+      verificationUriComplete:
+        complete === undefined ? undefined : checkedVerificationUri(complete, issuer).href,
+      userCode: printable(res.user_code, 100),
       expiresIn: res.expires_in,
-      interval: res.interval,
+      interval: clampPollInterval(res.interval),
       response: res,
       codeVerifier,
     };
@@ -360,7 +389,7 @@ export class Provider {
    */
   async pollDeviceAuthorization(device: DeviceAuthorization, signal: AbortSignal): Promise<TokenSet> {
     const deviceCode = (device.response as OidcClient.DeviceAuthorizationResponse).device_code;
-    let interval = device.interval ?? 5;
+    let interval = device.interval;
     for (;;) {
       await abortableSleep(interval * 1000, signal);
       const res = await this.withConfig("device sign-in", (l, c) => {
@@ -378,7 +407,8 @@ export class Provider {
       });
       if (res === "authorization_pending") continue;
       if (res === "slow_down") {
-        interval += 5;
+        // RFC 8628 section 3.5: 5 s more for this and every later request (bounded all the same).
+        interval = Math.min(interval + 5, DEVICE_INTERVAL_SLOWEST);
         this.opts.log(`the provider asked to slow down; polling every ${interval}s`);
         continue;
       }
@@ -394,7 +424,7 @@ export class Provider {
       code?: string;
       message?: string;
     };
-    const desc = typeof err.error_description === "string" ? ` (${err.error_description})` : "";
+    const desc = typeof err.error_description === "string" ? ` (${printable(err.error_description)})` : "";
     if (err.error === "access_denied") {
       return new CliError(`the sign-in was denied at ${this.host}${desc}`, { cause: e });
     }
@@ -436,17 +466,19 @@ export class Provider {
   ): TokenSet {
     const now = this.opts.now().getTime();
     const expiresIn = res.expiresIn();
-    const accessExpiresAt =
-      expiresIn !== undefined ? new Date(now + expiresIn * 1000) : jwtExpiry(res.access_token);
+    const stated = expiresIn !== undefined ? expiryAfter(now, expiresIn) : jwtExpiry(res.access_token);
+    // An opaque token without expires_in: unknown, taken as fresh for a while (and `status` says
+    // so), or every timer run would fetch a new one.
+    const accessExpiresAt = stated ?? expiryAfter(now, this.opts.config.defaultTokenLifetime);
     let refreshExpiresAt: Date | null | undefined;
     if (res.refresh_token !== undefined) {
       // Keycloak: refresh_expires_in (0 means an offline token without expiry); else the JWT's exp.
       const kc = (res as Record<string, unknown>).refresh_expires_in;
       refreshExpiresAt =
-        typeof kc === "number" && kc > 0 ? new Date(now + kc * 1000) : jwtExpiry(res.refresh_token);
+        typeof kc === "number" && kc > 0 ? expiryAfter(now, kc) : jwtExpiry(res.refresh_token);
     }
     const claims = res.claims();
-    const username =
+    const name =
       claims === undefined
         ? undefined
         : typeof claims.preferred_username === "string"
@@ -456,8 +488,10 @@ export class Provider {
       accessToken: res.access_token,
       refreshToken: res.refresh_token,
       accessExpiresAt,
+      accessExpiryAssumed: stated === null,
       refreshExpiresAt,
-      username,
+      username: name === undefined ? undefined : printable(name, 100),
+      subject: claims?.sub,
     };
   }
 
@@ -492,7 +526,9 @@ export class Provider {
       }
     }
     if (typeof err.error === "string") {
-      const desc = err.error_description === undefined ? "" : ` (${err.error_description})`;
+      // The provider's words reach the terminal: no control characters, no screenfuls.
+      err.error = printable(err.error, 100);
+      const desc = typeof err.error_description === "string" ? ` (${printable(err.error_description)})` : "";
       if (err.error === "invalid_grant") {
         return loginRequired(`your session at ${host} expired or was revoked${desc}`);
       }
@@ -535,7 +571,29 @@ export class Provider {
 
 const DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code";
 
+/** RFC 8628's default, and the fastest we poll whatever the provider says (0.001 s would flood it). */
+export const DEVICE_INTERVAL_MIN = 5;
+/** The slowest interval a provider may ask for at first: a sign-in must stay responsive. */
+export const DEVICE_INTERVAL_MAX = 60;
+/** The bound for intervals grown by slow_down. */
+const DEVICE_INTERVAL_SLOWEST = 300;
+
+export function clampPollInterval(interval: number | undefined): number {
+  if (interval === undefined || !Number.isFinite(interval)) return DEVICE_INTERVAL_MIN;
+  return Math.min(Math.max(interval, DEVICE_INTERVAL_MIN), DEVICE_INTERVAL_MAX);
+}
+
+/**
+ * The page the user is sent to must be https (http only on a loopback host of a loopback issuer):
+ * the user types a code and signs in there. The URL is printed, so control characters would be
+ * refused by the URL parser or percent-encoded by it.
+ */
+function checkedVerificationUri(raw: string, issuer: string): URL {
+  return checkedEndpoint(raw, issuer, "device verification URI");
+}
+
 function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
+  // ms is at most DEVICE_INTERVAL_SLOWEST seconds: well within setTimeout's range.
   return new Promise((resolve, reject) => {
     if (signal.aborted) {
       reject(signal.reason as Error);
@@ -553,6 +611,19 @@ function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
+/** The latest time we keep: a Date and its ISO string stay valid and four-digit-yeared. */
+export const LATEST_EXPIRY_MS = Date.UTC(9999, 11, 31, 23, 59, 59);
+
+/**
+ * `seconds` after `nowMs`, for a lifetime a provider stated: a huge one is capped at
+ * LATEST_EXPIRY_MS (a Date beyond +-8.64e15 ms is invalid and toISOString throws), a value that
+ * is not a finite positive number means "not stated" (null).
+ */
+export function expiryAfter(nowMs: number, seconds: number): Date | null {
+  if (typeof seconds !== "number" || !Number.isFinite(seconds) || seconds <= 0) return null;
+  return new Date(Math.min(nowMs + seconds * 1000, LATEST_EXPIRY_MS));
+}
+
 /** The `exp` of a JWT, without verifying it (only used for display and scheduling). */
 export function jwtExpiry(token: string | undefined): Date | null {
   if (token === undefined) return null;
@@ -560,7 +631,9 @@ export function jwtExpiry(token: string | undefined): Date | null {
   if (part === undefined || token.split(".").length !== 3) return null;
   try {
     const payload = JSON.parse(Buffer.from(part, "base64url").toString("utf8")) as { exp?: unknown };
-    return typeof payload.exp === "number" ? new Date(payload.exp * 1000) : null;
+    const exp = payload.exp;
+    if (typeof exp !== "number" || !Number.isFinite(exp)) return null;
+    return new Date(Math.max(0, Math.min(exp * 1000, LATEST_EXPIRY_MS)));
   } catch {
     return null;
   }

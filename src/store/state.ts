@@ -1,6 +1,8 @@
-import { readFileSync } from "node:fs";
+import { closeSync, constants, fstatSync, openSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { CliError } from "../errors.ts";
+import { foreignOwner, writableByOthers } from "../file-trust.ts";
+import { fsReason } from "../fs-reason.ts";
 
 /** What we keep per (issuer, client_id), in a file only its owner can read (0600 in a 0700 dir). */
 export interface TokenState {
@@ -19,6 +21,13 @@ export interface TokenState {
   /** ISO 8601, or null when the provider said nothing we could read. */
   refresh_token_expires_at?: string | null | undefined;
   username?: string | undefined;
+  /** The ID token's `sub`: a different one at the next sign-in is another account. */
+  subject?: string | undefined;
+  /**
+   * Set when the provider gave no lifetime for the access token (no expires_in, not a JWT):
+   * access_token_expires_at is then an assumption (`default_token_lifetime`), not the provider's word.
+   */
+  access_token_expiry_assumed?: boolean | undefined;
   updated_at?: string | undefined;
   discovery?: { fetched_at: string; metadata: Record<string, unknown> } | undefined;
 }
@@ -51,12 +60,16 @@ export class StateStore {
   }
 
   read(): TokenState | undefined {
+    if (!checkStateDir(this.dir)) return undefined;
     let text: string;
     try {
-      text = readFileSync(this.file, "utf8");
+      text = readTrustedFile(this.file);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-      throw new CliError(`${this.file}: cannot read token state: ${(e as Error).message}`);
+      if (e instanceof CliError) throw e;
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === "ELOOP") throw untrusted(this.file, "is a symbolic link", `rm ${this.file}`);
+      throw new CliError(`${this.file}: cannot read token state: ${fsReason(e)}`);
     }
     try {
       const parsed = JSON.parse(text) as TokenState;
@@ -73,5 +86,66 @@ export class StateStore {
 
   empty(mode: TokenState["mode"]): TokenState {
     return { version: 1, issuer: this.issuer, client_id: this.clientId, mode };
+  }
+}
+
+function untrusted(path: string, why: string, fix: string): CliError {
+  return new CliError(
+    `${path}: token state ${why}, so another user could have written it; nix-cache-login does not use it`,
+    { hint: `check who changed it, then \`${fix}\` and sign in again if needed` },
+  );
+}
+
+/**
+ * The state directory must be ours (or root's) and writable by nobody else: a state planted there
+ * could name another token endpoint, which would then receive our client secret or refresh token.
+ * Returns false when the directory does not exist.
+ */
+export function checkStateDir(dir: string): boolean {
+  let st;
+  try {
+    st = statSync(dir);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") return false;
+    throw new CliError(`${dir}: cannot use the token state directory: ${fsReason(e)}`, {
+      hint: "check $XDG_STATE_HOME and the directory's owner and permissions",
+    });
+  }
+  if (!st.isDirectory()) {
+    throw new CliError(`${dir}: the token state directory is not a directory`, {
+      hint: `remove it (\`rm ${dir}\`) and sign in again`,
+    });
+  }
+  const owner = foreignOwner(st);
+  if (owner !== undefined) {
+    throw new CliError(
+      `${dir}: token state directory ${owner}, so another user could have written it; nix-cache-login does not use it`,
+      { hint: `check who created it, then remove it (\`rm -r ${dir}\`) and sign in again` },
+    );
+  }
+  const writable = writableByOthers(st);
+  if (writable !== undefined) {
+    throw new CliError(
+      `${dir}: token state directory ${writable}, so another user could have written it; nix-cache-login does not use it`,
+      { hint: `check its files, then \`chmod 700 ${dir}\`` },
+    );
+  }
+  return true;
+}
+
+/** Reads a state file that is ours (or root's), not a symlink, and writable by nobody else. */
+function readTrustedFile(file: string): string {
+  const fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+  try {
+    const st = fstatSync(fd);
+    const owner = foreignOwner(st);
+    if (owner !== undefined) throw untrusted(file, owner, `rm ${file}`);
+    const writable = writableByOthers(st);
+    if (writable !== undefined) throw untrusted(file, `file ${writable}`, `chmod 600 ${file}`);
+    if (!st.isFile()) throw untrusted(file, "is not a regular file", `rm ${file}`);
+    return readFileSync(fd, "utf8");
+  } finally {
+    closeSync(fd);
   }
 }

@@ -339,34 +339,43 @@ describe("refresh", () => {
     }
   });
 
-  test("HTTP_PROXY is honoured (CONNECT tunnel), and NO_PROXY bypasses it", async () => {
-    const { connect } = await import("node:net");
-    let tunnels = 0;
+  test("HTTPS_PROXY is honoured (CONNECT tunnel) for a remote issuer, NO_PROXY bypasses it, loopback always bypasses it", async () => {
+    const tunnels: string[] = [];
+    // The proxy records where it was asked to go and refuses: no remote host is reachable here.
     const proxy = http.createServer((_req, res) => res.writeHead(405).end());
-    proxy.on("connect", (req: http.IncomingMessage, client: import("node:net").Socket, head: Buffer) => {
-      tunnels++;
-      const [host, port] = (req.url as string).split(":");
-      const upstream = connect(Number(port), host as string, () => {
-        client.write("HTTP/1.1 200 Connection Established\r\n\r\n");
-        upstream.write(head);
-        upstream.pipe(client);
-        client.pipe(upstream);
-      });
-      upstream.on("error", () => client.destroy());
-      client.on("error", () => upstream.destroy());
+    proxy.on("connect", (req: http.IncomingMessage, client: import("node:net").Socket) => {
+      tunnels.push(req.url as string);
+      client.end("HTTP/1.1 502 Bad Gateway\r\n\r\n");
     });
     await new Promise<void>((r) => proxy.listen(0, "127.0.0.1", r));
     const proxyUrl = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
     try {
+      const remote = await makeWorkspace();
+      workspaces.push(remote);
+      await remote.writeConfig({
+        issuer: "https://sso.example.invalid/realms/x",
+        client_id: "c",
+        cache_host: HOST,
+      });
+      const viaProxy = await runCli(remote, ["login", "--device"], {
+        env: { HTTPS_PROXY: proxyUrl, NO_PROXY: "" },
+      });
+      assert.equal(viaProxy.code, 1, viaProxy.stderr);
+      assert.deepEqual(tunnels, ["sso.example.invalid:443"], "the discovery request went to the proxy");
+      const bypassed = await runCli(remote, ["login", "--device"], {
+        env: { HTTPS_PROXY: proxyUrl, NO_PROXY: "sso.example.invalid" },
+      });
+      assert.equal(bypassed.code, 1, bypassed.stderr);
+      assert.equal(tunnels.length, 1, "NO_PROXY bypassed the proxy");
+
+      // A loopback issuer is plain http: through a proxy its secrets would leave the machine.
       const ws = await userWorkspace();
       await signIn(ws);
-      const r = await runCli(ws, ["refresh"], { env: { HTTP_PROXY: proxyUrl, NO_PROXY: "" } });
+      const r = await runCli(ws, ["refresh"], {
+        env: { HTTP_PROXY: proxyUrl, HTTPS_PROXY: proxyUrl, NO_PROXY: "" },
+      });
       assert.equal(r.code, 0, r.stderr);
-      assert.ok(tunnels >= 1, "the requests went through the proxy");
-      const seen = tunnels;
-      const r2 = await runCli(ws, ["refresh"], { env: { HTTP_PROXY: proxyUrl, NO_PROXY: "127.0.0.1" } });
-      assert.equal(r2.code, 0, r2.stderr);
-      assert.equal(tunnels, seen, "NO_PROXY bypassed the proxy");
+      assert.equal(tunnels.length, 1, "loopback never goes through the proxy");
     } finally {
       proxy.close();
     }

@@ -23,6 +23,7 @@ import {
   type Workspace,
 } from "../support/cli.ts";
 import { startRealm, type Realm } from "../support/realm.ts";
+import { ensureUser, runAs, USER_A, type TestUser } from "../support/users.ts";
 
 const CACHE_HOST = "cache.example.test";
 const DRIVER = fileURLToPath(new URL("../support/browser-driver.ts", import.meta.url));
@@ -143,7 +144,7 @@ async function stateFile(ws: Workspace): Promise<Record<string, unknown>> {
 }
 
 function portFrom(stderr: string): number {
-  const m = /http:\/\/127\.0\.0\.1:(\d+)\//.exec(stderr);
+  const m = /http:\/\/127\.0\.0\.1:(\d+)\/[A-Za-z0-9_-]{22}\n/.exec(stderr);
   assert.ok(m, `no loopback URL in: ${stderr}`);
   return Number(m[1]);
 }
@@ -191,7 +192,10 @@ describe("login", { concurrency: false }, () => {
   before(async () => {
     // No Chromium means the browser tests cannot prove anything: fail loudly, never skip.
     requireChromium();
-    realm = await startRealm({ deviceInterval: 1 });
+    realm = await startRealm({
+      deviceInterval: 1,
+      users: { alice: "alice-password", bob: "bob-password" },
+    });
   });
 
   after(async () => {
@@ -211,7 +215,10 @@ describe("login", { concurrency: false }, () => {
     const ws = await userWorkspace();
     const res = await run(ws, ["login", "--verbose"], { driver: "login" });
     assert.equal(res.code, 0, res.stderr);
-    assert.match(res.stderr, /If your browser did not open, visit: http:\/\/127\.0\.0\.1:\d+\/\n/);
+    assert.match(
+      res.stderr,
+      /If your browser did not open, visit: http:\/\/127\.0\.0\.1:\d+\/[A-Za-z0-9_-]{22}\n/,
+    );
     assert.match(res.stderr, /^Signed in as alice at /m);
     assert.match(res.stderr, /access token: {2}valid, expires in/);
     assert.match(res.stderr, /refresh token: valid, expires in/);
@@ -388,7 +395,7 @@ describe("login", { concurrency: false }, () => {
     const port = await freePort();
     const res = await run(ws, ["login", "--verbose", "--port", String(port)], { driver: "forge" });
     assert.equal(res.code, 0, res.stderr);
-    assert.match(res.stderr, new RegExp(`visit: http://127\\.0\\.0\\.1:${port}/\\n`));
+    assert.match(res.stderr, new RegExp(`visit: http://127\\.0\\.0\\.1:${port}/[A-Za-z0-9_-]{22}\\n`));
     const forged = res.driver?.forged as { status: number; title: string }[];
     assert.deepEqual(
       forged.map((f) => [f.status, f.title]),
@@ -410,7 +417,10 @@ describe("login", { concurrency: false }, () => {
     const ws = await userWorkspace();
     const res = await run(ws, ["login", "--no-browser", "--timeout", "1s"]);
     assert.equal(res.code, 1, res.stderr);
-    assert.match(res.stderr, /To sign in, open this URL in a browser: http:\/\/127\.0\.0\.1:\d+\//);
+    assert.match(
+      res.stderr,
+      /To sign in, open this URL in a browser: http:\/\/127\.0\.0\.1:\d+\/[A-Za-z0-9_-]{22}\n/,
+    );
     assert.match(res.stderr, /error: timed out after 1s waiting for the sign-in in the browser/);
     assert.match(res.stderr, /hint: .*--timeout/);
     assert.ok(res.wallMs < 10_000, `took ${res.wallMs} ms`);
@@ -458,6 +468,105 @@ describe("login", { concurrency: false }, () => {
     await assertNothingWritten(ws);
     assert.ok(await portIsFree(portFrom(res.stderr)), "the loopback port is free");
     assert.equal(res.driver?.ok, true, "the driver saw the loopback server go away");
+  });
+
+  test("another local user cannot take over the sign-in: / is a bare 404, a foreign Host is refused, the real URL still works", async () => {
+    const other: TestUser = await ensureUser(USER_A);
+    const ws = await userWorkspace();
+    const resultFile = join(ws.dir, "takeover-driver.json");
+    let attack: Promise<string[]> | undefined;
+    let victim: ReturnType<typeof spawnDriver> | undefined;
+    const res = await run(ws, ["login", "--no-browser", "--verbose"], {
+      onSpawn: (child) =>
+        watchStderr(child, /open this URL in a browser: (http:\/\/127\.0\.0\.1:(\d+)(\/\S+))\n/, (m) => {
+          const [, url, port] = m as unknown as [string, string, string];
+          // The port is no secret (/proc/net/tcp lists it); the attacker is another uid with curl.
+          const curl = (path: string, ...extra: string[]) =>
+            runAs(other, "curl", [
+              "-sS",
+              "-o",
+              "-",
+              "-w",
+              "\n%{http_code} %{redirect_url}",
+              ...extra,
+              `http://127.0.0.1:${port}${path}`,
+            ]).then((r) => `${r.stdout}${r.stderr}`);
+          attack = (async () => {
+            const answers = [
+              await curl("/"),
+              await curl("/callback?error=access_denied&state=guessed"),
+              await curl(new URL(url).pathname, "-H", `Host: rebound.example:${port}`),
+            ];
+            // Only now does the user's browser open the printed URL.
+            victim = spawnDriver(url, { DRIVER_MODE: "login", DRIVER_RESULT: resultFile });
+            return answers;
+          })();
+        }),
+    });
+    assert.ok(attack, `no sign-in URL in: ${res.stderr}`);
+    const [root, forged, rebound] = (await attack) as [string, string, string];
+    assert.match(root, /\n404 $/, root);
+    assert.match(forged, /\n400 $/, forged);
+    assert.match(rebound, /\n421 $/, rebound);
+    for (const answer of [root, forged, rebound]) {
+      assert.doesNotMatch(
+        answer,
+        /state=|code_challenge|nonce|\/realms\//,
+        "nothing of the authorization request leaks",
+      );
+    }
+    assert.ok(victim);
+    const driver = await victim;
+    assert.equal(driver.code, 0, driver.stderr);
+    assert.equal(res.code, 0, res.stderr);
+    assert.match(res.stderr, /^Signed in as alice at /m);
+    assert.match(res.stderr, /refused a request with a foreign Host header/);
+    await netrcPassword(ws);
+  });
+
+  test("the sign-in URL is served once; any other path is a bare 404", async () => {
+    const served: [number, boolean][] = [];
+    const ws = await userWorkspace();
+    const res = await run(ws, ["login", "--no-browser"], {
+      onSpawn: (child) =>
+        watchStderr(child, /open this URL in a browser: (http:\/\/127\.0\.0\.1:\d+\/\S+)\n/, (m) => {
+          void (async () => {
+            const url = m[1] as string;
+            const first = await fetch(url, { redirect: "manual" });
+            const second = await fetch(url, { redirect: "manual" });
+            const guessed = await fetch(`${url.slice(0, -1)}A`, { redirect: "manual" });
+            served.push(
+              [first.status, first.headers.get("location")?.startsWith(realm.issuer) ?? false],
+              [second.status, second.headers.get("location") !== null],
+              [guessed.status, guessed.headers.get("location") !== null],
+            );
+            child.kill("SIGINT");
+          })();
+        }),
+    });
+    assert.equal(res.code, 130, res.stderr);
+    assert.deepEqual(served, [
+      [302, true],
+      [410, false],
+      [404, false],
+    ]);
+  });
+
+  test("signing in with another account than before says so, naming both", async () => {
+    const ws = await userWorkspace();
+    const first = await run(ws, ["login"], { driver: "login" });
+    assert.equal(first.code, 0, first.stderr);
+    assert.doesNotMatch(first.stderr, /different account/);
+    const again = await run(ws, ["login"], {
+      driver: "login",
+      env: { DRIVER_USER: "bob", DRIVER_PASSWORD: "bob-password" },
+    });
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(
+      again.stderr,
+      /^warning: signed in as bob, a different account than before \(alice\); the netrc now holds the token of bob$/m,
+    );
+    assert.equal((await stateFile(ws)).username, "bob");
   });
 
   test("usage errors exit 2 before anything starts", async () => {

@@ -175,6 +175,21 @@ cache_host = "cache.example.org"
       ['cache_host: "nix@cache example.org" is not a host name'],
     ],
     [
+      "cache_url over http on a remote host: the token would cross the network in clear",
+      GOOD + 'cache_url = "http://cache.example.org/"\n',
+      ["cache_url: must use https (only loopback hosts may use http)"],
+    ],
+    [
+      "timeout beyond setTimeout's range (it would fire at once)",
+      GOOD + 'timeout = "25d"\n',
+      ["timeout: must be at most 24d"],
+    ],
+    [
+      "default_token_lifetime: not a duration, or zero",
+      GOOD + 'default_token_lifetime = "soon"\n',
+      ['default_token_lifetime: invalid duration "soon" (e.g. 5m, 1h)'],
+    ],
+    [
       "cache_host with a port out of range",
       GOOD.replace('"cache.example.org"', '"cache.example.org:99999"'),
       ["cache_host: port 99999 is not in 1-65535"],
@@ -335,7 +350,7 @@ describe("config validation: what is accepted", () => {
         '["cache.example.org", "cache-eu.example.org:8443", "cache.example.org:9000", "CACHE-EU.example.org"]',
       ).replace(
         "cache_host = [",
-        'cache_url = ["https://cache-eu.example.org:8443/nix/", "http://cache.example.org:9000"]\ncache_host = [',
+        'cache_url = ["https://cache-eu.example.org:8443/nix/", "https://cache.example.org:9000"]\ncache_host = [',
       ),
     );
     assert.deepEqual(c.cacheHosts, [
@@ -345,7 +360,7 @@ describe("config validation: what is accepted", () => {
         machine: "cache-eu.example.org",
         url: "https://cache-eu.example.org:8443/nix",
       },
-      { host: "cache.example.org:9000", machine: "cache.example.org", url: "http://cache.example.org:9000" },
+      { host: "cache.example.org:9000", machine: "cache.example.org", url: "https://cache.example.org:9000" },
       { host: "CACHE-EU.example.org", machine: "CACHE-EU.example.org", url: "https://CACHE-EU.example.org" },
     ]);
     assert.deepEqual(c.machines, ["cache.example.org", "cache-eu.example.org"]);
@@ -385,6 +400,13 @@ describe("config validation: what is accepted", () => {
       ),
       /cache_url\[1\]: a second URL for cache_host a.example.org/,
     );
+    await assert.rejects(
+      load(
+        GOOD.replace('"cache.example.org"', '["a.example.org", "127.0.0.1"]') +
+          'cache_url = ["http://a.example.org", "http://127.0.0.1:8080"]\n',
+      ),
+      /^[^\n]*cache_url\[0\]: must use https \(only loopback hosts may use http\)$/,
+    );
   });
 
   test("optional keys", async () => {
@@ -403,6 +425,47 @@ timeout = "1m30s"
     assert.equal(c.callbackPort, 8400);
     assert.equal(c.cacheHosts[0]?.url, "https://cache.example.org/nix");
     assert.equal(c.timeoutSeconds, 90);
+  });
+});
+
+describe("config: sizes and file-system errors (issue 12)", () => {
+  test("a file over 1 MiB is refused before it is parsed", async () => {
+    const path = await writeConfig(GOOD + `# ${"x".repeat(1024 * 1024)}\n`);
+    const e = await cliError(() => loadConfig(path, { HOME: home }));
+    assert.match(e.message, /: the configuration file is \d+ bytes; at most 1048576 \(1 MiB\) are read$/);
+    assert.equal(e.exitCode, ExitCode.usage);
+  });
+
+  test("at most 20 problems are listed, then a count of the rest", async () => {
+    const text = Array.from({ length: 500 }, (_, i) => `unknown_key_${i} = 1\n`).join("");
+    const e = await cliError(() => load(text));
+    const lines = e.message.split("\n");
+    assert.equal(lines.length, 1 + 20 + 1, e.message);
+    assert.match(lines.at(-1) ?? "", /^ {2}\.\.\. and 483 more problems$/);
+  });
+
+  test("http cache_url is fine on loopback; the default lifetime of an opaque token is 5m", async () => {
+    const c = await load(
+      GOOD.replace("cache.example.org", "127.0.0.1") + 'cache_url = "http://127.0.0.1:8080"\n',
+    );
+    assert.equal(c.cacheHosts[0]?.url, "http://127.0.0.1:8080");
+    assert.equal(c.defaultTokenLifetime, 300);
+    assert.equal((await load(GOOD + 'default_token_lifetime = "1h"\n')).defaultTokenLifetime, 3600);
+  });
+
+  test("a file name over 255 bytes, a file where a directory should be: one line, naming the path", async () => {
+    const long = join(root, `${"n".repeat(300)}.toml`);
+    const e1 = await cliError(() => loadConfig(long, { HOME: home }));
+    assert.equal(
+      e1.message,
+      `${long}: cannot read configuration (from --config): a name in the path is too long (the limit is 255 bytes)`,
+    );
+    const file = await writeConfig(GOOD);
+    const e2 = await cliError(() => loadConfig(join(file, "config.toml"), { HOME: home }));
+    assert.equal(
+      e2.message,
+      `${join(file, "config.toml")}: cannot read configuration (from --config): a part of the path is not a directory`,
+    );
   });
 });
 
@@ -591,7 +654,10 @@ describe("config search order", () => {
     const dirXdg = join(root, "dir-xdg");
     await mkdir(join(dirXdg, "nix-cache-login", "config.toml"), { recursive: true });
     const e = await cliError(() => loadConfig(undefined, { HOME: home, XDG_CONFIG_HOME: dirXdg }));
-    assert.match(e.message, /^.*\/dir-xdg\/nix-cache-login\/config\.toml: cannot read configuration: EISDIR/);
+    assert.match(
+      e.message,
+      /^.*\/dir-xdg\/nix-cache-login\/config\.toml: cannot read configuration \(from \$XDG_CONFIG_HOME\): it is a directory$/,
+    );
     assert.equal(e.exitCode, ExitCode.usage);
   });
 

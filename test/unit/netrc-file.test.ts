@@ -1,8 +1,20 @@
 import assert from "node:assert/strict";
-import { lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
+import {
+  chmod,
+  chown,
+  lstat,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  rm,
+  stat,
+  symlink,
+  writeFile,
+} from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, test } from "node:test";
+import { after, before, describe, test } from "node:test";
 import { CliError } from "../../src/errors.ts";
 import {
   checkTokenLength,
@@ -12,6 +24,7 @@ import {
   upsertNetrcEntry,
 } from "../../src/netrc/file.ts";
 import { findEntry, parseNetrc } from "../../src/netrc/netrc.ts";
+import { ensureUser, runAs, USER_A, USER_B, type TestUser } from "../support/users.ts";
 
 let dir: string;
 before(async () => {
@@ -84,7 +97,7 @@ test("checkTokenLength: a warning over 3 KB that names lightweight access tokens
     checkTokenLength("a".repeat(3073), "cache.example.org") ?? "",
     /is 3073 bytes, close to curl's netrc limit .*lightweight access token/,
   );
-  assert.throws(() => checkTokenLength("a\nb", "cache.example.org"), /contains a line break/);
+  assert.throws(() => checkTokenLength("a\nb", "cache.example.org"), /contains the character U\+000A/);
 });
 
 test("a symlinked netrc: the target is replaced, the link stays", async () => {
@@ -161,4 +174,153 @@ test("several hosts: one write puts the token in each, unrelated entries between
     CliError,
   );
   assert.equal(findEntry(parseNetrc(await readFile(path, "latin1")), "a.example.org")?.kind, "default");
+});
+
+// ---- Issue 12: files another user could have written, and tokens that could break the file ----
+
+test("a token outside RFC 6750 b64token (U+010A, NUL, blank, quote) is refused; nothing is written", async () => {
+  const path = join(dir, "inject-netrc");
+  const original = "machine other.example login x password keep\n";
+  await writeFile(path, original, { mode: 0o600 });
+  for (const [token, shown] of [
+    // latin1 turns U+010A into 0x0A: a newline, and an entry of the provider's choosing.
+    ["abc\u010amachine evil.example login x password injected", "U+010A"],
+    ["abc\u0000def", "U+0000"],
+    ["abc def", "U+0020"],
+    ['abc"def', '"\\"" (U+0022)'],
+    ["abc\ndef", "U+000A"],
+  ] as const) {
+    await assert.rejects(upsertNetrcEntry(path, "cache.example.org", token), (e: unknown) => {
+      assert.ok(e instanceof CliError);
+      assert.ok(e.message.includes(shown), e.message);
+      assert.match(e.message, /not allowed in a Bearer token \(RFC 6750 b64token\); nothing was written$/);
+      return true;
+    });
+  }
+  assert.equal(await readFile(path, "latin1"), original);
+  // Every b64token character is fine, `=` only at the end.
+  await upsertNetrcEntry(path, "cache.example.org", "aZ09-._~+/==");
+  assert.match(await readFile(path, "utf8"), /password aZ09-\._~\+\/==\n$/);
+});
+
+test("a NUL byte in the netrc is a syntax error (curl stops reading there); the file is left alone", async () => {
+  const path = join(dir, "nul-netrc");
+  const original = "machine a login b password c\nmachine d\u0000 login e password f\n";
+  await writeFile(path, original, { mode: 0o600 });
+  await assert.rejects(
+    upsertNetrcEntry(path, "cache.example.org", "tok"),
+    /nul-netrc: line 2: contains a NUL byte, where curl stops reading the file/,
+  );
+  assert.equal(await readFile(path, "latin1"), original);
+});
+
+describe("netrc owned or replaceable by another user (needs root)", () => {
+  let a: TestUser;
+  let b: TestUser;
+  before(async () => {
+    a = await ensureUser(USER_A);
+    b = await ensureUser(USER_B);
+    // The other users must reach the files below (mkdtemp made the directory 0700).
+    await chmod(dir, 0o755);
+  });
+
+  test("root never writes its token into, or hands the file to, another user's netrc", async () => {
+    const path = join(dir, "users-netrc");
+    const original = "machine other.example login a password theirs\n";
+    await writeFile(path, original, { mode: 0o600 });
+    await chown(path, a.uid, a.gid);
+    await assert.rejects(upsertNetrcEntry(path, "cache.example.org", "root-token-1"), (e: unknown) => {
+      assert.ok(e instanceof CliError);
+      assert.match(
+        e.message,
+        /users-netrc: the file is owned by uid \d+, not by root .* who could read the token/,
+      );
+      return true;
+    });
+    const st = await stat(path);
+    assert.equal(st.uid, a.uid);
+    // What the other user can read holds no token of ours.
+    const seen = await runAs(a, "cat", [path]);
+    assert.equal(seen.code, 0, seen.stderr);
+    assert.equal(seen.stdout, original);
+  });
+
+  test("a symlink planted at netrc_path into another user's file is not followed for writing", async () => {
+    const theirs = join(dir, "their-netrc");
+    await writeFile(theirs, "", { mode: 0o666 });
+    await chown(theirs, b.uid, b.gid);
+    const link = join(dir, "planted-link");
+    await symlink(theirs, link);
+    await assert.rejects(
+      upsertNetrcEntry(link, "cache.example.org", "root-token-2"),
+      /their-netrc: the file is owned by uid \d+.*\n?.*/,
+    );
+    const seen = await runAs(b, "cat", [theirs]);
+    assert.equal(seen.stdout, "", "nothing was written into the other user's file");
+  });
+
+  test("a netrc in a directory others can write is refused, unless it is sticky and the file is ours", async () => {
+    const open = join(dir, "world-writable");
+    await mkdir(open);
+    await chmod(open, 0o777);
+    await assert.rejects(
+      upsertNetrcEntry(join(open, "netrc"), "cache.example.org", "tok"),
+      /world-writable\/netrc: its directory \S+ is writable by others \(mode 0777\) and not sticky, so another user could replace the file; nix-cache-login does not write a token there$/,
+    );
+    assert.deepEqual(await readdir(open), []);
+
+    const sticky = join(dir, "sticky");
+    await mkdir(sticky);
+    await chmod(sticky, 0o1777);
+    await upsertNetrcEntry(join(sticky, "netrc"), "cache.example.org", "tok-sticky");
+    assert.match(await readFile(join(sticky, "netrc"), "utf8"), /password tok-sticky/);
+    // Another user's file there (it made it first) is theirs: refused.
+    const planted = join(sticky, "their-netrc");
+    const made = await runAs(a, "sh", ["-c", `umask 077; : > '${planted}'`]);
+    assert.equal(made.code, 0, made.stderr);
+    await assert.rejects(
+      upsertNetrcEntry(planted, "cache.example.org", "tok"),
+      /their-netrc: the file is owned by uid/,
+    );
+    assert.equal((await stat(planted)).size, 0);
+  });
+
+  test("a lock another user holds fails at once, saying whose it is", async () => {
+    const sticky = join(dir, "sticky-lock");
+    await mkdir(sticky);
+    await chmod(sticky, 0o1777);
+    const path = join(sticky, "netrc");
+    const made = await runAs(a, "mkdir", [`${path}.lock`]);
+    assert.equal(made.code, 0, made.stderr);
+    await assert.rejects(
+      upsertNetrcEntry(path, "cache.example.org", "tok"),
+      new RegExp(`netrc\\.lock is held by uid ${a.uid}, not by you: another user's lock is not waited for`),
+    );
+  });
+});
+
+test("netrc_path errors are one line naming the key and the path: too long, under a file, a directory", async () => {
+  const long = join(dir, "n".repeat(300), "netrc");
+  await assert.rejects(upsertNetrcEntry(long, "cache.example.org", "tok"), (e: unknown) => {
+    assert.ok(e instanceof CliError);
+    assert.equal(
+      e.message,
+      `netrc_path ${long}: cannot use the netrc: a name in the path is too long (the limit is 255 bytes)`,
+    );
+    return true;
+  });
+  const file = join(dir, "plain-file");
+  await writeFile(file, "");
+  await assert.rejects(
+    upsertNetrcEntry(join(file, "netrc"), "cache.example.org", "tok"),
+    new RegExp(
+      `^CliError: netrc_path ${file}/netrc: cannot use the netrc: a part of the path is not a directory$`,
+    ),
+  );
+  const directory = join(dir, "a-directory");
+  await mkdir(directory);
+  await assert.rejects(
+    upsertNetrcEntry(directory, "cache.example.org", "tok"),
+    /a-directory: it is not a regular file; nix-cache-login does not write a token there$/,
+  );
 });

@@ -488,3 +488,26 @@ describe("curl reads the netrc the way the editor assumes", () => {
     assert.equal(await curlCreds(text, HOST), `${NETRC_LOGIN}:${token}`);
   });
 });
+
+describe("issue 12: hostile bytes in the netrc", () => {
+  test('a quoted token directly followed by a word (`"a"MACHINE`): our password is not glued onto it', () => {
+    const text =
+      'machine cache.example.org login x password "a"MACHINE other.example.com login o password p\n';
+    const out = upsertEntry(text, HOST, NETRC_LOGIN, TOKEN);
+    assert.match(out, /\nMACHINE other\.example\.com login o password p\n$/);
+    const entries = parseNetrc(out).entries.map((e) => [e.machine, e.password]);
+    assert.deepEqual(entries, [
+      [HOST, TOKEN],
+      [OTHER, "p"],
+    ]);
+  });
+
+  test("a NUL byte anywhere is a syntax error naming its line: curl stops reading there", () => {
+    assert.throws(
+      () => parseNetrc("machine a login b password c\n# x\u0000\nmachine d login e password f\n"),
+      (e: unknown) =>
+        e instanceof NetrcSyntaxError &&
+        e.message === "line 2: contains a NUL byte, where curl stops reading the file",
+    );
+  });
+});

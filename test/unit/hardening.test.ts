@@ -1,0 +1,106 @@
+// Issue 12's pure parts: provider text on its way to the terminal, timer delays beyond setTimeout's
+// range, expiry arithmetic with absurd lifetimes, the device poll interval, the https rule for
+// endpoints we call ourselves, and the notice when another account signs in.
+import assert from "node:assert/strict";
+import { mock, test } from "node:test";
+import { accountChange } from "../../src/commands/login.ts";
+import { CliError } from "../../src/errors.ts";
+import { checkedEndpoint } from "../../src/oidc/http.ts";
+import { clampPollInterval, expiryAfter, jwtExpiry, LATEST_EXPIRY_MS } from "../../src/oidc/provider.ts";
+import { printable, printableLines } from "../../src/terminal-text.ts";
+import { MAX_TIMER_MS, setLongTimeout } from "../../src/timers.ts";
+
+test("printable: C0, DEL, C1 and line separators become blanks; long text is cut", () => {
+  assert.equal(printable("a\u001b[2Jb\u0007c\u009bd\u2028e\r\nf"), "a [2Jb c d e  f");
+  assert.equal(printable("x".repeat(400)).length, 303);
+  assert.equal(printableLines("line 1\n\u001b[31mline 2\u0000"), "line 1\n [31mline 2 ");
+});
+
+test("setLongTimeout: a delay beyond 2^31-1 ms waits in steps instead of firing at once", () => {
+  mock.timers.enable({ apis: ["setTimeout", "Date"] });
+  const origNow = performance.now;
+  let now = 0;
+  performance.now = () => now;
+  try {
+    let fired = false;
+    const day = 86_400_000;
+    setLongTimeout(() => (fired = true), 25 * day);
+    // A plain setTimeout(fn, 25 days) would fire after 1 ms.
+    now += 1;
+    mock.timers.tick(1);
+    assert.equal(fired, false);
+    now += MAX_TIMER_MS;
+    mock.timers.tick(MAX_TIMER_MS);
+    assert.equal(fired, false, "still 0.2 days to go");
+    now += 25 * day - MAX_TIMER_MS;
+    mock.timers.tick(25 * day - MAX_TIMER_MS);
+    assert.equal(fired, true);
+
+    let cancelled = true;
+    const cancel = setLongTimeout(() => (cancelled = false), 30 * day);
+    cancel();
+    now += 31 * day;
+    mock.timers.tick(31 * day);
+    assert.equal(cancelled, true);
+  } finally {
+    performance.now = origNow;
+    mock.timers.reset();
+  }
+});
+
+test("expiryAfter: huge lifetimes are capped (no RangeError), nonsense means not stated", () => {
+  const now = Date.UTC(2026, 0, 1);
+  assert.equal(expiryAfter(now, 300)?.getTime(), now + 300_000);
+  assert.equal(expiryAfter(now, 1e300)?.toISOString(), new Date(LATEST_EXPIRY_MS).toISOString());
+  assert.equal(expiryAfter(now, Number.MAX_VALUE)?.toISOString(), "9999-12-31T23:59:59.000Z");
+  assert.equal(expiryAfter(now, 0), null);
+  assert.equal(expiryAfter(now, -5), null);
+  assert.equal(expiryAfter(now, Number.NaN), null);
+  const jwt = (payload: unknown) => `e30.${Buffer.from(JSON.stringify(payload)).toString("base64url")}.c2ln`;
+  assert.equal(jwtExpiry(jwt({ exp: 1e300 }))?.toISOString(), "9999-12-31T23:59:59.000Z");
+  assert.equal(jwtExpiry(jwt({ exp: -1e300 }))?.getTime(), 0);
+  assert.equal(jwtExpiry(jwt({ exp: 1_800_000_000 }))?.getTime(), 1_800_000_000_000);
+});
+
+test("device poll interval: 5 s to 60 s whatever the provider says", () => {
+  assert.equal(clampPollInterval(0.001), 5);
+  assert.equal(clampPollInterval(undefined), 5);
+  assert.equal(clampPollInterval(7), 7);
+  assert.equal(clampPollInterval(1e9), 60);
+  assert.equal(clampPollInterval(Number.POSITIVE_INFINITY), 5);
+});
+
+test("endpoints we call ourselves: https, or http on loopback for a loopback issuer only", () => {
+  const https = "https://sso.example.org/realms/x";
+  const loop = "http://127.0.0.1:8080/realms/x";
+  assert.equal(
+    checkedEndpoint("https://sso.example.org/logout", https, "logout endpoint").host,
+    "sso.example.org",
+  );
+  assert.equal(checkedEndpoint("http://127.0.0.1:8080/logout", loop, "logout endpoint").port, "8080");
+  for (const [url, issuer] of [
+    ["http://sso.example.org/logout", https],
+    ["http://127.0.0.1:8080/logout", https],
+    ["http://logout.example/logout", loop],
+    ["file:///etc/passwd", loop],
+    ["not a url", https],
+  ] as const) {
+    assert.throws(() => checkedEndpoint(url, issuer, "logout endpoint"), CliError, url);
+  }
+});
+
+test("accountChange: by subject when both have one, else by name; nothing for the same account", () => {
+  assert.equal(accountChange(undefined, { subject: "1", username: "alice" }), undefined);
+  assert.equal(
+    accountChange({ subject: "1", username: "alice" }, { subject: "1", username: "Alice" }),
+    undefined,
+  );
+  assert.equal(
+    accountChange({ subject: "1", username: "alice" }, { subject: "2", username: "mallory" }),
+    "signed in as mallory, a different account than before (alice); the netrc now holds the token of mallory",
+  );
+  assert.match(
+    accountChange({ username: "alice" }, { subject: "2", username: "bob" }) ?? "",
+    /as bob, .*\(alice\)/,
+  );
+});
