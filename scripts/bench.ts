@@ -181,6 +181,34 @@ async function main(): Promise<void> {
       "service-account": await peakRssKiB(env, [CLI, "service-account", "--config", saConfig]),
     };
 
+    // Big netrc files: status (parse) and service-account (parse, upsert, write) at each size.
+    const sizes = [10, 1000, 10000];
+    const netrcCommands: Record<string, string> = { "node -e 0": `${node} -e 0` };
+    for (const n of sizes) {
+      const lines = Array.from(
+        { length: n },
+        (_, i) => `machine host${i}.example.org login user${i} password ${"p".repeat(64)}${i}\n`,
+      );
+      for (const kind of ["status", "sa"]) {
+        const netrc = join(dir, `${kind}-${n}.netrc`);
+        await writeFile(netrc, lines.join(""), { mode: 0o600 });
+        const config = join(dir, `${kind}-${n}.toml`);
+        await writeFile(
+          config,
+          kind === "status"
+            ? `issuer = "${realm.issuer}"\nclient_id = "nix-cache"\ncache_host = "127.0.0.1"\nnetrc_path = "${netrc}"\n`
+            : `issuer = "${realm.issuer}"\nclient_id = "nix-cache-server"\ncache_host = "127.0.0.1"\nclient_secret_file = "${secretFile}"\nnetrc_path = "${netrc}"\n`,
+        );
+        netrcCommands[
+          kind === "status" ? `status, ${n} netrc entries` : `service-account (upsert), ${n} entries`
+        ] =
+          kind === "status"
+            ? `${node} ${CLI} status --config ${config}`
+            : `${node} ${CLI} service-account --config ${config}`;
+      }
+    }
+    const netrcSizes = await hyperfine(env, 10, netrcCommands);
+
     const base = startup[0] as Timing;
     const baseN = network[0] as Timing;
     console.log(`nix-cache-login benchmark (node ${process.version}, ${new Date().toISOString()})\n`);
@@ -205,6 +233,8 @@ async function main(): Promise<void> {
     console.log(
       `  (all refresh + service-account runs above: ${refreshRequests} requests, ${tokenRequests} to the token endpoint, for ${refreshRuns * 2} runs)`,
     );
+    console.log("\nNetrc size (hyperfine, 10 runs; each netrc line is ~100 bytes):");
+    for (const t of netrcSizes) console.log(row(t, netrcSizes[0] as Timing));
     console.log("\nPeak RSS (GNU time, KiB):");
     for (const [k, v] of Object.entries(rss)) console.log(`  ${k.padEnd(20)} ${v}`);
 

@@ -1,16 +1,22 @@
 import { randomBytes } from "node:crypto";
-import { lstat, mkdir, open, rename, stat, unlink } from "node:fs/promises";
+import { lstat, open, readdir, rename, stat, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { CliError } from "./errors.ts";
+import { errnoCode, fileError } from "./fs-errors.ts";
+import { bootId, holderState, localHost, withLockFile, type LockOptions } from "./lock-file.ts";
+import { makeDirs } from "./make-dirs.ts";
 
 /** A file mode as people write it: 0600. */
 export function formatMode(mode: number): string {
   return (mode & 0o7777).toString(8).padStart(4, "0");
 }
 
-/** Creates missing parent directories with mode 0700; existing directories are left alone. */
-export async function ensureDir(dir: string): Promise<string | undefined> {
-  return mkdir(dir, { recursive: true, mode: 0o700 });
+/**
+ * Creates missing parent directories with mode 0700, one level at a time; existing directories are
+ * left alone. `where` names the setting that chose the path, for messages.
+ */
+export async function ensureDir(dir: string, where?: string): Promise<string | undefined> {
+  return makeDirs(dir, where);
 }
 
 /** Undoes ensureDir after a failure: removes dir and its parents up to `created`, if still empty. */
@@ -32,24 +38,87 @@ export async function removeCreatedDirs(dir: string, created: string | undefined
  * when stricter), fsync, rename, fsync the directory. A reader sees the old or the new file, never
  * half of one. Returns the mode the file ended up with and the mode it had before (if any).
  */
+/** The name of our temp file for `path`: `.<name>.<pid>.<12 hex>.tmp`, in the same directory. */
+export function tempFileName(path: string, pid: number = process.pid): string {
+  return join(dirname(path), `.${basename(path)}.${pid}.${randomBytes(6).toString("hex")}.tmp`);
+}
+
+/**
+ * Removes temp files of ours for `path` that a killed process left behind: they may hold a token.
+ * Ours means: our name pattern (a lock's temp file too), owned by us, and written by a process that
+ * is gone. A live writer's temp file is never touched.
+ */
+export async function removeStaleTempFiles(path: string): Promise<string[]> {
+  const dir = dirname(path);
+  const name = basename(path);
+  const esc = (t: string) => t.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  const patterns = [
+    new RegExp(`^\\.${esc(name)}\\.(\\d+)\\.[0-9a-f]{12}\\.tmp$`),
+    new RegExp(`^${esc(name)}\\.lock\\.(\\d+)\\.[0-9a-f]{16}\\.tmp$`),
+  ];
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
+  const uid = process.getuid?.();
+  for (const n of names) {
+    const pid = patterns.map((re) => re.exec(n)?.[1]).find((m) => m !== undefined);
+    if (pid === undefined) continue;
+    const p = join(dir, n);
+    const st = await lstat(p).catch(() => undefined);
+    if (st === undefined || !st.isFile() || (uid !== undefined && st.uid !== uid)) continue;
+    const alive =
+      Number(pid) === process.pid ||
+      holderState({
+        pid: Number(pid),
+        boot: bootId(),
+        start: null,
+        host: localHost(),
+        since: "",
+        command: "",
+        nonce: "",
+      }) !== "dead";
+    // A PID that runs again may be another program: a temp file older than any write is stale too.
+    if (alive && Date.now() - st.mtimeMs < 10 * 60_000) continue;
+    if (
+      await unlink(p).then(
+        () => true,
+        () => false,
+      )
+    )
+      removed.push(p);
+  }
+  return removed;
+}
+
 export async function writeFileAtomic(
   path: string,
   data: string,
   encoding: BufferEncoding = "latin1",
+  where?: string,
 ): Promise<{ mode: number; previousMode: number | undefined }> {
   const dir = dirname(path);
-  await ensureDir(dir);
+  await ensureDir(dir, where);
+  await removeStaleTempFiles(path);
   let previous: { mode: number; uid: number; gid: number } | undefined;
   try {
     const st = await stat(path);
     previous = { mode: st.mode & 0o777, uid: st.uid, gid: st.gid };
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+    if (errnoCode(e) !== "ENOENT") throw fileError(path, "look at the file", e, where);
   }
   // Never loosen: keep only owner bits, at most rw. A file that held secrets stays private.
   const mode = previous === undefined ? 0o600 : previous.mode & 0o600;
-  const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`);
-  const fh = await open(tmp, "wx", 0o600);
+  const tmp = tempFileName(path);
+  let fh;
+  try {
+    fh = await open(tmp, "wx", 0o600);
+  } catch (e) {
+    throw fileError(tmp, "create a temp file", e, where);
+  }
   try {
     await fh.writeFile(data, encoding);
     await fh.chmod(mode);
@@ -59,16 +128,23 @@ export async function writeFileAtomic(
   } catch (e) {
     await fh.close();
     await unlink(tmp).catch(() => undefined);
-    throw e;
+    throw fileError(tmp, `write the new ${basename(path)}`, e, where);
   }
   await fh.close();
   try {
     await rename(tmp, path);
   } catch (e) {
     await unlink(tmp).catch(() => undefined);
-    throw e;
+    throw fileError(path, `replace the file`, e, where);
   }
-  const dh = await open(dir, "r");
+  await syncDir(dir);
+  return { mode, previousMode: previous?.mode };
+}
+
+/** fsync a directory after a rename in it, where the file system allows it. */
+export async function syncDir(dir: string): Promise<void> {
+  const dh = await open(dir, "r").catch(() => undefined);
+  if (dh === undefined) return;
   try {
     await dh.sync();
   } catch {
@@ -76,7 +152,6 @@ export async function writeFileAtomic(
   } finally {
     await dh.close();
   }
-  return { mode, previousMode: previous?.mode };
 }
 
 /**
@@ -107,39 +182,9 @@ async function refuseForeignLock(lockPath: string): Promise<void> {
 export async function withLock<T>(
   dataPath: string,
   fn: () => Promise<T>,
-  // stderr, where a command's talk goes: locks are taken below the commands, without their context.
-  onWait: (line: string) => void = (line) => process.stderr.write(`note: ${line}\n`),
+  opts: LockOptions = {},
 ): Promise<T> {
-  const { lock } = await import("proper-lockfile");
-  const lockPath = `${dataPath}.lock`;
-  await ensureDir(dirname(lockPath));
-  await refuseForeignLock(lockPath);
-  let release: () => Promise<void>;
-  // Waiting is normal for a moment (a timer's refresh); longer, say whose lock it is.
-  const notice = setTimeout(
-    () => onWait(`waiting for ${lockPath}, held by another nix-cache-login...`),
-    2000,
-  );
-  try {
-    release = await lock(dataPath, {
-      lockfilePath: lockPath,
-      realpath: false,
-      // A lost lock (its mtime could not be refreshed) must not crash the process mid-write.
-      onCompromised: () => undefined,
-      stale: 60_000,
-      update: 10_000,
-      retries: { retries: 600, factor: 1.2, minTimeout: 20, maxTimeout: 250 },
-    });
-  } catch (e) {
-    throw new CliError(`cannot lock ${lockPath}: ${(e as Error).message}`, {
-      hint: "another nix-cache-login may be stuck; remove the lock if no other instance runs",
-    });
-  } finally {
-    clearTimeout(notice);
-  }
-  try {
-    return await fn();
-  } finally {
-    await release().catch(() => undefined);
-  }
+  await ensureDir(dirname(dataPath), opts.where);
+  await refuseForeignLock(`${dataPath}.lock`);
+  return withLockFile(`${dataPath}.lock`, fn, opts);
 }

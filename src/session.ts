@@ -12,7 +12,7 @@ import { parseDuration } from "./duration.ts";
 import { CliError, ExitCode } from "./errors.ts";
 import { netrcHolds } from "./netrc/read.ts";
 import { recordTokens } from "./result.ts";
-import { StateStore, type TokenState } from "./store/state.ts";
+import { CorruptStateError, StateStore, type TokenState } from "./store/state.ts";
 
 export interface Session {
   config: Config;
@@ -93,6 +93,7 @@ export function renewCommand(config: Config, state: TokenState | undefined, now:
   if (config.mode === "service-account") return "nix-cache-login service-account";
   const refreshUsable =
     state?.refresh_token !== undefined &&
+    state.session_ended === undefined &&
     (state.refresh_token_expires_at === null ||
       state.refresh_token_expires_at === undefined ||
       new Date(state.refresh_token_expires_at).getTime() > now.getTime());
@@ -157,7 +158,14 @@ export async function beginRenewal(
     mode === "service-account" || grant === "client-credentials"
       ? readClientCredential(session.config)
       : undefined;
-  const seen = session.store.read();
+  let seen: TokenState | undefined;
+  try {
+    seen = session.store.read();
+  } catch (e) {
+    // A service account keeps nothing it cannot get again: the corrupt file is set aside under
+    // the lock. A user's refresh token is not thrown away by a timer: `login` does that.
+    if (!(e instanceof CorruptStateError && mode === "service-account")) throw e;
+  }
   if (minValid !== undefined && tokenGood(session, seen, minValid, ctx.now())) {
     verbose(ctx)(`the access token stays valid for at least ${opts.minValid}; nothing to do`);
     recordTokens(ctx, session.config, seen, "none");
@@ -170,4 +178,23 @@ export async function beginRenewal(
 export function describeEntries(machines: readonly string[]): string {
   if (machines.length <= 1) return `${machines[0] ?? ""} entry`;
   return `${machines.slice(0, -1).join(", ")} and ${machines[machines.length - 1] ?? ""} entries`;
+}
+
+/** Where the netrc's path came from, for messages about it. */
+export function netrcWhere(config: Config): string {
+  return `netrc_path in ${config.path}`;
+}
+
+/**
+ * How long to wait for another live nix-cache-login holding a lock: its longest legitimate hold is
+ * a few requests, each bounded by `timeout`. The note on stderr goes through the context.
+ */
+export function lockOptions(
+  ctx: Context,
+  config: Config,
+): { notify: (line: string) => void; maxWaitMs: number } {
+  return {
+    notify: (line) => ctx.stderr.write(`note: ${line}\n`),
+    maxWaitMs: (4 * config.timeoutSeconds + 30) * 1000,
+  };
 }

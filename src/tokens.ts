@@ -5,9 +5,9 @@
 import { verbose, warn, type Context } from "./context.ts";
 import { checkTokenLength, upsertNetrcEntries } from "./netrc/file.ts";
 import { Provider, type TokenSet } from "./oidc/provider.ts";
-import { describeEntries, type ClientCredential, type Session } from "./session.ts";
+import { describeEntries, netrcWhere, type ClientCredential, type Session } from "./session.ts";
 import type { TokenState } from "./store/state.ts";
-import { writeState } from "./store/write.ts";
+import { writeState, type StateReservation } from "./store/write.ts";
 
 export function provider(
   ctx: Context,
@@ -33,12 +33,32 @@ export async function saveTokens(
   tokens: TokenSet,
   p: Provider,
   mode: TokenState["mode"],
+  reserved?: StateReservation,
 ): Promise<TokenState> {
-  // Refuse an oversized token before anything is written.
-  // One token for every host: checked once, named after the first.
-  const sizeWarning = checkTokenLength(tokens.accessToken, s.config.machines.join(", "));
-  if (sizeWarning !== undefined) warn(ctx, sizeWarning);
   const base = previous ?? s.store.empty(mode);
+  let sizeWarning: string | undefined;
+  try {
+    // One token for every host: checked once, named after all of them.
+    sizeWarning = checkTokenLength(tokens.accessToken, s.config.machines.join(", "));
+  } catch (e) {
+    // Refuse the access token, but keep a rotated refresh token: the old one is spent, and losing
+    // the new one would end the session. The netrc and the stored access token stay as they were.
+    if (previous !== undefined && mode === "user" && tokens.refreshToken !== undefined) {
+      await writeState(
+        s.store,
+        {
+          ...previous,
+          refresh_token: tokens.refreshToken,
+          refresh_token_expires_at: tokens.refreshExpiresAt?.toISOString() ?? null,
+          discovery: p.discovery,
+        },
+        { reserved },
+      );
+      verbose(ctx)("saved the rotated refresh token; the access token was refused");
+    }
+    throw e;
+  }
+  if (sizeWarning !== undefined) warn(ctx, sizeWarning);
   const next: TokenState = {
     ...base,
     mode,
@@ -55,8 +75,10 @@ export async function saveTokens(
     username: tokens.username ?? base.username,
     subject: tokens.subject ?? base.subject,
     discovery: p.discovery,
+    // New tokens: whatever session ended before (see refresh), this one is alive.
+    session_ended: undefined,
   };
-  await writeState(s.store, next);
+  await writeState(s.store, next, { reserved });
   await writeNetrcEntries(ctx, s, s.config.machines, tokens.accessToken);
   return next;
 }
@@ -68,7 +90,7 @@ export async function writeNetrcEntries(
   machines: readonly string[],
   token: string,
 ): Promise<void> {
-  const tightened = await upsertNetrcEntries(s.config.netrcPath, machines, token);
+  const tightened = await upsertNetrcEntries(s.config.netrcPath, machines, token, netrcWhere(s.config));
   if (tightened !== undefined) warn(ctx, tightened);
   verbose(ctx)(`wrote the ${describeEntries(machines)} in ${s.config.netrcPath}`);
 }

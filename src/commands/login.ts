@@ -7,11 +7,12 @@ import { CliError, ExitCode } from "../errors.ts";
 import { deviceSignIn } from "../oidc/device.ts";
 import { LoopbackServer, type CallbackOutcome, type Page } from "../oidc/loopback.ts";
 import type { Provider, TokenSet } from "../oidc/provider.ts";
-import { describeEntries, openSession, type Session } from "../session.ts";
 import { printable } from "../terminal-text.ts";
 import { setLongTimeout } from "../timers.ts";
-import { withStateLock } from "../store/write.ts";
 import { recordTokens } from "../result.ts";
+import { describeEntries, lockOptions, openSession, type Session } from "../session.ts";
+import { CorruptStateError } from "../store/state.ts";
+import { readStateOrSetAside, withStateLock } from "../store/write.ts";
 import { provider, saveTokens } from "../tokens.ts";
 
 export const DEFAULT_LOGIN_TIMEOUT = "5m";
@@ -114,7 +115,14 @@ export async function login(ctx: Context, opts: LoginOptions): Promise<number> {
 
 /** Says who is signed in, and until when, before a new sign-in replaces that session. */
 function signedInAlready(ctx: Context, s: Session): void {
-  const state = s.store.read();
+  let state;
+  try {
+    state = s.store.read();
+  } catch (e) {
+    // A corrupt state is set aside when the new tokens are saved (see save()).
+    if (e instanceof CorruptStateError) return;
+    throw e;
+  }
   if (state?.access_token === undefined && state?.refresh_token === undefined) return;
   const now = ctx.now();
   const until = (at: string | null | undefined) =>
@@ -163,8 +171,6 @@ async function browserSignIn(
     p.prefetchSigningKeys().catch((e: unknown) =>
       log(`could not fetch the signing keys ahead: ${String(e)}`),
     );
-    // Likewise load the file lock library now: the callback -> netrc path should pay for the writes only.
-    void import("proper-lockfile").catch(() => undefined);
 
     if (o.launch) {
       prompt(ctx, `Opening a browser to sign in. If your browser did not open, visit: ${server.url}`);
@@ -265,12 +271,18 @@ function acceptPastedAddresses(
 
 /** Saves under the state lock, so a timer's `refresh` running meanwhile cannot overwrite the new session. */
 async function save(ctx: Context, s: Session, tokens: TokenSet, p: Provider): Promise<void> {
-  await withStateLock(s.store, async () => {
-    const before = previousAccount(s);
-    await saveTokens(ctx, s, undefined, tokens, p, "user");
-    const change = accountChange(before, tokens);
-    if (change !== undefined) warn(ctx, change);
-  });
+  await withStateLock(
+    s.store,
+    async () => {
+      const before = previousAccount(s);
+      // A corrupt state must not lock the user out: set it aside (kept, 0600) and start afresh.
+      await readStateOrSetAside(s.store, (line) => warn(ctx, line));
+      await saveTokens(ctx, s, undefined, tokens, p, "user");
+      const change = accountChange(before, tokens);
+      if (change !== undefined) warn(ctx, change);
+    },
+    lockOptions(ctx, s.config),
+  );
 }
 
 /** Who was signed in before, if a readable state says so (a bad one is replaced anyway). */

@@ -43,7 +43,11 @@ export async function status(ctx: Context, opts: StatusOptions): Promise<number>
   const refreshToken = report(state?.refresh_token !== undefined, state?.refresh_token_expires_at);
   // A refresh token whose expiry is unknown is usable until the provider says otherwise.
   if (refreshToken.present && refreshToken.expires_at === null) refreshToken.valid = true;
-  const ok = access.valid && netrcEntry;
+  // ...and once the provider said so (invalid_grant on refresh), it is not, whatever its expiry.
+  const ended = state?.session_ended;
+  if (ended !== undefined) refreshToken.valid = false;
+  // Only a new sign-in helps then, even while the access token in the netrc lasts.
+  const ok = access.valid && netrcEntry && !(config.mode === "user" && ended !== undefined);
 
   if (opts.json === true) {
     const out = {
@@ -59,7 +63,10 @@ export async function status(ctx: Context, opts: StatusOptions): Promise<number>
       netrc_entry: netrcEntry,
       netrc_entries: Object.fromEntries(byHost),
       access_token: access,
-      refresh_token: refreshToken,
+      refresh_token: {
+        ...refreshToken,
+        session_ended: ended === undefined ? null : { at: ended.at, description: ended.description },
+      },
     };
     ctx.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
     return ok ? ExitCode.ok : ExitCode.loginRequired;
@@ -86,12 +93,16 @@ export async function status(ctx: Context, opts: StatusOptions): Promise<number>
   if (config.mode === "user") {
     lines.push([
       "refresh token",
-      refreshToken.present ? describeExpiry(refreshToken.expires_at, now) : "none",
+      ended !== undefined
+        ? `the provider ended the session at ${ended.at}${ended.description === null ? "" : ` (${ended.description})`}; run \`nix-cache-login login\``
+        : refreshToken.present
+          ? describeExpiry(refreshToken.expires_at, now)
+          : "none",
     ]);
   }
   const width = Math.max(...lines.map(([k]) => k.length));
   ctx.stdout.write(lines.map(([k, v]) => `${`${k}:`.padEnd(width + 2)}${v}\n`).join(""));
-  if (!ok) {
+  if (!ok || ended !== undefined) {
     ctx.stderr.write(`hint: run \`${renewCommand(config, state, now)}\`\n`);
   }
   return ok ? ExitCode.ok : ExitCode.loginRequired;

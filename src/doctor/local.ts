@@ -107,6 +107,21 @@ export async function tokenCheck(
     };
   }
   const details: string[] = [];
+  const ended = state.session_ended;
+  if (ended !== undefined) {
+    const at = state.access_token_expires_at;
+    return {
+      state,
+      expired: at === undefined || new Date(at).getTime() <= now.getTime(),
+      check: check(
+        "token",
+        "token",
+        "problem",
+        `the provider ended the session at ${ended.at}${ended.description === null ? "" : ` (${ended.description})`}`,
+        { fix: ["run `nix-cache-login login`"] },
+      ),
+    };
+  }
   if (s.config.mode === "user") {
     const r = state.refresh_token_expires_at;
     details.push(

@@ -85,30 +85,40 @@ interface EditResult {
  * Read -> edit -> atomic write under the netrc's sibling lock. `edit` gets the text (null when the
  * file does not exist) and returns the new text, or null to leave the file alone.
  */
-async function editNetrc(path: string, edit: (text: string | null) => string | null): Promise<EditResult> {
+async function editNetrc(
+  path: string,
+  edit: (text: string | null) => string | null,
+  where = "netrc_path",
+): Promise<EditResult> {
   const target = await trustedNetrcTarget(path);
-  return withLock(target, async () => {
-    const text = readNetrcText(target);
-    let updated: string | null;
-    try {
-      updated = edit(text);
-    } catch (e) {
-      syntaxError(target, e);
-    }
-    if (updated === null || updated === text) return { changed: false, warning: undefined };
-    let modes: Awaited<ReturnType<typeof writeFileAtomic>>;
-    try {
-      modes = await writeFileAtomic(target, updated);
-    } catch (e) {
-      fsError(target, "write the netrc", e);
-    }
-    const { mode, previousMode } = modes;
-    const warning =
-      previousMode !== undefined && previousMode !== mode
-        ? `${target}: mode tightened from ${formatMode(previousMode)} to ${formatMode(mode)} because it holds a token`
-        : undefined;
-    return { changed: true, warning };
-  });
+  // Home Manager links the netrc into the read-only Nix store: say so, the path alone hides it.
+  const key = target === path ? where : `${where}: ${path} is a symlink to ${target}`;
+  return withLock(
+    target,
+    async () => {
+      const text = readNetrcText(target);
+      let updated: string | null;
+      try {
+        updated = edit(text);
+      } catch (e) {
+        syntaxError(target, e);
+      }
+      if (updated === null || updated === text) return { changed: false, warning: undefined };
+      let modes: Awaited<ReturnType<typeof writeFileAtomic>>;
+      try {
+        modes = await writeFileAtomic(target, updated, "latin1", key);
+      } catch (e) {
+        fsError(target, "write the netrc", e);
+      }
+      const { mode, previousMode } = modes;
+      const warning =
+        previousMode !== undefined && previousMode !== mode
+          ? `${target}: mode tightened from ${formatMode(previousMode)} to ${formatMode(mode)} because it holds a token`
+          : undefined;
+      return { changed: true, warning };
+    },
+    { where: key },
+  );
 }
 
 /**
@@ -120,36 +130,52 @@ export async function upsertNetrcEntries(
   path: string,
   hosts: readonly string[],
   token: string,
+  where?: string,
 ): Promise<string | undefined> {
   for (const host of hosts) checkTokenLength(token, host);
-  const { warning } = await editNetrc(path, (text) =>
-    hosts.reduce((t, host) => upsertEntry(t, host, NETRC_LOGIN, token), text ?? ""),
+  const { warning } = await editNetrc(
+    path,
+    (text) => hosts.reduce((t, host) => upsertEntry(t, host, NETRC_LOGIN, token), text ?? ""),
+    where,
   );
   return warning;
 }
 
 /** Removes only the hosts' entries, in one write; returns the hosts that had one. */
-export async function removeNetrcEntries(path: string, hosts: readonly string[]): Promise<string[]> {
+export async function removeNetrcEntries(
+  path: string,
+  hosts: readonly string[],
+  where?: string,
+): Promise<string[]> {
   const removed: string[] = [];
-  await editNetrc(path, (text) => {
-    if (text === null) return null;
-    return hosts.reduce((t, host) => {
-      const next = removeEntries(t, host);
-      if (next !== t) removed.push(host);
-      return next;
-    }, text);
-  });
+  await editNetrc(
+    path,
+    (text) => {
+      if (text === null) return null;
+      return hosts.reduce((t, host) => {
+        const next = removeEntries(t, host);
+        if (next !== t) removed.push(host);
+        return next;
+      }, text);
+    },
+    where,
+  );
   return removed;
 }
 
 /** Writes (or replaces) one host's entry. Returns a warning when the file's mode was tightened. */
-export function upsertNetrcEntry(path: string, host: string, token: string): Promise<string | undefined> {
-  return upsertNetrcEntries(path, [host], token);
+export function upsertNetrcEntry(
+  path: string,
+  host: string,
+  token: string,
+  where?: string,
+): Promise<string | undefined> {
+  return upsertNetrcEntries(path, [host], token, where);
 }
 
 /** Removes only the host's entries; returns whether anything was removed. */
-export async function removeNetrcEntry(path: string, host: string): Promise<boolean> {
-  return (await removeNetrcEntries(path, [host])).length > 0;
+export async function removeNetrcEntry(path: string, host: string, where?: string): Promise<boolean> {
+  return (await removeNetrcEntries(path, [host], where)).length > 0;
 }
 
 function refuse(path: string, why: string, hint: string): never {

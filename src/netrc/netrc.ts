@@ -172,6 +172,15 @@ export function parseNetrc(text: string): Netrc {
   const { tokens, macroEnds } = tokenize(text);
   const entries: NetrcEntry[] = [];
   let current: NetrcEntry | undefined;
+  // Line numbers are counted as the tokens go by, so parsing stays linear in the file's size
+  // (counting from the top for every entry made a 10,000-entry netrc take seconds).
+  let counted = 0;
+  let line = 1;
+  const lineAt = (index: number): number => {
+    for (let i = text.indexOf("\n", counted); i !== -1 && i < index; i = text.indexOf("\n", i + 1)) line++;
+    counted = Math.max(counted, index);
+    return line;
+  };
   for (let k = 0; k < tokens.length; k++) {
     const tok = tokens[k] as NetrcToken;
     // Keywords are case-insensitive in curl (`MACHINE` and `Default` count too).
@@ -186,7 +195,7 @@ export function parseNetrc(text: string): Netrc {
         password: undefined,
         start: tok.start,
         end: tok.end,
-        line: lineOf(text, tok.start),
+        line: lineAt(tok.start),
       };
       if (word === "machine") {
         const name = tokens[k + 1];
@@ -203,7 +212,7 @@ export function parseNetrc(text: string): Netrc {
     }
     if (!quoted && VALUE_KEYS.has(word)) {
       const arg = tokens[k + 1];
-      if (arg === undefined) throw new NetrcSyntaxError(lineOf(text, tok.start), `\`${word}\` has no value`);
+      if (arg === undefined) throw new NetrcSyntaxError(lineAt(tok.start), `\`${word}\` has no value`);
       k++;
       if (current !== undefined) {
         if (word === "login") current.login ??= arg.value;

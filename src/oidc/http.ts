@@ -148,11 +148,31 @@ function portOf(url: string): string | undefined {
   }
 }
 
+/**
+ * Failures before a single byte of the request can have been sent: no connection (refused, DNS,
+ * connect timeout) or a TLS handshake that did not complete (certificate checks happen in it).
+ */
+const NEVER_SENT = new Set([
+  "ECONNREFUSED",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "UND_ERR_CONNECT_TIMEOUT",
+  "CERT_HAS_EXPIRED",
+  "CERT_NOT_YET_VALID",
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "ERR_TLS_CERT_ALTNAME_INVALID",
+]);
+
 /** True when the request cannot have reached the server, so retrying cannot replay a grant. */
 export function neverReachedServer(e: unknown): boolean {
   for (let cur: unknown = e, depth = 0; cur !== undefined && cur !== null && depth < 6; depth++) {
     const code = (cur as { code?: string }).code;
-    if (code === "ECONNREFUSED" || code === "ENOTFOUND" || code === "EAI_AGAIN") return true;
+    if (typeof code === "string" && (NEVER_SENT.has(code) || code.startsWith("ERR_SSL_"))) return true;
+    const errors = (cur as { errors?: unknown[] }).errors;
+    if (Array.isArray(errors) && errors.length > 0 && errors.every(neverReachedServer)) return true;
     cur = (cur as { cause?: unknown }).cause;
   }
   return false;

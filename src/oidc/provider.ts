@@ -5,7 +5,7 @@
 import type * as OidcClient from "openid-client";
 import type { Config, TokenEndpointAuthMethod } from "../config/load.ts";
 import type { Env } from "../config/paths.ts";
-import { CliError, ExitCode, loginRequired, type ExitCodeValue } from "../errors.ts";
+import { CliError, ExitCode, type ExitCodeValue } from "../errors.ts";
 import type { ClientCredential } from "../session.ts";
 import { parseClientKey, webCryptoKey } from "./client-key.ts";
 import type { TokenState } from "../store/state.ts";
@@ -177,17 +177,22 @@ export class Provider {
   /**
    * Runs op with a configuration from the cached discovery document; when that document may be
    * stale (the request could not be sent, or the endpoint is gone) rediscover once and retry.
+   * A grant is resent only when it provably never reached the server (connection refused, DNS,
+   * TLS handshake): after any answer (a 5xx, a redirect) the provider may have acted on it, and a
+   * refresh token sent twice after a rotation is a reuse that ends the session.
    */
   private async withConfig<T>(
     what: string,
     op: (l: Lib, c: OidcClient.Configuration) => Promise<T>,
+    kind: "grant" | "other" = "other",
   ): Promise<T> {
     const l = await loadLib();
     this.configuration ??= await this.discover(false);
     try {
       return await op(l, this.configuration);
     } catch (e) {
-      const endpointGone = e instanceof l.ClientError && e.code === "OAUTH_RESPONSE_IS_NOT_CONFORM";
+      const endpointGone =
+        kind === "other" && e instanceof l.ClientError && e.code === "OAUTH_RESPONSE_IS_NOT_CONFORM";
       if (this.discoveryFromCache && (neverReachedServer(e) || endpointGone)) {
         this.opts.log(`${what} failed with a cached discovery document; discovering again`);
         this.configuration = await this.discover(true);
@@ -207,15 +212,17 @@ export class Provider {
   }
 
   async refresh(refreshToken: string): Promise<TokenSet> {
-    const res = await this.withConfig("refresh", (l, c) => l.refreshTokenGrant(c, refreshToken));
+    const res = await this.withConfig("refresh", (l, c) => l.refreshTokenGrant(c, refreshToken), "grant");
     return this.tokenSet(res);
   }
 
   async clientCredentials(): Promise<TokenSet> {
     const scope = this.opts.config.scopes;
     const params: Record<string, string> = scope === undefined ? {} : { scope: scope.join(" ") };
-    const res = await this.withConfig("client credentials grant", (l, c) =>
-      l.clientCredentialsGrant(c, params),
+    const res = await this.withConfig(
+      "client credentials grant",
+      (l, c) => l.clientCredentialsGrant(c, params),
+      "grant",
     );
     return this.tokenSet(res);
   }
@@ -316,20 +323,24 @@ export class Provider {
    * provider's JWKS, `iss`, `aud`, `nonce`, `exp`).
    */
   async exchangeCode(callbackUrl: URL, request: AuthorizationRequest): Promise<TokenSet> {
-    const res = await this.withConfig("code exchange", (l, c) => {
-      // Off by default in openid-client (TLS vouches for the token endpoint); we check it anyway.
-      l.enableNonRepudiationChecks(c);
-      return l
-        .authorizationCodeGrant(c, callbackUrl, {
-          pkceCodeVerifier: request.codeVerifier,
-          expectedState: request.state,
-          expectedNonce: request.nonce,
-          idTokenExpected: true,
-        })
-        .catch((e: unknown) => {
-          throw this.loginError(e, "code exchange");
-        });
-    });
+    const res = await this.withConfig(
+      "code exchange",
+      (l, c) => {
+        // Off by default in openid-client (TLS vouches for the token endpoint); we check it anyway.
+        l.enableNonRepudiationChecks(c);
+        return l
+          .authorizationCodeGrant(c, callbackUrl, {
+            pkceCodeVerifier: request.codeVerifier,
+            expectedState: request.state,
+            expectedNonce: request.nonce,
+            idTokenExpected: true,
+          })
+          .catch((e: unknown) => {
+            throw this.loginError(e, "code exchange");
+          });
+      },
+      "grant",
+    );
     return this.tokenSet(res);
   }
 
@@ -392,19 +403,23 @@ export class Provider {
     let interval = device.interval;
     for (;;) {
       await abortableSleep(interval * 1000, signal);
-      const res = await this.withConfig("device sign-in", (l, c) => {
-        l.enableNonRepudiationChecks(c);
-        return l
-          .genericGrantRequest(c, DEVICE_CODE_GRANT, {
-            device_code: deviceCode,
-            code_verifier: device.codeVerifier,
-          })
-          .catch((e: unknown) => {
-            const error = (e as { error?: unknown }).error;
-            if (error === "authorization_pending" || error === "slow_down") return error;
-            throw this.loginError(e, "device sign-in");
-          });
-      });
+      const res = await this.withConfig(
+        "device sign-in",
+        (l, c) => {
+          l.enableNonRepudiationChecks(c);
+          return l
+            .genericGrantRequest(c, DEVICE_CODE_GRANT, {
+              device_code: deviceCode,
+              code_verifier: device.codeVerifier,
+            })
+            .catch((e: unknown) => {
+              const error = (e as { error?: unknown }).error;
+              if (error === "authorization_pending" || error === "slow_down") return error;
+              throw this.loginError(e, "device sign-in");
+            });
+        },
+        "grant",
+      );
       if (res === "authorization_pending") continue;
       if (res === "slow_down") {
         // RFC 8628 section 3.5: 5 s more for this and every later request (bounded all the same).
@@ -529,8 +544,23 @@ export class Provider {
       // The provider's words reach the terminal: no control characters, no screenfuls.
       err.error = printable(err.error, 100);
       const desc = typeof err.error_description === "string" ? ` (${printable(err.error_description)})` : "";
+      if (err.error === "invalid_grant" && this.opts.credential !== undefined) {
+        // Client credentials have no session: a sign-in cannot help, the client's setup can.
+        const { clientId, clientSecretFile, clientKeyFile } = this.opts.config;
+        const credential =
+          clientKeyFile !== undefined
+            ? `that its registered public key matches ${clientKeyFile}`
+            : `that ${clientSecretFile ?? "client_secret_file"} holds its current secret`;
+        return new CliError(`${host} refused the ${what} for client ${clientId}: invalid_grant${desc}`, {
+          hint: `check at ${host} that client ${clientId} exists, is enabled and may use service accounts (client credentials), and ${credential}; the provider's log says more`,
+          cause: e,
+        });
+      }
       if (err.error === "invalid_grant") {
-        return loginRequired(`your session at ${host} expired or was revoked${desc}`);
+        return new SessionEndedError(
+          `your session at ${host} expired or was revoked${desc}`,
+          typeof err.error_description === "string" ? printable(err.error_description) : undefined,
+        );
       }
       if (err.error === "invalid_client" || err.error === "unauthorized_client") {
         return new CliError(`${host} rejected client ${this.opts.config.clientId}: ${err.error}${desc}`, {
@@ -570,6 +600,17 @@ export class Provider {
 }
 
 const DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code";
+
+/** The provider refused the refresh token (invalid_grant): the session is over; exit 3. */
+export class SessionEndedError extends CliError {
+  constructor(
+    message: string,
+    /** The provider's error_description, made printable. */
+    readonly description: string | undefined,
+  ) {
+    super(message, { exitCode: ExitCode.loginRequired, hint: "run `nix-cache-login login`" });
+  }
+}
 
 /** RFC 8628's default, and the fastest we poll whatever the provider says (0.001 s would flood it). */
 export const DEVICE_INTERVAL_MIN = 5;

@@ -30,7 +30,15 @@ export interface TokenState {
   access_token_expiry_assumed?: boolean | undefined;
   updated_at?: string | undefined;
   discovery?: { fetched_at: string; metadata: Record<string, unknown> } | undefined;
+  /**
+   * Set when the provider refused the refresh token (invalid_grant): the session is over whatever
+   * the token's own expiry says. `description` is the provider's error_description, printable.
+   */
+  session_ended?: { at: string; description: string | null } | undefined;
 }
+
+/** The token state file cannot be used; `login`, `service-account` and `logout` move it aside. */
+export class CorruptStateError extends CliError {}
 
 /** Room for the `.lock` and temp-file suffixes within the usual 255-byte file name limit. */
 const MAX_NAME = 200;
@@ -78,8 +86,8 @@ export class StateStore {
       }
       return parsed;
     } catch {
-      throw new CliError(`${this.file}: token state is corrupt`, {
-        hint: "delete it and sign in again (`nix-cache-login logout`, then `nix-cache-login login`)",
+      throw new CorruptStateError(`${this.file}: token state is corrupt`, {
+        hint: "run `nix-cache-login login` (or `logout`): it moves the file aside and starts afresh",
       });
     }
   }

@@ -1,24 +1,137 @@
-import { unlink } from "node:fs/promises";
-import { ensureDir, removeCreatedDirs, withLock, writeFileAtomic } from "../atomic-file.ts";
-import { checkStateDir, type StateStore, type TokenState } from "./state.ts";
+import { chmod, open, rename, stat, unlink, type FileHandle } from "node:fs/promises";
+import { basename } from "node:path";
+import {
+  ensureDir,
+  removeCreatedDirs,
+  removeStaleTempFiles,
+  syncDir,
+  tempFileName,
+  withLock,
+  writeFileAtomic,
+} from "../atomic-file.ts";
+import { fileError } from "../fs-errors.ts";
+import type { LockOptions } from "../lock-file.ts";
+import { checkStateDir, CorruptStateError, type StateStore, type TokenState } from "./state.ts";
 
-export async function writeState(store: StateStore, state: TokenState): Promise<void> {
-  await ensureDir(store.dir);
+/** The setting that chose the state directory, for messages. */
+export const STATE_WHERE = "the state directory ($XDG_STATE_HOME/nix-cache-login)";
+
+/**
+ * Space for the next state file, taken before a grant is sent: once the provider has rotated the
+ * refresh token, a full disk must not keep us from saving it. The temp file is written and synced
+ * at more than the state's final size, then filled in place (no new blocks) and renamed.
+ */
+export interface StateReservation {
+  readonly path: string;
+  readonly size: number;
+  fh: FileHandle | undefined;
+  release(): Promise<void>;
+}
+
+export async function reserveStateWrite(store: StateStore): Promise<StateReservation> {
+  await ensureDir(store.dir, STATE_WHERE);
   checkStateDir(store.dir);
-  await writeFileAtomic(
-    store.file,
-    `${JSON.stringify({ ...state, updated_at: new Date().toISOString() }, null, 2)}\n`,
-    "utf8",
+  await removeStaleTempFiles(store.file);
+  const current = await stat(store.file).then(
+    (st) => st.size,
+    () => 0,
   );
+  // Room for tokens (curl takes at most 4 KiB each) and a discovery document, with margin.
+  const size = Math.max(32 * 1024, 2 * current + 16 * 1024);
+  const path = tempFileName(store.file);
+  let fh: FileHandle | undefined;
+  try {
+    fh = await open(path, "wx", 0o600);
+    await fh.write(Buffer.alloc(size, 0x20), 0, size, 0);
+    await fh.sync();
+  } catch (e) {
+    await fh?.close().catch(() => undefined);
+    await unlink(path).catch(() => undefined);
+    throw fileError(path, `make room for the next ${basename(store.file)} before renewing`, e, STATE_WHERE);
+  }
+  const r: StateReservation = {
+    path,
+    size,
+    fh,
+    async release() {
+      if (r.fh === undefined) return;
+      await r.fh.close().catch(() => undefined);
+      r.fh = undefined;
+      await unlink(path).catch(() => undefined);
+    },
+  };
+  return r;
+}
+
+/** Writes the state; `touch: false` keeps updated_at (it marks renewals, which others look at). */
+export async function writeState(
+  store: StateStore,
+  state: TokenState,
+  opts: { touch?: boolean; reserved?: StateReservation | undefined } = {},
+): Promise<void> {
+  await ensureDir(store.dir, STATE_WHERE);
+  checkStateDir(store.dir);
+  const updated = opts.touch === false ? state : { ...state, updated_at: new Date().toISOString() };
+  const text = `${JSON.stringify(updated, null, 2)}\n`;
+  const r = opts.reserved;
+  const bytes = Buffer.from(text, "utf8");
+  if (r?.fh !== undefined && bytes.length <= r.size) {
+    const fh = r.fh;
+    r.fh = undefined;
+    try {
+      await fh.write(bytes, 0, bytes.length, 0);
+      await fh.truncate(bytes.length);
+      await fh.sync();
+      await fh.close();
+      await rename(r.path, store.file);
+    } catch (e) {
+      await fh.close().catch(() => undefined);
+      await unlink(r.path).catch(() => undefined);
+      throw fileError(store.file, "save the token state", e, STATE_WHERE);
+    }
+    await syncDir(store.dir);
+    return;
+  }
+  await r?.release();
+  await writeFileAtomic(store.file, text, "utf8", STATE_WHERE);
+}
+
+/**
+ * Reads the state; a corrupt file is renamed aside (kept for a look, 0600) and reported through
+ * `warn`, and the caller starts afresh. Call it under the state lock.
+ */
+export async function readStateOrSetAside(
+  store: StateStore,
+  warn: (line: string) => void,
+): Promise<TokenState | undefined> {
+  try {
+    return store.read();
+  } catch (e) {
+    if (!(e instanceof CorruptStateError)) throw e;
+    const stamp = new Date().toISOString().replace(/[:.]/g, "-");
+    const aside = `${store.file}.corrupt-${stamp}`;
+    try {
+      await chmod(store.file, 0o600);
+      await rename(store.file, aside);
+    } catch (e2) {
+      throw fileError(store.file, "move the corrupt token state aside", e2, STATE_WHERE);
+    }
+    warn(`${store.file}: token state is corrupt; moved it aside to ${aside}`);
+    return undefined;
+  }
 }
 
 /** Exclusive lock across read -> network -> write, so parallel runs never reuse a rotated token. */
-export async function withStateLock<T>(store: StateStore, fn: () => Promise<T>): Promise<T> {
-  const created = await ensureDir(store.dir);
+export async function withStateLock<T>(
+  store: StateStore,
+  fn: () => Promise<T>,
+  opts: LockOptions = {},
+): Promise<T> {
+  const created = await ensureDir(store.dir, STATE_WHERE);
   try {
     // The lock file lives in the state directory too: never in one another user controls.
     checkStateDir(store.dir);
-    return await withLock(store.file, fn);
+    return await withLock(store.file, fn, { where: STATE_WHERE, ...opts });
   } catch (e) {
     // A failed command leaves the tree as it found it, down to the directories.
     await removeCreatedDirs(store.dir, created);
@@ -32,6 +145,6 @@ export async function removeState(store: StateStore): Promise<boolean> {
     return true;
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "ENOENT") return false;
-    throw e;
+    throw fileError(store.file, "remove the token state", e, STATE_WHERE);
   }
 }

@@ -270,17 +270,32 @@ describe("refresh", () => {
     assert.equal(status.code, 0, "the session survived (no refresh token was used twice)");
   });
 
-  test("a revoked session exits 3 with the login hint and changes no file", async () => {
+  test("a revoked session exits 3 with the login hint; only the end of the session is recorded", async () => {
     const ws = await userWorkspace();
     await signIn(ws);
     assert.equal((await runCli(ws, ["refresh"])).code, 0);
     await realm.revokeAllSessions();
+    const stateFile = new StateStore(ws.stateDir, realm.issuer, realm.publicClientId).file;
     const before = await snapshot(ws.dir);
+    const stateBefore = JSON.parse(await readFile(stateFile, "utf8")) as Record<string, unknown>;
     const r = await runCli(ws, ["refresh"]);
     assert.equal(r.code, 3);
     assert.match(r.stderr, /^error: your session at 127\.0\.0\.1:\d+ expired or was revoked/m);
     assert.match(r.stderr, /^hint: run `nix-cache-login login`$/m);
-    assert.deepEqual(await snapshot(ws.dir), before);
+    const after = await snapshot(ws.dir);
+    before.delete(stateFile);
+    after.delete(stateFile);
+    assert.deepEqual(after, before);
+    const { session_ended: ended, ...rest } = JSON.parse(await readFile(stateFile, "utf8")) as Record<
+      string,
+      unknown
+    >;
+    assert.deepEqual(rest, stateBefore);
+    assert.ok(ended !== undefined);
+    // Only a new sign-in helps now, even while the access token lasts.
+    const status = await runCli(ws, ["status"]);
+    assert.equal(status.code, 3, status.stdout + status.stderr);
+    assert.match(status.stderr, /^hint: run `nix-cache-login login`$/m);
   });
 
   test("not signed in exits 3", async () => {

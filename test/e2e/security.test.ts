@@ -294,12 +294,13 @@ describe("a hostile provider cannot corrupt the netrc or the terminal", { concur
     const noticed = new Promise<void>((resolve) =>
       child.stderr.setEncoding("utf8").on("data", (d: string) => {
         stderr += d;
-        if (/note: waiting for \S+\.lock, held by another nix-cache-login/.test(stderr)) resolve();
+        if (/note: waiting for \S+\.lock: held by an older nix-cache-login/.test(stderr)) resolve();
       }),
     );
     const closed = new Promise<number | null>((resolve) => child.on("close", resolve));
     await Promise.race([noticed, closed]);
-    assert.match(stderr, /note: waiting for .*\.json\.lock, held by another nix-cache-login\.\.\./);
+    // A lock directory is what versions before the holder-naming lock file left.
+    assert.match(stderr, /note: waiting for .*\.json\.lock: held by an older nix-cache-login$/m);
     // The other run finishes: the waiting one goes on.
     await rm(`${store.file}.lock`, { recursive: true });
     assert.equal(await closed, 0, stderr);

@@ -11,6 +11,9 @@
 //   capture      sign in, but the final redirect back to the loopback server never reaches it (as
 //                when the browser runs on another machine): the address it would have loaded is
 //                written to DRIVER_CAPTURE, for the test to paste into the CLI
+//   keycloak-device  the URL is Keycloak's device verification URI (complete, with the code):
+//                sign in, grant access if asked, wait for Keycloak's "Device Login Successful"
+// The login form is the test realm's (input[name=login]) or Keycloak's (input[name=username]).
 // DRIVER_RESULT: file that receives a JSON summary; written last, after Chromium is gone.
 // DRIVER_READY:  file written in hold mode once the login page is shown.
 // DRIVER_USER / DRIVER_PASSWORD: credentials (alice / alice-password).
@@ -53,16 +56,22 @@ async function pageSummary(page: Page): Promise<{ title: string; text: string }>
 }
 
 async function fillLogin(page: Page): Promise<void> {
-  await page.locator("input[name=login]").waitFor({ timeout: 20_000 });
-  await page.fill("input[name=login]", user);
+  const field = page.locator("input[name=login], input[name=username]").first();
+  await field.waitFor({ timeout: 20_000 });
+  await field.fill(user);
   await page.fill("input[name=password]", password);
+}
+
+/** The login form's submit button: Keycloak's #kc-login, or the test realm's only submit button. */
+function submitButton(page: Page) {
+  return page.locator("#kc-login").or(page.locator("button[type=submit]")).first();
 }
 
 /** Submits the login form and waits for the redirect back to the loopback server to be answered. */
 async function signInAndReturn(page: Page, origin: string): Promise<Result> {
   await fillLogin(page);
   const answered = page.waitForResponse((r) => r.url().startsWith(`${origin}/callback`), { timeout: 20_000 });
-  await page.click("button[type=submit]");
+  await submitButton(page).click();
   const response = await answered;
   await page.waitForLoadState("load");
   const callback = new URL(response.url());
@@ -163,6 +172,25 @@ async function drive(page: Page): Promise<Result> {
       await page.click("button[type=submit]");
       await page.getByText("Device Login Successful").waitFor({ timeout: 20_000 });
       return { mode, ...(await pageSummary(page)) };
+    }
+    case "keycloak-device": {
+      await page.goto(url);
+      const success = page.getByText("Device Login Successful");
+      const login = page.locator("input[name=username]");
+      const grant = page.locator("input[name=accept], button[name=accept]");
+      for (let step = 0; step < 5; step++) {
+        await success.or(login).or(grant).first().waitFor({ timeout: 20_000 });
+        if (await success.isVisible()) return { mode, ...(await pageSummary(page)) };
+        const loaded = page.waitForEvent("load", { timeout: 20_000 });
+        if (await login.isVisible()) {
+          await fillLogin(page);
+          await submitButton(page).click();
+        } else {
+          await grant.first().click();
+        }
+        await loaded;
+      }
+      throw new Error(`no "Device Login Successful" page: ${(await pageSummary(page)).text.slice(0, 300)}`);
     }
     default:
       throw new Error(`unknown DRIVER_MODE ${mode}`);

@@ -92,7 +92,13 @@ export async function harvestSecrets(ws: Workspace): Promise<void> {
   for (const m of netrc.matchAll(/login\s+nix-cache-login\s+password\s+(\S+)/g)) add(m[1]);
   const files = await readdir(ws.stateDir).catch(() => [] as string[]);
   for (const f of files.filter((f) => f.endsWith(".json"))) {
-    const state = JSON.parse(await readFile(join(ws.stateDir, f), "utf8")) as Record<string, unknown>;
+    // A test may leave a corrupt state file on purpose.
+    let state: Record<string, unknown>;
+    try {
+      state = JSON.parse(await readFile(join(ws.stateDir, f), "utf8")) as Record<string, unknown>;
+    } catch {
+      continue;
+    }
     add(state.refresh_token);
   }
 }

@@ -44,8 +44,31 @@ export interface RealmRequest {
   tls: boolean;
 }
 
+/**
+ * What a test's fault hook does with one request (the chaos cases of issue 13): the provider stays
+ * real, only the answer the client sees is held back or replaced.
+ */
+export type FaultAction =
+  /** Answer normally. */
+  | "pass"
+  /** Leave the request unanswered until `until` resolves (the client may be killed meanwhile). */
+  | { kind: "hold"; until: Promise<void> }
+  /** Answer with this without letting the provider see the request (a proxy's 502, a redirect). */
+  | { kind: "respond"; status: number; headers?: Record<string, string>; body?: string }
+  /** Let the provider process the request for real, then answer with what `edit` makes of it. */
+  | {
+      kind: "replace";
+      edit: (real: { status: number; body: string }) => {
+        status: number;
+        body: string;
+        headers?: Record<string, string>;
+      };
+    };
+
 export interface Realm {
   issuer: string;
+  /** Test hook, called for every request; unset means every request passes. */
+  fault: ((req: { method: string; path: string }) => FaultAction) | undefined;
   port: number;
   tlsPort?: number;
   tlsIssuerBase?: string;
@@ -442,6 +465,63 @@ async function readBody(req: http.IncomingMessage): Promise<string> {
   return Buffer.concat(chunks).toString("utf8");
 }
 
+async function applyFault(
+  action: Exclude<FaultAction, "pass">,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  port: number | undefined,
+  bypass: string,
+): Promise<void> {
+  const body = await readBody(req);
+  if (action.kind === "respond") {
+    res.writeHead(action.status, action.headers ?? {}).end(action.body ?? "");
+    return;
+  }
+  if (port === undefined) throw new Error("faults apply to the plain http listener only");
+  if (action.kind === "hold") {
+    const closed = new Promise<void>((resolve) => res.once("close", resolve));
+    await Promise.race([action.until, closed]);
+    if (res.destroyed || res.writableEnded) return;
+  }
+  // Replay the request to the provider, on our own listener (marked, so it passes untouched).
+  const real = await new Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }>(
+    (resolve, reject) => {
+      const inner = http.request(
+        {
+          host: "127.0.0.1",
+          port,
+          method: req.method,
+          path: req.url,
+          headers: { ...req.headers, "x-realm-replay": bypass },
+        },
+        (r) => {
+          const chunks: Buffer[] = [];
+          r.on("data", (c: Buffer) => chunks.push(c));
+          r.on("end", () =>
+            resolve({
+              status: r.statusCode ?? 500,
+              headers: r.headers,
+              body: Buffer.concat(chunks).toString(),
+            }),
+          );
+          r.on("error", reject);
+        },
+      );
+      inner.on("error", reject);
+      inner.end(body);
+    },
+  );
+  if (action.kind === "hold") {
+    const headers = { ...real.headers };
+    delete headers["content-length"];
+    delete headers["transfer-encoding"];
+    res.writeHead(real.status, headers as http.OutgoingHttpHeaders).end(real.body);
+    return;
+  }
+  const out = action.edit({ status: real.status, body: real.body });
+  res.writeHead(out.status, { "content-type": "application/json", ...(out.headers ?? {}) }).end(out.body);
+}
+
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
@@ -461,13 +541,24 @@ export async function startRealm(opts: RealmOptions = {}): Promise<Realm> {
 
   const requests: RealmRequest[] = [];
   let dispatch: ((req: http.IncomingMessage, res: http.ServerResponse) => void) | undefined;
+  let realmRef: Realm | undefined;
+  // Marks the realm's own replay of a request whose answer a fault replaces: not recorded twice.
+  const bypass = randomBytes(16).toString("hex");
 
   const handler =
     (tls: boolean) =>
     (req: http.IncomingMessage, res: http.ServerResponse): void => {
       const url = req.url ?? "/";
       const path = url.split("?", 1)[0] ?? "/";
-      requests.push({ method: req.method ?? "GET", path, at: Date.now(), tls });
+      const replay = req.headers["x-realm-replay"] === bypass;
+      if (!replay) requests.push({ method: req.method ?? "GET", path, at: Date.now(), tls });
+      const action = replay ? "pass" : (realmRef?.fault?.({ method: req.method ?? "GET", path }) ?? "pass");
+      if (action !== "pass") {
+        void applyFault(action, req, res, tls ? undefined : realmRef?.port, bypass).catch(() =>
+          res.destroy(),
+        );
+        return;
+      }
       if (debugEnabled)
         res.once("finish", () => debug(`${tls ? "https" : "http"} ${req.method} ${path} ${res.statusCode}`));
       if (!dispatch || !(path === REALM_PATH || path.startsWith(`${REALM_PATH}/`))) {
@@ -756,6 +847,7 @@ export async function startRealm(opts: RealmOptions = {}): Promise<Realm> {
 
     const realm: Realm = {
       issuer,
+      fault: undefined,
       port,
       publicClientId: PUBLIC_CLIENT_ID,
       serviceClientId: SERVICE_CLIENT_ID,
@@ -796,6 +888,7 @@ export async function startRealm(opts: RealmOptions = {}): Promise<Realm> {
         if (tempDir) await rm(tempDir, { recursive: true, force: true });
       },
     };
+    realmRef = realm;
     if (tlsSetup) {
       realm.tlsPort = tlsSetup.port;
       realm.tlsIssuerBase = `https://127.0.0.1:${tlsSetup.port}${REALM_PATH}`;

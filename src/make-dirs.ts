@@ -1,0 +1,69 @@
+/**
+ * Creating a file's parent directories one level at a time. Not `mkdir -p` (Node's recursive
+ * mkdir): where a file system answers ENOENT for a directory whose parent exists (`/proc/nope`), it
+ * retries forever at full CPU. Here the walk is bounded by the path's depth, and a failure names
+ * the directory, the cause and the setting that led there.
+ */
+import { lstat, mkdir, readlink, stat } from "node:fs/promises";
+import { dirname, resolve } from "node:path";
+import { CliError } from "./errors.ts";
+import { describeFsError, errnoCode, fsHint } from "./fs-errors.ts";
+
+/**
+ * Makes sure `dir` is a directory, creating missing levels with mode 0700 (existing ones are left
+ * alone). `where` names the setting that chose the path, for messages (e.g. "netrc_path"). Returns
+ * the topmost directory created, if any, so a failed command can remove what it made.
+ */
+export async function makeDirs(dir: string, where?: string): Promise<string | undefined> {
+  const key = where === undefined ? "" : `${where}: `;
+  const missing: string[] = [];
+  let d = resolve(dir);
+  // Each step goes one level up: a path has finitely many levels, so this ends.
+  for (;;) {
+    let isDir: boolean;
+    try {
+      isDir = (await stat(d)).isDirectory();
+    } catch (e) {
+      const code = errnoCode(e);
+      if (code !== "ENOENT" && code !== "ENOTDIR") {
+        throw new CliError(`${key}cannot look at ${d}: ${describeFsError(e)}`, { hint: fsHint(e, where) });
+      }
+      const link = await lstat(d).catch(() => undefined);
+      if (link?.isSymbolicLink()) {
+        const target = await readlink(d).catch(() => "?");
+        throw new CliError(`${key}${d} is a symlink to ${target}, which does not exist`, {
+          hint: `create ${target}, or point ${where ?? "the path"} somewhere else`,
+        });
+      }
+      if (link !== undefined && !link.isDirectory()) {
+        throw new CliError(`${key}${d} is not a directory`, {
+          hint: `point ${where ?? "the path"} somewhere else`,
+        });
+      }
+      const parent = dirname(d);
+      if (parent === d) throw new CliError(`${key}${d} does not exist`);
+      missing.unshift(d);
+      d = parent;
+      continue;
+    }
+    if (!isDir) {
+      throw new CliError(`${key}${d} is not a directory`, {
+        hint: `point ${where ?? "the path"} somewhere else`,
+      });
+    }
+    break;
+  }
+  for (const m of missing) {
+    try {
+      await mkdir(m, { mode: 0o700 });
+    } catch (e) {
+      // Another process made it meanwhile: fine, as long as it is a directory.
+      if (errnoCode(e) === "EEXIST" && (await stat(m).catch(() => undefined))?.isDirectory()) continue;
+      throw new CliError(`${key}cannot create directory ${m}: ${describeFsError(e)}`, {
+        hint: fsHint(e, where) ?? `point ${where ?? "the path"} at a directory that can be created`,
+        cause: e,
+      });
+    }
+  }
+  return missing[0];
+}

@@ -1,0 +1,499 @@
+/**
+ * Conformance against the real Keycloak (the pinned distribution from Maven Central, see
+ * test/support/keycloak.ts): the built CLI signs in (Chromium for the browser and the device code),
+ * refreshes, runs as a service account, logs out, notices an administrator's logout, and its tokens
+ * get Nix through Apache + mod_auth_openidc. The realm is set up by replaying the README's steps.
+ * Missing Java, Maven, Chromium, Apache or Nix fails these tests with the install command.
+ *
+ * Run alone: `npm run build && node --import tsx --test test/e2e/keycloak.test.ts`
+ */
+import assert from "node:assert/strict";
+import type { ChildProcess } from "node:child_process";
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { StateStore } from "../../src/store/state.ts";
+import { writeState } from "../../src/store/write.ts";
+import { startProtectedCache, type ProtectedCache } from "../support/cache.ts";
+import { requireChromium } from "../support/chromium.ts";
+import { makeWorkspace, runCli, type RunResult, type Workspace } from "../support/cli.ts";
+import {
+  KEYCLOAK_DIST,
+  prepareKeycloak,
+  requireJava,
+  startKeycloak,
+  type Keycloak,
+} from "../support/keycloak.ts";
+import {
+  AUDIENCE,
+  jwtClaims,
+  LIGHT_CLIENT,
+  PUBLIC_CLIENT,
+  refreshDirectly,
+  registerAsReadmeSays,
+  REALM,
+  SERVICE_CLIENT,
+  signInOverHttp,
+  type Registered,
+  type TestUser,
+} from "../support/keycloak-realm.ts";
+import {
+  isValidPath,
+  makeBinaryCache,
+  makeNixEnv,
+  nixStoreDelete,
+  nixStoreRealise,
+  readStoreFile,
+  type NixEnv,
+} from "../support/nix.ts";
+import { curl } from "../support/protected-bed.ts";
+
+const HOST = "127.0.0.1";
+const FILES = { "hello.txt": "hello through the Keycloak-protected cache\n" };
+const DRIVER = fileURLToPath(new URL("../support/browser-driver.ts", import.meta.url));
+const TSX = fileURLToPath(import.meta.resolve("tsx"));
+const BROWSER_COMMAND = `'${process.execPath}' --import '${TSX}' '${DRIVER}'`;
+
+/**
+ * bob's roles and groups: with Keycloak 26.7.3 his full access token is about 4070 bytes, so the
+ * one-line netrc entry (`machine 127.0.0.1 login nix-cache-login password TOKEN`, 48 + 4070 bytes)
+ * is longer than the 4094 bytes (plus newline) curl < 8.11 reads of a line. Another Keycloak
+ * version may need other counts: the large-token test says so.
+ */
+const ROLE_COUNT = 63;
+const GROUP_COUNT = 20;
+/** curl 7.88 reads a netrc line into a 4096-byte buffer: 4094 bytes, the newline, the NUL. */
+const CURL_788_LINE = 4094;
+const ONE_LINE_PREFIX = `machine ${HOST} login nix-cache-login password `.length;
+
+let kc: Keycloak;
+let reg: Registered;
+let dir: string;
+let nix: NixEnv;
+let storePaths: string[];
+let cache: ProtectedCache;
+const workspaces: Workspace[] = [];
+
+before(async () => {
+  requireChromium();
+  const t0 = performance.now();
+  kc = await startKeycloak();
+  console.log(
+    `Keycloak ${kc.version} (pid ${kc.pid}) answered after ${Math.round(kc.startMs)} ms, ${kc.startCpuMs ?? "?"} ms of CPU`,
+  );
+  const t1 = performance.now();
+  reg = await registerAsReadmeSays(kc, { roleCount: ROLE_COUNT, groupCount: GROUP_COUNT });
+  console.log(`realm set up as the README says in ${Math.round(performance.now() - t1)} ms`);
+  dir = await mkdtemp(join(tmpdir(), "ncl-kc-test-"));
+  nix = await makeNixEnv(join(dir, "nix"));
+  const cacheDir = join(dir, "binary-cache");
+  storePaths = Object.values(await makeBinaryCache(nix, cacheDir, FILES));
+  cache = await startProtectedCache({
+    cacheDir,
+    issuer: reg.issuer,
+    // mod_auth_openidc fetches the keys over https only: Keycloak's TLS listener, same realm.
+    jwksUri: `${reg.httpsIssuer}/protocol/openid-connect/certs`,
+    caBundle: kc.caCertPath,
+    audience: AUDIENCE,
+  });
+  console.log(`whole bed up in ${Math.round(performance.now() - t0)} ms`);
+});
+
+after(async () => {
+  const results = await Promise.allSettled([cache?.stop(), kc?.stop()]);
+  for (const ws of workspaces) await ws.cleanup();
+  if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+  for (const r of results) if (r.status === "rejected") throw r.reason;
+});
+
+async function workspace(clientId: string): Promise<Workspace> {
+  const ws = await makeWorkspace();
+  workspaces.push(ws);
+  const config: Record<string, unknown> = {
+    issuer: reg.issuer,
+    client_id: clientId,
+    cache_host: HOST,
+    cache_url: cache.url,
+  };
+  if (clientId === SERVICE_CLIENT) {
+    const secretFile = join(ws.dir, "client-secret");
+    await writeFile(secretFile, `${reg.serviceSecret}\n`, { mode: 0o600 });
+    ws.secrets.add(reg.serviceSecret);
+    config.client_secret_file = secretFile;
+  }
+  await ws.writeConfig(config);
+  return ws;
+}
+
+async function ok(ws: Workspace, args: string[]): Promise<RunResult> {
+  const r = await runCli(ws, args);
+  assert.equal(r.code, 0, `${args.join(" ")}: ${r.stderr}`);
+  return r;
+}
+
+function store(ws: Workspace, clientId: string): StateStore {
+  return new StateStore(ws.stateDir, reg.issuer, clientId);
+}
+
+async function state(ws: Workspace, clientId: string): Promise<Record<string, unknown>> {
+  return JSON.parse(await readFile(store(ws, clientId).file, "utf8")) as Record<string, unknown>;
+}
+
+/** A Keycloak session for `user`, stored as `login` would store it, then `refresh` writes the netrc. */
+async function signedIn(clientId: string, user: TestUser): Promise<Workspace> {
+  const ws = await workspace(clientId);
+  const tokens = await signInOverHttp(reg.issuer, clientId, user);
+  ws.secrets.add(tokens.refresh_token as string);
+  ws.secrets.add(tokens.access_token as string);
+  const s = store(ws, clientId);
+  await writeState(s, { ...s.empty("user"), refresh_token: tokens.refresh_token as string });
+  await ok(ws, ["refresh"]);
+  return ws;
+}
+
+async function netrcToken(ws: Workspace): Promise<string> {
+  const text = await readFile(ws.netrcPath, "utf8");
+  // One-line or multi-line: the value after `password` in our entry.
+  const m = new RegExp(
+    `machine\\s+${HOST.replace(/\./g, "\\.")}\\s+login\\s+\\S+\\s+password\\s+(\\S+)`,
+  ).exec(text);
+  assert.ok(m?.[1] !== undefined, `no ${HOST} entry in the netrc:\n${text.slice(0, 200)}`);
+  return m[1];
+}
+
+/** The claims every token for the cache must carry, checked like mod_auth_openidc checks them. */
+function assertCacheClaims(token: string, azp: string): Record<string, unknown> {
+  const c = jwtClaims(token);
+  assert.equal(c.iss, reg.issuer);
+  assert.ok([c.aud].flat().includes(AUDIENCE), `aud ${JSON.stringify(c.aud)} lacks ${AUDIENCE}`);
+  assert.equal(c.azp, azp);
+  return c;
+}
+
+/** curl with the netrc gets 200 from the protected cache, and nix-store -r substitutes the path. */
+async function assertCacheAndNixAccept(ws: Workspace, what: string): Promise<void> {
+  const c = await curl(`${cache.url}/nix-cache-info`, ws.netrcPath);
+  assert.equal(
+    c.status,
+    200,
+    `${what}: curl got ${c.status} (${c.wwwAuthenticate})\n${cache.errorLog().slice(-1500)}`,
+  );
+  for (const p of storePaths) assert.equal(await isValidPath(nix, p), false, `${p} already in the store`);
+  const r = await nixStoreRealise(nix, storePaths, { substituter: cache.url, netrcFile: ws.netrcPath });
+  assert.equal(r.code, 0, `${what}: nix-store -r failed:\n${r.stderr}`);
+  assert.deepEqual(await Promise.all(storePaths.map((p) => readStoreFile(nix, p))), Object.values(FILES));
+  await nixStoreDelete(nix, storePaths);
+}
+
+/** The driver writes its summary last, once Chromium is gone (the CLI does not wait for it). */
+async function readDriverResult(file: string): Promise<Record<string, unknown>> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    try {
+      return JSON.parse(await readFile(file, "utf8")) as Record<string, unknown>;
+    } catch (e) {
+      if (Date.now() > deadline)
+        throw new Error(`the browser driver wrote no result to ${file}`, { cause: e });
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
+function spawnDriver(
+  url: string,
+  env: Record<string, string>,
+): Promise<{ code: number | null; stderr: string }> {
+  const child = spawn(process.execPath, ["--import", TSX, DRIVER, url], {
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  let stderr = "";
+  child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+  return new Promise((resolve) => child.on("close", (code) => resolve({ code, stderr })));
+}
+
+function watchStderr(child: ChildProcess, re: RegExp, onMatch: (m: RegExpExecArray) => void): void {
+  let seen = "";
+  let fired = false;
+  child.stderr?.on("data", (chunk: Buffer | string) => {
+    seen += String(chunk);
+    const m = re.exec(seen);
+    if (m && !fired) {
+      fired = true;
+      onMatch(m);
+    }
+  });
+}
+
+describe("the Keycloak harness", () => {
+  test("without Java it fails with the command that installs it", async () => {
+    const saved = process.env.JAVA_HOME;
+    process.env.JAVA_HOME = join(dir, "no-such-jdk");
+    try {
+      await assert.rejects(
+        requireJava(),
+        /apt-get install -y --no-install-recommends openjdk-17-jre-headless/,
+      );
+    } finally {
+      if (saved === undefined) delete process.env.JAVA_HOME;
+      else process.env.JAVA_HOME = saved;
+    }
+  });
+
+  test("a downloaded zip whose sha256 is not the pinned one is refused and moved aside", async () => {
+    const saved = process.env.NIX_CACHE_LOGIN_TEST_CACHE;
+    const cacheRoot = join(dir, "test-cache");
+    const download = join(cacheRoot, `keycloak-${KEYCLOAK_DIST.version}`, "download");
+    const zip = join(download, `keycloak-quarkus-dist-${KEYCLOAK_DIST.version}.zip`);
+    await mkdir(download, { recursive: true });
+    await writeFile(zip, "not the distribution\n");
+    process.env.NIX_CACHE_LOGIN_TEST_CACHE = cacheRoot;
+    try {
+      await assert.rejects(prepareKeycloak(), /sha256 [0-9a-f]{64} is not the pinned [0-9a-f]{64}/);
+      assert.equal(existsSync(zip), false);
+    } finally {
+      if (saved === undefined) delete process.env.NIX_CACHE_LOGIN_TEST_CACHE;
+      else process.env.NIX_CACHE_LOGIN_TEST_CACHE = saved;
+    }
+  });
+});
+
+describe("Keycloak", () => {
+  test("browser sign-in (Chromium on Keycloak's login page); the cache and Nix take the token", async () => {
+    const ws = await workspace(PUBLIC_CLIENT);
+    const resultFile = join(ws.dir, "driver.json");
+    const r = await runCli(ws, ["login", "--browser-command", BROWSER_COMMAND], {
+      env: {
+        DRIVER_MODE: "login",
+        DRIVER_USER: reg.alice.username,
+        DRIVER_PASSWORD: reg.alice.password,
+        DRIVER_RESULT: resultFile,
+      },
+      timeoutMs: 120_000,
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /^Signed in as alice at /m);
+    const driver = await readDriverResult(resultFile);
+    assert.equal(driver.ok, true, JSON.stringify(driver));
+    assert.match(String(driver.text), /Signed in/);
+    const claims = assertCacheClaims(await netrcToken(ws), PUBLIC_CLIENT);
+    assert.equal(claims.preferred_username, "alice");
+    const s = await state(ws, PUBLIC_CLIENT);
+    assert.equal(typeof s.refresh_token, "string");
+    assert.equal(s.username, "alice");
+    await ok(ws, ["status"]);
+    await assertCacheAndNixAccept(ws, "token from the browser sign-in");
+  });
+
+  test("device sign-in: Keycloak requires PKCE on the device grant, the CLI sends it", async () => {
+    // The README's client (PKCE method S256) refuses a device authorization request without PKCE.
+    const bare = await fetch(`${reg.issuer}/protocol/openid-connect/auth/device`, {
+      method: "POST",
+      body: new URLSearchParams({ client_id: PUBLIC_CLIENT, scope: "openid" }),
+    });
+    assert.equal(bare.status, 400);
+    assert.deepEqual(await bare.json(), {
+      error: "invalid_request",
+      error_description: "Missing parameter: code_challenge_method",
+    });
+
+    const ws = await workspace(PUBLIC_CLIENT);
+    let driverDone: ReturnType<typeof spawnDriver> | undefined;
+    const resultFile = join(ws.dir, "device-driver.json");
+    const r = await runCli(ws, ["login", "--device"], {
+      timeoutMs: 120_000,
+      onSpawn: (child) =>
+        watchStderr(
+          child,
+          new RegExp(`(http://127\\.0\\.0\\.1:\\d+/realms/${REALM}/device\\?user_code=\\S+)`),
+          (m) => {
+            driverDone = spawnDriver(m[1] as string, {
+              DRIVER_MODE: "keycloak-device",
+              DRIVER_USER: reg.alice.username,
+              DRIVER_PASSWORD: reg.alice.password,
+              DRIVER_RESULT: resultFile,
+            });
+          },
+        ),
+    });
+    assert.ok(driverDone, `no verification URI in: ${r.stderr}`);
+    const driverRun = await driverDone;
+    assert.equal(driverRun.code, 0, driverRun.stderr);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /^Signed in as alice at /m);
+    assertCacheClaims(await netrcToken(ws), PUBLIC_CLIENT);
+    assert.equal(typeof (await state(ws, PUBLIC_CLIENT)).refresh_token, "string");
+  });
+
+  test("refresh rotates the refresh token; a reused one ends the session (exit 3)", async () => {
+    const ws = await signedIn(PUBLIC_CLIENT, reg.alice);
+    const first = (await state(ws, PUBLIC_CLIENT)).refresh_token as string;
+    const firstAccess = await netrcToken(ws);
+    await ok(ws, ["refresh"]);
+    const second = (await state(ws, PUBLIC_CLIENT)).refresh_token as string;
+    assert.notEqual(second, first, "Revoke Refresh Token is on: every refresh rotates it");
+    assert.notEqual(await netrcToken(ws), firstAccess);
+    const c = jwtClaims(await netrcToken(ws));
+    // Keycloak's refresh token is a JWT whose exp the state keeps (SSO Session Idle, 24 h here).
+    assert.equal((await runCli(ws, ["status"])).code, 0);
+
+    // Someone replays the spent token: Keycloak refuses it and ends the session (PR 8130).
+    const reuse = await refreshDirectly(reg.issuer, PUBLIC_CLIENT, first);
+    assert.equal(reuse.status, 400);
+    assert.equal(reuse.body.error, "invalid_grant");
+    const after = await runCli(ws, ["refresh"]);
+    assert.equal(after.code, 3, after.stderr);
+    assert.match(after.stderr, /expired or was revoked/);
+    assert.match(after.stderr, /nix-cache-login login/);
+    assert.ok(typeof c.exp === "number");
+  });
+
+  test("10 parallel refreshes: all succeed, no reuse error, the session stays alive", async () => {
+    const ws = await signedIn(PUBLIC_CLIENT, reg.alice);
+    const before = (await state(ws, PUBLIC_CLIENT)).refresh_token as string;
+    const runs = await Promise.all(Array.from({ length: 10 }, () => runCli(ws, ["refresh"])));
+    for (const r of runs) assert.equal(r.code, 0, r.stderr);
+    const afterAll = (await state(ws, PUBLIC_CLIENT)).refresh_token as string;
+    assert.notEqual(afterAll, before);
+    // Had two of them spent the same refresh token, Keycloak would have ended the session.
+    await ok(ws, ["refresh"]);
+    assert.notEqual((await state(ws, PUBLIC_CLIENT)).refresh_token, afterAll);
+    await assertCacheAndNixAccept(ws, "token after parallel refreshes");
+  });
+
+  test("service-account: client credentials with the secret file; the cache and Nix take the token", async () => {
+    const ws = await workspace(SERVICE_CLIENT);
+    await ok(ws, ["service-account"]);
+    assertCacheClaims(await netrcToken(ws), SERVICE_CLIENT);
+    // Keycloak issues no refresh token to a service account by default.
+    assert.equal((await state(ws, SERVICE_CLIENT)).refresh_token, undefined);
+    await ok(ws, ["status"]);
+    await assertCacheAndNixAccept(ws, "service-account token");
+
+    const wrong = join(ws.dir, "wrong-secret");
+    await writeFile(wrong, "not-the-secret\n", { mode: 0o600 });
+    await ws.writeConfig({
+      issuer: reg.issuer,
+      client_id: SERVICE_CLIENT,
+      cache_host: HOST,
+      client_secret_file: wrong,
+    });
+    const bad = await runCli(ws, ["service-account"]);
+    assert.equal(bad.code, 2, bad.stderr);
+    assert.match(bad.stderr, /rejected client nix-cache-server: unauthorized_client|invalid_client/);
+  });
+
+  test("logout revokes the refresh token at Keycloak (public client) and removes our entry", async () => {
+    const ws = await signedIn(PUBLIC_CLIENT, reg.alice);
+    await writeFile(
+      ws.netrcPath,
+      `${await readFile(ws.netrcPath, "utf8")}machine other.example login o password p\n`,
+    );
+    const refreshToken = (await state(ws, PUBLIC_CLIENT)).refresh_token as string;
+    await ok(ws, ["logout"]);
+    assert.equal(await readFile(ws.netrcPath, "utf8"), "machine other.example login o password p\n");
+    assert.equal(existsSync(store(ws, PUBLIC_CLIENT).file), false);
+    const dead = await refreshDirectly(reg.issuer, PUBLIC_CLIENT, refreshToken);
+    assert.equal(dead.status, 400, JSON.stringify(dead.body));
+    assert.equal(dead.body.error, "invalid_grant");
+  });
+
+  test('an administrator\'s "log out all sessions": refresh exits 3, status reports it', async () => {
+    const ws = await signedIn(PUBLIC_CLIENT, reg.alice);
+    await ok(ws, ["status"]);
+    // Realm settings -> Sessions -> "Sign out all active sessions".
+    await reg.admin.call("POST", `/${REALM}/logout-all`);
+    const r = await runCli(ws, ["refresh"]);
+    assert.equal(r.code, 3, r.stderr);
+    assert.match(r.stderr, /expired or was revoked/);
+    assert.match(r.stderr, /hint: .*nix-cache-login login/);
+    const st = await runCli(ws, ["status"]);
+    assert.equal(st.code, 3, st.stdout + st.stderr);
+    assert.match(st.stdout, /^refresh token: +.*(ended|revoked)/m);
+    assert.match(st.stderr, /nix-cache-login login/);
+    const json = await runCli(ws, ["status", "--json"]);
+    assert.equal(json.code, 3);
+    const report = JSON.parse(json.stdout) as {
+      refresh_token: { valid: boolean; session_ended: { at: string } | null };
+    };
+    assert.equal(report.refresh_token.valid, false);
+    assert.match(report.refresh_token.session_ended?.at ?? "", /^\d{4}-\d\d-\d\dT/);
+
+    // A new session (its refresh token put in the state as login does, the ended mark still
+    // there): the next tokens clear the mark, and status is happy again.
+    const tokens = await signInOverHttp(reg.issuer, PUBLIC_CLIENT, reg.alice);
+    ws.secrets.add(tokens.refresh_token as string);
+    const s = store(ws, PUBLIC_CLIENT);
+    const ended = s.read();
+    assert.ok(ended?.session_ended !== undefined);
+    await writeState(s, { ...ended, refresh_token: tokens.refresh_token as string });
+    await ok(ws, ["refresh"]);
+    await ok(ws, ["status"]);
+  });
+
+  test("a large token (many roles and groups) is written so that this machine's curl reads it", async () => {
+    const ws = await signedIn(PUBLIC_CLIENT, reg.bob);
+    const token = await netrcToken(ws);
+    const claims = assertCacheClaims(token, PUBLIC_CLIENT);
+    assert.equal((claims.realm_access as { roles: string[] }).roles.length, ROLE_COUNT + 3);
+    assert.equal((claims.groups as string[]).length, GROUP_COUNT);
+    assert.ok(
+      token.length + ONE_LINE_PREFIX > CURL_788_LINE && token.length <= CURL_788_LINE,
+      `bob's token is ${token.length} bytes: adjust ROLE_COUNT so that it lies in ` +
+        `${CURL_788_LINE - ONE_LINE_PREFIX + 1}..${CURL_788_LINE} (too long for a one-line entry, short enough alone)`,
+    );
+    const lines = (await readFile(ws.netrcPath, "latin1")).split("\n");
+    for (const line of lines) assert.ok(line.length <= CURL_788_LINE, `a netrc line of ${line.length} bytes`);
+    await assertCacheAndNixAccept(ws, "large token");
+    await ok(ws, ["status"]);
+  });
+
+  test("a lightweight access token (same user, client with lightweight tokens) is small and accepted", async () => {
+    const ws = await signedIn(LIGHT_CLIENT, reg.bob);
+    const token = await netrcToken(ws);
+    const claims = assertCacheClaims(token, LIGHT_CLIENT);
+    assert.equal(typeof claims.sub, "string", "the sub mapper puts `sub` back for mod_auth_openidc");
+    assert.equal(claims.realm_access, undefined);
+    assert.equal(claims.groups, undefined);
+    assert.ok(token.length < 1500, `${token.length} bytes`);
+    await assertCacheAndNixAccept(ws, "lightweight token");
+  });
+
+  test("doctor: every check ok against Keycloak and the protected cache", async () => {
+    const ws = await signedIn(PUBLIC_CLIENT, reg.alice);
+    // The user's Nix reads the netrc the CLI writes (nix.conf from the Nix env, netrc-file changed).
+    const confDir = join(ws.dir, "nix-conf");
+    await mkdir(confDir);
+    const conf = (await readFile(join(nix.confDir, "nix.conf"), "utf8")).replace(
+      /^netrc-file = .*$/m,
+      `netrc-file = ${ws.netrcPath}`,
+    );
+    await writeFile(join(confDir, "nix.conf"), conf);
+    const r = await runCli(ws, ["doctor", "--json"], { env: { NIX_CONF_DIR: confDir } });
+    const report = JSON.parse(r.stdout) as {
+      ok: boolean;
+      checks: { id: string; status: string; summary: string }[];
+    };
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.equal(report.ok, true);
+    const notOk = report.checks.filter((c) => c.status !== "ok");
+    assert.deepEqual(notOk, [], "every check is ok");
+    const ids = report.checks.map((c) => c.id);
+    for (const id of [
+      "config",
+      "token",
+      "netrc_file",
+      "netrc_entry",
+      "netrc_token",
+      "nix",
+      "nix_netrc_file",
+      "cache",
+    ]) {
+      assert.ok(ids.includes(id), `doctor ran the ${id} check`);
+    }
+  });
+});
