@@ -1,33 +1,44 @@
 #!/usr/bin/env bash
-# Nix checks that run without nixpkgs, with nothing but Nix >= 2.8 (Debian's nix-bin):
+# Nix checks with nothing but Nix >= 2.8 (Debian's nix-bin):
 #
-#   bash nix/ci-check.sh                     parse every .nix file, check the flake's shape
-#   bash nix/ci-check.sh --with-lib PATH     ... and evaluate the modules and the package
-#                                            expression with the real module system, using the
-#                                            nixpkgs `lib` at PATH (a nixpkgs checkout or the
-#                                            nix-community/nixpkgs.lib mirror; PATH or PATH/lib)
+#   bash nix/ci-check.sh                     what needs no nixpkgs: parse every .nix file, check
+#                                            the flake's shape (npm test runs this)
+#   bash nix/ci-check.sh --modules --lib PATH
+#   npm run check:nix -- --lib PATH          ... and evaluate the modules, the package expression
+#                                            and the flake's outputs with the real module system,
+#                                            using the nixpkgs `lib` at PATH (a nixpkgs checkout
+#                                            or the nix-community/nixpkgs.lib mirror; PATH or
+#                                            PATH/lib). Fails when no PATH is given.
 #
-# NIXPKGS_LIB=PATH works like --with-lib PATH; with HOME_MANAGER=PATH and NIX_DARWIN=PATH
-# (checkouts) the modules are also evaluated inside those projects' own systemd/launchd code. The full checks (package build, real NixOS
-# evaluation, VM tests) need nixpkgs itself: `nix flake check` on a machine that has it.
+# NIXPKGS_LIB=PATH works like --lib PATH (--with-lib is the old spelling); with HOME_MANAGER=PATH
+# and NIX_DARWIN=PATH (checkouts) the modules are also evaluated inside those projects' own
+# systemd/launchd code. The full checks (package build, real NixOS evaluation, VM tests) need
+# nixpkgs itself: `nix flake check` on a machine that has it.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 lib_path="${NIXPKGS_LIB:-}"
+modules=0
 while [ $# -gt 0 ]; do
   case "$1" in
-    --with-lib)
-      [ $# -ge 2 ] || { echo "ci-check: --with-lib needs a path" >&2; exit 2; }
+    --modules)
+      modules=1
+      shift
+      ;;
+    --lib | --with-lib)
+      [ $# -ge 2 ] || { echo "ci-check: $1 needs a path" >&2; exit 2; }
       lib_path="$2"
+      modules=1
       shift 2
       ;;
-    --with-lib=*)
-      lib_path="${1#--with-lib=}"
+    --lib=* | --with-lib=*)
+      lib_path="${1#*=}"
+      modules=1
       shift
       ;;
     -h | --help)
-      sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     *)
@@ -36,6 +47,15 @@ while [ $# -gt 0 ]; do
       ;;
   esac
 done
+
+if [ "$modules" -eq 1 ] && [ -z "$lib_path" ]; then
+  cat >&2 <<'EOF'
+ci-check: the module checks need a nixpkgs lib: --lib PATH (or NIXPKGS_LIB=PATH), e.g.
+  git clone --depth 1 https://github.com/nix-community/nixpkgs.lib /tmp/nixpkgs.lib
+  npm run check:nix -- --lib /tmp/nixpkgs.lib
+EOF
+  exit 2
+fi
 
 if ! command -v nix-instantiate >/dev/null 2>&1; then
   echo "ci-check: nix-instantiate not found; install Nix (Debian: apt-get install -y --no-install-recommends nix-bin)" >&2
@@ -105,15 +125,63 @@ else
   failed=1
 fi
 
-if [ -z "$lib_path" ]; then
-  cat <<'EOF'
-==============================================================================
- SKIPPED: module and package evaluation checks. They need a copy of nixpkgs'
- lib; rerun with --with-lib PATH (or NIXPKGS_LIB=PATH). For example:
-   git clone --depth 1 https://github.com/nix-community/nixpkgs.lib /tmp/nixpkgs.lib
-   bash nix/ci-check.sh --with-lib /tmp/nixpkgs.lib
-==============================================================================
-EOF
+echo "== flake output names (nixpkgs replaced by a stand-in made of builtins)"
+if out=$(nix_eval --expr '
+  let
+    systems = [ "x86_64-linux" "aarch64-linux" "x86_64-darwin" "aarch64-darwin" ];
+    # Just enough of nixpkgs for the names of the outputs, which depend on no package: anything
+    # that would need a package throws if it is evaluated.
+    lib = {
+      genAttrs = names: f: builtins.listToAttrs (map (n: { name = n; value = f n; }) names);
+      optionalAttrs = cond: attrs: if cond then attrs else { };
+      getExe = _: throw "not evaluated here";
+      nixosSystem = _: throw "not evaluated here";
+    };
+    isLinux = system: builtins.match ".*-linux" system != null;
+    nixpkgs = {
+      inherit lib;
+      legacyPackages = lib.genAttrs systems (system: {
+        inherit lib;
+        stdenv.hostPlatform = { inherit system; isLinux = isLinux system; };
+        callPackage = _: _: throw "not evaluated here";
+      });
+    };
+    flake = (import ./flake.nix).outputs { self = flake; inherit nixpkgs; };
+    want = {
+      packages = _: [ "default" "nix-cache-login" ];
+      apps = _: [ "default" ];
+      devShells = _: [ "default" ];
+      formatter = null;
+      checks = system: [ "module-checks" "package" ] ++ (if isLinux system then [ "vm-server" "vm-workstation" ] else [ ]);
+    };
+    missing = builtins.concatLists (map (output:
+      builtins.concatLists (map (system:
+        if !(flake.${output} ? ${system}) then [ "${output}.${system}" ]
+        else if want.${output} == null then [ ]
+        else map (n: "${output}.${system}.${n}")
+          (builtins.filter (n: !(flake.${output}.${system} ? ${n})) (want.${output} system))
+      ) systems)
+    ) (builtins.attrNames want));
+    modules = [ "nixosModules" "homeManagerModules" "homeModules" "darwinModules" ];
+    badModules = builtins.filter (m: !(builtins.isPath (flake.${m}.default or null))) modules;
+  in
+    if missing ++ badModules != [ ] then throw "missing outputs: ${toString (missing ++ badModules)}"
+    else if !(builtins.isFunction flake.overlays.default) then throw "overlays.default is not a function"
+    else "packages, apps, devShells, formatter, checks for ${toString (builtins.length systems)} systems; overlay; modules"
+' 2>&1); then
+  echo "ok   $(echo "$out" | print_string)"
+else
+  echo "FAIL flake outputs"
+  echo "$out" | sed 's/^/       /'
+  failed=1
+fi
+
+if [ "$modules" -eq 0 ]; then
+  if [ "$failed" -ne 0 ]; then
+    echo "== nix/ci-check.sh: FAILED"
+  else
+    echo "== nix/ci-check.sh: all checks passed"
+  fi
   exit "$failed"
 fi
 

@@ -140,7 +140,7 @@ async function main(): Promise<void> {
       saConfig,
       `issuer = "${realm.issuer}"\nclient_id = "nix-cache-server"\ncache_host = "127.0.0.1"\nclient_secret_file = "${secretFile}"\nnetrc_path = "${join(dir, "sa-netrc")}"\n`,
     );
-    const tokens = await realm.signInOverHttp();
+    const tokens = await realm.signIn();
     const store = new StateStore(ws.stateDir, realm.issuer, "nix-cache");
     await writeState(store, { ...store.empty("user"), refresh_token: tokens.refresh_token as string });
     const first = await exec(process.execPath, [CLI, "refresh"], env);

@@ -155,7 +155,7 @@ async function main(): Promise<void> {
       if (code !== undefined && !approved) {
         approved = true;
         console.log(bold(`(the demo approves code ${code} as user alice, as you would in a browser)`));
-        void r.approveDeviceOverHttp(code);
+        void r.approveDevice(code);
       }
     });
     expect(login, 0, "login --device");

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine: installs what the tests need (the Debian
-# packages of the real peers when missing, and the npm packages as locked), builds, checks, and
-# runs every test with node's test runner.
+# packages of the real peers when missing, the npm packages as locked, and the official Node 22
+# and 24 binaries locked in test/runtimes), builds, checks, runs every test with node's test
+# runner on the machine's node, then the start-up and core end-to-end tests on Node 22 and 24.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/ensure-debs.sh chromium apache2 libapache2-mod-auth-openidc nix-bin curl openssl ca-certificates glewlwyd sqlite3 zsh fish groff-base systemd util-linux
@@ -13,9 +14,19 @@ if [ -z "${JAVA_HOME:-}" ] && ! command -v java >/dev/null; then
 fi
 bash scripts/ensure-debs.sh maven unzip
 bash scripts/ensure-deps.sh
+runtimes=test/runtimes
+if [ ! -f "$runtimes/node_modules/.package-lock.json" ] ||
+  [ "$runtimes/package-lock.json" -nt "$runtimes/node_modules/.package-lock.json" ]; then
+  npm ci --prefix "$runtimes" --no-audit --no-fund
+fi
 # Fetch, verify (sha256) and prepare Keycloak once, into ~/.cache/nix-cache-login-tests.
 node --import tsx scripts/keycloak.ts prepare
 npm run build
 npm run check
-if [ -f nix/ci-check.sh ]; then bash nix/ci-check.sh; fi
+bash nix/ci-check.sh
 node --import tsx --test test/unit/*.test.ts test/e2e/*.test.ts
+for version in 22 24; do
+  runtime="$runtimes/node_modules/node$version/bin/node"
+  echo "== the start-up and core end-to-end tests on $("$runtime" --version)"
+  "$runtime" --import tsx --test test/e2e/startup.test.ts test/e2e/core.test.ts
+done

@@ -9,8 +9,9 @@
 // that instead of compiling. A cache that is missing, foreign or stale (V8 checks its version,
 // flags and the source) only means compiling as usual. NODE_DISABLE_COMPILE_CACHE turns it off.
 //
-// The network commands (dist/commands.cjs) are required normally and use Node's own compile
-// cache where Node has one (22.1 and later), in the same directory.
+// The network commands (dist/commands.cjs) are required normally. Not with Node's own compile
+// cache (Node >= 22.1): Node writes that at exit whatever the outcome, in 0755 directories, so a
+// failed command would leave files behind and others could list them.
 "use strict";
 
 // First of all: the bundles use what older Node.js versions lack (such as
@@ -50,23 +51,6 @@ const base = /^\//.test(env.XDG_CACHE_HOME || "")
     ? `${env.HOME}/.cache`
     : undefined;
 const enabled = base !== undefined && env.NODE_DISABLE_COMPILE_CACHE === undefined;
-
-/**
- * Node's own compile cache (Node >= 22.1) for dist/commands.cjs, turned on only when that is
- * loaded, so that `status` does not pay for setting it up. Never the shared default under /tmp,
- * where another user could plant entries.
- */
-function requireCommands(id) {
-  if (enabled) {
-    try {
-      const { enableCompileCache } = require("node:module");
-      if (enableCompileCache !== undefined) enableCompileCache(`${base}/nix-cache-login/compile-cache`);
-    } catch {
-      // Only an optimisation.
-    }
-  }
-  return require(id);
-}
 
 // One cache per kind of command line (the command and the options given, not their values), so
 // that each holds the functions its own runs need: a timer's `refresh --min-valid 10m` always
@@ -130,8 +114,4 @@ if (cacheFile !== undefined && (cachedData === undefined || script.cachedDataRej
     if (code === 0) writeCache(cacheFile, script.createCachedData());
   });
 }
-const lightRequire = Object.assign(
-  (id) => (id === "./commands.cjs" ? requireCommands(id) : require(id)),
-  require,
-);
-script.runInThisContext()(exports, lightRequire, module, __filename, __dirname);
+script.runInThisContext()(exports, require, module, __filename, __dirname);

@@ -51,9 +51,9 @@ async function serviceWorkspace(): Promise<Workspace> {
   return ws;
 }
 
-/** Signs in over HTTP at the realm and stores the refresh token as `login` would. */
+/** A session seeded at the realm, its refresh token stored as `login` would. */
 async function signIn(ws: Workspace): Promise<void> {
-  const tokens = await realm.signInOverHttp();
+  const tokens = await realm.signIn();
   ws.secrets.add(tokens.refresh_token as string);
   ws.secrets.add(tokens.access_token as string);
   const store = new StateStore(ws.stateDir, realm.issuer, realm.publicClientId);
@@ -296,7 +296,7 @@ describe("timer", () => {
     assert.match(service, /^SuccessExitStatus=3$/m);
 
     const store = new StateStore(dir.stateDir, realm.issuer, realm.publicClientId);
-    const tokens = await realm.signInOverHttp();
+    const tokens = await realm.signIn();
     dir.secrets.add(tokens.refresh_token as string);
     await mkdir(dir.stateDir, { recursive: true, mode: 0o700 });
     await writeState(store, { ...store.empty("user"), refresh_token: tokens.refresh_token as string });

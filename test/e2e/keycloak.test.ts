@@ -423,14 +423,22 @@ describe("Keycloak", () => {
     assert.equal(report.refresh_token.valid, false);
     assert.match(report.refresh_token.session_ended?.at ?? "", /^\d{4}-\d\d-\d\dT/);
 
-    // A new session (its refresh token put in the state as login does, the ended mark still
-    // there): the next tokens clear the mark, and status is happy again.
+    // While the mark is there, refresh never sends the dead token again.
+    const again = await runCli(ws, ["refresh"]);
+    assert.equal(again.code, 3, again.stderr);
+    assert.match(again.stderr, /the session at .* ended at .*\(Session not active\)/);
+
+    // A new session, stored as login stores new tokens (the mark cleared): refresh and status work.
     const tokens = await signInOverHttp(reg.issuer, PUBLIC_CLIENT, reg.alice);
     ws.secrets.add(tokens.refresh_token as string);
     const s = store(ws, PUBLIC_CLIENT);
     const ended = s.read();
     assert.ok(ended?.session_ended !== undefined);
-    await writeState(s, { ...ended, refresh_token: tokens.refresh_token as string });
+    await writeState(s, {
+      ...ended,
+      refresh_token: tokens.refresh_token as string,
+      session_ended: undefined,
+    });
     await ok(ws, ["refresh"]);
     await ok(ws, ["status"]);
   });

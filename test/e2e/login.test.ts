@@ -34,9 +34,7 @@ const BROWSER_COMMAND = `'${process.execPath}' --import '${TSX}' '${DRIVER}'`;
 
 let realm: Realm;
 const workspaces: Workspace[] = [];
-/** Every CLI output of this file, checked at the end against every secret seen in any test. */
-const outputs: { what: string; text: string }[] = [];
-const secrets = new Set<string>();
+let runs = 0;
 const timings: Record<string, number[]> = {};
 
 async function userWorkspace(extra: Record<string, unknown> = {}): Promise<Workspace> {
@@ -68,7 +66,7 @@ async function run(
     onSpawn?: (c: ChildProcess) => void;
   } = {},
 ): Promise<LoginRun> {
-  const resultFile = join(ws.dir, `driver-${outputs.length}.json`);
+  const resultFile = join(ws.dir, `driver-${runs++}.json`);
   const env: Record<string, string | undefined> = { ...opts.env };
   const argv = [...args];
   if (opts.driver !== undefined) {
@@ -80,14 +78,15 @@ async function run(
   const res = await runCli(ws, argv, { env, onSpawn: opts.onSpawn, timeoutMs: 90_000 });
   const wallMs = performance.now() - started;
   const what = `nix-cache-login ${args.join(" ")}`;
-  outputs.push(
-    { what: `stdout of ${what}`, text: res.stdout },
-    { what: `stderr of ${what}`, text: res.stderr },
-  );
-  for (const s of ws.secrets) secrets.add(s);
   // The driver writes its summary last, once Chromium is gone (the CLI does not wait for it).
   const driver = opts.driver === undefined ? undefined : await readDriverResult(resultFile);
-  if (typeof driver?.code === "string") secrets.add(driver.code);
+  if (typeof driver?.code === "string") {
+    // The authorization code never shows up in the CLI's output (runCli checked the tokens).
+    assert.ok(
+      !res.stdout.includes(driver.code) && !res.stderr.includes(driver.code),
+      `${what} printed the code`,
+    );
+  }
   return { ...res, driver, wallMs };
 }
 
@@ -100,11 +99,6 @@ async function readDriverResult(file: string): Promise<Record<string, unknown>> 
     }
   }
   throw new Error(`the browser driver wrote no result to ${file}`);
-}
-
-async function harvest(ws: Workspace): Promise<void> {
-  await harvestSecrets(ws);
-  for (const s of ws.secrets) secrets.add(s);
 }
 
 function timing(stderr: string, key: string): number | undefined {
@@ -209,9 +203,7 @@ describe("login", { concurrency: false }, () => {
     }
   });
 
-  let signedIn: Workspace | undefined;
-
-  test("browser sign-in: exit 0, netrc entry 0600 in a 0700 directory, valid status", async () => {
+  test("browser sign-in: exit 0, netrc entry 0600 in a 0700 directory, valid status; refresh and logout", async () => {
     const ws = await userWorkspace();
     const res = await run(ws, ["login", "--verbose"], { driver: "login" });
     assert.equal(res.code, 0, res.stderr);
@@ -260,12 +252,8 @@ describe("login", { concurrency: false }, () => {
     record("code_exchange", timing(res.stderr, "code_exchange_ms"));
     record("login_total", timing(res.stderr, "login_total_ms"));
     record("browser_login_wall", res.wallMs);
-    signedIn = ws;
-  });
 
-  test("refresh uses the refresh token from the browser sign-in; logout makes it unusable", async () => {
-    assert.ok(signedIn, "needs the signed-in workspace of the previous test");
-    const ws = signedIn;
+    // The refresh token from the browser sign-in works, and logout makes it unusable.
     const before = await netrcPassword(ws);
     const refreshed = await run(ws, ["refresh"]);
     assert.equal(refreshed.code, 0, refreshed.stderr);
@@ -280,7 +268,7 @@ describe("login", { concurrency: false }, () => {
       [],
     );
 
-    const res = await fetch(`${realm.issuer}/protocol/openid-connect/token`, {
+    const dead = await fetch(`${realm.issuer}/protocol/openid-connect/token`, {
       method: "POST",
       body: new URLSearchParams({
         grant_type: "refresh_token",
@@ -288,9 +276,8 @@ describe("login", { concurrency: false }, () => {
         client_id: realm.publicClientId,
       }),
     });
-    const body = (await res.json()) as Record<string, unknown>;
-    assert.equal(res.status, 400);
-    assert.equal(body.error, "invalid_grant");
+    assert.equal(dead.status, 400);
+    assert.deepEqual(await dead.json(), { error: "invalid_grant", error_description: "Session not active" });
   });
 
   test("device sign-in (--device) approved in the browser", async () => {
@@ -322,7 +309,7 @@ describe("login", { concurrency: false }, () => {
       env: { DISPLAY: undefined, WAYLAND_DISPLAY: undefined, BROWSER: undefined },
       onSpawn: (child) =>
         watchStderr(child, /and check that it shows the code (\S+)\n/, (m) => {
-          void realm.approveDeviceOverHttp(m[1] as string);
+          void realm.approveDevice(m[1] as string);
         }),
     });
     assert.equal(res.code, 0, res.stderr);
@@ -335,7 +322,7 @@ describe("login", { concurrency: false }, () => {
     const denied = await run(ws, ["login", "--device"], {
       onSpawn: (child) =>
         watchStderr(child, /and check that it shows the code (\S+)\n/, (m) => {
-          void realm.approveDeviceOverHttp(m[1] as string, { deny: true });
+          void realm.denyDevice(m[1] as string);
         }),
     });
     assert.equal(denied.code, 1, denied.stderr);
@@ -363,17 +350,17 @@ describe("login", { concurrency: false }, () => {
       const m = /shows the code (\S+)/.exec(out);
       if (m && !approved) {
         approved = true;
-        void realm.approveDeviceOverHttp(m[1] as string);
+        void realm.approveDevice(m[1] as string);
       }
     });
     const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
-    outputs.push({ what: "terminal output of login --device", text: out });
     assert.equal(code, 0, out);
     // Half blocks, two modules per character; a version 3+ code for this URL is at least 29 modules wide.
     const qrLines = out.split(/\r?\n/).filter((l) => /^[█▀▄ ]{29,}$/.test(l));
     assert.ok(qrLines.length >= 14, `no QR code in:\n${out}`);
     await netrcPassword(ws);
-    await harvest(ws);
+    await harvestSecrets(ws);
+    assertNoSecrets(ws, out, "terminal output of login --device");
   });
 
   test("access_denied at the provider: error page, exit 1, nothing written", async () => {
@@ -423,7 +410,6 @@ describe("login", { concurrency: false }, () => {
     );
     assert.match(res.stderr, /error: timed out after 1s waiting for the sign-in in the browser/);
     assert.match(res.stderr, /hint: .*--timeout/);
-    assert.ok(res.wallMs < 10_000, `took ${res.wallMs} ms`);
     await assertNothingWritten(ws);
     assert.ok(await portIsFree(portFrom(res.stderr)));
   });
@@ -581,13 +567,5 @@ describe("login", { concurrency: false }, () => {
       assert.equal(res.code, 2, `${args.join(" ")}: ${res.stderr}`);
     }
     await assertNothingWritten(ws);
-  });
-
-  test("no token, refresh token or authorization code in any output", () => {
-    assert.ok(secrets.size >= 4, `expected to have collected secrets, got ${secrets.size}`);
-    for (const { what, text } of outputs) {
-      const scratch = { secrets } as unknown as Workspace;
-      assertNoSecrets(scratch, text, what);
-    }
   });
 });

@@ -10,7 +10,6 @@ import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { StateStore } from "../../src/store/state.ts";
-import { writeState } from "../../src/store/write.ts";
 import { requireChromium } from "../support/chromium.ts";
 import { netrcPassword, runCli, type Workspace } from "../support/cli.ts";
 import {
@@ -18,28 +17,22 @@ import {
   assertNixFetches,
   assertNixRefused,
   curl,
-  sleep,
+  expireToken,
+  seedUserSession,
   startBed,
   writeNetrc,
   type Bed,
-  type Protected,
 } from "../support/protected-bed.ts";
 
 const DRIVER = fileURLToPath(new URL("../support/browser-driver.ts", import.meta.url));
 const TSX = import.meta.resolve("tsx");
 const BROWSER_COMMAND = `'${process.execPath}' --import '${TSX}' '${DRIVER}'`;
 
-/** Short enough to wait out in a test, long enough for one nix-store -r right after writing it. */
-const SHORT_TTL = 4;
-
+// One realm, one Apache and one Nix store for the file: each test uses its own workspaces.
 let bed: Bed;
-let short: Protected;
 
 before(async () => {
-  const t = performance.now();
   bed = await startBed({ accessTokenTTL: 300 });
-  short = await bed.protectedBy({ accessTokenTTL: SHORT_TTL });
-  console.log(`bed (2 realms, 2 Apache, Nix binary cache) up in ${Math.round(performance.now() - t)} ms`);
 });
 
 after(async () => {
@@ -52,13 +45,24 @@ async function ok(ws: Workspace, args: string[]): Promise<string> {
   return r.stderr;
 }
 
-/** Stores a user's refresh token as `login` would, by signing in over HTTP at the realm's form. */
-async function seedUserSession(ws: Workspace, p: Protected): Promise<void> {
-  const tokens = await p.realm.signInOverHttp();
-  ws.secrets.add(tokens.refresh_token as string);
-  ws.secrets.add(tokens.access_token as string);
-  const store = new StateStore(ws.stateDir, p.realm.issuer, p.realm.publicClientId);
-  await writeState(store, { ...store.empty("user"), refresh_token: tokens.refresh_token as string });
+/** The subject (`sub`) of a JWT access token, as Apache logs it (OIDCOAuthRemoteUserClaim sub). */
+function subjectOf(token: string): string {
+  const payload = JSON.parse(Buffer.from(token.split(".")[1] ?? "", "base64url").toString()) as {
+    sub: string;
+  };
+  return payload.sub;
+}
+
+/**
+ * How many NAR fetches Apache logged for `user` since the log was `from` bytes long. Apache writes a
+ * log line after it sent the response, so wait (up to 10 s) until `expected` lines are there.
+ */
+async function narFetchesBy(from: number, user: string, expected: number): Promise<number> {
+  const escaped = user.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  const re = new RegExp(`^127\\.0\\.0\\.1 ${escaped} .*"GET /nar/\\S+ HTTP/1\\.1" 200 `, "gm");
+  const count = () => (bed.cache.accessLog().slice(from).match(re) ?? []).length;
+  for (let i = 0; i < 200 && count() < expected; i++) await new Promise((r) => setTimeout(r, 50));
+  return count();
 }
 
 async function currentToken(ws: Workspace): Promise<string> {
@@ -71,10 +75,10 @@ describe("Nix through the protected cache with the netrc the CLI writes", () => 
   test("1. service-account: nix-store -r fetches the path; without the entry it fails", async () => {
     const ws = await bed.workspace(bed);
     await ok(ws, ["service-account"]);
-    const r = await assertNixFetches(bed, bed.cache, ws.netrcPath, "service-account token");
-    console.log(`nix-store -r through the protected cache: ${Math.round(r.durationMs)} ms`);
-    // Apache logged the NAR fetch for the service account's subject.
-    assert.match(bed.cache.accessLog(), /^127\.0\.0\.1 nix-cache-server .*"GET \/nar\/\S+ HTTP\/1\.1" 200 /m);
+    const logFrom = bed.cache.accessLog().length;
+    await assertNixFetches(bed, bed.cache, ws.netrcPath, "service-account token");
+    // Apache logged this fetch's NAR for the service account's subject.
+    assert.equal(await narFetchesBy(logFrom, "nix-cache-server", bed.paths.length), bed.paths.length);
 
     // The same netrc without our entry (other entries only), and no netrc at all: Nix gets nothing.
     const withoutEntry = (await readFile(ws.netrcPath, "utf8")).replace(
@@ -94,8 +98,12 @@ describe("Nix through the protected cache with the netrc the CLI writes", () => 
       timeoutMs: 90_000,
     });
     assert.equal(r.code, 0, r.stderr);
+    const logFrom = bed.cache.accessLog().length;
     await assertNixFetches(bed, bed.cache, ws.netrcPath, "token from login");
-    assert.match(bed.cache.accessLog(), /"GET \/nar\/\S+ HTTP\/1\.1" 200 /);
+    // Apache logged this fetch's NAR for the user who signed in (sub, not the service account).
+    const sub = subjectOf(await currentToken(ws));
+    assert.notEqual(sub, bed.realm.serviceClientId);
+    assert.equal(await narFetchesBy(logFrom, sub, bed.paths.length), bed.paths.length);
     // And after a refresh (a new token in place of the old one) as well.
     const before = await currentToken(ws);
     await ok(ws, ["refresh"]);
@@ -103,35 +111,33 @@ describe("Nix through the protected cache with the netrc the CLI writes", () => 
     await assertNixFetches(bed, bed.cache, ws.netrcPath, "token from refresh after login");
   });
 
-  test("3. short-lived tokens: Nix fails once the token expired; refresh / service-account fix it, no restart", async () => {
-    const service = await bed.workspace(short);
-    const user = await bed.workspace(short, { user: true });
-    await seedUserSession(user, short);
+  test("3. expired tokens: Nix and curl are refused; refresh / service-account fix it, no restart", async () => {
+    const service = await bed.workspace(bed);
+    const user = await bed.workspace(bed, { user: true });
+    await seedUserSession(user, bed);
     await ok(service, ["service-account"]);
     await ok(user, ["refresh"]);
-    const written = Date.now();
-    await assertNixFetches(bed, short.cache, service.netrcPath, "fresh service-account token");
-    await assertNixFetches(bed, short.cache, user.netrcPath, "fresh user token");
-    assert.ok(Date.now() - written < SHORT_TTL * 1000, "the fetches took longer than the token lifetime");
+    await assertNixFetches(bed, bed.cache, service.netrcPath, "fresh service-account token");
+    await assertNixFetches(bed, bed.cache, user.netrcPath, "fresh user token");
 
-    // mod_auth_openidc allows no clock leeway: one second past `exp` is enough.
-    await sleep(Math.max(0, written + (SHORT_TTL + 1.5) * 1000 - Date.now()));
+    // The tokens run out (signed by the realm, `exp` a minute ago): mod_auth_openidc allows no leeway.
+    await expireToken(service, bed, bed.realm.serviceClientId);
+    await expireToken(user, bed, bed.realm.publicClientId);
     for (const ws of [service, user]) {
-      await assertNixRefused(bed, short.cache, ws.netrcPath, "expired token");
-      const c = await curl(`${short.cache.url}/nix-cache-info`, ws.netrcPath);
+      await assertNixRefused(bed, bed.cache, ws.netrcPath, "expired token");
+      const c = await curl(`${bed.cache.url}/nix-cache-info`, ws.netrcPath);
       assert.equal(c.status, 401);
       assert.match(c.wwwAuthenticate, /invalid_token/);
+      assert.equal((await runCli(ws, ["status", "--json"])).code, 3, "status sees the expired token");
     }
-    const status = await runCli(service, ["status", "--json"]);
-    assert.equal(status.code, 3, "status sees the expired token");
 
     // Same Apache, same Nix, same netrc path: only the file's contents change.
-    const pid = short.cache.pid;
+    const pid = bed.cache.pid;
     await ok(service, ["service-account"]);
     await ok(user, ["refresh"]);
-    await assertNixFetches(bed, short.cache, service.netrcPath, "service-account after expiry");
-    await assertNixFetches(bed, short.cache, user.netrcPath, "refresh after expiry");
-    assert.equal(short.cache.pid, pid);
+    await assertNixFetches(bed, bed.cache, service.netrcPath, "service-account after expiry");
+    await assertNixFetches(bed, bed.cache, user.netrcPath, "refresh after expiry");
+    assert.equal(bed.cache.pid, pid);
   });
 
   test("4. unrelated one-line, multi-line and default entries: curl gets the right credentials for every host", async () => {

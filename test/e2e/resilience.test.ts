@@ -62,9 +62,9 @@ function store(ws: Workspace, clientId: string = realm.publicClientId): StateSto
   return new StateStore(ws.stateDir, realm.issuer, clientId);
 }
 
-/** Signs in over HTTP at the realm and stores the refresh token as `login` would. */
+/** A session seeded at the realm, its refresh token stored as `login` would. */
 async function signIn(ws: Workspace): Promise<void> {
-  const tokens = await realm.signInOverHttp();
+  const tokens = await realm.signIn();
   ws.secrets.add(tokens.refresh_token as string);
   ws.secrets.add(tokens.access_token as string);
   const s = store(ws);
@@ -511,7 +511,7 @@ describe("corrupt token state (item 10)", () => {
     let child!: ChildProcess;
     const login = runCli(ws, ["login", "--device"], { onSpawn: (c) => (child = c) });
     const code = await stderrMatch(child, /user_code=([A-Za-z0-9-]+)/);
-    await realm.approveDeviceOverHttp(code[1] as string);
+    await realm.approveDevice(code[1] as string);
     const r = await login;
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /^warning: \S+: token state is corrupt; moved it aside to \S+\.corrupt-\S+$/m);

@@ -7,7 +7,9 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startProtectedCache, type ProtectedCache } from "./cache.ts";
-import { makeWorkspace, type Workspace } from "./cli.ts";
+import { StateStore, type TokenState } from "../../src/store/state.ts";
+import { writeState } from "../../src/store/write.ts";
+import { makeWorkspace, netrcPassword, type Workspace } from "./cli.ts";
 import {
   isValidPath,
   makeBinaryCache,
@@ -208,4 +210,45 @@ export async function writeNetrc(ws: Workspace, text: string, mode = 0o600): Pro
   await chmod(ws.netrcPath, mode);
 }
 
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/**
+ * What the passing of time does to a workspace's token, without waiting for it: the access token in
+ * the netrc and in the token state is replaced by a copy that expired a minute ago, signed with the
+ * realm's own key (so only `exp` tells it from the real one), and the state records that expiry.
+ * Returns the expired token.
+ */
+export async function expireToken(ws: Workspace, p: Protected, clientId: string): Promise<string> {
+  const { readFile } = await import("node:fs/promises");
+  const netrc = await readFile(ws.netrcPath, "utf8");
+  const current = netrcPassword(netrc, HOST);
+  assert.ok(current !== undefined, `no ${HOST} entry in ${ws.netrcPath}`);
+  const exp = Math.floor(Date.now() / 1000) - 60;
+  const expired = p.realm.withClaims(current, { exp });
+  ws.secrets.add(expired);
+  await writeFile(ws.netrcPath, netrc.replace(current, expired));
+  const store = new StateStore(ws.stateDir, p.realm.issuer, clientId);
+  const state = JSON.parse(await readFile(store.file, "utf8")) as TokenState;
+  await writeState(store, {
+    ...state,
+    access_token: expired,
+    access_token_expires_at: new Date(exp * 1000).toISOString(),
+  });
+  return expired;
+}
+
+/** A user's session seeded at the realm, its refresh token stored as `login` would. */
+export async function seedUserSession(ws: Workspace, p: Protected): Promise<void> {
+  const tokens = await p.realm.signIn();
+  ws.secrets.add(tokens.refresh_token);
+  ws.secrets.add(tokens.access_token);
+  const store = new StateStore(ws.stateDir, p.realm.issuer, p.realm.publicClientId);
+  await writeState(store, { ...store.empty("user"), refresh_token: tokens.refresh_token });
+}
+
+/** Fails loudly (never skips) when a check needs root, as the tests run in CI. */
+export function requireRoot(what: string): void {
+  if (process.getuid?.() !== 0) {
+    throw new Error(
+      `${what} needs root (it chowns a file to another uid); run the tests as root, as CI does`,
+    );
+  }
+}

@@ -2,24 +2,51 @@
 //
 // It runs the npm `oidc-provider` (a certified OP) on 127.0.0.1 under Keycloak's URL layout, with the
 // Keycloak behaviours the CLI depends on (see /work/shared/TESTBED.md, "oidc-provider as a Keycloak
-// realm"). Everything is in memory and per instance, so tests can run several realms side by side.
+// realm"). Where oidc-provider is kinder than Keycloak 26, the realm is made as strict as Keycloak
+// (see "Keycloak strictness" below; each rule names its Keycloak source). Everything is in memory and
+// per instance, so tests can run several realms side by side.
+//
+// Tests that need a signed-in user or an approved device code get them through oidc-provider's own
+// models (Grant, RefreshToken, DeviceCode), not by scripting the login pages: the real browser
+// sign-in is tested with Chromium (test/e2e/login.test.ts). Tests that need an expired token sign one
+// with the realm's own key (signJwt / withClaims) or expire a stored one (expireRefreshToken).
 
 import { execFile } from "node:child_process";
-import { createHash, generateKeyPair, randomBytes, type JsonWebKey } from "node:crypto";
+import {
+  createHash,
+  createHmac,
+  generateKeyPair,
+  randomBytes,
+  sign,
+  timingSafeEqual,
+  type JsonWebKey,
+  type KeyObject,
+} from "node:crypto";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import * as http from "node:http";
 import * as https from "node:https";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Readable } from "node:stream";
 import { promisify } from "node:util";
+import type { EventEmitter } from "node:events";
+import type {
+  Adapter,
+  ErrorOut,
+  AdapterPayload,
+  Client,
+  Configuration,
+  KoaContextWithOIDC,
+  default as OidcProvider,
+} from "oidc-provider";
 
 export interface RealmOptions {
   /** Seconds, default 300 (Keycloak's default access token lifespan). */
   accessTokenTTL?: number;
   /** Seconds, default 3600. */
   refreshTokenTTL?: number;
-  /** Default true: reusing an old refresh token then revokes the whole grant, like Keycloak. */
+  /** Default true: reusing an old refresh token then ends the whole session, like Keycloak. */
   rotateRefreshToken?: boolean;
   /** Default true: also serve over https with a self-signed certificate (mod_auth_openidc needs it). */
   tls?: boolean;
@@ -32,17 +59,30 @@ export interface RealmOptions {
    * oidc-provider itself sends none, so clients fall back to RFC 8628's 5 s.
    */
   deviceInterval?: number;
+  /**
+   * Keycloak offline tokens (scope offline_access): `refresh_expires_in: 0` and a refresh token JWT
+   * without `exp` (Keycloak issues 8919, 27201, 48063). The realm still forgets them after
+   * refreshTokenTTL; clients must treat the lifetime as unknown.
+   */
+  offlineTokens?: boolean;
 }
 
 export interface RealmRequest {
   method: string;
   /** Path as received (with the /realms/test prefix), without the query. */
   path: string;
-  /** Date.now() when the request arrived. */
-  at: number;
   /** Whether it came in on the TLS listener. */
   tls: boolean;
 }
+
+/** A token endpoint response, as JSON. */
+export type TokenResponse = Record<string, unknown> & {
+  access_token: string;
+  refresh_token: string;
+  id_token: string;
+  expires_in: number;
+  refresh_expires_in: number;
+};
 
 /**
  * What a test's fault hook does with one request (the chaos cases of issue 13): the provider stays
@@ -81,15 +121,23 @@ export interface Realm {
   requests: RealmRequest[];
   countRequests(pathSuffix?: string): number;
   clearRequests(): void;
-  signInOverHttp(opts?: {
-    login?: string;
-    password?: string;
-    scope?: string;
-  }): Promise<Record<string, unknown>>;
-  approveDeviceOverHttp(
-    userCode: string,
-    opts?: { login?: string; password?: string; deny?: boolean },
-  ): Promise<void>;
+  /**
+   * A signed-in user's tokens for the public client: the grant and a refresh token are stored
+   * through oidc-provider's models, then redeemed at the token endpoint (one real request), so the
+   * answer is what a sign-in's code exchange gives.
+   */
+  signIn(opts?: { login?: string; scope?: string }): Promise<TokenResponse>;
+  /** The user approves a pending device authorization (oidc-provider's DeviceCode model). */
+  approveDevice(userCode: string, opts?: { login?: string }): Promise<void>;
+  /** The user presses "No" on the device page: the poll answers access_denied. */
+  denyDevice(userCode: string): Promise<void>;
+  /** A JWT signed with the realm's own signing key (RS256, the realm's kid). */
+  signJwt(payload: Record<string, unknown>, header?: Record<string, unknown>): string;
+  /** A realm JWT with some claims replaced (e.g. `exp` in the past), signed again with the realm's key. */
+  withClaims(token: string, claims: Record<string, unknown>): string;
+  /** Makes a refresh token the realm issued expire now (the realm then answers "Token is not active"). */
+  expireRefreshToken(refreshToken: string): Promise<void>;
+  /** Ends every session, as an admin's "Sign out all active sessions" does. */
   revokeAllSessions(): Promise<void>;
   /**
    * Adds a `groups` claim of `bytes` characters to every access token issued from now on (0: none),
@@ -133,80 +181,12 @@ function debug(message: string): void {
   if (debugEnabled) process.stderr.write(`[realm] ${message}\n`);
 }
 
-// ---------------------------------------------------------------------------------------------------
-// The part of oidc-provider's API used here. The package ships no type declarations, so it is loaded
-// through a non-literal specifier and described by these minimal interfaces.
-
-interface KoaContext {
-  method: string;
-  path: string;
-  status: number;
-  body: unknown;
-  type: string;
-  respond: boolean;
-  req: http.IncomingMessage;
-  res: http.ServerResponse;
-  request: { body?: unknown };
-  oidc: OidcContext;
-}
-type KoaMiddleware = (ctx: KoaContext, next: () => Promise<void>) => Promise<void>;
-
-interface ClientLike {
-  clientId: string;
-  clientName?: string;
-  clientAuthMethod: string;
-  grantTypeAllowed(grantType: string): boolean;
-}
-
-interface OidcContext {
-  client?: ClientLike;
-  session: { accountId?: string; grantIdFor(clientId: string): string | undefined };
-  result?: { consent?: { grantId?: string } };
-  requestParamOIDCScopes: Set<string>;
-  requestParamClaims: Set<string>;
-  requestParamScopes: Set<string>;
-  resourceServers: Record<string, unknown>;
-}
-
-interface GrantLike {
-  addOIDCScope(scope: string): void;
-  addOIDCClaims(claims: string[]): void;
-  addResourceScope(indicator: string, scope: string): void;
-  save(): Promise<string>;
-}
-
-interface ProviderLike {
-  callback(): (req: http.IncomingMessage, res: http.ServerResponse) => void;
-  use(middleware: KoaMiddleware): void;
-  on(event: string, listener: (...args: unknown[]) => void): void;
-  interactionFinished(
-    req: http.IncomingMessage,
-    res: http.ServerResponse,
-    result: Record<string, unknown>,
-    options: { mergeWithLastSubmission: boolean },
-  ): Promise<void>;
-  RefreshToken: { find(value: string): Promise<{ exp?: number; iat?: number } | undefined> };
-  Grant: {
-    new (fields: { accountId: string; clientId: string }): GrantLike;
-    find(id: string): Promise<GrantLike | undefined>;
-  };
-}
-
-interface PromptPolicy extends Array<unknown> {
-  get(name: string): { checks: { remove(name: string): void } } | undefined;
-}
-
-interface OidcProviderModule {
-  default: new (issuer: string, configuration: Record<string, unknown>) => ProviderLike;
-  errors: { InvalidTarget: new (description?: string) => Error };
-  interactionPolicy: { base(): PromptPolicy };
-}
-
-const OIDC_PROVIDER_SPECIFIER: string = "oidc-provider";
+type OidcProviderModule = typeof import("oidc-provider");
 let oidcProviderModule: Promise<OidcProviderModule> | undefined;
 function loadOidcProvider(): Promise<OidcProviderModule> {
-  // On Node 20 importing it prints one "Unsupported runtime" warning to stderr (it wants Node 22); it works.
-  oidcProviderModule ??= import(OIDC_PROVIDER_SPECIFIER) as Promise<OidcProviderModule>;
+  // On Node 20 importing it prints one "Unsupported runtime" warning to stderr (it wants Node 22); it
+  // works. Loaded on first use, so importing this file for its types prints nothing.
+  oidcProviderModule ??= import("oidc-provider");
   return oidcProviderModule;
 }
 
@@ -215,13 +195,7 @@ function loadOidcProvider(): Promise<OidcProviderModule> {
 // entries (a benchmark would silently lose sessions), it prints a warning, and its store cannot be
 // enumerated, which revokeAllSessions needs.
 
-interface StoredPayload {
-  grantId?: string;
-  userCode?: string;
-  uid?: string;
-  consumed?: number;
-  [key: string]: unknown;
-}
+type StoredPayload = AdapterPayload;
 
 class MemoryStore {
   private readonly models = new Map<string, Map<string, { payload: StoredPayload; expiresAt: number }>>();
@@ -276,7 +250,23 @@ class MemoryStore {
     }
   }
 
-  adapter(model: string): object {
+  /** Sets a stored token's `exp` to the past; the entry stays, so the provider sees an expired token. */
+  expire(model: string, id: string): boolean {
+    const payload = this.live(model, id);
+    if (payload === undefined) return false;
+    payload.exp = Math.floor(Date.now() / 1000) - 1;
+    return true;
+  }
+
+  /** Ends one session: the grant and every token and code issued under it. */
+  revokeGrant(grantId: string): void {
+    this.table("Grant").delete(grantId);
+    for (const table of this.models.values()) {
+      for (const [id, entry] of table) if (entry.payload.grantId === grantId) table.delete(id);
+    }
+  }
+
+  adapter(model: string): Adapter {
     return {
       upsert: async (id: string, payload: StoredPayload, expiresIn?: number) => {
         // Sweeping now and then keeps a long benchmark from growing without bound.
@@ -326,7 +316,7 @@ ${body}
 </html>`;
 }
 
-function renderHtml(ctx: KoaContext, status: number, title: string, body: string): void {
+function renderHtml(ctx: KoaContextWithOIDC, status: number, title: string, body: string): void {
   ctx.status = status;
   ctx.type = "html";
   ctx.body = page(title, body);
@@ -334,10 +324,10 @@ function renderHtml(ctx: KoaContext, status: number, title: string, body: string
 
 const pages = {
   async userCodeInput(
-    ctx: KoaContext,
+    ctx: KoaContextWithOIDC,
     form: string,
-    out?: Record<string, unknown>,
-    err?: { name?: string; message?: string; userCode?: string },
+    out?: ErrorOut,
+    err?: Error & { userCode?: string },
   ) {
     if (err) debug(`device page error: ${err.name}: ${err.message} ${JSON.stringify(out ?? {})}`);
     let message = "<p>Enter the code displayed on your device.</p>";
@@ -352,7 +342,13 @@ const pages = {
       `${message}\n${form}\n<button type="submit" form="op.deviceInputForm">Submit</button>`,
     );
   },
-  async userCodeConfirm(ctx: KoaContext, form: string, client: ClientLike, _info: unknown, userCode: string) {
+  async userCodeConfirm(
+    ctx: KoaContextWithOIDC,
+    form: string,
+    client: Client,
+    _info: unknown,
+    userCode: string,
+  ) {
     renderHtml(
       ctx,
       200,
@@ -364,10 +360,10 @@ ${form}
 <button type="submit" form="op.deviceConfirmForm" name="abort" value="yes">No</button>`,
     );
   },
-  async deviceSuccess(ctx: KoaContext) {
+  async deviceSuccess(ctx: KoaContextWithOIDC) {
     renderHtml(ctx, 200, "Device Login Successful", "<p>You may now close this window.</p>");
   },
-  async logout(ctx: KoaContext, form: string) {
+  async logout(ctx: KoaContextWithOIDC, form: string) {
     renderHtml(
       ctx,
       200,
@@ -378,10 +374,10 @@ ${form}
 <button type="submit" form="op.logoutForm">Stay signed in</button>`,
     );
   },
-  async postLogout(ctx: KoaContext) {
+  async postLogout(ctx: KoaContextWithOIDC) {
     renderHtml(ctx, 200, "You are logged out", "");
   },
-  async error(ctx: KoaContext, out: Record<string, unknown>) {
+  async error(ctx: KoaContextWithOIDC, out: Record<string, unknown>) {
     const lines = Object.entries(out).map(
       ([k, v]) => `<p><strong>${escapeHtml(k)}</strong>: ${escapeHtml(v)}</p>`,
     );
@@ -394,12 +390,13 @@ ${form}
 // ---------------------------------------------------------------------------------------------------
 // Keys and certificate.
 
-async function makeSigningKey(): Promise<JsonWebKey> {
+async function makeSigningKey(): Promise<{ key: KeyObject; jwk: JsonWebKey & { kid: string } }> {
   const { privateKey } = await promisify(generateKeyPair)("rsa", { modulusLength: 2048 });
   const jwk = privateKey.export({ format: "jwk" });
   const kid = createHash("sha256").update(String(jwk.n)).digest("base64url").slice(0, 16);
-  // RS256, as Keycloak signs by default; ID tokens default to it too.
-  return { ...jwk, kid, use: "sig", alg: "RS256" };
+  // RS256, as Keycloak signs by default; ID tokens default to it too. The realm keeps the key, so
+  // tests can sign tokens of their own with it (expired ones, say).
+  return { key: privateKey, jwk: { ...jwk, kid, use: "sig", alg: "RS256" } };
 }
 
 async function makeTlsCertificate(dir: string): Promise<{ keyPath: string; certPath: string }> {
@@ -447,22 +444,137 @@ function close(server: http.Server): Promise<void> {
   });
 }
 
-// Keycloak's subjects are UUIDs distinct from the username; a derived one keeps clients honest about
-// using preferred_username for display, and stays the same across restarts of the realm.
-function subjectFor(login: string): string {
-  const h = createHash("sha256").update(`nix-cache-login test realm:${login}`).digest("hex");
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-5${h.slice(13, 16)}-a${h.slice(17, 20)}-${h.slice(20, 32)}`;
-}
+// ---------------------------------------------------------------------------------------------------
+// Keycloak strictness. oidc-provider is kinder than Keycloak 26 in a few places the CLI meets at real
+// sites; these rules make the realm refuse what Keycloak refuses. They need the request's form before
+// oidc-provider parses it, so requests to the token, device authorization and revocation endpoints are
+// read here and handed on as a fresh stream with the same headers.
+
+/** The form bodies these endpoints take are small; Keycloak's limit is larger, oidc-provider's is 56 KiB. */
+const FORM_LIMIT = 56 * 1024;
 
 async function readBody(req: http.IncomingMessage): Promise<string> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > 64 * 1024) throw new Error("request body too large");
+    if (size > FORM_LIMIT) throw new Error("request body too large");
     chunks.push(chunk);
   }
   return Buffer.concat(chunks).toString("utf8");
+}
+
+/** req again, with `body` as its (already read) body. */
+function withBody(req: http.IncomingMessage, body: string): http.IncomingMessage {
+  const bytes = Buffer.from(body, "utf8");
+  const headers = { ...req.headers, "content-length": String(bytes.length) };
+  return Object.assign(Readable.from([bytes]), {
+    headers,
+    rawHeaders: req.rawHeaders,
+    method: req.method,
+    url: req.url,
+    originalUrl: (req as http.IncomingMessage & { originalUrl?: string }).originalUrl,
+    httpVersion: req.httpVersion,
+    httpVersionMajor: req.httpVersionMajor,
+    httpVersionMinor: req.httpVersionMinor,
+    socket: req.socket,
+    connection: req.socket,
+    complete: true,
+    aborted: false,
+  }) as unknown as http.IncomingMessage;
+}
+
+/** Keycloak's token endpoint errors: JSON with `error` and `error_description`, nothing else. */
+function oauthError(res: http.ServerResponse, status: number, error: string, description: string): void {
+  res
+    .writeHead(status, { "content-type": "application/json", "cache-control": "no-store" })
+    .end(JSON.stringify({ error, error_description: description }));
+}
+
+/**
+ * Keycloak's invalid_grant descriptions for what oidc-provider reports as error_detail
+ * (Keycloak's TokenManager.refreshAccessToken / validateToken; TESTBED.md lists them).
+ */
+const KEYCLOAK_INVALID_GRANT: Record<string, string> = {
+  // The session (grant) was ended: logout, admin sign-out, reuse detection.
+  "refresh token not found": "Session not active",
+  "grant not found": "Session not active",
+  // Past the refresh token's `exp`.
+  "refresh token is expired": "Token is not active",
+  // An old refresh token after rotation ("Revoke Refresh Token" on): TokenManager.validateTokenReuse.
+  "refresh token already used": "Stale token",
+  "client mismatch": "Invalid refresh token. Token client and authorized client don't match",
+};
+
+function s256(verifier: string): string {
+  return createHash("sha256").update(verifier).digest("base64url");
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Refresh tokens as JWTs. Keycloak's refresh tokens are JWTs (HS512 with a realm secret, `typ`
+// "Refresh" or "Offline") with `exp`, except offline tokens, which may have none. oidc-provider's are
+// opaque: the realm hands out a JWT whose `jti` is oidc-provider's handle and takes it back on the way
+// in. Deterministic (same stored token, same JWT), so a refresh that keeps the token returns it as is.
+
+class RefreshJwt {
+  private readonly secret = randomBytes(64);
+  constructor(private readonly issuer: string) {}
+
+  wrap(
+    handle: string,
+    stored: {
+      iat: number;
+      exp?: number | undefined;
+      accountId: string;
+      clientId?: string | undefined;
+      scope?: string | undefined;
+    },
+    offline: boolean,
+  ): string {
+    const header = { alg: "HS512", typ: "JWT" };
+    const payload: Record<string, unknown> = { iat: stored.iat };
+    if (!offline && stored.exp !== undefined) payload.exp = stored.exp;
+    Object.assign(payload, {
+      jti: handle,
+      iss: this.issuer,
+      aud: this.issuer,
+      sub: stored.accountId,
+      typ: offline ? "Offline" : "Refresh",
+      azp: stored.clientId,
+      scope: stored.scope,
+    });
+    const input = `${b64json(header)}.${b64json(payload)}`;
+    return `${input}.${this.mac(input)}`;
+  }
+
+  /** The handle inside a JWT this realm issued, or undefined for anything else. */
+  unwrap(token: string): string | undefined {
+    const parts = token.split(".");
+    if (parts.length !== 3) return undefined;
+    const [h = "", p = "", sig = ""] = parts;
+    const want = Buffer.from(this.mac(`${h}.${p}`));
+    const got = Buffer.from(sig);
+    if (want.length !== got.length || !timingSafeEqual(want, got)) return undefined;
+    const payload = JSON.parse(Buffer.from(p, "base64url").toString()) as { jti?: unknown };
+    return typeof payload.jti === "string" ? payload.jti : undefined;
+  }
+
+  private mac(input: string): string {
+    return createHmac("sha512", this.secret).update(input).digest("base64url");
+  }
+}
+
+function b64json(value: unknown): string {
+  return Buffer.from(JSON.stringify(value)).toString("base64url");
+}
+
+// ---------------------------------------------------------------------------------------------------
+
+// Keycloak's subjects are UUIDs distinct from the username; a derived one keeps clients honest about
+// using preferred_username for display, and stays the same across restarts of the realm.
+function subjectFor(login: string): string {
+  const h = createHash("sha256").update(`nix-cache-login test realm:${login}`).digest("hex");
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-5${h.slice(13, 16)}-a${h.slice(17, 20)}-${h.slice(20, 32)}`;
 }
 
 async function applyFault(
@@ -526,21 +638,25 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
-// ---------------------------------------------------------------------------------------------------
+const STRICT_PATHS = new Set<string>([ROUTES.token, ROUTES.device_authorization, ROUTES.revocation]);
 
 export async function startRealm(opts: RealmOptions = {}): Promise<Realm> {
   const accessTokenTTL = opts.accessTokenTTL ?? 300;
   const refreshTokenTTL = opts.refreshTokenTTL ?? 3600;
   const sessionTTL = Math.max(refreshTokenTTL, SSO_SESSION_MAX);
   const rotateRefreshToken = opts.rotateRefreshToken ?? true;
+  const offline = opts.offlineTokens ?? false;
   const useTls = opts.tls ?? true;
   const serviceClientSecret = opts.serviceClientSecret ?? randomBytes(24).toString("base64url");
-  let accessTokenPadding = 0;
   const users = opts.users ?? { alice: "alice-password" };
+  let accessTokenPadding = 0;
   const loginBySubject = new Map(Object.keys(users).map((login) => [subjectFor(login), login]));
 
   const requests: RealmRequest[] = [];
   let dispatch: ((req: http.IncomingMessage, res: http.ServerResponse) => void) | undefined;
+  // Set once the provider exists; the strict layer below needs it to end sessions.
+  let strict:
+    ((req: http.IncomingMessage, res: http.ServerResponse, path: string) => Promise<void>) | undefined;
   let realmRef: Realm | undefined;
   // Marks the realm's own replay of a request whose answer a fault replaces: not recorded twice.
   const bypass = randomBytes(16).toString("hex");
@@ -551,7 +667,7 @@ export async function startRealm(opts: RealmOptions = {}): Promise<Realm> {
       const url = req.url ?? "/";
       const path = url.split("?", 1)[0] ?? "/";
       const replay = req.headers["x-realm-replay"] === bypass;
-      if (!replay) requests.push({ method: req.method ?? "GET", path, at: Date.now(), tls });
+      if (!replay) requests.push({ method: req.method ?? "GET", path, tls });
       const action = replay ? "pass" : (realmRef?.fault?.({ method: req.method ?? "GET", path }) ?? "pass");
       if (action !== "pass") {
         void applyFault(action, req, res, tls ? undefined : realmRef?.port, bypass).catch(() =>
@@ -561,7 +677,7 @@ export async function startRealm(opts: RealmOptions = {}): Promise<Realm> {
       }
       if (debugEnabled)
         res.once("finish", () => debug(`${tls ? "https" : "http"} ${req.method} ${path} ${res.statusCode}`));
-      if (!dispatch || !(path === REALM_PATH || path.startsWith(`${REALM_PATH}/`))) {
+      if (!dispatch || !strict || !(path === REALM_PATH || path.startsWith(`${REALM_PATH}/`))) {
         res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");
         return;
       }
@@ -569,6 +685,15 @@ export async function startRealm(opts: RealmOptions = {}): Promise<Realm> {
       // prints from originalUrl (the convention of Express's mounting).
       (req as http.IncomingMessage & { originalUrl?: string }).originalUrl = url;
       req.url = url.slice(REALM_PATH.length) || "/";
+      const inner = path.slice(REALM_PATH.length);
+      if (req.method === "POST" && STRICT_PATHS.has(inner)) {
+        strict(req, res, inner).catch((err: unknown) => {
+          debug(`strict layer: ${String(err)}`);
+          if (!res.headersSent) oauthError(res, 400, "invalid_request", "Invalid request");
+          else res.destroy();
+        });
+        return;
+      }
       dispatch(req, res);
     };
 
@@ -577,7 +702,7 @@ export async function startRealm(opts: RealmOptions = {}): Promise<Realm> {
   try {
     const httpServer = http.createServer(handler(false));
     servers.push(httpServer);
-    const [mod, signingKey, port, tlsSetup] = await Promise.all([
+    const [mod, signing, port, tlsSetup] = await Promise.all([
       loadOidcProvider(),
       makeSigningKey(),
       listen(httpServer),
@@ -593,17 +718,21 @@ export async function startRealm(opts: RealmOptions = {}): Promise<Realm> {
 
     const issuer = `http://127.0.0.1:${port}${REALM_PATH}`;
     const store = new MemoryStore();
+    const refreshJwt = new RefreshJwt(issuer);
 
     const policy = mod.interactionPolicy.base();
     // Keycloak asks no consent by default; oidc-provider always would for native clients.
     policy.get("consent")?.checks.remove("native_client_prompt");
 
-    const ownsToken = async (_ctx: unknown, client: ClientLike, token: { clientId?: string }) =>
-      token.clientId === client.clientId;
+    const ownsToken = async (
+      _ctx: KoaContextWithOIDC,
+      client: Client,
+      token: { clientId?: string | undefined },
+    ) => token.clientId === client.clientId;
 
-    const configuration: Record<string, unknown> = {
+    const configuration: Configuration = {
       adapter: (model: string) => store.adapter(model),
-      jwks: { keys: [signingKey] },
+      jwks: { keys: [signing.jwk] },
       cookies: { keys: [randomBytes(32).toString("base64url")] },
       clients: [
         {
@@ -644,7 +773,8 @@ export async function startRealm(opts: RealmOptions = {}): Promise<Realm> {
           successSource: pages.deviceSuccess,
         },
         revocation: { enabled: true, allowedPolicy: ownsToken },
-        introspection: { enabled: true, allowedPolicy: ownsToken },
+        // @types/oidc-provider 9.12 types `enabled: true` only together with jwtIntrospection.
+        introspection: { enabled: true, allowedPolicy: ownsToken } as unknown as { enabled?: false },
         rpInitiatedLogout: {
           enabled: true,
           logoutSource: pages.logout,
@@ -652,10 +782,10 @@ export async function startRealm(opts: RealmOptions = {}): Promise<Realm> {
         },
         resourceIndicators: {
           enabled: true,
-          defaultResource: async (_ctx: unknown, _client: unknown, oneOf?: string[]) => oneOf ?? AUDIENCE,
+          defaultResource: async (_ctx, _client, oneOf) => oneOf ?? AUDIENCE,
           // Refresh and code exchanges keep the resource granted at authorization, so they also get JWTs.
           useGrantedResource: async () => true,
-          getResourceServerInfo: async (_ctx: unknown, indicator: string) => {
+          getResourceServerInfo: async (_ctx, indicator) => {
             if (indicator !== AUDIENCE) throw new mod.errors.InvalidTarget();
             return {
               scope: "openid profile email",
@@ -667,34 +797,34 @@ export async function startRealm(opts: RealmOptions = {}): Promise<Realm> {
         },
       },
       // Keycloak issues refresh tokens without offline_access; oidc-provider would only with it.
-      issueRefreshToken: async (_ctx: unknown, client: ClientLike) =>
-        client.grantTypeAllowed("refresh_token"),
+      issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed("refresh_token"),
       rotateRefreshToken,
-      loadExistingGrant: async (ctx: KoaContext) => {
+      loadExistingGrant: async (ctx) => {
         const oidc = ctx.oidc;
-        const accountId = oidc.session.accountId;
+        const accountId = oidc.session?.accountId;
         const clientId = oidc.client?.clientId;
         if (!accountId || !clientId) return undefined;
-        const grantId = oidc.result?.consent?.grantId ?? oidc.session.grantIdFor(clientId);
+        const grantId = oidc.result?.consent?.grantId ?? oidc.session?.grantIdFor(clientId);
         const { Grant } = provider;
         const grant = (grantId ? await Grant.find(grantId) : undefined) ?? new Grant({ accountId, clientId });
         // Grant whatever is asked for, so the consent prompt never has anything missing.
         grant.addOIDCScope([...oidc.requestParamOIDCScopes].join(" "));
         grant.addOIDCClaims([...oidc.requestParamClaims]);
-        for (const indicator of Object.keys(oidc.resourceServers)) {
+        for (const indicator of Object.keys(oidc.resourceServers ?? {})) {
           grant.addResourceScope(indicator, [...oidc.requestParamScopes].join(" "));
         }
         await grant.save();
         return grant;
       },
-      findAccount: async (_ctx: unknown, sub: string) => {
+      findAccount: async (_ctx, sub) => {
         const login = loginBySubject.get(sub);
         if (login === undefined) return undefined;
         return { accountId: sub, claims: async () => ({ sub, preferred_username: login }) };
       },
       // Keycloak access tokens name the user too; service account tokens here carry only sub (the client).
-      extraTokenClaims: async (_ctx: unknown, token: { accountId?: string }) => {
-        const login = token.accountId === undefined ? undefined : loginBySubject.get(token.accountId);
+      extraTokenClaims: async (_ctx, token) => {
+        const accountId = (token as { accountId?: string }).accountId;
+        const login = accountId === undefined ? undefined : loginBySubject.get(accountId);
         const claims: Record<string, unknown> = {};
         if (login !== undefined) claims.preferred_username = login;
         if (accessTokenPadding > 0) claims.groups = "g".repeat(accessTokenPadding);
@@ -711,12 +841,17 @@ export async function startRealm(opts: RealmOptions = {}): Promise<Realm> {
         Session: sessionTTL,
         Grant: sessionTTL,
       },
-      renderError: pages.error,
+      renderError: pages.error as unknown as Configuration["renderError"],
     };
 
     // devInteractions prints one warning to stderr per provider; there is no switch for it.
-    const provider = new mod.default(issuer, configuration);
+    const provider: OidcProvider = new mod.default(issuer, configuration);
 
+    // What oidc-provider said went wrong (error_detail), for Keycloak's wording of the error.
+    const errorDetail = new WeakMap<object, string>();
+    provider.on("grant.error", (ctx: KoaContextWithOIDC, err: { error_detail?: string }) => {
+      if (err.error_detail !== undefined) errorDetail.set(ctx.req, err.error_detail);
+    });
     if (debugEnabled) {
       for (const event of [
         "server_error",
@@ -727,7 +862,7 @@ export async function startRealm(opts: RealmOptions = {}): Promise<Realm> {
         "introspection.error",
         "code_verification.error",
       ]) {
-        provider.on(event, (_ctx: unknown, err: unknown) => {
+        (provider as unknown as EventEmitter).on(event, (_ctx: unknown, err: unknown) => {
           const e = err as {
             error?: string;
             error_description?: string;
@@ -739,50 +874,73 @@ export async function startRealm(opts: RealmOptions = {}): Promise<Realm> {
       }
     }
 
-    // Keycloak (PR 9711): when the client has a PKCE method set, the device authorization request
-    // needs a code_challenge, and the device code grant the matching code_verifier. oidc-provider
-    // has no PKCE on the device flow, so the realm adds it here, with Keycloak's error texts.
+    // PKCE challenges of device authorizations, by device code.
     const deviceChallenges = new Map<string, string>();
-    provider.use(async (ctx, next) => {
-      const deviceAuth = ctx.method === "POST" && ctx.path === ROUTES.device_authorization;
-      const token = ctx.method === "POST" && ctx.path === ROUTES.token;
-      if (!deviceAuth && !token) return next();
-      const text = await readBody(ctx.req);
-      // oidc-provider takes an already read body from here.
-      ctx.request.body = text;
-      const form = new URLSearchParams(text);
-      const refuse = (error: string, description: string) => {
-        ctx.status = 400;
-        ctx.type = "application/json";
-        ctx.body = { error, error_description: description };
-      };
-      if (deviceAuth) {
+    const pendingChallenge = new WeakMap<object, string>();
+    // Refresh requests in progress, by refresh token handle.
+    const inFlight = new Map<string, Promise<void>>();
+
+    const endSessionOf = async (handle: string): Promise<void> => {
+      const token = await provider.RefreshToken.find(handle, { ignoreExpiration: true });
+      if (token?.grantId !== undefined) store.revokeGrant(token.grantId);
+    };
+
+    strict = async (req, res, path) => {
+      const form = new URLSearchParams(await readBody(req));
+      // Our refresh token JWTs stand for oidc-provider's handles.
+      for (const key of ["refresh_token", "token"]) {
+        const value = form.get(key);
+        const handle = value === null ? undefined : refreshJwt.unwrap(value);
+        if (handle !== undefined) form.set(key, handle);
+      }
+      const next = withBody(req, form.toString());
+
+      if (path === ROUTES.device_authorization && form.get("client_id") === PUBLIC_CLIENT_ID) {
+        // Keycloak requires PKCE on the device authorization request when the client has a PKCE
+        // method set (Advanced settings), as the README tells admins to set it: Keycloak PR 9711
+        // (DeviceEndpoint), int128/kubelogin issue 1470 is a client that met it.
         const method = form.get("code_challenge_method");
         const challenge = form.get("code_challenge");
-        if (method === null) return refuse("invalid_request", "Missing parameter: code_challenge_method");
-        if (method !== "S256") return refuse("invalid_request", "Invalid parameter: code_challenge_method");
-        if (challenge === null || !/^[A-Za-z0-9_-]{43,128}$/.test(challenge)) {
-          return refuse("invalid_request", "Invalid parameter: code_challenge");
-        }
-        await next();
-        if (ctx.status === 200 && isRecord(ctx.body) && typeof ctx.body.device_code === "string") {
-          deviceChallenges.set(ctx.body.device_code, challenge);
-        }
-        return;
+        if (method === null)
+          return oauthError(res, 400, "invalid_request", "Missing parameter: code_challenge_method");
+        if (method !== "S256")
+          return oauthError(res, 400, "invalid_request", "Invalid parameter: code_challenge_method");
+        if (challenge === null || !/^[A-Za-z0-9_-]{43,128}$/.test(challenge))
+          return oauthError(res, 400, "invalid_request", "Invalid parameter: code_challenge");
+        pendingChallenge.set(next, challenge);
       }
-      if (form.get("grant_type") === DEVICE_CODE_GRANT) {
+
+      if (path === ROUTES.token && form.get("grant_type") === DEVICE_CODE_GRANT) {
+        // ... and the code_verifier on the token request (Keycloak PR 9711, DeviceGrantType).
         const challenge = deviceChallenges.get(form.get("device_code") ?? "");
         const verifier = form.get("code_verifier");
-        if (challenge !== undefined) {
-          if (verifier === null) return refuse("invalid_grant", "PKCE code verifier not specified");
-          if (createHash("sha256").update(verifier).digest("base64url") !== challenge) {
-            return refuse("invalid_grant", "PKCE verification failed: Code mismatch");
-          }
-        }
+        if (challenge !== undefined && verifier === null)
+          return oauthError(res, 400, "invalid_grant", "PKCE code verifier not specified");
+        if (challenge !== undefined && verifier !== null && s256(verifier) !== challenge)
+          return oauthError(res, 400, "invalid_grant", "PKCE verification failed: Code mismatch");
       }
-      return next();
-    });
-    provider.use(async (ctx, next) => {
+
+      if (path === ROUTES.token && form.get("grant_type") === "refresh_token" && rotateRefreshToken) {
+        // With "Revoke Refresh Token" on, a refresh token is good for one use (max reuse 0), and a
+        // reuse ends the session (Keycloak PR 8130); that holds for two requests that race with the
+        // same token too (Keycloak PR 46054): the second is refused and the session ends.
+        const handle = form.get("refresh_token") ?? "";
+        const running = inFlight.get(handle);
+        if (running !== undefined) {
+          await running;
+          await endSessionOf(handle);
+          return oauthError(res, 400, "invalid_grant", "Maximum allowed refresh token reuse exceeded");
+        }
+        const done = new Promise<void>((resolve) => res.once("close", () => resolve()));
+        inFlight.set(handle, done);
+        void done.then(() => inFlight.delete(handle));
+      }
+
+      dispatch?.(next, res);
+    };
+
+    provider.use(async (koaCtx, next) => {
+      const ctx = koaCtx as unknown as KoaContextWithOIDC;
       // devInteractions accepts any login and ignores the password; check it against the configured users.
       if (ctx.method === "POST" && INTERACTION_SUBMIT.test(ctx.path)) {
         const form = new URLSearchParams(await readBody(ctx.req));
@@ -823,27 +981,53 @@ export async function startRealm(opts: RealmOptions = {}): Promise<Realm> {
         // Keep a browser under test on loopback.
         ctx.body = ctx.body.replace(GOOGLE_FONTS_IMPORT, "");
       }
-      if (ctx.status !== 200 || !isRecord(ctx.body)) return;
       const body = ctx.body;
+      if (!isRecord(body)) return;
+      if (ctx.path === ROUTES.token && ctx.status >= 400 && typeof body.error === "string") {
+        // Keycloak answers token errors with error and error_description only, in its own words.
+        const detail = errorDetail.get(ctx.req);
+        const description =
+          (body.error === "invalid_grant" && detail !== undefined
+            ? KEYCLOAK_INVALID_GRANT[detail]
+            : undefined) ?? body.error_description;
+        ctx.body = { error: body.error, error_description: description };
+        return;
+      }
+      if (ctx.status !== 200) return;
       if (ctx.path === ROUTES.token && typeof body.refresh_token === "string") {
-        // Keycloak reports the refresh token's lifetime; take it from the stored token, so a refresh
-        // that keeps the old token reports what is left of it.
-        const refreshToken = await provider.RefreshToken.find(body.refresh_token);
-        if (refreshToken?.exp !== undefined) {
+        // Keycloak reports the refresh token's lifetime (0 for offline tokens); take it from the
+        // stored token, so a refresh that keeps the old token reports what is left of it.
+        const handle = body.refresh_token;
+        const stored = await provider.RefreshToken.find(handle);
+        if (stored?.exp !== undefined) {
           ctx.body = {
             ...body,
-            refresh_expires_in: Math.max(
-              0,
-              refreshToken.exp - Math.max(started, refreshToken.iat ?? started),
-            ),
+            refresh_token: refreshJwt.wrap(handle, stored, offline),
+            refresh_expires_in: offline
+              ? 0
+              : Math.max(0, stored.exp - Math.max(started, stored.iat ?? started)),
           };
         }
-      } else if (ctx.path === ROUTES.device_authorization && opts.deviceInterval !== undefined) {
-        ctx.body = { ...body, interval: opts.deviceInterval };
+      } else if (ctx.path === ROUTES.device_authorization) {
+        const challenge = pendingChallenge.get(ctx.req);
+        if (challenge !== undefined && typeof body.device_code === "string")
+          deviceChallenges.set(body.device_code, challenge);
+        if (opts.deviceInterval !== undefined) ctx.body = { ...body, interval: opts.deviceInterval };
       }
     });
 
     dispatch = provider.callback();
+
+    const loginOrFirst = (login: string | undefined): string => {
+      const name = login ?? firstLogin(users);
+      if (!Object.hasOwn(users, name)) throw new Error(`no user ${name} in this realm`);
+      return name;
+    };
+
+    const signJwt = (payload: Record<string, unknown>, header: Record<string, unknown> = {}): string => {
+      const input = `${b64json({ alg: "RS256", typ: "JWT", kid: signing.jwk.kid, ...header })}.${b64json(payload)}`;
+      return `${input}.${sign("sha256", Buffer.from(input), signing.key).toString("base64url")}`;
+    };
 
     const realm: Realm = {
       issuer,
@@ -861,26 +1045,79 @@ export async function startRealm(opts: RealmOptions = {}): Promise<Realm> {
       clearRequests: () => {
         requests.length = 0;
       },
-      signInOverHttp: (o = {}) =>
-        signInOverHttp(
-          issuer,
-          o.login ?? firstLogin(users),
-          o.password ?? users[o.login ?? firstLogin(users)],
-          o.scope,
-        ),
-      approveDeviceOverHttp: (userCode, o = {}) =>
-        approveDeviceOverHttp(
-          issuer,
-          userCode,
-          o.login ?? firstLogin(users),
-          o.password ?? users[o.login ?? firstLogin(users)],
-          o.deny ?? false,
-        ),
-      setAccessTokenPadding: (bytes) => {
-        accessTokenPadding = bytes;
+      async signIn(o = {}) {
+        const login = loginOrFirst(o.login);
+        const scope = o.scope ?? "openid";
+        const accountId = subjectFor(login);
+        const client = await provider.Client.find(PUBLIC_CLIENT_ID);
+        if (client === undefined) throw new Error("the public client is missing");
+        const grant = new provider.Grant({ accountId, clientId: PUBLIC_CLIENT_ID });
+        grant.addOIDCScope(scope);
+        grant.addResourceScope(AUDIENCE, scope);
+        const grantId = await grant.save();
+        const seeded = new provider.RefreshToken({
+          client,
+          accountId,
+          grantId,
+          gty: "authorization_code",
+          scope,
+          resource: AUDIENCE,
+          authTime: Math.floor(Date.now() / 1000),
+        });
+        const res = await fetch(`${issuer}${ROUTES.token}`, {
+          method: "POST",
+          body: new URLSearchParams({
+            grant_type: "refresh_token",
+            refresh_token: await seeded.save(),
+            client_id: PUBLIC_CLIENT_ID,
+          }),
+        });
+        const json = (await res.json()) as TokenResponse;
+        if (!res.ok) throw new Error(`seeded sign-in failed (${res.status}): ${JSON.stringify(json)}`);
+        return json;
+      },
+      async approveDevice(userCode, o = {}) {
+        const code = await provider.DeviceCode.findByUserCode(normalizeUserCode(userCode));
+        if (code === undefined) throw new Error(`no pending device authorization with user code ${userCode}`);
+        const accountId = subjectFor(loginOrFirst(o.login));
+        const scope = typeof code.params?.scope === "string" ? code.params.scope : "openid";
+        const grant = new provider.Grant({ accountId, clientId: code.clientId });
+        grant.addOIDCScope(scope);
+        grant.addResourceScope(AUDIENCE, scope);
+        Object.assign(code, {
+          accountId,
+          authTime: Math.floor(Date.now() / 1000),
+          grantId: await grant.save(),
+          scope,
+          resource: AUDIENCE,
+        });
+        await code.save();
+      },
+      async denyDevice(userCode) {
+        const code = await provider.DeviceCode.findByUserCode(normalizeUserCode(userCode));
+        if (code === undefined) throw new Error(`no pending device authorization with user code ${userCode}`);
+        // What oidc-provider's device page stores when the user presses "No".
+        Object.assign(code, { error: "access_denied", errorDescription: "End-User aborted interaction" });
+        await code.save();
+      },
+      signJwt,
+      withClaims(token, claims) {
+        const [h = "", p = ""] = token.split(".");
+        const header = JSON.parse(Buffer.from(h, "base64url").toString()) as Record<string, unknown>;
+        const payload = JSON.parse(Buffer.from(p, "base64url").toString()) as Record<string, unknown>;
+        if (header.kid !== signing.jwk.kid) throw new Error("withClaims: not a token of this realm");
+        return signJwt({ ...payload, ...claims }, header);
+      },
+      async expireRefreshToken(refreshToken) {
+        const handle = refreshJwt.unwrap(refreshToken) ?? refreshToken;
+        if (!store.expire("RefreshToken", handle))
+          throw new Error("expireRefreshToken: no such refresh token");
       },
       revokeAllSessions: async () => {
         store.dropSessionsAndTokens();
+      },
+      setAccessTokenPadding: (bytes) => {
+        accessTokenPadding = bytes;
       },
       stop: async () => {
         dispatch = undefined;
@@ -909,226 +1146,7 @@ function firstLogin(users: Record<string, string>): string {
   return login;
 }
 
-// ---------------------------------------------------------------------------------------------------
-// A minimal scripted browser: fetch with a cookie jar, manual redirects and HTML form submission.
-
-interface Cookie {
-  name: string;
-  value: string;
-  path: string;
-}
-
-class Browser {
-  private readonly cookies = new Map<string, Cookie>();
-
-  constructor(private readonly origin: string) {}
-
-  private store(setCookies: string[]): void {
-    for (const line of setCookies) {
-      const [pair = "", ...attributes] = line.split(";");
-      const eq = pair.indexOf("=");
-      if (eq < 1) continue;
-      const cookie = { name: pair.slice(0, eq).trim(), value: pair.slice(eq + 1).trim(), path: "/" };
-      let expired = false;
-      for (const attribute of attributes) {
-        const [rawKey = "", ...rest] = attribute.split("=");
-        const key = rawKey.trim().toLowerCase();
-        const value = rest.join("=").trim();
-        if (key === "path" && value.startsWith("/")) cookie.path = value;
-        if (key === "max-age" && Number(value) <= 0) expired = true;
-        if (key === "expires" && Date.parse(value) <= Date.now()) expired = true;
-      }
-      const id = `${cookie.name}\0${cookie.path}`;
-      if (expired) this.cookies.delete(id);
-      else this.cookies.set(id, cookie);
-    }
-  }
-
-  private cookieHeader(path: string): string {
-    const matching = [...this.cookies.values()].filter(
-      (c) => path === c.path || path.startsWith(c.path.endsWith("/") ? c.path : `${c.path}/`),
-    );
-    // More specific paths first, as browsers send them.
-    matching.sort((a, b) => b.path.length - a.path.length);
-    return matching.map((c) => `${c.name}=${c.value}`).join("; ");
-  }
-
-  /**
-   * Request url and follow redirects (as GET) until a page, or until a redirect leaves the realm's
-   * origin: that one is returned unfollowed (it is the client's redirect_uri).
-   */
-  async go(
-    url: string,
-    form?: Record<string, string>,
-  ): Promise<{ status: number; url: string; html: string; leftTo?: string }> {
-    let current = new URL(url);
-    let body: URLSearchParams | undefined = form ? new URLSearchParams(form) : undefined;
-    for (let hop = 0; hop < 20; hop++) {
-      if (current.origin !== this.origin) throw new Error(`refusing to leave the realm for ${current.href}`);
-      const headers: Record<string, string> = {};
-      const cookie = this.cookieHeader(current.pathname);
-      if (cookie) headers.cookie = cookie;
-      const res = await fetch(current, { method: body ? "POST" : "GET", headers, body, redirect: "manual" });
-      this.store(res.headers.getSetCookie());
-      const location = res.headers.get("location");
-      if (res.status >= 300 && res.status < 400 && location) {
-        await res.arrayBuffer();
-        const next = new URL(location, current);
-        if (next.origin !== this.origin)
-          return { status: res.status, url: current.href, html: "", leftTo: next.href };
-        current = next;
-        body = undefined;
-        continue;
-      }
-      return { status: res.status, url: current.href, html: await res.text() };
-    }
-    throw new Error(`too many redirects from ${url}`);
-  }
-}
-
-interface HtmlForm {
-  id?: string;
-  action: string;
-  fields: Record<string, string>;
-}
-
-function decodeEntities(value: string): string {
-  return value.replace(/&(#x[0-9a-f]+|#\d+|amp|lt|gt|quot|apos);/gi, (_m, e: string) => {
-    const lower = e.toLowerCase();
-    if (lower.startsWith("#x")) return String.fromCodePoint(parseInt(lower.slice(2), 16));
-    if (lower.startsWith("#")) return String.fromCodePoint(parseInt(lower.slice(1), 10));
-    return { amp: "&", lt: "<", gt: ">", quot: '"', apos: "'" }[lower] ?? "";
-  });
-}
-
-function attributes(tag: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const m of tag.matchAll(/([a-zA-Z_:][\w:.-]*)\s*=\s*"([^"]*)"/g)) {
-    if (m[1] !== undefined && m[2] !== undefined) out[m[1].toLowerCase()] = decodeEntities(m[2]);
-  }
-  return out;
-}
-
-function parseForms(html: string, pageUrl: string): HtmlForm[] {
-  const forms: HtmlForm[] = [];
-  for (const m of html.matchAll(/<form\b([^>]*)>([\s\S]*?)<\/form>/gi)) {
-    const attrs = attributes(m[1] ?? "");
-    const fields: Record<string, string> = {};
-    for (const input of (m[2] ?? "").matchAll(/<input\b([^>]*)>/gi)) {
-      const a = attributes(input[1] ?? "");
-      if (a.name !== undefined) fields[a.name] = a.value ?? "";
-    }
-    forms.push({ id: attrs.id, action: new URL(attrs.action ?? pageUrl, pageUrl).href, fields });
-  }
-  return forms;
-}
-
-function findForm(html: string, pageUrl: string, field: string, what: string): HtmlForm {
-  const form = parseForms(html, pageUrl).find((f) => field in f.fields);
-  if (!form) throw new Error(`expected ${what} at ${pageUrl}, got: ${pageText(html)}`);
-  return form;
-}
-
-/** The visible text of a page, shortened, for error messages. */
-function pageText(html: string): string {
-  return html
-    .replace(/<style[\s\S]*?<\/style>/gi, " ")
-    .replace(/<[^>]+>/g, " ")
-    .replace(/\s+/g, " ")
-    .trim()
-    .slice(0, 300);
-}
-
-async function logIn(
-  browser: Browser,
-  loginPage: { url: string; html: string },
-  login: string,
-  password: string | undefined,
-) {
-  const form = findForm(loginPage.html, loginPage.url, "login", "the login form");
-  const result = await browser.go(form.action, { ...form.fields, login, password: password ?? "" });
-  if (result.status === 401) throw new Error(`login as ${login} rejected: invalid username or password`);
-  return result;
-}
-
-async function signInOverHttp(
-  issuer: string,
-  login: string,
-  password: string | undefined,
-  scope = "openid",
-): Promise<Record<string, unknown>> {
-  const browser = new Browser(new URL(issuer).origin);
-  const verifier = randomBytes(32).toString("base64url");
-  const state = randomBytes(16).toString("base64url");
-  // Nothing listens here: the redirect is read, not followed. The port only shows any port is accepted.
-  const redirectUri = "http://127.0.0.1:1/callback";
-  const auth = new URL(`${issuer}${ROUTES.authorization}`);
-  auth.search = new URLSearchParams({
-    client_id: PUBLIC_CLIENT_ID,
-    response_type: "code",
-    redirect_uri: redirectUri,
-    scope,
-    state,
-    code_challenge: createHash("sha256").update(verifier).digest("base64url"),
-    code_challenge_method: "S256",
-  }).toString();
-
-  const loginPage = await browser.go(auth.href);
-  const done = loginPage.leftTo ? loginPage : await logIn(browser, loginPage, login, password);
-  if (!done.leftTo?.startsWith(`${redirectUri}?`)) {
-    throw new Error(
-      `sign-in did not come back to the redirect URI (status ${done.status} at ${done.url}): ${pageText(done.html)}`,
-    );
-  }
-  const callback = new URL(done.leftTo).searchParams;
-  if (callback.get("error")) {
-    throw new Error(
-      `authorization failed: ${callback.get("error")} ${callback.get("error_description") ?? ""}`,
-    );
-  }
-  const code = callback.get("code");
-  if (!code || callback.get("state") !== state) throw new Error(`bad authorization response: ${done.leftTo}`);
-
-  const res = await fetch(`${issuer}${ROUTES.token}`, {
-    method: "POST",
-    body: new URLSearchParams({
-      grant_type: "authorization_code",
-      code,
-      redirect_uri: redirectUri,
-      client_id: PUBLIC_CLIENT_ID,
-      code_verifier: verifier,
-    }),
-  });
-  const json = (await res.json()) as Record<string, unknown>;
-  if (!res.ok) throw new Error(`code exchange failed (${res.status}): ${JSON.stringify(json)}`);
-  return json;
-}
-
-async function approveDeviceOverHttp(
-  issuer: string,
-  userCode: string,
-  login: string,
-  password: string | undefined,
-  deny: boolean,
-): Promise<void> {
-  const browser = new Browser(new URL(issuer).origin);
-  const entry = await browser.go(`${issuer}${ROUTES.code_verification}`);
-  const input = findForm(entry.html, entry.url, "user_code", "the device code form");
-  const confirmPage = await browser.go(input.action, { ...input.fields, user_code: userCode });
-  const confirm = findForm(confirmPage.html, confirmPage.url, "confirm", "the device confirmation form");
-
-  if (deny) {
-    const { confirm: _yes, ...fields } = confirm.fields;
-    const denied = await browser.go(confirm.action, { ...fields, abort: "yes" });
-    if (!denied.html.includes("denied")) throw new Error(`device denial not acknowledged at ${denied.url}`);
-    return;
-  }
-
-  const loginPage = await browser.go(confirm.action, confirm.fields);
-  const done = await logIn(browser, loginPage, login, password);
-  if (done.status !== 200 || !done.html.includes("Device Login Successful")) {
-    throw new Error(
-      `device approval did not succeed (status ${done.status} at ${done.url}): ${pageText(done.html)}`,
-    );
-  }
+/** oidc-provider stores user codes without the mask's dash ("ABCD-EFGH" is kept as "ABCDEFGH"). */
+function normalizeUserCode(userCode: string): string {
+  return userCode.toUpperCase().replace(/[^A-Z0-9]/g, "");
 }
