@@ -13,7 +13,6 @@ import { StateStore } from "../../src/store/state.ts";
 import { writeState } from "../../src/store/write.ts";
 import { runCli, type Workspace } from "../support/cli.ts";
 import { assertNixFetches, curl, startBed, writeNetrc, type Bed } from "../support/protected-bed.ts";
-import { startRealm, type Realm } from "../support/realm.ts";
 
 const HOSTS = ["127.0.0.1", "localhost"] as const;
 
@@ -54,7 +53,8 @@ function localhostUrl(url: string): string {
 let bed: Bed;
 
 before(async () => {
-  bed = await startBed({ accessTokenTTL: 300 });
+  // One-hour tokens, as the shared-token test below needs (the others do not mind).
+  bed = await startBed({ accessTokenTTL: 3600 });
 });
 
 after(async () => {
@@ -141,7 +141,7 @@ describe("cache_host as a list", () => {
 
   test("10 parallel refreshes with two hosts: one refresh at the provider, one entry per host, neighbours intact", async () => {
     const ws = await twoHostWorkspace(true);
-    const tokens = await bed.realm.signInOverHttp();
+    const tokens = await bed.realm.signIn();
     ws.secrets.add(tokens.refresh_token as string);
     ws.secrets.add(tokens.access_token as string);
     const store = new StateStore(ws.stateDir, bed.realm.issuer, bed.realm.publicClientId);
@@ -164,19 +164,11 @@ describe("cache_host as a list", () => {
 });
 
 describe("two configurations with the same issuer and client_id share one token", () => {
-  let realm: Realm;
-  before(async () => {
-    realm = await startRealm({ accessTokenTTL: 3600 });
-  });
-  after(async () => {
-    await realm?.stop();
-  });
-
   test("10 alternating `service-account --min-valid 10m` runs make one grant; the other config's status stays 0", async () => {
     const ws = await bed.workspace(bed);
     const secretFile = join(ws.dir, "client-secret");
-    await writeFile(secretFile, `${realm.serviceClientSecret}\n`, { mode: 0o600 });
-    ws.secrets.add(realm.serviceClientSecret);
+    await writeFile(secretFile, `${bed.realm.serviceClientSecret}\n`, { mode: 0o600 });
+    ws.secrets.add(bed.realm.serviceClientSecret);
     // Two caches, two files, one state (same issuer + client_id, same XDG_STATE_HOME).
     const configs = await Promise.all(
       HOSTS.map(async (host, i) => {
@@ -184,8 +176,8 @@ describe("two configurations with the same issuer and client_id share one token"
         await writeFile(
           path,
           [
-            `issuer = ${JSON.stringify(realm.issuer)}`,
-            `client_id = ${JSON.stringify(realm.serviceClientId)}`,
+            `issuer = ${JSON.stringify(bed.realm.issuer)}`,
+            `client_id = ${JSON.stringify(bed.realm.serviceClientId)}`,
             `cache_host = ${JSON.stringify(host)}`,
             `netrc_path = ${JSON.stringify(join(ws.dir, `netrc-${i}`))}`,
             `client_secret_file = ${JSON.stringify(secretFile)}`,
@@ -195,7 +187,7 @@ describe("two configurations with the same issuer and client_id share one token"
         return path;
       }),
     );
-    realm.clearRequests();
+    bed.realm.clearRequests();
     for (let i = 0; i < 10; i++) {
       const mine = configs[i % 2] as string;
       const other = configs[(i + 1) % 2] as string;
@@ -211,7 +203,7 @@ describe("two configurations with the same issuer and client_id share one token"
         `run ${i}: status of the other config: ${st.stdout}${st.stderr}`,
       );
     }
-    assert.equal(realm.countRequests("/token"), 1, "one grant for 10 runs");
+    assert.equal(bed.realm.countRequests("/token"), 1, "one grant for 10 runs");
     const tokens = [0, 1].map(async (i) => {
       const text = await readFile(join(ws.dir, `netrc-${i}`), "latin1");
       return findEntry(parseNetrc(text), HOSTS[i] as string)?.password;
