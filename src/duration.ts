@@ -16,6 +16,7 @@ export function parseDuration(text: string, what: string): number {
   }
   if (trimmed === "" || matched !== trimmed.length) {
     throw new CliError(`${what}: invalid duration ${JSON.stringify(text)}`, {
+      code: "bad_duration",
       exitCode: ExitCode.usage,
       hint: "use a number with a unit, e.g. 30s, 10m, 1h or 1h30m",
     });

@@ -1,5 +1,5 @@
-import { run } from "./cli.ts";
-import { fdOutput } from "./output.ts";
+import { run } from "./cli/run.ts";
+import { fdOutput } from "./cli/output.ts";
 
 // Ctrl-C aborts the running command (servers close, nothing half-written); a second one exits now.
 // Set up when a command first asks for the signal: `status` and `--help` have nothing to abort and

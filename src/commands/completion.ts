@@ -2,8 +2,7 @@
  * Shell completion scripts for bash, zsh and fish, made from the command table (../cli.ts), so
  * that they know every command, option and argument the parser knows.
  */
-import type { CommandSpec, OptionSpec } from "../cli.ts";
-import type { CommandTable } from "./table.ts";
+import type { CommandSpec, CommandTable, OptionSpec } from "../cli/table.ts";
 
 type Shell = "bash" | "zsh" | "fish";
 

@@ -26,7 +26,7 @@ import {
 } from "../doctor/nix.ts";
 import { check, problems, renderJson, renderText, type Check } from "../doctor/report.ts";
 import { ExitCode } from "../errors.ts";
-import { renewCommand } from "../session.ts";
+import { renewCommand } from "../core/renewal.ts";
 import type { NetrcEntry } from "../netrc/netrc.ts";
 
 export interface DoctorOptions {
@@ -39,16 +39,16 @@ export interface DoctorOptions {
  */
 export async function doctor(ctx: Context, opts: DoctorOptions): Promise<number> {
   const checks: Check[] = [];
-  const { check: cfg, session } = await configCheck(ctx);
+  const { check: cfg, setup } = configCheck(ctx);
   checks.push(cfg);
 
   const entries = new Map<string, NetrcEntry | undefined>();
   let tokenExpired = true;
   let renew = "nix-cache-login login";
-  if (session !== undefined) {
-    const { config } = session;
-    if (config.mode === "service-account") checks.push(await clientSecretCheck(config));
-    const token = await tokenCheck(ctx, session);
+  if (setup !== undefined) {
+    const { config } = setup;
+    if (config.mode === "service-account") checks.push(clientSecretCheck(config));
+    const token = tokenCheck(ctx, setup);
     checks.push(token.check);
     tokenExpired = token.expired;
     renew = renewCommand(config, token.state, ctx.now());
@@ -78,7 +78,7 @@ export async function doctor(ctx: Context, opts: DoctorOptions): Promise<number>
     const facts = await gatherNixFacts(nixPath, ctx.env, ctx.signal);
     checks.push(nixSummaryCheck(facts));
     checks.push(libcurlCheck(await gatherLibcurlFacts(nixPath, ctx.env, ctx.signal)));
-    const netrcPath = session?.config.netrcPath;
+    const netrcPath = setup?.config.netrcPath;
     if (netrcPath === undefined) {
       checks.push(
         check(
@@ -105,8 +105,8 @@ export async function doctor(ctx: Context, opts: DoctorOptions): Promise<number>
     }
   }
 
-  if (session !== undefined) {
-    const { config } = session;
+  if (setup !== undefined) {
+    const { config } = setup;
     const hosts = config.cacheHosts.map((h) => h.host);
     const results = await Promise.all(
       config.cacheHosts.map(async (cache) => [
@@ -126,7 +126,7 @@ export async function doctor(ctx: Context, opts: DoctorOptions): Promise<number>
     checks.push(check("cache", "cache", "skipped", "no valid configuration, so no cache to ask"));
   }
 
-  const report = { configPath: session?.config.path ?? null, checks };
+  const report = { configPath: setup?.config.path ?? null, checks };
   ctx.stdout.write(opts.json === true ? renderJson(report) : renderText(report));
   return problems(report).length === 0 ? ExitCode.ok : ExitCode.failure;
 }

@@ -4,7 +4,7 @@
  */
 import { existsSync } from "node:fs";
 import { parse as parseToml } from "smol-toml";
-import { writeFileAtomic } from "../atomic-file.ts";
+import { writeFileAtomic } from "../fs/atomic-file.ts";
 import { configCandidates } from "../config/find.ts";
 import { validateConfig } from "../config/load.ts";
 import { record, say, verbose, type Context } from "../context.ts";

@@ -1,5 +1,5 @@
 import { createInterface } from "node:readline";
-import { checkBrowserCommand, openBrowser } from "../browser.ts";
+import { checkBrowserCommand, openBrowser } from "../oidc/browser.ts";
 import type { Env } from "../config/paths.ts";
 import { prompt, say, verbose, warn, type Context } from "../context.ts";
 import { describeExpiry, formatSpan, parseDuration } from "../duration.ts";
@@ -10,10 +10,10 @@ import type { Provider, TokenSet } from "../oidc/provider.ts";
 import { printable } from "../terminal-text.ts";
 import { setLongTimeout } from "../timers.ts";
 import { recordTokens } from "../result.ts";
-import { describeEntries, lockOptions, openSession, type Session } from "../session.ts";
+import { describeEntries, loadSetup, lockOptions, type Setup } from "../core/setup.ts";
 import { CorruptStateError } from "../store/state.ts";
 import { readStateOrSetAside, withStateLock } from "../store/write.ts";
-import { provider, saveTokens } from "../tokens.ts";
+import { provider, saveTokens } from "../core/save-tokens.ts";
 
 export const DEFAULT_LOGIN_TIMEOUT = "5m";
 
@@ -36,16 +36,20 @@ export async function login(ctx: Context, opts: LoginOptions): Promise<number> {
   const log = verbose(ctx);
   const waitSeconds = parseDuration(opts.timeout ?? DEFAULT_LOGIN_TIMEOUT, "--timeout");
   if (waitSeconds <= 0) {
-    throw new CliError("--timeout: must be greater than zero", { exitCode: ExitCode.usage });
+    throw new CliError("--timeout: must be greater than zero", {
+      code: "bad_duration",
+      exitCode: ExitCode.usage,
+    });
   }
   const flagPort = opts.port === undefined ? undefined : parsePort(opts.port);
   if (opts.browserCommand !== undefined) checkBrowserCommand(opts.browserCommand);
 
-  const s = await openSession(ctx);
+  const s = loadSetup(ctx);
   if (s.config.mode === "service-account") {
     throw new CliError(
       `${s.config.path}: client_secret_file is set, so this configuration is for a service account`,
       {
+        code: "not_user_config",
         exitCode: ExitCode.usage,
         hint: "use `nix-cache-login service-account`, or remove client_secret_file to sign in as a user",
       },
@@ -114,7 +118,7 @@ export async function login(ctx: Context, opts: LoginOptions): Promise<number> {
 }
 
 /** Says who is signed in, and until when, before a new sign-in replaces that session. */
-function signedInAlready(ctx: Context, s: Session): void {
+function signedInAlready(ctx: Context, s: Setup): void {
   let state;
   try {
     state = s.store.read();
@@ -148,7 +152,7 @@ interface BrowserSignInOptions {
 
 async function browserSignIn(
   ctx: Context,
-  s: Session,
+  s: Setup,
   p: Provider,
   o: BrowserSignInOptions,
 ): Promise<{ tokens: TokenSet; timing: string }> {
@@ -201,7 +205,10 @@ async function browserSignIn(
         outcome.error === "access_denied"
           ? `the sign-in was denied at ${p.host}: ${detail}`
           : `the sign-in failed at ${p.host}: ${detail}`,
-        { hint: "run `nix-cache-login login` to try again" },
+        {
+          code: outcome.error === "access_denied" ? "sign_in_denied" : "sign_in_failed",
+          hint: "run `nix-cache-login login` to try again",
+        },
       );
     }
 
@@ -270,7 +277,7 @@ function acceptPastedAddresses(
 }
 
 /** Saves under the state lock, so a timer's `refresh` running meanwhile cannot overwrite the new session. */
-async function save(ctx: Context, s: Session, tokens: TokenSet, p: Provider): Promise<void> {
+async function save(ctx: Context, s: Setup, tokens: TokenSet, p: Provider): Promise<void> {
   await withStateLock(
     s.store,
     async () => {
@@ -286,7 +293,7 @@ async function save(ctx: Context, s: Session, tokens: TokenSet, p: Provider): Pr
 }
 
 /** Who was signed in before, if a readable state says so (a bad one is replaced anyway). */
-function previousAccount(s: Session): { subject?: string; username?: string } | undefined {
+function previousAccount(s: Setup): { subject?: string; username?: string } | undefined {
   try {
     return s.store.read();
   } catch {
@@ -335,12 +342,13 @@ function waitFor<T>(promise: Promise<T>, signal: AbortSignal, seconds: number): 
     };
     const onAbort = () => {
       done();
-      reject(new CliError("interrupted", { exitCode: ExitCode.interrupted }));
+      reject(new CliError("interrupted", { code: "interrupted", exitCode: ExitCode.interrupted }));
     };
     const cancelTimer = setLongTimeout(() => {
       done();
       reject(
         new CliError(`timed out after ${formatSpan(seconds)} waiting for the sign-in in the browser`, {
+          code: "sign_in_timeout",
           hint: "run `nix-cache-login login` again and finish the sign-in sooner, or allow more time with --timeout 10m",
         }),
       );
@@ -367,6 +375,7 @@ function parsePort(text: string): number {
   const port = /^\d{1,5}$/.test(text.trim()) ? Number(text.trim()) : NaN;
   if (!Number.isInteger(port) || port < 1 || port > 65535) {
     throw new CliError(`--port: ${JSON.stringify(text)} is not a port number (1-65535)`, {
+      code: "bad_port",
       exitCode: ExitCode.usage,
     });
   }

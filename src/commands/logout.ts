@@ -1,20 +1,20 @@
 import { realpath } from "node:fs/promises";
-import { removeStaleTempFiles } from "../atomic-file.ts";
+import { removeStaleTempFiles } from "../fs/atomic-file.ts";
 import { record, say, verbose, warn, type Context } from "../context.ts";
 import { ExitCode } from "../errors.ts";
 import { removeNetrcEntries } from "../netrc/file.ts";
-import { describeEntries, lockOptions, netrcWhere, openSession } from "../session.ts";
+import { describeEntries, loadSetup, lockOptions, netrcWhere } from "../core/setup.ts";
 import type { TokenState } from "../store/state.ts";
 import { readStateOrSetAside, removeState, withStateLock } from "../store/write.ts";
-import { provider } from "../tokens.ts";
+import { provider } from "../core/save-tokens.ts";
 
 /**
  * Revokes the refresh token, then removes our netrc entry, the token state and any temp file a
  * killed process left with a token in it. Local clean-up happens whatever the provider or the
  * state file say (a corrupt state is moved aside): afterwards no token of ours is left on disk.
  */
-export async function logout(ctx: Context): Promise<number> {
-  const s = await openSession(ctx);
+export function logout(ctx: Context): Promise<number> {
+  const s = loadSetup(ctx);
   const log = verbose(ctx);
   return withStateLock(
     s.store,

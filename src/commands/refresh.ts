@@ -1,146 +1,25 @@
-import { say, verbose, warn, type Context } from "../context.ts";
-import { describeExpiry } from "../duration.ts";
-import { ExitCode, loginRequired } from "../errors.ts";
-import { parseClientKey } from "../oidc/client-key.ts";
-import { SessionEndedError } from "../oidc/provider.ts";
-import { recordTokens } from "../result.ts";
-import {
-  beginRenewal,
-  describeEntries,
-  hostsLackingToken,
-  lockOptions,
-  tokenGood,
-  tokenLasts,
-  type Session,
-} from "../session.ts";
-import type { TokenState } from "../store/state.ts";
-import {
-  readStateOrSetAside,
-  reserveStateWrite,
-  withStateLock,
-  writeState,
-  type StateReservation,
-} from "../store/write.ts";
-import { provider, saveTokens, writeNetrcEntries } from "../tokens.ts";
+import { verbose, type Context } from "../context.ts";
+import { beginRenewal } from "../core/renewal.ts";
+import { ExitCode } from "../errors.ts";
 
 export interface RefreshOptions {
   minValid?: string | undefined;
 }
 
 /**
- * Renews the access token without a browser. The whole read -> refresh -> write runs under the
- * state lock and re-reads the state after taking it: Keycloak may end a session when a rotated
- * refresh token is used twice, so two timers must never both spend the same one.
+ * Renews the access token without a browser: `refresh` with the stored refresh token, or for a
+ * service account (either command) with the client credentials grant. A fresh enough token
+ * (--min-valid) is settled from the files, before the network code is even loaded.
  */
 export async function refresh(
   ctx: Context,
   opts: RefreshOptions,
-  grant: "refresh" | "client-credentials" = "refresh",
+  command: "refresh" | "service-account" = "refresh",
 ): Promise<number> {
-  const r = await beginRenewal(ctx, opts, grant);
-  if (r === "fresh") return ExitCode.ok;
-  const { session: s, credential, seen, minValid } = r;
-  // A bad key file is a configuration error, found before any request.
-  if (credential !== undefined && "keyText" in credential) {
-    parseClientKey(s.config, credential.keyText, credential.keyFile);
-  }
-  const log = verbose(ctx);
-  const mode = s.config.mode;
-  if (grant === "refresh" && mode === "service-account")
-    log("configuration is for a service account: using the client credentials grant");
-
-  return withStateLock(
-    s.store,
-    async () => {
-      const state =
-        mode === "service-account"
-          ? await readStateOrSetAside(s.store, (line) => warn(ctx, line))
-          : s.store.read();
-      // Another process renewed after this one started (a timer and a user, or ten processes started
-      // at once, some of which start slower): its token is as fresh as ours would be. The process's
-      // own start is the reference, not our first read: a slow starter may read after the renewal.
-      const renewedAt = state?.updated_at === undefined ? NaN : Date.parse(state.updated_at);
-      const renewedMeanwhile =
-        state?.access_token !== undefined &&
-        (state.access_token !== seen?.access_token || renewedAt >= performance.timeOrigin);
-      const needed = minValid ?? (renewedMeanwhile ? 1 : Infinity);
-      if (tokenGood(s, state, needed, ctx.now())) {
-        log("another nix-cache-login renewed the token meanwhile; nothing to do");
-        recordTokens(ctx, s.config, state, "none");
-        return ExitCode.ok;
-      }
-      if (state !== undefined && tokenLasts(state, needed, ctx.now())) {
-        await copyTokenToHosts(ctx, s, state);
-        recordTokens(ctx, s.config, state, "copied");
-        return ExitCode.ok;
-      }
-      const p = provider(ctx, s, state, credential);
-      // Room for the rotated token before it exists: a full disk fails here, session intact.
-      const reserved = await reserveStateWrite(s.store);
-      try {
-        return await renew(reserved);
-      } finally {
-        await reserved.release();
-      }
-
-      async function renew(reserved: StateReservation): Promise<number> {
-        let tokens;
-        if (mode === "service-account") {
-          tokens = await p.clientCredentials();
-        } else {
-          if (state?.refresh_token === undefined) {
-            throw loginRequired(`not signed in to ${s.config.issuer} as client ${s.config.clientId}`);
-          }
-          if (state.session_ended !== undefined) {
-            throw loginRequired(
-              `the session at ${s.config.issuer} ended at ${state.session_ended.at}${state.session_ended.description === null ? "" : ` (${state.session_ended.description})`}`,
-            );
-          }
-          try {
-            tokens = await p.refresh(state.refresh_token);
-          } catch (e) {
-            // Remember that the provider ended the session, so `status` and `doctor` stop calling the
-            // refresh token valid. updated_at stays: it marks renewals.
-            if (e instanceof SessionEndedError) {
-              await writeState(
-                s.store,
-                {
-                  ...state,
-                  session_ended: { at: ctx.now().toISOString(), description: e.description ?? null },
-                },
-                { touch: false, reserved },
-              ).catch((e2: unknown) => log(`could not record the end of the session: ${String(e2)}`));
-            }
-            throw e;
-          }
-        }
-        const next = await saveTokens(ctx, s, state, tokens, p, mode, reserved);
-        recordTokens(ctx, s.config, next, "renewed");
-        const expires =
-          next.access_token_expires_at === undefined ? null : new Date(next.access_token_expires_at);
-        say(
-          ctx,
-          `${mode === "service-account" ? "Got a new token" : "Renewed the token"} for ${s.config.machines.join(", ")}: ${describeExpiry(expires, ctx.now())}`,
-        );
-        return ExitCode.ok;
-      }
-    },
-    lockOptions(ctx, s.config),
-  );
-}
-
-/**
- * The stored token is still good but some host's entry lacks it: another configuration with the
- * same issuer and client_id (they share one token state) renewed it, or an entry was removed by
- * hand. Writing it there costs no grant, and the other configuration's entries stay valid.
- */
-async function copyTokenToHosts(ctx: Context, s: Session, state: TokenState): Promise<void> {
-  const lacking = hostsLackingToken(s, state);
-  await writeNetrcEntries(ctx, s, lacking, state.access_token as string);
-  const expires =
-    state.access_token_expires_at === undefined ? null : new Date(state.access_token_expires_at);
-  say(
-    ctx,
-    `Wrote the current token to the ${describeEntries(lacking)} (no new grant needed): ${describeExpiry(expires, ctx.now())}`,
-  );
+  const pending = beginRenewal(ctx, opts, command);
+  if (pending === "fresh") return ExitCode.ok;
+  if (command === "refresh" && pending.setup.config.mode === "service-account")
+    verbose(ctx)("configuration is for a service account: using the client credentials grant");
+  const { renew } = await import("../core/renew.ts");
+  return renew(ctx, pending);
 }

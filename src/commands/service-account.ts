@@ -6,5 +6,5 @@ import { refresh, type RefreshOptions } from "./refresh.ts";
  * configuration without client_secret_file is refused (exit 2) when the secret is read.
  */
 export function serviceAccount(ctx: Context, opts: RefreshOptions): Promise<number> {
-  return refresh(ctx, opts, "client-credentials");
+  return refresh(ctx, opts, "service-account");
 }

@@ -2,7 +2,8 @@ import type { Context } from "../context.ts";
 import { describeExpiry } from "../duration.ts";
 import { ExitCode } from "../errors.ts";
 import { netrcHolds } from "../netrc/read.ts";
-import { describeEntries, openSession, renewCommand } from "../session.ts";
+import { renewCommand } from "../core/renewal.ts";
+import { describeEntries, loadSetup } from "../core/setup.ts";
 import { printable } from "../terminal-text.ts";
 
 export interface StatusOptions {
@@ -18,8 +19,8 @@ interface TokenReport {
 }
 
 /** Local files only: no network, so it is fast and safe to run from prompts and scripts. */
-export async function status(ctx: Context, opts: StatusOptions): Promise<number> {
-  const s = await openSession(ctx);
+export function status(ctx: Context, opts: StatusOptions): number {
+  const s = loadSetup(ctx);
   const { config } = s;
   const state = s.store.read();
   const now = ctx.now();

@@ -21,7 +21,7 @@ import { xdgDir, type Env } from "../config/paths.ts";
 import { say, warn, type Context } from "../context.ts";
 import { parseDuration } from "../duration.ts";
 import { CliError, ExitCode } from "../errors.ts";
-import { openSession } from "../session.ts";
+import { loadSetup } from "../core/setup.ts";
 
 export interface TimerOptions {
   action: "install" | "remove" | "status";
@@ -314,7 +314,7 @@ function thisScript(): string {
   return realpathSync(resolve(arg));
 }
 
-async function buildSpec(ctx: Context, opts: TimerOptions, home: string): Promise<TimerSpec> {
+function buildSpec(ctx: Context, opts: TimerOptions, home: string): TimerSpec {
   const system = opts.system === true;
   const interval = (opts.interval ?? DEFAULT_INTERVAL).trim();
   const minValid = (opts.minValid ?? DEFAULT_MIN_VALID).trim();
@@ -334,7 +334,7 @@ async function buildSpec(ctx: Context, opts: TimerOptions, home: string): Promis
     );
   }
   // The configuration must load now, not fail every few minutes in the background.
-  const s = await openSession(ctx);
+  const s = loadSetup(ctx);
   if (system && s.config.mode !== "service-account") {
     throw new CliError(
       `${s.config.path}: --system needs a service-account configuration (client_secret_file)`,
@@ -396,8 +396,8 @@ export async function timer(ctx: Context, opts: TimerOptions): Promise<number> {
   const home = ctx.env.HOME ?? "";
   const p = platform();
   const dir = unitDir(p, system, ctx.env, home);
-  if (opts.action === "install") return install(ctx, await buildSpec(ctx, opts, home), p, dir);
-  if (opts.action === "remove") return remove(ctx, system, p, dir);
+  if (opts.action === "install") return await install(ctx, buildSpec(ctx, opts, home), p, dir);
+  if (opts.action === "remove") return await remove(ctx, system, p, dir);
   return status(ctx, system, p, dir);
 }
 
@@ -484,7 +484,7 @@ async function remove(ctx: Context, system: boolean, p: Platform, dir: string): 
   return ExitCode.ok;
 }
 
-async function status(ctx: Context, system: boolean, p: Platform, dir: string): Promise<number> {
+function status(ctx: Context, system: boolean, p: Platform, dir: string): number {
   const files = timerFiles(p, system, dir);
   const lines: string[] = [];
   let ok = true;

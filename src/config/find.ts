@@ -41,6 +41,7 @@ export function configCandidates(flag: string | undefined, env: Env): ConfigCand
 export function noConfigError(tried: ConfigCandidate[]): CliError {
   const list = tried.map((c) => `${c.path} (${c.source})`).join(", ");
   return new CliError(`no configuration file found; tried: ${list}`, {
+    code: "config_not_found",
     exitCode: ExitCode.usage,
     hint: "create one (see `nix-cache-login --help`), or pass --config PATH",
   });

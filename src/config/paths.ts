@@ -7,6 +7,7 @@ function home(env: Env): string {
   const h = env.HOME;
   if (h === undefined || h === "") {
     throw new CliError("HOME is not set", {
+      code: "home_not_set",
       exitCode: ExitCode.usage,
       hint: "set HOME to your home directory",
     });
@@ -53,6 +54,7 @@ export function expandPath(raw: string, env: Env, where: string): string {
     throw new CliError(
       `${where}: environment variable${missing.length > 1 ? "s" : ""} ${missing.map((n) => `$${n}`).join(", ")} ${missing.length > 1 ? "are" : "is"} not set`,
       {
+        code: "variable_not_set",
         exitCode: ExitCode.usage,
         hint: "set the variable, or write the path out in full",
       },
@@ -60,6 +62,7 @@ export function expandPath(raw: string, env: Env, where: string): string {
   }
   if (!isAbsolute(out)) {
     throw new CliError(`${where}: ${JSON.stringify(raw)} is not an absolute path`, {
+      code: "path_not_absolute",
       exitCode: ExitCode.usage,
       hint: "use an absolute path, ~/..., or one starting with a variable such as $XDG_CONFIG_HOME",
     });

@@ -3,7 +3,7 @@
  * Nix) reads it. No network here.
  */
 import { stat } from "node:fs/promises";
-import { formatMode } from "../atomic-file.ts";
+import { formatMode } from "../fs/atomic-file.ts";
 import { userInfo } from "node:os";
 import type { Config } from "../config/load.ts";
 import type { Context } from "../context.ts";
@@ -18,7 +18,8 @@ import {
   type NetrcEntry,
 } from "../netrc/netrc.ts";
 import { parseClientKey } from "../oidc/client-key.ts";
-import { openSession, readClientKeyText, readClientSecret, renewCommand, type Session } from "../session.ts";
+import { renewCommand } from "../core/renewal.ts";
+import { loadSetup, readClientKeyText, readClientSecret, type Setup } from "../core/setup.ts";
 import type { TokenState } from "../store/state.ts";
 import { check, type Check } from "./report.ts";
 
@@ -27,16 +28,16 @@ function errorText(e: unknown): { message: string; hint: string | undefined } {
   return { message: (e as Error).message ?? String(e), hint: undefined };
 }
 
-export async function configCheck(ctx: Context): Promise<{ check: Check; session: Session | undefined }> {
+export function configCheck(ctx: Context): { check: Check; setup: Setup | undefined } {
   try {
-    const session = await openSession(ctx);
-    const c = session.config;
+    const setup = loadSetup(ctx);
+    const c = setup.config;
     const who =
       c.mode === "service-account"
         ? `service account ${c.clientId}`
         : `user sign-in with client ${c.clientId}`;
     return {
-      session,
+      setup,
       check: check("config", "config", "ok", `${c.path} (${c.source}) is valid`, {
         details: [`${who} at ${c.issuer}; cache ${c.cacheHosts.map((h) => h.url).join(", ")}`],
       }),
@@ -45,7 +46,7 @@ export async function configCheck(ctx: Context): Promise<{ check: Check; session
     const { message, hint } = errorText(e);
     const lines = message.split("\n").map((l) => l.trim());
     return {
-      session: undefined,
+      setup: undefined,
       check: check("config", "config", "problem", lines[0] ?? message, {
         details: lines.slice(1),
         fix: [hint ?? "fix the configuration file (keys are listed in `nix-cache-login --help`)"],
@@ -54,7 +55,7 @@ export async function configCheck(ctx: Context): Promise<{ check: Check; session
   }
 }
 
-export async function clientSecretCheck(config: Config): Promise<Check> {
+export function clientSecretCheck(config: Config): Check {
   const key = config.clientKeyFile !== undefined;
   const id = key ? "client_key" : "client_secret";
   const title = key ? "client key" : "client secret";
@@ -79,10 +80,10 @@ export async function clientSecretCheck(config: Config): Promise<Check> {
   }
 }
 
-export async function tokenCheck(
+export function tokenCheck(
   ctx: Context,
-  s: Session,
-): Promise<{ check: Check; state: TokenState | undefined; expired: boolean }> {
+  s: Setup,
+): { check: Check; state: TokenState | undefined; expired: boolean } {
   const now = ctx.now();
   let state: TokenState | undefined;
   try {

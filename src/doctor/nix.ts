@@ -22,19 +22,19 @@ export const SYSTEM_NIX_CONF = "/etc/nix/nix.conf";
 export const DEFAULT_DAEMON_SOCKET = "/nix/var/nix/daemon-socket/socket";
 const NIX_TIMEOUT_MS = 20_000;
 
-export interface CommandResult {
+export interface ProgramResult {
   code: number | null;
   stdout: string;
   stderr: string;
   error?: string;
 }
 
-export function runCommand(
+export function runProgram(
   file: string,
   args: string[],
   env: Env,
   signal: AbortSignal,
-): Promise<CommandResult> {
+): Promise<ProgramResult> {
   return new Promise((resolvePromise) => {
     const child = spawn(file, args, {
       env: { ...env } as NodeJS.ProcessEnv,
@@ -103,7 +103,7 @@ function firstLine(text: string): string {
 
 /** Runs the installed `nix` with the user's environment (so NIX_CONF_DIR, NIX_CONFIG, NIX_REMOTE count). */
 export async function gatherNixFacts(nixPath: string, env: Env, signal: AbortSignal): Promise<NixFacts> {
-  const version = await runCommand(nixPath, ["--version"], env, signal);
+  const version = await runProgram(nixPath, ["--version"], env, signal);
   const versionLine = firstLine(version.stdout) || firstLine(version.stderr) || "unknown version";
   const determinate = /determinate/i.test(versionLine) || (await exists(DETERMINATE_CONFIG));
 
@@ -114,7 +114,7 @@ export async function gatherNixFacts(nixPath: string, env: Env, signal: AbortSig
   let settingsError: string | undefined;
   let settings: Record<string, { value?: unknown }> | undefined;
   for (const sub of [["config", "show"], ["show-config"]]) {
-    const r = await runCommand(nixPath, [...flags, ...sub, "--json"], env, signal);
+    const r = await runProgram(nixPath, [...flags, ...sub, "--json"], env, signal);
     if (r.code === 0) {
       try {
         settings = JSON.parse(r.stdout) as Record<string, { value?: unknown }>;
@@ -289,7 +289,7 @@ export async function processStartedAt(
 ): Promise<Date | undefined> {
   const ps = await findOnPath("ps", env);
   if (ps === undefined) return undefined;
-  const r = await runCommand(ps, ["-A", "-o", "etime=,comm="], env, signal);
+  const r = await runProgram(ps, ["-A", "-o", "etime=,comm="], env, signal);
   if (r.code !== 0) return undefined;
   const prefix = name.slice(0, 15);
   let oldest: number | undefined;
@@ -440,7 +440,7 @@ export function isTrusted(trustedUsers: string[], user: string, groups: string[]
 export async function userGroups(env: Env, signal: AbortSignal): Promise<string[]> {
   const id = await findOnPath("id", env);
   if (id === undefined) return [];
-  const r = await runCommand(id, ["-Gn"], env, signal);
+  const r = await runProgram(id, ["-Gn"], env, signal);
   return r.code === 0 ? r.stdout.trim().split(/\s+/) : [];
 }
 
@@ -535,7 +535,7 @@ export async function gatherLibcurlFacts(
       error: `${darwin ? "otool" : "ldd"} is not on PATH`,
     };
   }
-  const r = await runCommand(tool, darwin ? ["-L", binary] : [binary], env, signal);
+  const r = await runProgram(tool, darwin ? ["-L", binary] : [binary], env, signal);
   const line = r.stdout.split("\n").find((l) => /libcurl/.test(l));
   if (r.code !== 0 || line === undefined) {
     return {

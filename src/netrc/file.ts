@@ -1,6 +1,6 @@
 import { lstat, realpath, stat } from "node:fs/promises";
 import { dirname } from "node:path";
-import { formatMode, withLock, writeFileAtomic } from "../atomic-file.ts";
+import { formatMode, withLock, writeFileAtomic } from "../fs/atomic-file.ts";
 import { CliError } from "../errors.ts";
 import { foreignOwner, isSticky, writableByOthers } from "../file-trust.ts";
 import { fsError, readNetrcText, syntaxError } from "./read.ts";
@@ -66,7 +66,7 @@ export function checkTokenLength(token: string, host: string): string | undefine
   if (line > CURL_NETRC_MAX_LINE || bytes > CURL_NETRC_MAX_TOKEN) {
     throw new CliError(
       `the access token for ${host} is ${bytes} bytes; its netrc line would be ${line} bytes, and curl up to 8.10 (and the Nix built on it) skips a netrc line over ${CURL_NETRC_MAX_LINE} bytes, so Nix would send no token`,
-      { hint: `${cure}; the netrc was left unchanged` },
+      { code: "token_too_long", hint: `${cure}; the netrc was left unchanged` },
     );
   }
   if (bytes > NETRC_TOKEN_WARN_BYTES) {

@@ -55,7 +55,10 @@ export async function deviceSignIn(
         seconds < o.timeoutSeconds
           ? `the device code expired after ${formatSpan(seconds)} before the sign-in was approved`
           : `timed out after ${formatSpan(seconds)} waiting for the sign-in to be approved`,
-        { hint: "run `nix-cache-login login --device` again (use --timeout to wait longer)" },
+        {
+          code: seconds < o.timeoutSeconds ? "device_code_expired" : "sign_in_timeout",
+          hint: "run `nix-cache-login login --device` again (use --timeout to wait longer)",
+        },
       );
     }
     throw e;

@@ -77,6 +77,7 @@ export class LoopbackServer {
             new CliError(
               `port ${port} on 127.0.0.1 is already in use, so the sign-in cannot receive its redirect`,
               {
+                code: "port_in_use",
                 hint: `stop the program that uses it, or choose another port (${portFrom}); without a port a free one is picked`,
               },
             ),
@@ -84,12 +85,16 @@ export class LoopbackServer {
         } else if (e.code === "EACCES") {
           reject(
             new CliError(`not allowed to listen on port ${port} on 127.0.0.1`, {
+              code: "port_not_allowed",
               hint: `choose a port above 1023 (${portFrom})`,
             }),
           );
         } else {
           reject(
-            new CliError(`cannot listen on 127.0.0.1 for the sign-in redirect: ${e.message}`, { cause: e }),
+            new CliError(`cannot listen on 127.0.0.1 for the sign-in redirect: ${e.message}`, {
+              code: "listen_failed",
+              cause: e,
+            }),
           );
         }
       });

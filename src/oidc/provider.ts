@@ -3,10 +3,11 @@
  * all through openid-client. Protocol errors are translated into CliErrors here.
  */
 import type * as OidcClient from "openid-client";
-import type { Config, TokenEndpointAuthMethod } from "../config/load.ts";
+import type { Config } from "../config/load.ts";
+import type { TokenEndpointAuthMethod } from "../config/rules.ts";
 import type { Env } from "../config/paths.ts";
 import { CliError, ExitCode, type ExitCodeValue } from "../errors.ts";
-import type { ClientCredential } from "../session.ts";
+import type { ClientCredential } from "../core/setup.ts";
 import { parseClientKey, webCryptoKey } from "./client-key.ts";
 import type { TokenState } from "../store/state.ts";
 import { printable } from "../terminal-text.ts";
@@ -231,7 +232,7 @@ export class Provider {
    * Ends the session: RFC 7009 revocation when advertised, else Keycloak's logout endpoint, which
    * accepts a refresh token from the client it was issued to.
    */
-  async revoke(refreshToken: string): Promise<"revoked" | "logged-out"> {
+  revoke(refreshToken: string): Promise<"revoked" | "logged-out"> {
     return this.withConfig("revocation", async (l, c) => {
       const meta = c.serverMetadata();
       if (meta.revocation_endpoint !== undefined) {
@@ -239,7 +240,9 @@ export class Provider {
         return "revoked" as const;
       }
       if (meta.end_session_endpoint === undefined) {
-        throw new CliError(`${this.host} advertises neither a revocation nor a logout endpoint`);
+        throw new CliError(`${this.host} advertises neither a revocation nor a logout endpoint`, {
+          code: "provider_no_revocation",
+        });
       }
       const endpoint = checkedEndpoint(meta.end_session_endpoint, this.opts.config.issuer, "logout endpoint");
       const body = new URLSearchParams({ client_id: this.opts.config.clientId, refresh_token: refreshToken });
@@ -255,7 +258,9 @@ export class Provider {
         );
       }
       if (!res.ok && res.status !== 204) {
-        throw new CliError(`${this.host} answered the logout request with HTTP ${res.status}`);
+        throw new CliError(`${this.host} answered the logout request with HTTP ${res.status}`, {
+          code: "provider_logout_failed",
+        });
       }
       return "logged-out" as const;
     });
@@ -270,10 +275,11 @@ export class Provider {
    * Starts an authorization code request (RFC 6749 4.1) with PKCE S256 (RFC 7636), `state` and
    * `nonce`. The URL carries no secret (the verifier stays here), so it may be printed and logged.
    */
-  async authorizationRequest(redirectUri: string): Promise<AuthorizationRequest> {
+  authorizationRequest(redirectUri: string): Promise<AuthorizationRequest> {
     return this.withConfig("authorization request", async (l, c) => {
       if (c.serverMetadata().authorization_endpoint === undefined) {
         throw new CliError(`${this.host} advertises no authorization endpoint`, {
+          code: "provider_no_authorization_endpoint",
           hint: "check that the issuer URL points at the realm",
         });
       }
@@ -363,6 +369,7 @@ export class Provider {
         throw new CliError(
           `${this.host} does not offer the device sign-in (no device authorization endpoint)`,
           {
+            code: "provider_no_device_flow",
             hint: "sign in with a browser (leave out --device), or enable the OAuth 2.0 Device Authorization Grant for the client",
           },
         );
@@ -441,16 +448,21 @@ export class Provider {
     };
     const desc = typeof err.error_description === "string" ? ` (${printable(err.error_description)})` : "";
     if (err.error === "access_denied") {
-      return new CliError(`the sign-in was denied at ${this.host}${desc}`, { cause: e });
+      return new CliError(`the sign-in was denied at ${this.host}${desc}`, {
+        code: "sign_in_denied",
+        cause: e,
+      });
     }
     if (err.error === "expired_token") {
       return new CliError(`the device code expired before the sign-in was approved${desc}`, {
+        code: "device_code_expired",
         hint: "run `nix-cache-login login --device` again and approve it sooner",
         cause: e,
       });
     }
     if (err.error === "invalid_grant") {
       return new CliError(`${this.host} rejected the ${what}: invalid_grant${desc}`, {
+        code: "sign_in_rejected",
         hint: "run `nix-cache-login login` again",
         cause: e,
       });
@@ -467,6 +479,7 @@ export class Provider {
         return new CliError(
           `the answer from ${this.host} to the ${what} failed validation: ${err.message ?? err.code}`,
           {
+            code: "provider_answer_invalid",
             hint: "check the system clock and the client settings in Keycloak; run again with --verbose for details",
             cause: e,
           },
@@ -518,6 +531,7 @@ export class Provider {
     const network = describeNetworkError(e, url);
     if (network !== undefined) {
       return new CliError(`cannot reach ${url === undefined ? host : new URL(url).host}: ${network}`, {
+        code: "provider_unreachable",
         hint: "check the network and the issuer URL in the configuration",
         detail: `${what} failed`,
         cause: e,
@@ -564,6 +578,7 @@ export class Provider {
       }
       if (err.error === "invalid_client" || err.error === "unauthorized_client") {
         return new CliError(`${host} rejected client ${this.opts.config.clientId}: ${err.error}${desc}`, {
+          code: "client_rejected",
           exitCode: ExitCode.usage,
           hint:
             this.opts.credential === undefined
@@ -573,7 +588,10 @@ export class Provider {
                 : `check client_id and the secret in ${this.opts.config.clientSecretFile ?? "client_secret_file"}, and token_endpoint_auth_method (now ${this.authMethod(this.discovery?.metadata)})`,
         });
       }
-      return new CliError(`${host} refused the ${what}: ${err.error}${desc}`, { cause: e });
+      return new CliError(`${host} refused the ${what}: ${err.error}${desc}`, {
+        code: "provider_refused",
+        cause: e,
+      });
     }
     if (err.code === "OAUTH_JSON_ATTRIBUTE_COMPARISON_FAILED" && what === "discovery") {
       const found = (err.cause as { body?: { issuer?: unknown } } | undefined)?.body?.issuer;
@@ -590,12 +608,16 @@ export class Provider {
     }
     if (err.code === "OAUTH_RESPONSE_IS_NOT_CONFORM" || err.code === "OAUTH_RESPONSE_IS_NOT_JSON") {
       return new CliError(`${host} sent an unexpected answer to the ${what}`, {
+        code: "provider_answer_unexpected",
         hint: "check that the issuer URL points at the realm (e.g. https://sso.example.org/realms/NAME)",
         detail: err.message,
         cause: e,
       });
     }
-    return new CliError(`${what} with ${host} failed: ${err.message ?? String(e)}`, { cause: e });
+    return new CliError(`${what} with ${host} failed: ${err.message ?? String(e)}`, {
+      code: "provider_request_failed",
+      cause: e,
+    });
   }
 }
 
@@ -608,7 +630,11 @@ export class SessionEndedError extends CliError {
     /** The provider's error_description, made printable. */
     readonly description: string | undefined,
   ) {
-    super(message, { exitCode: ExitCode.loginRequired, hint: "run `nix-cache-login login`" });
+    super(message, {
+      exitCode: ExitCode.loginRequired,
+      code: "session_expired",
+      hint: "run `nix-cache-login login`",
+    });
   }
 }
 
@@ -748,6 +774,7 @@ function issuerMismatch(config: Config, found: string, cause: unknown): CliError
     `${config.path}: issuer: ${shown(config.issuer)} does not match the issuer the provider names, ${shown(found)}`,
     {
       exitCode: ExitCode.usage,
+      code: "issuer_mismatch",
       hint: slashOnly
         ? `write issuer = ${shown(found)} (with${found.endsWith("/") ? "" : "out"} the trailing slash), exactly as the provider names it`
         : `write issuer = ${shown(found)} if that is the provider you mean; the issuer must be written exactly as the provider names it`,

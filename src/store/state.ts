@@ -77,7 +77,9 @@ export class StateStore {
       if (e instanceof CliError) throw e;
       const code = (e as NodeJS.ErrnoException).code;
       if (code === "ELOOP") throw untrusted(this.file, "is a symbolic link", `rm ${this.file}`);
-      throw new CliError(`${this.file}: cannot read token state: ${fsReason(e)}`);
+      throw new CliError(`${this.file}: cannot read token state: ${fsReason(e)}`, {
+        code: "state_unreadable",
+      });
     }
     try {
       const parsed = JSON.parse(text) as TokenState;
@@ -87,6 +89,7 @@ export class StateStore {
       return parsed;
     } catch {
       throw new CorruptStateError(`${this.file}: token state is corrupt`, {
+        code: "state_corrupt",
         hint: "run `nix-cache-login login` (or `logout`): it moves the file aside and starts afresh",
       });
     }

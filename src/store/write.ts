@@ -8,7 +8,7 @@ import {
   tempFileName,
   withLock,
   writeFileAtomic,
-} from "../atomic-file.ts";
+} from "../fs/atomic-file.ts";
 import { fileError } from "../fs-errors.ts";
 import type { LockOptions } from "../lock-file.ts";
 import { checkStateDir, CorruptStateError, type StateStore, type TokenState } from "./state.ts";

@@ -143,19 +143,19 @@ describe("--json and --quiet", () => {
     const res = await runCli(ws, ["refresh", "--json"]);
     assert.equal(res.code, 3);
     const err = json(res.stdout).error as Record<string, unknown>;
-    assert.equal(err.code, "login_required");
+    assert.equal(err.code, "not_signed_in");
     assert.match(String(err.message), /not signed in/);
     assert.match(String(err.hint), /nix-cache-login login/);
 
     const status = await runCli(ws, ["status", "--json", "--config", join(ws.dir, "missing.toml")]);
     assert.equal(status.code, 2);
     const s = json(status.stdout).error as Record<string, unknown>;
-    assert.equal(s.code, "usage");
+    assert.equal(s.code, "config_not_found");
     assert.match(String(s.message), /missing\.toml: configuration file not found/);
 
     const bad = await runCli(ws, ["logout", "--json", "--bogus"]);
     assert.equal(bad.code, 2);
-    assert.equal((json(bad.stdout).error as Record<string, unknown>).code, "usage");
+    assert.equal((json(bad.stdout).error as Record<string, unknown>).code, "unknown_option");
   });
 
   test("--min-valid without a unit is a usage error that names the units", async () => {

@@ -66,8 +66,11 @@ describe("npm package", () => {
   test("npm pack from a clean clone builds (prepack) and ships the CLI, its man page and completions", () => {
     for (const f of [
       "dist/nix-cache-login.cjs",
-      "dist/commands.cjs",
-      "dist/proxy.mjs",
+      "dist/vendor/openid-client.cjs",
+      "dist/vendor/proper-lockfile.cjs",
+      "dist/vendor/undici.cjs",
+      "dist/vendor/open.cjs",
+      "dist/vendor/uqr.cjs",
       "dist/man/nix-cache-login.1",
       "dist/completions/nix-cache-login.bash",
       "dist/completions/_nix-cache-login",

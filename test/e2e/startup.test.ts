@@ -1,105 +1,104 @@
-// The entry's V8 code cache (src/loader.cjs): written after a successful run, 0600 in a 0700
-// directory under the user's own XDG_CACHE_HOME, per build; anything it cannot trust is ignored
-// and replaced; never written after a failure or with NODE_DISABLE_COMPILE_CACHE.
+// Start-up: all of our code is one file (dist/nix-cache-login.cjs); the third-party libraries are
+// in dist/vendor/ and loaded only by the commands that use them, so `status`, `--help` and a
+// timer's `refresh --min-valid` never parse them. No compiled-code cache is written anywhere.
 import assert from "node:assert/strict";
-import { chmod, lstat, mkdir, readdir, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
+
 import { after, test } from "node:test";
-import { makeWorkspace, runCli, type Workspace } from "../support/cli.ts";
+import { StateStore } from "../../src/store/state.ts";
+import { writeState } from "../../src/store/write.ts";
+import { CLI, makeWorkspace, runCli, type Workspace } from "../support/cli.ts";
 
 const workspaces: Workspace[] = [];
 after(async () => {
   for (const ws of workspaces) await ws.cleanup();
 });
 
-async function workspace(): Promise<{ ws: Workspace; dir: string }> {
-  const ws = await makeWorkspace();
+const ISSUER = "https://sso.example.org/realms/nix";
+const TOKEN = "header.payload-of-a-fresh-access-token.signature";
+
+/** A signed-in user whose access token stays valid for an hour: nothing to renew. */
+async function freshWorkspace(): Promise<Workspace> {
+  const ws = await makeWorkspace({ issuer: ISSUER, client_id: "nix-cache", cache_host: "cache.example.org" });
   workspaces.push(ws);
-  return { ws, dir: join(ws.env.XDG_CACHE_HOME as string, "nix-cache-login", "code-cache") };
+  const store = new StateStore(ws.stateDir, ISSUER, "nix-cache");
+  await writeState(store, {
+    ...store.empty("user"),
+    refresh_token: "a-refresh-token-never-sent",
+    access_token: TOKEN,
+    access_token_expires_at: new Date(Date.now() + 3600_000).toISOString(),
+  });
+  await mkdir(dirname(ws.netrcPath), { recursive: true });
+  await writeFile(ws.netrcPath, `machine cache.example.org login nix-cache-login password ${TOKEN}\n`, {
+    mode: 0o600,
+  });
+  return ws;
 }
 
-const mode = async (p: string) => (await stat(p)).mode & 0o777;
+/** The files of dist/ a run of the CLI loaded (from Node's require cache, written at exit). */
+async function loadedFiles(ws: Workspace, args: string[]): Promise<{ code: number | null; files: string[] }> {
+  const hook = join(ws.dir, "hook.cjs");
+  const out = join(ws.dir, `loaded-${args.join("_")}.json`);
+  await writeFile(
+    hook,
+    `process.on("exit", () => require("node:fs").writeFileSync(${JSON.stringify(out)}, JSON.stringify(Object.keys(require.cache))));\n`,
+  );
+  const r = await runCli(ws, args, { env: { NODE_OPTIONS: `--require ${hook}` } });
+  const dist = join(CLI, "..");
+  const files = (JSON.parse(await readFile(out, "utf8")) as string[])
+    .filter((f) => f.startsWith(`${dist}/`))
+    .map((f) => f.slice(dist.length + 1))
+    .sort();
+  return { code: r.code, files };
+}
 
-test("a successful run leaves a private cache; the next run uses it and prints the same", async () => {
-  const { ws, dir } = await workspace();
-  const first = await runCli(ws, ["--help"]);
-  assert.equal(first.code, 0);
-  const files = await readdir(dir);
-  assert.equal(files.length, 1, files.join(", "));
-  const [file] = files as [string];
-  assert.match(file, new RegExp(`^[0-9a-f]{16}-${process.version}-${process.arch}-none_help\\.bin$`));
-  assert.equal(await mode(dir), 0o700);
-  assert.equal(await mode(join(dir, file)), 0o600);
-  const before = await readFile(join(dir, file));
-  const second = await runCli(ws, ["--help"]);
-  assert.deepEqual([second.code, second.stdout, second.stderr], [0, first.stdout, first.stderr]);
-  assert.deepEqual(await readFile(join(dir, file)), before, "an accepted cache is not rewritten");
-  // Each kind of command line has its own: the command and its options, not their values.
-  assert.equal((await runCli(ws, ["status", "--help", "--config=/nonexistent"])).code, 0);
-  assert.equal((await runCli(ws, ["-c", "/elsewhere", "status", "-h"])).code, 0);
-  const prefix = `${file.slice(0, 16)}-${process.version}-${process.arch}-`;
-  assert.deepEqual((await readdir(dir)).sort(), [
-    `${prefix}none_help.bin`,
-    `${prefix}status_c_h.bin`,
-    `${prefix}status_config_help.bin`,
-  ]);
+test("status, --help and refresh --min-valid load our one file and no third-party library", async () => {
+  const ws = await freshWorkspace();
+  for (const args of [["status"], ["--help"], ["status", "--json"], ["refresh", "--min-valid", "10m"]]) {
+    const { code, files } = await loadedFiles(ws, args);
+    assert.equal(code, 0, args.join(" "));
+    assert.deepEqual(files, ["nix-cache-login.cjs"], args.join(" "));
+  }
 });
 
-test("a corrupt cache is rejected and replaced", async () => {
-  const { ws, dir } = await workspace();
-  const reference = await runCli(ws, ["--help"]);
-  const [file] = (await readdir(dir)) as [string];
-  const path = join(dir, file);
-  await writeFile(path, Buffer.alloc(4096, 0x5a));
-  const r = await runCli(ws, ["--help"]);
-  assert.deepEqual([r.code, r.stdout, r.stderr], [0, reference.stdout, reference.stderr]);
-  assert.notDeepEqual(await readFile(path), Buffer.alloc(4096, 0x5a));
+test("the commands that need a library load it from dist/vendor/, and only it", async () => {
+  const ws = await freshWorkspace();
+  // logout revokes the refresh token first (openid-client); nothing listens on port 9 of
+  // 127.0.0.1, so that fails at once and the local clean-up goes on (exit 1).
+  await ws.writeConfig({
+    issuer: "http://127.0.0.1:9/realms/nix",
+    client_id: "nix-cache",
+    cache_host: "cache.example.org",
+  });
+  const store = new StateStore(ws.stateDir, "http://127.0.0.1:9/realms/nix", "nix-cache");
+  await writeState(store, { ...store.empty("user"), refresh_token: "a-refresh-token", access_token: TOKEN });
+  const { code, files } = await loadedFiles(ws, ["logout"]);
+  assert.equal(code, 1);
+  assert.deepEqual(files, ["nix-cache-login.cjs", "vendor/openid-client.cjs"]);
 });
 
-test("a cache that others could have written is not loaded, even a valid one, and is replaced", async () => {
-  const { ws, dir } = await workspace();
-  const reference = await runCli(ws, ["--help"]);
-  const [file] = (await readdir(dir)) as [string];
-  const path = join(dir, file);
-  // Valid content: loaded, it would be used and left as it is, mode and all.
-  await chmod(path, 0o664);
-  const r = await runCli(ws, ["--help"]);
-  assert.deepEqual([r.code, r.stdout, r.stderr], [0, reference.stdout, reference.stderr]);
-  assert.equal(await mode(path), 0o600, "rewritten by this run");
+test("one copy of our code: one error class, no code cache", async () => {
+  const dist = join(CLI, "..");
+  const all = (await readdir(dist, { recursive: true })).filter((f) => f.endsWith(".cjs"));
+  const texts = await Promise.all(all.map(async (f) => [f, await readFile(join(dist, f), "utf8")] as const));
+  const withErrorClass = texts.filter(([, t]) => t.includes('"CliError"')).map(([f]) => f);
+  assert.deepEqual(withErrorClass, ["nix-cache-login.cjs"]);
+  assert.equal((texts.find(([f]) => f === "nix-cache-login.cjs")?.[1] ?? "").split('"CliError"').length, 2);
+  assert.deepEqual(
+    texts.filter(([, t]) => /cachedData|enableCompileCache/.test(t)).map(([f]) => f),
+    [],
+  );
 });
 
-test("a symlink in place of the cache is not followed, and is replaced", async () => {
-  const { ws, dir } = await workspace();
-  const reference = await runCli(ws, ["--help"]);
-  const [file] = (await readdir(dir)) as [string];
-  const path = join(dir, file);
-  // A valid cache behind the link: followed, it would be used and the link left in place.
-  const target = join(ws.dir, "elsewhere.bin");
-  await writeFile(target, await readFile(path), { mode: 0o600 });
-  await rm(path);
-  await symlink(target, path);
-  const r = await runCli(ws, ["--help"]);
-  assert.deepEqual([r.code, r.stdout, r.stderr], [0, reference.stdout, reference.stderr]);
-  assert.ok((await lstat(path)).isFile(), "not followed: a regular file was written in its place");
-});
-
-test("caches of other builds are removed when a new one is written", async () => {
-  const { ws, dir } = await workspace();
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  const stale = join(dir, `0000000000000000-${process.version}-${process.arch}-default.bin`);
-  await writeFile(stale, "old", { mode: 0o600 });
+test("no compiled-code cache is written", async () => {
+  const ws = await freshWorkspace();
   assert.equal((await runCli(ws, ["--help"])).code, 0);
-  const files = await readdir(dir);
-  assert.equal(files.length, 1);
-  assert.ok(!files.some((f) => f.startsWith("0000000000000000-")), files.join(", "));
-});
-
-test("no cache after a failed run, or with NODE_DISABLE_COMPILE_CACHE", async () => {
-  const { ws } = await workspace();
-  const failed = await runCli(ws, ["status"]);
-  assert.equal(failed.code, 2, failed.stderr);
-  const disabled = await runCli(ws, ["--help"], { env: { NODE_DISABLE_COMPILE_CACHE: "1" } });
-  assert.equal(disabled.code, 0);
-  await assert.rejects(stat(join(ws.env.XDG_CACHE_HOME as string, "nix-cache-login")), { code: "ENOENT" });
-  assert.ok(!(await readdir(ws.dir, { recursive: true })).some((f) => f.includes("code-cache")), "nowhere");
+  assert.equal((await runCli(ws, ["status"])).code, 0);
+  await assert.rejects(readdir(ws.env.XDG_CACHE_HOME as string), { code: "ENOENT" });
+  const everything = await readdir(ws.dir, { recursive: true });
+  assert.deepEqual(
+    everything.filter((f) => /code-cache|compile-cache/.test(f)),
+    [],
+  );
 });

@@ -2,7 +2,9 @@
 // line is a one-line CliError with exit code 2 and a hint naming the help to read.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { helpText, parseCommandLine } from "../../src/cli.ts";
+import { helpText } from "../../src/cli/help.ts";
+import { parseCommandLine } from "../../src/cli/parse.ts";
+import { renderError } from "../../src/cli/render.ts";
 import { CliError, ExitCode } from "../../src/errors.ts";
 
 function usageError(argv: string[]): CliError {
@@ -105,6 +107,81 @@ describe("parsing", () => {
       assert.equal(e.message, message, argv.join(" "));
       assert.equal(e.hint, hint, argv.join(" "));
     }
+  });
+
+  test("each kind of mistake has its own stable code", () => {
+    const cases: [string[], string][] = [
+      [["frobnicate"], "unknown_command"],
+      [["help", "stat"], "unknown_command"],
+      [["status", "--jsn"], "unknown_option"],
+      [["status", "--device"], "unknown_option"],
+      [["status", "extra"], "bad_argument"],
+      [["--device", "--port", "8000"], "conflicting_options"],
+      [["status", "--config"], "bad_option_value"],
+      [["status", "--json=yes"], "bad_option_value"],
+    ];
+    for (const [argv, code] of cases) assert.equal(usageError(argv).code, code, argv.join(" "));
+  });
+});
+
+describe("rendering errors", () => {
+  const sink = (aborted = false) => {
+    const out = { stdout: "", stderr: "" };
+    const controller = new AbortController();
+    if (aborted) controller.abort();
+    return {
+      out,
+      to: {
+        stdout: { write: (t: string) => (out.stdout += t) },
+        stderr: { write: (t: string) => (out.stderr += t) },
+        signal: controller.signal,
+      },
+    };
+  };
+
+  test("a CliError: message and hint on stderr, its exit code; with --json its code on stdout", () => {
+    const e = new CliError("no configuration file found", {
+      exitCode: ExitCode.usage,
+      code: "config_not_found",
+      hint: "pass --config PATH",
+    });
+    const text = sink();
+    assert.equal(renderError(e, text.to, { verbose: false, json: false }), 2);
+    assert.deepEqual(text.out, {
+      stdout: "",
+      stderr: "error: no configuration file found\nhint: pass --config PATH\n",
+    });
+    const json = sink();
+    assert.equal(renderError(e, json.to, { verbose: false, json: true }), 2);
+    assert.equal(json.out.stderr, text.out.stderr);
+    assert.deepEqual(JSON.parse(json.out.stdout), {
+      error: {
+        code: "config_not_found",
+        message: "no configuration file found",
+        hint: "pass --config PATH",
+        exit_code: 2,
+      },
+    });
+  });
+
+  test("without a code, a CliError's code names its exit code; anything else is internal", () => {
+    assert.equal(new CliError("x").code, "failure");
+    assert.equal(new CliError("x", { exitCode: ExitCode.usage }).code, "usage");
+    assert.equal(new CliError("x", { exitCode: ExitCode.loginRequired }).code, "login_required");
+    const json = sink();
+    assert.equal(renderError(new TypeError("boom"), json.to, { verbose: false, json: true }), 1);
+    assert.equal((JSON.parse(json.out.stdout) as { error: { code: string } }).error.code, "internal");
+    assert.equal(json.out.stderr, "error: boom\nhint: run again with --verbose for details\n");
+  });
+
+  test("after Ctrl-C every error is `interrupted`, exit 130", () => {
+    const s = sink(true);
+    assert.equal(
+      renderError(new CliError("x", { code: "lock_failed" }), s.to, { verbose: true, json: true }),
+      130,
+    );
+    assert.equal(s.out.stderr, "error: interrupted\n");
+    assert.equal((JSON.parse(s.out.stdout) as { error: { code: string } }).error.code, "interrupted");
   });
 });
 

@@ -8,13 +8,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { configCandidates, noConfigError, SYSTEM_CONFIG } from "../../src/config/find.ts";
-import {
-  CONFIG_KEYS,
-  isLoopbackHost,
-  loadConfig,
-  validateConfig,
-  type Config,
-} from "../../src/config/load.ts";
+import { loadConfig, validateConfig, type Config } from "../../src/config/load.ts";
+import { CONFIG_KEYS } from "../../src/config/rules.ts";
+import { isLoopbackHost } from "../../src/loopback-host.ts";
 import { expandPath, stateDir, xdgDir, type Env } from "../../src/config/paths.ts";
 import { CliError, ExitCode } from "../../src/errors.ts";
 
@@ -60,6 +56,7 @@ async function assertProblems(text: string, problems: string[], env: Env = { HOM
   assert.equal(e.message, lines.length === 1 ? lines[0] : `invalid configuration:\n  ${lines.join("\n  ")}`);
   assert.equal(e.exitCode, ExitCode.usage);
   assert.equal(e.exitCode, 2);
+  assert.equal(e.code, "config_invalid");
   assert.ok(e.hint !== undefined && e.hint.length > 0);
 }
 

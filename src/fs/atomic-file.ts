@@ -1,10 +1,10 @@
 import { randomBytes } from "node:crypto";
 import { lstat, open, readdir, rename, stat, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import { CliError } from "./errors.ts";
-import { errnoCode, fileError } from "./fs-errors.ts";
-import { bootId, holderState, localHost, withLockFile, type LockOptions } from "./lock-file.ts";
-import { makeDirs } from "./make-dirs.ts";
+import { CliError } from "../errors.ts";
+import { errnoCode, fileError } from "../fs-errors.ts";
+import { bootId, holderState, localHost, withLockFile, type LockOptions } from "../lock-file.ts";
+import { makeDirs } from "../make-dirs.ts";
 
 /** A file mode as people write it: 0600. */
 export function formatMode(mode: number): string {
@@ -15,7 +15,7 @@ export function formatMode(mode: number): string {
  * Creates missing parent directories with mode 0700, one level at a time; existing directories are
  * left alone. `where` names the setting that chose the path, for messages.
  */
-export async function ensureDir(dir: string, where?: string): Promise<string | undefined> {
+export function ensureDir(dir: string, where?: string): Promise<string | undefined> {
   return makeDirs(dir, where);
 }
 

@@ -2,16 +2,16 @@
  * Turning a fresh token set into files: state first, then netrc (a crash between the two leaves a
  * working refresh token, never a lost one).
  */
-import { verbose, warn, type Context } from "./context.ts";
-import { checkTokenLength, upsertNetrcEntries } from "./netrc/file.ts";
-import { Provider, type TokenSet } from "./oidc/provider.ts";
-import { describeEntries, netrcWhere, type ClientCredential, type Session } from "./session.ts";
-import type { TokenState } from "./store/state.ts";
-import { writeState, type StateReservation } from "./store/write.ts";
+import { verbose, warn, type Context } from "../context.ts";
+import { checkTokenLength, upsertNetrcEntries } from "../netrc/file.ts";
+import { Provider, type TokenSet } from "../oidc/provider.ts";
+import { describeEntries, netrcWhere, type ClientCredential, type Setup } from "./setup.ts";
+import type { TokenState } from "../store/state.ts";
+import { writeState, type StateReservation } from "../store/write.ts";
 
 export function provider(
   ctx: Context,
-  s: Session,
+  s: Setup,
   state: TokenState | undefined,
   credential?: ClientCredential,
 ): Provider {
@@ -28,7 +28,7 @@ export function provider(
 /** Saves a new token set: state first (a rotated refresh token must never be lost), then the netrc. */
 export async function saveTokens(
   ctx: Context,
-  s: Session,
+  s: Setup,
   previous: TokenState | undefined,
   tokens: TokenSet,
   p: Provider,
@@ -86,7 +86,7 @@ export async function saveTokens(
 /** One atomic netrc write for all `machines`, under the netrc's lock. */
 export async function writeNetrcEntries(
   ctx: Context,
-  s: Session,
+  s: Setup,
   machines: readonly string[],
   token: string,
 ): Promise<void> {

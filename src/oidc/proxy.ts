@@ -1,10 +1,11 @@
 /**
  * Proxy support, loaded only when a proxy variable is set: Node 20's fetch ignores HTTPS_PROXY and
- * NO_PROXY, and undici's EnvHttpProxyAgent reads them the way curl does. Built as a separate file
- * (dist/proxy.mjs) so that the timers' common case does not parse undici at every start.
+ * NO_PROXY, and undici's EnvHttpProxyAgent reads them the way curl does. undici is a file of its
+ * own (dist/vendor/undici.cjs), imported only from here, so that a renewal without a proxy never
+ * parses it.
  */
 import { Agent, EnvHttpProxyAgent, fetch as undiciFetch } from "undici";
-import { isLoopbackHost } from "./loopback-host.ts";
+import { isLoopbackHost } from "../loopback-host.ts";
 
 const agent = new EnvHttpProxyAgent();
 const direct = new Agent();

@@ -6,8 +6,8 @@
  */
 import { spawn } from "node:child_process";
 import { delimiter } from "node:path";
-import type { Env } from "./config/paths.ts";
-import { CliError, ExitCode } from "./errors.ts";
+import type { Env } from "../config/paths.ts";
+import { CliError, ExitCode } from "../errors.ts";
 
 export interface OpenerOptions {
   /** From `--browser-command`, or `$BROWSER` (then a list separated by `:` as in other tools). */
@@ -97,6 +97,7 @@ export function checkBrowserCommand(command: string): void {
     commandArgv(command, "http://127.0.0.1/");
   } catch (e) {
     throw new CliError(`--browser-command: ${(e as Error).message}`, {
+      code: "bad_browser_command",
       exitCode: ExitCode.usage,
       hint: "quote the command as one argument, e.g. --browser-command 'firefox --new-window %s'",
     });
@@ -125,13 +126,13 @@ export async function openBrowser(url: string, o: OpenerOptions): Promise<void> 
 }
 
 /** Starts one browser command; true when it started (not when it succeeded: it may run for long). */
-async function spawnCommand(command: string, url: string, o: OpenerOptions): Promise<boolean> {
+function spawnCommand(command: string, url: string, o: OpenerOptions): Promise<boolean> {
   let argv: string[];
   try {
     argv = commandArgv(command, url);
   } catch (e) {
     o.warn(`ignoring the browser command from ${o.commandFrom}: ${(e as Error).message}`);
-    return false;
+    return Promise.resolve(false);
   }
   const [file, ...args] = argv as [string, ...string[]];
   return new Promise((resolve) => {

@@ -1,0 +1,136 @@
+/**
+ * The renewal after ./renewal.ts found one is needed: under the state lock, a refresh token grant
+ * (user sign-in) or a client credentials grant (service account), then the files, then the line
+ * that says so. Loaded only when a renewal is due: it brings the network code.
+ */
+import { say, verbose, warn, type Context } from "../context.ts";
+import { describeExpiry } from "../duration.ts";
+import { ExitCode, loginRequired } from "../errors.ts";
+import { parseClientKey } from "../oidc/client-key.ts";
+import { SessionEndedError } from "../oidc/provider.ts";
+import { recordTokens } from "../result.ts";
+import {
+  readStateOrSetAside,
+  reserveStateWrite,
+  withStateLock,
+  writeState,
+  type StateReservation,
+} from "../store/write.ts";
+import type { TokenState } from "../store/state.ts";
+import { hostsLackingToken, tokenGood, tokenLasts, type PendingRenewal } from "./renewal.ts";
+import { provider, saveTokens, writeNetrcEntries } from "./save-tokens.ts";
+import { describeEntries, lockOptions, type Setup } from "./setup.ts";
+
+/**
+ * The whole read -> grant -> write runs under the state lock and re-reads the state after taking
+ * it: Keycloak may end a session when a rotated refresh token is used twice, so two timers must
+ * never both spend the same one.
+ */
+export function renew(ctx: Context, r: PendingRenewal): Promise<number> {
+  const { setup: s, credential, seen, minValid } = r;
+  // A bad key file is a configuration error, found before any request.
+  if (credential !== undefined && "keyText" in credential) {
+    parseClientKey(s.config, credential.keyText, credential.keyFile);
+  }
+  const log = verbose(ctx);
+  const mode = s.config.mode;
+
+  return withStateLock(
+    s.store,
+    async () => {
+      const state =
+        mode === "service-account"
+          ? await readStateOrSetAside(s.store, (line) => warn(ctx, line))
+          : s.store.read();
+      // Another process renewed after this one started (a timer and a user, or ten processes started
+      // at once, some of which start slower): its token is as fresh as ours would be. The process's
+      // own start is the reference, not our first read: a slow starter may read after the renewal.
+      const renewedAt = state?.updated_at === undefined ? NaN : Date.parse(state.updated_at);
+      const renewedMeanwhile =
+        state?.access_token !== undefined &&
+        (state.access_token !== seen?.access_token || renewedAt >= performance.timeOrigin);
+      const needed = minValid ?? (renewedMeanwhile ? 1 : Infinity);
+      if (tokenGood(s, state, needed, ctx.now())) {
+        log("another nix-cache-login renewed the token meanwhile; nothing to do");
+        recordTokens(ctx, s.config, state, "none");
+        return ExitCode.ok;
+      }
+      if (state !== undefined && tokenLasts(state, needed, ctx.now())) {
+        await copyTokenToHosts(ctx, s, state);
+        recordTokens(ctx, s.config, state, "copied");
+        return ExitCode.ok;
+      }
+      const p = provider(ctx, s, state, credential);
+      // Room for the rotated token before it exists: a full disk fails here, session intact.
+      const reserved = await reserveStateWrite(s.store);
+      try {
+        return await grant(reserved);
+      } finally {
+        await reserved.release();
+      }
+
+      async function grant(reserved: StateReservation): Promise<number> {
+        let tokens;
+        if (mode === "service-account") {
+          tokens = await p.clientCredentials();
+        } else {
+          if (state?.refresh_token === undefined) {
+            throw loginRequired(
+              `not signed in to ${s.config.issuer} as client ${s.config.clientId}`,
+              "not_signed_in",
+            );
+          }
+          if (state.session_ended !== undefined) {
+            throw loginRequired(
+              `the session at ${s.config.issuer} ended at ${state.session_ended.at}${state.session_ended.description === null ? "" : ` (${state.session_ended.description})`}`,
+              "session_expired",
+            );
+          }
+          try {
+            tokens = await p.refresh(state.refresh_token);
+          } catch (e) {
+            // Remember that the provider ended the session, so `status` and `doctor` stop calling the
+            // refresh token valid. updated_at stays: it marks renewals.
+            if (e instanceof SessionEndedError) {
+              await writeState(
+                s.store,
+                {
+                  ...state,
+                  session_ended: { at: ctx.now().toISOString(), description: e.description ?? null },
+                },
+                { touch: false, reserved },
+              ).catch((e2: unknown) => log(`could not record the end of the session: ${String(e2)}`));
+            }
+            throw e;
+          }
+        }
+        const next = await saveTokens(ctx, s, state, tokens, p, mode, reserved);
+        recordTokens(ctx, s.config, next, "renewed");
+        const expires =
+          next.access_token_expires_at === undefined ? null : new Date(next.access_token_expires_at);
+        say(
+          ctx,
+          `${mode === "service-account" ? "Got a new token" : "Renewed the token"} for ${s.config.machines.join(", ")}: ${describeExpiry(expires, ctx.now())}`,
+        );
+        return ExitCode.ok;
+      }
+    },
+    lockOptions(ctx, s.config),
+  );
+}
+
+/**
+ * The stored token is still good but some host's entry lacks it: another configuration with the
+ * same issuer and client_id (they share one token state) renewed it, or an entry was removed by
+ * hand. Writing it there costs no grant, and the other configuration's entries stay valid.
+ */
+async function copyTokenToHosts(ctx: Context, s: Setup, state: TokenState): Promise<void> {
+  const lacking = hostsLackingToken(s, state);
+  await writeNetrcEntries(ctx, s, lacking, state.access_token as string);
+  const expires =
+    state.access_token_expires_at === undefined ? null : new Date(state.access_token_expires_at);
+  say(
+    ctx,
+    `Wrote the current token to the ${describeEntries(lacking)} (no new grant needed): ${describeExpiry(expires, ctx.now())}`,
+  );
+}

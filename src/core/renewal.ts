@@ -1,0 +1,102 @@
+/**
+ * Whether the current token is still good, from the files alone; and what `refresh` and
+ * `service-account` settle before any request. The renewal itself is in ./renew.ts, which loads
+ * the network code.
+ */
+import type { Config } from "../config/load.ts";
+import { verbose, type Context } from "../context.ts";
+import { parseDuration } from "../duration.ts";
+import { CliError, ExitCode } from "../errors.ts";
+import { netrcHolds } from "../netrc/read.ts";
+import { recordTokens } from "../result.ts";
+import { CorruptStateError, type TokenState } from "../store/state.ts";
+import { loadSetup, readClientCredential, type ClientCredential, type Setup } from "./setup.ts";
+
+/** The command that gets a fresh token: for hints (`status`) and fixes (`doctor`). */
+export function renewCommand(config: Config, state: TokenState | undefined, now: Date): string {
+  if (config.mode === "service-account") return "nix-cache-login service-account";
+  const refreshUsable =
+    state?.refresh_token !== undefined &&
+    state.session_ended === undefined &&
+    (state.refresh_token_expires_at === null ||
+      state.refresh_token_expires_at === undefined ||
+      new Date(state.refresh_token_expires_at).getTime() > now.getTime());
+  return refreshUsable ? "nix-cache-login refresh" : "nix-cache-login login";
+}
+
+/** Seconds the current access token stays valid (negative when expired); undefined when unknown. */
+export function remainingValidity(state: TokenState | undefined, now: Date): number | undefined {
+  if (state?.access_token_expires_at === undefined) return undefined;
+  return (new Date(state.access_token_expires_at).getTime() - now.getTime()) / 1000;
+}
+
+/** Whether the stored access token stays valid `needed` more seconds. */
+export function tokenLasts(state: TokenState | undefined, needed: number, now: Date): boolean {
+  const left = remainingValidity(state, now);
+  return left !== undefined && left >= needed && state?.access_token !== undefined;
+}
+
+/** The cache hosts whose netrc entry does not hold the stored access token (curl would not send it). */
+export function hostsLackingToken(s: Setup, state: TokenState | undefined): string[] {
+  const { byHost } = netrcHolds(s.config.netrcPath, s.config.machines, state?.access_token);
+  return [...byHost].filter(([, holds]) => !holds).map(([host]) => host);
+}
+
+/**
+ * Whether every cache host's netrc entry holds the stored access token and it stays valid `needed`
+ * more seconds: only then is a `--min-valid` run "fresh".
+ */
+export function tokenGood(s: Setup, state: TokenState | undefined, needed: number, now: Date): boolean {
+  return tokenLasts(state, needed, now) && hostsLackingToken(s, state).length === 0;
+}
+
+/** A renewal to do: everything read and checked, nothing sent yet. */
+export interface PendingRenewal {
+  setup: Setup;
+  /** The service account's secret or key, for the client credentials grant. */
+  credential: ClientCredential | undefined;
+  /** The state as read before the lock. */
+  seen: TokenState | undefined;
+  /** --min-valid in seconds. */
+  minValid: number | undefined;
+}
+
+/**
+ * What `refresh` and `service-account` do before any request: load and check everything, and
+ * settle `--min-valid` from the files alone ("fresh": nothing to do). Timers run this every few
+ * minutes, so it loads none of the network code.
+ */
+export function beginRenewal(
+  ctx: Context,
+  opts: { minValid?: string | undefined },
+  command: "refresh" | "service-account",
+): PendingRenewal | "fresh" {
+  if (opts.minValid !== undefined && /^\s*\d+\s*$/.test(opts.minValid)) {
+    throw new CliError(`--min-valid: ${JSON.stringify(opts.minValid.trim())} has no unit`, {
+      exitCode: ExitCode.usage,
+      code: "bad_duration",
+      hint: `write ${opts.minValid.trim()}s, ${opts.minValid.trim()}m or ${opts.minValid.trim()}h`,
+    });
+  }
+  const minValid = opts.minValid === undefined ? undefined : parseDuration(opts.minValid, "--min-valid");
+  const setup = loadSetup(ctx);
+  // `service-account` with a user configuration fails here, naming the missing key.
+  const credential =
+    setup.config.mode === "service-account" || command === "service-account"
+      ? readClientCredential(setup.config)
+      : undefined;
+  let seen: TokenState | undefined;
+  try {
+    seen = setup.store.read();
+  } catch (e) {
+    // A service account keeps nothing it cannot get again: the corrupt file is set aside under
+    // the lock. A user's refresh token is not thrown away by a timer: `login` does that.
+    if (!(e instanceof CorruptStateError && setup.config.mode === "service-account")) throw e;
+  }
+  if (minValid !== undefined && tokenGood(setup, seen, minValid, ctx.now())) {
+    verbose(ctx)(`the access token stays valid for at least ${opts.minValid}; nothing to do`);
+    recordTokens(ctx, setup.config, seen, "none");
+    return "fresh";
+  }
+  return { setup, credential, seen, minValid };
+}

@@ -1,0 +1,116 @@
+/**
+ * What every command starts from, without the network: the configuration and the token store it
+ * names, and the client secret. Only files are read here, synchronously: `status`, `--help` and a
+ * timer's `refresh --min-valid` need nothing else, so they start fast.
+ */
+import { readFileSync } from "node:fs";
+import { loadConfig, type Config } from "../config/load.ts";
+import { stateDir } from "../config/paths.ts";
+import { verbose, type Context } from "../context.ts";
+import { CliError, ExitCode } from "../errors.ts";
+import { StateStore } from "../store/state.ts";
+
+/** The loaded configuration and the token store of its (issuer, client_id). */
+export interface Setup {
+  config: Config;
+  store: StateStore;
+}
+
+export function loadSetup(ctx: Context): Setup {
+  const config = loadConfig(ctx.configFlag, ctx.env);
+  verbose(ctx)(`using configuration ${config.path} (${config.source})`);
+  return { config, store: new StateStore(stateDir(ctx.env), config.issuer, config.clientId) };
+}
+
+/** What a service account proves itself with: a shared secret, or a private key (private_key_jwt). */
+export type ClientCredential = { secret: string } | { keyText: string; keyFile: string };
+
+function readPrivateFile(
+  config: Config,
+  key: "client_secret_file" | "client_key_file",
+  file: string,
+): string {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new CliError(
+      `${key} ${file}: ${code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : (code ?? (e as Error).message)}`,
+      {
+        exitCode: code === "ENOENT" ? ExitCode.usage : ExitCode.failure,
+        code: code === "ENOENT" ? "credential_file_missing" : "credential_file_unreadable",
+        hint:
+          code === "EACCES"
+            ? "run as a user that can read it (the file should stay private)"
+            : `fix ${key} in ${config.path}`,
+      },
+    );
+  }
+  const trimmed = text.replace(/\s+$/, "");
+  if (trimmed === "") {
+    throw new CliError(`${key} ${file}: the file is empty`, {
+      exitCode: ExitCode.usage,
+      code: "credential_file_empty",
+    });
+  }
+  return trimmed;
+}
+
+function notServiceAccount(config: Config): CliError {
+  return new CliError(
+    `${config.path}: neither client_secret_file nor client_key_file is set, so this configuration is for user sign-in`,
+    {
+      exitCode: ExitCode.usage,
+      code: "not_service_account",
+      hint: "set client_secret_file (or client_key_file) for a service account, or use `nix-cache-login login`",
+    },
+  );
+}
+
+export function readClientSecret(config: Config): string {
+  if (config.clientSecretFile === undefined) throw notServiceAccount(config);
+  return readPrivateFile(config, "client_secret_file", config.resolveClientSecretFile());
+}
+
+/**
+ * The text of a private_key_jwt client's key file; ../oidc/client-key.ts parses it (node:crypto is
+ * too heavy for the files-only start-up path).
+ */
+export function readClientKeyText(config: Config): { keyText: string; keyFile: string } {
+  if (config.clientKeyFile === undefined) throw notServiceAccount(config);
+  const keyFile = config.resolveClientKeyFile();
+  return { keyText: readPrivateFile(config, "client_key_file", keyFile), keyFile };
+}
+
+/** The service account's credential: the key for private_key_jwt, else the secret. */
+export function readClientCredential(config: Config): ClientCredential {
+  return config.clientKeyFile !== undefined
+    ? readClientKeyText(config)
+    : { secret: readClientSecret(config) };
+}
+
+/** For messages: "cache.example.org entry", "a and b entries", "a, b and c entries". */
+export function describeEntries(machines: readonly string[]): string {
+  if (machines.length <= 1) return `${machines[0] ?? ""} entry`;
+  return `${machines.slice(0, -1).join(", ")} and ${machines[machines.length - 1] ?? ""} entries`;
+}
+
+/** Where the netrc's path came from, for messages about it. */
+export function netrcWhere(config: Config): string {
+  return `netrc_path in ${config.path}`;
+}
+
+/**
+ * How long to wait for another live nix-cache-login holding a lock: its longest legitimate hold is
+ * a few requests, each bounded by `timeout`. The note on stderr goes through the context.
+ */
+export function lockOptions(
+  ctx: Context,
+  config: Config,
+): { notify: (line: string) => void; maxWaitMs: number } {
+  return {
+    notify: (line) => ctx.stderr.write(`note: ${line}\n`),
+    maxWaitMs: (4 * config.timeoutSeconds + 30) * 1000,
+  };
+}
