@@ -3,16 +3,17 @@
 #
 #   bash nix/ci-check.sh                     what needs no nixpkgs: parse every .nix file, check
 #                                            the flake's shape (npm test runs this)
-#   bash nix/ci-check.sh --modules --lib PATH
-#   npm run check:nix -- --lib PATH          ... and evaluate the modules, the package expression
+#   npm run check:nix -- --lib PATH --home-manager PATH --nix-darwin PATH
+#                                            ... and evaluate the modules, the package expression
 #                                            and the flake's outputs with the real module system,
 #                                            using the nixpkgs `lib` at PATH (a nixpkgs checkout
 #                                            or the nix-community/nixpkgs.lib mirror; PATH or
-#                                            PATH/lib). Fails when no PATH is given.
+#                                            PATH/lib), and the Home Manager and nix-darwin
+#                                            modules inside those projects' own systemd/launchd
+#                                            code (checkouts). Fails when a path is missing.
 #
-# NIXPKGS_LIB=PATH works like --lib PATH (--with-lib is the old spelling); with HOME_MANAGER=PATH
-# and NIX_DARWIN=PATH (checkouts) the modules are also evaluated inside those projects' own
-# systemd/launchd code. The full checks (package build, real NixOS evaluation, VM tests) need
+# NIXPKGS_LIB, HOME_MANAGER and NIX_DARWIN work like the three options (--with-lib is the old
+# spelling of --lib). The full checks (package build, real NixOS evaluation, VM tests) need
 # nixpkgs itself: `nix flake check` on a machine that has it.
 set -euo pipefail
 
@@ -37,6 +38,12 @@ while [ $# -gt 0 ]; do
       modules=1
       shift
       ;;
+    --home-manager | --nix-darwin)
+      [ $# -ge 2 ] || { echo "ci-check: $1 needs a path" >&2; exit 2; }
+      if [ "$1" = --home-manager ]; then HOME_MANAGER="$2"; else NIX_DARWIN="$2"; fi
+      modules=1
+      shift 2
+      ;;
     -h | --help)
       sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
       exit 0
@@ -48,11 +55,14 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-if [ "$modules" -eq 1 ] && [ -z "$lib_path" ]; then
+if [ "$modules" -eq 1 ] && { [ -z "$lib_path" ] || [ -z "${HOME_MANAGER:-}" ] || [ -z "${NIX_DARWIN:-}" ]; }; then
   cat >&2 <<'EOF'
-ci-check: the module checks need a nixpkgs lib: --lib PATH (or NIXPKGS_LIB=PATH), e.g.
+ci-check: the module checks need checkouts of nixpkgs' lib, Home Manager and nix-darwin:
+--lib PATH --home-manager PATH --nix-darwin PATH, e.g.
   git clone --depth 1 https://github.com/nix-community/nixpkgs.lib /tmp/nixpkgs.lib
-  npm run check:nix -- --lib /tmp/nixpkgs.lib
+  git clone --depth 1 https://github.com/nix-community/home-manager /tmp/home-manager
+  git clone --depth 1 https://github.com/nix-darwin/nix-darwin /tmp/nix-darwin
+  npm run check:nix -- --lib /tmp/nixpkgs.lib --home-manager /tmp/home-manager --nix-darwin /tmp/nix-darwin
 EOF
   exit 2
 fi
@@ -234,16 +244,14 @@ done
 echo "== NixOS server tmpfiles rules, applied by systemd-tmpfiles --root"
 bash nix/tests/tmpfiles-check.sh "$lib_expr" || failed=1
 
-# HOME_MANAGER=PATH NIX_DARWIN=PATH (checkouts): the modules inside those projects' own code.
-if [ -n "${HOME_MANAGER:-}" ] && [ -n "${NIX_DARWIN:-}" ]; then
+# The modules inside Home Manager's and nix-darwin's own code (both paths are required above).
+{
   echo "== Home Manager and nix-darwin modules from $HOME_MANAGER and $NIX_DARWIN"
   out=$(nix_eval nix/tests/real-modules.nix --arg lib "$lib_expr" --arg homeManager "$(cd "$HOME_MANAGER" && pwd)" \
     --arg nixDarwin "$(cd "$NIX_DARWIN" && pwd)" -A report 2>&1) || failed=1
   echo "$out" | print_string
   [[ "$out" == *"checks passed"* && "$out" != *"FAIL"* ]] || failed=1
-else
-  echo "-- skipped: Home Manager and nix-darwin evaluation (set HOME_MANAGER and NIX_DARWIN to checkouts)"
-fi
+}
 
 echo "== flake outputs for every system"
 if out=$(nix_eval --arg lib "$lib_expr" --expr '

@@ -68,7 +68,6 @@ describe("npm package", () => {
       "dist/nix-cache-login.cjs",
       "dist/lazy.cjs",
       "dist/vendor/openid-client.cjs",
-      "dist/vendor/proper-lockfile.cjs",
       "dist/vendor/undici.cjs",
       "dist/vendor/open.cjs",
       "dist/vendor/uqr.cjs",
