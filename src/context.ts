@@ -5,6 +5,8 @@ export interface Context {
   env: Env;
   stdout: { write(text: string): unknown; isTTY?: boolean };
   stderr: { write(text: string): unknown; isTTY?: boolean };
+  /** Read only by `login`, for an address pasted on a terminal. */
+  stdin?: (NodeJS.ReadableStream & { isTTY?: boolean }) | undefined;
   now: () => Date;
   signal: AbortSignal;
   verbose: boolean;

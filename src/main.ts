@@ -23,6 +23,10 @@ void run(process.argv.slice(2), {
   stdout: fdOutput(1),
   stderr: fdOutput(2),
   now: () => new Date(),
+  // A getter: process.stdin sets up a stream, and only `login` on a terminal reads it.
+  get stdin() {
+    return process.stdin;
+  },
   get signal() {
     return signal();
   },

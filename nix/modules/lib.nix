@@ -86,11 +86,17 @@ rec {
     types.strMatching "[^[:space:]]+"
   );
 
-  # One host name (optionally with a port), as the netrc's `machine` and the cache URL use it.
-  # The CLI takes one host today; this is the one place to change when it takes several.
-  cacheHostType = describedAs "host name without scheme or path (like cache.example.com)" (
-    types.strMatching "([[][0-9a-fA-F:.]+[]]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?"
-  );
+  # One host name (optionally with a port), as the netrc's `machine` and the cache URL use it, or
+  # a non-empty list of them (one sign-in, one netrc entry per host), as the CLI accepts.
+  cacheHostType =
+    let
+      host = describedAs "host name without scheme or path (like cache.example.com)" (
+        types.strMatching "([[][0-9a-fA-F:.]+[]]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?"
+      );
+    in
+    describedAs
+      "host name without scheme or path (like cache.example.com), or a non-empty list of them"
+      (types.either host (types.nonEmptyListOf host));
 
   # Two runs are at most interval + randomizedDelay (+ the 1 s timer accuracy) apart. When that
   # reaches minValid, the access token can expire between two runs. randomizedDelay is null where

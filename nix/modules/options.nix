@@ -47,7 +47,7 @@ let
           );
       cache_host =
         typedSetting common.cacheHostType "cache.example.com"
-          "The binary cache's host name: the `machine` of the netrc entry.${lib.optionalString isServer " Required."}";
+          "The binary cache's host name (the `machine` of the netrc entry), or a list of host names: one sign-in writes the same token into an entry for each.${lib.optionalString isServer " Required."}";
     };
   };
 in

@@ -58,10 +58,14 @@ in
         (workstation {
           settings.cache_host = [
             "a.example.com"
-            "b.example.com"
+            "https://b.example.com"
           ];
         }).settings.cache_host;
-      want = "services.nix-cache-login.settings.cache_host' is not of type `null or host name without scheme or path";
+      want = "services.nix-cache-login.settings.cache_host.\"[definition 1-entry 2]\"' is not of type `host name without scheme or path (like cache.example.com)'";
+    };
+    cache-host-url = {
+      value = (workstation { settings.cache_host = "https://cache.example.com"; }).settings.cache_host;
+      want = "services.nix-cache-login.settings.cache_host' is not of type `null or host name without scheme or path (like cache.example.com), or a non-empty list of them";
     };
     issuer-http = {
       value = (workstation { settings.issuer = "http://sso.example.com/realms/eng"; }).settings.issuer;

@@ -159,6 +159,13 @@ let
     ))
     (check "lib: cache_host rejects a URL" (!common.cacheHostType.check "https://cache.example.com"))
     (check "lib: cache_host rejects a path" (!common.cacheHostType.check "cache.example.com/nix"))
+    (check "lib: cache_host accepts a list of hosts" (
+      common.cacheHostType.check [
+        "cache.example.com"
+        "cache-eu.example.com:8443"
+      ]
+    ))
+    (check "lib: cache_host rejects an empty list" (!common.cacheHostType.check [ ]))
   ];
 
   # NixOS workstation ------------------------------------------------------------------------
@@ -197,6 +204,24 @@ let
           scopes = [ "openid" ];
           timeout = "10s";
         };
+      };
+    }
+  ];
+
+  multiHostSettings = settings // {
+    cache_host = [
+      "cache.example.com"
+      "cache-eu.example.com:8443"
+    ];
+    cache_url = [ "https://cache-eu.example.com:8443/nix" ];
+  };
+
+  wsMultiHost = eval.nixos [
+    modules.workstation
+    {
+      services.nix-cache-login = {
+        enable = true;
+        settings = multiHostSettings;
       };
     }
   ];
@@ -252,14 +277,58 @@ let
         }
       ]
     ).services.nix-cache-login.interval)
-    (rejected "workstation: settings.cache_host must be one host name, not a list" (
+    (check "workstation: settings.cache_host takes a list of hosts, written as a TOML array" (
+      let
+        cfg =
+          (eval.nixos [
+            modules.workstation
+            {
+              services.nix-cache-login = {
+                enable = true;
+                settings = settings // {
+                  cache_host = [
+                    "cache.example.com"
+                    "cache-eu.example.com:8443"
+                  ];
+                };
+              };
+            }
+          ]).services.nix-cache-login.settings;
+      in
+      cfg.cache_host == [
+        "cache.example.com"
+        "cache-eu.example.com:8443"
+      ]
+    ))
+    # A list's elements are checked when they are used: deepSeq uses them.
+    (rejected "workstation: settings.cache_host must not hold a URL in its list" (
+      let
+        hosts =
+          (eval.nixos [
+            modules.workstation
+            {
+              services.nix-cache-login = {
+                enable = true;
+                settings = settings // {
+                  cache_host = [
+                    "cache.example.com"
+                    "https://cache-eu.example.com"
+                  ];
+                };
+              };
+            }
+          ]).services.nix-cache-login.settings.cache_host;
+      in
+      builtins.deepSeq hosts hosts
+    ))
+    (rejected "workstation: settings.cache_host must not be an empty list" (
       eval.nixos [
         modules.workstation
         {
           services.nix-cache-login = {
             enable = true;
             settings = settings // {
-              cache_host = [ "cache.example.com" ];
+              cache_host = [ ];
             };
           };
         }
@@ -311,7 +380,9 @@ let
   ++ toml "workstation: only the keys that were set" wsScopes.environment.etc."nix-cache-login/config.toml".source {
     scopes = [ "openid" ];
     timeout = "10s";
-  };
+  }
+  # Several cache hosts: cache_host (and cache_url) as TOML arrays.
+  ++ toml "workstation: cache_host as a list" wsMultiHost.environment.etc."nix-cache-login/config.toml".source multiHostSettings;
 
   # NixOS server -----------------------------------------------------------------------------
 

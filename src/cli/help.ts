@@ -7,9 +7,10 @@ export const helpFooter = (): string => `Configuration (TOML), first found wins:
   $XDG_CONFIG_HOME/nix-cache-login/config.toml (~/.config when unset),
   /etc/nix-cache-login/config.toml
 Keys: ${column(CONFIG_KEYS.join(", "), 6)}
-  (issuer, client_id and cache_host are required; client_secret_file or client_key_file means
-  service-account mode; token_endpoint_auth_method: client_secret_basic (default),
-  client_secret_post, or private_key_jwt with client_key_file)
+  (issuer, client_id and cache_host are required; cache_host may be a list of hosts, each
+  getting the token; client_secret_file or client_key_file means service-account mode;
+  token_endpoint_auth_method: client_secret_basic (default), client_secret_post, or
+  private_key_jwt with client_key_file)
 Example (\`${NAME} init --issuer URL --client-id ID --cache-host HOST\` writes one):
   issuer = "https://sso.example.org/realms/nix"
   client_id = "nix-cache"
@@ -68,6 +69,7 @@ export function helpText(command?: string): string {
   return [
     `Usage: ${NAME} ${spec.name}${args}${spec.options.length > 0 ? " [OPTIONS]" : ""}\n\n`,
     `${column(`${spec.help.charAt(0).toUpperCase()}${spec.help.slice(1)}.`, 0)}\n\n`,
+    spec.details === undefined ? "" : `${column(spec.details, 0)}\n\n`,
     "Options:\n",
     table(optionRows([...spec.options, ...GLOBAL_OPTIONS])),
     spec.examples === undefined ? "" : `\nExamples:\n${spec.examples.map((e) => `  ${e}\n`).join("")}`,

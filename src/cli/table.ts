@@ -24,6 +24,8 @@ export type Values = Record<string, string | boolean | undefined>;
 export interface CommandSpec {
   name: string;
   help: string;
+  /** More for `COMMAND --help` and the man page, after the one-line help. */
+  details?: string;
   options: OptionSpec[];
   /** Words allowed after the command (e.g. `timer install`), for parsing, help and completions. */
   args?: { name: string; choices: string[]; required: boolean };
@@ -55,7 +57,7 @@ export const bool = (v: string | boolean | undefined): true | undefined => (v ==
 const MIN_VALID: OptionSpec = {
   name: "min-valid",
   value: "duration",
-  help: "do nothing, without any request, if the token stays valid this long (with a unit: 30s, 10m, 1h)",
+  help: "do nothing, without any request, if the token stays valid this long (with a unit: 30s, 10m, 1h) and every cache host's entry holds it",
 };
 const JSON_OUTPUT: OptionSpec = { name: "json", help: "print a JSON object on stdout" };
 const JSON_RESULT: OptionSpec = {
@@ -80,6 +82,8 @@ export const COMMANDS: CommandSpec[] = [
   {
     name: "login",
     help: "sign in with a browser, or a device code over SSH, and write the token to the netrc (the default)",
+    details:
+      "When stdin is a terminal, the browser sign-in also takes the address the browser ends on, pasted into the terminal: for a browser that cannot reach this machine (over SSH, open the URL on your laptop and paste back where it lands). The redirect to 127.0.0.1 and the pasted address race; the first with the right state wins.",
     options: [
       {
         name: "device",
@@ -156,7 +160,11 @@ export const COMMANDS: CommandSpec[] = [
         help: "the OpenID Connect issuer, e.g. https://sso.example.org/realms/nix",
       },
       { name: "client-id", value: "id", help: "the client registered for nix-cache-login" },
-      { name: "cache-host", value: "host", help: "the binary cache's host name, e.g. cache.example.org" },
+      {
+        name: "cache-host",
+        value: "host",
+        help: "the binary cache's host name, e.g. cache.example.org (several: comma-separated)",
+      },
       {
         name: "client-secret-file",
         value: "path",

@@ -42,7 +42,7 @@ export async function doctor(ctx: Context, opts: DoctorOptions): Promise<number>
   const { check: cfg, setup } = configCheck(ctx);
   checks.push(cfg);
 
-  let entry: NetrcEntry | undefined;
+  const entries = new Map<string, NetrcEntry | undefined>();
   let tokenExpired = true;
   let renew = "nix-cache-login login";
   if (setup !== undefined) {
@@ -55,14 +55,17 @@ export async function doctor(ctx: Context, opts: DoctorOptions): Promise<number>
     const file = await netrcFileCheck(config, renew);
     checks.push(file.check);
     if (file.netrc !== null && file.netrc !== undefined) {
-      const e = netrcEntryCheck(config, file.netrc, renew);
-      entry = e.entry;
-      checks.push(
-        e.check,
-        netrcTokenCheck(config, file.netrc, entry, token.state, renew),
-        netrcMachineCheck(config, file.netrc),
-        netrcLinesCheck(config, file.netrc, renew),
-      );
+      for (const machine of config.machines) {
+        const e = netrcEntryCheck(config, file.netrc, renew, machine);
+        entries.set(machine, e.entry);
+        const forHost = perHost(config.machines, machine);
+        checks.push(
+          forHost(e.check),
+          forHost(netrcTokenCheck(config, file.netrc, e.entry, token.state, renew, machine)),
+          forHost(netrcMachineCheck(file.netrc, machine)),
+        );
+      }
+      checks.push(netrcLinesCheck(config, file.netrc, renew));
     } else {
       checks.push(check("netrc_entry", "netrc entry", "skipped", "no netrc to look into (see netrc file)"));
     }
@@ -103,8 +106,22 @@ export async function doctor(ctx: Context, opts: DoctorOptions): Promise<number>
   }
 
   if (setup !== undefined) {
-    checks.push(await cacheCheck(ctx, setup.config, entry, tokenExpired, renew));
-    checks.push(await cacheUnauthenticatedCheck(ctx, setup.config));
+    const { config } = setup;
+    const hosts = config.cacheHosts.map((h) => h.host);
+    const results = await Promise.all(
+      config.cacheHosts.map(async (cache) => [
+        await cacheCheck(
+          ctx,
+          config,
+          cache,
+          entries.get(entryKey(config.machines, cache.machine)),
+          tokenExpired,
+          renew,
+        ),
+        await cacheUnauthenticatedCheck(ctx, config, cache),
+      ]),
+    );
+    results.forEach((pair, i) => checks.push(...pair.map(perHost(hosts, hosts[i] as string))));
   } else {
     checks.push(check("cache", "cache", "skipped", "no valid configuration, so no cache to ask"));
   }
@@ -112,4 +129,15 @@ export async function doctor(ctx: Context, opts: DoctorOptions): Promise<number>
   const report = { configPath: setup?.config.path ?? null, checks };
   ctx.stdout.write(opts.json === true ? renderJson(report) : renderText(report));
   return problems(report).length === 0 ? ExitCode.ok : ExitCode.failure;
+}
+
+/** With several cache hosts, each host's check says which host it is about (id and title). */
+function perHost(all: readonly string[], host: string): (c: Check) => Check {
+  if (all.length <= 1) return (c) => c;
+  return (c) => ({ ...c, id: `${c.id}:${host}`, title: `${c.title} (${host})` });
+}
+
+/** The spelling of `machine` in config.machines (netrc names compare without case). */
+function entryKey(machines: readonly string[], machine: string): string {
+  return machines.find((m) => m.toLowerCase() === machine.toLowerCase()) ?? machine;
 }

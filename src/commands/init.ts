@@ -23,6 +23,15 @@ export interface InitOptions {
 /** A TOML basic string: JSON's escapes are TOML's, except that TOML has no \/ (JSON never writes it). */
 const tomlString = (s: string) => JSON.stringify(s);
 
+/** `--cache-host a,b`: several cache hosts (a host name has no comma) become a TOML array. */
+function cacheHostValue(flag: string): string {
+  const hosts = flag
+    .split(",")
+    .map((h) => h.trim())
+    .filter((h) => h !== "");
+  return hosts.length === 1 ? tomlString(hosts[0] as string) : `[${hosts.map(tomlString).join(", ")}]`;
+}
+
 export async function init(ctx: Context, opts: InitOptions): Promise<number> {
   const missing = [
     ["--issuer", opts.issuer],
@@ -48,7 +57,7 @@ export async function init(ctx: Context, opts: InitOptions): Promise<number> {
     "# Written by `nix-cache-login init`; see `nix-cache-login --help` for the other keys.",
     `issuer = ${tomlString((opts.issuer as string).trim())}`,
     `client_id = ${tomlString((opts.clientId as string).trim())}`,
-    `cache_host = ${tomlString((opts.cacheHost as string).trim())}`,
+    `cache_host = ${cacheHostValue(opts.cacheHost as string)}`,
     ...(opts.netrcPath === undefined ? [] : [`netrc_path = ${tomlString(opts.netrcPath)}`]),
     ...(opts.clientSecretFile === undefined
       ? []

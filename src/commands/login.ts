@@ -1,15 +1,16 @@
+import { createInterface } from "node:readline";
 import { checkBrowserCommand, openBrowser } from "../oidc/browser.ts";
 import type { Env } from "../config/paths.ts";
 import { prompt, say, verbose, warn, type Context } from "../context.ts";
 import { describeExpiry, formatSpan, parseDuration } from "../duration.ts";
 import { CliError, ExitCode } from "../errors.ts";
 import { deviceSignIn } from "../oidc/device.ts";
-import { LoopbackServer, type Page } from "../oidc/loopback.ts";
+import { LoopbackServer, type CallbackOutcome, type Page } from "../oidc/loopback.ts";
 import type { Provider, TokenSet } from "../oidc/provider.ts";
 import { printable } from "../terminal-text.ts";
 import { setLongTimeout } from "../timers.ts";
 import { recordTokens } from "../result.ts";
-import { loadSetup, lockOptions, type Setup } from "../core/setup.ts";
+import { describeEntries, loadSetup, lockOptions, type Setup } from "../core/setup.ts";
 import { CorruptStateError } from "../store/state.ts";
 import { readStateOrSetAside, withStateLock } from "../store/write.ts";
 import { provider, saveTokens } from "../core/save-tokens.ts";
@@ -75,7 +76,7 @@ export async function login(ctx: Context, opts: LoginOptions): Promise<number> {
       } else {
         prompt(
           ctx,
-          `${why}, and ${host} offers no device sign-in: open the URL below in a browser that reaches this machine.`,
+          `${why}, and ${host} offers no device sign-in: open the URL below in a browser${ctx.stdin?.isTTY === true ? "" : " that reaches this machine"}.`,
         );
         launch = false;
       }
@@ -111,7 +112,7 @@ export async function login(ctx: Context, opts: LoginOptions): Promise<number> {
     ctx,
     `  refresh token: ${tokens.refreshToken === undefined ? "none (run `nix-cache-login login` again when the access token expires)" : describeExpiry(tokens.refreshExpiresAt ?? null, now)}`,
   );
-  say(ctx, `Wrote the ${s.config.machine} entry in ${s.config.netrcPath}.`);
+  say(ctx, `Wrote the ${describeEntries(s.config.machines)} in ${s.config.netrcPath}.`);
   recordTokens(ctx, s.config, s.store.read(), "signed_in");
   return ExitCode.ok;
 }
@@ -190,7 +191,13 @@ async function browserSignIn(
     }
     prompt(ctx, `Waiting up to ${formatSpan(o.waitSeconds)} for the sign-in (Ctrl-C to cancel)...`);
 
-    const outcome = await waitFor(server.callback, ctx.signal, o.waitSeconds);
+    const stopPasting = ctx.stdin?.isTTY === true ? acceptPastedAddresses(ctx, ctx.stdin, server) : undefined;
+    let outcome: CallbackOutcome;
+    try {
+      outcome = await waitFor(server.callback, ctx.signal, o.waitSeconds);
+    } finally {
+      stopPasting?.();
+    }
     if (outcome.kind === "error") {
       const detail =
         outcome.description === undefined ? outcome.error : `${outcome.description} (${outcome.error})`;
@@ -221,7 +228,7 @@ async function browserSignIn(
       ok: true,
       title: "Signed in",
       lines: [
-        `nix-cache-login is signed in${tokens.username === undefined ? "" : ` as ${tokens.username}`} and has written the token for ${s.config.machine}.`,
+        `nix-cache-login is signed in${tokens.username === undefined ? "" : ` as ${tokens.username}`} and has written the token for ${s.config.machines.join(", ")}.`,
         "You can close this tab.",
       ],
     });
@@ -235,6 +242,38 @@ async function browserSignIn(
     await server.close();
     log("closed the loopback server");
   }
+}
+
+/**
+ * Over SSH the browser often runs on another machine and its redirect to 127.0.0.1 goes nowhere:
+ * the user pastes the address it ended on instead, racing the loopback listener. Lines are read as
+ * the terminal hands them over (it echoes them as typed); we never print or log them.
+ * Returns the function that stops reading.
+ */
+function acceptPastedAddresses(
+  ctx: Context,
+  input: NodeJS.ReadableStream,
+  server: LoopbackServer,
+): () => void {
+  prompt(ctx, "If the browser cannot reach this machine, paste the address it ends on here:");
+  const lines = createInterface({ input, terminal: false, crlfDelay: Infinity });
+  lines.on("line", (line) => {
+    if (line.trim() === "") return;
+    const result = server.acceptPasted(line);
+    if (result === "not-this-address") {
+      prompt(
+        ctx,
+        `That is not the address this sign-in waits for (it starts with ${server.redirectUri}?); still waiting.`,
+      );
+    } else if (result === "wrong-state") {
+      prompt(ctx, "That address belongs to another sign-in (its state does not match); still waiting.");
+    }
+  });
+  return () => {
+    lines.close();
+    // A paused terminal no longer keeps the process alive.
+    input.pause();
+  };
 }
 
 /** Saves under the state lock, so a timer's `refresh` running meanwhile cannot overwrite the new session. */

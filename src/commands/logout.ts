@@ -2,8 +2,8 @@ import { realpath } from "node:fs/promises";
 import { removeStaleTempFiles } from "../fs/atomic-file.ts";
 import { record, say, verbose, warn, type Context } from "../context.ts";
 import { ExitCode } from "../errors.ts";
-import { removeNetrcEntry } from "../netrc/file.ts";
-import { loadSetup, lockOptions, netrcWhere } from "../core/setup.ts";
+import { removeNetrcEntries } from "../netrc/file.ts";
+import { describeEntries, loadSetup, lockOptions, netrcWhere } from "../core/setup.ts";
 import type { TokenState } from "../store/state.ts";
 import { readStateOrSetAside, removeState, withStateLock } from "../store/write.ts";
 import { provider } from "../core/save-tokens.ts";
@@ -40,9 +40,13 @@ export function logout(ctx: Context): Promise<number> {
         }
       }
       let netrcError: unknown;
-      let removedEntry = false;
+      let removedEntries: string[] = [];
       try {
-        removedEntry = await removeNetrcEntry(s.config.netrcPath, s.config.machine, netrcWhere(s.config));
+        removedEntries = await removeNetrcEntries(
+          s.config.netrcPath,
+          s.config.machines,
+          netrcWhere(s.config),
+        );
       } catch (e) {
         netrcError = e;
       }
@@ -53,15 +57,18 @@ export function logout(ctx: Context): Promise<number> {
       ];
       for (const f of stale) log(`removed ${f}, left by a process that was killed`);
       if (netrcError !== undefined) throw netrcError;
+      const removedEntry = removedEntries.length > 0;
       record(ctx, {
         action: removedEntry || removedState ? "signed_out" : "none",
         config_path: s.config.path,
         issuer: s.config.issuer,
         client_id: s.config.clientId,
-        host: s.config.machine,
+        host: s.config.machines[0],
+        hosts: s.config.machines,
         netrc_path: s.config.netrcPath,
         revoked,
         removed_netrc_entry: removedEntry,
+        removed_netrc_entries: removedEntries,
         removed_state: removedState,
       });
       if (!removedEntry && !removedState) {
@@ -69,7 +76,7 @@ export function logout(ctx: Context): Promise<number> {
       } else {
         say(
           ctx,
-          `Signed out of ${s.config.issuer}${removedEntry ? `; removed the ${s.config.machine} entry from ${s.config.netrcPath}` : ""}.`,
+          `Signed out of ${s.config.issuer}${removedEntry ? `; removed the ${describeEntries(removedEntries)} from ${s.config.netrcPath}` : ""}.`,
         );
       }
       return exitCode;

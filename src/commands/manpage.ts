@@ -40,6 +40,7 @@ export function manPage(t: CommandTable, date: string): string {
     const args = c.args === undefined ? "" : ` ${c.args.choices.map((x) => `\\fB${x}\\fR`).join("|")}`;
     out.push(".SS", `\\fB${c.name}\\fR${args}${c.options.length > 0 ? " [\\fIOPTIONS\\fR]" : ""}`);
     out.push(`${esc(c.help.charAt(0).toUpperCase() + c.help.slice(1))}.`);
+    if (c.details !== undefined) out.push(".PP", esc(c.details), ".PP");
     out.push(...c.options.map((o) => option(o).trimEnd()));
     if (c.examples !== undefined) {
       out.push(".PP", "Examples:", ".RS 4", ".nf", ...c.examples.map(esc), ".fi", ".RE");

@@ -3,7 +3,7 @@ import { describeExpiry } from "../duration.ts";
 import { ExitCode } from "../errors.ts";
 import { netrcHolds } from "../netrc/read.ts";
 import { renewCommand } from "../core/renewal.ts";
-import { loadSetup } from "../core/setup.ts";
+import { describeEntries, loadSetup } from "../core/setup.ts";
 import { printable } from "../terminal-text.ts";
 
 export interface StatusOptions {
@@ -24,11 +24,11 @@ export function status(ctx: Context, opts: StatusOptions): number {
   const { config } = s;
   const state = s.store.read();
   const now = ctx.now();
-  const { exists: netrcExists, holds: netrcEntry } = netrcHolds(
-    config.netrcPath,
-    config.machine,
-    state?.access_token,
-  );
+  const {
+    exists: netrcExists,
+    holds: netrcEntry,
+    byHost,
+  } = netrcHolds(config.netrcPath, config.machines, state?.access_token);
 
   const report = (present: boolean, expiresAt: string | null | undefined): TokenReport => {
     const at = expiresAt ?? null;
@@ -55,12 +55,14 @@ export function status(ctx: Context, opts: StatusOptions): number {
       config_path: config.path,
       issuer: config.issuer,
       client_id: config.clientId,
-      cache_host: config.cacheHost,
+      cache_host: config.cacheHosts[0]?.host,
+      cache_hosts: config.cacheHosts.map((h) => h.host),
       netrc_path: config.netrcPath,
       state_path: s.store.file,
       mode: config.mode,
       username: state?.username ?? null,
       netrc_entry: netrcEntry,
+      netrc_entries: Object.fromEntries(byHost),
       access_token: access,
       refresh_token: {
         ...refreshToken,
@@ -75,17 +77,11 @@ export function status(ctx: Context, opts: StatusOptions): number {
     ["config", `${config.path} (${config.source})`],
     ["issuer", config.issuer],
     ["client", `${config.clientId} (${config.mode === "user" ? "user sign-in" : "service account"})`],
-    ["cache host", config.cacheHost],
     [
-      "netrc",
-      `${config.netrcPath}: ${
-        !netrcExists
-          ? "missing"
-          : netrcEntry
-            ? `the ${config.machine} entry holds the current token`
-            : `no entry for ${config.machine} with the current token`
-      }`,
+      config.cacheHosts.length === 1 ? "cache host" : "cache hosts",
+      config.cacheHosts.map((h) => h.host).join(", "),
     ],
+    ["netrc", `${config.netrcPath}: ${netrcExists ? describeNetrcEntries(byHost) : "missing"}`],
   ];
   // Stored from the provider's answer: shown without control characters, whatever wrote it.
   if (state?.username !== undefined) lines.push(["signed in as", printable(state.username, 100)]);
@@ -111,4 +107,18 @@ export function status(ctx: Context, opts: StatusOptions): number {
     ctx.stderr.write(`hint: run \`${renewCommand(config, state, now)}\`\n`);
   }
   return ok ? ExitCode.ok : ExitCode.loginRequired;
+}
+
+/** One host: as before; several: which hold the current token and which do not. */
+function describeNetrcEntries(byHost: Map<string, boolean>): string {
+  const hosts = [...byHost.keys()];
+  const holding = hosts.filter((h) => byHost.get(h) === true);
+  const lacking = hosts.filter((h) => byHost.get(h) !== true);
+  const parts: string[] = [];
+  if (holding.length > 0)
+    parts.push(
+      `the ${describeEntries(holding)} ${holding.length === 1 ? "holds" : "hold"} the current token`,
+    );
+  if (lacking.length > 0) parts.push(`no entry for ${lacking.join(", ")} with the current token`);
+  return parts.join("; ");
 }

@@ -9,9 +9,10 @@ import {
   checked,
   CONFIG_KEYS,
   Problem,
+  Problems,
   RULES,
   typed,
-  type CacheHost,
+  type HostName,
   type TokenEndpointAuthMethod,
 } from "./rules.ts";
 import { expandPath, xdgDir, type Env } from "./paths.ts";
@@ -22,10 +23,13 @@ export interface Config {
   source: string;
   issuer: string;
   clientId: string;
-  /** As written, may carry a port: `cache.example.org:8443`. */
-  cacheHost: string;
-  /** The netrc machine name: curl matches the host only, never `host:port`. */
-  machine: string;
+  /** Every cache host, in the order written (`cache_host` may be one host or a list). */
+  cacheHosts: CacheHost[];
+  /**
+   * The netrc machine names, each once (`cache:443` and `cache:8443` share one entry): one grant
+   * writes the same token into all of them.
+   */
+  machines: string[];
   netrcPath: string;
   /** As written (for messages); may name variables that only exist where the secret is read. */
   clientSecretFile: string | undefined;
@@ -45,10 +49,22 @@ export interface Config {
   mode: "user" | "service-account";
   scopes: string[] | undefined;
   callbackPort: number | undefined;
-  cacheUrl: string;
   timeoutSeconds: number;
   /** Seconds an access token is taken to live when the provider does not say (opaque, no expires_in). */
   defaultTokenLifetime: number;
+}
+
+export interface CacheHost extends HostName {
+  /** The cache's base URL, for `doctor`: from `cache_url`, else `https://<host>`. */
+  url: string;
+}
+
+/** netrc machine names compare without case: the first spelling of each is kept. */
+function netrcMachines(hosts: readonly HostName[]): string[] {
+  const byName = new Map<string, string>();
+  for (const h of hosts)
+    if (!byName.has(h.machine.toLowerCase())) byName.set(h.machine.toLowerCase(), h.machine);
+  return [...byName.values()];
 }
 
 /** A configuration file is a few hundred bytes; a bigger one is a mistake (or not a config). */
@@ -61,6 +77,7 @@ export function validateConfig(doc: Record<string, unknown>, file: string, sourc
   const problems: string[] = [];
   const report = (key: string, e: unknown) => {
     if (e instanceof Problem) problems.push(`${file}: ${key}: ${e.message}`);
+    else if (e instanceof Problems) for (const i of e.items) problems.push(`${file}: ${i.key}: ${i.message}`);
     else if (e instanceof CliError) problems.push(e.message);
     else throw e;
   };
@@ -109,7 +126,11 @@ export function validateConfig(doc: Record<string, unknown>, file: string, sourc
       },
     );
   }
-  const host = ok.cache_host as CacheHost;
+  const urls = (ok.cache_url as Map<string, string> | undefined) ?? new Map<string, string>();
+  const cacheHosts = (ok.cache_host as HostName[]).map((h) => ({
+    ...h,
+    url: urls.get(h.host) ?? `https://${h.host}`,
+  }));
   const secretFile = ok.client_secret_file as string | undefined;
   const keyFile = ok.client_key_file as string | undefined;
   return {
@@ -117,8 +138,8 @@ export function validateConfig(doc: Record<string, unknown>, file: string, sourc
     source,
     issuer: ok.issuer as string,
     clientId: ok.client_id as string,
-    cacheHost: host.cacheHost,
-    machine: host.machine,
+    cacheHosts,
+    machines: netrcMachines(cacheHosts),
     netrcPath: ok.netrc_path as string,
     clientSecretFile: secretFile,
     resolveClientSecretFile: () => expandPath(secretFile ?? "", env, `${file}: client_secret_file`),
@@ -132,7 +153,6 @@ export function validateConfig(doc: Record<string, unknown>, file: string, sourc
     mode: secretFile === undefined && keyFile === undefined ? "user" : "service-account",
     scopes: ok.scopes as string[] | undefined,
     callbackPort: ok.callback_port as number | undefined,
-    cacheUrl: (ok.cache_url as string | undefined) ?? `https://${host.cacheHost}`,
     timeoutSeconds: (ok.timeout as number | undefined) ?? 30,
     defaultTokenLifetime: (ok.default_token_lifetime as number | undefined) ?? 300,
   };

@@ -8,8 +8,15 @@ import { isLoopbackHost } from "../loopback-host.ts";
 import { closest } from "../suggest.ts";
 import { expandPath, type Env } from "./paths.ts";
 
-type KeyType = "string" | "string[]" | "integer";
-type TypeOf<T extends KeyType> = T extends "string" ? string : T extends "integer" ? number : string[];
+/** `strings` is one string or a non-empty list of them. */
+type KeyType = "string" | "string[]" | "strings" | "integer";
+type TypeOf<T extends KeyType> = T extends "string"
+  ? string
+  : T extends "integer"
+    ? number
+    : T extends "strings"
+      ? string | string[]
+      : string[];
 
 /** What a check sees besides the value. */
 export interface RuleContext {
@@ -24,6 +31,13 @@ export interface RuleContext {
 
 /** A problem with the value of the key being checked: reported as `FILE: KEY: message`. */
 export class Problem extends Error {}
+
+/** Problems with items of a list, each reported as `FILE: KEY[i]: message`. */
+export class Problems extends Error {
+  constructor(readonly items: { key: string; message: string }[]) {
+    super(items.map((i) => `${i.key}: ${i.message}`).join("; "));
+  }
+}
 
 interface Rule<T extends KeyType> {
   type: T;
@@ -54,13 +68,14 @@ function checkIssuer(value: string): string {
   return value;
 }
 
-/** The host as written (may carry a port) and the netrc machine name (curl matches the host only). */
-export interface CacheHost {
-  cacheHost: string;
+/** A cache host as written (may carry a port) and its netrc machine name (curl matches the host only). */
+export interface HostName {
+  host: string;
   machine: string;
 }
 
-function checkCacheHost(raw: string): CacheHost {
+function checkHostName(raw: string): HostName {
+  if (raw.trim() === "") throw new Problem("must not be empty");
   if (raw.includes("://")) throw new Problem("must be a host name without a scheme (e.g. cache.example.org)");
   if (/[/?#]/.test(raw)) throw new Problem("must be a host name without a path (e.g. cache.example.org)");
   const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?$/.exec(raw);
@@ -68,26 +83,76 @@ function checkCacheHost(raw: string): CacheHost {
   if (m[2] !== undefined && (Number(m[2]) < 1 || Number(m[2]) > 65535)) {
     throw new Problem(`port ${m[2]} is not in 1-65535`);
   }
-  return { cacheHost: raw, machine: (m[1] as string).replace(/^\[|\]$/g, "") };
+  return { host: raw, machine: (m[1] as string).replace(/^\[|\]$/g, "") };
 }
 
-function checkCacheUrl(value: string, c: RuleContext): string {
-  let u: URL;
-  try {
-    u = new URL(value);
-  } catch {
-    throw new Problem(`${JSON.stringify(value)} is not a URL`);
-  }
-  if (u.protocol !== "https:" && u.protocol !== "http:") throw new Problem("must be an https URL");
-  // The token goes there in clear otherwise (doctor sends it).
-  if (u.protocol === "http:" && !isLoopbackHost(u.hostname)) {
-    throw new Problem("must use https (only loopback hosts may use http)");
-  }
-  const machine = (c.checked.cache_host as CacheHost | undefined)?.machine;
-  if (machine !== undefined && u.hostname.replace(/^\[|\]$/g, "") !== machine) {
-    throw new Problem(`host ${u.hostname} does not match cache_host ${machine}`);
-  }
-  return value.replace(/\/+$/, "");
+/** Runs `check` on every item; problems are named `KEY[i]` for a list, `KEY` for one string. */
+function eachItem<T>(value: string | string[], key: string, check: (raw: string, key: string) => T): T[] {
+  const list = Array.isArray(value);
+  const items = list ? value : [value];
+  const out: T[] = [];
+  const problems: { key: string; message: string }[] = [];
+  items.forEach((raw, i) => {
+    const itemKey = list ? `${key}[${i}]` : key;
+    try {
+      out.push(check(raw, itemKey));
+    } catch (e) {
+      if (!(e instanceof Problem)) throw e;
+      problems.push({ key: itemKey, message: e.message });
+    }
+  });
+  if (problems.length === 1 && !list) throw new Problem((problems[0] as { message: string }).message);
+  if (problems.length > 0) throw new Problems(problems);
+  return out;
+}
+
+/** One host or a list of hosts: one sign-in writes the same token into an entry for each. */
+function checkCacheHosts(value: string | string[], c: RuleContext): HostName[] {
+  const seen = new Set<string>();
+  return eachItem(value, c.key, (raw) => {
+    const h = checkHostName(raw);
+    if (seen.has(raw.toLowerCase())) throw new Problem(`${JSON.stringify(raw)} is listed twice`);
+    seen.add(raw.toLowerCase());
+    return h;
+  });
+}
+
+/**
+ * The base URL `doctor` asks, per host where `https://<host>` is not the cache: one URL, or a list
+ * whose every URL names one of the hosts. Returns host (as written) -> URL.
+ */
+function checkCacheUrls(value: string | string[], c: RuleContext): Map<string, string> {
+  const hosts = c.checked.cache_host as HostName[] | undefined;
+  const urls = new Map<string, string>();
+  eachItem(value, c.key, (raw) => {
+    let u: URL;
+    try {
+      u = new URL(raw);
+    } catch {
+      throw new Problem(`${JSON.stringify(raw)} is not a URL`);
+    }
+    if (u.protocol !== "https:" && u.protocol !== "http:") throw new Problem("must be an https URL");
+    // The token goes there in clear otherwise (doctor sends it).
+    if (u.protocol === "http:" && !isLoopbackHost(u.hostname)) {
+      throw new Problem("must use https (only loopback hosts may use http)");
+    }
+    if (hosts === undefined) return;
+    const hostname = u.hostname.replace(/^\[|\]$/g, "").toLowerCase();
+    const owners = hosts.filter((h) => h.machine.toLowerCase() === hostname);
+    // Two hosts that differ only by port: the URL's port says which one it is for.
+    const owner =
+      owners.length <= 1
+        ? owners[0]
+        : (owners.find((h) => new URL(`https://${h.host}`).port === u.port) ?? owners[0]);
+    if (owner === undefined) {
+      throw new Problem(
+        `host ${u.hostname} does not match cache_host ${hosts.map((h) => h.machine).join(", ")}`,
+      );
+    }
+    if (urls.has(owner.host)) throw new Problem(`a second URL for cache_host ${owner.host}`);
+    urls.set(owner.host, raw.replace(/\/+$/, ""));
+  });
+  return urls;
 }
 
 function checkPort(value: number): number {
@@ -190,13 +255,13 @@ function checkAuthMethod(value: string, c: RuleContext): TokenEndpointAuthMethod
 export const RULES: Record<string, Rule<KeyType>> = {
   issuer: rule({ type: "string", required: true, check: checkIssuer }),
   client_id: rule({ type: "string", required: true }),
-  cache_host: rule({ type: "string", required: true, check: checkCacheHost }),
+  cache_host: rule({ type: "strings", required: true, check: checkCacheHosts }),
   netrc_path: rule({ type: "string", check: checkPath }),
   client_secret_file: rule({ type: "string", check: checkSecretFile }),
   client_key_file: rule({ type: "string", check: checkKeyFile }),
   token_endpoint_auth_method: rule({ type: "string", check: checkAuthMethod }),
   scopes: rule({ type: "string[]" }),
-  cache_url: rule({ type: "string", check: checkCacheUrl }),
+  cache_url: rule({ type: "strings", check: checkCacheUrls }),
   callback_port: rule({ type: "integer", check: checkPort }),
   timeout: rule({ type: "string", check: checkTimeout }),
   default_token_lifetime: rule({ type: "string", check: checkTokenLifetime }),
@@ -214,21 +279,33 @@ function describeType(value: unknown): string {
 
 /** The value in the rule's type (a TOML integer may be a bigint), or a Problem. */
 export function typed(r: Rule<KeyType>, value: unknown): unknown {
+  const stringArray = Array.isArray(value) && value.every((v) => typeof v === "string");
   const ok =
     r.type === "string"
       ? typeof value === "string"
       : r.type === "integer"
         ? typeof value === "bigint" || (typeof value === "number" && Number.isInteger(value))
-        : Array.isArray(value) && value.every((v) => typeof v === "string");
+        : r.type === "strings"
+          ? typeof value === "string" || stringArray
+          : stringArray;
   if (!ok) {
     const want =
-      r.type === "string[]" ? "an array of strings" : r.type === "integer" ? "an integer" : "a string";
+      r.type === "string[]"
+        ? "an array of strings"
+        : r.type === "strings"
+          ? "a string or an array of strings"
+          : r.type === "integer"
+            ? "an integer"
+            : "a string";
     const got = Array.isArray(value)
-      ? `an array${r.type === "string[]" ? ` containing ${describeType(value.find((v) => typeof v !== "string"))}` : ""}`
+      ? `an array${r.type === "string[]" || r.type === "strings" ? ` containing ${describeType(value.find((v) => typeof v !== "string"))}` : ""}`
       : describeType(value);
     throw new Problem(`must be ${want}, got ${got}`);
   }
-  if (r.type === "string" && (value as string).trim() === "") throw new Problem("must not be empty");
+  if ((r.type === "string" || r.type === "strings") && typeof value === "string" && value.trim() === "")
+    throw new Problem("must not be empty");
+  if (r.type === "strings" && Array.isArray(value) && value.length === 0)
+    throw new Problem("must not be an empty array");
   return typeof value === "bigint" ? Number(value) : value;
 }
 

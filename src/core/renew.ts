@@ -16,9 +16,10 @@ import {
   writeState,
   type StateReservation,
 } from "../store/write.ts";
-import { tokenGood, type PendingRenewal } from "./renewal.ts";
-import { provider, saveTokens } from "./save-tokens.ts";
-import { lockOptions } from "./setup.ts";
+import type { TokenState } from "../store/state.ts";
+import { hostsLackingToken, tokenGood, tokenLasts, type PendingRenewal } from "./renewal.ts";
+import { provider, saveTokens, writeNetrcEntries } from "./save-tokens.ts";
+import { describeEntries, lockOptions, type Setup } from "./setup.ts";
 
 /**
  * The whole read -> grant -> write runs under the state lock and re-reads the state after taking
@@ -48,9 +49,15 @@ export function renew(ctx: Context, r: PendingRenewal): Promise<number> {
       const renewedMeanwhile =
         state?.access_token !== undefined &&
         (state.access_token !== seen?.access_token || renewedAt >= performance.timeOrigin);
-      if (tokenGood(s, state, minValid ?? (renewedMeanwhile ? 1 : Infinity), ctx.now())) {
+      const needed = minValid ?? (renewedMeanwhile ? 1 : Infinity);
+      if (tokenGood(s, state, needed, ctx.now())) {
         log("another nix-cache-login renewed the token meanwhile; nothing to do");
         recordTokens(ctx, s.config, state, "none");
+        return ExitCode.ok;
+      }
+      if (state !== undefined && tokenLasts(state, needed, ctx.now())) {
+        await copyTokenToHosts(ctx, s, state);
+        recordTokens(ctx, s.config, state, "copied");
         return ExitCode.ok;
       }
       const p = provider(ctx, s, state, credential);
@@ -103,11 +110,27 @@ export function renew(ctx: Context, r: PendingRenewal): Promise<number> {
           next.access_token_expires_at === undefined ? null : new Date(next.access_token_expires_at);
         say(
           ctx,
-          `${mode === "service-account" ? "Got a new token" : "Renewed the token"} for ${s.config.machine}: ${describeExpiry(expires, ctx.now())}`,
+          `${mode === "service-account" ? "Got a new token" : "Renewed the token"} for ${s.config.machines.join(", ")}: ${describeExpiry(expires, ctx.now())}`,
         );
         return ExitCode.ok;
       }
     },
     lockOptions(ctx, s.config),
+  );
+}
+
+/**
+ * The stored token is still good but some host's entry lacks it: another configuration with the
+ * same issuer and client_id (they share one token state) renewed it, or an entry was removed by
+ * hand. Writing it there costs no grant, and the other configuration's entries stay valid.
+ */
+async function copyTokenToHosts(ctx: Context, s: Setup, state: TokenState): Promise<void> {
+  const lacking = hostsLackingToken(s, state);
+  await writeNetrcEntries(ctx, s, lacking, state.access_token as string);
+  const expires =
+    state.access_token_expires_at === undefined ? null : new Date(state.access_token_expires_at);
+  say(
+    ctx,
+    `Wrote the current token to the ${describeEntries(lacking)} (no new grant needed): ${describeExpiry(expires, ctx.now())}`,
   );
 }

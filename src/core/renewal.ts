@@ -30,11 +30,24 @@ export function remainingValidity(state: TokenState | undefined, now: Date): num
   return (new Date(state.access_token_expires_at).getTime() - now.getTime()) / 1000;
 }
 
-/** Whether the netrc holds the stored access token and it stays valid `needed` more seconds. */
-export function tokenGood(s: Setup, state: TokenState | undefined, needed: number, now: Date): boolean {
+/** Whether the stored access token stays valid `needed` more seconds. */
+export function tokenLasts(state: TokenState | undefined, needed: number, now: Date): boolean {
   const left = remainingValidity(state, now);
-  if (left === undefined || left < needed) return false;
-  return netrcHolds(s.config.netrcPath, s.config.machine, state?.access_token).holds;
+  return left !== undefined && left >= needed && state?.access_token !== undefined;
+}
+
+/** The cache hosts whose netrc entry does not hold the stored access token (curl would not send it). */
+export function hostsLackingToken(s: Setup, state: TokenState | undefined): string[] {
+  const { byHost } = netrcHolds(s.config.netrcPath, s.config.machines, state?.access_token);
+  return [...byHost].filter(([, holds]) => !holds).map(([host]) => host);
+}
+
+/**
+ * Whether every cache host's netrc entry holds the stored access token and it stays valid `needed`
+ * more seconds: only then is a `--min-valid` run "fresh".
+ */
+export function tokenGood(s: Setup, state: TokenState | undefined, needed: number, now: Date): boolean {
+  return tokenLasts(state, needed, now) && hostsLackingToken(s, state).length === 0;
 }
 
 /** A renewal to do: everything read and checked, nothing sent yet. */

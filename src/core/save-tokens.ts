@@ -3,9 +3,9 @@
  * working refresh token, never a lost one).
  */
 import { verbose, warn, type Context } from "../context.ts";
-import { checkTokenLength, upsertNetrcEntry } from "../netrc/file.ts";
+import { checkTokenLength, upsertNetrcEntries } from "../netrc/file.ts";
 import { Provider, type TokenSet } from "../oidc/provider.ts";
-import { netrcWhere, type ClientCredential, type Setup } from "./setup.ts";
+import { describeEntries, netrcWhere, type ClientCredential, type Setup } from "./setup.ts";
 import type { TokenState } from "../store/state.ts";
 import { writeState, type StateReservation } from "../store/write.ts";
 
@@ -38,7 +38,8 @@ export async function saveTokens(
   const base = previous ?? s.store.empty(mode);
   let sizeWarning: string | undefined;
   try {
-    sizeWarning = checkTokenLength(tokens.accessToken, s.config.machine);
+    // One token for every host: checked once, named after all of them.
+    sizeWarning = checkTokenLength(tokens.accessToken, s.config.machines.join(", "));
   } catch (e) {
     // Refuse the access token, but keep a rotated refresh token: the old one is spent, and losing
     // the new one would end the session. The netrc and the stored access token stay as they were.
@@ -78,13 +79,18 @@ export async function saveTokens(
     session_ended: undefined,
   };
   await writeState(s.store, next, { reserved });
-  const tightened = await upsertNetrcEntry(
-    s.config.netrcPath,
-    s.config.machine,
-    tokens.accessToken,
-    netrcWhere(s.config),
-  );
-  if (tightened !== undefined) warn(ctx, tightened);
-  verbose(ctx)(`wrote the ${s.config.machine} entry in ${s.config.netrcPath}`);
+  await writeNetrcEntries(ctx, s, s.config.machines, tokens.accessToken);
   return next;
+}
+
+/** One atomic netrc write for all `machines`, under the netrc's lock. */
+export async function writeNetrcEntries(
+  ctx: Context,
+  s: Setup,
+  machines: readonly string[],
+  token: string,
+): Promise<void> {
+  const tightened = await upsertNetrcEntries(s.config.netrcPath, machines, token, netrcWhere(s.config));
+  if (tightened !== undefined) warn(ctx, tightened);
+  verbose(ctx)(`wrote the ${describeEntries(machines)} in ${s.config.netrcPath}`);
 }

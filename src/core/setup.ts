@@ -90,6 +90,12 @@ export function readClientCredential(config: Config): ClientCredential {
     : { secret: readClientSecret(config) };
 }
 
+/** For messages: "cache.example.org entry", "a and b entries", "a, b and c entries". */
+export function describeEntries(machines: readonly string[]): string {
+  if (machines.length <= 1) return `${machines[0] ?? ""} entry`;
+  return `${machines.slice(0, -1).join(", ")} and ${machines[machines.length - 1] ?? ""} entries`;
+}
+
 /** Where the netrc's path came from, for messages about it. */
 export function netrcWhere(config: Config): string {
   return `netrc_path in ${config.path}`;

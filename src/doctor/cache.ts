@@ -3,7 +3,7 @@
  * from the netrc (HTTP Basic, as Nix sends them). Proxies and extra CAs work as for every other
  * request of the tool (makeFetch).
  */
-import type { Config } from "../config/load.ts";
+import type { CacheHost, Config } from "../config/load.ts";
 import { verbose, type Context } from "../context.ts";
 import type { NetrcEntry } from "../netrc/netrc.ts";
 import { describeNetworkError, makeFetch } from "../oidc/http.ts";
@@ -29,13 +29,14 @@ function reasonOf(header: string | null): string | undefined {
 export async function cacheCheck(
   ctx: Context,
   config: Config,
+  cache: CacheHost,
   entry: NetrcEntry | undefined,
   tokenExpired: boolean,
   renew: string,
 ): Promise<Check> {
   const title = "cache";
-  const url = `${config.cacheUrl}/nix-cache-info`;
-  const host = new URL(config.cacheUrl).host;
+  const url = `${cache.url}/nix-cache-info`;
+  const host = new URL(cache.url).host;
   const headers: Record<string, string> = {};
   const credentials = entry?.password !== undefined && entry.password !== "";
   if (credentials) {
@@ -44,7 +45,7 @@ export async function cacheCheck(
   const how = credentials
     ? entry.kind === "default"
       ? "with the netrc's `default` credentials"
-      : `with the netrc entry for ${config.machine}`
+      : `with the netrc entry for ${cache.machine}`
     : "without credentials (no netrc entry)";
   const fetch = makeFetch(ctx.env, verbose(ctx));
   const signal = AbortSignal.any([ctx.signal, AbortSignal.timeout(config.timeoutSeconds * 1000)]);
@@ -86,7 +87,7 @@ export async function cacheCheck(
     const reason = reasonOf(response.headers.get("www-authenticate"));
     const summary = credentials
       ? `the cache rejected the token${reason !== undefined ? ` (${reason})` : ""}`
-      : `the cache wants credentials and the netrc has none for ${config.machine}`;
+      : `the cache wants credentials and the netrc has none for ${cache.machine}`;
     const fix =
       credentials && !tokenExpired && entry.kind === "machine"
         ? [
@@ -140,9 +141,13 @@ const ABSENT_NARINFO = "00000000000000000000000000000000.narinfo";
  * How the cache answers a request without a token, as Nix sends one after the token expired or
  * before the first sign-in: 401 is right; 403 makes Nix stop asking for an hour.
  */
-export async function cacheUnauthenticatedCheck(ctx: Context, config: Config): Promise<Check> {
+export async function cacheUnauthenticatedCheck(
+  ctx: Context,
+  config: Config,
+  cache: CacheHost,
+): Promise<Check> {
   const title = "cache without a token";
-  const url = `${config.cacheUrl}/${ABSENT_NARINFO}`;
+  const url = `${cache.url}/${ABSENT_NARINFO}`;
   const fetch = makeFetch(ctx.env, verbose(ctx));
   const signal = AbortSignal.any([ctx.signal, AbortSignal.timeout(config.timeoutSeconds * 1000)]);
   let status: number;

@@ -39,7 +39,7 @@ export function configCheck(ctx: Context): { check: Check; setup: Setup | undefi
     return {
       setup,
       check: check("config", "config", "ok", `${c.path} (${c.source}) is valid`, {
-        details: [`${who} at ${c.issuer}; cache ${c.cacheUrl}`],
+        details: [`${who} at ${c.issuer}; cache ${c.cacheHosts.map((h) => h.url).join(", ")}`],
       }),
     };
   } catch (e) {
@@ -242,9 +242,10 @@ export function netrcEntryCheck(
   config: Config,
   netrc: Netrc,
   renew: string,
+  host: string,
 ): { check: Check; entry: NetrcEntry | undefined } {
   const title = "netrc entry";
-  const machine = config.machine.toLowerCase();
+  const machine = host.toLowerCase();
   const ours = netrc.entries.filter((e) => e.kind === "machine" && e.machine === machine);
   const first = findEntry(netrc, machine);
   const path = config.netrcPath;
@@ -308,9 +309,10 @@ export function netrcTokenCheck(
   entry: NetrcEntry | undefined,
   state: TokenState | undefined,
   renew: string,
+  host: string,
 ): Check {
   const title = "netrc token";
-  const machine = config.machine.toLowerCase();
+  const machine = host.toLowerCase();
   if (entry === undefined || entry.kind === "default") {
     return check("netrc_token", title, "skipped", `no ${machine} entry comes first (see netrc entry)`);
   }
@@ -388,8 +390,10 @@ export function netrcLinesCheck(config: Config, netrc: Netrc, renew: string): Ch
   if (long.length === 0) {
     return check("netrc_lines", title, "ok", `no line is over curl's ${CURL_NETRC_MAX_LINE}-byte limit`);
   }
-  const ours = findEntry(netrc, config.machine);
-  const oursLong = ours !== undefined && long.some((l) => l.line >= ours.line && l.line <= ours.line + 2);
+  const ours = config.machines.map((m) => findEntry(netrc, m)).filter((e) => e?.kind === "machine");
+  const oursLong = ours.some(
+    (e) => e !== undefined && long.some((l) => l.line >= e.line && l.line <= e.line + 2),
+  );
   return check(
     "netrc_lines",
     title,
@@ -406,8 +410,8 @@ export function netrcLinesCheck(config: Config, netrc: Netrc, renew: string): Ch
 }
 
 /** `machine host:port` never matches: curl compares the host name only. */
-export function netrcMachineCheck(config: Config, netrc: Netrc): Check {
-  const machine = config.machine.toLowerCase();
+export function netrcMachineCheck(netrc: Netrc, host: string): Check {
+  const machine = host.toLowerCase();
   const withPort = netrc.entries.filter(
     (e) =>
       e.kind === "machine" &&

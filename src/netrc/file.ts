@@ -121,30 +121,61 @@ async function editNetrc(
   );
 }
 
-/** Writes (or replaces) the host's entry. Returns a warning when the file's mode was tightened. */
-export async function upsertNetrcEntry(
+/**
+ * Writes (or replaces) the entry of every host, in one atomic write under one lock: a reader never
+ * sees one host with the new token and another with the old. Returns a warning when the file's
+ * mode was tightened.
+ */
+export async function upsertNetrcEntries(
   path: string,
-  host: string,
+  hosts: readonly string[],
   token: string,
   where?: string,
 ): Promise<string | undefined> {
-  checkTokenLength(token, host);
+  for (const host of hosts) checkTokenLength(token, host);
   const { warning } = await editNetrc(
     path,
-    (text) => upsertEntry(text ?? "", host, NETRC_LOGIN, token),
+    (text) => hosts.reduce((t, host) => upsertEntry(t, host, NETRC_LOGIN, token), text ?? ""),
     where,
   );
   return warning;
 }
 
-/** Removes only the host's entries; returns whether anything was removed. */
-export async function removeNetrcEntry(path: string, host: string, where?: string): Promise<boolean> {
-  const { changed } = await editNetrc(
+/** Removes only the hosts' entries, in one write; returns the hosts that had one. */
+export async function removeNetrcEntries(
+  path: string,
+  hosts: readonly string[],
+  where?: string,
+): Promise<string[]> {
+  const removed: string[] = [];
+  await editNetrc(
     path,
-    (text) => (text === null ? null : removeEntries(text, host)),
+    (text) => {
+      if (text === null) return null;
+      return hosts.reduce((t, host) => {
+        const next = removeEntries(t, host);
+        if (next !== t) removed.push(host);
+        return next;
+      }, text);
+    },
     where,
   );
-  return changed;
+  return removed;
+}
+
+/** Writes (or replaces) one host's entry. Returns a warning when the file's mode was tightened. */
+export function upsertNetrcEntry(
+  path: string,
+  host: string,
+  token: string,
+  where?: string,
+): Promise<string | undefined> {
+  return upsertNetrcEntries(path, [host], token, where);
+}
+
+/** Removes only the host's entries; returns whether anything was removed. */
+export async function removeNetrcEntry(path: string, host: string, where?: string): Promise<boolean> {
+  return (await removeNetrcEntries(path, [host], where)).length > 0;
 }
 
 function refuse(path: string, why: string, hint: string): never {

@@ -52,18 +52,20 @@ export function readNetrc(path: string, encoding: "latin1" | "utf8" = "latin1"):
 }
 
 /**
- * Whether there is a netrc, and whether curl would send `token` (ASCII, as every OAuth token) for
- * host: the first entry that matches it (a `default` counts) is a `machine` entry holding it.
+ * Whether there is a netrc, and for each host whether curl would send `token` (ASCII, as every
+ * OAuth token) there: the first entry that matches it (a `default` counts) is a `machine` entry
+ * holding it. `holds` is true only when every host holds it.
  */
 export function netrcHolds(
   path: string,
-  host: string,
+  hosts: readonly string[],
   token: string | undefined,
-): { exists: boolean; holds: boolean } {
+): { exists: boolean; holds: boolean; byHost: Map<string, boolean> } {
   const netrc = readNetrc(path, "utf8");
-  const entry = netrc === null ? undefined : findEntry(netrc, host);
-  return {
-    exists: netrc !== null,
-    holds: token !== undefined && entry?.kind === "machine" && entry.password === token,
-  };
+  const byHost = new Map<string, boolean>();
+  for (const host of hosts) {
+    const entry = netrc === null ? undefined : findEntry(netrc, host);
+    byHost.set(host, token !== undefined && entry?.kind === "machine" && entry.password === token);
+  }
+  return { exists: netrc !== null, holds: [...byHost.values()].every(Boolean), byHost };
 }

@@ -40,6 +40,9 @@ export type CallbackOutcome =
     }
   | { kind: "error"; error: string; description: string | undefined; receivedAt: number };
 
+/** What became of a pasted address: the sign-in goes on unless it was accepted. */
+export type PasteResult = "accepted" | "not-this-address" | "wrong-state" | "finished";
+
 export class LoopbackServer {
   private authorizationUrl: URL | undefined;
   private expectedState: Buffer | undefined;
@@ -198,14 +201,9 @@ export class LoopbackServer {
       return;
     }
     this.settled = true;
-    const error = url.searchParams.get("error");
-    if (error !== null || !url.searchParams.has("code")) {
-      const description =
-        error === null
-          ? "the response has neither a code nor an error"
-          : (url.searchParams.get("error_description") ?? undefined);
-      const shown = printable(error ?? "invalid_request");
-      const text = description === undefined ? undefined : printable(description);
+    const failure = errorOf(url);
+    if (failure !== undefined) {
+      const { error: shown, description: text } = failure;
       this.log(`the provider answered with an error: ${shown}`);
       void send(res, {
         status: 400,
@@ -228,6 +226,41 @@ export class LoopbackServer {
     });
   }
 
+  /**
+   * The address the browser ended on, pasted by the user when the browser cannot reach this
+   * machine (kubelogin's authcode-keyboard, oidc-agent's --codeExchange). Checked like a callback
+   * (this redirect URI, then the state) and delivered the same way: whichever of the two comes
+   * first with the right state wins. It holds the code: never log or print it.
+   */
+  acceptPasted(text: string): PasteResult {
+    const receivedAt = performance.now();
+    if (this.settled) return "finished";
+    let url: URL;
+    try {
+      const trimmed = text.trim();
+      // Some browsers hide the scheme in the address bar, and copy without it.
+      url = new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(trimmed) ? trimmed : `http://${trimmed}`);
+    } catch {
+      return "not-this-address";
+    }
+    if (`${url.origin}${url.pathname}` !== this.redirectUri) return "not-this-address";
+    if (!this.stateMatches(url.searchParams.get("state"))) {
+      this.log("ignored a pasted address whose state does not match this sign-in");
+      return "wrong-state";
+    }
+    this.settled = true;
+    const failure = errorOf(url);
+    if (failure !== undefined) {
+      this.log(`the provider answered with an error: ${failure.error}`);
+      this.deliver({ kind: "error", ...failure, receivedAt });
+    } else {
+      this.log("pasted address accepted: its state matches");
+      // Nobody waits for an answer page: the browser never reached us.
+      this.deliver({ kind: "code", url, receivedAt, reply: () => Promise.resolve() });
+    }
+    return "accepted";
+  }
+
   /** Compared in constant time: the path is the secret that guards the authorization URL. */
   private isStartPath(path: string): boolean {
     const got = Buffer.from(path);
@@ -245,6 +278,20 @@ export class LoopbackServer {
     const got = Buffer.from(state);
     return got.length === this.expectedState.length && timingSafeEqual(got, this.expectedState);
   }
+}
+
+/** An authorization error response (RFC 6749 section 4.1.2.1), or one with neither code nor error. */
+function errorOf(url: URL): { error: string; description: string | undefined } | undefined {
+  const error = url.searchParams.get("error");
+  if (error === null && url.searchParams.has("code")) return undefined;
+  const description =
+    error === null
+      ? "the response has neither a code nor an error"
+      : (url.searchParams.get("error_description") ?? undefined);
+  return {
+    error: printable(error ?? "invalid_request"),
+    description: description === undefined ? undefined : printable(description),
+  };
 }
 
 const SECURITY_HEADERS = {

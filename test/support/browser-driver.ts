@@ -8,6 +8,9 @@
 //   hold         stop at the login page (write DRIVER_READY), wait until the loopback server is gone
 //   device       the URL is the device verification URI: confirm the code, sign in
 //   device-deny  the URL is the device verification URI: press "No"
+//   capture      sign in, but the final redirect back to the loopback server never reaches it (as
+//                when the browser runs on another machine): the address it would have loaded is
+//                written to DRIVER_CAPTURE, for the test to paste into the CLI
 //   keycloak-device  the URL is Keycloak's device verification URI (complete, with the code):
 //                sign in, grant access if asked, wait for Keycloak's "Device Login Successful"
 // The login form is the test realm's (input[name=login]) or Keycloak's (input[name=username]).
@@ -127,6 +130,34 @@ async function drive(page: Page): Promise<Result> {
       const port = Number(target.port);
       while (!(await portIsFree(port))) await new Promise((r) => setTimeout(r, 100));
       return { mode, portClosedAfterMs: Math.round(performance.now() - started) };
+    }
+    case "capture": {
+      // Every request to the loopback server after the first (GET / -> authorization endpoint) is
+      // the redirect back: it is recorded and failed, so the listener never sees it. Through CDP's
+      // Fetch domain, which pauses redirect hops too (playwright's page.route does not).
+      const cdp = await page.context().newCDPSession(page);
+      let first = true;
+      const captured = new Promise<string>((resolve) => {
+        cdp.on("Fetch.requestPaused", (event: { requestId: string; request: { url: string } }) => {
+          if (first) {
+            first = false;
+            void cdp.send("Fetch.continueRequest", { requestId: event.requestId });
+            return;
+          }
+          void cdp.send("Fetch.failRequest", {
+            requestId: event.requestId,
+            errorReason: "AddressUnreachable",
+          });
+          resolve(event.request.url);
+        });
+      });
+      await cdp.send("Fetch.enable", { patterns: [{ urlPattern: `${origin}/*`, requestStage: "Request" }] });
+      await page.goto(url);
+      await fillLogin(page);
+      await page.click("button[type=submit]");
+      const address = await captured;
+      if (process.env.DRIVER_CAPTURE !== undefined) await writeFile(process.env.DRIVER_CAPTURE, address);
+      return { mode, code: new URL(address).searchParams.get("code") };
     }
     case "device":
     case "device-deny": {

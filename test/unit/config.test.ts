@@ -80,7 +80,7 @@ describe("config validation: a table of bad configs", () => {
       "wrong types",
       `issuer = 42
 client_id = 1979-05-27
-cache_host = ["cache.example.org"]
+cache_host = [1]
 netrc_path = 1.5
 client_secret_file = { path = "/run/secret" }
 scopes = "openid"
@@ -90,7 +90,7 @@ timeout = 30
       [
         "issuer: must be a string, got a number",
         "client_id: must be a string, got a date",
-        "cache_host: must be a string, got an array",
+        "cache_host: must be a string or an array of strings, got an array containing a number",
         "netrc_path: must be a string, got a number",
         "client_secret_file: must be a string, got a table",
         "scopes: must be an array of strings, got a string",
@@ -276,12 +276,13 @@ describe("config validation: what is accepted", () => {
     const c = await load(GOOD);
     assert.equal(c.issuer, "https://id.example.org/realms/main");
     assert.equal(c.clientId, "nix-cache");
-    assert.equal(c.cacheHost, "cache.example.org");
-    assert.equal(c.machine, "cache.example.org");
+    assert.deepEqual(c.cacheHosts, [
+      { host: "cache.example.org", machine: "cache.example.org", url: "https://cache.example.org" },
+    ]);
+    assert.deepEqual(c.machines, ["cache.example.org"]);
     assert.equal(c.netrcPath, join(home, ".config", "nix", "netrc"));
     assert.equal(c.clientSecretFile, undefined);
     assert.equal(c.mode, "user");
-    assert.equal(c.cacheUrl, "https://cache.example.org");
     assert.equal(c.timeoutSeconds, 30);
   });
 
@@ -331,12 +332,78 @@ describe("config validation: what is accepted", () => {
 
   test("cache_host with a port: the netrc machine is the host only", async () => {
     const c = await load(GOOD.replace('"cache.example.org"', '"cache.example.org:8443"'));
-    assert.equal(c.cacheHost, "cache.example.org:8443");
-    assert.equal(c.machine, "cache.example.org");
-    assert.equal(c.cacheUrl, "https://cache.example.org:8443");
+    assert.deepEqual(c.cacheHosts, [
+      { host: "cache.example.org:8443", machine: "cache.example.org", url: "https://cache.example.org:8443" },
+    ]);
     const v6 = await load(GOOD.replace('"cache.example.org"', '"[::1]:8443"'));
-    assert.equal(v6.machine, "::1");
-    assert.equal(v6.cacheUrl, "https://[::1]:8443");
+    assert.deepEqual(v6.machines, ["::1"]);
+    assert.equal(v6.cacheHosts[0]?.url, "https://[::1]:8443");
+  });
+
+  test("cache_host as a list: one netrc machine per host name, cache_url per host where given", async () => {
+    const c = await load(
+      GOOD.replace(
+        '"cache.example.org"',
+        '["cache.example.org", "cache-eu.example.org:8443", "cache.example.org:9000", "CACHE-EU.example.org"]',
+      ).replace(
+        "cache_host = [",
+        'cache_url = ["https://cache-eu.example.org:8443/nix/", "https://cache.example.org:9000"]\ncache_host = [',
+      ),
+    );
+    assert.deepEqual(c.cacheHosts, [
+      { host: "cache.example.org", machine: "cache.example.org", url: "https://cache.example.org" },
+      {
+        host: "cache-eu.example.org:8443",
+        machine: "cache-eu.example.org",
+        url: "https://cache-eu.example.org:8443/nix",
+      },
+      { host: "cache.example.org:9000", machine: "cache.example.org", url: "https://cache.example.org:9000" },
+      { host: "CACHE-EU.example.org", machine: "CACHE-EU.example.org", url: "https://CACHE-EU.example.org" },
+    ]);
+    assert.deepEqual(c.machines, ["cache.example.org", "cache-eu.example.org"]);
+  });
+
+  test("cache_host as a list: every bad host is named by its index", async () => {
+    await assert.rejects(
+      load(
+        GOOD.replace(
+          '"cache.example.org"',
+          '["cache.example.org", "https://b.example.org", "cache.example.org", ""]',
+        ) + 'cache_url = ["https://other.example.org"]\n',
+      ),
+      (e: unknown) => {
+        const m = (e as Error).message;
+        assert.match(m, /cache_host\[1\]: must be a host name without a scheme/);
+        assert.match(m, /cache_host\[2\]: "cache.example.org" is listed twice/);
+        assert.match(m, /cache_host\[3\]: must not be empty/);
+        return true;
+      },
+    );
+    await assert.rejects(
+      load(GOOD.replace('"cache.example.org"', "[]")),
+      /cache_host: must not be an empty array/,
+    );
+    await assert.rejects(
+      load(
+        GOOD.replace('"cache.example.org"', '["a.example.org", "b.example.org"]') +
+          'cache_url = "https://c.example.org"\n',
+      ),
+      /cache_url: host c.example.org does not match cache_host a.example.org, b.example.org/,
+    );
+    await assert.rejects(
+      load(
+        GOOD.replace('"cache.example.org"', '["a.example.org", "b.example.org"]') +
+          'cache_url = ["https://a.example.org/x", "https://a.example.org/y"]\n',
+      ),
+      /cache_url\[1\]: a second URL for cache_host a.example.org/,
+    );
+    await assert.rejects(
+      load(
+        GOOD.replace('"cache.example.org"', '["a.example.org", "127.0.0.1"]') +
+          'cache_url = ["http://a.example.org", "http://127.0.0.1:8080"]\n',
+      ),
+      /^[^\n]*cache_url\[0\]: must use https \(only loopback hosts may use http\)$/,
+    );
   });
 
   test("optional keys", async () => {
@@ -353,7 +420,7 @@ timeout = "1m30s"
     assert.equal(c.clientSecretFile, "/run/secrets/nix-cache");
     assert.deepEqual(c.scopes, ["openid", "offline_access"]);
     assert.equal(c.callbackPort, 8400);
-    assert.equal(c.cacheUrl, "https://cache.example.org/nix");
+    assert.equal(c.cacheHosts[0]?.url, "https://cache.example.org/nix");
     assert.equal(c.timeoutSeconds, 90);
   });
 });
@@ -378,7 +445,7 @@ describe("config: sizes and file-system errors (issue 12)", () => {
     const c = await load(
       GOOD.replace("cache.example.org", "127.0.0.1") + 'cache_url = "http://127.0.0.1:8080"\n',
     );
-    assert.equal(c.cacheUrl, "http://127.0.0.1:8080");
+    assert.equal(c.cacheHosts[0]?.url, "http://127.0.0.1:8080");
     assert.equal(c.defaultTokenLifetime, 300);
     assert.equal((await load(GOOD + 'default_token_lifetime = "1h"\n')).defaultTokenLifetime, 3600);
   });

@@ -16,7 +16,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { CliError } from "../../src/errors.ts";
-import { checkTokenLength, removeNetrcEntry, upsertNetrcEntry } from "../../src/netrc/file.ts";
+import {
+  checkTokenLength,
+  removeNetrcEntries,
+  removeNetrcEntry,
+  upsertNetrcEntries,
+  upsertNetrcEntry,
+} from "../../src/netrc/file.ts";
+import { findEntry, parseNetrc } from "../../src/netrc/netrc.ts";
 import { ensureUser, runAs, USER_A, USER_B, type TestUser } from "../support/users.ts";
 
 let dir: string;
@@ -124,6 +131,49 @@ test("remove takes out only the host's entries and reports whether it did", asyn
   assert.equal(await readFile(path, "utf8"), "machine a login b password c\r\n");
   assert.equal(await removeNetrcEntry(path, "cache.example.org"), false);
   assert.equal(await removeNetrcEntry(join(dir, "absent"), "cache.example.org"), false);
+});
+
+test("several hosts: one write puts the token in each, unrelated entries between and around stay byte for byte", async () => {
+  const path = join(dir, "multi-netrc");
+  const original = [
+    "# mine",
+    "machine github.com login octocat password gh",
+    "machine a.example.org login nix-cache-login password old-a",
+    "machine example.org",
+    "  login someone",
+    "  password p2",
+    "",
+    "machine b.example.org login nix-cache-login password old-b",
+    "default login anonymous password guest",
+    "",
+  ].join("\n");
+  await writeFile(path, original, { mode: 0o600 });
+  await upsertNetrcEntries(path, ["a.example.org", "b.example.org", "c.example.org"], "tok-m");
+  const netrc = parseNetrc(await readFile(path, "latin1"));
+  for (const host of ["a.example.org", "b.example.org", "c.example.org"]) {
+    const e = findEntry(netrc, host);
+    assert.equal(e?.kind, "machine", `${host} comes before default`);
+    assert.equal(e?.password, "tok-m", host);
+    assert.equal(netrc.entries.filter((x) => x.machine === host).length, 1, host);
+  }
+  assert.deepEqual(await readdir(dir).then((f) => f.filter((n) => n.startsWith("multi-netrc"))), [
+    "multi-netrc",
+  ]);
+  assert.deepEqual(
+    await removeNetrcEntries(path, ["a.example.org", "b.example.org", "c.example.org", "d.example.org"]),
+    ["a.example.org", "b.example.org", "c.example.org"],
+  );
+  assert.equal(
+    await readFile(path, "latin1"),
+    original
+      .replace("machine a.example.org login nix-cache-login password old-a\n", "")
+      .replace("machine b.example.org login nix-cache-login password old-b\n", ""),
+  );
+  await assert.rejects(
+    upsertNetrcEntries(path, ["a.example.org", "b.example.org"], "a".repeat(4096)),
+    CliError,
+  );
+  assert.equal(findEntry(parseNetrc(await readFile(path, "latin1")), "a.example.org")?.kind, "default");
 });
 
 // ---- Issue 12: files another user could have written, and tokens that could break the file ----
