@@ -128,6 +128,14 @@ export function describeNetworkError(e: unknown, url?: string): string | undefin
     if (err.name === "TimeoutError" || err.name === "AbortError") return "timed out";
     if (typeof err.code === "string" && err.code in NETWORK_CODES) return NETWORK_CODES[err.code];
     if (err.message === "bad port") return badPort(url === undefined ? undefined : portOf(url));
+    // node:https reports OpenSSL's reading of a plain-http answer as EPROTO with its reason text.
+    if (
+      err.code === "EPROTO" &&
+      typeof err.message === "string" &&
+      /wrong version number|packet length too long/i.test(err.message)
+    ) {
+      return NETWORK_CODES.ERR_SSL_WRONG_VERSION_NUMBER;
+    }
     if (typeof err.code === "string" && /^(ERR_SSL_|ERR_TLS_|EPROTO$)/.test(err.code)) {
       return `TLS handshake failed (${err.code})`;
     }

@@ -57,13 +57,14 @@ export function requestFetch(url: string, init: RequestInit): Promise<Response> 
             pairs.push([res.rawHeaders[i] as string, res.rawHeaders[i + 1] as string]);
           }
           try {
-            resolve(
-              new Response(nullBody ? null : Buffer.concat(chunks), {
-                status,
-                statusText: res.statusMessage ?? "",
-                headers: pairs,
-              }),
-            );
+            const response = new Response(nullBody ? null : Buffer.concat(chunks), {
+              status,
+              statusText: res.statusMessage ?? "",
+              headers: pairs,
+            });
+            // fetch's Response names the URL it answers; error messages show its host and path.
+            Object.defineProperty(response, "url", { value: u.href });
+            resolve(response);
           } catch (e) {
             reject(e as Error);
           }

@@ -67,7 +67,6 @@ describe("npm package", () => {
     for (const f of [
       "dist/nix-cache-login.cjs",
       "dist/vendor/openid-client.cjs",
-      "dist/vendor/proper-lockfile.cjs",
       "dist/vendor/undici.cjs",
       "dist/vendor/open.cjs",
       "dist/vendor/uqr.cjs",
