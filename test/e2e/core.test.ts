@@ -10,6 +10,7 @@ import type { AddressInfo } from "node:net";
 import { dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { StateStore } from "../../src/store/state.ts";
+import { realmServiceWorkspace, realmUserWorkspace, seedSession } from "../support/realm-workspaces.ts";
 import { writeState } from "../../src/store/write.ts";
 import { CLI, makeWorkspace, netrcPassword, runCli, snapshot, type Workspace } from "../support/cli.ts";
 import { startRealm, type Realm } from "../support/realm.ts";
@@ -39,38 +40,18 @@ let realm: Realm;
 const workspaces: Workspace[] = [];
 
 async function userWorkspace(extra: Record<string, unknown> = {}): Promise<Workspace> {
-  const ws = await makeWorkspace();
+  const ws = await realmUserWorkspace(realm, HOST, extra);
   workspaces.push(ws);
-  await ws.writeConfig({ issuer: realm.issuer, client_id: realm.publicClientId, cache_host: HOST, ...extra });
   return ws;
 }
 
 async function serviceWorkspace(secret = realm.serviceClientSecret): Promise<Workspace> {
-  const ws = await makeWorkspace();
+  const ws = await realmServiceWorkspace(realm, HOST, { secret });
   workspaces.push(ws);
-  const secretFile = join(ws.dir, "client-secret");
-  await writeFile(secretFile, `${secret}\n`, { mode: 0o600 });
-  ws.secrets.add(realm.serviceClientSecret);
-  await ws.writeConfig({
-    issuer: realm.issuer,
-    client_id: realm.serviceClientId,
-    cache_host: HOST,
-    client_secret_file: secretFile,
-  });
   return ws;
 }
 
-/** A session seeded at the realm, its refresh token stored as `login` would. */
-async function signIn(ws: Workspace): Promise<string> {
-  const tokens = await realm.signIn();
-  const refreshToken = tokens.refresh_token as string;
-  ws.secrets.add(refreshToken);
-  ws.secrets.add(tokens.access_token as string);
-  const store = new StateStore(ws.stateDir, realm.issuer, realm.publicClientId);
-  await mkdir(ws.stateDir, { recursive: true, mode: 0o700 });
-  await writeState(store, { ...store.empty("user"), refresh_token: refreshToken });
-  return refreshToken;
-}
+const signIn = (ws: Workspace): Promise<string> => seedSession(ws, realm);
 
 async function tokenRequest(
   body: Record<string, string>,

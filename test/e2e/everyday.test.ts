@@ -19,6 +19,7 @@ import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { StateStore } from "../../src/store/state.ts";
+import { realmServiceWorkspace, realmUserWorkspace, seedSession } from "../support/realm-workspaces.ts";
 import { writeState } from "../../src/store/write.ts";
 import { requireChromium } from "../support/chromium.ts";
 import { CLI, makeWorkspace, netrcPassword, runCli, snapshot, type Workspace } from "../support/cli.ts";
@@ -30,40 +31,18 @@ let realm: Realm;
 const workspaces: Workspace[] = [];
 
 async function userWorkspace(extra: Record<string, unknown> = {}): Promise<Workspace> {
-  const ws = await makeWorkspace();
+  const ws = await realmUserWorkspace(realm, HOST, extra);
   workspaces.push(ws);
-  await ws.writeConfig({ issuer: realm.issuer, client_id: realm.publicClientId, cache_host: HOST, ...extra });
   return ws;
 }
 
 async function serviceWorkspace(): Promise<Workspace> {
-  const ws = await makeWorkspace();
+  const ws = await realmServiceWorkspace(realm, HOST);
   workspaces.push(ws);
-  const secretFile = join(ws.dir, "client-secret");
-  await writeFile(secretFile, `${realm.serviceClientSecret}\n`, { mode: 0o600 });
-  ws.secrets.add(realm.serviceClientSecret);
-  await ws.writeConfig({
-    issuer: realm.issuer,
-    client_id: realm.serviceClientId,
-    cache_host: HOST,
-    client_secret_file: secretFile,
-  });
   return ws;
 }
 
-/** A session seeded at the realm, its refresh token stored as `login` would. */
-async function signIn(ws: Workspace): Promise<void> {
-  const tokens = await realm.signIn();
-  ws.secrets.add(tokens.refresh_token as string);
-  ws.secrets.add(tokens.access_token as string);
-  const store = new StateStore(ws.stateDir, realm.issuer, realm.publicClientId);
-  await mkdir(ws.stateDir, { recursive: true, mode: 0o700 });
-  await writeState(store, {
-    ...store.empty("user"),
-    refresh_token: tokens.refresh_token as string,
-    username: "alice",
-  });
-}
+const signIn = (ws: Workspace): Promise<string> => seedSession(ws, realm, { username: "alice" });
 
 const json = (text: string) => JSON.parse(text) as Record<string, unknown>;
 const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/;

@@ -12,8 +12,8 @@ import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import { execFile } from "node:child_process";
 import { StateStore } from "../../src/store/state.ts";
-import { writeState } from "../../src/store/write.ts";
-import { CLI, makeWorkspace, netrcPassword, runCli, type RunResult, type Workspace } from "../support/cli.ts";
+import { realmServiceWorkspace, realmUserWorkspace, seedSession } from "../support/realm-workspaces.ts";
+import { CLI, netrcPassword, runCli, type RunResult, type Workspace } from "../support/cli.ts";
 import { startRealm, type Realm } from "../support/realm.ts";
 
 const run = promisify(execFile);
@@ -36,25 +36,14 @@ after(async () => {
 });
 
 async function userWorkspace(extra: Record<string, unknown> = {}): Promise<Workspace> {
-  const ws = await makeWorkspace();
+  const ws = await realmUserWorkspace(realm, HOST, extra);
   workspaces.push(ws);
-  await ws.writeConfig({ issuer: realm.issuer, client_id: realm.publicClientId, cache_host: HOST, ...extra });
   return ws;
 }
 
 async function serviceWorkspace(extra: Record<string, unknown> = {}): Promise<Workspace> {
-  const ws = await makeWorkspace();
+  const ws = await realmServiceWorkspace(realm, HOST, { extra });
   workspaces.push(ws);
-  const secretFile = join(ws.dir, "client-secret");
-  await writeFile(secretFile, `${realm.serviceClientSecret}\n`, { mode: 0o600 });
-  ws.secrets.add(realm.serviceClientSecret);
-  await ws.writeConfig({
-    issuer: realm.issuer,
-    client_id: realm.serviceClientId,
-    cache_host: HOST,
-    client_secret_file: secretFile,
-    ...extra,
-  });
   return ws;
 }
 
@@ -62,15 +51,7 @@ function store(ws: Workspace, clientId: string = realm.publicClientId): StateSto
   return new StateStore(ws.stateDir, realm.issuer, clientId);
 }
 
-/** A session seeded at the realm, its refresh token stored as `login` would. */
-async function signIn(ws: Workspace): Promise<void> {
-  const tokens = await realm.signIn();
-  ws.secrets.add(tokens.refresh_token as string);
-  ws.secrets.add(tokens.access_token as string);
-  const s = store(ws);
-  await mkdir(ws.stateDir, { recursive: true, mode: 0o700 });
-  await writeState(s, { ...s.empty("user"), refresh_token: tokens.refresh_token as string });
-}
+const signIn = (ws: Workspace): Promise<string> => seedSession(ws, realm);
 
 async function readState(ws: Workspace): Promise<Record<string, unknown>> {
   return JSON.parse(await readFile(store(ws).file, "utf8")) as Record<string, unknown>;
