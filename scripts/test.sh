@@ -36,12 +36,12 @@ for file in test/unit/*.test.ts test/e2e/*.test.ts; do
 done
 echo "== the slowest test files (wall ms)"
 sort -rn "$timings" | head -8
+for version in 22 24; do
+  runtime="$runtimes/node_modules/node$version/bin/node"
+  echo "== the start-up and core end-to-end tests on $("$runtime" --version)"
+  "$runtime" --import tsx --test test/e2e/startup.test.ts test/e2e/core.test.ts || failed+=("Node $version")
+done
 if ((${#failed[@]} > 0)); then
   echo "FAILED: ${failed[*]}" >&2
   exit 1
 fi
-for version in 22 24; do
-  runtime="$runtimes/node_modules/node$version/bin/node"
-  echo "== the start-up and core end-to-end tests on $("$runtime" --version)"
-  "$runtime" --import tsx --test test/e2e/startup.test.ts test/e2e/core.test.ts
-done
