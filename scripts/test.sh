@@ -24,9 +24,24 @@ node --import tsx scripts/keycloak.ts prepare
 npm run build
 npm run check
 bash nix/ci-check.sh
-node --import tsx --test test/unit/*.test.ts test/e2e/*.test.ts
+# One file at a time (what node's runner does on 2 cores anyway), so that the slowest files can be
+# named at the end; a failure fails the run after every file has run.
+failed=()
+timings=$(mktemp)
+trap 'rm -f "$timings"' EXIT
+for file in test/unit/*.test.ts test/e2e/*.test.ts; do
+  start=$(date +%s%N)
+  node --import tsx --test "$file" || failed+=("$file")
+  echo "$((($(date +%s%N) - start) / 1000000)) $file" >>"$timings"
+done
+echo "== the slowest test files (wall ms)"
+sort -rn "$timings" | head -8
 for version in 22 24; do
   runtime="$runtimes/node_modules/node$version/bin/node"
   echo "== the start-up and core end-to-end tests on $("$runtime" --version)"
-  "$runtime" --import tsx --test test/e2e/startup.test.ts test/e2e/core.test.ts
+  "$runtime" --import tsx --test test/e2e/startup.test.ts test/e2e/core.test.ts || failed+=("Node $version")
 done
+if ((${#failed[@]} > 0)); then
+  echo "FAILED: ${failed[*]}" >&2
+  exit 1
+fi

@@ -2,13 +2,20 @@
 // the client in Keycloak" tells an administrator to do it in the console (each call names the step
 // it replays), so that the tests prove the README. Fixtures the README does not cover (users, the
 // roles and groups that make a large token, the fast device polling) are marked as such.
+import { execFile } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { promisify } from "node:util";
 import { KeycloakAdmin, TEMPLATE_REALM, type Keycloak } from "./keycloak.ts";
 
 export const REALM = TEMPLATE_REALM;
 export const AUDIENCE = "urn:nix-cache";
 export const PUBLIC_CLIENT = "nix-cache";
 export const SERVICE_CLIENT = "nix-cache-server";
+/** Confidential clients with the "Signed JWT" authenticator: an RSA key, and an EC P-256 key. */
+export const JWT_CLIENT = "nix-cache-server-jwt";
+export const JWT_EC_CLIENT = "nix-cache-server-jwt-ec";
 /** A public client set up like nix-cache, but with "Always use lightweight access token" on. */
 export const LIGHT_CLIENT = "nix-cache-light";
 
@@ -29,6 +36,71 @@ export interface Registered {
   roleCount: number;
   groupCount: number;
   clientIds: Record<string, string>;
+  /** client_key_file of each Signed JWT client, made with openssl as the README says. */
+  clientKeyFiles: Record<string, string>;
+}
+
+const execFileP = promisify(execFile);
+
+/**
+ * The README's "A server with a key instead of a secret", step 1 on the server: the private key with
+ * `openssl genpkey`, and a self-signed certificate holding its public half with `openssl req -x509`.
+ */
+async function makeClientKey(dir: string, clientId: string, genpkeyArgs: string[]) {
+  const keyFile = join(dir, `${clientId}.key.pem`);
+  const certFile = join(dir, `${clientId}.cert.pem`);
+  await execFileP("openssl", ["genpkey", ...genpkeyArgs, "-out", keyFile]);
+  await execFileP("openssl", [
+    "req",
+    "-new",
+    "-x509",
+    "-key",
+    keyFile,
+    "-subj",
+    `/CN=${clientId}`,
+    "-days",
+    "3650",
+    "-out",
+    certFile,
+  ]);
+  return { keyFile, certPem: await readFile(certFile, "utf8") };
+}
+
+/**
+ * A confidential client whose service account authenticates with a client assertion (README: "A
+ * server with a key instead of a secret", steps 2 to 5).
+ */
+async function signedJwtClient(
+  admin: KeycloakAdmin,
+  create: (rep: { clientId: string; [k: string]: unknown }) => Promise<string>,
+  clientId: string,
+  certPem: string,
+): Promise<void> {
+  const id = await create({
+    clientId,
+    protocol: "openid-connect",
+    publicClient: false, // step 2: Client authentication on
+    clientAuthenticatorType: "client-jwt", // step 3: Credentials -> Client Authenticator: Signed JWT
+    serviceAccountsEnabled: true, // step 2: Service accounts roles on, everything else off
+    standardFlowEnabled: false,
+    directAccessGrantsEnabled: false,
+    implicitFlowEnabled: false,
+    attributes: {
+      "use.jwks.url": "false", // step 4: Keys -> Use JWKS URL off
+      "access.token.lifespan": "3600",
+    },
+  });
+  // Step 4: Keys -> Import key, Archive format "Certificate PEM", the certificate made in step 1
+  // (the console posts it here, as multipart). A certificate rather than a "Public Key PEM": Keycloak
+  // matches an assertion without `kid` to an imported EC public key by `alg` and takes it for RS256
+  // (it reads the key's curve as "EC"), so an ES256 assertion finds no key ("Unable to load public
+  // key"); an imported certificate is the client's default key whatever the algorithm.
+  const form = new FormData();
+  form.set("keystoreFormat", "Certificate PEM");
+  form.set("file", new Blob([certPem]), `${clientId}.cert.pem`);
+  await admin.call("POST", `/${REALM}/clients/${id}/certificates/jwt.credential/upload-certificate`, form);
+  // Step 5: the audience mapper.
+  await admin.call("POST", `/${REALM}/clients/${id}/protocol-mappers/models`, audienceMapper(false));
 }
 
 /** The README's audience mapper (step 5), as the console's "By configuration -> Audience" makes it. */
@@ -88,7 +160,7 @@ async function createUser(admin: KeycloakAdmin, username: string): Promise<TestU
 
 export async function registerAsReadmeSays(
   kc: Keycloak,
-  opts: { roleCount: number; groupCount: number },
+  opts: { roleCount: number; groupCount: number; keyDir: string },
 ): Promise<Registered> {
   const admin = new KeycloakAdmin(kc);
   // The realm (the README assumes one exists: the template database has an empty one), with the
@@ -128,6 +200,22 @@ export async function registerAsReadmeSays(
   });
   await admin.call("POST", `/${REALM}/clients/${svc}/protocol-mappers/models`, audienceMapper(false));
   const secret = (await admin.call("GET", `/${REALM}/clients/${svc}/client-secret`)) as { value: string };
+
+  // Servers with a key instead of a secret ("A server with a key instead of a secret"): RSA, and EC.
+  const rsa = await makeClientKey(opts.keyDir, JWT_CLIENT, [
+    "-algorithm",
+    "RSA",
+    "-pkeyopt",
+    "rsa_keygen_bits:2048",
+  ]);
+  await signedJwtClient(admin, create, JWT_CLIENT, rsa.certPem);
+  const ec = await makeClientKey(opts.keyDir, JWT_EC_CLIENT, [
+    "-algorithm",
+    "EC",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+  ]);
+  await signedJwtClient(admin, create, JWT_EC_CLIENT, ec.certPem);
 
   // The same public client with lightweight access tokens (Advanced -> "Always use lightweight
   // access token"); its audience mapper must then have "Add to lightweight access token" on.
@@ -200,6 +288,7 @@ export async function registerAsReadmeSays(
     roleCount: opts.roleCount,
     groupCount: opts.groupCount,
     clientIds,
+    clientKeyFiles: { [JWT_CLIENT]: rsa.keyFile, [JWT_EC_CLIENT]: ec.keyFile },
   };
 }
 

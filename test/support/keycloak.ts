@@ -536,16 +536,20 @@ export class KeycloakAdmin {
     return body.access_token;
   }
 
-  /** `METHOD /admin/realms{path}`; returns the JSON answer, or the new object's id for a 201. */
+  /**
+   * `METHOD /admin/realms{path}`; returns the JSON answer, or the new object's id for a 201. A
+   * FormData body is sent as multipart (the console's file uploads), anything else as JSON.
+   */
   async call(method: string, path: string, body?: unknown): Promise<unknown> {
     const started = performance.now();
+    const form = body instanceof FormData;
     const res = await fetch(`${this.kc.httpBase}/admin/realms${path}`, {
       method,
       headers: {
         authorization: `Bearer ${await this.accessToken()}`,
-        ...(body === undefined ? {} : { "content-type": "application/json" }),
+        ...(body === undefined || form ? {} : { "content-type": "application/json" }),
       },
-      body: body === undefined ? undefined : JSON.stringify(body),
+      body: body === undefined ? undefined : form ? body : JSON.stringify(body),
     });
     const text = await res.text();
     if (process.env.KEYCLOAK_DEBUG) {
