@@ -30,6 +30,7 @@ import { createServer } from "node:net";
 import { homedir, tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { makeTlsCertificate } from "./tls.ts";
 
 const execFileP = promisify(execFile);
 
@@ -291,31 +292,6 @@ export interface Keycloak {
   /** The server's output so far. */
   log(): string;
   stop(): Promise<void>;
-}
-
-async function makeTlsCertificate(dir: string): Promise<{ keyPath: string; certPath: string }> {
-  const keyPath = join(dir, "tls-key.pem");
-  const certPath = join(dir, "tls-cert.pem");
-  await execFileP("openssl", [
-    "req",
-    "-x509",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:prime256v1",
-    "-nodes",
-    "-days",
-    "2",
-    "-subj",
-    "/CN=127.0.0.1",
-    "-addext",
-    "subjectAltName=IP:127.0.0.1",
-    "-keyout",
-    keyPath,
-    "-out",
-    certPath,
-  ]);
-  return { keyPath, certPath };
 }
 
 function waitExit(child: ChildProcess, ms: number): Promise<boolean> {

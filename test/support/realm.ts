@@ -11,7 +11,6 @@
 // sign-in is tested with Chromium (test/e2e/login.test.ts). Tests that need an expired token sign one
 // with the realm's own key (signJwt / withClaims) or expire a stored one (expireRefreshToken).
 
-import { execFile } from "node:child_process";
 import {
   createHash,
   createHmac,
@@ -40,6 +39,7 @@ import type {
   KoaContextWithOIDC,
   default as OidcProvider,
 } from "oidc-provider";
+import { makeTlsCertificate } from "./tls.ts";
 
 export interface RealmOptions {
   /** Seconds, default 300 (Keycloak's default access token lifespan). */
@@ -397,32 +397,6 @@ async function makeSigningKey(): Promise<{ key: KeyObject; jwk: JsonWebKey & { k
   // RS256, as Keycloak signs by default; ID tokens default to it too. The realm keeps the key, so
   // tests can sign tokens of their own with it (expired ones, say).
   return { key: privateKey, jwk: { ...jwk, kid, use: "sig", alg: "RS256" } };
-}
-
-async function makeTlsCertificate(dir: string): Promise<{ keyPath: string; certPath: string }> {
-  const keyPath = join(dir, "tls-key.pem");
-  const certPath = join(dir, "tls-cert.pem");
-  // An EC key is made in milliseconds; the IP SAN is what clients verify for https://127.0.0.1.
-  await promisify(execFile)("openssl", [
-    "req",
-    "-x509",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:prime256v1",
-    "-nodes",
-    "-days",
-    "2",
-    "-subj",
-    "/CN=127.0.0.1",
-    "-addext",
-    "subjectAltName=IP:127.0.0.1",
-    "-keyout",
-    keyPath,
-    "-out",
-    certPath,
-  ]);
-  return { keyPath, certPath };
 }
 
 function listen(server: http.Server): Promise<number> {
