@@ -19,6 +19,16 @@ const spec = (over: Partial<TimerSpec> = {}): TimerSpec => ({
   ...over,
 });
 
+/** A plist as JSON, read by Python's plistlib. */
+const parsePlist = (text: string | undefined): unknown =>
+  JSON.parse(
+    execFileSync(
+      "python3",
+      ["-c", "import json, plistlib, sys; print(json.dumps(plistlib.loads(sys.stdin.buffer.read())))"],
+      { input: text },
+    ).toString(),
+  );
+
 test("onCalendar matches the Nix modules: only intervals that divide a minute, an hour or a day", () => {
   assert.equal(onCalendar(30), "*-*-* *:*:00/30");
   assert.equal(onCalendar(120), "*-*-* *:00/2:00");
@@ -48,13 +58,7 @@ test("the launchd agent runs refresh --min-valid every interval, at load, withou
     "/Users/alice/Library/LaunchAgents",
   );
   assert.equal(file?.path, "/Users/alice/Library/LaunchAgents/nix-cache-login.plist");
-  const parsed = JSON.parse(
-    execFileSync(
-      "python3",
-      ["-c", "import json, plistlib, sys; print(json.dumps(plistlib.loads(sys.stdin.buffer.read())))"],
-      { input: file?.text },
-    ).toString(),
-  ) as Record<string, unknown>;
+  const parsed = parsePlist(file?.text) as Record<string, unknown>;
   assert.deepEqual(parsed, {
     Label: "nix-cache-login",
     ProgramArguments: [
@@ -79,13 +83,10 @@ test("the launchd agent runs refresh --min-valid every interval, at load, withou
 test("the launchd daemon (--system) runs service-account with the system configuration", () => {
   const [file] = launchdPlist(spec({ system: true }), "/Library/LaunchDaemons");
   assert.equal(file?.path, "/Library/LaunchDaemons/nix-cache-login-server.plist");
-  const parsed = JSON.parse(
-    execFileSync(
-      "python3",
-      ["-c", "import json, plistlib, sys; print(json.dumps(plistlib.loads(sys.stdin.buffer.read())))"],
-      { input: file?.text },
-    ).toString(),
-  ) as { ProgramArguments: string[]; EnvironmentVariables: Record<string, string> };
+  const parsed = parsePlist(file?.text) as {
+    ProgramArguments: string[];
+    EnvironmentVariables: Record<string, string>;
+  };
   assert.deepEqual(parsed.ProgramArguments.slice(2), ["service-account", "--min-valid", "4m"]);
   assert.deepEqual(parsed.EnvironmentVariables, {
     NIX_CACHE_LOGIN_CONFIG: "/etc/nix-cache-login/config.toml",
