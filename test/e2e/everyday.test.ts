@@ -162,6 +162,11 @@ describe("timer", () => {
     assert.equal(r.stderr, "", "systemd-analyze verify finds no problem");
   }
 
+  /** Each of `lines` (regular expressions) matches a whole line of `unit`. */
+  function assertLines(unit: string, lines: string[]): void {
+    for (const line of lines) assert.match(unit, new RegExp(`^${line}$`, "m"));
+  }
+
   /** ExecStart split as systemd splits it (double quotes, backslash escapes). */
   function execStart(unit: string): string[] {
     const line = /^ExecStart=(.*)$/m.exec(unit)?.[1] ?? "";
@@ -184,17 +189,13 @@ describe("timer", () => {
       "--min-valid",
       "4m",
     ]);
-    for (const line of ["Type=oneshot", "SuccessExitStatus=3", "LimitCORE=0", "TimeoutStartSec=2min"]) {
-      assert.match(service, new RegExp(`^${line}$`, "m"));
-    }
-    for (const line of [
+    assertLines(service, ["Type=oneshot", "SuccessExitStatus=3", "LimitCORE=0", "TimeoutStartSec=2min"]);
+    assertLines(timer, [
       "OnCalendar=\\*-\\*-\\* \\*:00/2:00",
       "Persistent=true",
       "RandomizedDelaySec=30s",
       "WantedBy=timers.target",
-    ]) {
-      assert.match(timer, new RegExp(`^${line}$`, "m"));
-    }
+    ]);
     await verify(join(unitDir(ws), "nix-cache-login.service"), join(unitDir(ws), "nix-cache-login.timer"));
     // No user manager here: the CLI says what to run.
     assert.match(
@@ -370,14 +371,12 @@ describe("timer", () => {
       "--config",
       sa.configPath,
     ]);
-    for (const line of [
+    assertLines(service, [
       "SuccessExitStatus=3",
       "LimitCORE=0",
       "StateDirectory=nix-cache-login",
       "Environment=XDG_STATE_HOME=/var/lib",
-    ]) {
-      assert.match(service, new RegExp(`^${line}$`, "m"));
-    }
+    ]);
     assert.match(
       await readFile(join(dir, "nix-cache-login-server.timer"), "utf8"),
       /^RandomizedDelaySec=15s$/m,
