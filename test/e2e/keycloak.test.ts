@@ -8,19 +8,18 @@
  * Run alone: `npm run build && node --import tsx --test test/e2e/keycloak.test.ts`
  */
 import assert from "node:assert/strict";
-import type { ChildProcess } from "node:child_process";
-import { execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { StateStore } from "../../src/store/state.ts";
 import { writeState } from "../../src/store/write.ts";
 import { startProtectedCache, type ProtectedCache } from "../support/cache.ts";
 import { requireChromium } from "../support/chromium.ts";
+import { BROWSER_COMMAND, readDriverResult, spawnDriver, watchStderr } from "../support/driver.ts";
 import { makeWorkspace, runCli, type RunResult, type Workspace } from "../support/cli.ts";
 import {
   KEYCLOAK_DIST,
@@ -58,9 +57,6 @@ import { curl } from "../support/protected-bed.ts";
 const execFileP = promisify(execFile);
 const HOST = "127.0.0.1";
 const FILES = { "hello.txt": "hello through the Keycloak-protected cache\n" };
-const DRIVER = fileURLToPath(new URL("../support/browser-driver.ts", import.meta.url));
-const TSX = fileURLToPath(import.meta.resolve("tsx"));
-const BROWSER_COMMAND = `'${process.execPath}' --import '${TSX}' '${DRIVER}'`;
 
 /**
  * bob's roles and groups: with Keycloak 26.7.3 his full access token is about 4070 bytes, so the
@@ -198,46 +194,6 @@ async function assertCacheAndNixAccept(ws: Workspace, what: string): Promise<voi
   assert.equal(r.code, 0, `${what}: nix-store -r failed:\n${r.stderr}`);
   assert.deepEqual(await Promise.all(storePaths.map((p) => readStoreFile(nix, p))), Object.values(FILES));
   await nixStoreDelete(nix, storePaths);
-}
-
-/** The driver writes its summary last, once Chromium is gone (the CLI does not wait for it). */
-async function readDriverResult(file: string): Promise<Record<string, unknown>> {
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    try {
-      return JSON.parse(await readFile(file, "utf8")) as Record<string, unknown>;
-    } catch (e) {
-      if (Date.now() > deadline)
-        throw new Error(`the browser driver wrote no result to ${file}`, { cause: e });
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-}
-
-function spawnDriver(
-  url: string,
-  env: Record<string, string>,
-): Promise<{ code: number | null; stderr: string }> {
-  const child = spawn(process.execPath, ["--import", TSX, DRIVER, url], {
-    env: { ...process.env, ...env },
-    stdio: ["ignore", "ignore", "pipe"],
-  });
-  let stderr = "";
-  child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
-  return new Promise((resolve) => child.on("close", (code) => resolve({ code, stderr })));
-}
-
-function watchStderr(child: ChildProcess, re: RegExp, onMatch: (m: RegExpExecArray) => void): void {
-  let seen = "";
-  let fired = false;
-  child.stderr?.on("data", (chunk: Buffer | string) => {
-    seen += String(chunk);
-    const m = re.exec(seen);
-    if (m && !fired) {
-      fired = true;
-      onMatch(m);
-    }
-  });
 }
 
 describe("the Keycloak harness", () => {

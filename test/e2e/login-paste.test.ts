@@ -12,14 +12,12 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { requireChromium } from "../support/chromium.ts";
+import { BROWSER_COMMAND } from "../support/driver.ts";
 import { assertNoSecrets, CLI, makeWorkspace, runCli, type Workspace } from "../support/cli.ts";
 import { startRealm, type Realm } from "../support/realm.ts";
 
 const CACHE_HOST = "cache.example.test";
-const DRIVER = fileURLToPath(new URL("../support/browser-driver.ts", import.meta.url));
 const PTY = fileURLToPath(new URL("../support/pty-stdin.py", import.meta.url));
-const TSX = fileURLToPath(import.meta.resolve("tsx"));
-const BROWSER_COMMAND = `'${process.execPath}' --import '${TSX}' '${DRIVER}'`;
 const PROMPT = "If the browser cannot reach this machine, paste the address it ends on here";
 
 let realm: Realm;

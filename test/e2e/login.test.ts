@@ -10,8 +10,8 @@ import { readdir, readFile, stat } from "node:fs/promises";
 import * as net from "node:net";
 import { dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
 import { requireChromium } from "../support/chromium.ts";
+import { BROWSER_COMMAND, readDriverResult, spawnDriver, watchStderr } from "../support/driver.ts";
 import {
   assertNoSecrets,
   CLI,
@@ -26,11 +26,6 @@ import { startRealm, type Realm } from "../support/realm.ts";
 import { ensureUser, runAs, USER_A, type TestUser } from "../support/users.ts";
 
 const CACHE_HOST = "cache.example.test";
-const DRIVER = fileURLToPath(new URL("../support/browser-driver.ts", import.meta.url));
-// A path, not a file: URL, so the command also works from $BROWSER (a list separated by ':').
-const TSX = fileURLToPath(import.meta.resolve("tsx"));
-/** The driver as a browser command: the CLI appends the URL as the last argument. */
-const BROWSER_COMMAND = `'${process.execPath}' --import '${TSX}' '${DRIVER}'`;
 
 let realm: Realm;
 const workspaces: Workspace[] = [];
@@ -90,17 +85,6 @@ async function run(
   return { ...res, driver, wallMs };
 }
 
-async function readDriverResult(file: string): Promise<Record<string, unknown>> {
-  for (let i = 0; i < 600; i++) {
-    try {
-      return JSON.parse(await readFile(file, "utf8")) as Record<string, unknown>;
-    } catch {
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-  throw new Error(`the browser driver wrote no result to ${file}`);
-}
-
 function timing(stderr: string, key: string): number | undefined {
   const m = new RegExp(`timing: .*\\b${key}=([0-9.]+)`).exec(stderr);
   return m?.[1] === undefined ? undefined : Number(m[1]);
@@ -149,33 +133,6 @@ async function freePort(): Promise<number> {
   const port = (server.address() as net.AddressInfo).port;
   await new Promise((r) => server.close(r));
   return port;
-}
-
-/** Calls back once stderr has shown a line matching re (the CLI's chunks may split lines). */
-function watchStderr(child: ChildProcess, re: RegExp, onMatch: (m: RegExpExecArray) => void): void {
-  let seen = "";
-  let fired = false;
-  child.stderr?.on("data", (chunk: Buffer | string) => {
-    seen += String(chunk);
-    const m = re.exec(seen);
-    if (m && !fired) {
-      fired = true;
-      onMatch(m);
-    }
-  });
-}
-
-function spawnDriver(
-  url: string,
-  env: Record<string, string>,
-): Promise<{ code: number | null; stderr: string }> {
-  const child = spawn(process.execPath, ["--import", TSX, DRIVER, url], {
-    env: { ...process.env, ...env },
-    stdio: ["ignore", "ignore", "pipe"],
-  });
-  let stderr = "";
-  child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
-  return new Promise((resolve) => child.on("close", (code) => resolve({ code, stderr })));
 }
 
 test("Debian's Chromium is installed (the browser sign-in tests need it)", () => {
