@@ -79,6 +79,22 @@ experimental-features ="
 nix_eval() { nix-instantiate --readonly-mode --eval --strict "$@"; }
 # nix-instantiate prints strings as Nix literals; show them as text.
 print_string() { sed -e 's/^"//' -e 's/"$//' -e 's/\\n/\n/g' -e 's/\\"/"/g' -e 's/\\\$/$/g'; }
+# A check's verdict: ok with the string it evaluated to, or FAIL with its output indented ($out both).
+pass() { echo "ok   $(echo "$out" | print_string)"; }
+fail() {
+  echo "FAIL $1"
+  echo "$out" | sed 's/^/       /'
+  failed=1
+}
+# The summary line, and the exit status.
+finish() {
+  if [ "$failed" -ne 0 ]; then
+    echo "== nix/ci-check.sh: FAILED"
+  else
+    echo "== nix/ci-check.sh: all checks passed"
+  fi
+  exit "$failed"
+}
 
 echo "== $(nix-instantiate --version)"
 failed=0
@@ -96,9 +112,7 @@ count=0
 while IFS= read -r -d '' file; do
   count=$((count + 1))
   if ! out=$(nix-instantiate --parse "$file" 2>&1 >/dev/null); then
-    echo "FAIL $file"
-    echo "$out" | sed 's/^/       /'
-    failed=1
+    fail "$file"
   fi
 done < <(list_nix_files)
 echo "parsed $count files"
@@ -128,11 +142,9 @@ if out=$(nix_eval --expr '
     assert builtins.substring 0 7 locked.narHash == "sha256-";
     "inputs: nixpkgs (${flake.inputs.nixpkgs.url}, locked at ${locked.rev}); outputs take self and nixpkgs only"
 ' 2>&1); then
-  echo "ok   $(echo "$out" | print_string)"
+  pass
 else
-  echo "FAIL flake.nix"
-  echo "$out" | sed 's/^/       /'
-  failed=1
+  fail "flake.nix"
 fi
 
 echo "== flake output names (nixpkgs replaced by a stand-in made of builtins)"
@@ -179,20 +191,13 @@ if out=$(nix_eval --expr '
     else if !(builtins.isFunction flake.overlays.default) then throw "overlays.default is not a function"
     else "packages, apps, devShells, formatter, checks for ${toString (builtins.length systems)} systems; overlay; modules"
 ' 2>&1); then
-  echo "ok   $(echo "$out" | print_string)"
+  pass
 else
-  echo "FAIL flake outputs"
-  echo "$out" | sed 's/^/       /'
-  failed=1
+  fail "flake outputs"
 fi
 
 if [ "$modules" -eq 0 ]; then
-  if [ "$failed" -ne 0 ]; then
-    echo "== nix/ci-check.sh: FAILED"
-  else
-    echo "== nix/ci-check.sh: all checks passed"
-  fi
-  exit "$failed"
+  finish
 fi
 
 if [ -f "$lib_path/lib/default.nix" ]; then
@@ -220,9 +225,7 @@ run_report() {
       failed=1
     fi
   else
-    echo "FAIL evaluating $file"
-    echo "$out" | sed 's/^/       /'
-    failed=1
+    fail "evaluating $file"
   fi
 }
 
@@ -235,7 +238,7 @@ for case in $(nix_eval --arg lib "$lib_expr" --expr '{ lib }@a: builtins.concatS
   if out=$(nix_eval nix/tests/error-messages.nix --arg lib "$lib_expr" -A "cases.$case.value" 2>&1); then
     echo "FAIL $case: evaluated to $out"; failed=1
   elif [[ "$out" != *"$want"* ]]; then
-    echo "FAIL $case"; echo "$out" | sed 's/^/       /'; failed=1
+    fail "$case"
   else
     echo "ok   $case: ...$want..."
   fi
@@ -298,16 +301,9 @@ if out=$(nix_eval --arg lib "$lib_expr" --expr '
       "packages, apps, devShells, formatter, checks for ${toString (lib.length systems)} systems; overlay; ${toString (lib.length (lib.attrNames modules))} modules"
     else throw "missing or broken outputs: ${toString (missing ++ badModules)}"
 ' 2>&1); then
-  echo "ok   $(echo "$out" | print_string)"
+  pass
 else
-  echo "FAIL flake outputs"
-  echo "$out" | sed 's/^/       /'
-  failed=1
+  fail "flake outputs"
 fi
 
-if [ "$failed" -ne 0 ]; then
-  echo "== nix/ci-check.sh: FAILED"
-else
-  echo "== nix/ci-check.sh: all checks passed"
-fi
-exit "$failed"
+finish
