@@ -170,43 +170,33 @@ let
 
   # NixOS workstation ------------------------------------------------------------------------
 
-  ws = eval.nixos [
-    modules.workstation
-    {
-      services.nix-cache-login = {
-        enable = true;
-        inherit settings;
-      };
-    }
-  ];
+  # The workstation module, enabled, with `cfg` as more of its options.
+  workstation =
+    cfg:
+    eval.nixos [
+      modules.workstation
+      { services.nix-cache-login = { enable = true; } // cfg; }
+    ];
+
+  ws = workstation {
+    inherit settings;
+  };
   wsCfg = ws.services.nix-cache-login;
   wsSvc = ws.systemd.user.services.nix-cache-login;
   wsTimer = ws.systemd.user.timers.nix-cache-login;
 
-  wsCustom = eval.nixos [
-    modules.workstation
-    {
-      services.nix-cache-login = {
-        enable = true;
-        interval = "30s";
-        randomizedDelay = "5s";
-        minValid = "2m";
-      };
-    }
-  ];
+  wsCustom = workstation {
+    interval = "30s";
+    randomizedDelay = "5s";
+    minValid = "2m";
+  };
 
-  wsScopes = eval.nixos [
-    modules.workstation
-    {
-      services.nix-cache-login = {
-        enable = true;
-        settings = {
-          scopes = [ "openid" ];
-          timeout = "10s";
-        };
-      };
-    }
-  ];
+  wsScopes = workstation {
+    settings = {
+      scopes = [ "openid" ];
+      timeout = "10s";
+    };
+  };
 
   multiHostSettings = settings // {
     cache_host = [
@@ -216,15 +206,9 @@ let
     cache_url = [ "https://cache-eu.example.com:8443/nix" ];
   };
 
-  wsMultiHost = eval.nixos [
-    modules.workstation
-    {
-      services.nix-cache-login = {
-        enable = true;
-        settings = multiHostSettings;
-      };
-    }
-  ];
+  wsMultiHost = workstation {
+    settings = multiHostSettings;
+  };
 
   workstationChecks = [
     (noFailedAssertions "workstation: no failed assertions" ws)
@@ -256,44 +240,26 @@ let
     ))
     (check "workstation: warns when minValid <= interval + delay" (
       ours
-        (eval.nixos [
-          modules.workstation
-          {
-            services.nix-cache-login = {
-              enable = true;
-              interval = "5m";
-            };
-          }
-        ]).warnings != [ ]
+        (workstation {
+          interval = "5m";
+        }).warnings != [ ]
     ))
     (rejected "workstation: interval 7m is rejected" (
-      eval.nixos [
-        modules.workstation
-        {
-          services.nix-cache-login = {
-            enable = true;
-            interval = "7m";
-          };
-        }
-      ]
+      workstation {
+        interval = "7m";
+      }
     ).services.nix-cache-login.interval)
     (check "workstation: settings.cache_host takes a list of hosts, written as a TOML array" (
       let
         cfg =
-          (eval.nixos [
-            modules.workstation
-            {
-              services.nix-cache-login = {
-                enable = true;
-                settings = settings // {
-                  cache_host = [
-                    "cache.example.com"
-                    "cache-eu.example.com:8443"
-                  ];
-                };
-              };
-            }
-          ]).services.nix-cache-login.settings;
+          (workstation {
+            settings = settings // {
+              cache_host = [
+                "cache.example.com"
+                "cache-eu.example.com:8443"
+              ];
+            };
+          }).services.nix-cache-login.settings;
       in
       cfg.cache_host == [
         "cache.example.com"
@@ -304,72 +270,42 @@ let
     (rejected "workstation: settings.cache_host must not hold a URL in its list" (
       let
         hosts =
-          (eval.nixos [
-            modules.workstation
-            {
-              services.nix-cache-login = {
-                enable = true;
-                settings = settings // {
-                  cache_host = [
-                    "cache.example.com"
-                    "https://cache-eu.example.com"
-                  ];
-                };
-              };
-            }
-          ]).services.nix-cache-login.settings.cache_host;
+          (workstation {
+            settings = settings // {
+              cache_host = [
+                "cache.example.com"
+                "https://cache-eu.example.com"
+              ];
+            };
+          }).services.nix-cache-login.settings.cache_host;
       in
       builtins.deepSeq hosts hosts
     ))
     (rejected "workstation: settings.cache_host must not be an empty list" (
-      eval.nixos [
-        modules.workstation
-        {
-          services.nix-cache-login = {
-            enable = true;
-            settings = settings // {
-              cache_host = [ ];
-            };
-          };
-        }
-      ]
+      workstation {
+        settings = settings // {
+          cache_host = [ ];
+        };
+      }
     ).services.nix-cache-login.settings.cache_host)
     (rejected "workstation: settings.cache_host must not be a URL" (
-      eval.nixos [
-        modules.workstation
-        {
-          services.nix-cache-login = {
-            enable = true;
-            settings = settings // {
-              cache_host = "https://cache.example.com";
-            };
-          };
-        }
-      ]
+      workstation {
+        settings = settings // {
+          cache_host = "https://cache.example.com";
+        };
+      }
     ).services.nix-cache-login.settings.cache_host)
     (rejected "workstation: settings.issuer must be https" (
-      eval.nixos [
-        modules.workstation
-        {
-          services.nix-cache-login = {
-            enable = true;
-            settings = settings // {
-              issuer = "http://sso.example.com/realms/eng";
-            };
-          };
-        }
-      ]
+      workstation {
+        settings = settings // {
+          issuer = "http://sso.example.com/realms/eng";
+        };
+      }
     ).services.nix-cache-login.settings.issuer)
     (rejected "workstation: minValid must be a duration" (
-      eval.nixos [
-        modules.workstation
-        {
-          services.nix-cache-login = {
-            enable = true;
-            minValid = "ten minutes";
-          };
-        }
-      ]
+      workstation {
+        minValid = "ten minutes";
+      }
     ).services.nix-cache-login.minValid)
   ]
   ++ lib.optionals nixosIsReal [
