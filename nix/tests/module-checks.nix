@@ -94,12 +94,7 @@ let
 
   exeOf = cfg: "${cfg.package}/bin/nix-cache-login";
 
-  eq = name: got: want: { inherit name got want; ok = got == want; };
-  check = name: ok: {
-    inherit name ok;
-    got = ok;
-    want = true;
-  };
+  inherit (import ./results.nix { inherit lib; }) eq check report passed failures;
 
   # TOML content: compared directly when the stub generator kept the value, else deferred to a
   # build-time comparison.
@@ -715,32 +710,23 @@ let
   all = helperChecks ++ workstationChecks ++ serverChecks ++ homeChecks ++ darwinChecks;
   deferred = lib.filter (r: r.deferred or false) all;
   results = lib.filter (r: !(r.deferred or false)) all;
-  failures = lib.filter (r: !r.ok) results;
-
-  show = v: if builtins.isString v then v else builtins.toJSON v;
-  line =
-    r:
-    if r.ok then
-      "ok   ${r.name}"
-    else
-      "FAIL ${r.name}\n       got:  ${show r.got}\n       want: ${show r.want}";
 in
 {
   inherit results;
-  ok = failures == [ ];
+  ok = failures results == [ ];
   tomlFiles = map (r: { inherit (r) name file want; }) deferred;
-  report =
-    lib.concatMapStringsSep "\n" line results
-    + "\n"
-    + (
+  report = report results [
+    (
       if nixosIsReal then
         "NixOS cases evaluated against real NixOS"
       else
         "NixOS, Home Manager and nix-darwin cases evaluated against the stand-ins in nix/tests/stubs.nix"
     )
-    + "\n${toString (lib.length results - lib.length failures)}/${toString (lib.length results)} checks passed"
-    + lib.optionalString (deferred != [ ]) (
-      ", ${toString (lib.length deferred)} TOML files left to compare after building"
+    (
+      passed results
+      + lib.optionalString (deferred != [ ]) (
+        ", ${toString (lib.length deferred)} TOML files left to compare after building"
+      )
     )
-    + "\n";
+  ];
 }

@@ -48,12 +48,7 @@ let
   sourcePaths = map relative args.src.fileset;
   under = dir: p: p == dir || lib.hasPrefix "${dir}/" p;
 
-  eq = name: got: want: { inherit name got want; ok = got == want; };
-  check = name: ok: {
-    inherit name ok;
-    got = ok;
-    want = true;
-  };
+  inherit (import ./results.nix { inherit lib; }) eq check report passed failures;
 
   results = [
     (eq "package: pname from package.json" args.pname packageJson.name)
@@ -105,15 +100,9 @@ let
     ) sourcePaths) [ ])
   ];
 
-  failures = lib.filter (r: !r.ok) results;
-  show = v: if builtins.isString v then v else builtins.toJSON v;
 in
 {
   inherit results;
-  ok = failures == [ ];
-  report =
-    lib.concatMapStringsSep "\n" (
-      r: if r.ok then "ok   ${r.name}" else "FAIL ${r.name}\n       got:  ${show r.got}\n       want: ${show r.want}"
-    ) results
-    + "\n${toString (lib.length results - lib.length failures)}/${toString (lib.length results)} checks passed\n";
+  ok = failures results == [ ];
+  report = report results [ (passed results) ];
 }

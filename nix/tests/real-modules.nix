@@ -174,15 +174,7 @@ let
 
   failedAssertions = config: map (a: a.message) (lib.filter (a: !a.assertion) config.assertions);
   ours = lib.filter (lib.hasInfix "nix-cache-login");
-  eq = name: got: want: {
-    inherit name got want;
-    ok = got == want;
-  };
-  check = name: ok: {
-    inherit name ok;
-    got = ok;
-    want = true;
-  };
+  inherit (import ./results.nix { inherit lib; }) eq check report passed failures;
 
   coreLimits =
     plist:
@@ -242,16 +234,12 @@ let
     ))
   ];
 
-  failures = lib.filter (r: !r.ok) results;
-  show = v: if builtins.isString v then v else builtins.toJSON v;
 in
 {
   inherit results;
-  ok = failures == [ ];
-  report =
-    lib.concatMapStringsSep "\n" (
-      r: if r.ok then "ok   ${r.name}" else "FAIL ${r.name}\n       got:  ${show r.got}\n       want: ${show r.want}"
-    ) results
-    + "\nevaluated with Home Manager's systemd and launchd modules (${toString homeManager}) and nix-darwin's launchd module (${toString nixDarwin})"
-    + "\n${toString (lib.length results - lib.length failures)}/${toString (lib.length results)} checks passed\n";
+  ok = failures results == [ ];
+  report = report results [
+    "evaluated with Home Manager's systemd and launchd modules (${toString homeManager}) and nix-darwin's launchd module (${toString nixDarwin})"
+    (passed results)
+  ];
 }
