@@ -24,6 +24,7 @@ import {
 } from "../support/cli.ts";
 import { startRealm, type Realm } from "../support/realm.ts";
 import { ensureUser, runAs, USER_A, type TestUser } from "../support/users.ts";
+import { freePort } from "../support/ports.ts";
 
 const CACHE_HOST = "cache.example.test";
 
@@ -125,14 +126,6 @@ function portFrom(stderr: string): number {
   const m = /http:\/\/127\.0\.0\.1:(\d+)\/[A-Za-z0-9_-]{22}\n/.exec(stderr);
   assert.ok(m, `no loopback URL in: ${stderr}`);
   return Number(m[1]);
-}
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise((r) => server.close(r));
-  return port;
 }
 
 test("Debian's Chromium is installed (the browser sign-in tests need it)", () => {

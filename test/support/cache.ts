@@ -16,9 +16,10 @@ import {
   stat,
   writeFile,
 } from "node:fs/promises";
-import { createServer, connect } from "node:net";
+import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, sep } from "node:path";
+import { freePort } from "./ports.ts";
 
 export const APACHE_INSTALL_HINT =
   "run `apt-get install -y --no-install-recommends apache2 libapache2-mod-auth-openidc`";
@@ -83,23 +84,6 @@ export interface ProtectedCache {
   /** Current contents of the access log: `%h %u %t "%r" %>s %b`. */
   accessLog(): string;
   stop(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const addr = srv.address();
-      if (addr === null || typeof addr === "string") {
-        srv.close();
-        reject(new Error("no port"));
-        return;
-      }
-      srv.close(() => resolve(addr.port));
-    });
-  });
 }
 
 function portAccepts(port: number): Promise<boolean> {

@@ -12,9 +12,9 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { generateKeyPairSync } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { freePort } from "./ports.ts";
 
 const GLEWLWYD_BIN = "/usr/bin/glewlwyd";
 const SCHEMA = "/usr/share/dbconfig-common/data/glewlwyd/install/sqlite3";
@@ -54,17 +54,6 @@ export interface Glewlwyd {
   keyPair(kind?: "rsa" | "ec"): { privatePem: string; publicPem: string };
   log(): Promise<string>;
   stop(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 function run(cmd: string, args: string[], input?: string): Promise<void> {
