@@ -157,7 +157,11 @@ describe("timer", () => {
 
   async function verify(...files: string[]) {
     const r = await run("systemd-analyze", ["verify", "--man=no", ...files]).catch(
-      (e: { code: number; stderr: string }) => ({ stdout: "", stderr: `exit ${e.code}: ${e.stderr}` }),
+      (e: { code: number | string; stderr?: string }) => {
+        if (e.code === "ENOENT")
+          throw new Error("systemd-analyze is missing: apt-get install -y --no-install-recommends systemd");
+        return { stdout: "", stderr: `exit ${e.code}: ${e.stderr}` };
+      },
     );
     assert.equal(r.stderr, "", "systemd-analyze verify finds no problem");
   }

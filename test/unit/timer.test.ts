@@ -20,14 +20,21 @@ const spec = (over: Partial<TimerSpec> = {}): TimerSpec => ({
 });
 
 /** A plist as JSON, read by Python's plistlib. */
-const parsePlist = (text: string | undefined): unknown =>
-  JSON.parse(
-    execFileSync(
+function parsePlist(text: string | undefined): unknown {
+  let json: string;
+  try {
+    json = execFileSync(
       "python3",
       ["-c", "import json, plistlib, sys; print(json.dumps(plistlib.loads(sys.stdin.buffer.read())))"],
       { input: text },
-    ).toString(),
-  );
+    ).toString();
+  } catch (e) {
+    if ((e as { code?: unknown }).code === "ENOENT")
+      throw new Error("python3 is missing: apt-get install -y --no-install-recommends python3", { cause: e });
+    throw e;
+  }
+  return JSON.parse(json);
+}
 
 test("onCalendar matches the Nix modules: only intervals that divide a minute, an hour or a day", () => {
   assert.equal(onCalendar(30), "*-*-* *:*:00/30");
