@@ -424,27 +424,13 @@ describe("init", () => {
     assert.equal(report.cache_host, HOST);
     assert.equal(report.config_path, ws.configPath);
 
-    const twice = await runCli(ws, [
-      "init",
-      "--issuer",
-      realm.issuer,
-      "--client-id",
-      "x",
-      "--cache-host",
-      HOST,
-    ]);
+    // Again, for another client: refused without --force.
+    const again = (...force: string[]) =>
+      runCli(ws, ["init", "--issuer", realm.issuer, "--client-id", "x", "--cache-host", HOST, ...force]);
+    const twice = await again();
     assert.equal(twice.code, 2);
     assert.match(twice.stderr, /exists already\nhint: .*--force/);
-    const forced = await runCli(ws, [
-      "init",
-      "--issuer",
-      realm.issuer,
-      "--client-id",
-      "x",
-      "--cache-host",
-      HOST,
-      "--force",
-    ]);
+    const forced = await again("--force");
     assert.equal(forced.code, 0, forced.stderr);
     assert.match(await readFile(ws.configPath, "utf8"), /^client_id = "x"$/m);
   });
