@@ -317,33 +317,34 @@ let
 
   # NixOS server -----------------------------------------------------------------------------
 
-  srv = eval.nixos [
-    modules.server
-    {
-      services.nix-cache-login-server = {
-        enable = true;
-        settings = serverSettings;
-        clientSecretFile = secret;
-      };
-    }
-  ];
+  # The server module, enabled with serverSettings, with `extra` as more of its options, and
+  # `other` (a module) beside it.
+  serverAlong =
+    extra: other:
+    eval.nixos [
+      modules.server
+      {
+        services.nix-cache-login-server = {
+          enable = true;
+          settings = serverSettings;
+        }
+        // extra;
+      }
+      other
+    ];
+  serverWith = extra: serverAlong extra { };
+
+  srv = serverWith { clientSecretFile = secret; };
   srvCfg = srv.services.nix-cache-login-server;
   srvSvc = srv.systemd.services.nix-cache-login-server;
   srvTimer = srv.systemd.timers.nix-cache-login-server;
 
-  srvHourly = eval.nixos [
-    modules.server
-    {
-      services.nix-cache-login-server = {
-        enable = true;
-        settings = serverSettings;
-        clientSecretFile = secret;
-        interval = "1h";
-        randomizedDelay = "5m";
-        minValid = "2h";
-      };
-    }
-  ];
+  srvHourly = serverWith {
+    clientSecretFile = secret;
+    interval = "1h";
+    randomizedDelay = "5m";
+    minValid = "2h";
+  };
 
   netrc = "/var/lib/nix-cache-login/netrc";
 
@@ -358,18 +359,6 @@ let
     }
   ];
 
-  serverWith =
-    extra:
-    eval.nixos [
-      modules.server
-      {
-        services.nix-cache-login-server = {
-          enable = true;
-          settings = serverSettings;
-        }
-        // extra;
-      }
-    ];
 
   serverChecks = [
     (noFailedAssertions "server: no failed assertions" srv)
@@ -411,29 +400,15 @@ let
       clientSecretFile = secret;
       netrcFile = "/etc/nix/netrc";
     }).services.nix-cache-login-server.netrcFile)
-    (assertionFails "server: a different nix.settings.netrc-file is refused" (eval.nixos [
-      modules.server
-      {
-        services.nix-cache-login-server = {
-          enable = true;
-          settings = serverSettings;
-          clientSecretFile = secret;
-        };
-        nix.settings.netrc-file = "/etc/nix/netrc";
-      }
-    ]) "the Nix daemon would not send it")
-    (noFailedAssertions "server: nix.enable = false leaves netrc-file to whoever runs Nix" (eval.nixos [
-      modules.server
-      {
-        services.nix-cache-login-server = {
-          enable = true;
-          settings = serverSettings;
-          clientSecretFile = secret;
-        };
-        nix.enable = false;
-        nix.settings.netrc-file = "/nix/var/determinate/netrc";
-      }
-    ]))
+    (assertionFails "server: a different nix.settings.netrc-file is refused" (serverAlong {
+      clientSecretFile = secret;
+    } { nix.settings.netrc-file = "/etc/nix/netrc"; }) "the Nix daemon would not send it")
+    (noFailedAssertions "server: nix.enable = false leaves netrc-file to whoever runs Nix" (serverAlong {
+      clientSecretFile = secret;
+    } {
+      nix.enable = false;
+      nix.settings.netrc-file = "/nix/var/determinate/netrc";
+    }))
     (eq "server: ProtectSystem=strict" srvSvc.serviceConfig.ProtectSystem "strict")
     (eq "server: PrivateTmp" srvSvc.serviceConfig.PrivateTmp true)
     (eq "server: NoNewPrivileges" srvSvc.serviceConfig.NoNewPrivileges true)
@@ -457,32 +432,20 @@ let
     (noFailedAssertions "server: configFile needs no settings" srvConfigFile)
     (assertionFails "server: clientSecretFile is required" (serverWith { }) "clientSecretFile")
     (assertionFails "server: clientSecretFile must be absolute" (serverWith { clientSecretFile = "secret"; }) "clientSecretFile")
-    (assertionFails "server: settings.client_id is required, named in full" (eval.nixos [
-      modules.server
-      {
-        services.nix-cache-login-server = {
-          enable = true;
-          settings.issuer = "https://sso.example.com/realms/eng";
-          clientSecretFile = secret;
-        };
-      }
-    ]) "services.nix-cache-login-server.settings.client_id must be set")
+    (assertionFails "server: settings.client_id is required, named in full" (serverWith {
+      settings.issuer = "https://sso.example.com/realms/eng";
+      clientSecretFile = secret;
+    }) "services.nix-cache-login-server.settings.client_id must be set")
     (assertionFails "server: netrc_path comes from netrcFile" (serverWith {
       clientSecretFile = secret;
       settings = serverSettings // { netrc_path = "/tmp/netrc"; };
     }) "netrcFile")
-    (assertionFails "server and workstation together are refused" (eval.nixos [
-      modules.server
-      modules.workstation
-      {
-        services.nix-cache-login.enable = true;
-        services.nix-cache-login-server = {
-          enable = true;
-          settings = serverSettings;
-          clientSecretFile = secret;
-        };
-      }
-    ]) "enable only one")
+    (assertionFails "server and workstation together are refused" (serverAlong {
+      clientSecretFile = secret;
+    } {
+      imports = [ modules.workstation ];
+      services.nix-cache-login.enable = true;
+    }) "enable only one")
   ]
   ++ toml "server: /etc/nix-cache-login/config.toml" srv.environment.etc."nix-cache-login/config.toml".source (
     serverSettings
