@@ -317,12 +317,12 @@ let
 
   # NixOS server -----------------------------------------------------------------------------
 
-  # The server module, enabled with serverSettings, with `extra` as more of its options, and
-  # `other` (a module) beside it.
-  serverAlong =
-    extra: other:
-    eval.nixos [
-      modules.server
+  # A server module evaluated by `evaluate`, enabled with serverSettings, with `extra` as more of
+  # its options, and `other` (a module) beside it.
+  serverIn =
+    evaluate: module: extra: other:
+    evaluate [
+      module
       {
         services.nix-cache-login-server = {
           enable = true;
@@ -332,6 +332,7 @@ let
       }
       other
     ];
+  serverAlong = serverIn eval.nixos modules.server;
   serverWith = extra: serverAlong extra { };
 
   srv = serverWith { clientSecretFile = secret; };
@@ -552,29 +553,15 @@ let
   ];
   dwAgent = dw.launchd.agents.nix-cache-login;
 
-  dwServer = eval.darwin [
-    modules.darwin
-    {
-      services.nix-cache-login-server = {
-        enable = true;
-        settings = serverSettings;
-        clientSecretFile = secret;
-      };
-    }
-  ];
+  darwinServerAlong = serverIn eval.darwin modules.darwin;
+
+  dwServer = darwinServerAlong { clientSecretFile = secret; } { };
   dwDaemon = dwServer.launchd.daemons.nix-cache-login-server;
 
-  dwServerNetrc = eval.darwin [
-    modules.darwin
-    {
-      services.nix-cache-login-server = {
-        enable = true;
-        settings = serverSettings;
-        clientSecretFile = secret;
-        netrcFile = "/var/db/nix-cache-login/netrc";
-      };
-    }
-  ];
+  dwServerNetrc = darwinServerAlong {
+    clientSecretFile = secret;
+    netrcFile = "/var/db/nix-cache-login/netrc";
+  } { };
 
   darwinChecks = [
     (noFailedAssertions "darwin: no failed assertions" dw)
@@ -617,49 +604,17 @@ let
     ))
     (eq "darwin server: another netrcFile is set as nix.settings.netrc-file" dwServerNetrc.nix.settings.netrc-file "/var/db/nix-cache-login/netrc")
     (noFailedAssertions "darwin server: another netrcFile needs nothing else" dwServerNetrc)
-    (assertionFails "darwin server: a netrc-file the daemon would not read is refused" (eval.darwin [
-      modules.darwin
-      {
-        services.nix-cache-login-server = {
-          enable = true;
-          settings = serverSettings;
-          clientSecretFile = secret;
-        };
-        nix.settings.netrc-file = "/etc/nix/other-netrc";
-      }
-    ]) "the Nix daemon would not send it")
-    (noFailedAssertions "darwin server: nix.enable = false (e.g. Determinate Nix) does not touch nix.settings" (eval.darwin [
-      modules.darwin
-      {
-        services.nix-cache-login-server = {
-          enable = true;
-          settings = serverSettings;
-          clientSecretFile = secret;
-          netrcFile = "/var/db/nix-cache-login/netrc";
-        };
-        nix.enable = false;
-      }
-    ]))
-    (assertionFails "darwin: agent and daemon together are refused" (eval.darwin [
-      modules.darwin
-      {
-        services.nix-cache-login.enable = true;
-        services.nix-cache-login-server = {
-          enable = true;
-          settings = serverSettings;
-          clientSecretFile = secret;
-        };
-      }
-    ]) "enable only one")
-    (assertionFails "darwin server: clientSecretFile is required" (eval.darwin [
-      modules.darwin
-      {
-        services.nix-cache-login-server = {
-          enable = true;
-          settings = serverSettings;
-        };
-      }
-    ]) "clientSecretFile")
+    (assertionFails "darwin server: a netrc-file the daemon would not read is refused" (darwinServerAlong {
+      clientSecretFile = secret;
+    } { nix.settings.netrc-file = "/etc/nix/other-netrc"; }) "the Nix daemon would not send it")
+    (noFailedAssertions "darwin server: nix.enable = false (e.g. Determinate Nix) does not touch nix.settings" (darwinServerAlong {
+      clientSecretFile = secret;
+      netrcFile = "/var/db/nix-cache-login/netrc";
+    } { nix.enable = false; }))
+    (assertionFails "darwin: agent and daemon together are refused" (darwinServerAlong {
+      clientSecretFile = secret;
+    } { services.nix-cache-login.enable = true; }) "enable only one")
+    (assertionFails "darwin server: clientSecretFile is required" (darwinServerAlong { } { }) "clientSecretFile")
   ]
   ++ toml "darwin: /etc/nix-cache-login/config.toml" dw.environment.etc."nix-cache-login/config.toml".source settings
   ++ toml "darwin server: /etc/nix-cache-login/config.toml" dwServer.environment.etc."nix-cache-login/config.toml".source (
