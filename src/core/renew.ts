@@ -27,11 +27,13 @@ import { describeEntries, lockOptions, type Setup } from "./setup.ts";
  * never both spend the same one.
  */
 export function renew(ctx: Context, r: PendingRenewal): Promise<number> {
-  const { setup: s, credential, seen, minValid } = r;
-  // A bad key file is a configuration error, found before any request.
-  if (credential !== undefined && "keyText" in credential) {
-    parseClientKey(s.config, credential.keyText, credential.keyFile);
-  }
+  const { setup: s, seen, minValid } = r;
+  // A bad key file is a configuration error, found before any request; the provider signs with
+  // the key parsed here.
+  const credential =
+    r.credential !== undefined && "keyText" in r.credential
+      ? { ...r.credential, key: parseClientKey(s.config, r.credential.keyText, r.credential.keyFile) }
+      : r.credential;
   const log = verbose(ctx);
   const mode = s.config.mode;
 

@@ -106,7 +106,7 @@ export class Provider {
     const cred = this.opts.credential;
     if (cred === undefined) return l.None();
     if ("keyText" in cred) {
-      const parsed = parseClientKey(this.opts.config, cred.keyText, cred.keyFile);
+      const parsed = cred.key ?? parseClientKey(this.opts.config, cred.keyText, cred.keyFile);
       const key = (await webCryptoKey(parsed)) as OidcClient.CryptoKey;
       this.opts.log(`client authentication: private_key_jwt (${parsed.alg})`);
       // OpenID Connect Core section 9: the assertion's audience SHOULD be the token endpoint URL.
