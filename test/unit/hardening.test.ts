@@ -9,6 +9,7 @@ import { checkedEndpoint } from "../../src/oidc/http.ts";
 import { clampPollInterval, expiryAfter, jwtExpiry, LATEST_EXPIRY_MS } from "../../src/oidc/provider.ts";
 import { printable, printableLines, quoted } from "../../src/cli/terminal-text.ts";
 import { MAX_TIMER_MS, setLongTimeout } from "../../src/oidc/timers.ts";
+import { check, renderText } from "../../src/doctor/report.ts";
 
 test("printable: C0, DEL, C1 and line separators become blanks; long text is cut", () => {
   assert.equal(printable("a\u001b[2Jb\u0007c\u009bd\u2028e\r\nf"), "a [2Jb c d e  f");
@@ -108,4 +109,19 @@ test("accountChange: by subject when both have one, else by name; nothing for th
     accountChange({ username: "alice" }, { subject: "2", username: "bob" }) ?? "",
     /as bob, .*\(alice\)/,
   );
+});
+
+test("doctor's report: text from a cache or a program reaches the terminal without control characters", () => {
+  const text = renderText({
+    configPath: null,
+    checks: [
+      check("cache", "cache", "problem", "the cache rejected the token (\u001b]0;owned\u0007invalid_token)", {
+        details: ["GET https://cache.example.org/nix-cache-info -> 401\u009b2J"],
+      }),
+    ],
+  });
+  // eslint-disable-next-line no-control-regex
+  assert.doesNotMatch(text, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
+  assert.match(text, /the cache rejected the token \( \]0;owned invalid_token\)/);
+  assert.match(text, /\n1 problem found: cache\.\n$/);
 });
