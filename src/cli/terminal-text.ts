@@ -14,3 +14,12 @@ export function printableLines(text: string): string {
   // eslint-disable-next-line no-control-regex
   return text.replace(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/g, " ");
 }
+
+/**
+ * Like printable, for a value quoted in a one-line message (an issuer, a redirect's Location):
+ * printable ASCII only, anything else a "?", cut when long, in double quotes.
+ */
+export function quoted(text: string, max = 200): string {
+  const clean = text.replace(/[^\x20-\x7e]/g, "?");
+  return JSON.stringify(clean.length > max ? `${clean.slice(0, max)}...` : clean);
+}

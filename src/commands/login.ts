@@ -281,24 +281,15 @@ async function save(ctx: Context, s: Setup, tokens: TokenSet, p: Provider): Prom
   await withStateLock(
     s.store,
     async () => {
-      const before = previousAccount(s);
-      // A corrupt state must not lock the user out: set it aside (kept, 0600) and start afresh.
-      await readStateOrSetAside(s.store, (line) => warn(ctx, line));
+      // Who was signed in before, if anyone. A corrupt state must not lock the user out: it is set
+      // aside (kept, 0600) and the sign-in starts afresh.
+      const before = await readStateOrSetAside(s.store, (line) => warn(ctx, line));
       await saveTokens(ctx, s, undefined, tokens, p, "user");
       const change = accountChange(before, tokens);
       if (change !== undefined) warn(ctx, change);
     },
     lockOptions(ctx, s.config),
   );
-}
-
-/** Who was signed in before, if a readable state says so (a bad one is replaced anyway). */
-function previousAccount(s: Setup): { subject?: string; username?: string } | undefined {
-  try {
-    return s.store.read();
-  } catch {
-    return undefined;
-  }
 }
 
 /**

@@ -95,7 +95,7 @@ export function status(ctx: Context, opts: StatusOptions): number {
     lines.push([
       "refresh token",
       ended !== undefined
-        ? `the provider ended the session at ${ended.at}${ended.description === null ? "" : ` (${ended.description})`}; run \`nix-cache-login login\``
+        ? `the provider ended the session at ${printable(ended.at, 100)}${ended.description === null ? "" : ` (${printable(ended.description)})`}; run \`nix-cache-login login\``
         : refreshToken.present
           ? describeExpiry(refreshToken.expires_at, now)
           : "none",

@@ -17,7 +17,7 @@ import {
   type StateReservation,
 } from "../store/write.ts";
 import type { TokenState } from "../store/state.ts";
-import { hostsLackingToken, tokenGood, tokenLasts, type PendingRenewal } from "./renewal.ts";
+import { hostsLackingToken, tokenLasts, type PendingRenewal } from "./renewal.ts";
 import { provider, saveTokens, writeNetrcEntries } from "./save-tokens.ts";
 import { describeEntries, lockOptions, type Setup } from "./setup.ts";
 
@@ -27,11 +27,13 @@ import { describeEntries, lockOptions, type Setup } from "./setup.ts";
  * never both spend the same one.
  */
 export function renew(ctx: Context, r: PendingRenewal): Promise<number> {
-  const { setup: s, credential, seen, minValid } = r;
-  // A bad key file is a configuration error, found before any request.
-  if (credential !== undefined && "keyText" in credential) {
-    parseClientKey(s.config, credential.keyText, credential.keyFile);
-  }
+  const { setup: s, seen, minValid } = r;
+  // A bad key file is a configuration error, found before any request; the provider signs with
+  // the key parsed here.
+  const credential =
+    r.credential !== undefined && "keyText" in r.credential
+      ? { ...r.credential, key: parseClientKey(s.config, r.credential.keyText, r.credential.keyFile) }
+      : r.credential;
   const log = verbose(ctx);
   const mode = s.config.mode;
 
@@ -50,13 +52,15 @@ export function renew(ctx: Context, r: PendingRenewal): Promise<number> {
         state?.access_token !== undefined &&
         (state.access_token !== seen?.access_token || renewedAt >= performance.timeOrigin);
       const needed = minValid ?? (renewedMeanwhile ? 1 : Infinity);
-      if (tokenGood(s, state, needed, ctx.now())) {
+      // As tokenGood, keeping the hosts that lack the token for the copy below (one netrc read).
+      const lacking = tokenLasts(state, needed, ctx.now()) ? hostsLackingToken(s, state) : undefined;
+      if (lacking?.length === 0) {
         log("another nix-cache-login renewed the token meanwhile; nothing to do");
         recordTokens(ctx, s.config, state, "none");
         return ExitCode.ok;
       }
-      if (state !== undefined && tokenLasts(state, needed, ctx.now())) {
-        await copyTokenToHosts(ctx, s, state);
+      if (state !== undefined && lacking !== undefined) {
+        await copyTokenToHosts(ctx, s, state, lacking);
         recordTokens(ctx, s.config, state, "copied");
         return ExitCode.ok;
       }
@@ -124,8 +128,7 @@ export function renew(ctx: Context, r: PendingRenewal): Promise<number> {
  * same issuer and client_id (they share one token state) renewed it, or an entry was removed by
  * hand. Writing it there costs no grant, and the other configuration's entries stay valid.
  */
-async function copyTokenToHosts(ctx: Context, s: Setup, state: TokenState): Promise<void> {
-  const lacking = hostsLackingToken(s, state);
+async function copyTokenToHosts(ctx: Context, s: Setup, state: TokenState, lacking: string[]): Promise<void> {
   await writeNetrcEntries(ctx, s, lacking, state.access_token as string);
   const expires =
     state.access_token_expires_at === undefined ? null : new Date(state.access_token_expires_at);

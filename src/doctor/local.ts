@@ -3,7 +3,7 @@
  * Nix) reads it. No network here.
  */
 import { stat } from "node:fs/promises";
-import { formatMode } from "../fs/atomic-file.ts";
+import { formatMode } from "../fs/file-trust.ts";
 import { userInfo } from "node:os";
 import type { Config } from "../config/load.ts";
 import type { Context } from "../context.ts";

@@ -6,11 +6,6 @@ import { errnoCode, fileError } from "./fs-errors.ts";
 import { bootId, holderState, localHost, withLockFile, type LockOptions } from "./lock-file.ts";
 import { makeDirs } from "./make-dirs.ts";
 
-/** A file mode as people write it: 0600. */
-export function formatMode(mode: number): string {
-  return (mode & 0o7777).toString(8).padStart(4, "0");
-}
-
 /**
  * Creates missing parent directories with mode 0700, one level at a time; existing directories are
  * left alone. `where` names the setting that chose the path, for messages.

@@ -4,8 +4,10 @@
  * token to its owner. These checks say why a file is refused; the callers turn that into errors.
  */
 
-/** 0600, as people write modes (atomic-file.ts has the same; not imported: it loads node:crypto). */
-const formatMode = (mode: number): string => (mode & 0o7777).toString(8).padStart(4, "0");
+/** A file mode as people write it: 0600. */
+export function formatMode(mode: number): string {
+  return (mode & 0o7777).toString(8).padStart(4, "0");
+}
 
 export interface Owned {
   uid: number;

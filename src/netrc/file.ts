@@ -1,8 +1,8 @@
 import { lstat, realpath, stat } from "node:fs/promises";
 import { dirname } from "node:path";
-import { formatMode, withLock, writeFileAtomic } from "../fs/atomic-file.ts";
+import { withLock, writeFileAtomic } from "../fs/atomic-file.ts";
 import { CliError } from "../errors.ts";
-import { foreignOwner, isSticky, writableByOthers } from "../fs/file-trust.ts";
+import { foreignOwner, formatMode, isSticky, writableByOthers } from "../fs/file-trust.ts";
 import { fsError, readNetrcText, syntaxError } from "./read.ts";
 import {
   CURL_NETRC_MAX_LINE,

@@ -10,7 +10,7 @@ import { CliError, ExitCode, type ExitCodeValue } from "../errors.ts";
 import type { ClientCredential } from "../core/setup.ts";
 import { parseClientKey, webCryptoKey } from "./client-key.ts";
 import type { TokenState } from "../store/state.ts";
-import { printable } from "../cli/terminal-text.ts";
+import { printable, quoted } from "../cli/terminal-text.ts";
 import {
   checkedEndpoint,
   describeNetworkError,
@@ -106,7 +106,7 @@ export class Provider {
     const cred = this.opts.credential;
     if (cred === undefined) return l.None();
     if ("keyText" in cred) {
-      const parsed = parseClientKey(this.opts.config, cred.keyText, cred.keyFile);
+      const parsed = cred.key ?? parseClientKey(this.opts.config, cred.keyText, cred.keyFile);
       const key = (await webCryptoKey(parsed)) as OidcClient.CryptoKey;
       this.opts.log(`client authentication: private_key_jwt (${parsed.alg})`);
       // OpenID Connect Core section 9: the assertion's audience SHOULD be the token endpoint URL.
@@ -757,12 +757,6 @@ function httpAnswer(e: unknown): Response | undefined {
   return undefined;
 }
 
-/** Provider text for a one-line message: printable ASCII only, and not too long. */
-function shown(text: string, max = 200): string {
-  const clean = text.replace(/[^\x20-\x7e]/g, "?");
-  return JSON.stringify(clean.length > max ? `${clean.slice(0, max)}...` : clean);
-}
-
 /**
  * A trailing slash (or any other difference) between the configured issuer and the one the
  * provider names: openid-client compares them byte for byte (RFC 8414 section 3.3), and so must
@@ -771,13 +765,13 @@ function shown(text: string, max = 200): string {
 function issuerMismatch(config: Config, found: string, cause: unknown): CliError {
   const slashOnly = found.replace(/\/+$/, "") === config.issuer.replace(/\/+$/, "");
   return new CliError(
-    `${config.path}: issuer: ${shown(config.issuer)} does not match the issuer the provider names, ${shown(found)}`,
+    `${config.path}: issuer: ${quoted(config.issuer)} does not match the issuer the provider names, ${quoted(found)}`,
     {
       exitCode: ExitCode.usage,
       code: "issuer_mismatch",
       hint: slashOnly
-        ? `write issuer = ${shown(found)} (with${found.endsWith("/") ? "" : "out"} the trailing slash), exactly as the provider names it`
-        : `write issuer = ${shown(found)} if that is the provider you mean; the issuer must be written exactly as the provider names it`,
+        ? `write issuer = ${quoted(found)} (with${found.endsWith("/") ? "" : "out"} the trailing slash), exactly as the provider names it`
+        : `write issuer = ${quoted(found)} if that is the provider you mean; the issuer must be written exactly as the provider names it`,
       cause,
     },
   );
@@ -813,7 +807,7 @@ function unexpectedAnswer(
       exitCode = ExitCode.usage;
     } else if (status >= 300 && status < 400) {
       const to = res.headers.get("location");
-      hint = `the provider redirects${to === null ? "" : ` to ${shown(to)}`}: write issuer exactly as the provider serves it`;
+      hint = `the provider redirects${to === null ? "" : ` to ${quoted(to)}`}: write issuer exactly as the provider serves it`;
       exitCode = ExitCode.usage;
     } else if (status === 401 || status === 403) {
       hint =

@@ -69,11 +69,14 @@ export async function writeState(
   state: TokenState,
   opts: { touch?: boolean; reserved?: StateReservation | undefined } = {},
 ): Promise<void> {
-  await ensureDir(store.dir, STATE_WHERE);
-  checkStateDir(store.dir);
+  const r = opts.reserved;
+  // A reservation was made in the directory, checked, under the lock held since: not again.
+  if (r === undefined) {
+    await ensureDir(store.dir, STATE_WHERE);
+    checkStateDir(store.dir);
+  }
   const updated = opts.touch === false ? state : { ...state, updated_at: new Date().toISOString() };
   const text = `${JSON.stringify(updated, null, 2)}\n`;
-  const r = opts.reserved;
   const bytes = Buffer.from(text, "utf8");
   if (r?.fh !== undefined && bytes.length <= r.size) {
     const fh = r.fh;

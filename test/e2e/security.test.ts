@@ -163,6 +163,31 @@ describe("a hostile provider cannot corrupt the netrc or the terminal", { concur
     resetProvider();
   });
 
+  test("status: a session end recorded with control characters (by an older version, or by hand) is shown without them", async () => {
+    const ws = await userWorkspace();
+    const store = new StateStore(ws.stateDir, op.issuer, "nix-cache");
+    await mkdir(ws.stateDir, { recursive: true, mode: 0o700 });
+    await writeFile(
+      store.file,
+      JSON.stringify({
+        ...store.empty("user"),
+        refresh_token: "planted-refresh-token",
+        session_ended: {
+          at: "2026-01-01T00:00:00.000Z",
+          description: "Session \u001b]0;pwned\u0007not active",
+        },
+      }),
+      { mode: 0o600 },
+    );
+    const r = await runCli(ws, ["status"]);
+    assert.equal(r.code, 3, r.stderr);
+    assert.doesNotMatch(r.stdout, CONTROL, JSON.stringify(r.stdout));
+    assert.match(
+      r.stdout,
+      /the provider ended the session at 2026-01-01T00:00:00\.000Z \(Session {2}\]0;pwned not active\)/,
+    );
+  });
+
   test("huge expires_in or exp do not crash (RangeError: Invalid time value before)", async () => {
     const ws = await serviceWorkspace();
     op.on("/token", tokenAnswer({ access_token: "opaque-1", expires_in: 1e300 }));

@@ -7,13 +7,19 @@ import { accountChange } from "../../src/commands/login.ts";
 import { CliError } from "../../src/errors.ts";
 import { checkedEndpoint } from "../../src/oidc/http.ts";
 import { clampPollInterval, expiryAfter, jwtExpiry, LATEST_EXPIRY_MS } from "../../src/oidc/provider.ts";
-import { printable, printableLines } from "../../src/cli/terminal-text.ts";
+import { printable, printableLines, quoted } from "../../src/cli/terminal-text.ts";
 import { MAX_TIMER_MS, setLongTimeout } from "../../src/oidc/timers.ts";
+import { check, renderText } from "../../src/doctor/report.ts";
 
 test("printable: C0, DEL, C1 and line separators become blanks; long text is cut", () => {
   assert.equal(printable("a\u001b[2Jb\u0007c\u009bd\u2028e\r\nf"), "a [2Jb c d e  f");
   assert.equal(printable("x".repeat(400)).length, 303);
   assert.equal(printableLines("line 1\n\u001b[31mline 2\u0000"), "line 1\n [31mline 2 ");
+});
+
+test("quoted: printable ASCII in double quotes, anything else a question mark; long text is cut", () => {
+  assert.equal(quoted("https://sso.example.org/\u001b]0;x\u0007\u00e9"), '"https://sso.example.org/?]0;x??"');
+  assert.equal(quoted("x".repeat(250)), JSON.stringify(`${"x".repeat(200)}...`));
 });
 
 test("setLongTimeout: a delay beyond 2^31-1 ms waits in steps instead of firing at once", () => {
@@ -103,4 +109,19 @@ test("accountChange: by subject when both have one, else by name; nothing for th
     accountChange({ username: "alice" }, { subject: "2", username: "bob" }) ?? "",
     /as bob, .*\(alice\)/,
   );
+});
+
+test("doctor's report: text from a cache or a program reaches the terminal without control characters", () => {
+  const text = renderText({
+    configPath: null,
+    checks: [
+      check("cache", "cache", "problem", "the cache rejected the token (\u001b]0;owned\u0007invalid_token)", {
+        details: ["GET https://cache.example.org/nix-cache-info -> 401\u009b2J"],
+      }),
+    ],
+  });
+  // eslint-disable-next-line no-control-regex
+  assert.doesNotMatch(text, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
+  assert.match(text, /the cache rejected the token \( \]0;owned invalid_token\)/);
+  assert.match(text, /\n1 problem found: cache\.\n$/);
 });
