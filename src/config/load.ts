@@ -2,7 +2,7 @@ import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { join } from "node:path";
 import { parse as parseToml, TomlError } from "smol-toml";
 import { CliError, ExitCode } from "../errors.ts";
-import { fsReason } from "../fs/fs-reason.ts";
+import { fsReason } from "../fs/fs-errors.ts";
 import { closest } from "../suggest.ts";
 import { configCandidates, noConfigError, type ConfigCandidate } from "./find.ts";
 import {

@@ -4,21 +4,32 @@
  */
 import { CliError } from "../errors.ts";
 
+/** Error codes in words, for one-line messages (both helpers below; the code itself is for --verbose). */
 const WORDS: Record<string, string> = {
+  ENOENT: "no such file or directory",
+  ENOTDIR: "a part of the path is not a directory",
+  EISDIR: "it is a directory",
+  ENAMETOOLONG: "a name in the path is too long (the limit is 255 bytes)",
   EACCES: "permission denied",
   EPERM: "operation not permitted",
   EROFS: "read-only file system",
+  ELOOP: "too many symbolic links (or a symbolic link where none is allowed)",
   ENOSPC: "no space left on device",
   EDQUOT: "disk quota exceeded",
-  ENOENT: "no such file or directory",
-  ENOTDIR: "not a directory",
-  EISDIR: "is a directory",
-  ELOOP: "too many levels of symbolic links",
-  ENAMETOOLONG: "file name too long",
+  EEXIST: "it already exists",
+  EMFILE: "too many open files",
   EIO: "input/output error",
   EMLINK: "too many links",
   EXDEV: "on another file system",
 };
+
+/** A file-system error as a few words, without the code ("read-only file system"). */
+export function fsReason(e: unknown): string {
+  const err = e as NodeJS.ErrnoException;
+  const code = err.code;
+  if (code !== undefined && code in WORDS) return WORDS[code] as string;
+  return (code ?? err.message ?? String(e)).split("\n")[0] as string;
+}
 
 export function errnoCode(e: unknown): string | undefined {
   const code = (e as NodeJS.ErrnoException | undefined)?.code;

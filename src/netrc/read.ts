@@ -1,7 +1,7 @@
 /** Reading the netrc, for `status` and the checks before a renewal; editing it is in ./file.ts. */
 import { readFileSync } from "node:fs";
 import { CliError } from "../errors.ts";
-import { fsReason } from "../fs/fs-reason.ts";
+import { fsReason } from "../fs/fs-errors.ts";
 import { findEntry, NetrcSyntaxError, parseNetrc, type Netrc } from "./netrc.ts";
 
 export function syntaxError(path: string, e: unknown): never {

@@ -2,7 +2,7 @@ import { closeSync, constants, fstatSync, openSync, readFileSync, statSync } fro
 import { join } from "node:path";
 import { CliError } from "../errors.ts";
 import { foreignOwner, writableByOthers } from "../fs/file-trust.ts";
-import { fsReason } from "../fs/fs-reason.ts";
+import { fsReason } from "../fs/fs-errors.ts";
 
 /** What we keep per (issuer, client_id), in a file only its owner can read (0600 in a 0700 dir). */
 export interface TokenState {
