@@ -48,7 +48,8 @@ interface Rule<T extends KeyType> {
 
 const rule = <T extends KeyType>(r: Rule<T>): Rule<KeyType> => r as unknown as Rule<KeyType>;
 
-function checkIssuer(value: string): string {
+/** An https URL, or plain http to a loopback host only: tokens and secrets go there. */
+function httpsOrLoopbackUrl(value: string): URL {
   let url: URL;
   try {
     url = new URL(value);
@@ -61,6 +62,11 @@ function checkIssuer(value: string): string {
   if (url.protocol === "http:" && !isLoopbackHost(url.hostname)) {
     throw new Problem("must use https (only loopback hosts may use http)");
   }
+  return url;
+}
+
+function checkIssuer(value: string): string {
+  const url = httpsOrLoopbackUrl(value);
   if (url.search !== "" || url.hash !== "" || url.username !== "" || url.password !== "") {
     throw new Problem("must not contain a query, fragment or credentials");
   }
@@ -125,17 +131,8 @@ function checkCacheUrls(value: string | string[], c: RuleContext): Map<string, s
   const hosts = c.checked.cache_host as HostName[] | undefined;
   const urls = new Map<string, string>();
   eachItem(value, c.key, (raw) => {
-    let u: URL;
-    try {
-      u = new URL(raw);
-    } catch {
-      throw new Problem(`${JSON.stringify(raw)} is not a URL`);
-    }
-    if (u.protocol !== "https:" && u.protocol !== "http:") throw new Problem("must be an https URL");
-    // The token goes there in clear otherwise (doctor sends it).
-    if (u.protocol === "http:" && !isLoopbackHost(u.hostname)) {
-      throw new Problem("must use https (only loopback hosts may use http)");
-    }
+    // doctor sends the token there.
+    const u = httpsOrLoopbackUrl(raw);
     if (hosts === undefined) return;
     const hostname = u.hostname.replace(/^\[|\]$/g, "").toLowerCase();
     const owners = hosts.filter((h) => h.machine.toLowerCase() === hostname);
