@@ -160,28 +160,27 @@ function checkPort(value: number): number {
 /** setTimeout's limit (2^31 - 1 ms, about 24.8 days): a longer delay fires at once. */
 export const MAX_DELAY_SECONDS = Math.floor(0x7fffffff / 1000);
 
-function checkTimeout(value: string): number {
+/** A duration greater than zero, in seconds; `examples` shows the form in the message. */
+function positiveDuration(value: string, key: string, examples: string): number {
   let seconds: number;
   try {
-    seconds = parseDuration(value, "timeout");
+    seconds = parseDuration(value, key);
   } catch {
-    throw new Problem(`invalid duration ${JSON.stringify(value)} (e.g. 30s, 2m)`);
+    throw new Problem(`invalid duration ${JSON.stringify(value)} (e.g. ${examples})`);
   }
   if (seconds <= 0) throw new Problem("must be greater than zero");
+  return seconds;
+}
+
+function checkTimeout(value: string): number {
+  const seconds = positiveDuration(value, "timeout", "30s, 2m");
   if (seconds > MAX_DELAY_SECONDS) throw new Problem("must be at most 24d");
   return seconds;
 }
 
 /** Seconds an access token is taken to live when the provider does not say (opaque, no expires_in). */
 function checkTokenLifetime(value: string): number {
-  let seconds: number;
-  try {
-    seconds = parseDuration(value, "default_token_lifetime");
-  } catch {
-    throw new Problem(`invalid duration ${JSON.stringify(value)} (e.g. 5m, 1h)`);
-  }
-  if (seconds <= 0) throw new Problem("must be greater than zero");
-  return seconds;
+  return positiveDuration(value, "default_token_lifetime", "5m, 1h");
 }
 
 /** Its own message names the file and key: `FILE: netrc_path: environment variable $X is not set`. */
