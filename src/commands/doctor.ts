@@ -61,7 +61,7 @@ export async function doctor(ctx: Context, opts: DoctorOptions): Promise<number>
         const forHost = perHost(config.machines, machine);
         checks.push(
           forHost(e.check),
-          forHost(netrcTokenCheck(config, file.netrc, e.entry, token.state, renew, machine)),
+          forHost(netrcTokenCheck(file.netrc, e.entry, token.state, renew, machine)),
           forHost(netrcMachineCheck(file.netrc, machine)),
         );
       }

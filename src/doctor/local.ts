@@ -304,7 +304,6 @@ export function netrcEntryCheck(
 
 /** The password curl sends: the token we wrote last, and short enough for curl. */
 export function netrcTokenCheck(
-  config: Config,
   netrc: Netrc,
   entry: NetrcEntry | undefined,
   state: TokenState | undefined,
