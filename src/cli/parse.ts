@@ -1,4 +1,4 @@
-/** argv -> what to do, by Node's own parser (node:util parseArgs) under the command table. */
+/** argv -> what to do, under the one command table (./table.ts). */
 import { CliError, ExitCode } from "../errors.ts";
 import { closest } from "../suggest.ts";
 import {
@@ -9,6 +9,7 @@ import {
   GLOBAL_OPTIONS,
   NAME,
   type CommandSpec,
+  type OptionSpec,
   type Values,
 } from "./table.ts";
 
@@ -25,16 +26,9 @@ function usage(message: string, code: string, command?: string): CliError {
   });
 }
 
-/** Every option of every command, for one parse: options may come before or after the command. */
-const PARSE_OPTIONS = Object.fromEntries(
-  ALL_OPTIONS.map((o) => [
-    o.name,
-    {
-      type: o.value === undefined ? ("boolean" as const) : ("string" as const),
-      ...(o.short === undefined ? {} : { short: o.short }),
-    },
-  ]),
-);
+/** Every option of every command by long name and by short letter: options may come anywhere. */
+const BY_NAME = new Map(ALL_OPTIONS.map((o) => [o.name, o]));
+const BY_SHORT = new Map(ALL_OPTIONS.flatMap((o) => (o.short === undefined ? [] : [[o.short, o] as const])));
 
 /** The command named in argv (for choosing the option list a suggestion comes from). */
 function commandIn(argv: string[]): CommandSpec | undefined {
@@ -45,52 +39,86 @@ function optionNames(spec: CommandSpec | undefined): string[] {
   return (spec === undefined ? ALL_OPTIONS : [...GLOBAL_OPTIONS, ...spec.options]).map((o) => `--${o.name}`);
 }
 
-/** parseArgs' messages are long and name options as `'-c, --config <value>'`; ours are one line. */
-function parseError(e: unknown, argv: string[]): CliError {
-  const err = e as NodeJS.ErrnoException;
+function unknownOption(word: string, argv: string[]): CliError {
   const spec = commandIn(argv);
-  const quoted = /'([^']*)'/.exec(err.message)?.[1] ?? "";
-  const named = /--?[A-Za-z0-9-]+/.exec(quoted.split(" ").find((w) => w.startsWith("--")) ?? quoted)?.[0];
-  // `-c` in a message about a known option is shown as `--config`.
-  const long = ALL_OPTIONS.find((o) => o.short !== undefined && `-${o.short}` === named);
-  const option = long === undefined ? named : `--${long.name}`;
-  if (err.code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" && option !== undefined) {
-    const suggestion = option.startsWith("--") ? closest(option, optionNames(spec)) : undefined;
-    return usage(
-      `unknown option ${option}${suggestion === undefined ? "" : ` (did you mean ${suggestion}?)`}`,
-      "unknown_option",
-      spec?.name,
-    );
+  const suggestion = word.startsWith("--") ? closest(word, optionNames(spec)) : undefined;
+  return usage(
+    `unknown option ${word}${suggestion === undefined ? "" : ` (did you mean ${suggestion}?)`}`,
+    "unknown_option",
+    spec?.name,
+  );
+}
+
+function badValue(option: OptionSpec, argv: string[]): CliError {
+  const name = `--${option.name}`;
+  return usage(
+    option.value === undefined
+      ? `option ${name} takes no value`
+      : `option ${name} needs a value (write ${name}=VALUE for one that starts with "-")`,
+    "bad_option_value",
+    commandIn(argv)?.name,
+  );
+}
+
+/**
+ * argv -> option values and the other words, by the rules of Node's strict parseArgs: `--name`,
+ * `--name=value`, `--name value`, `-n value`, `-nvalue`, flag groups such as `-vq`, and `--` before
+ * words that only look like options. A value that starts with "-" must be glued on with "=".
+ * Written out rather than node:util's parseArgs, which costs a timer's `refresh --min-valid` more
+ * start-up time than the whole of the rest of argv handling (`npm run bench`).
+ */
+function tokenize(argv: string[]): { values: Values; positionals: string[] } {
+  const values: Values = {};
+  const positionals: string[] = [];
+  const take = (option: OptionSpec, inline: string | undefined, i: number): number => {
+    if (option.value === undefined) {
+      if (inline !== undefined) throw badValue(option, argv);
+      values[option.name] = true;
+      return i;
+    }
+    if (inline !== undefined) {
+      values[option.name] = inline;
+      return i;
+    }
+    const next = argv[i + 1];
+    if (next === undefined || next.startsWith("-")) throw badValue(option, argv);
+    values[option.name] = next;
+    return i + 1;
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const word = argv[i] as string;
+    if (word === "--") {
+      positionals.push(...argv.slice(i + 1));
+      break;
+    }
+    if (word.startsWith("--")) {
+      const eq = word.indexOf("=");
+      const name = eq === -1 ? word.slice(2) : word.slice(2, eq);
+      const option = BY_NAME.get(name);
+      if (option === undefined) throw unknownOption(`--${name}`, argv);
+      i = take(option, eq === -1 ? undefined : word.slice(eq + 1), i);
+    } else if (word.startsWith("-") && word.length > 1) {
+      // A group of short options: flags, and at most one option with a value, last.
+      for (let k = 1; k < word.length; k++) {
+        const option = BY_SHORT.get(word[k] as string);
+        if (option === undefined) throw unknownOption(`-${word[k]}`, argv);
+        const rest = word.slice(k + 1);
+        if (option.value !== undefined) {
+          i = take(option, rest === "" ? undefined : rest, i);
+          break;
+        }
+        take(option, undefined, i);
+      }
+    } else {
+      positionals.push(word);
+    }
   }
-  if (err.code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE" && option !== undefined) {
-    const flag = PARSE_OPTIONS[option.replace(/^-+/, "")]?.type === "boolean";
-    return usage(
-      flag
-        ? `option ${option} takes no value`
-        : `option ${option} needs a value (write ${option}=VALUE for one that starts with "-")`,
-      "bad_option_value",
-      spec?.name,
-    );
-  }
-  return usage((err.message.split(/\.(\s|$)/)[0] ?? err.message).trim(), "bad_argument", spec?.name);
+  return { values, positionals };
 }
 
 export function parseCommandLine(argv: string[]): Parsed {
-  let parsed;
-  try {
-    // Without a single option there is nothing to parse, and loading the parser is about a tenth
-    // of what `nix-cache-login status` adds to Node's own start-up.
-    parsed = argv.some((a) => a.startsWith("-"))
-      ? process
-          .getBuiltinModule("node:util")
-          .parseArgs({ args: argv, options: PARSE_OPTIONS, allowPositionals: true, strict: true })
-      : { values: {}, positionals: argv };
-  } catch (e) {
-    if (!String((e as NodeJS.ErrnoException).code).startsWith("ERR_PARSE_ARGS_")) throw e;
-    throw parseError(e, argv);
-  }
-  const values: Values = { ...parsed.values };
-  const [first, ...rest] = parsed.positionals;
+  const { values, positionals } = tokenize(argv);
+  const [first, ...rest] = positionals;
   if (first === "help") {
     if (rest.length > 1) throw usage(`unexpected argument ${JSON.stringify(rest[1])}`, "bad_argument");
     if (rest[0] !== undefined && findCommand(rest[0]) === undefined) throw unknownCommand(rest[0]);

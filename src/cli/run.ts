@@ -9,7 +9,7 @@ import { withFields, type Context } from "../context.ts";
 import { ExitCode } from "../errors.ts";
 import { parseCommandLine } from "./parse.ts";
 import { renderError } from "./render.ts";
-import { onSlowRequest } from "../oidc/http.ts";
+import { onSlowRequest } from "../oidc/slow-notice.ts";
 import { bool, findCommand, str, VERSION } from "./table.ts";
 
 export type Deps = Omit<Context, "verbose" | "configFlag">;
@@ -42,9 +42,12 @@ export async function run(argv: string[], deps: Deps): Promise<number> {
       json: bool(values.json),
       result,
     });
-    // A request that takes long says so on a terminal (not for status: it makes none).
-    if (command !== "status" && deps.stderr.isTTY === true && values.quiet !== true) {
-      onSlowRequest((host) => deps.stderr.write(`waiting for ${host} ...\n`));
+    // A request that takes long says so on a terminal. Whether stderr is one is asked only then:
+    // a timer's `refresh --min-valid` makes no request and need not ask.
+    if (values.quiet !== true) {
+      onSlowRequest((host) => {
+        if (deps.stderr.isTTY === true) deps.stderr.write(`waiting for ${host} ...\n`);
+      });
     }
     const code = await spec.run(ctx, values);
     // The commands with a --json result (status and doctor print their own report).

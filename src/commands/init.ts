@@ -3,10 +3,9 @@
  * values (as `login` would load them) and the issuer's discovery document. Nobody has to copy TOML.
  */
 import { existsSync } from "node:fs";
-import { parse as parseToml } from "smol-toml";
 import { writeFileAtomic } from "../fs/atomic-file.ts";
 import { configCandidates } from "../config/find.ts";
-import { validateConfig } from "../config/load.ts";
+import { parseConfig } from "../config/load.ts";
 import { record, say, verbose, type Context } from "../context.ts";
 import { CliError, ExitCode } from "../errors.ts";
 import { Provider } from "../oidc/provider.ts";
@@ -65,7 +64,7 @@ export async function init(ctx: Context, opts: InitOptions): Promise<number> {
   ];
   const text = `${lines.join("\n")}\n`;
   // Checked exactly as `login` will load it: every bad value is named before anything is written.
-  const config = validateConfig(parseToml(text) as Record<string, unknown>, target, "init", ctx.env);
+  const config = parseConfig(text, target, "init", ctx.env);
   const p = new Provider({
     config: { ...config, clientSecretFile: undefined, mode: "user" },
     env: ctx.env,

@@ -206,23 +206,27 @@ function readCandidate(c: ConfigCandidate): string | undefined {
   }
 }
 
+/** A configuration's text -> Config: TOML syntax errors and every bad value name `file`. */
+export function parseConfig(text: string, file: string, source: string, env: Env): Config {
+  let doc: Record<string, unknown>;
+  try {
+    doc = parseToml(text) as Record<string, unknown>;
+  } catch (e) {
+    const where = e instanceof TomlError ? `line ${e.line}, column ${e.column}: ` : "";
+    const first = ((e as Error).message.split("\n")[0] ?? "").replace(/^Invalid TOML document: /, "");
+    throw new CliError(`${file}: ${where}invalid TOML: ${first}`, {
+      code: "config_syntax",
+      exitCode: ExitCode.usage,
+    });
+  }
+  return validateConfig(doc, file, source, env);
+}
+
 export function loadConfig(flag: string | undefined, env: Env): Config {
   const candidates = configCandidates(flag, env);
   for (const c of candidates) {
     const text = readCandidate(c);
-    if (text === undefined) continue;
-    let doc: Record<string, unknown>;
-    try {
-      doc = parseToml(text) as Record<string, unknown>;
-    } catch (e) {
-      const where = e instanceof TomlError ? `line ${e.line}, column ${e.column}: ` : "";
-      const first = ((e as Error).message.split("\n")[0] ?? "").replace(/^Invalid TOML document: /, "");
-      throw new CliError(`${c.path}: ${where}invalid TOML: ${first}`, {
-        code: "config_syntax",
-        exitCode: ExitCode.usage,
-      });
-    }
-    return validateConfig(doc, c.path, c.source, env);
+    if (text !== undefined) return parseConfig(text, c.path, c.source, env);
   }
   throw noConfigError(candidates);
 }

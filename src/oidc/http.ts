@@ -2,20 +2,11 @@ import { isLoopbackHost } from "./loopback-host.ts";
 import type { Env } from "../config/paths.ts";
 import { CliError } from "../errors.ts";
 import { requestFetch } from "./request.ts";
+import { slowNotice } from "./slow-notice.ts";
 
 export type Logger = (message: string) => void;
 
 export type FetchLike = (url: string, init: RequestInit) => Promise<Response>;
-
-let slowNotice: ((host: string) => void) | undefined;
-
-/**
- * Where to say that a request is slow ("waiting for sso.example.org ..."), once per request that
- * takes longer than a second: set for commands run on a terminal, so nobody stares at nothing.
- */
-export function onSlowRequest(notice: ((host: string) => void) | undefined): void {
-  slowNotice = notice;
-}
 
 const PROXY_VARS = ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"];
 
@@ -42,7 +33,7 @@ export function makeFetch(env: Env, log: Logger): FetchLike {
     const u = new URL(url);
     const shown = `${init.method ?? "GET"} ${u.origin}${u.pathname}`;
     const started = performance.now();
-    const notice = slowNotice;
+    const notice = slowNotice();
     const slow = notice === undefined ? undefined : setTimeout(() => notice(u.host), 1000);
     slow?.unref();
     try {

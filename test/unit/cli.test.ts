@@ -1,4 +1,4 @@
-// The command line: Node's parseArgs under our table of commands and options. Every bad command
+// The command line: parseArgs' rules under our table of commands and options. Every bad command
 // line is a one-line CliError with exit code 2 and a hint naming the help to read.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
@@ -42,6 +42,28 @@ describe("parsing", () => {
       kind: "run",
       command: "refresh",
       values: { "min-valid": "10m", verbose: true },
+    });
+    // parseArgs' forms: a value glued to a short option, flag groups, "=" for a value starting
+    // with "-", and "--" before words that only look like options.
+    assert.deepEqual(parseCommandLine(["-c/x.toml", "-vq", "refresh", "--min-valid=-1m"]), {
+      kind: "run",
+      command: "refresh",
+      values: { config: "/x.toml", verbose: true, quiet: true, "min-valid": "-1m" },
+    });
+    assert.deepEqual(parseCommandLine(["-vc", "/x.toml", "status"]), {
+      kind: "run",
+      command: "status",
+      values: { config: "/x.toml", verbose: true },
+    });
+    assert.deepEqual(parseCommandLine(["--config=", "status"]), {
+      kind: "run",
+      command: "status",
+      values: { config: "" },
+    });
+    assert.deepEqual(parseCommandLine(["timer", "--", "install"]), {
+      kind: "run",
+      command: "timer",
+      values: { "": "install" },
     });
     // A value that names a command is still a value.
     assert.deepEqual(parseCommandLine(["--browser-command", "status"]), {
@@ -101,6 +123,13 @@ describe("parsing", () => {
         "see `nix-cache-login status --help`",
       ],
       [["status", "--json=yes"], "option --json takes no value", "see `nix-cache-login status --help`"],
+      [["status", "-vx"], "unknown option -x", "see `nix-cache-login status --help`"],
+      [["--", "--help"], 'unknown command "--help"', "see `nix-cache-login --help`"],
+      [
+        ["refresh", "--min-valid", "-1m"],
+        'option --min-valid needs a value (write --min-valid=VALUE for one that starts with "-")',
+        "see `nix-cache-login refresh --help`",
+      ],
     ];
     for (const [argv, message, hint] of cases) {
       const e = usageError(argv);
