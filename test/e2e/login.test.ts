@@ -384,10 +384,15 @@ describe("login", { concurrency: false }, () => {
     const ws = await userWorkspace();
     const ready = join(ws.dir, "driver-ready");
     let child: ChildProcess | undefined;
+    // One Ctrl-C: several stat() calls can be in flight when the file appears, and a third SIGINT
+    // would find Node's default action (the second one exits at once with 130).
+    let sent = false;
     const poll = setInterval(() => {
       void stat(ready).then(
         () => {
           clearInterval(poll);
+          if (sent) return;
+          sent = true;
           child?.kill("SIGINT");
         },
         () => undefined,
