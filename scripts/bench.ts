@@ -297,7 +297,7 @@ const NODE22 = fileURLToPath(new URL("../test/runtimes/node_modules/node22/bin/n
 
 /**
  * The floor under `status` and `refresh --min-valid`: a bundle like ours that only reads the
- * configuration, the token state and the netrc, parses the TOML with smol-toml and the state as
+ * configuration, the token state and the netrc (their paths are its arguments), parses the TOML with smol-toml and the state as
  * JSON, and prints a line; no checks, no validation, no messages. Whatever the tool does costs more
  * than this; the start-up target is measured against the same `node -e 0`.
  */
@@ -309,12 +309,11 @@ async function buildFloor(dir: string): Promise<string> {
       contents: [
         'import { readFileSync, writeSync } from "node:fs";',
         'import { parse } from "smol-toml";',
-        "const env = process.env;",
-        'const config = parse(readFileSync(`${env.XDG_CONFIG_HOME}/nix-cache-login/config.toml`, "utf8"));',
-        "const dir = `${env.XDG_STATE_HOME}/nix-cache-login`;",
-        'const state = JSON.parse(readFileSync(`${dir}/${config.client_id}@${encodeURIComponent(config.issuer)}.json`, "utf8"));',
-        'const netrc = readFileSync(`${env.XDG_CONFIG_HOME}/nix/netrc`, "utf8");',
-        "writeSync(1, `${new URL(config.issuer).host}: ${netrc.includes(state.access_token)}\\n`);",
+        "const [config, state, netrc] = process.argv.slice(2);",
+        'const c = parse(readFileSync(config, "utf8"));',
+        'const s = JSON.parse(readFileSync(state, "utf8"));',
+        'const n = readFileSync(netrc, "utf8");',
+        "writeSync(1, `${new URL(c.issuer).host}: ${n.includes(s.access_token)}\\n`);",
       ].join("\n"),
       resolveDir: fileURLToPath(new URL("..", import.meta.url)),
       loader: "js",
@@ -348,7 +347,12 @@ async function main(): Promise<void> {
     if (first.code !== 0) throw new Error(`refresh failed: ${first.stderr}`);
 
     console.log(`nix-cache-login benchmark (${new Date().toISOString()})`);
-    const floor = await buildFloor(dir);
+    // The paths are the tool's own (StateStore names the state file), passed in, not derived again.
+    const floor = [await buildFloor(dir), ws.configPath, store.file, ws.netrcPath];
+    const floorCheck = await exec(process.execPath, floor, env);
+    if (!floorCheck.stdout.trim().endsWith(": true")) {
+      throw new Error(`the floor did not read the token's files: ${floorCheck.stdout}${floorCheck.stderr}`);
+    }
     const nodes = [process.execPath, ...(opts.node ?? [])];
     if (opts.node === undefined || opts.node.length === 0) {
       if (existsSync(NODE22)) nodes.push(NODE22);
@@ -358,7 +362,7 @@ async function main(): Promise<void> {
       const version = await nodeVersion(node);
       const startupCommands: Command[] = [
         { name: "node -e 0", argv: [node, "-e", "0"], env },
-        { name: "floor: read 3 files, parse the TOML", argv: [node, floor], env },
+        { name: "floor: read 3 files, parse the TOML", argv: [node, ...floor], env },
         { name: "nix-cache-login --help", argv: [node, CLI, "--help"], env },
         { name: "nix-cache-login status", argv: [node, CLI, "status"], env },
         {

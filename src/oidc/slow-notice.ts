@@ -5,7 +5,7 @@
  */
 let notice: ((host: string) => void) | undefined;
 
-export function onSlowRequest(n: ((host: string) => void) | undefined): void {
+export function onSlowRequest(n: (host: string) => void): void {
   notice = n;
 }
 
