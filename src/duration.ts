@@ -24,17 +24,35 @@ export function parseDuration(text: string, what: string): number {
   return total;
 }
 
-/** "42m", "1h 5m", "3d 2h", "12s": coarse on purpose, for humans. */
+/**
+ * "42m", "1h 5m", "3d 2h", "12s": coarse on purpose, for humans, and rounded to the nearest unit
+ * shown (a fresh 5-minute token read 299.6 s later is "5m", not "4m").
+ */
 export function formatSpan(seconds: number): string {
   const s = Math.max(0, Math.round(seconds));
   if (s < 60) return `${s}s`;
-  if (s < 3600) return `${Math.floor(s / 60)}m`;
-  if (s < 86400) {
-    const m = Math.floor((s % 3600) / 60);
-    return m === 0 ? `${Math.floor(s / 3600)}h` : `${Math.floor(s / 3600)}h ${m}m`;
+  const minutes = Math.round(s / 60);
+  if (minutes < 60) return `${minutes}m`;
+  if (minutes < 24 * 60) {
+    const h = Math.floor(minutes / 60);
+    const m = minutes % 60;
+    return m === 0 ? `${h}h` : `${h}h ${m}m`;
   }
-  const h = Math.floor((s % 86400) / 3600);
-  return h === 0 ? `${Math.floor(s / 86400)}d` : `${Math.floor(s / 86400)}d ${h}h`;
+  const hours = Math.round(s / 3600);
+  const d = Math.floor(hours / 24);
+  const h = hours % 24;
+  return h === 0 ? `${d}d` : `${d}d ${h}h`;
+}
+
+/**
+ * An instant as `status` and the other commands print it: ISO 8601 in UTC to the second
+ * (2026-11-25T10:00:00Z), whether it comes as a Date or as the string the token state keeps.
+ * Anything that is not a time is returned as it was, for the caller to make printable.
+ */
+export function formatInstant(at: Date | string): string {
+  const time = typeof at === "string" ? Date.parse(at) : at.getTime();
+  if (Number.isNaN(time)) return String(at);
+  return new Date(time).toISOString().replace(/\.\d{3}Z$/, "Z");
 }
 
 /**
@@ -45,7 +63,7 @@ export function describeExpiry(expiresAt: Date | string | null, now: Date): stri
   const time =
     expiresAt === null ? NaN : typeof expiresAt === "string" ? Date.parse(expiresAt) : expiresAt.getTime();
   if (expiresAt === null || Number.isNaN(time)) return "unknown";
-  const iso = (typeof expiresAt === "string" ? expiresAt : expiresAt.toISOString()).replace(/\.\d{3}Z$/, "Z");
+  const iso = formatInstant(expiresAt);
   const delta = (time - now.getTime()) / 1000;
   return delta > 0
     ? `valid, expires in ${formatSpan(delta)} (${iso})`

@@ -2,11 +2,17 @@ import { createInterface } from "node:readline";
 import { checkBrowserCommand, openBrowser } from "../oidc/browser.ts";
 import type { Env } from "../config/paths.ts";
 import { prompt, say, verbose, warn, type Context } from "../context.ts";
-import { describeExpiry, formatSpan, parseDuration } from "../duration.ts";
+import { describeExpiry, formatInstant, formatSpan, parseDuration } from "../duration.ts";
+import {
+  describeRefreshToken,
+  noRefreshTokenFix,
+  noRefreshTokenIssued,
+  noRefreshTokenReason,
+} from "../core/refresh-token.ts";
 import { CliError, ExitCode } from "../errors.ts";
 import { deviceSignIn } from "../oidc/device.ts";
 import { LoopbackServer, type CallbackOutcome, type Page } from "../oidc/loopback.ts";
-import type { Provider, TokenSet } from "../oidc/provider.ts";
+import type { AuthorizationRequest, Provider, TokenSet } from "../oidc/provider.ts";
 import { printable } from "../cli/terminal-text.ts";
 import { setLongTimeout } from "../oidc/timers.ts";
 import { recordTokens } from "../core/result.ts";
@@ -108,12 +114,13 @@ export async function login(ctx: Context, opts: LoginOptions): Promise<number> {
   const now = ctx.now();
   say(ctx, `Signed in as ${tokens.username ?? "(unknown user)"} at ${host}.`);
   say(ctx, `  access token:  ${describeExpiry(tokens.accessExpiresAt, now)}`);
-  say(
-    ctx,
-    `  refresh token: ${tokens.refreshToken === undefined ? "none (run `nix-cache-login login` again when the access token expires)" : describeExpiry(tokens.refreshExpiresAt ?? null, now)}`,
-  );
+  const saved = s.store.read();
+  if (saved !== undefined) say(ctx, `  refresh token: ${describeRefreshToken(s.config, saved, now)}`);
   say(ctx, `Wrote the ${describeEntries(s.config.machines)} in ${s.config.netrcPath}.`);
-  recordTokens(ctx, s.config, s.store.read(), "signed_in");
+  if (noRefreshTokenIssued(s.config, saved)) {
+    warn(ctx, `${noRefreshTokenReason(s.config)}; ${noRefreshTokenFix(s.config)}`);
+  }
+  recordTokens(ctx, s.config, saved, "signed_in");
   return ExitCode.ok;
 }
 
@@ -130,7 +137,7 @@ function signedInAlready(ctx: Context, s: Setup): void {
   if (state?.access_token === undefined && state?.refresh_token === undefined) return;
   const now = ctx.now();
   const until = (at: string | null | undefined) =>
-    at === undefined || at === null ? "an unknown time" : at.replace(/\.\d{3}Z$/, "Z");
+    at === undefined || at === null ? "an unknown time" : printable(formatInstant(at), 100);
   const sessionEnd =
     state.refresh_token !== undefined
       ? `the session can be renewed until ${until(state.refresh_token_expires_at)}`
@@ -166,10 +173,10 @@ async function browserSignIn(
   const server = bound.value;
   try {
     if (discovered.status === "rejected") throw discovered.reason;
-    const request = await p.authorizationRequest(server.redirectUri);
-    server.expect(request.url, request.state);
+    const request = await startableRequest(p, server.redirectUri, log);
+    server.expect(() => request.authorize(), request.state);
     log(
-      `authorization endpoint ${request.url.origin}${request.url.pathname}, redirect URI ${server.redirectUri}`,
+      `authorization endpoint ${request.endpoint}${request.pushed ? " (pushed request)" : ""}, redirect URI ${server.redirectUri}`,
     );
     // Checking the ID token's signature needs the provider's keys: fetch them while the user signs in.
     p.prefetchSigningKeys().catch((e: unknown) =>
@@ -198,19 +205,7 @@ async function browserSignIn(
     } finally {
       stopPasting?.();
     }
-    if (outcome.kind === "error") {
-      const detail =
-        outcome.description === undefined ? outcome.error : `${outcome.description} (${outcome.error})`;
-      throw new CliError(
-        outcome.error === "access_denied"
-          ? `the sign-in was denied at ${p.host}: ${detail}`
-          : `the sign-in failed at ${p.host}: ${detail}`,
-        {
-          code: outcome.error === "access_denied" ? "sign_in_denied" : "sign_in_failed",
-          hint: "run `nix-cache-login login` to try again",
-        },
-      );
-    }
+    if (outcome.kind === "error") throw signInFailed(p.host, outcome.error, outcome.description);
 
     let tokens: TokenSet;
     let exchanged: number;
@@ -242,6 +237,65 @@ async function browserSignIn(
     await server.close();
     log("closed the loopback server");
   }
+}
+
+/**
+ * The authorization request the browser will be sent with, checked first where the provider can
+ * tell: what its authorization endpoint answers (a client that requires pushed authorization
+ * requests gets one, RFC 9126; a refused request ends here rather than on a page in the browser,
+ * which would never come back), and whether the client's tokens would need DPoP. Both run before
+ * the user is asked to sign in.
+ */
+async function startableRequest(
+  p: Provider,
+  redirectUri: string,
+  log: (line: string) => void,
+): Promise<AuthorizationRequest> {
+  const request = await p.authorizationRequest(redirectUri);
+  const [answer] = await Promise.all([
+    p.checkAuthorizationRequest(request),
+    p.checkDpopRequired(redirectUri),
+  ]);
+  if (answer.kind === "ok") return request;
+  if (answer.kind === "error") {
+    // Keycloak: invalid_request "Pushed Authorization Request is only allowed." (a client with
+    // "Pushed authorization request required" on); oidc-provider: "... must be used".
+    if (
+      answer.error === "invalid_request" &&
+      !request.pushed &&
+      /pushed authori[sz]ation request/i.test(answer.description ?? "")
+    ) {
+      log("the authorization endpoint requires a pushed authorization request (RFC 9126): sending one");
+      return p.authorizationRequest(redirectUri, { pushed: true });
+    }
+    throw signInFailed(p.host, answer.error, answer.description);
+  }
+  const said = answer.message === undefined ? "" : `: ${answer.message}`;
+  const loopback = answer.message !== undefined && /redirect.?uri/i.test(answer.message);
+  throw new CliError(
+    `${p.host} refused the sign-in request before any sign-in page (HTTP ${answer.status}${said})`,
+    {
+      code: "authorization_refused",
+      exitCode: ExitCode.usage,
+      hint: loopback
+        ? `the client must accept the redirect URI ${redirectUri} (any port): register http://127.0.0.1/* for it, and exempt it from client policies that refuse http loopback redirects (Keycloak's OAuth 2.1 profile does); or sign in with --device`
+        : "check client_id in the configuration and the client's settings at the provider; run again with --verbose for details",
+    },
+  );
+}
+
+/** An error answer (RFC 6749 4.1.2.1) to the authorization request, at the callback or before. */
+function signInFailed(host: string, error: string, description: string | undefined): CliError {
+  const detail = description === undefined ? error : `${description} (${error})`;
+  return new CliError(
+    error === "access_denied"
+      ? `the sign-in was denied at ${host}: ${detail}`
+      : `the sign-in failed at ${host}: ${detail}`,
+    {
+      code: error === "access_denied" ? "sign_in_denied" : "sign_in_failed",
+      hint: "run `nix-cache-login login` to try again",
+    },
+  );
 }
 
 /**

@@ -1,8 +1,14 @@
 import type { Context } from "../context.ts";
-import { describeExpiry } from "../duration.ts";
+import { describeExpiry, formatInstant } from "../duration.ts";
 import { ExitCode } from "../errors.ts";
 import { netrcHolds } from "../netrc/read.ts";
 import { renewCommand } from "../core/renewal.ts";
+import {
+  describeRefreshToken,
+  noRefreshTokenFix,
+  noRefreshTokenIssued,
+  noRefreshTokenReason,
+} from "../core/refresh-token.ts";
 import { describeEntries, loadSetup } from "../core/setup.ts";
 import { printable } from "../cli/terminal-text.ts";
 
@@ -47,6 +53,7 @@ export function status(ctx: Context, opts: StatusOptions): number {
   // ...and once the provider said so (invalid_grant on refresh), it is not, whatever its expiry.
   const ended = state?.session_ended;
   if (ended !== undefined) refreshToken.valid = false;
+  const notIssued = noRefreshTokenIssued(config, state);
   // Only a new sign-in helps then, even while the access token in the netrc lasts.
   const ok = access.valid && netrcEntry && !(config.mode === "user" && ended !== undefined);
 
@@ -66,6 +73,9 @@ export function status(ctx: Context, opts: StatusOptions): number {
       access_token: access,
       refresh_token: {
         ...refreshToken,
+        offline: state?.refresh_token !== undefined && state.refresh_token_offline === true,
+        // The provider issues this client no refresh token: only a sign-in renews the access token.
+        not_issued: notIssued,
         session_ended: ended === undefined ? null : { at: ended.at, description: ended.description },
       },
     };
@@ -95,16 +105,17 @@ export function status(ctx: Context, opts: StatusOptions): number {
     lines.push([
       "refresh token",
       ended !== undefined
-        ? `the provider ended the session at ${printable(ended.at, 100)}${ended.description === null ? "" : ` (${printable(ended.description)})`}; run \`nix-cache-login login\``
-        : refreshToken.present
-          ? describeExpiry(refreshToken.expires_at, now)
-          : "none",
+        ? `the provider ended the session at ${printable(formatInstant(ended.at), 100)}${ended.description === null ? "" : ` (${printable(ended.description)})`}; run \`nix-cache-login login\``
+        : state === undefined
+          ? "none"
+          : describeRefreshToken(config, state, now),
     ]);
   }
   const width = Math.max(...lines.map(([k]) => k.length));
   ctx.stdout.write(lines.map(([k, v]) => `${`${k}:`.padEnd(width + 2)}${v}\n`).join(""));
   if (!ok || ended !== undefined) {
-    ctx.stderr.write(`hint: run \`${renewCommand(config, state, now)}\`\n`);
+    const why = notIssued && !access.valid ? ` (${noRefreshTokenReason(config)}; ${noRefreshTokenFix(config)})` : "";
+    ctx.stderr.write(`hint: run \`${renewCommand(config, state, now)}\`${why}\n`);
   }
   return ok ? ExitCode.ok : ExitCode.loginRequired;
 }

@@ -5,7 +5,7 @@
  */
 import { say, verbose, warn, type Context } from "../context.ts";
 import { describeExpiry } from "../duration.ts";
-import { ExitCode, loginRequired } from "../errors.ts";
+import { CliError, ExitCode, loginRequired } from "../errors.ts";
 import { parseClientKey } from "../oidc/client-key.ts";
 import { SessionEndedError } from "../oidc/provider.ts";
 import { recordTokens } from "./result.ts";
@@ -17,7 +17,8 @@ import {
   type StateReservation,
 } from "../store/write.ts";
 import type { TokenState } from "../store/state.ts";
-import { hostsLackingToken, tokenLasts, type PendingRenewal } from "./renewal.ts";
+import { noRefreshTokenFix, noRefreshTokenIssued, noRefreshTokenReason } from "./refresh-token.ts";
+import { hostsLackingToken, remainingValidity, tokenLasts, type PendingRenewal } from "./renewal.ts";
 import { provider, saveTokens, writeNetrcEntries } from "./save-tokens.ts";
 import { describeEntries, lockOptions, type Setup } from "./setup.ts";
 
@@ -78,6 +79,9 @@ export function renew(ctx: Context, r: PendingRenewal): Promise<number> {
         if (mode === "service-account") {
           tokens = await p.clientCredentials();
         } else {
+          if (state !== undefined && noRefreshTokenIssued(s.config, state)) {
+            return withoutRefreshToken(ctx, s, state);
+          }
           if (state?.refresh_token === undefined) {
             throw loginRequired(
               `not signed in to ${s.config.issuer} as client ${s.config.clientId}`,
@@ -136,4 +140,29 @@ async function copyTokenToHosts(ctx: Context, s: Setup, state: TokenState, lacki
     ctx,
     `Wrote the current token to the ${describeEntries(lacking)} (no new grant needed): ${describeExpiry(expires, ctx.now())}`,
   );
+}
+
+/**
+ * A session the provider gave no refresh token (see ./refresh-token.ts): nothing to renew with, but
+ * nothing wrong either while the access token lasts. A timer's `refresh --min-valid` then succeeds
+ * (and says until when); once the token has expired only a sign-in helps (exit 3).
+ */
+async function withoutRefreshToken(ctx: Context, s: Setup, state: TokenState): Promise<number> {
+  const left = remainingValidity(state, ctx.now());
+  if (left === undefined || left <= 0) {
+    throw new CliError(`the access token expired, and ${noRefreshTokenReason(s.config)}`, {
+      exitCode: ExitCode.loginRequired,
+      code: "no_refresh_token",
+      hint: `run \`nix-cache-login login\`; ${noRefreshTokenFix(s.config)}`,
+    });
+  }
+  const lacking = hostsLackingToken(s, state);
+  if (lacking.length > 0) await copyTokenToHosts(ctx, s, state, lacking);
+  const expires = new Date(state.access_token_expires_at as string);
+  warn(
+    ctx,
+    `the token cannot be renewed: ${noRefreshTokenReason(s.config)}; the current one is ${describeExpiry(expires, ctx.now())}`,
+  );
+  recordTokens(ctx, s.config, state, lacking.length > 0 ? "copied" : "none");
+  return ExitCode.ok;
 }

@@ -50,6 +50,7 @@ export async function saveTokens(
           ...previous,
           refresh_token: tokens.refreshToken,
           refresh_token_expires_at: tokens.refreshExpiresAt?.toISOString() ?? null,
+          refresh_token_offline: tokens.refreshOffline ? true : undefined,
           discovery: p.discovery,
         },
         { reserved },
@@ -70,6 +71,12 @@ export async function saveTokens(
         ? tokens.refreshToken !== undefined
           ? (tokens.refreshExpiresAt?.toISOString() ?? null)
           : base.refresh_token_expires_at
+        : undefined,
+    refresh_token_offline:
+      mode === "user"
+        ? tokens.refreshToken !== undefined
+          ? tokens.refreshOffline || undefined
+          : base.refresh_token_offline
         : undefined,
     access_token: tokens.accessToken,
     username: tokens.username ?? base.username,

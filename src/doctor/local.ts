@@ -7,7 +7,13 @@ import { formatMode } from "../fs/file-trust.ts";
 import { userInfo } from "node:os";
 import type { Config } from "../config/load.ts";
 import type { Context } from "../context.ts";
-import { describeExpiry } from "../duration.ts";
+import { describeExpiry, formatInstant } from "../duration.ts";
+import {
+  describeRefreshToken,
+  noRefreshTokenFix,
+  noRefreshTokenIssued,
+  noRefreshTokenReason,
+} from "../core/refresh-token.ts";
 import { CliError } from "../errors.ts";
 import { readNetrc } from "../netrc/read.ts";
 import {
@@ -118,18 +124,13 @@ export function tokenCheck(
         "token",
         "token",
         "problem",
-        `the provider ended the session at ${ended.at}${ended.description === null ? "" : ` (${ended.description})`}`,
+        `the provider ended the session at ${formatInstant(ended.at)}${ended.description === null ? "" : ` (${ended.description})`}`,
         { fix: ["run `nix-cache-login login`"] },
       ),
     };
   }
   if (s.config.mode === "user") {
-    const r = state.refresh_token_expires_at;
-    details.push(
-      state.refresh_token === undefined
-        ? "refresh token: none"
-        : `refresh token: ${describeExpiry(r === undefined || r === null ? null : new Date(r), now)}`,
-    );
+    details.push(`refresh token: ${describeRefreshToken(s.config, state, now)}`);
   }
   if (state.access_token === undefined || state.access_token_expires_at === undefined) {
     return {
@@ -146,6 +147,16 @@ export function tokenCheck(
   const summary = `access token ${describeExpiry(expiresAt, now)}`;
   if (!expired) return { state, expired, check: check("token", "token", "ok", summary, { details }) };
   const fix = [`run \`${renew}\``];
+  if (noRefreshTokenIssued(s.config, state)) {
+    return {
+      state,
+      expired,
+      check: check("token", "token", "problem", `${summary}, and ${noRefreshTokenReason(s.config)}`, {
+        details,
+        fix: [...fix, noRefreshTokenFix(s.config)],
+      }),
+    };
+  }
   if (s.config.mode === "user" && renew.endsWith("refresh")) {
     fix.push("and keep it fresh with a timer: `nix-cache-login refresh --min-valid 10m` every few minutes");
   } else if (s.config.mode === "service-account") {

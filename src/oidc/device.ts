@@ -6,7 +6,7 @@ import type { Context } from "../context.ts";
 import { formatSpan } from "../duration.ts";
 import { CliError } from "../errors.ts";
 import { longTimeoutSignal } from "./timers.ts";
-import type { Provider, TokenSet } from "./provider.ts";
+import { DEVICE_INTERVAL_MAX, type Provider, type TokenSet } from "./provider.ts";
 
 export interface DeviceSignInOptions {
   /** Give up after this many seconds (the device code's own expiry may come first). */
@@ -26,6 +26,10 @@ export async function deviceSignIn(
   o: DeviceSignInOptions,
 ): Promise<DeviceSignInResult> {
   const device = await p.deviceAuthorization();
+  // One poll before the code is shown (see pollDeviceOnce): nobody has approved anything yet.
+  const first = await p.pollDeviceOnce(device);
+  if (typeof first !== "string") return { tokens: first, approvedAt: performance.now() };
+  if (first === "slow_down") device.interval = Math.min(device.interval + 5, DEVICE_INTERVAL_MAX);
   const out = ctx.stderr;
   const target = device.verificationUriComplete ?? device.verificationUri;
   out.write(`\nTo sign in, open this page in a browser on any device:\n\n    ${target}\n\n`);

@@ -44,14 +44,19 @@ export type CallbackOutcome =
 export type PasteResult = "accepted" | "not-this-address" | "wrong-state" | "finished";
 
 export class LoopbackServer {
-  private authorizationUrl: URL | undefined;
+  /** The authorization URL, made when the browser arrives (a pushed request is pushed then). */
+  private authorize: (() => Promise<URL>) | undefined;
   private expectedState: Buffer | undefined;
   private settled = false;
   /** The one-time path of the short URL: 128 random bits, base64url. */
   private readonly startPath = `/${randomBytes(16).toString("base64url")}`;
   private startServed = false;
   private deliver!: (outcome: CallbackOutcome) => void;
-  /** Resolves with the first callback whose `state` matches; wrong ones are answered and ignored. */
+  private fail!: (e: unknown) => void;
+  /**
+   * Resolves with the first callback whose `state` matches; wrong ones are answered and ignored.
+   * Rejects when the authorization URL could not be made (a pushed request the provider refused).
+   */
   readonly callback: Promise<CallbackOutcome>;
 
   private constructor(
@@ -59,7 +64,12 @@ export class LoopbackServer {
     readonly port: number,
     private readonly log: Logger,
   ) {
-    this.callback = new Promise((resolve) => (this.deliver = resolve));
+    this.callback = new Promise((resolve, reject) => {
+      this.deliver = resolve;
+      this.fail = reject;
+    });
+    // Awaited by the sign-in once the browser is on its way; a rejection before that is no crash.
+    this.callback.catch(() => undefined);
   }
 
   /**
@@ -116,9 +126,9 @@ export class LoopbackServer {
     return `http://127.0.0.1:${this.port}${CALLBACK_PATH}`;
   }
 
-  /** Arms the server for one sign-in. */
-  expect(authorizationUrl: URL, state: string): void {
-    this.authorizationUrl = authorizationUrl;
+  /** Arms the server for one sign-in: `authorize` gives the URL to redirect the browser to. */
+  expect(authorize: () => Promise<URL>, state: string): void {
+    this.authorize = authorize;
     this.expectedState = Buffer.from(state);
   }
 
@@ -149,7 +159,7 @@ export class LoopbackServer {
       void send(res, { status: 421, title: "Misdirected request", lines: [] });
       return;
     }
-    if (this.isStartPath(url.pathname) && this.authorizationUrl !== undefined) {
+    if (this.isStartPath(url.pathname) && this.authorize !== undefined) {
       if (this.startServed || this.settled) {
         // Only someone who knows the path gets here; the URL is for one sign-in only.
         void send(res, {
@@ -160,13 +170,26 @@ export class LoopbackServer {
         return;
       }
       this.startServed = true;
-      this.log("GET of the sign-in URL on the loopback server: redirecting to the authorization endpoint");
-      res.writeHead(302, {
-        location: this.authorizationUrl.href,
-        "cache-control": "no-store",
-        ...SECURITY_HEADERS,
-      });
-      res.end();
+      this.authorize().then(
+        (to) => {
+          this.log("GET of the sign-in URL on the loopback server: redirecting to the authorization endpoint");
+          res.writeHead(302, { location: to.href, "cache-control": "no-store", ...SECURITY_HEADERS });
+          res.end();
+        },
+        (e: unknown) => {
+          this.settled = true;
+          void send(res, {
+            status: 502,
+            title: "Sign-in failed",
+            lines: [
+              e instanceof CliError
+                ? `nix-cache-login could not start the sign-in: ${e.message}`
+                : "nix-cache-login could not start the sign-in.",
+              "See the terminal for details. You can close this tab.",
+            ],
+          }).then(() => this.fail(e));
+        },
+      );
       return;
     }
     if (url.pathname === CALLBACK_PATH) {

@@ -36,6 +36,8 @@ export interface TokenSet {
    */
   accessExpiresAt: Date | null;
   refreshExpiresAt: Date | null | undefined;
+  /** An offline refresh token (Keycloak's `refresh_expires_in: 0`, or a refresh JWT whose `typ` is "Offline"). */
+  refreshOffline: boolean;
   /** True when accessExpiresAt is config.defaultTokenLifetime from now: the provider said nothing. */
   accessExpiryAssumed: boolean;
   /** For display: control characters removed. */
@@ -46,7 +48,17 @@ export interface TokenSet {
 
 /** One authorization code request; the verifier and nonce never leave this process. */
 export interface AuthorizationRequest {
-  url: URL;
+  /**
+   * The URL to send the browser to. With PAR (RFC 9126) the parameters are pushed first, and the
+   * URL carries only the request_uri the provider gave back: `authorize()` pushes them when the
+   * browser arrives (a request_uri lives briefly, 60 s at Keycloak), `url` is then undefined.
+   */
+  url: URL | undefined;
+  authorize(): Promise<URL>;
+  /** Sent as a pushed authorization request (RFC 9126). */
+  pushed: boolean;
+  /** The provider's authorization endpoint, for --verbose. */
+  endpoint: string;
   redirectUri: string;
   state: string;
   nonce: string;
@@ -274,19 +286,32 @@ export class Provider {
   /**
    * Starts an authorization code request (RFC 6749 4.1) with PKCE S256 (RFC 7636), `state` and
    * `nonce`. The URL carries no secret (the verifier stays here), so it may be printed and logged.
+   * Pushed (RFC 9126) when `pushed` is set or the discovery document requires it
+   * (`require_pushed_authorization_requests`), through openid-client's PAR support.
    */
-  authorizationRequest(redirectUri: string): Promise<AuthorizationRequest> {
+  authorizationRequest(redirectUri: string, opts: { pushed?: boolean } = {}): Promise<AuthorizationRequest> {
     return this.withConfig("authorization request", async (l, c) => {
-      if (c.serverMetadata().authorization_endpoint === undefined) {
+      const meta = c.serverMetadata();
+      if (meta.authorization_endpoint === undefined) {
         throw new CliError(`${this.host} advertises no authorization endpoint`, {
           code: "provider_no_authorization_endpoint",
           hint: "check that the issuer URL points at the realm",
         });
       }
+      const pushed = opts.pushed === true || meta.require_pushed_authorization_requests === true;
+      if (pushed && meta.pushed_authorization_request_endpoint === undefined) {
+        throw new CliError(
+          `${this.host} requires pushed authorization requests (RFC 9126) but advertises no endpoint for them`,
+          {
+            code: "provider_no_par_endpoint",
+            hint: "check the provider's discovery document (pushed_authorization_request_endpoint)",
+          },
+        );
+      }
       const codeVerifier = l.randomPKCECodeVerifier();
       const state = l.randomState();
       const nonce = l.randomNonce();
-      const url = l.buildAuthorizationUrl(c, {
+      const params = {
         response_type: "code",
         redirect_uri: redirectUri,
         scope: this.loginScope(),
@@ -294,9 +319,108 @@ export class Provider {
         nonce,
         code_challenge: await l.calculatePKCECodeChallenge(codeVerifier),
         code_challenge_method: "S256",
-      });
-      return { url, redirectUri, state, nonce, codeVerifier };
+      };
+      const url = pushed ? undefined : l.buildAuthorizationUrl(c, params);
+      const authorize = async (): Promise<URL> => {
+        if (url !== undefined) return url;
+        this.opts.log("pushing the authorization request (RFC 9126)");
+        return l.buildAuthorizationUrlWithPAR(c, params).catch((e: unknown) => {
+          throw this.loginError(e, "pushed authorization request");
+        });
+      };
+      return {
+        url,
+        authorize,
+        pushed,
+        endpoint: String(meta.authorization_endpoint),
+        redirectUri,
+        state,
+        nonce,
+        codeVerifier,
+      };
     });
+  }
+
+  /**
+   * What the authorization endpoint answers a request before the browser is sent there (our own
+   * GET, no cookies, redirects not followed): a login page or a redirect to it is fine; a redirect
+   * back to `redirectUri` with an error (Keycloak: a client that requires PAR) or an error page
+   * (Keycloak's client policies refuse the redirect URI there, and the browser would stay on that
+   * page until the sign-in times out) is said now. A failure to ask is no verdict: the browser
+   * tries for itself.
+   */
+  async checkAuthorizationRequest(
+    request: AuthorizationRequest,
+  ): Promise<
+    | { kind: "ok" }
+    | { kind: "error"; error: string; description: string | undefined }
+    | { kind: "page"; status: number; message: string | undefined }
+  > {
+    if (request.url === undefined) return { kind: "ok" };
+    let res: Response;
+    try {
+      res = await makeFetch(this.opts.env, this.opts.log)(request.url.href, {
+        method: "GET",
+        redirect: "manual",
+        headers: { accept: "text/html" },
+        signal: AbortSignal.timeout(this.opts.config.timeoutSeconds * 1000),
+      });
+    } catch (e) {
+      this.opts.log(`could not check the authorization request first: ${String(e)}`);
+      return { kind: "ok" };
+    }
+    const location = res.headers.get("location");
+    if (res.status >= 300 && res.status < 400 && location !== null) {
+      await res.body?.cancel();
+      let to: URL;
+      try {
+        to = new URL(location, request.url);
+      } catch {
+        return { kind: "ok" };
+      }
+      const error = to.searchParams.get("error");
+      if (`${to.origin}${to.pathname}` !== request.redirectUri || error === null) return { kind: "ok" };
+      // Only an answer to this request (RFC 6749 4.1.2.1 returns the state) is taken as one.
+      if (to.searchParams.get("state") !== request.state) return { kind: "ok" };
+      const description = to.searchParams.get("error_description");
+      return {
+        kind: "error",
+        error: printable(error, 100),
+        description: description === null ? undefined : printable(description),
+      };
+    }
+    if (res.status < 400) {
+      await res.body?.cancel();
+      return { kind: "ok" };
+    }
+    return { kind: "page", status: res.status, message: errorPageMessage(await boundedText(res, 64 * 1024)) };
+  }
+
+  /**
+   * Whether the token endpoint would refuse this client's grants for want of a DPoP proof (RFC
+   * 9449), asked before the user signs in: a code exchange with a placeholder code. Keycloak checks
+   * the proof before the code ("DPoP proof is missing" for a client with "Require DPoP bound
+   * tokens" on) and otherwise answers invalid_grant, logged as a CODE_TO_TOKEN_ERROR event. Only
+   * asked of providers that advertise DPoP at all (dpop_signing_alg_values_supported); any answer
+   * other than a DPoP error is no verdict.
+   */
+  async checkDpopRequired(redirectUri: string): Promise<void> {
+    const meta = await this.metadata();
+    const algs = meta.dpop_signing_alg_values_supported;
+    if (!Array.isArray(algs) || algs.length === 0) return;
+    const l = await loadLib();
+    const c = this.configuration as OidcClient.Configuration;
+    try {
+      await l.genericGrantRequest(c, "authorization_code", {
+        code: "nix-cache-login-dpop-check",
+        redirect_uri: redirectUri,
+        code_verifier: l.randomPKCECodeVerifier(),
+      });
+    } catch (e) {
+      const translated = this.translate(e, "code exchange");
+      if (translated.code === "dpop_required") throw translated;
+      this.opts.log(`the token endpoint requires no DPoP proof of this client (${translated.message})`);
+    }
   }
 
   /**
@@ -406,27 +530,10 @@ export class Provider {
    * up to 5 s, so Ctrl-C would hang (and a pending timer keep the process alive) that long.
    */
   async pollDeviceAuthorization(device: DeviceAuthorization, signal: AbortSignal): Promise<TokenSet> {
-    const deviceCode = (device.response as OidcClient.DeviceAuthorizationResponse).device_code;
     let interval = device.interval;
     for (;;) {
       await abortableSleep(interval * 1000, signal);
-      const res = await this.withConfig(
-        "device sign-in",
-        (l, c) => {
-          l.enableNonRepudiationChecks(c);
-          return l
-            .genericGrantRequest(c, DEVICE_CODE_GRANT, {
-              device_code: deviceCode,
-              code_verifier: device.codeVerifier,
-            })
-            .catch((e: unknown) => {
-              const error = (e as { error?: unknown }).error;
-              if (error === "authorization_pending" || error === "slow_down") return error;
-              throw this.loginError(e, "device sign-in");
-            });
-        },
-        "grant",
-      );
+      const res = await this.pollDeviceOnce(device);
       if (res === "authorization_pending") continue;
       if (res === "slow_down") {
         // RFC 8628 section 3.5: 5 s more for this and every later request (bounded all the same).
@@ -434,8 +541,35 @@ export class Provider {
         this.opts.log(`the provider asked to slow down; polling every ${interval}s`);
         continue;
       }
-      return this.tokenSet(res);
+      return res;
     }
+  }
+
+  /**
+   * One token request with the device code. The first is sent before the code is shown: a client
+   * whose grants the token endpoint refuses whatever the user does (Keycloak checks a required
+   * DPoP proof before the device code) fails then, not after the user approved the sign-in.
+   */
+  async pollDeviceOnce(device: DeviceAuthorization): Promise<TokenSet | "authorization_pending" | "slow_down"> {
+    const deviceCode = (device.response as OidcClient.DeviceAuthorizationResponse).device_code;
+    const res = await this.withConfig(
+      "device sign-in",
+      (l, c) => {
+        l.enableNonRepudiationChecks(c);
+        return l
+          .genericGrantRequest(c, DEVICE_CODE_GRANT, {
+            device_code: deviceCode,
+            code_verifier: device.codeVerifier,
+          })
+          .catch((e: unknown) => {
+            const error = (e as { error?: unknown }).error;
+            if (error === "authorization_pending" || error === "slow_down") return error;
+            throw this.loginError(e, "device sign-in");
+          });
+      },
+      "grant",
+    );
+    return typeof res === "string" ? res : this.tokenSet(res);
   }
 
   /** Sign-in errors: an `invalid_grant` here is a bad code, not an ended session as on refresh. */
@@ -499,11 +633,13 @@ export class Provider {
     // so), or every timer run would fetch a new one.
     const accessExpiresAt = stated ?? expiryAfter(now, this.opts.config.defaultTokenLifetime);
     let refreshExpiresAt: Date | null | undefined;
+    let refreshOffline = false;
     if (res.refresh_token !== undefined) {
       // Keycloak: refresh_expires_in (0 means an offline token without expiry); else the JWT's exp.
       const kc = (res as Record<string, unknown>).refresh_expires_in;
       refreshExpiresAt =
         typeof kc === "number" && kc > 0 ? expiryAfter(now, kc) : jwtExpiry(res.refresh_token);
+      refreshOffline = kc === 0 || jwtType(res.refresh_token) === "Offline";
     }
     const claims = res.claims();
     const name =
@@ -518,9 +654,30 @@ export class Provider {
       accessExpiresAt,
       accessExpiryAssumed: stated === null,
       refreshExpiresAt,
+      refreshOffline,
       username: name === undefined ? undefined : printable(name, 100),
       subject: claims?.sub,
     };
+  }
+
+  /**
+   * The client may only get DPoP-bound tokens (RFC 9449): Keycloak 26.4+ with the client's
+   * "Require DPoP bound tokens" on, or a client policy with the dpop-bind-enforcer executor (the
+   * built-in OAuth 2.1 profile for public clients has it). Such an access token is refused
+   * without a proof made with our key for each request, and Nix (libcurl) sends the netrc's
+   * password as it is: no netrc can carry it. Only the administrator can change that.
+   */
+  private dpopRequired(desc: string, cause: unknown): CliError {
+    const { clientId } = this.opts.config;
+    return new CliError(
+      `client ${clientId} at ${this.host} may only get DPoP-bound tokens${desc}, which a netrc cannot carry (Nix sends the token as a password, without a DPoP proof)`,
+      {
+        code: "dpop_required",
+        exitCode: ExitCode.usage,
+        hint: `ask the administrator of ${this.host} to turn off "Require DPoP bound tokens" for client ${clientId} (and any client policy that enforces DPoP for it, such as Keycloak's OAuth 2.1 profile for public clients), or to set up a client for the cache that does not require DPoP`,
+        cause,
+      },
+    );
   }
 
   /** Turns whatever openid-client threw into one line for the user, with detail for --verbose. */
@@ -558,6 +715,7 @@ export class Provider {
       // The provider's words reach the terminal: no control characters, no screenfuls.
       err.error = printable(err.error, 100);
       const desc = typeof err.error_description === "string" ? ` (${printable(err.error_description)})` : "";
+      if (dpopRefusal(err.error, err.error_description)) return this.dpopRequired(desc, e);
       if (err.error === "invalid_grant" && this.opts.credential !== undefined) {
         // Client credentials have no session: a sign-in cannot help, the client's setup can.
         const { clientId, clientSecretFile, clientKeyFile } = this.opts.config;
@@ -622,6 +780,51 @@ export class Provider {
 }
 
 const DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code";
+
+/**
+ * RFC 9449's error codes (section 7.1 and 8: invalid_dpop_proof, use_dpop_nonce), or Keycloak's
+ * answer without a proof: invalid_request "DPoP proof is missing" (Keycloak's DPoPUtil).
+ */
+function dpopRefusal(error: string, description: unknown): boolean {
+  if (error === "invalid_dpop_proof" || error === "use_dpop_nonce") return true;
+  return error === "invalid_request" && typeof description === "string" && /\bDPoP\b/.test(description);
+}
+
+/** At most `limit` bytes of a body as text; the rest is not read. */
+async function boundedText(res: Response, limit: number): Promise<string> {
+  const reader = res.body?.getReader();
+  if (reader === undefined) return "";
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  try {
+    while (size < limit) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+      size += value.length;
+    }
+  } finally {
+    await reader.cancel().catch(() => undefined);
+  }
+  return Buffer.concat(chunks).subarray(0, limit).toString("utf8");
+}
+
+/**
+ * The message of Keycloak's error page (`<div id="kc-error-message"><p class="instruction">...`),
+ * made printable; undefined for any other page.
+ */
+export function errorPageMessage(html: string): string | undefined {
+  const m = /id="kc-error-message"[^>]*>\s*<p[^>]*>([^<]{1,500})<\/p>/.exec(html);
+  if (m?.[1] === undefined) return undefined;
+  const text = m[1]
+    .replace(/&quot;/g, '"')
+    .replace(/&#39;/g, "'")
+    .replace(/&lt;/g, "<")
+    .replace(/&gt;/g, ">")
+    .replace(/&amp;/g, "&")
+    .trim();
+  return text === "" ? undefined : printable(text, 200);
+}
 
 /** The provider refused the refresh token (invalid_grant): the session is over; exit 3. */
 export class SessionEndedError extends CliError {
@@ -691,19 +894,30 @@ export function expiryAfter(nowMs: number, seconds: number): Date | null {
   return new Date(Math.min(nowMs + seconds * 1000, LATEST_EXPIRY_MS));
 }
 
+/** The payload of a JWT, without verifying it (only used for display and scheduling). */
+function jwtPayload(token: string | undefined): Record<string, unknown> | undefined {
+  if (token === undefined) return undefined;
+  const part = token.split(".")[1];
+  if (part === undefined || token.split(".").length !== 3) return undefined;
+  try {
+    const payload = JSON.parse(Buffer.from(part, "base64url").toString("utf8")) as unknown;
+    return typeof payload === "object" && payload !== null ? (payload as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The `exp` of a JWT, without verifying it (only used for display and scheduling). */
 export function jwtExpiry(token: string | undefined): Date | null {
-  if (token === undefined) return null;
-  const part = token.split(".")[1];
-  if (part === undefined || token.split(".").length !== 3) return null;
-  try {
-    const payload = JSON.parse(Buffer.from(part, "base64url").toString("utf8")) as { exp?: unknown };
-    const exp = payload.exp;
-    if (typeof exp !== "number" || !Number.isFinite(exp)) return null;
-    return new Date(Math.max(0, Math.min(exp * 1000, LATEST_EXPIRY_MS)));
-  } catch {
-    return null;
-  }
+  const exp = jwtPayload(token)?.exp;
+  if (typeof exp !== "number" || !Number.isFinite(exp)) return null;
+  return new Date(Math.max(0, Math.min(exp * 1000, LATEST_EXPIRY_MS)));
+}
+
+/** Keycloak's refresh tokens say what they are in `typ`: "Refresh", or "Offline" for offline tokens. */
+function jwtType(token: string | undefined): string | undefined {
+  const typ = jwtPayload(token)?.typ;
+  return typeof typ === "string" ? typ : undefined;
 }
 
 /**

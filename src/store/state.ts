@@ -20,6 +20,8 @@ export interface TokenState {
   access_token_expires_at?: string | undefined;
   /** ISO 8601, or null when the provider said nothing we could read. */
   refresh_token_expires_at?: string | null | undefined;
+  /** Set for an offline token (Keycloak: scope offline_access; `refresh_expires_in: 0` or `typ` "Offline"). */
+  refresh_token_offline?: true | undefined;
   username?: string | undefined;
   /** The ID token's `sub`: a different one at the next sign-in is another account. */
   subject?: string | undefined;

@@ -6,7 +6,7 @@ const STATE = "s".repeat(43);
 
 async function armed(): Promise<LoopbackServer> {
   const server = await LoopbackServer.listen(undefined, "test", () => {});
-  server.expect(new URL("https://id.example.org/auth"), STATE);
+  server.expect(() => Promise.resolve(new URL("https://id.example.org/auth")), STATE);
   return server;
 }
 
