@@ -201,7 +201,9 @@ async function browserSignIn(
     const stopPasting = ctx.stdin?.isTTY === true ? acceptPastedAddresses(ctx, ctx.stdin, server) : undefined;
     let outcome: CallbackOutcome;
     try {
-      outcome = await waitFor(server.callback, ctx.signal, o.waitSeconds);
+      outcome = await waitFor(server.callback, ctx.signal, o.waitSeconds, () =>
+        signInTimeout(p.host, o.waitSeconds, server.browserArrived),
+      );
     } finally {
       stopPasting?.();
     }
@@ -378,8 +380,38 @@ function failurePage(e: unknown): Page {
   };
 }
 
+/**
+ * Nothing came back in time. When the browser went on to the provider, its page is where the
+ * sign-in stopped, and it may show why: Keycloak keeps a disabled account ("Account is disabled,
+ * contact your administrator."), a locked one, or a required action there and never redirects
+ * back, so that is no reason to hurry the user.
+ */
+function signInTimeout(host: string, seconds: number, browserArrived: boolean): CliError {
+  if (browserArrived) {
+    return new CliError(
+      `no answer from the sign-in at ${host} within ${formatSpan(seconds)}: the browser went to its page but did not come back`,
+      {
+        code: "sign_in_timeout",
+        hint: `if that page shows an error (such as a disabled account), ask the administrator of ${host}; otherwise run \`nix-cache-login login\` again (--timeout 10m allows more time)`,
+      },
+    );
+  }
+  return new CliError(
+    `timed out after ${formatSpan(seconds)}: no browser opened the sign-in address`,
+    {
+      code: "sign_in_timeout",
+      hint: "open the address printed above in a browser that reaches this machine, or use `nix-cache-login login --device`; --timeout 10m allows more time",
+    },
+  );
+}
+
 /** Resolves with the promise, or rejects on the deadline or when the signal aborts (Ctrl-C). */
-function waitFor<T>(promise: Promise<T>, signal: AbortSignal, seconds: number): Promise<T> {
+function waitFor<T>(
+  promise: Promise<T>,
+  signal: AbortSignal,
+  seconds: number,
+  timedOut: () => CliError,
+): Promise<T> {
   return new Promise((resolve, reject) => {
     const done = () => {
       cancelTimer();
@@ -391,12 +423,7 @@ function waitFor<T>(promise: Promise<T>, signal: AbortSignal, seconds: number): 
     };
     const cancelTimer = setLongTimeout(() => {
       done();
-      reject(
-        new CliError(`timed out after ${formatSpan(seconds)} waiting for the sign-in in the browser`, {
-          code: "sign_in_timeout",
-          hint: "run `nix-cache-login login` again and finish the sign-in sooner, or allow more time with --timeout 10m",
-        }),
-      );
+      reject(timedOut());
     }, seconds * 1000);
     if (signal.aborted) {
       onAbort();

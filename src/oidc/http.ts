@@ -139,6 +139,32 @@ export function describeNetworkError(e: unknown, url?: string): string | undefin
   return undefined;
 }
 
+/**
+ * The reason (as describeNetworkError) and the one hint that fits it: a certificate this machine
+ * does not trust needs its CA, not a look at the network; a time check needs the clock.
+ */
+export function networkProblem(e: unknown, url?: string): { reason: string; hint: string } | undefined {
+  const reason = describeNetworkError(e, url);
+  if (reason === undefined) return undefined;
+  const ca = " (set NODE_EXTRA_CA_CERTS)";
+  if (reason.endsWith(ca)) {
+    return {
+      reason: reason.slice(0, -ca.length),
+      hint: "set NODE_EXTRA_CA_CERTS to the PEM file of the CA that signed the provider's certificate (e.g. NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt for the system's CAs)",
+    };
+  }
+  if (reason.includes("(check the system clock)")) {
+    return { reason, hint: "check the system clock (and that the provider's certificate is current)" };
+  }
+  if (reason.includes("does not match the host name")) {
+    return { reason, hint: "check the host in the issuer URL: it must be a name the certificate is for" };
+  }
+  if (reason.startsWith("the server does not speak TLS") || reason.startsWith("port")) {
+    return { reason, hint: "check the scheme and port of the issuer URL in the configuration" };
+  }
+  return { reason, hint: "check the network and the issuer URL in the configuration" };
+}
+
 function portOf(url: string): string | undefined {
   try {
     const u = new URL(url);

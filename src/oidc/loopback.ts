@@ -126,6 +126,11 @@ export class LoopbackServer {
     return `http://127.0.0.1:${this.port}${CALLBACK_PATH}`;
   }
 
+  /** Whether a browser has opened the sign-in URL (and was sent on to the provider). */
+  get browserArrived(): boolean {
+    return this.startServed;
+  }
+
   /** Arms the server for one sign-in: `authorize` gives the URL to redirect the browser to. */
   expect(authorize: () => Promise<URL>, state: string): void {
     this.authorize = authorize;

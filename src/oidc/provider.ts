@@ -13,8 +13,8 @@ import type { TokenState } from "../store/state.ts";
 import { printable, quoted } from "../cli/terminal-text.ts";
 import {
   checkedEndpoint,
-  describeNetworkError,
   makeFetch,
+  networkProblem,
   neverReachedServer,
   requestUrlOf,
   type Logger,
@@ -685,11 +685,11 @@ export class Provider {
     if (e instanceof CliError) return e;
     const host = this.host;
     const url = requestUrlOf(e);
-    const network = describeNetworkError(e, url);
+    const network = networkProblem(e, url);
     if (network !== undefined) {
-      return new CliError(`cannot reach ${url === undefined ? host : new URL(url).host}: ${network}`, {
+      return new CliError(`cannot reach ${url === undefined ? host : new URL(url).host}: ${network.reason}`, {
         code: "provider_unreachable",
-        hint: "check the network and the issuer URL in the configuration",
+        hint: network.hint,
         detail: `${what} failed`,
         cause: e,
       });

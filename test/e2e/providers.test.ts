@@ -356,7 +356,12 @@ describe("answers that are not OAuth: one line each, with the status, host and p
     assert.equal(r.code, 1);
     assert.match(
       r.stderr,
-      /^error: cannot reach 127\.0\.0\.1:\d+: TLS certificate is self-signed \(set NODE_EXTRA_CA_CERTS\)$/m,
+      /^error: cannot reach 127\.0\.0\.1:\d+: TLS certificate is self-signed$/m,
     );
+    // One hint, the one that fits: the CA, not the network.
+    const hints = r.stderr.split("\n").filter((l) => l.startsWith("hint: "));
+    assert.equal(hints.length, 1, r.stderr);
+    assert.match(hints[0] ?? "", /^hint: set NODE_EXTRA_CA_CERTS to the PEM file of the CA /);
+    assert.doesNotMatch(r.stderr, /check the network/);
   });
 });
