@@ -396,13 +396,10 @@ function signInTimeout(host: string, seconds: number, browserArrived: boolean): 
       },
     );
   }
-  return new CliError(
-    `timed out after ${formatSpan(seconds)}: no browser opened the sign-in address`,
-    {
-      code: "sign_in_timeout",
-      hint: "open the address printed above in a browser that reaches this machine, or use `nix-cache-login login --device`; --timeout 10m allows more time",
-    },
-  );
+  return new CliError(`timed out after ${formatSpan(seconds)}: no browser opened the sign-in address`, {
+    code: "sign_in_timeout",
+    hint: "open the address printed above in a browser that reaches this machine, or use `nix-cache-login login --device`; --timeout 10m allows more time",
+  });
 }
 
 /** Resolves with the promise, or rejects on the deadline or when the signal aborts (Ctrl-C). */

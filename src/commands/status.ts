@@ -114,7 +114,8 @@ export function status(ctx: Context, opts: StatusOptions): number {
   const width = Math.max(...lines.map(([k]) => k.length));
   ctx.stdout.write(lines.map(([k, v]) => `${`${k}:`.padEnd(width + 2)}${v}\n`).join(""));
   if (!ok || ended !== undefined) {
-    const why = notIssued && !access.valid ? ` (${noRefreshTokenReason(config)}; ${noRefreshTokenFix(config)})` : "";
+    const why =
+      notIssued && !access.valid ? ` (${noRefreshTokenReason(config)}; ${noRefreshTokenFix(config)})` : "";
     ctx.stderr.write(`hint: run \`${renewCommand(config, state, now)}\`${why}\n`);
   }
   return ok ? ExitCode.ok : ExitCode.loginRequired;

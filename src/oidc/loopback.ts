@@ -177,7 +177,9 @@ export class LoopbackServer {
       this.startServed = true;
       this.authorize().then(
         (to) => {
-          this.log("GET of the sign-in URL on the loopback server: redirecting to the authorization endpoint");
+          this.log(
+            "GET of the sign-in URL on the loopback server: redirecting to the authorization endpoint",
+          );
           res.writeHead(302, { location: to.href, "cache-control": "no-store", ...SECURITY_HEADERS });
           res.end();
         },

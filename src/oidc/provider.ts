@@ -321,8 +321,8 @@ export class Provider {
         code_challenge_method: "S256",
       };
       const url = pushed ? undefined : l.buildAuthorizationUrl(c, params);
-      const authorize = async (): Promise<URL> => {
-        if (url !== undefined) return url;
+      const authorize = (): Promise<URL> => {
+        if (url !== undefined) return Promise.resolve(url);
         this.opts.log("pushing the authorization request (RFC 9126)");
         return l.buildAuthorizationUrlWithPAR(c, params).catch((e: unknown) => {
           throw this.loginError(e, "pushed authorization request");
@@ -550,7 +550,9 @@ export class Provider {
    * whose grants the token endpoint refuses whatever the user does (Keycloak checks a required
    * DPoP proof before the device code) fails then, not after the user approved the sign-in.
    */
-  async pollDeviceOnce(device: DeviceAuthorization): Promise<TokenSet | "authorization_pending" | "slow_down"> {
+  async pollDeviceOnce(
+    device: DeviceAuthorization,
+  ): Promise<TokenSet | "authorization_pending" | "slow_down"> {
     const deviceCode = (device.response as OidcClient.DeviceAuthorizationResponse).device_code;
     const res = await this.withConfig(
       "device sign-in",

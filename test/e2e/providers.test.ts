@@ -354,10 +354,7 @@ describe("answers that are not OAuth: one line each, with the status, host and p
     assert.ok(realm.tlsIssuerBase !== undefined && realm.caCertPath !== undefined);
     const r = await serviceAccount(realm.tlsIssuerBase);
     assert.equal(r.code, 1);
-    assert.match(
-      r.stderr,
-      /^error: cannot reach 127\.0\.0\.1:\d+: TLS certificate is self-signed$/m,
-    );
+    assert.match(r.stderr, /^error: cannot reach 127\.0\.0\.1:\d+: TLS certificate is self-signed$/m);
     // One hint, the one that fits: the CA, not the network.
     const hints = r.stderr.split("\n").filter((l) => l.startsWith("hint: "));
     assert.equal(hints.length, 1, r.stderr);

@@ -65,6 +65,12 @@ export interface RealmOptions {
    * refreshTokenTTL; clients must treat the lifetime as unknown.
    */
   offlineTokens?: boolean;
+  /**
+   * Realm-wide PAR (RFC 9126): discovery says `require_pushed_authorization_requests: true` and
+   * the authorization endpoint takes only pushed requests. (Keycloak's own flag is per client, see
+   * PAR_CLIENT_ID; other providers and Keycloak realms set up for FAPI require it for all.)
+   */
+  requirePushedAuthorizationRequests?: boolean;
 }
 
 export interface RealmRequest {
@@ -115,6 +121,10 @@ export interface Realm {
   jwksUriTls?: string;
   caCertPath?: string;
   publicClientId: "nix-cache";
+  /** A public client without refresh tokens (Keycloak: "Use refresh tokens" off). */
+  noRefreshClientId: "nix-cache-no-refresh";
+  /** A public client that must push its authorization requests (Keycloak: "Pushed authorization request required"). */
+  parClientId: "nix-cache-par";
   serviceClientId: "nix-cache-server";
   serviceClientSecret: string;
   audience: "urn:nix-cache";
@@ -149,6 +159,12 @@ export interface Realm {
 
 const REALM_PATH = "/realms/test";
 const PUBLIC_CLIENT_ID = "nix-cache";
+const NO_REFRESH_CLIENT_ID = "nix-cache-no-refresh";
+const PAR_CLIENT_ID = "nix-cache-par";
+// Keycloak's answer at the authorization endpoint to a request that was not pushed, from a client
+// with "Pushed authorization request required" on (Keycloak's ParEndpoint/AuthorizationEndpoint,
+// error PAR_REQUIRED): a redirect back with invalid_request and this description.
+const KEYCLOAK_PAR_REQUIRED = "Pushed Authorization Request is only allowed.";
 const SERVICE_CLIENT_ID = "nix-cache-server";
 const AUDIENCE = "urn:nix-cache";
 const DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code";
@@ -655,6 +671,13 @@ export async function startRealm(opts: RealmOptions = {}): Promise<Realm> {
         res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");
         return;
       }
+      if (path === `${REALM_PATH}${ROUTES.authorization}` && req.method === "GET") {
+        const refused = parRequired(url);
+        if (refused !== undefined) {
+          res.writeHead(302, { location: refused, "cache-control": "no-store" }).end();
+          return;
+        }
+      }
       // The provider routes on the path without the prefix, and derives the prefix for the URLs it
       // prints from originalUrl (the convention of Express's mounting).
       (req as http.IncomingMessage & { originalUrl?: string }).originalUrl = url;
@@ -670,6 +693,28 @@ export async function startRealm(opts: RealmOptions = {}): Promise<Realm> {
       }
       dispatch(req, res);
     };
+
+  /**
+   * Keycloak's refusal of an authorization request that was not pushed: a redirect to the (valid)
+   * redirect_uri with its error, state and iss (RFC 9207), where oidc-provider would show an error
+   * page. Undefined when the request is one Keycloak would not refuse this way.
+   */
+  const parRequired = (url: string): string | undefined => {
+    const q = new URL(url, "http://127.0.0.1").searchParams;
+    const client = q.get("client_id");
+    const wanted =
+      client === PAR_CLIENT_ID || (opts.requirePushedAuthorizationRequests === true && client !== null);
+    if (!wanted || q.has("request_uri")) return undefined;
+    const redirect = q.get("redirect_uri") ?? "";
+    if (!/^http:\/\/127\.0\.0\.1:\d+\/callback$/.test(redirect)) return undefined;
+    const back = new URL(redirect);
+    back.searchParams.set("error", "invalid_request");
+    back.searchParams.set("error_description", KEYCLOAK_PAR_REQUIRED);
+    const state = q.get("state");
+    if (state !== null) back.searchParams.set("state", state);
+    if (realmRef !== undefined) back.searchParams.set("iss", realmRef.issuer);
+    return back.href;
+  };
 
   const tempDir = useTls ? await mkdtemp(join(tmpdir(), "nix-cache-realm-")) : undefined;
   const servers: http.Server[] = [];
@@ -719,6 +764,28 @@ export async function startRealm(opts: RealmOptions = {}): Promise<Realm> {
           response_types: ["code"],
         },
         {
+          // Keycloak's "Use refresh tokens" off (OIDCAdvancedConfigWrapper.isUseRefreshToken): no
+          // refresh token, with or without offline_access; here no refresh_token grant, which
+          // issueRefreshToken below reads.
+          client_id: NO_REFRESH_CLIENT_ID,
+          application_type: "native",
+          token_endpoint_auth_method: "none",
+          redirect_uris: ["http://127.0.0.1/callback"],
+          grant_types: ["authorization_code", DEVICE_CODE_GRANT],
+          response_types: ["code"],
+        },
+        {
+          // Keycloak's "Pushed authorization request required" (attribute
+          // require.pushed.authorization.requests): only pushed requests (RFC 9126), see parRequired.
+          client_id: PAR_CLIENT_ID,
+          application_type: "native",
+          token_endpoint_auth_method: "none",
+          redirect_uris: ["http://127.0.0.1/callback"],
+          grant_types: ["authorization_code", "refresh_token", DEVICE_CODE_GRANT],
+          response_types: ["code"],
+          require_pushed_authorization_requests: true,
+        },
+        {
           client_id: SERVICE_CLIENT_ID,
           client_secret: serviceClientSecret,
           // oidc-provider also accepts client_secret_post for a client registered with basic.
@@ -740,6 +807,10 @@ export async function startRealm(opts: RealmOptions = {}): Promise<Realm> {
       features: {
         devInteractions: { enabled: true },
         clientCredentials: { enabled: true },
+        pushedAuthorizationRequests: {
+          enabled: true,
+          requirePushedAuthorizationRequests: opts.requirePushedAuthorizationRequests === true,
+        },
         deviceFlow: {
           enabled: true,
           userCodeInputSource: pages.userCodeInput,
@@ -1008,6 +1079,8 @@ export async function startRealm(opts: RealmOptions = {}): Promise<Realm> {
       fault: undefined,
       port,
       publicClientId: PUBLIC_CLIENT_ID,
+      noRefreshClientId: NO_REFRESH_CLIENT_ID,
+      parClientId: PAR_CLIENT_ID,
       serviceClientId: SERVICE_CLIENT_ID,
       serviceClientSecret,
       audience: AUDIENCE,
