@@ -36,7 +36,9 @@ import {
   LIGHT_CLIENT,
   PUBLIC_CLIENT,
   refreshDirectly,
+  CLIENT_SETTINGS,
   registerAsReadmeSays,
+  registerClientSettings,
   REALM,
   SERVICE_CLIENT,
   signInOverHttp,
@@ -72,6 +74,8 @@ const ONE_LINE_PREFIX = `machine ${HOST} login nix-cache-login password `.length
 
 let kc: Keycloak;
 let reg: Registered;
+/** A disabled user (Users -> carol -> Enabled off). */
+let carol: TestUser;
 let dir: string;
 let nix: NixEnv;
 let storePaths: string[];
@@ -90,6 +94,7 @@ before(async () => {
   const keyDir = join(dir, "client-keys");
   await mkdir(keyDir, { mode: 0o700 });
   reg = await registerAsReadmeSays(kc, { roleCount: ROLE_COUNT, groupCount: GROUP_COUNT, keyDir });
+  ({ carol } = await registerClientSettings(reg));
   console.log(`realm set up as the README says in ${Math.round(performance.now() - t1)} ms`);
   nix = await makeNixEnv(join(dir, "nix"));
   const cacheDir = join(dir, "binary-cache");
@@ -112,7 +117,7 @@ after(async () => {
   for (const r of results) if (r.status === "rejected") throw r.reason;
 });
 
-async function workspace(clientId: string): Promise<Workspace> {
+async function workspace(clientId: string, extra: Record<string, unknown> = {}): Promise<Workspace> {
   const ws = await makeWorkspace();
   workspaces.push(ws);
   const config: Record<string, unknown> = {
@@ -120,6 +125,7 @@ async function workspace(clientId: string): Promise<Workspace> {
     client_id: clientId,
     cache_host: HOST,
     cache_url: cache.url,
+    ...extra,
   };
   if (clientId === SERVICE_CLIENT) {
     const secretFile = join(ws.dir, "client-secret");
@@ -528,3 +534,229 @@ describe("Keycloak", () => {
     }
   });
 });
+
+/** `login` in Chromium (the driver as the browser command) as `user`; the driver's summary too. */
+async function browserLogin(
+  ws: Workspace,
+  user: TestUser,
+  args: string[] = [],
+  driverMode = "login",
+): Promise<RunResult & { driver: () => Promise<Record<string, unknown>> }> {
+  const resultFile = join(ws.dir, `driver-${Math.random().toString(36).slice(2)}.json`);
+  const r = await runCli(ws, ["login", "--browser-command", BROWSER_COMMAND, ...args], {
+    env: {
+      DRIVER_MODE: driverMode,
+      DRIVER_USER: user.username,
+      DRIVER_PASSWORD: user.password,
+      DRIVER_RESULT: resultFile,
+    },
+    timeoutMs: 120_000,
+  });
+  return { ...r, driver: () => readDriverResult(resultFile) };
+}
+
+/** `login --device`, approved in Chromium on Keycloak's device page once the CLI shows the code. */
+async function deviceLogin(ws: Workspace, user: TestUser): Promise<RunResult & { shown: boolean }> {
+  let driverDone: ReturnType<typeof spawnDriver> | undefined;
+  const r = await runCli(ws, ["login", "--device"], {
+    timeoutMs: 120_000,
+    onSpawn: (child) =>
+      watchStderr(
+        child,
+        new RegExp(`(http://127\\.0\\.0\\.1:\\d+/realms/${REALM}/device\\?user_code=\\S+)`),
+        (m) => {
+          driverDone = spawnDriver(m[1] as string, {
+            DRIVER_MODE: "keycloak-device",
+            DRIVER_USER: user.username,
+            DRIVER_PASSWORD: user.password,
+          });
+        },
+      ),
+  });
+  if (driverDone !== undefined) {
+    const d = await driverDone;
+    assert.equal(d.code, 0, d.stderr);
+  }
+  return { ...r, shown: driverDone !== undefined };
+}
+
+/** The first line of stderr, which carries the error. */
+function errorLine(r: RunResult): string {
+  return r.stderr.split("\n").find((l) => l.startsWith("error: ")) ?? "";
+}
+
+function hintLine(r: RunResult): string {
+  return r.stderr.split("\n").find((l) => l.startsWith("hint: ")) ?? "";
+}
+
+describe("Keycloak: client settings real sites turn on", () => {
+  test('"Use refresh tokens" off: signed in without a refresh token; refresh exits 0 while the token lasts, then 3 saying why', async () => {
+    const id = CLIENT_SETTINGS.noRefresh;
+    const ws = await workspace(id);
+    const login = await browserLogin(ws, reg.alice);
+    assert.equal(login.code, 0, login.stderr);
+    assert.equal((await login.driver()).ok, true);
+    assert.match(login.stderr, /^ {2}access token: {2}valid, expires in 1h \(/m);
+    assert.match(login.stderr, /^ {2}refresh token: none \(127\.0\.0\.1:\d+ issues none to this client: /m);
+    assert.equal((await state(ws, id)).refresh_token, undefined);
+    assertCacheClaims(await netrcToken(ws), id);
+    for (const args of [["refresh"], ["refresh", "--min-valid", "2h"]]) {
+      const r = await runCli(ws, args);
+      assert.equal(r.code, 0, `${args.join(" ")}: ${r.stderr}`);
+      assert.match(
+        r.stderr,
+        /^warning: the token cannot be renewed: .* issues no refresh token to client nix-cache-no-refresh/m,
+      );
+    }
+    await ok(ws, ["refresh", "--min-valid", "10m"]);
+    const st = await ok(ws, ["status"]);
+    assert.match(st.stdout, /^refresh token: +none \(/m);
+
+    // An hour later (the state says the token has expired): only a sign-in helps, and why is said.
+    const s = store(ws, id);
+    const saved = s.read();
+    assert.ok(saved !== undefined);
+    await writeState(s, { ...saved, access_token_expires_at: new Date(Date.now() - 1000).toISOString() });
+    const r = await runCli(ws, ["refresh", "--min-valid", "10m"]);
+    assert.equal(r.code, 3, r.stderr);
+    assert.match(
+      errorLine(r),
+      /^error: the access token expired, and 127\.0\.0\.1:\d+ issues no refresh token to client nix-cache-no-refresh, so a browser sign-in is needed each time the access token expires$/,
+    );
+    assert.match(
+      hintLine(r),
+      /enable refresh tokens for client nix-cache-no-refresh .*"Use refresh tokens".*offline_access/,
+    );
+    const expired = await runCli(ws, ["status"]);
+    assert.equal(expired.code, 3);
+    assert.match(expired.stderr, /issues no refresh token to client nix-cache-no-refresh/);
+  });
+
+  test('"Pushed authorization request required": the CLI sees Keycloak refuse the plain request and pushes it (RFC 9126)', async () => {
+    const id = CLIENT_SETTINGS.par;
+    // What Keycloak answers a request that was not pushed, seen from the CLI's --verbose.
+    const ws = await workspace(id);
+    const login = await browserLogin(ws, reg.alice, ["--verbose"]);
+    assert.equal(login.code, 0, login.stderr);
+    assert.equal((await login.driver()).ok, true);
+    assert.match(login.stderr, /the authorization endpoint requires a pushed authorization request/);
+    assert.match(
+      login.stderr,
+      /POST http:\/\/127\.0\.0\.1:\d+\/realms\/test\/protocol\/openid-connect\/ext\/par\/request -> 201/,
+    );
+    assert.match(login.stderr, /^Signed in as alice at /m);
+    assertCacheClaims(await netrcToken(ws), id);
+    await ok(ws, ["refresh"]);
+  });
+
+  test('"Require DPoP bound tokens": browser and device sign-ins stop before the user is asked, exit 2 with the fix', async () => {
+    const id = CLIENT_SETTINGS.dpop;
+    const ws = await workspace(id);
+    const browser = await browserLogin(ws, reg.alice);
+    assert.equal(browser.code, 2, browser.stderr);
+    assert.doesNotMatch(browser.stderr, /Opening a browser/, "no browser was opened");
+    const message =
+      /^error: client nix-cache-dpop at 127\.0\.0\.1:\d+ may only get DPoP-bound tokens \(DPoP proof is missing\), which a netrc cannot carry \(Nix sends the token as a password, without a DPoP proof\)$/;
+    assert.match(errorLine(browser), message);
+    assert.match(hintLine(browser), /turn off "Require DPoP bound tokens" for client nix-cache-dpop/);
+    const device = await deviceLogin(ws, reg.alice);
+    assert.equal(device.code, 2, device.stderr);
+    assert.equal(device.shown, false, "the user code was never shown");
+    assert.match(errorLine(device), message);
+    await assert.rejects(readFile(ws.netrcPath), { code: "ENOENT" });
+  });
+
+  test("the OAuth 2.1 profile for public clients (a realm client policy): its rules a netrc tool cannot meet are said plainly", async () => {
+    const id = CLIENT_SETTINGS.oauth21;
+    const ws = await workspace(id);
+    // Browser: the profile's secure-redirect-uris-enforcer takes no http redirect URI, loopback
+    // included ("allow-http-scheme" is not set), so Keycloak stops at an error page.
+    const browser = await browserLogin(ws, reg.alice);
+    assert.equal(browser.code, 2, browser.stderr);
+    assert.doesNotMatch(browser.stderr, /Opening a browser/);
+    assert.match(
+      errorLine(browser),
+      /^error: 127\.0\.0\.1:\d+ refused the sign-in request before any sign-in page \(HTTP 400: Invalid Redirect Uri: invalid loopback address\)$/,
+    );
+    assert.match(hintLine(browser), /OAuth 2\.1 profile/);
+    assert.match(hintLine(browser), /--device/);
+    // That page is what the user's browser would have stayed on.
+    const page = await spawnDriverResult(await authorizationUrl(id), "show");
+    assert.match(String(page.text), /Invalid Redirect Uri: invalid loopback address/);
+
+    // Device: PKCE and the code pass; the profile's dpop-bind-enforcer refuses the tokens once the
+    // user approved (Keycloak checks it only then).
+    const device = await deviceLogin(ws, reg.alice);
+    assert.equal(device.shown, true, device.stderr);
+    assert.equal(device.code, 2, device.stderr);
+    assert.match(
+      errorLine(device),
+      /^error: client nix-cache-oauth21 at 127\.0\.0\.1:\d+ may only get DPoP-bound tokens/,
+    );
+    assert.match(hintLine(device), /OAuth 2\.1 profile/);
+    await assert.rejects(readFile(ws.netrcPath), { code: "ENOENT" });
+  });
+
+  test("offline_access: an offline token, shown as such; refresh keeps it working", async () => {
+    const ws = await workspace(PUBLIC_CLIENT, { scopes: ["offline_access"] });
+    const login = await browserLogin(ws, reg.alice);
+    assert.equal(login.code, 0, login.stderr);
+    const offline = "offline (no expiry; ends when revoked or idle past the realm's offline idle time)";
+    assert.ok(login.stderr.includes(`  refresh token: ${offline}\n`), login.stderr);
+    const saved = await state(ws, PUBLIC_CLIENT);
+    assert.equal(jwtClaims(saved.refresh_token as string).typ, "Offline");
+    assert.equal(saved.refresh_token_offline, true);
+    const st = await ok(ws, ["status"]);
+    assert.match(st.stdout, new RegExp(`^refresh token: +${offline.replace(/[()]/g, "\\$&")}$`, "m"));
+    // One time format throughout.
+    for (const t of st.stdout.match(/\d{4}-\d\d-\d\dT[^ )]*/g) ?? [])
+      assert.match(t, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+    await ok(ws, ["refresh"]);
+    assert.ok((await ok(ws, ["status"])).stdout.includes(offline));
+    const json = JSON.parse((await ok(ws, ["status", "--json"])).stdout) as {
+      refresh_token: { offline: boolean; valid: boolean };
+    };
+    assert.deepEqual([json.refresh_token.offline, json.refresh_token.valid], [true, true]);
+    await assertCacheAndNixAccept(ws, "token renewed with an offline token");
+  });
+
+  test("a disabled user: Keycloak keeps the browser on its page; the timeout says so instead of hurrying the user", async () => {
+    const ws = await workspace(PUBLIC_CLIENT);
+    const login = await browserLogin(ws, carol, ["--timeout", "15s"], "stuck");
+    const driver = await login.driver();
+    assert.equal(driver.ok, true, JSON.stringify(driver));
+    assert.match(String(driver.text), /Account is disabled, contact your administrator\./);
+    assert.equal(login.code, 1, login.stderr);
+    assert.match(
+      errorLine(login),
+      /^error: no answer from the sign-in at 127\.0\.0\.1:\d+ within 15s: the browser went to its page but did not come back$/,
+    );
+    assert.match(
+      hintLine(login),
+      /if that page shows an error \(such as a disabled account\), ask the administrator/,
+    );
+    assert.doesNotMatch(login.stderr, /sooner/);
+  });
+});
+
+/** An authorization request for clientId with a loopback redirect, as the CLI would send it. */
+async function authorizationUrl(clientId: string): Promise<string> {
+  const u = new URL(`${reg.issuer}/protocol/openid-connect/auth`);
+  u.search = new URLSearchParams({
+    client_id: clientId,
+    redirect_uri: "http://127.0.0.1:40000/callback",
+    response_type: "code",
+    scope: "openid",
+    state: "s".repeat(22),
+    code_challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+    code_challenge_method: "S256",
+  }).toString();
+  return u.href;
+}
+
+async function spawnDriverResult(url: string, mode: string): Promise<Record<string, unknown>> {
+  const resultFile = join(dir, `driver-${Math.random().toString(36).slice(2)}.json`);
+  const run = await spawnDriver(url, { DRIVER_MODE: mode, DRIVER_RESULT: resultFile });
+  assert.equal(run.code, 0, run.stderr);
+  return readDriverResult(resultFile);
+}

@@ -11,6 +11,9 @@
 //   capture      sign in, but the final redirect back to the loopback server never reaches it (as
 //                when the browser runs on another machine): the address it would have loaded is
 //                written to DRIVER_CAPTURE, for the test to paste into the CLI
+//   stuck        sign in on the login form and report the page the provider shows then, for a
+//                sign-in that never comes back (a disabled account)
+//   show         only load the URL and report the page (what a user would see there)
 //   keycloak-device  the URL is Keycloak's device verification URI (complete, with the code):
 //                sign in, grant access if asked, wait for Keycloak's "Device Login Successful"
 // The login form is the test realm's (input[name=login]) or Keycloak's (input[name=username]).
@@ -96,6 +99,16 @@ async function drive(page: Page): Promise<Result> {
       await page.goto(url);
       return { mode, ...(await signInAndReturn(page, origin)) };
     }
+    case "stuck": {
+      await page.goto(url);
+      await fillLogin(page);
+      const loaded = page.waitForEvent("load", { timeout: 20_000 });
+      await submitButton(page).click();
+      await loaded;
+      return { mode, at: new URL(page.url()).pathname, ...(await pageSummary(page)) };
+    }
+    case "show":
+      return { mode, ...(await visit(page, url)) };
     case "deny": {
       await page.goto(url);
       await page.locator("input[name=login]").waitFor({ timeout: 20_000 });

@@ -292,6 +292,56 @@ export async function registerAsReadmeSays(
   };
 }
 
+/** Fixtures: public clients set up like nix-cache, each with one setting real sites turn on. */
+export const CLIENT_SETTINGS = {
+  /** Advanced -> OpenID Connect Compatibility Modes: "Use refresh tokens" off. */
+  noRefresh: "nix-cache-no-refresh",
+  /** Advanced -> Advanced settings: "Pushed authorization request required" on. */
+  par: "nix-cache-par",
+  /** "Require DPoP bound tokens" on (Keycloak 26.4+). */
+  dpop: "nix-cache-dpop",
+  /** Under a realm client policy with the built-in profile "oauth-2-1-for-public-client". */
+  oauth21: "nix-cache-oauth21",
+} as const;
+
+/** The client role that the OAuth 2.1 client policy's condition ("client-roles") looks for. */
+const OAUTH21_ROLE = "oauth-2.1-public";
+
+/**
+ * The clients of CLIENT_SETTINGS, and a disabled user (carol). The OAuth 2.1 policy is made last
+ * and applies to the client holding OAUTH21_ROLE only: its executors check requests at the
+ * authorization and token endpoints, whatever the client's own settings.
+ */
+export async function registerClientSettings(reg: Registered): Promise<{ carol: TestUser }> {
+  const { admin } = reg;
+  const create = async (clientId: string, attributes: Record<string, string>) => {
+    const id = (await admin.call("POST", `/${REALM}/clients`, publicClient(clientId, attributes))) as string;
+    reg.clientIds[clientId] = id;
+    await admin.call("POST", `/${REALM}/clients/${id}/protocol-mappers/models`, audienceMapper(false));
+    return id;
+  };
+  await create(CLIENT_SETTINGS.noRefresh, { "use.refresh.tokens": "false" });
+  await create(CLIENT_SETTINGS.par, { "require.pushed.authorization.requests": "true" });
+  await create(CLIENT_SETTINGS.dpop, { "dpop.bound.access.tokens": "true" });
+  const o21 = await create(CLIENT_SETTINGS.oauth21, {});
+  await admin.call("POST", `/${REALM}/clients/${o21}/roles`, { name: OAUTH21_ROLE });
+  // Realm settings -> Client policies -> Policies -> Create client policy: condition "client-roles",
+  // profile "oauth-2-1-for-public-client" (Keycloak's built-in profile, issue 25316).
+  await admin.call("PUT", `/${REALM}/client-policies/policies`, {
+    policies: [
+      {
+        name: "oauth-2.1-for-public-clients",
+        enabled: true,
+        conditions: [{ condition: "client-roles", configuration: { roles: [OAUTH21_ROLE] } }],
+        profiles: ["oauth-2-1-for-public-client"],
+      },
+    ],
+  });
+  const carol = await createUser(admin, "carol");
+  await admin.call("PUT", `/${REALM}/users/${carol.id}`, { enabled: false });
+  return { carol };
+}
+
 function decodeEntities(s: string): string {
   return s
     .replace(/&amp;/g, "&")

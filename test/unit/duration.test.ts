@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { describeExpiry, formatSpan, parseDuration } from "../../src/duration.ts";
+import { describeExpiry, formatInstant, formatSpan, parseDuration } from "../../src/duration.ts";
 import { CliError, ExitCode } from "../../src/errors.ts";
 
 describe("parseDuration", () => {
@@ -134,5 +134,18 @@ describe("describeExpiry", () => {
   test("an expiry exactly now is expired", () => {
     assert.equal(describeExpiry(new Date(now), now), "expired 0s ago (2026-11-25T09:18:00Z)");
     assert.match(describeExpiry(new Date(now.getTime() + 1), now), /^valid, expires in 0s /);
+  });
+});
+
+describe("formatInstant", () => {
+  test("one format for every time shown: UTC to the second, from a Date or a stored string", () => {
+    assert.equal(formatInstant(new Date("2026-11-25T09:18:30.250Z")), "2026-11-25T09:18:30Z");
+    assert.equal(formatInstant("2026-11-25T09:18:30.250Z"), "2026-11-25T09:18:30Z");
+    assert.equal(formatInstant("2026-11-25T09:18:30Z"), "2026-11-25T09:18:30Z");
+    assert.equal(formatInstant("2026-11-25T10:18:30+01:00"), "2026-11-25T09:18:30Z");
+  });
+
+  test("what is not a time is returned as it was", () => {
+    assert.equal(formatInstant("yesterday"), "yesterday");
   });
 });

@@ -22,8 +22,13 @@ import {
 } from "../../src/doctor/nix.ts";
 import { CliError, ExitCode } from "../../src/errors.ts";
 import { parseClientKey } from "../../src/oidc/client-key.ts";
-import { describeNetworkError } from "../../src/oidc/http.ts";
-import { basicAuthorization, chooseSecretMethod, formEncodeCredential } from "../../src/oidc/provider.ts";
+import { describeNetworkError, networkProblem } from "../../src/oidc/http.ts";
+import {
+  basicAuthorization,
+  chooseSecretMethod,
+  errorPageMessage,
+  formEncodeCredential,
+} from "../../src/oidc/provider.ts";
 
 const BASE = {
   issuer: "https://id.example.org/realms/main",
@@ -139,6 +144,34 @@ test("network failures: a port fetch refuses, plain http behind https, TLS error
   );
   const notYet = Object.assign(new Error("x"), { code: "CERT_NOT_YET_VALID" });
   assert.match(describeNetworkError(failed(notYet)) ?? "", /not yet valid \(check the system clock\)/);
+});
+
+test("network failures get one hint each, the one that fits", () => {
+  const failed = (code: string) =>
+    new TypeError("fetch failed", { cause: Object.assign(new Error(code), { code }) });
+  for (const code of [
+    "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+    "DEPTH_ZERO_SELF_SIGNED_CERT",
+    "SELF_SIGNED_CERT_IN_CHAIN",
+  ]) {
+    const p = networkProblem(failed(code));
+    assert.doesNotMatch(p?.reason ?? "", /NODE_EXTRA_CA_CERTS/, code);
+    assert.match(p?.hint ?? "", /^set NODE_EXTRA_CA_CERTS to the PEM file of the CA/, code);
+  }
+  assert.match(networkProblem(failed("CERT_NOT_YET_VALID"))?.hint ?? "", /system clock/);
+  assert.match(networkProblem(failed("ERR_TLS_CERT_ALTNAME_INVALID"))?.hint ?? "", /host in the issuer URL/);
+  assert.match(networkProblem(failed("ECONNREFUSED"))?.hint ?? "", /check the network and the issuer URL/);
+  assert.equal(networkProblem(new Error("something else")), undefined);
+});
+
+test("Keycloak's error page: its message, printable; other pages: nothing", () => {
+  const page = `<div id="kc-error-message">\n  <p class="instruction">Invalid Redirect Uri: invalid loopback address</p>\n</div>`;
+  assert.equal(errorPageMessage(page), "Invalid Redirect Uri: invalid loopback address");
+  assert.equal(
+    errorPageMessage(`<div id="kc-error-message"><p class="instruction">a &amp; b\u001b[31m</p></div>`),
+    "a & b [31m",
+  );
+  assert.equal(errorPageMessage("<html><p>We are sorry</p></html>"), undefined);
 });
 
 test("client keys: PEM (PKCS#8, PKCS#1, SEC1) and JWK with its kid; other kinds are refused", () => {
