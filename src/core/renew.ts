@@ -159,9 +159,11 @@ async function withoutRefreshToken(ctx: Context, s: Setup, state: TokenState): P
   const lacking = hostsLackingToken(s, state);
   if (lacking.length > 0) await copyTokenToHosts(ctx, s, state, lacking);
   const expires = new Date(state.access_token_expires_at as string);
-  warn(
+  // Not warn(): a timer's `--quiet` run that succeeds prints nothing (cron mails nothing); the
+  // exit 3 once the token has expired is what must be seen.
+  say(
     ctx,
-    `the token cannot be renewed: ${noRefreshTokenReason(s.config)}; the current one is ${describeExpiry(expires, ctx.now())}`,
+    `warning: the token cannot be renewed: ${noRefreshTokenReason(s.config)}; the current one is ${describeExpiry(expires, ctx.now())}`,
   );
   recordTokens(ctx, s.config, state, lacking.length > 0 ? "copied" : "none");
   return ExitCode.ok;
