@@ -393,7 +393,17 @@ export class Provider {
       await res.body?.cancel();
       return { kind: "ok" };
     }
-    return { kind: "page", status: res.status, message: errorPageMessage(await boundedText(res, 64 * 1024)) };
+    // A refusal is taken as one when it says so: HTTP 400, RFC 6749 4.1.2.1's answer to a bad
+    // redirect URI or client, or Keycloak's error page. A 401, 403 or 404 may be a proxy or a
+    // gateway that the browser, with its cookies, gets past.
+    const message = errorPageMessage(await boundedText(res, 64 * 1024));
+    if (res.status !== 400 && message === undefined) {
+      this.opts.log(
+        `the authorization endpoint answered HTTP ${res.status}; the browser will see for itself`,
+      );
+      return { kind: "ok" };
+    }
+    return { kind: "page", status: res.status, message };
   }
 
   /**

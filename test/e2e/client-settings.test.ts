@@ -98,6 +98,9 @@ describe("a public client that gets no refresh token", () => {
       renewing.stderr,
       /^warning: the token cannot be renewed: 127\.0\.0\.1:\d+ issues no refresh token to client nix-cache-no-refresh, so a browser sign-in is needed each time the access token expires; the current one is valid, expires in [45]m /m,
     );
+    // A timer's --quiet run: exit 0 and nothing printed (cron mails nothing).
+    const quiet = await runCli(ws, ["refresh", "--quiet", "--min-valid", "10m"]);
+    assert.deepEqual([quiet.code, quiet.stdout, quiet.stderr], [0, "", ""]);
     const status = await runCli(ws, ["status"]);
     assert.equal(status.code, 0, status.stdout + status.stderr);
     assert.match(

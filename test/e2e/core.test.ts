@@ -228,7 +228,7 @@ describe("refresh", () => {
     assert.equal(reuse.json.error, "invalid_grant");
   });
 
-  test("Keycloak offline tokens (refresh_expires_in 0, no exp): the expiry is unknown, not expired", async () => {
+  test("Keycloak offline tokens (refresh_expires_in 0, no exp): shown as offline, not expired", async () => {
     const offline = await startRealm({ tls: false, offlineTokens: true });
     try {
       const ws = await makeWorkspace({ issuer: offline.issuer, client_id: "nix-cache", cache_host: HOST });
@@ -243,11 +243,14 @@ describe("refresh", () => {
       assert.equal(status.code, 0, status.stderr);
       const j = JSON.parse(status.stdout) as { refresh_token: Record<string, unknown> };
       assert.deepEqual(
-        [j.refresh_token.present, j.refresh_token.valid, j.refresh_token.expires_at],
-        [true, true, null],
+        [j.refresh_token.present, j.refresh_token.valid, j.refresh_token.expires_at, j.refresh_token.offline],
+        [true, true, null, true],
       );
       const text = await runCli(ws, ["status"]);
-      assert.match(text.stdout, /refresh token: +unknown/);
+      assert.match(
+        text.stdout,
+        /^refresh token: +offline \(no expiry; ends when revoked or idle past the realm's offline idle time\)$/m,
+      );
       assert.equal((await runCli(ws, ["refresh"])).code, 0, "and it still refreshes");
     } finally {
       await offline.stop();
