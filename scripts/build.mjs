@@ -277,8 +277,8 @@ const docs = await build({
     contents: [
       'export { commandTable } from "./src/cli/table.ts";',
       'export { helpFooter } from "./src/cli/help.ts";',
-      'export { completionScript } from "./src/commands/completion.ts";',
-      'export { manPage } from "./src/commands/manpage.ts";',
+      'export { completionScript } from "./src/cli/completion.ts";',
+      'export { manPage } from "./src/cli/manpage.ts";',
     ].join("\n"),
     resolveDir: new URL("..", import.meta.url).pathname,
     loader: "ts",

@@ -237,7 +237,7 @@ export const COMMANDS: CommandSpec[] = [
     ],
     run: async (ctx, v) => {
       const [{ completionScript }, { helpFooter }] = await Promise.all([
-        import("../commands/completion.ts"),
+        import("./completion.ts"),
         import("./help.ts"),
       ]);
       ctx.stdout.write(completionScript(str(v[""]) as "bash" | "zsh" | "fish", commandTable(helpFooter())));

@@ -1,5 +1,5 @@
 import { createInterface } from "node:readline";
-import { checkBrowserCommand, openBrowser } from "../oidc/browser.ts";
+import { checkBrowserCommand, openBrowser } from "../os/browser.ts";
 import type { Env } from "../config/paths.ts";
 import { prompt, say, verbose, warn, type Context } from "../context.ts";
 import { describeExpiry, formatSpan, parseDuration } from "../duration.ts";
@@ -7,8 +7,8 @@ import { CliError, ExitCode } from "../errors.ts";
 import { deviceSignIn } from "../oidc/device.ts";
 import { LoopbackServer, type CallbackOutcome, type Page } from "../oidc/loopback.ts";
 import type { Provider, TokenSet } from "../oidc/provider.ts";
-import { printable } from "../cli/terminal-text.ts";
-import { setLongTimeout } from "../oidc/timers.ts";
+import { printable } from "../text.ts";
+import { setLongTimeout } from "../net/timers.ts";
 import { recordTokens } from "../core/result.ts";
 import { describeEntries, loadSetup, lockOptions, type Setup } from "../core/setup.ts";
 import { CorruptStateError } from "../store/state.ts";

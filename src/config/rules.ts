@@ -4,7 +4,7 @@
  * all and reports every problem at once. A new key is one entry here.
  */
 import { parseDuration } from "../duration.ts";
-import { isLoopbackHost } from "../oidc/loopback-host.ts";
+import { isLoopbackHost } from "../os/loopback-host.ts";
 import { closest } from "../suggest.ts";
 import { expandPath, type Env } from "./paths.ts";
 

@@ -5,7 +5,7 @@
 import type { Context } from "../context.ts";
 import { formatSpan } from "../duration.ts";
 import { CliError } from "../errors.ts";
-import { longTimeoutSignal } from "./timers.ts";
+import { longTimeoutSignal } from "../net/timers.ts";
 import type { Provider, TokenSet } from "./provider.ts";
 
 export interface DeviceSignInOptions {

@@ -13,7 +13,7 @@ import { randomBytes, timingSafeEqual } from "node:crypto";
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import { CliError } from "../errors.ts";
-import { printable } from "../cli/terminal-text.ts";
+import { printable } from "../text.ts";
 
 export type Logger = (line: string) => void;
 

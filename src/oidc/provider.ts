@@ -10,7 +10,7 @@ import { CliError, ExitCode, type ExitCodeValue } from "../errors.ts";
 import type { ClientCredential } from "../core/setup.ts";
 import { parseClientKey, webCryptoKey } from "./client-key.ts";
 import type { TokenState } from "../store/state.ts";
-import { printable, quoted } from "../cli/terminal-text.ts";
+import { printable, quoted } from "../text.ts";
 import {
   checkedEndpoint,
   describeNetworkError,
@@ -18,7 +18,7 @@ import {
   neverReachedServer,
   requestUrlOf,
   type Logger,
-} from "./http.ts";
+} from "../net/http.ts";
 
 type Lib = typeof OidcClient;
 let lib: Promise<Lib> | undefined;

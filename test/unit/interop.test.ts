@@ -22,7 +22,7 @@ import {
 } from "../../src/doctor/nix.ts";
 import { CliError, ExitCode } from "../../src/errors.ts";
 import { parseClientKey } from "../../src/oidc/client-key.ts";
-import { describeNetworkError } from "../../src/oidc/http.ts";
+import { describeNetworkError } from "../../src/net/http.ts";
 import { basicAuthorization, chooseSecretMethod, formEncodeCredential } from "../../src/oidc/provider.ts";
 
 const BASE = {

@@ -1,5 +1,5 @@
 /**
- * The renewal after ./renewal.ts found one is needed: under the state lock, a refresh token grant
+ * The renewal after ./freshness.ts found one is needed: under the state lock, a refresh token grant
  * (user sign-in) or a client credentials grant (service account), then the files, then the line
  * that says so. Loaded only when a renewal is due: it brings the network code.
  */
@@ -17,7 +17,7 @@ import {
   type StateReservation,
 } from "../store/write.ts";
 import type { TokenState } from "../store/state.ts";
-import { hostsLackingToken, tokenLasts, type PendingRenewal } from "./renewal.ts";
+import { hostsLackingToken, tokenLasts, type PendingRenewal } from "./freshness.ts";
 import { provider, saveTokens, writeNetrcEntries } from "./save-tokens.ts";
 import { describeEntries, lockOptions, type Setup } from "./setup.ts";
 

@@ -1,6 +1,6 @@
 /**
  * Whether the current token is still good, from the files alone; and what `refresh` and
- * `service-account` settle before any request. The renewal itself is in ./renew.ts, which loads
+ * `service-account` settle before any request. The renewal itself is in ./renew-under-lock.ts, which loads
  * the network code.
  */
 import type { Config } from "../config/load.ts";

@@ -1,4 +1,4 @@
-import { isLoopbackHost } from "./loopback-host.ts";
+import { isLoopbackHost } from "../os/loopback-host.ts";
 import type { Env } from "../config/paths.ts";
 import { CliError } from "../errors.ts";
 import { requestFetch } from "./request.ts";

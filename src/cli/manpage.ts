@@ -1,9 +1,9 @@
 /**
- * The man page, nix-cache-login(1), made from the command table (../cli.ts) by the build
+ * The man page, nix-cache-login(1), made from the command table (./table.ts) by the build
  * (scripts/build.mjs writes dist/man/nix-cache-login.1): the same commands, options and text as
  * --help.
  */
-import type { CommandTable, OptionSpec } from "../cli/table.ts";
+import type { CommandTable, OptionSpec } from "./table.ts";
 
 /** roff text: a leading dot or quote would be a request, a backslash an escape, a hyphen a minus. */
 function esc(text: string): string {
