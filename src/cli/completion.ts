@@ -2,7 +2,7 @@
  * Shell completion scripts for bash, zsh and fish, made from the command table (./table.ts), so
  * that they know every command, option and argument the parser knows.
  */
-import type { CommandSpec, CommandTable, OptionSpec } from "./table.ts";
+import type { CommandSpec, CommandTable, OptionSpec } from "./spec.ts";
 
 type Shell = "bash" | "zsh" | "fish";
 

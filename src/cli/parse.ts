@@ -1,17 +1,8 @@
 /** argv -> what to do, under the one command table (./table.ts). */
 import { CliError, ExitCode } from "../errors.ts";
 import { closest } from "../suggest.ts";
-import {
-  ALL_OPTIONS,
-  COMMANDS,
-  DEFAULT_COMMAND,
-  findCommand,
-  GLOBAL_OPTIONS,
-  NAME,
-  type CommandSpec,
-  type OptionSpec,
-  type Values,
-} from "./table.ts";
+import { ALL_OPTIONS, COMMANDS, DEFAULT_COMMAND, findCommand, GLOBAL_OPTIONS, NAME } from "./table.ts";
+import type { CommandSpec, OptionSpec, Values } from "./spec.ts";
 
 export type Parsed =
   | { kind: "help"; command: string | undefined }

@@ -1,6 +1,6 @@
 import { createInterface } from "node:readline";
 import { checkBrowserCommand, openBrowser } from "../os/browser.ts";
-import type { Env } from "../config/paths.ts";
+import type { Env } from "../os/env.ts";
 import { prompt, say, verbose, warn, type Context } from "../context.ts";
 import { describeExpiry, formatSpan, parseDuration } from "../duration.ts";
 import { CliError, ExitCode } from "../errors.ts";

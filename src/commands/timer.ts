@@ -17,7 +17,8 @@ import { existsSync, lstatSync, readFileSync, readlinkSync, realpathSync } from 
 import { mkdir, rename, rmdir, unlink, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { SYSTEM_CONFIG } from "../config/find.ts";
-import { xdgDir, type Env } from "../config/paths.ts";
+import type { Env } from "../os/env.ts";
+import { xdgDir } from "../config/paths.ts";
 import { say, warn, type Context } from "../context.ts";
 import { parseDuration } from "../duration.ts";
 import { CliError, ExitCode } from "../errors.ts";

@@ -1,6 +1,7 @@
 import { isAbsolute, join, resolve } from "node:path";
 import { CliError, ExitCode } from "../errors.ts";
-import { expandPath, xdgDir, type Env } from "./paths.ts";
+import type { Env } from "../os/env.ts";
+import { expandPath, xdgDir } from "./paths.ts";
 
 export interface ConfigCandidate {
   path: string;

@@ -15,7 +15,8 @@ import {
   type HostName,
   type TokenEndpointAuthMethod,
 } from "./rules.ts";
-import { expandPath, xdgDir, type Env } from "./paths.ts";
+import type { Env } from "../os/env.ts";
+import { expandPath, xdgDir } from "./paths.ts";
 
 export interface Config {
   /** The file the configuration came from. */

@@ -1,7 +1,6 @@
 import { isAbsolute, join } from "node:path";
 import { CliError, ExitCode } from "../errors.ts";
-
-export type Env = Readonly<Record<string, string | undefined>>;
+import type { Env } from "../os/env.ts";
 
 function home(env: Env): string {
   const h = env.HOME;

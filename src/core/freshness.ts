@@ -10,7 +10,8 @@ import { CliError, ExitCode } from "../errors.ts";
 import { netrcHolds } from "../netrc/read.ts";
 import { recordTokens } from "./result.ts";
 import { CorruptStateError, type TokenState } from "../store/state.ts";
-import { loadSetup, readClientCredential, type ClientCredential, type Setup } from "./setup.ts";
+import type { ClientCredential } from "../oidc/client-key.ts";
+import { loadSetup, readClientCredential, type Setup } from "./setup.ts";
 
 /** The command that gets a fresh token: for hints (`status`) and fixes (`doctor`). */
 export function renewCommand(config: Config, state: TokenState | undefined, now: Date): string {

@@ -5,7 +5,8 @@
 import { verbose, warn, type Context } from "../context.ts";
 import { checkTokenLength, upsertNetrcEntries } from "../netrc/file.ts";
 import { Provider, type TokenSet } from "../oidc/provider.ts";
-import { describeEntries, netrcWhere, type ClientCredential, type Setup } from "./setup.ts";
+import type { ClientCredential } from "../oidc/client-key.ts";
+import { describeEntries, netrcWhere, type Setup } from "./setup.ts";
 import type { TokenState } from "../store/state.ts";
 import { writeState, type StateReservation } from "../store/write.ts";
 

@@ -9,7 +9,7 @@ import { stateDir } from "../config/paths.ts";
 import { verbose, type Context } from "../context.ts";
 import { CliError, ExitCode } from "../errors.ts";
 import { StateStore } from "../store/state.ts";
-import type { ClientKey } from "../oidc/client-key.ts";
+import type { ClientCredential } from "../oidc/client-key.ts";
 
 /** The loaded configuration and the token store of its (issuer, client_id). */
 export interface Setup {
@@ -22,13 +22,6 @@ export function loadSetup(ctx: Context): Setup {
   verbose(ctx)(`using configuration ${config.path} (${config.source})`);
   return { config, store: new StateStore(stateDir(ctx.env), config.issuer, config.clientId) };
 }
-
-/**
- * What a service account proves itself with: a shared secret, or a private key (private_key_jwt).
- * `key` is the key parsed from `keyText` once it has been (../oidc/client-key.ts).
- */
-export type ClientCredential =
-  { secret: string } | { keyText: string; keyFile: string; key?: ClientKey | undefined };
 
 function readPrivateFile(
   config: Config,

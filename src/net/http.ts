@@ -1,5 +1,5 @@
 import { isLoopbackHost } from "../os/loopback-host.ts";
-import type { Env } from "../config/paths.ts";
+import type { Env } from "../os/env.ts";
 import { CliError } from "../errors.ts";
 import { requestFetch } from "./request.ts";
 import { slowNotice } from "./slow-notice.ts";

@@ -6,6 +6,13 @@ import { createPrivateKey, webcrypto, type JsonWebKey, type KeyObject } from "no
 import type { Config } from "../config/load.ts";
 import { CliError, ExitCode } from "../errors.ts";
 
+/**
+ * What a service account proves itself with: a shared secret, or a private key (private_key_jwt).
+ * `key` is the key parsed from `keyText` once it has been (parseClientKey below).
+ */
+export type ClientCredential =
+  { secret: string } | { keyText: string; keyFile: string; key?: ClientKey | undefined };
+
 export interface ClientKey {
   privateKey: KeyObject;
   kid: string | undefined;

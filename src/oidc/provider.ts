@@ -5,10 +5,9 @@
 import type * as OidcClient from "openid-client";
 import type { Config } from "../config/load.ts";
 import type { TokenEndpointAuthMethod } from "../config/rules.ts";
-import type { Env } from "../config/paths.ts";
+import type { Env } from "../os/env.ts";
 import { CliError, ExitCode, type ExitCodeValue } from "../errors.ts";
-import type { ClientCredential } from "../core/setup.ts";
-import { parseClientKey, webCryptoKey } from "./client-key.ts";
+import { parseClientKey, webCryptoKey, type ClientCredential } from "./client-key.ts";
 import type { TokenState } from "../store/state.ts";
 import { printable, quoted } from "../text.ts";
 import {

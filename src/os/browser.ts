@@ -6,7 +6,7 @@
  */
 import { spawn } from "node:child_process";
 import { delimiter } from "node:path";
-import type { Env } from "../config/paths.ts";
+import type { Env } from "./env.ts";
 import { CliError, ExitCode } from "../errors.ts";
 
 export interface OpenerOptions {

@@ -11,7 +11,8 @@ import { configCandidates, noConfigError, SYSTEM_CONFIG } from "../../src/config
 import { loadConfig, validateConfig, type Config } from "../../src/config/load.ts";
 import { CONFIG_KEYS } from "../../src/config/rules.ts";
 import { isLoopbackHost } from "../../src/os/loopback-host.ts";
-import { expandPath, stateDir, xdgDir, type Env } from "../../src/config/paths.ts";
+import { expandPath, stateDir, xdgDir } from "../../src/config/paths.ts";
+import type { Env } from "../../src/os/env.ts";
 import { CliError, ExitCode } from "../../src/errors.ts";
 
 const GOOD = `issuer = "https://id.example.org/realms/main"
