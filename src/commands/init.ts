@@ -38,7 +38,7 @@ export async function init(ctx: Context, opts: InitOptions): Promise<number> {
     ["--cache-host", opts.cacheHost],
   ].filter(([, v]) => v === undefined || v.trim() === "");
   if (missing.length > 0) {
-    throw new CliError(`init needs ${missing.map(([k]) => k).join(", ")}`, {
+    throw new CliError("init_missing_options", `init needs ${missing.map(([k]) => k).join(", ")}`, {
       exitCode: ExitCode.usage,
       hint: "e.g. nix-cache-login init --issuer https://sso.example.org/realms/nix --client-id nix-cache --cache-host cache.example.org",
     });
@@ -47,7 +47,7 @@ export async function init(ctx: Context, opts: InitOptions): Promise<number> {
   // $XDG_CONFIG_HOME/nix-cache-login/config.toml.
   const target = configCandidates(ctx.configFlag, ctx.env)[0]?.path as string;
   if (existsSync(target) && opts.force !== true) {
-    throw new CliError(`${target} exists already`, {
+    throw new CliError("config_exists", `${target} exists already`, {
       exitCode: ExitCode.usage,
       hint: "edit it, or replace it with `nix-cache-login init ... --force`",
     });
@@ -75,11 +75,15 @@ export async function init(ctx: Context, opts: InitOptions): Promise<number> {
     await p.metadata();
   } catch (e) {
     const why = e instanceof CliError ? e.message : String((e as Error).message);
-    throw new CliError(`--issuer ${config.issuer}: no OpenID Connect discovery document there (${why})`, {
-      exitCode: e instanceof CliError ? e.exitCode : ExitCode.failure,
-      hint: "check the URL (Keycloak: https://HOST/realms/REALM) and that this machine reaches it",
-      cause: e,
-    });
+    throw new CliError(
+      "issuer_no_discovery",
+      `--issuer ${config.issuer}: no OpenID Connect discovery document there (${why})`,
+      {
+        exitCode: e instanceof CliError ? e.exitCode : ExitCode.failure,
+        hint: "check the URL (Keycloak: https://HOST/realms/REALM) and that this machine reaches it",
+        cause: e,
+      },
+    );
   }
   await writeFileAtomic(target, text, "utf8");
   record(ctx, { action: "written", config_path: target });

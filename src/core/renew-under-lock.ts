@@ -80,14 +80,15 @@ export function renew(ctx: Context, r: PendingRenewal): Promise<number> {
         } else {
           if (state?.refresh_token === undefined) {
             throw loginRequired(
-              `not signed in to ${s.config.issuer} as client ${s.config.clientId}`,
               "not_signed_in",
+              `not signed in to ${s.config.issuer} as client ${s.config.clientId}`,
             );
           }
           if (state.session_ended !== undefined) {
-            throw loginRequired(
+            // The provider ended it earlier (a refresh answered invalid_grant): the same error again.
+            throw new SessionEndedError(
               `the session at ${s.config.issuer} ended at ${state.session_ended.at}${state.session_ended.description === null ? "" : ` (${state.session_ended.description})`}`,
-              "session_expired",
+              state.session_ended.description ?? undefined,
             );
           }
           try {

@@ -33,11 +33,16 @@ function readPrivateFile(
     text = readFileSync(file, "utf8");
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") {
+      throw new CliError("credential_file_missing", `${key} ${file}: no such file`, {
+        exitCode: ExitCode.usage,
+        hint: `fix ${key} in ${config.path}`,
+      });
+    }
     throw new CliError(
-      `${key} ${file}: ${code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : (code ?? (e as Error).message)}`,
+      "credential_file_unreadable",
+      `${key} ${file}: ${code === "EACCES" ? "permission denied" : (code ?? (e as Error).message)}`,
       {
-        exitCode: code === "ENOENT" ? ExitCode.usage : ExitCode.failure,
-        code: code === "ENOENT" ? "credential_file_missing" : "credential_file_unreadable",
         hint:
           code === "EACCES"
             ? "run as a user that can read it (the file should stay private)"
@@ -47,9 +52,8 @@ function readPrivateFile(
   }
   const trimmed = text.replace(/\s+$/, "");
   if (trimmed === "") {
-    throw new CliError(`${key} ${file}: the file is empty`, {
+    throw new CliError("credential_file_empty", `${key} ${file}: the file is empty`, {
       exitCode: ExitCode.usage,
-      code: "credential_file_empty",
     });
   }
   return trimmed;
@@ -57,10 +61,10 @@ function readPrivateFile(
 
 function notServiceAccount(config: Config): CliError {
   return new CliError(
+    "not_service_account",
     `${config.path}: neither client_secret_file nor client_key_file is set, so this configuration is for user sign-in`,
     {
       exitCode: ExitCode.usage,
-      code: "not_service_account",
       hint: "set client_secret_file (or client_key_file) for a service account, or use `nix-cache-login login`",
     },
   );

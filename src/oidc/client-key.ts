@@ -49,20 +49,23 @@ export function parseClientKey(config: Config, keyText: string, keyFile: string)
       privateKey = createPrivateKey({ key: keyText, format: "pem" });
     }
   } catch {
-    throw new CliError(`client_key_file ${keyFile}: not a private key (PEM or JWK expected)`, {
-      exitCode: ExitCode.usage,
-      code: "client_key_invalid",
-      hint: `put the client's private key there (e.g. made with \`openssl genpkey -algorithm RSA\`), or fix client_key_file in ${config.path}`,
-    });
+    throw new CliError(
+      "client_key_invalid",
+      `client_key_file ${keyFile}: not a private key (PEM or JWK expected)`,
+      {
+        exitCode: ExitCode.usage,
+        hint: `put the client's private key there (e.g. made with \`openssl genpkey -algorithm RSA\`), or fix client_key_file in ${config.path}`,
+      },
+    );
   }
   const alg = signingAlgorithm(privateKey);
   if (alg === undefined) {
     const curve = privateKey.asymmetricKeyDetails?.namedCurve;
     throw new CliError(
+      "client_key_unsupported",
       `client_key_file ${keyFile}: a ${privateKey.asymmetricKeyType ?? "unknown"} key${curve !== undefined ? ` on ${curve}` : ""} cannot sign a client assertion`,
       {
         exitCode: ExitCode.usage,
-        code: "client_key_unsupported",
         hint: "use an RSA, EC P-256/P-384 or Ed25519 key",
       },
     );

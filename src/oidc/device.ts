@@ -4,7 +4,7 @@
  */
 import type { Context } from "../context.ts";
 import { formatSpan } from "../duration.ts";
-import { CliError } from "../errors.ts";
+import { deviceCodeExpired, signInTimedOut } from "./sign-in-errors.ts";
 import { longTimeoutSignal } from "../net/timers.ts";
 import type { Provider, TokenSet } from "./provider.ts";
 
@@ -51,15 +51,18 @@ export async function deviceSignIn(
   } catch (e) {
     if (ctx.signal.aborted) throw e;
     if (deadline.aborted) {
-      throw new CliError(
-        seconds < o.timeoutSeconds
-          ? `the device code expired after ${formatSpan(seconds)} before the sign-in was approved`
-          : `timed out after ${formatSpan(seconds)} waiting for the sign-in to be approved`,
-        {
-          code: seconds < o.timeoutSeconds ? "device_code_expired" : "sign_in_timeout",
-          hint: "run `nix-cache-login login --device` again (use --timeout to wait longer)",
-        },
-      );
+      const hint = "run `nix-cache-login login --device` again (use --timeout to wait longer)";
+      if (seconds < o.timeoutSeconds) {
+        throw deviceCodeExpired(
+          `the device code expired after ${formatSpan(seconds)} before the sign-in was approved`,
+          {
+            hint,
+          },
+        );
+      }
+      throw signInTimedOut(`timed out after ${formatSpan(seconds)} waiting for the sign-in to be approved`, {
+        hint,
+      });
     }
     throw e;
   }

@@ -7,6 +7,7 @@ import type { Config } from "../config/load.ts";
 import type { TokenEndpointAuthMethod } from "../config/rules.ts";
 import type { Env } from "../os/env.ts";
 import { CliError, ExitCode, type ExitCodeValue } from "../errors.ts";
+import { deviceCodeExpired, signInDenied } from "./sign-in-errors.ts";
 import { parseClientKey, webCryptoKey, type ClientCredential } from "./client-key.ts";
 import type { TokenState } from "../store/state.ts";
 import { printable, quoted } from "../text.ts";
@@ -239,9 +240,10 @@ export class Provider {
         return "revoked" as const;
       }
       if (meta.end_session_endpoint === undefined) {
-        throw new CliError(`${this.host} advertises neither a revocation nor a logout endpoint`, {
-          code: "provider_no_revocation",
-        });
+        throw new CliError(
+          "provider_no_revocation",
+          `${this.host} advertises neither a revocation nor a logout endpoint`,
+        );
       }
       const endpoint = checkedEndpoint(meta.end_session_endpoint, this.opts.config.issuer, "logout endpoint");
       const body = new URLSearchParams({ client_id: this.opts.config.clientId, refresh_token: refreshToken });
@@ -253,13 +255,15 @@ export class Provider {
       });
       if (res.status >= 300 && res.status < 400) {
         throw new CliError(
+          "provider_logout_redirect",
           `${this.host} answered the logout request with a redirect (HTTP ${res.status}), which is not followed: it would send the refresh token elsewhere`,
         );
       }
       if (!res.ok && res.status !== 204) {
-        throw new CliError(`${this.host} answered the logout request with HTTP ${res.status}`, {
-          code: "provider_logout_failed",
-        });
+        throw new CliError(
+          "provider_logout_failed",
+          `${this.host} answered the logout request with HTTP ${res.status}`,
+        );
       }
       return "logged-out" as const;
     });
@@ -277,10 +281,13 @@ export class Provider {
   authorizationRequest(redirectUri: string): Promise<AuthorizationRequest> {
     return this.withConfig("authorization request", async (l, c) => {
       if (c.serverMetadata().authorization_endpoint === undefined) {
-        throw new CliError(`${this.host} advertises no authorization endpoint`, {
-          code: "provider_no_authorization_endpoint",
-          hint: "check that the issuer URL points at the realm",
-        });
+        throw new CliError(
+          "provider_no_authorization_endpoint",
+          `${this.host} advertises no authorization endpoint`,
+          {
+            hint: "check that the issuer URL points at the realm",
+          },
+        );
       }
       const codeVerifier = l.randomPKCECodeVerifier();
       const state = l.randomState();
@@ -366,9 +373,9 @@ export class Provider {
     const res = await this.withConfig("device authorization", async (l, c) => {
       if (c.serverMetadata().device_authorization_endpoint === undefined) {
         throw new CliError(
+          "provider_no_device_flow",
           `${this.host} does not offer the device sign-in (no device authorization endpoint)`,
           {
-            code: "provider_no_device_flow",
             hint: "sign in with a browser (leave out --device), or enable the OAuth 2.0 Device Authorization Grant for the client",
           },
         );
@@ -447,21 +454,18 @@ export class Provider {
     };
     const desc = typeof err.error_description === "string" ? ` (${printable(err.error_description)})` : "";
     if (err.error === "access_denied") {
-      return new CliError(`the sign-in was denied at ${this.host}${desc}`, {
-        code: "sign_in_denied",
+      return signInDenied(`the sign-in was denied at ${this.host}${desc}`, {
         cause: e,
       });
     }
     if (err.error === "expired_token") {
-      return new CliError(`the device code expired before the sign-in was approved${desc}`, {
-        code: "device_code_expired",
+      return deviceCodeExpired(`the device code expired before the sign-in was approved${desc}`, {
         hint: "run `nix-cache-login login --device` again and approve it sooner",
         cause: e,
       });
     }
     if (err.error === "invalid_grant") {
-      return new CliError(`${this.host} rejected the ${what}: invalid_grant${desc}`, {
-        code: "sign_in_rejected",
+      return new CliError("sign_in_rejected", `${this.host} rejected the ${what}: invalid_grant${desc}`, {
         hint: "run `nix-cache-login login` again",
         cause: e,
       });
@@ -476,9 +480,9 @@ export class Provider {
       ];
       if (known.includes(err.code)) {
         return new CliError(
+          "provider_answer_invalid",
           `the answer from ${this.host} to the ${what} failed validation: ${err.message ?? err.code}`,
           {
-            code: "provider_answer_invalid",
             hint: "check the system clock and the client settings in Keycloak; run again with --verbose for details",
             cause: e,
           },
@@ -529,12 +533,15 @@ export class Provider {
     const url = requestUrlOf(e);
     const network = describeNetworkError(e, url);
     if (network !== undefined) {
-      return new CliError(`cannot reach ${url === undefined ? host : new URL(url).host}: ${network}`, {
-        code: "provider_unreachable",
-        hint: "check the network and the issuer URL in the configuration",
-        detail: `${what} failed`,
-        cause: e,
-      });
+      return new CliError(
+        "provider_unreachable",
+        `cannot reach ${url === undefined ? host : new URL(url).host}: ${network}`,
+        {
+          hint: "check the network and the issuer URL in the configuration",
+          detail: `${what} failed`,
+          cause: e,
+        },
+      );
     }
     const err = e as {
       name?: string;
@@ -564,10 +571,14 @@ export class Provider {
           clientKeyFile !== undefined
             ? `that its registered public key matches ${clientKeyFile}`
             : `that ${clientSecretFile ?? "client_secret_file"} holds its current secret`;
-        return new CliError(`${host} refused the ${what} for client ${clientId}: invalid_grant${desc}`, {
-          hint: `check at ${host} that client ${clientId} exists, is enabled and may use service accounts (client credentials), and ${credential}; the provider's log says more`,
-          cause: e,
-        });
+        return new CliError(
+          "client_credentials_refused",
+          `${host} refused the ${what} for client ${clientId}: invalid_grant${desc}`,
+          {
+            hint: `check at ${host} that client ${clientId} exists, is enabled and may use service accounts (client credentials), and ${credential}; the provider's log says more`,
+            cause: e,
+          },
+        );
       }
       if (err.error === "invalid_grant") {
         return new SessionEndedError(
@@ -576,19 +587,21 @@ export class Provider {
         );
       }
       if (err.error === "invalid_client" || err.error === "unauthorized_client") {
-        return new CliError(`${host} rejected client ${this.opts.config.clientId}: ${err.error}${desc}`, {
-          code: "client_rejected",
-          exitCode: ExitCode.usage,
-          hint:
-            this.opts.credential === undefined
-              ? "check client_id in the configuration and the client's settings in Keycloak"
-              : this.opts.config.clientKeyFile !== undefined
-                ? `check client_id, the key in ${this.opts.config.clientKeyFile} and that the client's public key (or JWKS URL) is registered at the provider`
-                : `check client_id and the secret in ${this.opts.config.clientSecretFile ?? "client_secret_file"}, and token_endpoint_auth_method (now ${this.authMethod(this.discovery?.metadata)})`,
-        });
+        return new CliError(
+          "client_rejected",
+          `${host} rejected client ${this.opts.config.clientId}: ${err.error}${desc}`,
+          {
+            exitCode: ExitCode.usage,
+            hint:
+              this.opts.credential === undefined
+                ? "check client_id in the configuration and the client's settings in Keycloak"
+                : this.opts.config.clientKeyFile !== undefined
+                  ? `check client_id, the key in ${this.opts.config.clientKeyFile} and that the client's public key (or JWKS URL) is registered at the provider`
+                  : `check client_id and the secret in ${this.opts.config.clientSecretFile ?? "client_secret_file"}, and token_endpoint_auth_method (now ${this.authMethod(this.discovery?.metadata)})`,
+          },
+        );
       }
-      return new CliError(`${host} refused the ${what}: ${err.error}${desc}`, {
-        code: "provider_refused",
+      return new CliError("provider_refused", `${host} refused the ${what}: ${err.error}${desc}`, {
         cause: e,
       });
     }
@@ -606,17 +619,19 @@ export class Provider {
       return unexpectedAnswer(answer, what, this.opts.config, this.opts.credential !== undefined, e);
     }
     if (err.code === "OAUTH_RESPONSE_IS_NOT_CONFORM" || err.code === "OAUTH_RESPONSE_IS_NOT_JSON") {
-      return new CliError(`${host} sent an unexpected answer to the ${what}`, {
-        code: "provider_answer_unexpected",
+      return new CliError("provider_answer_unexpected", `${host} sent an unexpected answer to the ${what}`, {
         hint: "check that the issuer URL points at the realm (e.g. https://sso.example.org/realms/NAME)",
         detail: err.message,
         cause: e,
       });
     }
-    return new CliError(`${what} with ${host} failed: ${err.message ?? String(e)}`, {
-      code: "provider_request_failed",
-      cause: e,
-    });
+    return new CliError(
+      "provider_request_failed",
+      `${what} with ${host} failed: ${err.message ?? String(e)}`,
+      {
+        cause: e,
+      },
+    );
   }
 }
 
@@ -629,9 +644,8 @@ export class SessionEndedError extends CliError {
     /** The provider's error_description, made printable. */
     readonly description: string | undefined,
   ) {
-    super(message, {
+    super("session_expired", message, {
       exitCode: ExitCode.loginRequired,
-      code: "session_expired",
       hint: "run `nix-cache-login login`",
     });
   }
@@ -764,10 +778,10 @@ function httpAnswer(e: unknown): Response | undefined {
 function issuerMismatch(config: Config, found: string, cause: unknown): CliError {
   const slashOnly = found.replace(/\/+$/, "") === config.issuer.replace(/\/+$/, "");
   return new CliError(
+    "issuer_mismatch",
     `${config.path}: issuer: ${quoted(config.issuer)} does not match the issuer the provider names, ${quoted(found)}`,
     {
       exitCode: ExitCode.usage,
-      code: "issuer_mismatch",
       hint: slashOnly
         ? `write issuer = ${quoted(found)} (with${found.endsWith("/") ? "" : "out"} the trailing slash), exactly as the provider names it`
         : `write issuer = ${quoted(found)} if that is the provider you mean; the issuer must be written exactly as the provider names it`,
@@ -829,5 +843,9 @@ function unexpectedAnswer(
   } else {
     hint = "run again with --verbose for details";
   }
-  return new CliError(`${what}: HTTP ${status} from ${where}${kind}`, { exitCode, hint, cause });
+  return new CliError("provider_http_error", `${what}: HTTP ${status} from ${where}${kind}`, {
+    exitCode,
+    hint,
+    cause,
+  });
 }

@@ -96,8 +96,7 @@ export function checkBrowserCommand(command: string): void {
   try {
     commandArgv(command, "http://127.0.0.1/");
   } catch (e) {
-    throw new CliError(`--browser-command: ${(e as Error).message}`, {
-      code: "bad_browser_command",
+    throw new CliError("bad_browser_command", `--browser-command: ${(e as Error).message}`, {
       exitCode: ExitCode.usage,
       hint: "quote the command as one argument, e.g. --browser-command 'firefox --new-window %s'",
     });
