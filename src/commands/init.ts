@@ -8,6 +8,7 @@ import { configCandidates } from "../config/find.ts";
 import { parseConfig } from "../config/load.ts";
 import { record, say, verbose, type Context } from "../context.ts";
 import { CliError, ExitCode } from "../errors.ts";
+import { providerSettings } from "../core/setup.ts";
 import { Provider } from "../oidc/provider.ts";
 
 export interface InitOptions {
@@ -66,7 +67,8 @@ export async function init(ctx: Context, opts: InitOptions): Promise<number> {
   // Checked exactly as `login` will load it: every bad value is named before anything is written.
   const config = parseConfig(text, target, "init", ctx.env);
   const p = new Provider({
-    config: { ...config, clientSecretFile: undefined, mode: "user" },
+    // Only discovery is asked for: no client secret is read.
+    settings: providerSettings({ ...config, clientSecretFile: undefined }),
     env: ctx.env,
     log: verbose(ctx),
     now: ctx.now,

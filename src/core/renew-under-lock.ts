@@ -7,7 +7,7 @@ import { say, verbose, warn, type Context } from "../context.ts";
 import { describeExpiry } from "../duration.ts";
 import { ExitCode, loginRequired } from "../errors.ts";
 import { parseClientKey } from "../oidc/client-key.ts";
-import { SessionEndedError } from "../oidc/provider.ts";
+import { SessionEndedError } from "../oidc/protocol-errors.ts";
 import { recordTokens } from "./result.ts";
 import {
   readStateOrSetAside,

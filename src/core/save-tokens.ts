@@ -4,9 +4,10 @@
  */
 import { verbose, warn, type Context } from "../context.ts";
 import { checkTokenLength, upsertNetrcEntries } from "../netrc/file.ts";
-import { Provider, type TokenSet } from "../oidc/provider.ts";
+import { Provider } from "../oidc/provider.ts";
+import type { TokenSet } from "../oidc/token-set.ts";
 import type { ClientCredential } from "../oidc/client-key.ts";
-import { describeEntries, netrcWhere, type Setup } from "./setup.ts";
+import { describeEntries, netrcWhere, providerSettings, type Setup } from "./setup.ts";
 import type { TokenState } from "../store/state.ts";
 import { writeState, type StateReservation } from "../store/write.ts";
 
@@ -17,7 +18,7 @@ export function provider(
   credential?: ClientCredential,
 ): Provider {
   return new Provider({
-    config: s.config,
+    settings: providerSettings(s.config),
     env: ctx.env,
     log: verbose(ctx),
     now: ctx.now,

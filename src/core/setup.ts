@@ -10,6 +10,7 @@ import { verbose, type Context } from "../context.ts";
 import { CliError, ExitCode } from "../errors.ts";
 import { StateStore } from "../store/state.ts";
 import type { ClientCredential } from "../oidc/client-key.ts";
+import type { ProviderSettings } from "../oidc/settings.ts";
 
 /** The loaded configuration and the token store of its (issuer, client_id). */
 export interface Setup {
@@ -21,6 +22,21 @@ export function loadSetup(ctx: Context): Setup {
   const config = loadConfig(ctx.configFlag, ctx.env);
   verbose(ctx)(`using configuration ${config.path} (${config.source})`);
   return { config, store: new StateStore(stateDir(ctx.env), config.issuer, config.clientId) };
+}
+
+/** What a Provider needs of the configuration (../oidc/settings.ts). */
+export function providerSettings(config: Config): ProviderSettings {
+  return {
+    issuer: config.issuer,
+    clientId: config.clientId,
+    scopes: config.scopes,
+    timeoutSeconds: config.timeoutSeconds,
+    defaultTokenLifetime: config.defaultTokenLifetime,
+    tokenEndpointAuthMethod: config.tokenEndpointAuthMethod,
+    configPath: config.path,
+    clientSecretFile: config.clientSecretFile,
+    clientKeyFile: config.clientKeyFile,
+  };
 }
 
 function readPrivateFile(

@@ -37,7 +37,7 @@ export function signingAlgorithm(key: KeyObject): ClientKey["alg"] | undefined {
  * whose `kid` is then sent (for a client whose keys Keycloak takes from a JWKS URL). RSA keys sign
  * with RS256, EC keys with ES256/ES384, Ed25519 keys with EdDSA.
  */
-export function parseClientKey(config: Config, keyText: string, keyFile: string): ClientKey {
+export function parseClientKey(config: Pick<Config, "path">, keyText: string, keyFile: string): ClientKey {
   let privateKey: KeyObject;
   let kid: string | undefined;
   try {

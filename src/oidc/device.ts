@@ -6,7 +6,9 @@ import type { Context } from "../context.ts";
 import { formatSpan } from "../duration.ts";
 import { deviceCodeExpired, signInTimedOut } from "./sign-in-errors.ts";
 import { longTimeoutSignal } from "../net/timers.ts";
-import type { Provider, TokenSet } from "./provider.ts";
+import { deviceAuthorization, pollDeviceAuthorization } from "./device-poll.ts";
+import type { Provider } from "./provider.ts";
+import type { TokenSet } from "./token-set.ts";
 
 export interface DeviceSignInOptions {
   /** Give up after this many seconds (the device code's own expiry may come first). */
@@ -25,7 +27,7 @@ export async function deviceSignIn(
   p: Provider,
   o: DeviceSignInOptions,
 ): Promise<DeviceSignInResult> {
-  const device = await p.deviceAuthorization();
+  const device = await deviceAuthorization(p);
   const out = ctx.stderr;
   const target = device.verificationUriComplete ?? device.verificationUri;
   out.write(`\nTo sign in, open this page in a browser on any device:\n\n    ${target}\n\n`);
@@ -46,7 +48,7 @@ export async function deviceSignIn(
   const deadline = longTimeoutSignal(seconds * 1000);
   const signal = AbortSignal.any([ctx.signal, deadline]);
   try {
-    const tokens = await p.pollDeviceAuthorization(device, signal);
+    const tokens = await pollDeviceAuthorization(p, device, signal);
     return { tokens, approvedAt: performance.now() };
   } catch (e) {
     if (ctx.signal.aborted) throw e;

@@ -23,7 +23,7 @@ import {
 import { CliError, ExitCode } from "../../src/errors.ts";
 import { parseClientKey } from "../../src/oidc/client-key.ts";
 import { describeNetworkError } from "../../src/net/http.ts";
-import { basicAuthorization, chooseSecretMethod, formEncodeCredential } from "../../src/oidc/provider.ts";
+import { basicAuthorization, chooseSecretMethod, formEncodeCredential } from "../../src/oidc/client-auth.ts";
 
 const BASE = {
   issuer: "https://id.example.org/realms/main",
