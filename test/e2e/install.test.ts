@@ -63,7 +63,7 @@ describe("npm package", () => {
     if (dir !== undefined) await rm(dir, { recursive: true, force: true });
   });
 
-  test("npm pack from a clean clone builds (prepack) and ships the CLI, its man page and completions", () => {
+  test("npm pack from a clean clone builds (prepack) and ships the CLI, its man page, completions and docs", () => {
     for (const f of [
       "dist/nix-cache-login.cjs",
       "dist/lazy.cjs",
@@ -75,6 +75,7 @@ describe("npm package", () => {
       "dist/completions/nix-cache-login.bash",
       "dist/completions/_nix-cache-login",
       "dist/completions/nix-cache-login.fish",
+      "docs/troubleshooting.md",
       "LICENSE",
       "README.md",
       "package.json",
@@ -82,9 +83,14 @@ describe("npm package", () => {
       assert.ok(files.includes(f), `${f} is not in the tarball: ${files.join(", ")}`);
     }
     assert.deepEqual(
-      files.filter((f) => !f.startsWith("dist/") && !["LICENSE", "README.md", "package.json"].includes(f)),
+      files.filter(
+        (f) =>
+          !f.startsWith("dist/") &&
+          !(f.startsWith("docs/") && f.endsWith(".md")) &&
+          !["LICENSE", "README.md", "package.json"].includes(f),
+      ),
       [],
-      "only dist/, LICENSE, README.md and package.json belong in the tarball",
+      "only dist/, docs/*.md, LICENSE, README.md and package.json belong in the tarball",
     );
     console.log(`npm pack: ${files.length} files: ${files.join(" ")}`);
   });

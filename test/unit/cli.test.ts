@@ -178,7 +178,7 @@ describe("rendering errors", () => {
     assert.equal(renderError(e, text.to, { verbose: false, json: false }), 2);
     assert.deepEqual(text.out, {
       stdout: "",
-      stderr: "error: no configuration file found\nhint: pass --config PATH\n",
+      stderr: "error: no configuration file found\nhint: pass --config PATH\nsee: docs/configuration.md\n",
     });
     const json = sink();
     assert.equal(renderError(e, json.to, { verbose: false, json: true }), 2);
