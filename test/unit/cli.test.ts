@@ -228,6 +228,7 @@ describe("help", () => {
       "/etc/nix-cache-login/config.toml",
       "Keys: issuer, client_id, cache_host",
       "130  interrupted",
+      "More: docs/commands.md",
     ]) {
       assert.ok(text.includes(word), word);
     }
