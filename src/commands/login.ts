@@ -1,8 +1,8 @@
 import { createInterface } from "node:readline";
-import { checkBrowserCommand, openBrowser } from "../oidc/browser.ts";
-import type { Env } from "../config/paths.ts";
+import { checkBrowserCommand, openBrowser } from "../os/browser.ts";
+import type { Env } from "../os/env.ts";
 import { prompt, say, verbose, warn, type Context } from "../context.ts";
-import { describeExpiry, formatInstant, formatSpan, parseDuration } from "../duration.ts";
+import { badDuration, describeExpiry, formatInstant, formatSpan, parseDuration } from "../duration.ts";
 import {
   describeRefreshToken,
   noRefreshTokenFix,
@@ -11,10 +11,13 @@ import {
 } from "../core/refresh-token.ts";
 import { CliError, ExitCode } from "../errors.ts";
 import { deviceSignIn } from "../oidc/device.ts";
+import { signInDenied, signInTimedOut } from "../oidc/sign-in-errors.ts";
 import { LoopbackServer, type CallbackOutcome, type Page } from "../oidc/loopback.ts";
-import type { AuthorizationRequest, Provider, TokenSet } from "../oidc/provider.ts";
-import { printable } from "../cli/terminal-text.ts";
-import { setLongTimeout } from "../oidc/timers.ts";
+import type { AuthorizationRequest, Provider } from "../oidc/provider.ts";
+import { checkAuthorizationRequest, checkDpopRequired } from "../oidc/sign-in-checks.ts";
+import type { TokenSet } from "../oidc/token-set.ts";
+import { printable } from "../text.ts";
+import { setLongTimeout } from "../net/timers.ts";
 import { recordTokens } from "../core/result.ts";
 import { describeEntries, loadSetup, lockOptions, type Setup } from "../core/setup.ts";
 import { CorruptStateError } from "../store/state.ts";
@@ -42,10 +45,7 @@ export async function login(ctx: Context, opts: LoginOptions): Promise<number> {
   const log = verbose(ctx);
   const waitSeconds = parseDuration(opts.timeout ?? DEFAULT_LOGIN_TIMEOUT, "--timeout");
   if (waitSeconds <= 0) {
-    throw new CliError("--timeout: must be greater than zero", {
-      code: "bad_duration",
-      exitCode: ExitCode.usage,
-    });
+    throw badDuration("--timeout: must be greater than zero");
   }
   const flagPort = opts.port === undefined ? undefined : parsePort(opts.port);
   if (opts.browserCommand !== undefined) checkBrowserCommand(opts.browserCommand);
@@ -53,9 +53,9 @@ export async function login(ctx: Context, opts: LoginOptions): Promise<number> {
   const s = loadSetup(ctx);
   if (s.config.mode === "service-account") {
     throw new CliError(
+      "not_user_config",
       `${s.config.path}: client_secret_file is set, so this configuration is for a service account`,
       {
-        code: "not_user_config",
         exitCode: ExitCode.usage,
         hint: "use `nix-cache-login service-account`, or remove client_secret_file to sign in as a user",
       },
@@ -173,7 +173,7 @@ async function browserSignIn(
   const server = bound.value;
   try {
     if (discovered.status === "rejected") throw discovered.reason;
-    const request = await startableRequest(p, server.redirectUri, log);
+    const request = await startableRequest(ctx, p, server.redirectUri, log);
     server.expect(() => request.authorize(), request.state);
     log(
       `authorization endpoint ${request.endpoint}${request.pushed ? " (pushed request)" : ""}, redirect URI ${server.redirectUri}`,
@@ -249,14 +249,15 @@ async function browserSignIn(
  * the user is asked to sign in.
  */
 async function startableRequest(
+  ctx: Context,
   p: Provider,
   redirectUri: string,
   log: (line: string) => void,
 ): Promise<AuthorizationRequest> {
   const request = await p.authorizationRequest(redirectUri);
   const [answer] = await Promise.all([
-    p.checkAuthorizationRequest(request),
-    p.checkDpopRequired(redirectUri),
+    checkAuthorizationRequest(p, request, ctx.env),
+    checkDpopRequired(p, redirectUri),
   ]);
   if (answer.kind === "ok") return request;
   if (answer.kind === "error") {
@@ -275,9 +276,9 @@ async function startableRequest(
   const said = answer.message === undefined ? "" : `: ${answer.message}`;
   const loopback = answer.message !== undefined && /redirect.?uri/i.test(answer.message);
   throw new CliError(
+    "authorization_refused",
     `${p.host} refused the sign-in request before any sign-in page (HTTP ${answer.status}${said})`,
     {
-      code: "authorization_refused",
       exitCode: ExitCode.usage,
       hint: loopback
         ? `the client must accept the redirect URI ${redirectUri} (any port): register http://127.0.0.1/* for it, and exempt it from client policies that refuse http loopback redirects (Keycloak's OAuth 2.1 profile does); or sign in with --device`
@@ -289,15 +290,10 @@ async function startableRequest(
 /** An error answer (RFC 6749 4.1.2.1) to the authorization request, at the callback or before. */
 function signInFailed(host: string, error: string, description: string | undefined): CliError {
   const detail = description === undefined ? error : `${description} (${error})`;
-  return new CliError(
-    error === "access_denied"
-      ? `the sign-in was denied at ${host}: ${detail}`
-      : `the sign-in failed at ${host}: ${detail}`,
-    {
-      code: error === "access_denied" ? "sign_in_denied" : "sign_in_failed",
-      hint: "run `nix-cache-login login` to try again",
-    },
-  );
+  const hint = "run `nix-cache-login login` to try again";
+  if (error === "access_denied")
+    return signInDenied(`the sign-in was denied at ${host}: ${detail}`, { hint });
+  return new CliError("sign_in_failed", `the sign-in failed at ${host}: ${detail}`, { hint });
 }
 
 /**
@@ -388,16 +384,14 @@ function failurePage(e: unknown): Page {
  */
 function signInTimeout(host: string, seconds: number, browserArrived: boolean): CliError {
   if (browserArrived) {
-    return new CliError(
+    return signInTimedOut(
       `no answer from the sign-in at ${host} within ${formatSpan(seconds)}: the browser went to its page but did not come back`,
       {
-        code: "sign_in_timeout",
         hint: `if that page shows an error (such as a disabled account), ask the administrator of ${host}; otherwise run \`nix-cache-login login\` again (--timeout 10m allows more time)`,
       },
     );
   }
-  return new CliError(`timed out after ${formatSpan(seconds)}: no browser opened the sign-in address`, {
-    code: "sign_in_timeout",
+  return signInTimedOut(`timed out after ${formatSpan(seconds)}: no browser opened the sign-in address`, {
     hint: "open the address printed above in a browser that reaches this machine, or use `nix-cache-login login --device`; --timeout 10m allows more time",
   });
 }
@@ -416,7 +410,7 @@ function waitFor<T>(
     };
     const onAbort = () => {
       done();
-      reject(new CliError("interrupted", { code: "interrupted", exitCode: ExitCode.interrupted }));
+      reject(new CliError("interrupted", "interrupted", { exitCode: ExitCode.interrupted }));
     };
     const cancelTimer = setLongTimeout(() => {
       done();
@@ -443,8 +437,7 @@ function waitFor<T>(
 function parsePort(text: string): number {
   const port = /^\d{1,5}$/.test(text.trim()) ? Number(text.trim()) : NaN;
   if (!Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new CliError(`--port: ${JSON.stringify(text)} is not a port number (1-65535)`, {
-      code: "bad_port",
+    throw new CliError("bad_port", `--port: ${JSON.stringify(text)} is not a port number (1-65535)`, {
       exitCode: ExitCode.usage,
     });
   }

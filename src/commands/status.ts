@@ -2,7 +2,7 @@ import type { Context } from "../context.ts";
 import { describeExpiry, formatInstant } from "../duration.ts";
 import { ExitCode } from "../errors.ts";
 import { netrcHolds } from "../netrc/read.ts";
-import { renewCommand } from "../core/renewal.ts";
+import { renewCommand } from "../core/freshness.ts";
 import {
   describeRefreshToken,
   noRefreshTokenFix,
@@ -10,7 +10,7 @@ import {
   noRefreshTokenReason,
 } from "../core/refresh-token.ts";
 import { describeEntries, loadSetup } from "../core/setup.ts";
-import { printable } from "../cli/terminal-text.ts";
+import { printable } from "../text.ts";
 
 export interface StatusOptions {
   json?: boolean | undefined;

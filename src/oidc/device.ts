@@ -4,9 +4,16 @@
  */
 import type { Context } from "../context.ts";
 import { formatSpan } from "../duration.ts";
-import { CliError } from "../errors.ts";
-import { longTimeoutSignal } from "./timers.ts";
-import { DEVICE_INTERVAL_MAX, type Provider, type TokenSet } from "./provider.ts";
+import { deviceCodeExpired, signInTimedOut } from "./sign-in-errors.ts";
+import { longTimeoutSignal } from "../net/timers.ts";
+import {
+  DEVICE_INTERVAL_MAX,
+  deviceAuthorization,
+  pollDeviceAuthorization,
+  pollDeviceOnce,
+} from "./device-poll.ts";
+import type { Provider } from "./provider.ts";
+import type { TokenSet } from "./token-set.ts";
 
 export interface DeviceSignInOptions {
   /** Give up after this many seconds (the device code's own expiry may come first). */
@@ -25,9 +32,9 @@ export async function deviceSignIn(
   p: Provider,
   o: DeviceSignInOptions,
 ): Promise<DeviceSignInResult> {
-  const device = await p.deviceAuthorization();
+  const device = await deviceAuthorization(p);
   // One poll before the code is shown (see pollDeviceOnce): nobody has approved anything yet.
-  const first = await p.pollDeviceOnce(device);
+  const first = await pollDeviceOnce(p, device);
   if (typeof first !== "string") return { tokens: first, approvedAt: performance.now() };
   if (first === "slow_down") device.interval = Math.min(device.interval + 5, DEVICE_INTERVAL_MAX);
   const out = ctx.stderr;
@@ -50,20 +57,23 @@ export async function deviceSignIn(
   const deadline = longTimeoutSignal(seconds * 1000);
   const signal = AbortSignal.any([ctx.signal, deadline]);
   try {
-    const tokens = await p.pollDeviceAuthorization(device, signal);
+    const tokens = await pollDeviceAuthorization(p, device, signal);
     return { tokens, approvedAt: performance.now() };
   } catch (e) {
     if (ctx.signal.aborted) throw e;
     if (deadline.aborted) {
-      throw new CliError(
-        seconds < o.timeoutSeconds
-          ? `the device code expired after ${formatSpan(seconds)} before the sign-in was approved`
-          : `timed out after ${formatSpan(seconds)} waiting for the sign-in to be approved`,
-        {
-          code: seconds < o.timeoutSeconds ? "device_code_expired" : "sign_in_timeout",
-          hint: "run `nix-cache-login login --device` again (use --timeout to wait longer)",
-        },
-      );
+      const hint = "run `nix-cache-login login --device` again (use --timeout to wait longer)";
+      if (seconds < o.timeoutSeconds) {
+        throw deviceCodeExpired(
+          `the device code expired after ${formatSpan(seconds)} before the sign-in was approved`,
+          {
+            hint,
+          },
+        );
+      }
+      throw signInTimedOut(`timed out after ${formatSpan(seconds)} waiting for the sign-in to be approved`, {
+        hint,
+      });
     }
     throw e;
   }

@@ -22,13 +22,9 @@ import {
 } from "../../src/doctor/nix.ts";
 import { CliError, ExitCode } from "../../src/errors.ts";
 import { parseClientKey } from "../../src/oidc/client-key.ts";
-import { describeNetworkError, networkProblem } from "../../src/oidc/http.ts";
-import {
-  basicAuthorization,
-  chooseSecretMethod,
-  errorPageMessage,
-  formEncodeCredential,
-} from "../../src/oidc/provider.ts";
+import { describeNetworkError, networkProblem } from "../../src/net/http.ts";
+import { basicAuthorization, chooseSecretMethod, formEncodeCredential } from "../../src/oidc/client-auth.ts";
+import { errorPageMessage } from "../../src/oidc/sign-in-checks.ts";
 
 const BASE = {
   issuer: "https://id.example.org/realms/main",

@@ -1,5 +1,5 @@
 /**
- * The renewal after ./renewal.ts found one is needed: under the state lock, a refresh token grant
+ * The renewal after ./freshness.ts found one is needed: under the state lock, a refresh token grant
  * (user sign-in) or a client credentials grant (service account), then the files, then the line
  * that says so. Loaded only when a renewal is due: it brings the network code.
  */
@@ -7,7 +7,7 @@ import { say, verbose, warn, type Context } from "../context.ts";
 import { describeExpiry } from "../duration.ts";
 import { CliError, ExitCode, loginRequired } from "../errors.ts";
 import { parseClientKey } from "../oidc/client-key.ts";
-import { SessionEndedError } from "../oidc/provider.ts";
+import { SessionEndedError } from "../oidc/protocol-errors.ts";
 import { recordTokens } from "./result.ts";
 import {
   readStateOrSetAside,
@@ -18,7 +18,7 @@ import {
 } from "../store/write.ts";
 import type { TokenState } from "../store/state.ts";
 import { noRefreshTokenFix, noRefreshTokenIssued, noRefreshTokenReason } from "./refresh-token.ts";
-import { hostsLackingToken, remainingValidity, tokenLasts, type PendingRenewal } from "./renewal.ts";
+import { hostsLackingToken, remainingValidity, tokenLasts, type PendingRenewal } from "./freshness.ts";
 import { provider, saveTokens, writeNetrcEntries } from "./save-tokens.ts";
 import { describeEntries, lockOptions, type Setup } from "./setup.ts";
 
@@ -84,14 +84,15 @@ export function renew(ctx: Context, r: PendingRenewal): Promise<number> {
           }
           if (state?.refresh_token === undefined) {
             throw loginRequired(
-              `not signed in to ${s.config.issuer} as client ${s.config.clientId}`,
               "not_signed_in",
+              `not signed in to ${s.config.issuer} as client ${s.config.clientId}`,
             );
           }
           if (state.session_ended !== undefined) {
-            throw loginRequired(
+            // The provider ended it earlier (a refresh answered invalid_grant): the same error again.
+            throw new SessionEndedError(
               `the session at ${s.config.issuer} ended at ${state.session_ended.at}${state.session_ended.description === null ? "" : ` (${state.session_ended.description})`}`,
-              "session_expired",
+              state.session_ended.description ?? undefined,
             );
           }
           try {
@@ -150,11 +151,14 @@ async function copyTokenToHosts(ctx: Context, s: Setup, state: TokenState, lacki
 async function withoutRefreshToken(ctx: Context, s: Setup, state: TokenState): Promise<number> {
   const left = remainingValidity(state, ctx.now());
   if (left === undefined || left <= 0) {
-    throw new CliError(`the access token expired, and ${noRefreshTokenReason(s.config)}`, {
-      exitCode: ExitCode.loginRequired,
-      code: "no_refresh_token",
-      hint: `run \`nix-cache-login login\`; ${noRefreshTokenFix(s.config)}`,
-    });
+    throw new CliError(
+      "no_refresh_token",
+      `the access token expired, and ${noRefreshTokenReason(s.config)}`,
+      {
+        exitCode: ExitCode.loginRequired,
+        hint: `run \`nix-cache-login login\`; ${noRefreshTokenFix(s.config)}`,
+      },
+    );
   }
   const lacking = hostsLackingToken(s, state);
   if (lacking.length > 0) await copyTokenToHosts(ctx, s, state, lacking);
