@@ -67,7 +67,6 @@ let
   # Options the real Home Manager and nix-darwin modules set that are outside what they declare.
   hmExtras = {
     options = {
-      meta.maintainers = opt (types.listOf types.raw) [ ];
       xdg.dataFile = opt (types.attrsOf types.raw) { };
       home.extraBuilderCommands = opt types.lines "";
       home.sessionVariables = opt (types.attrsOf types.raw) { };

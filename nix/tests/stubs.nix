@@ -61,9 +61,12 @@ let
   # nix.settings: free-form, as in NixOS and nix-darwin.
   nixSettings = opt (types.submodule { freeformType = types.attrsOf types.anything; }) { };
 
+  # What NixOS, Home Manager and nix-darwin all declare: assertions, warnings and each module's
+  # maintainers (nixpkgs' misc/meta.nix; here without the check against lib.maintainers).
   checks = {
     assertions = opt (types.listOf (types.attrsOf types.raw)) [ ];
     warnings = strList;
+    meta.maintainers = opt (types.listOf types.raw) [ ];
   };
 
   # Home Manager's unit files: section -> directive -> value.
