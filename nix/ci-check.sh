@@ -256,6 +256,30 @@ bash nix/tests/tmpfiles-check.sh "$lib_expr" || failed=1
   [[ "$out" == *"checks passed"* && "$out" != *"FAIL"* ]] || failed=1
 }
 
+# What the modules generate must also pass the CLI's own rules (src/config/rules.ts), which the
+# module checks above only mirror: every config value they made, through the built CLI.
+echo "== every generated config, through the built CLI's validation (scripts/check-module-configs.ts)"
+if ! command -v node >/dev/null 2>&1; then
+  echo "FAIL node not found: the CLI's validation needs Node.js (see package.json engines)"
+  failed=1
+elif [ ! -f dist/nix-cache-login.cjs ] || [ ! -d node_modules/tsx ]; then
+  echo "FAIL dist/nix-cache-login.cjs or node_modules missing: run \`npm ci && npm run build\` (npm run check:nix builds first)"
+  failed=1
+else
+  configs=$(mktemp)
+  if out=$(nix-instantiate --readonly-mode --eval --strict --json --arg lib "$lib_expr" \
+    --arg homeManager "$(cd "$HOME_MANAGER" && pwd)" --arg nixDarwin "$(cd "$NIX_DARWIN" && pwd)" --expr '
+    { lib, homeManager, nixDarwin }:
+    (import ./nix/tests/module-checks.nix { inherit lib; }).cliConfigs
+    ++ (import ./nix/tests/real-modules.nix { inherit lib homeManager nixDarwin; }).cliConfigs
+  ' 2>&1 >"$configs"); then
+    node --import tsx scripts/check-module-configs.ts "$configs" || failed=1
+  else
+    fail "collecting the generated configs"
+  fi
+  rm -f "$configs"
+fi
+
 echo "== flake outputs for every system"
 if out=$(nix_eval --arg lib "$lib_expr" --expr '
   { lib }:

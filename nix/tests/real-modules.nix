@@ -9,7 +9,8 @@
 #     --arg lib 'import /path/to/nixpkgs.lib/lib' \
 #     --arg homeManager /path/to/home-manager --arg nixDarwin /path/to/nix-darwin
 #
-# Returns { ok; report; results; }.
+# Returns { ok; report; results; cliConfigs; } (cliConfigs as in ./module-checks.nix: the config
+# values these modules generated, for the CLI's own validation).
 {
   lib,
   homeManager,
@@ -236,6 +237,23 @@ let
 in
 {
   inherit results;
+  cliConfigs = [
+    {
+      name = "real home-manager: ~/.config/nix-cache-login/config.toml";
+      mode = "user";
+      inherit (hmLinux.xdg.configFile."nix-cache-login/config.toml".source) value;
+    }
+    {
+      name = "real nix-darwin: /etc/nix-cache-login/config.toml";
+      mode = "user";
+      inherit (dw.environment.etc."nix-cache-login/config.toml".source) value;
+    }
+    {
+      name = "real nix-darwin server: /etc/nix-cache-login/config.toml";
+      mode = "service-account";
+      inherit (dwServer.environment.etc."nix-cache-login/config.toml".source) value;
+    }
+  ];
   ok = failures results == [ ];
   report = report results [
     "evaluated with Home Manager's systemd and launchd modules (${toString homeManager}) and nix-darwin's launchd module (${toString nixDarwin})"
