@@ -3,7 +3,7 @@
 # - module-checks: nix/tests/module-checks.nix with the real nixpkgs; on Linux the NixOS cases
 #   are evaluated as real NixOS systems, and every generated TOML file is built, compared, and
 #   run through the package's own config validation (`status --config FILE --json`);
-# - vm-server, vm-workstation (Linux only): the NixOS VM tests in nix/tests/vm/.
+# - vm-server, vm-server-key, vm-workstation (Linux only): the NixOS VM tests in nix/tests/vm/.
 {
   pkgs,
   self,
@@ -78,5 +78,6 @@ in
 }
 // lib.optionalAttrs isLinux {
   vm-server = pkgs.testers.runNixOSTest ./tests/vm/server.nix;
+  vm-server-key = pkgs.testers.runNixOSTest ./tests/vm/server-key.nix;
   vm-workstation = pkgs.testers.runNixOSTest ./tests/vm/workstation.nix;
 }

@@ -55,6 +55,8 @@ let
     options = {
       source = opt (types.nullOr types.path) null;
       text = opt (types.nullOr types.lines) null;
+      # NixOS's environment.etc.<name>.mode (the VM tests' root-only secret and key files).
+      mode = opt types.str "symlink";
     };
   };
 
