@@ -375,27 +375,22 @@ let
   srvKey = serverAlong { clientKeyFile = key; } { services.nix-cache-login-server.settings = keySettings; };
   srvKeySvc = srvKey.systemd.services.nix-cache-login-server;
 
-  srvConfigFile = eval.nixos [
-    modules.server
-    {
-      services.nix-cache-login-server = {
-        enable = true;
-        configFile = "/srv/nix-cache-login.toml";
-        clientSecretFile = secret;
-      };
-    }
-  ];
+  # A ready-made config file, with `credential` (clientSecretFile or clientKeyFile).
+  srvConfigFileWith =
+    credential:
+    eval.nixos [
+      modules.server
+      {
+        services.nix-cache-login-server = {
+          enable = true;
+          configFile = "/srv/nix-cache-login.toml";
+        }
+        // credential;
+      }
+    ];
+  srvConfigFile = srvConfigFileWith { clientSecretFile = secret; };
 
-  srvKeyConfigFile = eval.nixos [
-    modules.server
-    {
-      services.nix-cache-login-server = {
-        enable = true;
-        configFile = "/srv/nix-cache-login.toml";
-        clientKeyFile = key;
-      };
-    }
-  ];
+  srvKeyConfigFile = srvConfigFileWith { clientKeyFile = key; };
 
   bothCredentials = "Set exactly one of services.nix-cache-login-server.clientSecretFile and services.nix-cache-login-server.clientKeyFile";
 
@@ -481,14 +476,6 @@ let
     (eq "server with clientKeyFile: same ExecStart" srvKeySvc.serviceConfig.ExecStart "${exeOf srvKey.services.nix-cache-login-server} service-account --min-valid 4m")
     (eq "server with clientKeyFile: still a dynamic user" srvKeySvc.serviceConfig.DynamicUser true)
     (eq "server: configFile with clientKeyFile passes the key" srvKeyConfigFile.systemd.services.nix-cache-login-server.serviceConfig.LoadCredential [ "client-key:${key}" ])
-    (assertionFails "server: settings.client_secret_file by hand names clientSecretFile" (serverWith {
-      clientSecretFile = secret;
-      settings = serverSettings // { client_secret_file = "/tmp/s"; };
-    }) "services.nix-cache-login-server.settings.client_secret_file must not be set: the module writes it from services.nix-cache-login-server.clientSecretFile; set that instead.")
-    (assertionFails "server: settings.client_key_file by hand names clientKeyFile" (serverWith {
-      clientSecretFile = secret;
-      settings = serverSettings // { client_key_file = "/tmp/k"; };
-    }) "services.nix-cache-login-server.settings.client_key_file must not be set: the module writes it from services.nix-cache-login-server.clientKeyFile; set that instead.")
     (assertionFails "server: private_key_jwt with a secret is refused, naming clientKeyFile" (serverAlong {
       clientSecretFile = secret;
     } { services.nix-cache-login-server.settings = keySettings; }) "private_key_jwt, which signs with a private key: set services.nix-cache-login-server.clientKeyFile")
@@ -499,10 +486,6 @@ let
       settings.issuer = "https://sso.example.com/realms/eng";
       clientSecretFile = secret;
     }) "services.nix-cache-login-server.settings.client_id must be set")
-    (assertionFails "server: netrc_path comes from netrcFile" (serverWith {
-      clientSecretFile = secret;
-      settings = serverSettings // { netrc_path = "/tmp/netrc"; };
-    }) "services.nix-cache-login-server.settings.netrc_path must not be set: the module writes it from services.nix-cache-login-server.netrcFile")
     (assertionFails "server and workstation together are refused" (serverAlong {
       clientSecretFile = secret;
     } {
@@ -510,6 +493,20 @@ let
       services.nix-cache-login.enable = true;
     }) "enable only one")
   ]
+  # The managed keys, each set by hand: the assertion names the option to use instead.
+  ++ lib.mapAttrsToList
+    (
+      key: option:
+      assertionFails "server: settings.${key} by hand names ${option}" (serverWith {
+        clientSecretFile = secret;
+        settings = serverSettings // { ${key} = "/tmp/x"; };
+      }) "services.nix-cache-login-server.settings.${key} must not be set: the module writes it from services.nix-cache-login-server.${option}; set that instead."
+    )
+    {
+      netrc_path = "netrcFile";
+      client_secret_file = "clientSecretFile";
+      client_key_file = "clientKeyFile";
+    }
   ++ toml "server: /etc/nix-cache-login/config.toml" srv.environment.etc."nix-cache-login/config.toml".source (
     serverSettings
     // {

@@ -167,6 +167,30 @@ rec {
         # `nix config show` is the name since Nix 2.20; older Nix and Lix have `nix show-config`.
         out = machine.succeed("nix config show --json 2>/dev/null || nix show-config --json")
         return json.loads(out)["netrc-file"]["value"]
+
+    def assert_daemon_netrc(machine, client_id):
+        # What a run leaves: the daemon's netrc with a token for client_id, written by the unit's
+        # dynamic user (not root) into its private state directory.
+        machine.succeed("grep -qE '^machine cache( |$)' ${serverNetrc}")
+        machine.succeed("test $(stat -L -c %a ${serverNetrc}) = 600")
+        machine.succeed("test $(stat -L -c %a /var/lib/private/nix-cache-login) = 700")
+        machine.succeed("test $(stat -c %a /var/lib/private) = 700")
+        machine.succeed("test $(stat -L -c %u ${serverNetrc}) != 0")
+        assert unit_property(machine, "DynamicUser") == "yes"
+        assert netrc_file_setting(machine) == "${serverNetrc}", netrc_file_setting(machine)
+        claims = token_claims(netrc_token(machine))
+        assert claims["azp"] == client_id, claims
+        machine.succeed("systemctl is-active nix-cache-login-server.timer")
+
+    def substitute_as_bob(machine, path):
+        machine.succeed(f"su - bob -c 'nix-store -r {path}'")
+        machine.succeed(f"grep -q '^payload-' {path}")
+
+    def wait_for_renewal(machine):
+        before = machine.succeed("sha256sum ${serverNetrc}").strip()
+        machine.wait_until_succeeds(f"test \"$(sha256sum ${serverNetrc})\" != '{before}'", timeout=120)
+        assert unit_property(machine, "Result") == "success"
+        machine.succeed("curl -sSf --netrc-file ${serverNetrc} http://cache/nix-cache-info")
   '';
 
   cacheRoot = "/var/www/nix-cache";

@@ -41,20 +41,11 @@ in
 
     with subtest("the boot-time run wrote the daemon's netrc, as its dynamic user"):
         wait_for_first_run(client)
-        client.succeed("grep -qE '^machine cache( |$)' ${netrc}")
-        client.succeed("test $(stat -L -c %a ${netrc}) = 600")
-        client.succeed("test $(stat -L -c %a /var/lib/private/nix-cache-login) = 700")
-        client.succeed("test $(stat -c %a /var/lib/private) = 700")
-        # Not root: the file belongs to the unit's dynamic user.
-        client.succeed("test $(stat -L -c %u ${netrc}) != 0")
-        assert unit_property(client, "DynamicUser") == "yes"
+        assert_daemon_netrc(client, "nix-cache-server")
         client.succeed("test $(stat -c %a ${secretFile}) = 400")
         config = server_config(client)
         assert config["client_secret_file"] == "''${CREDENTIALS_DIRECTORY}/client-secret", config
         client.fail("grep -qF '${t.serverClientSecret}' /etc/nix-cache-login/config.toml ${netrc}")
-        assert netrc_file_setting(client) == "${netrc}", netrc_file_setting(client)
-        client.succeed("systemctl is-active nix-cache-login-server.timer")
-        assert token_claims(netrc_token(client))["azp"] == "nix-cache-server"
         client.log(client.succeed("systemd-analyze security nix-cache-login-server.service | tail -n 1"))
 
     with subtest("the cache accepts the token and nothing else"):
@@ -86,9 +77,6 @@ in
         client.succeed(f"grep -q '^payload-' {store_path}")
 
     with subtest("the timer renews the token"):
-        before = client.succeed("sha256sum ${netrc}").strip()
-        client.wait_until_succeeds(f"test \"$(sha256sum ${netrc})\" != '{before}'", timeout=120)
-        assert unit_property(client, "Result") == "success"
-        client.succeed("curl -sSf --netrc-file ${netrc} http://cache/nix-cache-info")
+        wait_for_renewal(client)
   '';
 }
