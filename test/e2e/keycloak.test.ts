@@ -50,6 +50,7 @@ import {
   nixStoreDelete,
   nixStoreRealise,
   readStoreFile,
+  requireNix,
   type NixEnv,
 } from "../support/nix.ts";
 import { curl } from "../support/protected-bed.ts";
@@ -541,6 +542,8 @@ describe("what the NixOS VM tests assume of Keycloak (nix/tests/vm/)", () => {
   let vmKeyFile: string;
 
   before(async () => {
+    // nix-instantiate, from the same package.
+    requireNix();
     const keyDir = join(dir, "vm-client-key");
     await mkdir(keyDir, { mode: 0o700 });
     // As the VM tests' `certs` makes them.

@@ -258,6 +258,8 @@ rec {
   # - the registered `http://127.0.0.1/*` matches the CLI's `http://127.0.0.1:PORT/callback` on
   #   any port (Keycloak retries a loopback redirect URI without its port), and the redirect back
   #   keeps the port, so curl -L lands on the CLI's loopback server.
+  # The VM runs nixpkgs' keycloak package, whatever its version is then: when these lines fail
+  # there, run the e2e tests with that version (test/support/keycloak-dist.json).
   browser = pkgs.writeShellApplication {
     name = "keycloak-login-driver";
     runtimeInputs = [
