@@ -65,8 +65,8 @@ in
       server = {
         credentialText = ''
           The unit receives it through systemd's `LoadCredential` (systemd reads it as root when
-          the unit starts), so the file can stay readable by root only (and can live where the unit's sandbox cannot
-          otherwise see).
+          the unit starts), so the file can stay readable by root only (and can live where the
+          unit's sandbox cannot otherwise see).
         '';
         netrcFile = {
           default = "${common.serverStateDirectory}/netrc";
