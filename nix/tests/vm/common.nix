@@ -189,6 +189,8 @@ rec {
     def wait_for_renewal(machine):
         before = machine.succeed("sha256sum ${serverNetrc}").strip()
         machine.wait_until_succeeds(f"test \"$(sha256sum ${serverNetrc})\" != '{before}'", timeout=120)
+        # The run that wrote it has ended, and succeeded.
+        machine.wait_until_succeeds("test \"$(systemctl show -P ActiveState nix-cache-login-server.service)\" = inactive")
         assert unit_property(machine, "Result") == "success"
         machine.succeed("curl -sSf --netrc-file ${serverNetrc} http://cache/nix-cache-info")
   '';

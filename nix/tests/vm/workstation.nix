@@ -99,6 +99,10 @@ in
     with subtest("the timer refreshes the token on its own"):
         first = workstation.succeed("sha256sum ${netrc}").strip()
         workstation.wait_until_succeeds(f"test \"$(sha256sum ${netrc})\" != '{first}'", timeout=120)
+        # The run that wrote it has ended, and succeeded.
+        workstation.wait_until_succeeds(
+            "su - ${t.user.name} -c 'XDG_RUNTIME_DIR=/run/user/$(id -u) systemctl --user show -P ActiveState nix-cache-login.service' | grep -qx inactive"
+        )
         assert unit_property("${t.user.name}", "Result") == "success"
         assert unit_property("${t.user.name}", "ExecMainStatus") == "0"
         workstation.succeed("curl -sSf --netrc-file ${netrc} http://cache/nix-cache-info")
