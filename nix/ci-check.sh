@@ -11,6 +11,9 @@
 #                                            PATH/lib), and the Home Manager and nix-darwin
 #                                            modules inside those projects' own systemd/launchd
 #                                            code (checkouts). Fails when a path is missing.
+#                                            Also evaluates the VM tests with stand-ins and lints
+#                                            their scripts (pyflakes), and runs every generated
+#                                            config through the built CLI (needs node, dist/).
 #
 # NIXPKGS_LIB, HOME_MANAGER and NIX_DARWIN work like the three options (--with-lib is the old
 # spelling of --lib). The full checks (package build, real NixOS evaluation, VM tests) need
@@ -45,7 +48,7 @@ while [ $# -gt 0 ]; do
       shift 2
       ;;
     -h | --help)
-      sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     *)
