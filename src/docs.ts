@@ -9,6 +9,7 @@ export const TROUBLESHOOTING = "docs/troubleshooting.md";
 
 const CONFIGURATION = "docs/configuration.md";
 const PROVIDER = "docs/provider-setup.md#register-the-client-in-keycloak";
+const CLIENT_SETTINGS = "docs/provider-setup.md#client-settings-real-sites-turn-on";
 const LOGIN = "docs/commands.md#login-the-default-command";
 const FILES = "docs/security.md#files-and-permissions";
 const WRITES = "docs/security.md#how-files-are-written";
@@ -28,6 +29,10 @@ const PAGE_OF_CODE: Record<string, string> = {
   client_key_unsupported: PROVIDER,
   credential_file_empty: PROVIDER,
   provider_no_device_flow: PROVIDER,
+  dpop_required: CLIENT_SETTINGS,
+  authorization_refused: CLIENT_SETTINGS,
+  no_refresh_token: CLIENT_SETTINGS,
+  provider_no_par_endpoint: CLIENT_SETTINGS,
   sign_in_timeout: LOGIN,
   sign_in_denied: LOGIN,
   sign_in_rejected: LOGIN,
