@@ -9,14 +9,15 @@ import { parseDuration } from "../duration.ts";
 import { CliError, ExitCode } from "../errors.ts";
 import { netrcHolds } from "../netrc/read.ts";
 import { recordTokens } from "./result.ts";
-import { CorruptStateError, type TokenState } from "../store/state.ts";
+import { CorruptStateError, hasRefreshToken, type TokenState } from "../store/state.ts";
 import { loadSetup, readClientCredential, type ClientCredential, type Setup } from "./setup.ts";
 
 /** The command that gets a fresh token: for hints (`status`) and fixes (`doctor`). */
 export function renewCommand(config: Config, state: TokenState | undefined, now: Date): string {
   if (config.mode === "service-account") return "nix-cache-login service-account";
   const refreshUsable =
-    state?.refresh_token !== undefined &&
+    state !== undefined &&
+    hasRefreshToken(state) &&
     state.session_ended === undefined &&
     (state.refresh_token_expires_at === null ||
       state.refresh_token_expires_at === undefined ||

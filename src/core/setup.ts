@@ -9,18 +9,22 @@ import { stateDir } from "../config/paths.ts";
 import { verbose, type Context } from "../context.ts";
 import { CliError, ExitCode } from "../errors.ts";
 import { StateStore } from "../store/state.ts";
+import { KeychainVault } from "./refresh-token-storage.ts";
 import type { ClientKey } from "../oidc/client-key.ts";
 
 /** The loaded configuration and the token store of its (issuer, client_id). */
 export interface Setup {
   config: Config;
   store: StateStore;
+  /** Where the refresh token lives besides the state file (token_storage); the store uses it too. */
+  vault: KeychainVault;
 }
 
 export function loadSetup(ctx: Context): Setup {
   const config = loadConfig(ctx.configFlag, ctx.env);
   verbose(ctx)(`using configuration ${config.path} (${config.source})`);
-  return { config, store: new StateStore(stateDir(ctx.env), config.issuer, config.clientId) };
+  const vault = new KeychainVault(ctx, config);
+  return { config, store: new StateStore(stateDir(ctx.env), config.issuer, config.clientId, vault), vault };
 }
 
 /**
