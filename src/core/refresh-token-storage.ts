@@ -36,24 +36,24 @@ function keychainHint(config: Config): string {
   return `unlock the keyring (sign in to the desktop session, or open Seahorse or Keychain Access), or set token_storage = "file" in ${config.path} and sign in again`;
 }
 
-/** A keychain failure as the one-line error the CLI shows. */
+/** A keychain failure as the one-line error the CLI shows (exit 1: the session itself is fine). */
 export function keychainCliError(e: unknown, config: Config, doing: string): unknown {
   if (!(e instanceof KeychainError)) return e;
-  const code = `keychain_${e.failure}`;
-  if (e.failure === "unavailable") {
-    return new CliError(`${doing}: ${e.message}`, {
-      code,
-      exitCode: ExitCode.failure,
-      hint: `run it where the desktop session's D-Bus is (systemd user units have it), or set token_storage = "file" in ${config.path} and sign in again`,
-      detail: e.detail,
-    });
+  const message = `${doing}: ${e.message}`;
+  const more = { exitCode: ExitCode.failure, hint: keychainHint(config), detail: e.detail };
+  switch (e.failure) {
+    case "unavailable":
+      return new CliError("keychain_unavailable", message, {
+        ...more,
+        hint: `run it where the desktop session's D-Bus is (systemd user units have it), or set token_storage = "file" in ${config.path} and sign in again`,
+      });
+    case "locked":
+      return new CliError("keychain_locked", message, more);
+    case "timeout":
+      return new CliError("keychain_timeout", message, more);
+    case "failed":
+      return new CliError("keychain_failed", message, more);
   }
-  return new CliError(`${doing}: ${e.message}`, {
-    code,
-    exitCode: ExitCode.failure,
-    hint: keychainHint(config),
-    detail: e.detail,
-  });
 }
 
 export class KeychainVault implements RefreshTokenVault {
@@ -84,11 +84,14 @@ export class KeychainVault implements RefreshTokenVault {
     if (this.config.tokenStorage !== "keychain") return;
     const why = keychainUnavailable(this.ctx.env);
     if (why === undefined) return;
-    throw new CliError(`token_storage = "keychain" in ${this.config.path}, but ${why}`, {
-      code: "keychain_unavailable_here",
-      exitCode: ExitCode.failure,
-      hint: `run it where the desktop session's D-Bus is (systemd user units have it), or set token_storage = "auto" or "file"`,
-    });
+    throw new CliError(
+      "keychain_unavailable_here",
+      `token_storage = "keychain" in ${this.config.path}, but ${why}`,
+      {
+        exitCode: ExitCode.failure,
+        hint: `run it where the desktop session's D-Bus is (systemd user units have it), or set token_storage = "auto" or "file"`,
+      },
+    );
   }
 
   async load(state: TokenState): Promise<TokenState> {
@@ -102,8 +105,8 @@ export class KeychainVault implements RefreshTokenVault {
     }
     if (token === undefined || token === "") {
       throw loginRequired(
-        `the refresh token of this sign-in is no longer in ${kc.name} (item "${itemLabel(this.item)}")`,
         "keychain_item_missing",
+        `the refresh token of this sign-in is no longer in ${kc.name} (item "${itemLabel(this.item)}")`,
       );
     }
     this.known = token;

@@ -15,7 +15,7 @@
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import type { Env } from "../config/paths.ts";
+import type { Env } from "./env.ts";
 
 /** How long one keychain call may take before we give up on it (an unlock prompt may be waiting). */
 export const KEYCHAIN_TIMEOUT_MS = 5_000;
