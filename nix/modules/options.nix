@@ -60,8 +60,10 @@ let
         (what the CLI does when this is unset): in the OS keychain (the Secret Service on Linux,
         through libsecret's `secret-tool`, which the package brings; the login Keychain on macOS)
         when one answers, otherwise in the token state file, saying where it went and why (on
-        stderr, and in `nix-cache-login status`). `"keychain"`: the keychain or an error (exit 1).
-        `"file"`: the token state file (0600, in a 0700 directory under `$XDG_STATE_HOME`).
+        stderr, and in `nix-cache-login status`). `"keychain"`: the keychain; without a session
+        bus a run fails (exit 1) before it asks the provider, and a token the keychain does not
+        take is kept in the state file with a warning. `"file"`: the token state file (0600, in a
+        0700 directory under `$XDG_STATE_HOME`).
         ${tokenStorageText}
       '';
     };
