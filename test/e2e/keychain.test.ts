@@ -42,9 +42,9 @@ interface Bed {
 }
 
 /** A workspace whose HOME holds a running, unlocked keyring; the CLI sees its session bus. */
-async function bed(extra: Record<string, unknown> = {}): Promise<Bed> {
+async function bed(extra: Record<string, unknown> = {}, o: { display?: boolean } = {}): Promise<Bed> {
   const ws = await realmUserWorkspace(realm, HOST, extra);
-  const keyring = await startKeyring(ws.home);
+  const keyring = await startKeyring(ws.home, o);
   cleanups.push(async () => {
     await keyring.stop();
     await ws.cleanup();
@@ -260,6 +260,25 @@ describe("token_storage: the refresh token in a real Secret Service (GNOME Keyri
     ).checks.find((c) => c.id === "keychain");
     assert.equal(check?.status, "problem");
     assert.match(check?.summary ?? "", /locked/);
+  });
+
+  test("an unlock prompt that waits for someone: refresh gives up after the bounded wait, exit 1, no grant, every file as it was", async () => {
+    // A real prompt: gcr-prompter opens its window on an X server (Xvfb) and waits for a password.
+    const b = await bed({}, { display: true });
+    await seedSession(b.ws, realm);
+    assert.equal((await b.run(["refresh"])).code, 0);
+    await b.keyring.lock();
+    const files = await snapshot(b.ws.dir);
+    realm.clearRequests();
+    const r = await b.run(["refresh"]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(
+      r.stderr,
+      /^error: could not read the refresh token: the Secret Service did not answer within 5 s \(locked, waiting for an unlock prompt\?\)$/m,
+    );
+    assert.match(r.stderr, /^hint: unlock the keyring/m);
+    assert.equal(realm.countRequests("/token"), 0, "no grant was sent");
+    assert.deepEqual(await snapshot(b.ws.dir), files);
   });
 
   test("no session bus: auto keeps the token in the state file and says why; keychain is an error before any grant", async () => {

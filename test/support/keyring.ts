@@ -26,11 +26,18 @@ export interface Keyring {
 }
 
 const MISSING =
-  "the keychain tests need Debian's dbus-daemon, gnome-keyring, libsecret-tools and python3-secretstorage: apt-get install -y --no-install-recommends dbus-daemon gnome-keyring libsecret-tools python3-secretstorage (npm test installs them)";
+  "the keychain tests need Debian's dbus-daemon, gnome-keyring, libsecret-tools, python3-secretstorage and xvfb: apt-get install -y --no-install-recommends dbus-daemon gnome-keyring libsecret-tools python3-secretstorage xvfb (npm test installs them)";
 
-/** `home` holds the keyrings (XDG_DATA_HOME/keyrings); it is the workspace's HOME in the tests. */
-export async function startKeyring(home: string): Promise<Keyring> {
-  for (const tool of ["dbus-daemon", "gnome-keyring-daemon", "secret-tool", "/usr/bin/python3"]) {
+/**
+ * `home` holds the keyrings (XDG_DATA_HOME/keyrings); it is the workspace's HOME in the tests. With
+ * `display`, an X server (Debian's Xvfb) runs for the bus's activated services, so a locked
+ * keyring's unlock prompt (gcr-prompter) really opens a window and waits for someone to answer it;
+ * without one, the prompt fails at once, as on a headless machine.
+ */
+export async function startKeyring(home: string, o: { display?: boolean } = {}): Promise<Keyring> {
+  const tools = ["dbus-daemon", "gnome-keyring-daemon", "secret-tool", "/usr/bin/python3"];
+  if (o.display === true) tools.push("Xvfb");
+  for (const tool of tools) {
     await run("sh", ["-c", `command -v ${tool}`]).catch(() => {
       throw new Error(`${tool} not found: ${MISSING}`);
     });
@@ -45,7 +52,27 @@ export async function startKeyring(home: string): Promise<Keyring> {
     XDG_CACHE_HOME: join(home, ".cache"),
     XDG_CONFIG_HOME: join(home, ".config"),
     LANG: "C.UTF-8",
+    // The prompt would start the accessibility bus too; nothing here needs it.
+    NO_AT_BRIDGE: "1",
   };
+  const children: ChildProcess[] = [];
+  if (o.display === true) {
+    const x = spawn("Xvfb", ["-displayfd", "3", "-nolisten", "tcp"], {
+      env: base,
+      stdio: ["ignore", "ignore", "ignore", "pipe"],
+    });
+    children.push(x);
+    const fd = x.stdio[3] as NodeJS.ReadableStream;
+    base.DISPLAY = await new Promise<string>((resolve, reject) => {
+      let out = "";
+      fd.setEncoding("utf8");
+      fd.on("data", (d: string) => {
+        out += d;
+        if (out.includes("\n")) resolve(`:${out.trim()}`);
+      });
+      x.once("exit", (c) => reject(new Error(`Xvfb exited (${c}) before choosing a display`)));
+    });
+  }
   const bus = spawn("dbus-daemon", ["--session", "--nofork", "--print-address=1", "--nopidfile"], {
     env: base,
     stdio: ["ignore", "pipe", "pipe"],
@@ -65,7 +92,7 @@ export async function startKeyring(home: string): Promise<Keyring> {
     stdio: ["pipe", "ignore", "ignore"],
   });
   daemon.stdin.end(KEYRING_PASSWORD);
-  const children: ChildProcess[] = [daemon, bus];
+  children.unshift(daemon, bus);
   const py = async (code: string): Promise<string> =>
     (await run("/usr/bin/python3", ["-c", code], { env })).stdout;
   const prelude =
