@@ -11,6 +11,8 @@ import {
 } from "../core/refresh-token.ts";
 import { describeEntries, loadSetup } from "../core/setup.ts";
 import { printable } from "../text.ts";
+import { describeRefreshTokenPlace } from "../core/refresh-token-storage.ts";
+import { hasRefreshToken } from "../store/state.ts";
 
 export interface StatusOptions {
   json?: boolean | undefined;
@@ -47,7 +49,7 @@ export function status(ctx: Context, opts: StatusOptions): number {
   const access = report(state?.access_token !== undefined, state?.access_token_expires_at);
   const assumed = access.present && state?.access_token_expiry_assumed === true;
   access.expiry_assumed = assumed;
-  const refreshToken = report(state?.refresh_token !== undefined, state?.refresh_token_expires_at);
+  const refreshToken = report(hasRefreshToken(state), state?.refresh_token_expires_at);
   // A refresh token whose expiry is unknown is usable until the provider says otherwise.
   if (refreshToken.present && refreshToken.expires_at === null) refreshToken.valid = true;
   // ...and once the provider said so (invalid_grant on refresh), it is not, whatever its expiry.
@@ -73,10 +75,16 @@ export function status(ctx: Context, opts: StatusOptions): number {
       access_token: access,
       refresh_token: {
         ...refreshToken,
-        offline: state?.refresh_token !== undefined && state.refresh_token_offline === true,
+        offline: refreshToken.present && state?.refresh_token_offline === true,
         // The provider issues this client no refresh token: only a sign-in renews the access token.
         not_issued: notIssued,
         session_ended: ended === undefined ? null : { at: ended.at, description: ended.description },
+        stored_in: !refreshToken.present
+          ? null
+          : state?.refresh_token_in === "keychain"
+            ? "keychain"
+            : "file",
+        file_reason: state?.refresh_token_file_reason ?? null,
       },
     };
     ctx.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
@@ -108,7 +116,9 @@ export function status(ctx: Context, opts: StatusOptions): number {
         ? `the provider ended the session at ${printable(formatInstant(ended.at), 100)}${ended.description === null ? "" : ` (${printable(ended.description)})`}; run \`nix-cache-login login\``
         : state === undefined
           ? "none"
-          : describeRefreshToken(config, state, now),
+          : refreshToken.present
+            ? `${describeRefreshToken(config, state, now)}, ${describeRefreshTokenPlace(state, ctx.env)}`
+            : describeRefreshToken(config, state, now),
     ]);
   }
   const width = Math.max(...lines.map(([k]) => k.length));

@@ -4,7 +4,7 @@
  */
 import type { Config } from "../config/load.ts";
 import { describeExpiry } from "../duration.ts";
-import type { TokenState } from "../store/state.ts";
+import { hasRefreshToken, type TokenState } from "../store/state.ts";
 
 /**
  * Keycloak's offline tokens (scope offline_access) come with `refresh_expires_in: 0` and, unless
@@ -20,7 +20,7 @@ export const OFFLINE_REFRESH_TOKEN =
  * public clients), so only a new sign-in renews the token.
  */
 export function noRefreshTokenIssued(config: Config, state: TokenState | undefined): boolean {
-  return config.mode === "user" && state?.access_token !== undefined && state.refresh_token === undefined;
+  return config.mode === "user" && state?.access_token !== undefined && !hasRefreshToken(state);
 }
 
 /** Why the token cannot be renewed without a browser. */
@@ -35,7 +35,7 @@ export function noRefreshTokenFix(config: Config): string {
 
 /** The refresh token line of `status`, `doctor` and `login` (the ended session is said elsewhere). */
 export function describeRefreshToken(config: Config, state: TokenState, now: Date): string {
-  if (state.refresh_token === undefined) {
+  if (!hasRefreshToken(state)) {
     return noRefreshTokenIssued(config, state)
       ? `none (${new URL(config.issuer).host} issues none to this client: sign in again when the access token expires)`
       : "none";

@@ -701,7 +701,10 @@ describe("Keycloak: client settings real sites turn on", () => {
     assert.equal(jwtClaims(saved.refresh_token as string).typ, "Offline");
     assert.equal(saved.refresh_token_offline, true);
     const st = await ok(ws, ["status"]);
-    assert.match(st.stdout, new RegExp(`^refresh token: +${offline.replace(/[()]/g, "\\$&")}$`, "m"));
+    assert.match(
+      st.stdout,
+      new RegExp(`^refresh token: +${offline.replace(/[()]/g, "\\$&")}, in the state file$`, "m"),
+    );
     // One time format throughout.
     for (const t of st.stdout.match(/\d{4}-\d\d-\d\dT[^ )]*/g) ?? [])
       assert.match(t, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
