@@ -26,7 +26,7 @@ import {
 import { parseClientKey } from "../oidc/client-key.ts";
 import { renewCommand } from "../core/freshness.ts";
 import { loadSetup, readClientKeyText, readClientSecret, type Setup } from "../core/setup.ts";
-import { hasRefreshToken, type TokenState } from "../store/state.ts";
+import type { TokenState } from "../store/state.ts";
 import { check, type Check } from "./report.ts";
 
 function errorText(e: unknown): { message: string; hint: string | undefined } {
