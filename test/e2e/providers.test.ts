@@ -51,11 +51,9 @@ function claims(token: string): Record<string, unknown> {
   >;
 }
 
-/** stderr is `error: <one line>` and at most a `hint: <one line>`. */
+/** stderr is `error: <one line>`, at most a `hint: <one line>`, and at most a `see: docs/<page>`. */
 function oneLineError(stderr: string): string {
-  const lines = stderr.trimEnd().split("\n");
-  assert.match(lines[0] ?? "", /^error: /, stderr);
-  assert.ok(lines.length <= 2 && (lines[1] === undefined || lines[1].startsWith("hint: ")), stderr);
+  assert.match(stderr, /^error: [^\n]+\n(hint: [^\n]+\n)?(see: docs\/[a-z-]+\.md(#[a-z0-9-]+)?\n)?$/, stderr);
   return stderr;
 }
 
