@@ -1,6 +1,6 @@
 import { CliError, ExitCode } from "../errors.ts";
-import { docPage } from "./docs.ts";
-import { printableLines } from "./terminal-text.ts";
+import { docPage } from "../docs.ts";
+import { printableLines } from "../text.ts";
 
 interface Sink {
   stdout: { write(text: string): unknown };

@@ -3,8 +3,8 @@
  * skipped), a fix in one or two lines under each problem, a summary; or one JSON object.
  * Nothing here may ever hold a token: checks report lengths and line numbers only.
  */
-import { TROUBLESHOOTING } from "../cli/docs.ts";
-import { printableLines } from "../cli/terminal-text.ts";
+import { TROUBLESHOOTING } from "../docs.ts";
+import { printableLines } from "../text.ts";
 
 export type CheckStatus = "ok" | "problem" | "note" | "skipped";
 

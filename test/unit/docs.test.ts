@@ -8,7 +8,7 @@ import { readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { DOCUMENTED_CODES, docPage, TROUBLESHOOTING } from "../../src/cli/docs.ts";
+import { DOCUMENTED_CODES, docPage, TROUBLESHOOTING } from "../../src/docs.ts";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const DOCS = readdirSync(join(ROOT, "docs"))
