@@ -3,16 +3,16 @@
  * package) for an error's stable code, which the text rendering names on a `see:` line under the
  * hint. By the code's family, so a new code lands on its topic's page; docs/errors.md lists every
  * code, and test/unit/docs.test.ts checks that each of them gets a page that exists, or none for
- * the command-line codes whose hint names `--help`.
+ * the command-line codes, whose hint names `--help` or the form to write.
  */
 
 export const TROUBLESHOOTING = "docs/troubleshooting.md";
 
 /** First match wins. */
 const PAGES: [RegExp, string | undefined][] = [
-  // A mistyped command line: the hint names `--help`, which is the page.
+  // A mistyped command line: the hint names `--help`, or says how to write the value.
   [
-    /^(unknown_command|unknown_option|bad_option_value|conflicting_options|missing_argument|bad_argument|interrupted|internal)$/,
+    /^(unknown_command|unknown_option|bad_option_value|conflicting_options|missing_argument|bad_argument|bad_duration|interrupted|internal)$/,
     undefined,
   ],
   [
@@ -21,7 +21,7 @@ const PAGES: [RegExp, string | undefined][] = [
   ],
   [/^(timer_|system_|interval_|min_valid_|unit_|script_path_)/, "docs/commands.md#timer"],
   [
-    /^(config_|init_|issuer_no_discovery$|variable_not_set$|path_not_absolute$|not_user_config$|not_service_account$|bad_duration$)/,
+    /^(config_|init_|issuer_no_discovery$|variable_not_set$|path_not_absolute$|not_user_config$|not_service_account$)/,
     "docs/configuration.md",
   ],
   [

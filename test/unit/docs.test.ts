@@ -99,6 +99,7 @@ test("every error code of docs/errors.md has a page that exists, or none for a m
   }
   assert.deepEqual(without.sort(), [
     "bad_argument",
+    "bad_duration",
     "bad_option_value",
     "conflicting_options",
     "internal",
