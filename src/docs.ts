@@ -28,6 +28,7 @@ const PAGES: [RegExp, string | undefined][] = [
     /^(client_|credential_file_|provider_no_device_flow$)/,
     "docs/provider-setup.md#register-the-client-in-keycloak",
   ],
+  [/^keychain_/, "docs/security.md#the-refresh-token-in-the-keychain"],
   [/^(netrc_syntax|token_too_long|token_malformed)$/, "docs/security.md#how-files-are-written"],
   [/^(netrc_|state_|lock_|dir_|file_|temp_file_|home_not_set$)/, "docs/security.md#files-and-permissions"],
   // Sessions and the provider's answers.
