@@ -53,17 +53,6 @@ interface TimerFile {
   text: string;
 }
 
-/** A duration with a unit, as systemd and the CLI both read it: 30s, 4m, 1h. */
-function duration(text: string, what: string): number {
-  if (!/^\s*(0|[1-9]\d*)\s*[smh]\s*$/.test(text)) {
-    throw new CliError(`${what}: ${JSON.stringify(text)} is not a duration like 30s, 4m or 1h`, {
-      exitCode: ExitCode.usage,
-      hint: `write a whole number with a unit, e.g. ${what} ${what === "--interval" ? DEFAULT_INTERVAL : DEFAULT_MIN_VALID}`,
-    });
-  }
-  return parseDuration(text.trim(), what);
-}
-
 /**
  * The calendar expression that fires every `seconds` (as nix/modules/lib.nix's onCalendar):
  * only intervals that divide a minute, an hour or a day evenly have one.
@@ -315,8 +304,8 @@ function buildSpec(ctx: Context, opts: TimerOptions, home: string): TimerSpec {
   const system = opts.system === true;
   const interval = (opts.interval ?? DEFAULT_INTERVAL).trim();
   const minValid = (opts.minValid ?? DEFAULT_MIN_VALID).trim();
-  const intervalSeconds = duration(interval, "--interval");
-  const minValidSeconds = duration(minValid, "--min-valid");
+  const intervalSeconds = parseDuration(interval, "--interval");
+  const minValidSeconds = parseDuration(minValid, "--min-valid");
   if (onCalendar(intervalSeconds) === undefined) {
     throw new CliError(`--interval: ${interval} does not divide a minute, an hour or a day evenly`, {
       exitCode: ExitCode.usage,

@@ -6,7 +6,6 @@
 import type { Config } from "../config/load.ts";
 import { verbose, type Context } from "../context.ts";
 import { parseDuration } from "../duration.ts";
-import { CliError, ExitCode } from "../errors.ts";
 import { netrcHolds } from "../netrc/read.ts";
 import { recordTokens } from "./result.ts";
 import { CorruptStateError, type TokenState } from "../store/state.ts";
@@ -71,13 +70,6 @@ export function beginRenewal(
   opts: { minValid?: string | undefined },
   command: "refresh" | "service-account",
 ): PendingRenewal | "fresh" {
-  if (opts.minValid !== undefined && /^\s*\d+\s*$/.test(opts.minValid)) {
-    throw new CliError(`--min-valid: ${JSON.stringify(opts.minValid.trim())} has no unit`, {
-      exitCode: ExitCode.usage,
-      code: "bad_duration",
-      hint: `write ${opts.minValid.trim()}s, ${opts.minValid.trim()}m or ${opts.minValid.trim()}h`,
-    });
-  }
   const minValid = opts.minValid === undefined ? undefined : parseDuration(opts.minValid, "--min-valid");
   const setup = loadSetup(ctx);
   // `service-account` with a user configuration fails here, naming the missing key.

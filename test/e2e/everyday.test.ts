@@ -139,14 +139,41 @@ describe("--json and --quiet", () => {
     assert.equal((json(bad.stdout).error as Record<string, unknown>).code, "unknown_option");
   });
 
-  test("--min-valid without a unit is a usage error that names the units", async () => {
+  test("one duration rule: a bare number is refused with the same message by every option and key", async () => {
     const ws = await userWorkspace();
     await signIn(ws);
     const before = await snapshot(ws.home);
-    for (const command of ["refresh", "service-account"]) {
-      const res = await runCli(ws, [command, "--min-valid", "10"]);
+    const rule =
+      "\\(a duration is a whole number with a unit \\(s, m, h or d\\), e\\.g\\. 30s, 10m, 1h30m\\)";
+    const cases: [string[], string][] = [
+      [["refresh", "--min-valid", "10"], "--min-valid"],
+      [["service-account", "--min-valid", "10"], "--min-valid"],
+      [["login", "--timeout", "10"], "--timeout"],
+      [["timer", "install", "--interval", "10"], "--interval"],
+      [["timer", "install", "--min-valid", "10"], "--min-valid"],
+    ];
+    for (const [args, what] of cases) {
+      const res = await runCli(ws, args);
       assert.equal(res.code, 2, res.stderr);
-      assert.match(res.stderr, /^error: --min-valid: "10" has no unit\nhint: write 10s, 10m or 10h\n$/);
+      assert.match(
+        res.stderr,
+        new RegExp(`^error: ${what}: "10" has no unit: write 10s, 10m or 10h ${rule}\\n$`),
+        args.join(" "),
+      );
+    }
+    // The same rule in the configuration, for a TOML string and a TOML integer alike.
+    for (const value of ['"10"', "10"]) {
+      const config = join(ws.dir, "durations.toml");
+      await writeFile(config, `${await readFile(ws.configPath, "utf8")}timeout = ${value}\n`);
+      const res = await runCli(ws, ["status", "--config", config]);
+      assert.equal(res.code, 2, res.stderr);
+      assert.match(
+        res.stderr,
+        new RegExp(
+          `^error: ${config.replace(/[.]/g, "\\.")}: timeout: "10" has no unit: write 10s, 10m or 10h ${rule}\\n`,
+        ),
+      );
+      await rm(config);
     }
     assert.deepEqual(await snapshot(ws.home), before);
   });
@@ -329,7 +356,7 @@ describe("timer", () => {
     const ws = await userWorkspace();
     const cases: [string[], RegExp][] = [
       [["--interval", "7m"], /--interval: 7m does not divide a minute, an hour or a day evenly/],
-      [["--interval", "2"], /--interval: "2" is not a duration like 30s, 4m or 1h/],
+      [["--interval", "2x"], /--interval: "2x" is not a duration \(a duration is a whole number/],
       [["--min-valid", "2m"], /--min-valid 2m is not longer than --interval 2m plus the random delay/],
     ];
     for (const [args, message] of cases) {

@@ -95,7 +95,7 @@ timeout = 30
         "client_secret_file: must be a string, got a table",
         "scopes: must be an array of strings, got a string",
         "callback_port: must be an integer, got a string",
-        "timeout: must be a string, got a number",
+        'timeout: "30" has no unit: write 30s, 30m or 30h (a duration is a whole number with a unit (s, m, h or d), e.g. 30s, 10m, 1h30m)',
       ],
     ],
     [
@@ -184,7 +184,9 @@ cache_host = "cache.example.org"
     [
       "default_token_lifetime: not a duration, or zero",
       GOOD + 'default_token_lifetime = "soon"\n',
-      ['default_token_lifetime: invalid duration "soon" (e.g. 5m, 1h)'],
+      [
+        'default_token_lifetime: "soon" is not a duration (a duration is a whole number with a unit (s, m, h or d), e.g. 30s, 10m, 1h30m)',
+      ],
     ],
     [
       "cache_host with a port out of range",
@@ -195,12 +197,20 @@ cache_host = "cache.example.org"
       "bad optional values",
       GOOD + 'cache_url = "https://other.example.org/nix"\ncallback_port = 70000\ntimeout = "soon"\n',
       [
+        'timeout: "soon" is not a duration (a duration is a whole number with a unit (s, m, h or d), e.g. 30s, 10m, 1h30m)',
         "cache_url: host other.example.org does not match cache_host cache.example.org",
         "callback_port: must be 1-65535",
-        'timeout: invalid duration "soon" (e.g. 30s, 2m)',
       ],
     ],
     ["a zero timeout", GOOD + 'timeout = "0s"\n', ["timeout: must be greater than zero"]],
+    [
+      "durations follow one rule whatever the TOML type: a unit is required",
+      GOOD + 'timeout = "30"\ndefault_token_lifetime = true\n',
+      [
+        'timeout: "30" has no unit: write 30s, 30m or 30h (a duration is a whole number with a unit (s, m, h or d), e.g. 30s, 10m, 1h30m)',
+        "default_token_lifetime: true is not a duration (a duration is a whole number with a unit (s, m, h or d), e.g. 30s, 10m, 1h30m)",
+      ],
+    ],
     [
       "relative paths are refused",
       GOOD + 'netrc_path = "nix/netrc"\nclient_secret_file = "./secret"\n',

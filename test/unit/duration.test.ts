@@ -8,8 +8,7 @@ describe("parseDuration", () => {
     ["10m", 600],
     ["1h30m", 5400],
     ["1h 30m", 5400],
-    ["90", 90],
-    ["0", 0],
+    ["0s", 0],
     ["90s", 90],
     ["2d", 172800],
     ["1d2h3m4s", 93784],
@@ -38,6 +37,7 @@ describe("parseDuration", () => {
     "1w",
     "+10m",
     "0x10",
+    "1h 30",
   ];
   for (const text of bad) {
     test(`${JSON.stringify(text)} is refused with a usage error naming the option`, () => {
@@ -45,9 +45,30 @@ describe("parseDuration", () => {
         () => parseDuration(text, "--min-valid"),
         (e: unknown) => {
           assert.ok(e instanceof CliError);
-          assert.equal(e.message, `--min-valid: invalid duration ${JSON.stringify(text)}`);
+          assert.equal(
+            e.message,
+            `--min-valid: ${JSON.stringify(text)} is not a duration (a duration is a whole number with a unit (s, m, h or d), e.g. 30s, 10m, 1h30m)`,
+          );
           assert.equal(e.exitCode, ExitCode.usage);
-          assert.match(e.hint ?? "", /1h30m/);
+          assert.equal(e.code, "bad_duration");
+          return true;
+        },
+      );
+    });
+  }
+
+  for (const text of ["90", " 10 ", "0"]) {
+    test(`${JSON.stringify(text)} (no unit) is refused, with the spellings to choose from`, () => {
+      const n = text.trim();
+      assert.throws(
+        () => parseDuration(text, "--timeout"),
+        (e: unknown) => {
+          assert.ok(e instanceof CliError);
+          assert.equal(
+            e.message,
+            `--timeout: "${n}" has no unit: write ${n}s, ${n}m or ${n}h (a duration is a whole number with a unit (s, m, h or d), e.g. 30s, 10m, 1h30m)`,
+          );
+          assert.equal(e.exitCode, ExitCode.usage);
           return true;
         },
       );
