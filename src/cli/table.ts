@@ -59,6 +59,10 @@ const MIN_VALID: OptionSpec = {
   value: "duration",
   help: "do nothing, without any request, if the token stays valid this long (with a unit: 30s, 10m, 1h) and every cache host's entry holds it",
 };
+const DRY_RUN: OptionSpec = {
+  name: "dry-run",
+  help: "only load and check the configuration (and a service account's secret or key file) as a run would, and say so; nothing is sent or written (`timer status` runs the unit's command this way)",
+};
 const JSON_OUTPUT: OptionSpec = { name: "json", help: "print a JSON object on stdout" };
 const JSON_RESULT: OptionSpec = {
   name: "json",
@@ -121,16 +125,22 @@ export const COMMANDS: CommandSpec[] = [
   {
     name: "refresh",
     help: "renew the access token with the stored refresh token (no browser); for timers",
-    options: [MIN_VALID, JSON_RESULT, QUIET],
+    options: [MIN_VALID, DRY_RUN, JSON_RESULT, QUIET],
     run: async (ctx, v) =>
-      (await import("../commands/refresh.ts")).refresh(ctx, { minValid: str(v["min-valid"]) }),
+      (await import("../commands/refresh.ts")).refresh(ctx, {
+        minValid: str(v["min-valid"]),
+        dryRun: bool(v["dry-run"]),
+      }),
   },
   {
     name: "service-account",
     help: "get a token with the client credentials grant (client_secret_file or client_key_file); for servers",
-    options: [MIN_VALID, JSON_RESULT, QUIET],
+    options: [MIN_VALID, DRY_RUN, JSON_RESULT, QUIET],
     run: async (ctx, v) =>
-      (await import("../commands/service-account.ts")).serviceAccount(ctx, { minValid: str(v["min-valid"]) }),
+      (await import("../commands/service-account.ts")).serviceAccount(ctx, {
+        minValid: str(v["min-valid"]),
+        dryRun: bool(v["dry-run"]),
+      }),
   },
   {
     name: "status",

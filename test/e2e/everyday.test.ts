@@ -239,6 +239,13 @@ describe("timer", () => {
     assert.match(status.stdout, /nix-cache-login\.service: installed\n/);
     assert.match(status.stdout, /nix-cache-login\.timer: installed\n/);
     assert.match(status.stdout, /runs: .* refresh --min-valid 4m\n/);
+    // The unit's command, run with --dry-run: the configuration it will read is found and valid.
+    assert.match(
+      status.stdout,
+      new RegExp(
+        `dry run: ok, the configuration ${ws.configPath.replace(/[.]/g, "\\.")} \\(\\$XDG_CONFIG_HOME\\) is valid; nothing was sent or written\\.\n`,
+      ),
+    );
 
     // Idempotent: a second install changes nothing.
     const files = await snapshot(unitDir(ws));
@@ -304,6 +311,12 @@ describe("timer", () => {
         child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
         child.on("close", (code) => resolve({ code, stderr }));
       });
+    const status = await runCli(dir, ["timer", "status"]);
+    assert.equal(status.code, 0, status.stdout + status.stderr);
+    assert.ok(
+      status.stdout.includes(`dry run: ok, the configuration ${config} (--config) is valid`),
+      status.stdout,
+    );
     const signedOut = await exec(argv);
     assert.equal(signedOut.code, 3, signedOut.stderr);
     assert.match(service, /^SuccessExitStatus=3$/m);
@@ -352,6 +365,24 @@ describe("timer", () => {
     assert.match(fixed.stdout, new RegExp(`runs: .*${realpathSync(CLI).replace(/[.]/g, "\\.")} refresh`));
   });
 
+  test("status runs the unit's command with --dry-run: a configuration broken since install is found", async () => {
+    const ws = await userWorkspace();
+    const res = await runCli(ws, ["timer", "install", "-q"]);
+    assert.equal(res.code, 0, res.stderr);
+    await writeFile(ws.configPath, `${await readFile(ws.configPath, "utf8")}timeout = 30\n`);
+    const before = await snapshot(ws.home);
+    const status = await runCli(ws, ["timer", "status"]);
+    assert.equal(status.code, 1, status.stdout);
+    assert.ok(
+      status.stdout.includes(
+        `dry run: the unit's command fails (exit 2): ${ws.configPath}: timeout: "30" has no unit: write 30s, 30m or 30h`,
+      ),
+      status.stdout,
+    );
+    assert.match(status.stderr, /^hint: fix what the dry run names/m);
+    assert.deepEqual(await snapshot(ws.home), before, "the dry run writes nothing");
+  });
+
   test("bad durations, an interval without a calendar form, and a foreign unit are refused", async () => {
     const ws = await userWorkspace();
     const cases: [string[], RegExp][] = [
@@ -389,7 +420,29 @@ describe("timer", () => {
 
   test("install --system (root) writes system units that run service-account", async () => {
     assert.equal(process.getuid?.(), 0, "this test runs as root, as CI does");
-    const sa = await serviceWorkspace();
+    // A system unit has no $HOME: the default netrc_path ($XDG_CONFIG_HOME/nix/netrc) cannot work there.
+    const homeOnly = await serviceWorkspace();
+    const unitsOfHomeOnly = join(homeOnly.dir, "system-units");
+    const needsHome = await runCli(
+      homeOnly,
+      ["timer", "install", "--system", "--config", homeOnly.configPath],
+      {
+        env: { NIX_CACHE_LOGIN_SYSTEM_UNIT_DIR: unitsOfHomeOnly },
+      },
+    );
+    assert.equal(needsHome.code, 2, needsHome.stderr);
+    assert.match(
+      needsHome.stderr,
+      /^error: --system: .*config\.toml needs \$HOME, which a system unit does not have .*\nhint: set netrc_path to an absolute path/,
+    );
+    assert.ok(!existsSync(unitsOfHomeOnly), "nothing written");
+
+    const sa = await realmServiceWorkspace(realm, HOST);
+    workspaces.push(sa);
+    await writeFile(
+      sa.configPath,
+      `${await readFile(sa.configPath, "utf8")}netrc_path = "${sa.netrcPath}"\n`,
+    );
     const dir = join(sa.dir, "system-units");
     const env = { NIX_CACHE_LOGIN_SYSTEM_UNIT_DIR: dir, NIX_CACHE_LOGIN_CONFIG: sa.configPath };
     const res = await runCli(sa, ["timer", "install", "--system"], { env });
@@ -414,17 +467,37 @@ describe("timer", () => {
     );
     await verify(join(dir, "nix-cache-login-server.service"), join(dir, "nix-cache-login-server.timer"));
     const status = await runCli(sa, ["timer", "status", "--system"], { env });
-    assert.equal(status.code, 0, status.stderr);
+    assert.equal(status.code, 0, status.stdout + status.stderr);
+    assert.ok(
+      status.stdout.includes(
+        `dry run: ok, the configuration ${sa.configPath} (--config) is valid, and its client_secret_file is readable`,
+      ),
+      status.stdout,
+    );
     const removed = await runCli(sa, ["timer", "remove", "--system"], { env });
     assert.equal(removed.code, 0, removed.stderr);
     assert.deepEqual(await snapshot(dir), new Map());
 
     const user = await userWorkspace();
-    const refused = await runCli(user, ["timer", "install", "--system"], {
+    const refused = await runCli(user, ["timer", "install", "--system", "--config", user.configPath], {
       env: { NIX_CACHE_LOGIN_SYSTEM_UNIT_DIR: dir },
     });
     assert.equal(refused.code, 2);
     assert.match(refused.stderr, /--system needs a service-account configuration/);
+
+    // Without --config the system unit reads /etc/nix-cache-login/config.toml, not the caller's
+    // ~/.config: a service account configured only there is refused, and nothing is written.
+    assert.ok(!existsSync("/etc/nix-cache-login/config.toml"), "this machine has no system configuration");
+    const own = await serviceWorkspace();
+    const noSystemConfig = await runCli(own, ["timer", "install", "--system"], {
+      env: { NIX_CACHE_LOGIN_SYSTEM_UNIT_DIR: dir },
+    });
+    assert.equal(noSystemConfig.code, 2, noSystemConfig.stderr);
+    assert.match(
+      noSystemConfig.stderr,
+      /^error: --system: the system unit reads \/etc\/nix-cache-login\/config\.toml \(no --config was given\), and it does not exist\nhint: .*timer install --system --config PATH/,
+    );
+    assert.deepEqual(await snapshot(dir), new Map(), "no unit written");
   });
 });
 
