@@ -162,7 +162,7 @@ export const COMMANDS: CommandSpec[] = [
   },
   {
     name: "init",
-    help: "write a configuration file, after checking that the issuer answers with its discovery document",
+    help: "write a configuration file, after checking that the issuer answers with its discovery document and (for a user sign-in) knows the client",
     options: [
       {
         name: "issuer",
@@ -174,6 +174,11 @@ export const COMMANDS: CommandSpec[] = [
         name: "cache-host",
         value: "host",
         help: "the binary cache's host name, e.g. cache.example.org (several: comma-separated)",
+      },
+      {
+        name: "cache-url",
+        value: "url",
+        help: "the cache's base URL, where it is not https://HOST (`doctor` asks it; several: comma-separated, one per host)",
       },
       {
         name: "client-secret-file",
@@ -197,6 +202,7 @@ export const COMMANDS: CommandSpec[] = [
         issuer: str(v.issuer),
         clientId: str(v["client-id"]),
         cacheHost: str(v["cache-host"]),
+        cacheUrl: str(v["cache-url"]),
         clientSecretFile: str(v["client-secret-file"]),
         netrcPath: str(v["netrc-path"]),
         force: v.force === true,

@@ -5,7 +5,7 @@ import { prompt, say, verbose, warn, type Context } from "../context.ts";
 import { describeExpiry, formatSpan, parseDuration } from "../duration.ts";
 import { CliError, ExitCode } from "../errors.ts";
 import { deviceSignIn } from "../oidc/device.ts";
-import { LoopbackServer, type CallbackOutcome, type Page } from "../oidc/loopback.ts";
+import { LoopbackServer, redirectUriToRegister, type CallbackOutcome, type Page } from "../oidc/loopback.ts";
 import type { Provider, TokenSet } from "../oidc/provider.ts";
 import { printable } from "../cli/terminal-text.ts";
 import { setLongTimeout } from "../oidc/timers.ts";
@@ -166,6 +166,9 @@ async function browserSignIn(
   const server = bound.value;
   try {
     if (discovered.status === "rejected") throw discovered.reason;
+    // A provider that does not know the client or the redirect URI shows an error page in the
+    // browser and never comes back: find that out now, not at the timeout.
+    await p.checkClient(server.redirectUri, redirectUriToRegister(o.port));
     const request = await p.authorizationRequest(server.redirectUri);
     server.expect(request.url, request.state);
     log(

@@ -300,6 +300,44 @@ export class Provider {
   }
 
   /**
+   * Asks the authorization endpoint, before a browser opens, whether it knows this client and
+   * redirect URI (./client-check.ts): the same request as authorizationRequest, with prompt=none
+   * and a state, nonce and PKCE verifier that are thrown away.
+   */
+  checkClient(
+    redirectUri: string,
+    register: string,
+    clientIdFrom = `client_id in ${this.opts.config.path}`,
+  ): Promise<void> {
+    return this.withConfig("client check", async (l, c) => {
+      if (c.serverMetadata().authorization_endpoint === undefined) return;
+      const state = l.randomState();
+      const url = l.buildAuthorizationUrl(c, {
+        response_type: "code",
+        redirect_uri: redirectUri,
+        scope: this.loginScope(),
+        state,
+        nonce: l.randomNonce(),
+        code_challenge: await l.calculatePKCECodeChallenge(l.randomPKCECodeVerifier()),
+        code_challenge_method: "S256",
+        prompt: "none",
+      });
+      const { checkClient } = await import("./client-check.ts");
+      await checkClient({
+        url,
+        state,
+        clientId: this.opts.config.clientId,
+        redirectUri,
+        register,
+        clientIdFrom,
+        env: this.opts.env,
+        log: this.opts.log,
+        timeoutSeconds: this.opts.config.timeoutSeconds,
+      });
+    });
+  }
+
+  /**
    * Fetches the provider's signing keys ahead of the callback, so that checking the ID token's
    * signature costs no request while the user waits for the browser to finish.
    */

@@ -65,6 +65,11 @@ export interface RealmOptions {
    * refreshTokenTTL; clients must treat the lifetime as unknown.
    */
   offlineTokens?: boolean;
+  /**
+   * The public client's registered redirect URIs, default `http://127.0.0.1/callback` (any port,
+   * RFC 8252 section 7.3). Another path stands for a client registered for something else.
+   */
+  publicRedirectUris?: string[];
 }
 
 export interface RealmRequest {
@@ -378,6 +383,22 @@ ${form}
     renderHtml(ctx, 200, "You are logged out", "");
   },
   async error(ctx: KoaContextWithOIDC, out: Record<string, unknown>) {
+    if (
+      ctx.path === ROUTES.authorization &&
+      (out.error === "invalid_client" || out.error === "invalid_redirect_uri")
+    ) {
+      // Keycloak does not redirect for an unknown client or an unregistered redirect URI: it shows
+      // an HTTP 400 page saying "Client not found." or "Invalid parameter: redirect_uri"
+      // (AuthorizationEndpointChecker.checkClient / checkRedirectUri, with Messages.CLIENT_NOT_FOUND
+      // and Messages.INVALID_PARAMETER). oidc-provider answers 400 too, in its own words.
+      ctx.status = 400;
+      ctx.type = "html";
+      ctx.body = page(
+        "We are sorry...",
+        `<p id="kc-error-message">${out.error === "invalid_client" ? "Client not found." : "Invalid parameter: redirect_uri"}</p>`,
+      );
+      return;
+    }
     const lines = Object.entries(out).map(
       ([k, v]) => `<p><strong>${escapeHtml(k)}</strong>: ${escapeHtml(v)}</p>`,
     );
@@ -714,7 +735,7 @@ export async function startRealm(opts: RealmOptions = {}): Promise<Realm> {
           application_type: "native",
           token_endpoint_auth_method: "none",
           // With application_type native any port on this loopback URI is accepted (RFC 8252 section 7.3).
-          redirect_uris: ["http://127.0.0.1/callback"],
+          redirect_uris: opts.publicRedirectUris ?? ["http://127.0.0.1/callback"],
           grant_types: ["authorization_code", "refresh_token", DEVICE_CODE_GRANT],
           response_types: ["code"],
         },
