@@ -91,6 +91,7 @@ export async function init(ctx: Context, opts: InitOptions): Promise<number> {
     await p.checkClient(
       `http://127.0.0.1:${port}${CALLBACK_PATH}`,
       redirectUriToRegister(config.callbackPort),
+      "--client-id",
     );
   }
   await writeFileAtomic(target, text, "utf8");

@@ -131,10 +131,16 @@ function signedInAlready(ctx: Context, s: Setup): void {
   const now = ctx.now();
   const until = (at: string | null | undefined) =>
     at === undefined || at === null ? "an unknown time" : at.replace(/\.\d{3}Z$/, "Z");
+  const refreshEnd = state.refresh_token_expires_at;
+  // An ended or expired session cannot be renewed: offering a time for it would be wrong.
   const sessionEnd =
-    state.refresh_token !== undefined
-      ? `the session can be renewed until ${until(state.refresh_token_expires_at)}`
-      : "no refresh token";
+    state.refresh_token === undefined
+      ? "no refresh token"
+      : state.session_ended !== undefined
+        ? `the provider ended the session (seen at ${until(state.session_ended.at)})`
+        : refreshEnd !== null && refreshEnd !== undefined && Date.parse(refreshEnd) <= now.getTime()
+          ? `the session expired at ${until(refreshEnd)}`
+          : `the session can be renewed until ${until(refreshEnd)}`;
   prompt(
     ctx,
     `Already signed in as ${state.username ?? "(unknown user)"} at ${s.config.issuer}: access token ${describeExpiry(state.access_token_expires_at ?? null, now)}, ${sessionEnd}. Starting a new sign-in, which replaces it.`,

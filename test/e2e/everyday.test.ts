@@ -530,9 +530,54 @@ describe("init", () => {
     const twice = await again();
     assert.equal(twice.code, 2);
     assert.match(twice.stderr, /exists already\nhint: .*--force/);
-    const forced = await again("--force");
+    // The provider does not know client "x": init says so (as login would, before a browser), and
+    // leaves the file as it was.
+    const written = await readFile(ws.configPath, "utf8");
+    const unknown = await again("--force");
+    assert.equal(unknown.code, 2, unknown.stderr);
+    assert.match(
+      unknown.stderr,
+      /^error: 127\.0\.0\.1:\d+ does not know the client "x" \(--client-id\): its authorization endpoint answers HTTP 400\nhint: check --client-id against/,
+    );
+    assert.equal(await readFile(ws.configPath, "utf8"), written);
+
+    // --cache-url: where doctor asks the cache, when it is not https://HOST.
+    const forced = await runCli(ws, [
+      "init",
+      "--force",
+      "--issuer",
+      realm.issuer,
+      "--client-id",
+      realm.publicClientId,
+      "--cache-host",
+      HOST,
+      "--cache-url",
+      `http://${HOST}:8080/nix`,
+    ]);
     assert.equal(forced.code, 0, forced.stderr);
-    assert.match(await readFile(ws.configPath, "utf8"), /^client_id = "x"$/m);
+    assert.match(forced.stderr, /answers with its discovery document and knows client_id nix-cache\)/);
+    assert.match(
+      await readFile(ws.configPath, "utf8"),
+      new RegExp(`^cache_url = "http://${HOST}:8080/nix"$`, "m"),
+    );
+    assert.equal((await runCli(ws, ["status", "--json"])).code, 3, "the configuration loads (not signed in)");
+    const badUrl = await runCli(ws, [
+      "init",
+      "--force",
+      "--issuer",
+      realm.issuer,
+      "--client-id",
+      realm.publicClientId,
+      "--cache-host",
+      HOST,
+      "--cache-url",
+      "https://elsewhere.example.org/",
+    ]);
+    assert.equal(badUrl.code, 2, badUrl.stderr);
+    assert.match(
+      badUrl.stderr,
+      /cache_url: host elsewhere\.example\.org does not match cache_host 127\.0\.0\.1/,
+    );
   });
 
   test("refuses an issuer without discovery, a bad value, or missing flags, writing nothing", async () => {
@@ -619,6 +664,71 @@ describe("a request slower than a second", () => {
       server.closeAllConnections();
       await new Promise((r) => server.close(r));
     }
+  });
+});
+
+describe("the rough edges a new user hit (issue 24)", () => {
+  test("broken TOML names the file, line and column, with a hint", async () => {
+    const ws = await userWorkspace();
+    await writeFile(ws.configPath, 'issuer = "https://sso.example.org/realms/nix\nclient_id = "nix-cache"\n');
+    const res = await runCli(ws, ["status"]);
+    assert.equal(res.code, 2, res.stderr);
+    assert.equal(
+      res.stderr,
+      `error: ${ws.configPath}: line 1, column 45: invalid TOML: a string is not closed before the end of the line\nhint: add the closing quote on line 1 (each line is KEY = VALUE, strings in double quotes: client_id = "nix-cache")\n`,
+    );
+  });
+
+  test("refresh --min-valid says in one line that the token stays valid until when; nothing with --quiet", async () => {
+    const ws = await userWorkspace();
+    await signIn(ws);
+    assert.equal((await runCli(ws, ["refresh", "-q"])).code, 0);
+    const state = await new StateStore(ws.stateDir, realm.issuer, realm.publicClientId).read();
+    const until = String(state?.access_token_expires_at).replace(/\.\d{3}Z$/, "Z");
+    const fresh = await runCli(ws, ["refresh", "--min-valid", "1m"]);
+    assert.equal(fresh.code, 0, fresh.stderr);
+    assert.equal(
+      fresh.stderr,
+      `The access token stays valid until ${until}, more than --min-valid 1m: nothing to do.\n`,
+    );
+    const quiet = await runCli(ws, ["refresh", "--min-valid", "1m", "--quiet"]);
+    assert.equal(quiet.code, 0, quiet.stderr);
+    assert.equal(quiet.stderr, "");
+  });
+
+  test("a netrc directory that does not exist is created, and that is said on stderr", async () => {
+    const ws = await userWorkspace();
+    const netrc = join(ws.dir, "typo-dir", "nix", "netrc");
+    await writeFile(ws.configPath, `${await readFile(ws.configPath, "utf8")}netrc_path = "${netrc}"\n`);
+    await signIn(ws);
+    const res = await runCli(ws, ["refresh"]);
+    assert.equal(res.code, 0, res.stderr);
+    assert.ok(
+      res.stderr.includes(
+        `Created the directory ${join(ws.dir, "typo-dir")} for the netrc ${netrc} (netrc_path in ${ws.configPath}).\n`,
+      ),
+      res.stderr,
+    );
+    assert.ok(existsSync(netrc));
+    const again = await runCli(ws, ["refresh"]);
+    assert.equal(again.code, 0, again.stderr);
+    assert.doesNotMatch(again.stderr, /Created the directory/);
+  });
+
+  test("login after the provider ended the session offers no renewal time", async () => {
+    const ws = await userWorkspace();
+    await signIn(ws);
+    assert.equal((await runCli(ws, ["refresh", "-q"])).code, 0);
+    await realm.revokeAllSessions();
+    const ended = await runCli(ws, ["refresh", "--min-valid", "1d"]);
+    assert.equal(ended.code, 3, ended.stderr);
+    const res = await runCli(ws, ["login", "--no-browser", "--timeout", "1s"]);
+    assert.equal(res.code, 1, res.stderr);
+    assert.match(
+      res.stderr,
+      /^Already signed in as alice at .*, the provider ended the session \(seen at \d{4}-[^)]*\)\. Starting a new sign-in/m,
+    );
+    assert.doesNotMatch(res.stderr, /can be renewed until/);
   });
 });
 

@@ -477,13 +477,34 @@ describe("config: sizes and file-system errors (issue 12)", () => {
 });
 
 describe("config: invalid TOML names the file, line and column", () => {
-  const cases: [string, string, number, number][] = [
-    ["a key without a value", 'issuer = "https://x"\nclient_id = \n', 2, 13],
-    ["an unterminated string", 'issuer = "https://x\nclient_id = "a"\n', 1, 20],
-    ["a key defined twice", 'issuer = "https://x"\nissuer = "https://y"\n', 2, 1],
-    ["junk after a value", '\n\nclient_id = "a" b\n', 3, 17],
+  const cases: [string, string, number, number, RegExp, RegExp][] = [
+    [
+      "a key without a value",
+      'issuer = "https://x"\nclient_id = \n',
+      2,
+      13,
+      /invalid value/,
+      /a value is a string/,
+    ],
+    [
+      "an unterminated string",
+      'issuer = "https://x\nclient_id = "a"\n',
+      1,
+      20,
+      /a string is not closed before the end of the line$/,
+      /^add the closing quote on line 1 \(each line is KEY = VALUE/,
+    ],
+    [
+      "a key defined twice",
+      'issuer = "https://x"\nissuer = "https://y"\n',
+      2,
+      1,
+      /a key is set twice/,
+      /keep one/,
+    ],
+    ["junk after a value", '\n\nclient_id = "a" b\n', 3, 17, /end-of-line/, /each line is KEY = VALUE/],
   ];
-  for (const [title, text, line, column] of cases) {
+  for (const [title, text, line, column, reason, hint] of cases) {
     test(title, async () => {
       const file = await writeConfig(text);
       const e = await cliError(() => loadConfig(file, { HOME: home }));
@@ -494,6 +515,8 @@ describe("config: invalid TOML names the file, line and column", () => {
       );
       assert.doesNotMatch(e.message, /\n/);
       assert.ok(e.message.length > `${file}: line ${line}, column ${column}: invalid TOML: `.length);
+      assert.match(e.message, reason);
+      assert.match(e.hint ?? "", hint);
     });
   }
 });
