@@ -2,6 +2,11 @@ import { CliError, ExitCode } from "./errors.ts";
 
 const UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
 
+/** A flag or key that is not a duration this tool takes (one code, wherever it is found). */
+export function badDuration(message: string, hint?: string): CliError {
+  return new CliError("bad_duration", message, { exitCode: ExitCode.usage, hint });
+}
+
 /**
  * The one duration rule, for every configuration key (`timeout`, `default_token_lifetime`) and every
  * option (`--timeout`, `--min-valid`, `--interval`): whole numbers, each with a unit (s, m, h or d),
@@ -50,10 +55,7 @@ function parseSeconds(text: string): number | undefined {
 export function parseDuration(text: string, what: string): number {
   const seconds = parseSeconds(text);
   if (seconds === undefined) {
-    throw new CliError(`${what}: ${durationProblem(text) ?? ""}`, {
-      code: "bad_duration",
-      exitCode: ExitCode.usage,
-    });
+    throw badDuration(`${what}: ${durationProblem(text) ?? ""}`);
   }
   return seconds;
 }

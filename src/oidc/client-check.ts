@@ -13,10 +13,10 @@
  * request's state, nonce and PKCE verifier are fresh and thrown away, so even a provider that
  * issued a code to it issued one that nobody can redeem; nothing of the answer is printed raw.
  */
-import { printable } from "../cli/terminal-text.ts";
+import { printable } from "../text.ts";
 import { CliError, ExitCode } from "../errors.ts";
-import { makeFetch, type Logger } from "./http.ts";
-import type { Env } from "../config/paths.ts";
+import { makeFetch, type Logger } from "../net/http.ts";
+import type { Env } from "../os/env.ts";
 
 export interface ClientCheck {
   /** The authorization URL, with throw-away state, nonce and PKCE challenge, and prompt=none. */
@@ -103,9 +103,9 @@ export async function checkClient(c: ClientCheck): Promise<void> {
     }
     const description = back?.searchParams.get("error_description");
     throw new CliError(
+      "sign_in_refused",
       `${host} refuses a browser sign-in for client_id ${JSON.stringify(c.clientId)}: ${printable(error, 60)}${description === null || description === undefined ? "" : ` (${printable(description, 200)})`}`,
       {
-        code: "sign_in_refused",
         hint: "the client needs the authorization code flow with PKCE (Keycloak: Standard flow); `nix-cache-login login --device` may work meanwhile",
       },
     );
@@ -120,9 +120,9 @@ export async function checkClient(c: ClientCheck): Promise<void> {
   const which = res.status < 500 ? blamed(page) : undefined;
   if (which === "client_id") {
     throw new CliError(
+      "client_unknown",
       `${host} does not know the client ${JSON.stringify(c.clientId)} (${c.clientIdFrom}): its authorization endpoint answers HTTP ${res.status}`,
       {
-        code: "client_unknown",
         exitCode: ExitCode.usage,
         hint: `check ${c.clientIdFrom} against the client's ID in the provider (Keycloak: Clients)`,
       },
@@ -130,18 +130,16 @@ export async function checkClient(c: ClientCheck): Promise<void> {
   }
   if (which === "redirect_uri") {
     throw new CliError(
+      "redirect_uri_unregistered",
       `${host} does not accept the redirect URI ${c.redirectUri} for client_id ${JSON.stringify(c.clientId)}: its authorization endpoint answers HTTP ${res.status}`,
       {
-        code: "redirect_uri_unregistered",
         hint: `ask the provider's administrator to register ${c.register} as a redirect URI of the client (Keycloak: Valid redirect URIs)`,
       },
     );
   }
   throw new CliError(
+    "authorization_request_refused",
     `${host} refuses a sign-in for client_id ${JSON.stringify(c.clientId)} with the redirect URI ${c.redirectUri}: its authorization endpoint answers HTTP ${res.status}`,
-    {
-      code: "authorization_request_refused",
-      hint: `check ${c.clientIdFrom}, and that ${c.register} is a registered redirect URI of the client`,
-    },
+    { hint: `check ${c.clientIdFrom}, and that ${c.register} is a registered redirect URI of the client` },
   );
 }

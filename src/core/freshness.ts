@@ -1,6 +1,6 @@
 /**
  * Whether the current token is still good, from the files alone; and what `refresh` and
- * `service-account` settle before any request. The renewal itself is in ./renew.ts, which loads
+ * `service-account` settle before any request. The renewal itself is in ./renew-under-lock.ts, which loads
  * the network code.
  */
 import type { Config } from "../config/load.ts";
@@ -9,7 +9,8 @@ import { parseDuration } from "../duration.ts";
 import { netrcHolds } from "../netrc/read.ts";
 import { recordTokens } from "./result.ts";
 import { CorruptStateError, type TokenState } from "../store/state.ts";
-import { loadSetup, readClientCredential, type ClientCredential, type Setup } from "./setup.ts";
+import type { ClientCredential } from "../oidc/client-key.ts";
+import { loadSetup, readClientCredential, type Setup } from "./setup.ts";
 
 /** The command that gets a fresh token: for hints (`status`) and fixes (`doctor`). */
 export function renewCommand(config: Config, state: TokenState | undefined, now: Date): string {
