@@ -10,6 +10,7 @@ export const TROUBLESHOOTING = "docs/troubleshooting.md";
 const CONFIGURATION = "docs/configuration.md";
 const PROVIDER = "docs/provider-setup.md#register-the-client-in-keycloak";
 const LOGIN = "docs/commands.md#login-the-default-command";
+const TIMER = "docs/commands.md#timer";
 const FILES = "docs/security.md#files-and-permissions";
 const WRITES = "docs/security.md#how-files-are-written";
 const ERRORS = `${TROUBLESHOOTING}#error-codes`;
@@ -28,6 +29,13 @@ const PAGE_OF_CODE: Record<string, string> = {
   client_key_unsupported: PROVIDER,
   credential_file_empty: PROVIDER,
   provider_no_device_flow: PROVIDER,
+  client_unknown: PROVIDER,
+  redirect_uri_unregistered: PROVIDER,
+  sign_in_refused: PROVIDER,
+  authorization_request_refused: PROVIDER,
+  system_config_missing: TIMER,
+  system_config_needs_home: TIMER,
+  bad_duration: CONFIGURATION,
   sign_in_timeout: LOGIN,
   sign_in_denied: LOGIN,
   sign_in_rejected: LOGIN,

@@ -157,7 +157,9 @@ describe("--json and --quiet", () => {
       assert.equal(res.code, 2, res.stderr);
       assert.match(
         res.stderr,
-        new RegExp(`^error: ${what}: "10" has no unit: write 10s, 10m or 10h ${rule}\\n$`),
+        new RegExp(
+          `^error: ${what}: "10" has no unit: write 10s, 10m or 10h ${rule}\\nsee: docs/configuration\\.md\\n$`,
+        ),
         args.join(" "),
       );
     }
@@ -675,7 +677,7 @@ describe("the rough edges a new user hit (issue 24)", () => {
     assert.equal(res.code, 2, res.stderr);
     assert.equal(
       res.stderr,
-      `error: ${ws.configPath}: line 1, column 45: invalid TOML: a string is not closed before the end of the line\nhint: add the closing quote on line 1 (each line is KEY = VALUE, strings in double quotes: client_id = "nix-cache")\n`,
+      `error: ${ws.configPath}: line 1, column 45: invalid TOML: a string is not closed before the end of the line\nhint: add the closing quote on line 1 (each line is KEY = VALUE, strings in double quotes: client_id = "nix-cache")\nsee: docs/configuration.md\n`,
     );
   });
 
