@@ -507,7 +507,7 @@ describe("init", () => {
   test("writes a configuration that login loads, after checking the issuer's discovery", async () => {
     const ws = await makeWorkspace();
     workspaces.push(ws);
-    const res = await runCli(ws, [
+    const init = [
       "init",
       "--issuer",
       realm.issuer,
@@ -515,7 +515,8 @@ describe("init", () => {
       realm.publicClientId,
       "--cache-host",
       HOST,
-    ]);
+    ];
+    const res = await runCli(ws, init);
     assert.equal(res.code, 0, res.stderr);
     assert.match(res.stderr, new RegExp(`^Wrote ${ws.configPath.replace(/[.]/g, "\\.")} `));
     assert.match(res.stderr, /Next: `nix-cache-login login`, then `nix-cache-login timer install`/);
@@ -544,18 +545,8 @@ describe("init", () => {
     assert.equal(await readFile(ws.configPath, "utf8"), written);
 
     // --cache-url: where doctor asks the cache, when it is not https://HOST.
-    const forced = await runCli(ws, [
-      "init",
-      "--force",
-      "--issuer",
-      realm.issuer,
-      "--client-id",
-      realm.publicClientId,
-      "--cache-host",
-      HOST,
-      "--cache-url",
-      `http://${HOST}:8080/nix`,
-    ]);
+    const withCacheUrl = (url: string) => runCli(ws, [...init, "--force", "--cache-url", url]);
+    const forced = await withCacheUrl(`http://${HOST}:8080/nix`);
     assert.equal(forced.code, 0, forced.stderr);
     assert.match(forced.stderr, /answers with its discovery document and knows client_id nix-cache\)/);
     assert.match(
@@ -563,18 +554,7 @@ describe("init", () => {
       new RegExp(`^cache_url = "http://${HOST}:8080/nix"$`, "m"),
     );
     assert.equal((await runCli(ws, ["status", "--json"])).code, 3, "the configuration loads (not signed in)");
-    const badUrl = await runCli(ws, [
-      "init",
-      "--force",
-      "--issuer",
-      realm.issuer,
-      "--client-id",
-      realm.publicClientId,
-      "--cache-host",
-      HOST,
-      "--cache-url",
-      "https://elsewhere.example.org/",
-    ]);
+    const badUrl = await withCacheUrl("https://elsewhere.example.org/");
     assert.equal(badUrl.code, 2, badUrl.stderr);
     assert.match(
       badUrl.stderr,

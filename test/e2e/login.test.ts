@@ -533,13 +533,7 @@ describe("login", { concurrency: false }, () => {
     // A realm whose client is registered for another redirect URI than the loopback /callback.
     const elsewhere = await startRealm({ tls: false, publicRedirectUris: ["http://127.0.0.1/elsewhere"] });
     try {
-      const ws2 = await makeWorkspace();
-      workspaces.push(ws2);
-      await ws2.writeConfig({
-        issuer: elsewhere.issuer,
-        client_id: elsewhere.publicClientId,
-        cache_host: CACHE_HOST,
-      });
+      const ws2 = await userWorkspace({ issuer: elsewhere.issuer });
       const res = await run(ws2, ["login", "--browser-command", opener, "--port", String(await freePort())]);
       assert.equal(res.code, 1, res.stderr);
       assert.match(
