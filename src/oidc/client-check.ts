@@ -15,13 +15,14 @@
  */
 import { printable } from "../text.ts";
 import { CliError, ExitCode } from "../errors.ts";
-import { makeFetch, type Logger } from "../net/http.ts";
+import { checkedEndpoint, makeFetch, type Logger } from "../net/http.ts";
 import type { Env } from "../os/env.ts";
 
 export interface ClientCheck {
   /** The authorization URL, with throw-away state, nonce and PKCE challenge, and prompt=none. */
   url: URL;
   state: string;
+  issuer: string;
   clientId: string;
   redirectUri: string;
   /** The redirect URI to tell an administrator to register (any port of 127.0.0.1, or the fixed one). */
@@ -76,6 +77,8 @@ export function blamed(page: string): "client_id" | "redirect_uri" | undefined {
 /** Throws a one-line CliError when the provider would not let this client sign in here. */
 export async function checkClient(c: ClientCheck): Promise<void> {
   const host = c.url.host;
+  // As for every request we make ourselves: https, or http on loopback for a loopback issuer.
+  checkedEndpoint(c.url.href, c.issuer, "sign-in endpoint (authorization_endpoint)");
   // A network error is the caller's to translate (Provider.translate), as for any other request.
   const res = await makeFetch(c.env, c.log)(c.url.href, {
     method: "GET",

@@ -282,6 +282,7 @@ export class Provider {
       await checkClient({
         url,
         state,
+        issuer: this.settings.issuer,
         clientId: this.settings.clientId,
         redirectUri,
         register,

@@ -374,6 +374,16 @@ describe("a hostile provider cannot corrupt the netrc or the terminal", { concur
     );
     assert.doesNotMatch(page.stderr, /Something|pwned|xxxx/);
     assert.deepEqual(await snapshot(ws.home), before, "nothing written");
+
+    // An authorization endpoint off loopback over plain http: not asked, and no URL offered.
+    op.metadata.authorization_endpoint = "http://phish.example/auth";
+    const plain = await runCli(ws, ["login", "--no-browser"]);
+    assert.equal(plain.code, 1, plain.stderr);
+    assert.match(
+      plain.stderr,
+      /advertises a sign-in endpoint \(authorization_endpoint\) at http:\/\/phish\.example, which is not https; nothing was sent there/,
+    );
+    assert.doesNotMatch(plain.stderr, /open this URL/);
     resetProvider();
   });
 
