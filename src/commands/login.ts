@@ -12,9 +12,9 @@ import {
 import { CliError, ExitCode } from "../errors.ts";
 import { deviceSignIn } from "../oidc/device.ts";
 import { signInDenied, signInTimedOut } from "../oidc/sign-in-errors.ts";
-import { LoopbackServer, type CallbackOutcome, type Page } from "../oidc/loopback.ts";
-import type { AuthorizationRequest, Provider } from "../oidc/provider.ts";
-import { checkAuthorizationRequest, checkDpopRequired } from "../oidc/sign-in-checks.ts";
+import { LoopbackServer, redirectUriToRegister, type CallbackOutcome, type Page } from "../oidc/loopback.ts";
+import type { Provider } from "../oidc/provider.ts";
+import { checkDpopRequired } from "../oidc/dpop-check.ts";
 import type { TokenSet } from "../oidc/token-set.ts";
 import { printable } from "../text.ts";
 import { setLongTimeout } from "../net/timers.ts";
@@ -140,9 +140,15 @@ function signedInAlready(ctx: Context, s: Setup): void {
   const now = ctx.now();
   const until = (at: string | null | undefined) =>
     at === undefined || at === null ? "an unknown time" : printable(formatInstant(at), 100);
-  const sessionEnd = hasRefreshToken(state)
-    ? `the session can be renewed until ${until(state.refresh_token_expires_at)}`
-    : "no refresh token";
+  const refreshEnd = state.refresh_token_expires_at;
+  // An ended or expired session cannot be renewed: offering a time for it would be wrong.
+  const sessionEnd = !hasRefreshToken(state)
+    ? "no refresh token"
+    : state.session_ended !== undefined
+      ? `the provider ended the session (seen at ${until(state.session_ended.at)})`
+      : refreshEnd !== null && refreshEnd !== undefined && Date.parse(refreshEnd) <= now.getTime()
+        ? `the session expired at ${until(refreshEnd)}`
+        : `the session can be renewed until ${until(refreshEnd)}`;
   prompt(
     ctx,
     `Already signed in as ${state.username ?? "(unknown user)"} at ${s.config.issuer}: access token ${describeExpiry(state.access_token_expires_at ?? null, now)}, ${sessionEnd}. Starting a new sign-in, which replaces it.`,
@@ -174,7 +180,15 @@ async function browserSignIn(
   const server = bound.value;
   try {
     if (discovered.status === "rejected") throw discovered.reason;
-    const request = await startableRequest(ctx, p, server.redirectUri, log);
+    // A provider that does not know the client or the redirect URI shows an error page in the
+    // browser and never comes back: find that out now, not at the timeout. The same request says
+    // whether it must be pushed (RFC 9126), and a placeholder code exchange whether the client's
+    // tokens would need a DPoP proof.
+    const [check] = await Promise.all([
+      p.checkClient(server.redirectUri, redirectUriToRegister(o.port)),
+      checkDpopRequired(p, server.redirectUri),
+    ]);
+    const request = await p.authorizationRequest(server.redirectUri, { pushed: check === "par_required" });
     server.expect(() => request.authorize(), request.state);
     log(
       `authorization endpoint ${request.endpoint}${request.pushed ? " (pushed request)" : ""}, redirect URI ${server.redirectUri}`,
@@ -240,52 +254,6 @@ async function browserSignIn(
     await server.close();
     log("closed the loopback server");
   }
-}
-
-/**
- * The authorization request the browser will be sent with, checked first where the provider can
- * tell: what its authorization endpoint answers (a client that requires pushed authorization
- * requests gets one, RFC 9126; a refused request ends here rather than on a page in the browser,
- * which would never come back), and whether the client's tokens would need DPoP. Both run before
- * the user is asked to sign in.
- */
-async function startableRequest(
-  ctx: Context,
-  p: Provider,
-  redirectUri: string,
-  log: (line: string) => void,
-): Promise<AuthorizationRequest> {
-  const request = await p.authorizationRequest(redirectUri);
-  const [answer] = await Promise.all([
-    checkAuthorizationRequest(p, request, ctx.env),
-    checkDpopRequired(p, redirectUri),
-  ]);
-  if (answer.kind === "ok") return request;
-  if (answer.kind === "error") {
-    // Keycloak: invalid_request "Pushed Authorization Request is only allowed." (a client with
-    // "Pushed authorization request required" on); oidc-provider: "... must be used".
-    if (
-      answer.error === "invalid_request" &&
-      !request.pushed &&
-      /pushed authori[sz]ation request/i.test(answer.description ?? "")
-    ) {
-      log("the authorization endpoint requires a pushed authorization request (RFC 9126): sending one");
-      return p.authorizationRequest(redirectUri, { pushed: true });
-    }
-    throw signInFailed(p.host, answer.error, answer.description);
-  }
-  const said = answer.message === undefined ? "" : `: ${answer.message}`;
-  const loopback = answer.message !== undefined && /redirect.?uri/i.test(answer.message);
-  throw new CliError(
-    "authorization_refused",
-    `${p.host} refused the sign-in request before any sign-in page (HTTP ${answer.status}${said})`,
-    {
-      exitCode: ExitCode.usage,
-      hint: loopback
-        ? `the client must accept the redirect URI ${redirectUri} (any port): register http://127.0.0.1/* for it, and exempt it from client policies that refuse http loopback redirects (Keycloak's OAuth 2.1 profile does); or sign in with --device`
-        : "check client_id in the configuration and the client's settings at the provider; run again with --verbose for details",
-    },
-  );
 }
 
 /** An error answer (RFC 6749 4.1.2.1) to the authorization request, at the callback or before. */

@@ -239,7 +239,7 @@ export class Provider {
    * (`require_pushed_authorization_requests`), through openid-client's PAR support.
    */
   authorizationRequest(redirectUri: string, opts: { pushed?: boolean } = {}): Promise<AuthorizationRequest> {
-    return this.withConfig("authorization request", async (l, c) => {
+    return this.withConfig("authorization request", (l, c) => {
       const meta = c.serverMetadata();
       if (meta.authorization_endpoint === undefined) {
         throw new CliError(
@@ -258,36 +258,82 @@ export class Provider {
           { hint: "check the provider's discovery document (pushed_authorization_request_endpoint)" },
         );
       }
-      const codeVerifier = l.randomPKCECodeVerifier();
-      const state = l.randomState();
-      const nonce = l.randomNonce();
-      const params = {
-        response_type: "code",
-        redirect_uri: redirectUri,
-        scope: this.loginScope(),
-        state,
-        nonce,
-        code_challenge: await l.calculatePKCECodeChallenge(codeVerifier),
-        code_challenge_method: "S256",
-      };
-      const url = pushed ? undefined : l.buildAuthorizationUrl(c, params);
-      const authorize = (): Promise<URL> => {
-        if (url !== undefined) return Promise.resolve(url);
-        this.log("pushing the authorization request (RFC 9126)");
-        return l.buildAuthorizationUrlWithPAR(c, params).catch((e: unknown) => {
-          throw this.translate(e, "pushed authorization request", { signIn: true });
-        });
-      };
-      return {
-        url,
-        authorize,
+      return this.newAuthorizationRequest(l, c, redirectUri, { pushed });
+    });
+  }
+
+  /** A fresh verifier, state and nonce, and the authorization URL (or the push) that carries them. */
+  private async newAuthorizationRequest(
+    l: Lib,
+    c: OidcClient.Configuration,
+    redirectUri: string,
+    o: { pushed?: boolean; extra?: Record<string, string> } = {},
+  ): Promise<AuthorizationRequest> {
+    const codeVerifier = l.randomPKCECodeVerifier();
+    const state = l.randomState();
+    const nonce = l.randomNonce();
+    const params = {
+      response_type: "code",
+      redirect_uri: redirectUri,
+      scope: this.loginScope(),
+      state,
+      nonce,
+      code_challenge: await l.calculatePKCECodeChallenge(codeVerifier),
+      code_challenge_method: "S256",
+      ...o.extra,
+    };
+    const pushed = o.pushed === true;
+    const url = pushed ? undefined : l.buildAuthorizationUrl(c, params);
+    const authorize = (): Promise<URL> => {
+      if (url !== undefined) return Promise.resolve(url);
+      this.log("pushing the authorization request (RFC 9126)");
+      return l.buildAuthorizationUrlWithPAR(c, params).catch((e: unknown) => {
+        throw this.translate(e, "pushed authorization request", { signIn: true });
+      });
+    };
+    const endpoint = String(c.serverMetadata().authorization_endpoint);
+    return { url, authorize, pushed, endpoint, redirectUri, state, nonce, codeVerifier };
+  }
+
+  /**
+   * Asks the authorization endpoint, before a browser opens, whether it knows this client and
+   * redirect URI (./client-check.ts): the same request as authorizationRequest, with prompt=none
+   * and a state, nonce and PKCE verifier that are thrown away. "par_required" when the endpoint
+   * answers that the request must be pushed (RFC 9126; Keycloak's "Pushed authorization request
+   * required"): the sign-in then pushes its request.
+   */
+  checkClient(
+    redirectUri: string,
+    register: string,
+    clientIdFrom = `client_id in ${this.settings.configPath}`,
+  ): Promise<"ok" | "par_required"> {
+    return this.withConfig("client check", async (l, c) => {
+      const meta = c.serverMetadata();
+      if (meta.authorization_endpoint === undefined) return "ok";
+      // Its verifier and nonce are dropped here: a code issued to this request is of no use. A
+      // provider that takes only pushed requests gets this one pushed too (its request_uri is
+      // spent by the check).
+      const pushed =
+        meta.require_pushed_authorization_requests === true &&
+        meta.pushed_authorization_request_endpoint !== undefined;
+      const check = await this.newAuthorizationRequest(l, c, redirectUri, {
         pushed,
-        endpoint: String(meta.authorization_endpoint),
+        extra: { prompt: "none" },
+      });
+      const { checkClient } = await import("./client-check.ts");
+      const verdict = await checkClient({
+        url: await check.authorize(),
+        state: check.state,
+        issuer: this.settings.issuer,
+        clientId: this.settings.clientId,
         redirectUri,
-        state,
-        nonce,
-        codeVerifier,
-      };
+        register,
+        clientIdFrom,
+        env: this.opts.env,
+        log: this.log,
+        timeoutSeconds: this.settings.timeoutSeconds,
+      });
+      return pushed ? "par_required" : verdict;
     });
   }
 

@@ -24,7 +24,7 @@ import { CliError, ExitCode } from "../../src/errors.ts";
 import { parseClientKey } from "../../src/oidc/client-key.ts";
 import { describeNetworkError, networkProblem } from "../../src/net/http.ts";
 import { basicAuthorization, chooseSecretMethod, formEncodeCredential } from "../../src/oidc/client-auth.ts";
-import { errorPageMessage } from "../../src/oidc/sign-in-checks.ts";
+import { redirectPolicyMessage } from "../../src/oidc/client-check.ts";
 
 const BASE = {
   issuer: "https://id.example.org/realms/main",
@@ -160,14 +160,23 @@ test("network failures get one hint each, the one that fits", () => {
   assert.equal(networkProblem(new Error("something else")), undefined);
 });
 
-test("Keycloak's error page: its message, printable; other pages: nothing", () => {
+test("Keycloak's page for a redirect URI a client policy refuses: its message, printable; other pages: nothing", () => {
   const page = `<div id="kc-error-message">\n  <p class="instruction">Invalid Redirect Uri: invalid loopback address</p>\n</div>`;
-  assert.equal(errorPageMessage(page), "Invalid Redirect Uri: invalid loopback address");
+  assert.equal(redirectPolicyMessage(page), "Invalid Redirect Uri: invalid loopback address");
   assert.equal(
-    errorPageMessage(`<div id="kc-error-message"><p class="instruction">a &amp; b\u001b[31m</p></div>`),
-    "a & b [31m",
+    redirectPolicyMessage(
+      `<div id="kc-error-message"><p class="instruction">Invalid Redirect Uri: a &amp; b\u001b[31m</p></div>`,
+    ),
+    "Invalid Redirect Uri: a & b [31m",
   );
-  assert.equal(errorPageMessage("<html><p>We are sorry</p></html>"), undefined);
+  // Keycloak's page for an unregistered one names the parameter instead.
+  assert.equal(
+    redirectPolicyMessage(
+      `<div id="kc-error-message"><p class="instruction">Invalid parameter: redirect_uri</p></div>`,
+    ),
+    undefined,
+  );
+  assert.equal(redirectPolicyMessage("<html><p>We are sorry</p></html>"), undefined);
 });
 
 test("client keys: PEM (PKCS#8, PKCS#1, SEC1) and JWK with its kid; other kinds are refused", () => {
