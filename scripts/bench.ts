@@ -250,7 +250,7 @@ async function summariseCpuProfile(file: string): Promise<[string, number][]> {
       const lib = vendor(f.url);
       if (lib !== undefined) return lib;
     }
-    if (stack.some((f) => f.url.endsWith("/dist/nix-cache-login.cjs") || f.url.endsWith("/dist/lazy.cjs")))
+    if (stack.some((f) => f.url.endsWith("/dist/nix-cache-login.cjs")))
       return "our bundle (and built-ins it calls)";
     const top = stack[stack.length - 1];
     if (top !== undefined && top.url === "" && /^\(.*\)$/.test(top.functionName)) return top.functionName;

@@ -66,7 +66,6 @@ describe("npm package", () => {
   test("npm pack from a clean clone builds (prepack) and ships the CLI, its man page and completions", () => {
     for (const f of [
       "dist/nix-cache-login.cjs",
-      "dist/lazy.cjs",
       "dist/vendor/openid-client.cjs",
       "dist/vendor/undici.cjs",
       "dist/vendor/open.cjs",
