@@ -7,6 +7,7 @@
  */
 import { withFields, type Context } from "../context.ts";
 import { ExitCode } from "../errors.ts";
+import { OutputClosed } from "./output.ts";
 import { parseCommandLine } from "./parse.ts";
 import { renderError } from "./render.ts";
 import { onSlowRequest } from "../oidc/slow-notice.ts";
@@ -56,6 +57,8 @@ export async function run(argv: string[], deps: Deps): Promise<number> {
     }
     return code;
   } catch (e) {
+    // `| head`: the reader has what it wanted.
+    if (e instanceof OutputClosed) return ExitCode.ok;
     return renderError(e, deps, { verbose, json });
   }
 }
