@@ -116,42 +116,9 @@ describe("--json and --quiet", () => {
     assert.equal(json(again.stdout).action, "none");
     assert.equal(again.stderr, "");
   });
-
-  test("errors under --json: one line {error: {code, message, hint, exit_code}} on stdout with the exit code", async () => {
-    const ws = await userWorkspace();
-    const res = await runCli(ws, ["refresh", "--json"]);
-    assert.equal(res.code, 3);
-    assert.equal(res.stdout.split("\n").length, 2, "one line");
-    const err = json(res.stdout).error as Record<string, unknown>;
-    assert.equal(err.code, "not_signed_in");
-    assert.equal(err.exit_code, 3);
-    assert.match(String(err.message), /not signed in/);
-    assert.match(String(err.hint), /nix-cache-login login/);
-
-    const status = await runCli(ws, ["status", "--json", "--config", join(ws.dir, "missing.toml")]);
-    assert.equal(status.code, 2);
-    const s = json(status.stdout).error as Record<string, unknown>;
-    assert.equal(s.code, "config_not_found");
-    assert.match(String(s.message), /missing\.toml: configuration file not found/);
-
-    const bad = await runCli(ws, ["logout", "--json", "--bogus"]);
-    assert.equal(bad.code, 2);
-    assert.equal((json(bad.stdout).error as Record<string, unknown>).code, "unknown_option");
-  });
-
-  test("--min-valid without a unit is a usage error that names the units", async () => {
-    const ws = await userWorkspace();
-    await signIn(ws);
-    const before = await snapshot(ws.home);
-    for (const command of ["refresh", "service-account"]) {
-      const res = await runCli(ws, [command, "--min-valid", "10"]);
-      assert.equal(res.code, 2, res.stderr);
-      assert.match(res.stderr, /^error: --min-valid: "10" has no unit\nhint: write 10s, 10m or 10h\n$/);
-    }
-    assert.deepEqual(await snapshot(ws.home), before);
-  });
 });
 
+// Errors under --json and usage errors are tested in-process (test/unit/run.test.ts).
 describe("timer", () => {
   const unitDir = (ws: Workspace) => join(ws.env.XDG_CONFIG_HOME as string, "systemd", "user");
 

@@ -14,6 +14,7 @@ import { dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import { CLI, makeWorkspace, requireBuild, ROOT, runCli, type Workspace } from "../support/cli.ts";
+import { COMMANDS } from "../../src/cli/table.ts";
 
 const run = promisify(execFile);
 const pkg = JSON.parse(await readFile(join(ROOT, "package.json"), "utf8")) as {
@@ -196,17 +197,7 @@ describe("Node.js version check", () => {
 });
 
 describe("man page and shell completions (made from the command table)", () => {
-  const commands = [
-    "login",
-    "refresh",
-    "service-account",
-    "status",
-    "logout",
-    "doctor",
-    "init",
-    "timer",
-    "completion",
-  ];
+  const commands = COMMANDS.map((c) => c.name);
   let ws: Workspace;
   before(async () => {
     requireBuild();
