@@ -178,17 +178,16 @@ async function nodeVersion(node: string): Promise<string> {
 
 /**
  * Whole browser logins: the CLI opens headless Debian Chromium through the test driver, which
- * signs in on the realm's page. --verbose timing lines give the callback -> netrc time and the
- * token request's own time.
+ * signs in on the realm's page. The --verbose line of the token request gives its own time.
  */
 async function benchLogin(
   env: NodeJS.ProcessEnv,
   runs: number,
-): Promise<{ wall: number[]; callbackToNetrc: number[]; tokenResponse: number[] }> {
+): Promise<{ wall: number[]; tokenResponse: number[] }> {
   const driver = fileURLToPath(new URL("../test/support/browser-driver.ts", import.meta.url));
   const tsx = fileURLToPath(import.meta.resolve("tsx"));
   const browserCommand = `'${process.execPath}' --import '${tsx}' '${driver}'`;
-  const out = { wall: [] as number[], callbackToNetrc: [] as number[], tokenResponse: [] as number[] };
+  const out = { wall: [] as number[], tokenResponse: [] as number[] };
   for (let i = 0; i < runs; i++) {
     const started = performance.now();
     const r = await exec(
@@ -198,11 +197,9 @@ async function benchLogin(
     );
     const wall = performance.now() - started;
     if (r.code !== 0) throw new Error(`login failed: ${r.stderr}`);
-    const cb = /callback_to_netrc_ms=([\d.]+)/.exec(r.stderr)?.[1];
     const token = /POST \S+\/token -> 200 \((\d+) ms\)/.exec(r.stderr)?.[1];
-    if (cb === undefined || token === undefined) throw new Error("login printed no timing lines");
+    if (token === undefined) throw new Error("login --verbose printed no token request");
     out.wall.push(wall);
-    out.callbackToNetrc.push(Number(cb));
     out.tokenResponse.push(Number(token));
   }
   return out;
@@ -495,17 +492,10 @@ async function main(): Promise<void> {
     if (existsSync("/usr/bin/chromium")) {
       const runs = 5;
       const l = await benchLogin(env, runs);
-      const overhead = l.callbackToNetrc.map((c, i) => c - (l.tokenResponse[i] as number));
       console.log(`\nBrowser login through headless Chromium (${runs} runs, medians):`);
       console.log(`  whole login, CLI start to exit (incl. starting Chromium)  ${ms(median(l.wall))}`);
       console.log(
-        `  callback reaching the loopback server -> netrc written     ${ms(median(l.callbackToNetrc))}`,
-      );
-      console.log(
         `  of which the provider's token response                     ${ms(median(l.tokenResponse))}`,
-      );
-      console.log(
-        `  our overhead above the token response (target <= 50 ms)    ${ms(median(overhead))} (max ${ms(Math.max(...overhead))})`,
       );
     } else {
       console.log("\nBrowser login: skipped (apt-get install -y --no-install-recommends chromium)");

@@ -60,7 +60,8 @@ const MIN_VALID: OptionSpec = {
   help: "do nothing, without any request, if the token stays valid this long (with a unit: 30s, 10m, 1h) and every cache host's entry holds it",
 };
 const JSON_OUTPUT: OptionSpec = { name: "json", help: "print a JSON object on stdout" };
-const JSON_RESULT: OptionSpec = {
+/** --json of the commands that do something: run() prints what they recorded (ctx.result). */
+export const JSON_RESULT: OptionSpec = {
   name: "json",
   help: 'print what was done as one JSON object on stdout (errors as {"error": {...}})',
 };

@@ -1,5 +1,5 @@
 /**
- * Shell completion scripts for bash, zsh and fish, made from the command table (../cli.ts), so
+ * Shell completion scripts for bash, zsh and fish, made from the command table (../cli/table.ts), so
  * that they know every command, option and argument the parser knows.
  */
 import type { CommandSpec, CommandTable, OptionSpec } from "../cli/table.ts";

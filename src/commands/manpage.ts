@@ -1,5 +1,5 @@
 /**
- * The man page, nix-cache-login(1), made from the command table (../cli.ts) by the build
+ * The man page, nix-cache-login(1), made from the command table (../cli/table.ts) by the build
  * (scripts/build.mjs writes dist/man/nix-cache-login.1): the same commands, options and text as
  * --help.
  */
@@ -25,7 +25,7 @@ function option(o: OptionSpec): string {
 export function manPage(t: CommandTable, date: string): string {
   const up = t.name.toUpperCase();
   const out = [
-    `.\\" Generated from the command table in src/cli.ts by scripts/build.mjs; do not edit.`,
+    `.\\" Generated from the command table in src/cli/table.ts by scripts/build.mjs; do not edit.`,
     `.TH ${up} 1 "${date}" "${t.name} ${esc(t.version)}" "User Commands"`,
     ".SH NAME",
     `${t.name} \\- keep an OpenID Connect access token for a protected Nix binary cache in your netrc`,

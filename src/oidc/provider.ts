@@ -2,6 +2,7 @@
  * The only module that talks OAuth: discovery (cached in the token state), grants and revocation,
  * all through openid-client. Protocol errors are translated into CliErrors here.
  */
+import { setTimeout } from "node:timers/promises";
 import type * as OidcClient from "openid-client";
 import type { Config } from "../config/load.ts";
 import type { TokenEndpointAuthMethod } from "../config/rules.ts";
@@ -75,6 +76,8 @@ export interface ProviderOptions {
   credential?: ClientCredential | undefined;
   /** The cached discovery document, if any. */
   discovery?: TokenState["discovery"];
+  /** See Context's onSlowRequest. */
+  onSlowRequest?: ((host: string) => void) | undefined;
 }
 
 export class Provider {
@@ -126,7 +129,11 @@ export class Provider {
 
   private configure(l: Lib, c: OidcClient.Configuration): OidcClient.Configuration {
     c.timeout = this.opts.config.timeoutSeconds;
-    c[l.customFetch] = makeFetch(this.opts.env, this.opts.log) as OidcClient.CustomFetch;
+    c[l.customFetch] = makeFetch(
+      this.opts.env,
+      this.opts.log,
+      this.opts.onSlowRequest,
+    ) as OidcClient.CustomFetch;
     if (new URL(this.opts.config.issuer).protocol === "http:") l.allowInsecureRequests(c);
     return c;
   }
@@ -155,7 +162,11 @@ export class Provider {
       .discovery(new URL(config.issuer), config.clientId, undefined, l.None(), {
         execute: new URL(config.issuer).protocol === "http:" ? [l.allowInsecureRequests] : [],
         timeout: config.timeoutSeconds,
-        [l.customFetch]: makeFetch(this.opts.env, this.opts.log) as OidcClient.CustomFetch,
+        [l.customFetch]: makeFetch(
+          this.opts.env,
+          this.opts.log,
+          this.opts.onSlowRequest,
+        ) as OidcClient.CustomFetch,
       })
       .catch((e: unknown) => {
         throw this.translate(e, "discovery");
@@ -246,7 +257,11 @@ export class Provider {
       }
       const endpoint = checkedEndpoint(meta.end_session_endpoint, this.opts.config.issuer, "logout endpoint");
       const body = new URLSearchParams({ client_id: this.opts.config.clientId, refresh_token: refreshToken });
-      const res = await makeFetch(this.opts.env, this.opts.log)(endpoint.href, {
+      const res = await makeFetch(
+        this.opts.env,
+        this.opts.log,
+        this.opts.onSlowRequest,
+      )(endpoint.href, {
         method: "POST",
         body,
         redirect: "manual",
@@ -310,7 +325,11 @@ export class Provider {
     const uri = c.serverMetadata().jwks_uri;
     if (uri === undefined) return;
     const endpoint = checkedEndpoint(uri, this.opts.config.issuer, "signing key set (jwks_uri)");
-    const res = await makeFetch(this.opts.env, this.opts.log)(endpoint.href, {
+    const res = await makeFetch(
+      this.opts.env,
+      this.opts.log,
+      this.opts.onSlowRequest,
+    )(endpoint.href, {
       method: "GET",
       redirect: "manual",
       headers: { accept: "application/json" },
@@ -409,7 +428,9 @@ export class Provider {
     const deviceCode = (device.response as OidcClient.DeviceAuthorizationResponse).device_code;
     let interval = device.interval;
     for (;;) {
-      await abortableSleep(interval * 1000, signal);
+      // At most DEVICE_INTERVAL_SLOWEST seconds: well within setTimeout's range. Rejects with the
+      // signal's reason wrapped in an AbortError: the caller looks at the signals, not the error.
+      await setTimeout(interval * 1000, undefined, { signal });
       const res = await this.withConfig(
         "device sign-in",
         (l, c) => {
@@ -657,25 +678,6 @@ export function clampPollInterval(interval: number | undefined): number {
  */
 function checkedVerificationUri(raw: string, issuer: string): URL {
   return checkedEndpoint(raw, issuer, "device verification URI");
-}
-
-function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
-  // ms is at most DEVICE_INTERVAL_SLOWEST seconds: well within setTimeout's range.
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) {
-      reject(signal.reason as Error);
-      return;
-    }
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal.reason as Error);
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
 }
 
 /** The latest time we keep: a Date and its ISO string stay valid and four-digit-yeared. */
