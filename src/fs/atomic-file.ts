@@ -103,7 +103,7 @@ export async function writeFileAtomic(
     const st = await stat(path);
     previous = { mode: st.mode & 0o777, uid: st.uid, gid: st.gid };
   } catch (e) {
-    if (errnoCode(e) !== "ENOENT") throw fileError(path, "look at the file", e, where);
+    if (errnoCode(e) !== "ENOENT") throw fileError("file_stat_failed", path, "look at the file", e, where);
   }
   // Never loosen: keep only owner bits, at most rw. A file that held secrets stays private.
   const mode = previous === undefined ? 0o600 : previous.mode & 0o600;
@@ -112,7 +112,7 @@ export async function writeFileAtomic(
   try {
     fh = await open(tmp, "wx", 0o600);
   } catch (e) {
-    throw fileError(tmp, "create a temp file", e, where);
+    throw fileError("temp_file_create_failed", tmp, "create a temp file", e, where);
   }
   try {
     await fh.writeFile(data, encoding);
@@ -123,14 +123,14 @@ export async function writeFileAtomic(
   } catch (e) {
     await fh.close();
     await unlink(tmp).catch(() => undefined);
-    throw fileError(tmp, `write the new ${basename(path)}`, e, where);
+    throw fileError("temp_file_write_failed", tmp, `write the new ${basename(path)}`, e, where);
   }
   await fh.close();
   try {
     await rename(tmp, path);
   } catch (e) {
     await unlink(tmp).catch(() => undefined);
-    throw fileError(path, `replace the file`, e, where);
+    throw fileError("file_replace_failed", path, `replace the file`, e, where);
   }
   await syncDir(dir);
   return { mode, previousMode: previous?.mode };
@@ -163,6 +163,7 @@ async function refuseForeignLock(lockPath: string): Promise<void> {
   const uid = process.getuid?.();
   if (uid === undefined || st.uid === uid || st.uid === 0) return;
   throw new CliError(
+    "lock_foreign_owner",
     `${lockPath} is held by uid ${st.uid}, not by you: another user's lock is not waited for`,
     {
       // A file (./lock-file.ts); a directory is the lock of a version before 0.2 (proper-lockfile).
