@@ -5,7 +5,8 @@
  * test/e2e/ tests through the built binary.
  */
 import assert from "node:assert/strict";
-import { writeFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { OutputClosed } from "../../src/cli/output.ts";
@@ -180,5 +181,63 @@ describe("the command line", () => {
       },
     });
     assert.deepEqual([r.code, r.stderr, writes], [0, "", 1]);
+  });
+});
+
+describe("timer and init refuse bad values before writing anything", () => {
+  const unitDir = (ws: Workspace) => join(ws.env.XDG_CONFIG_HOME as string, "systemd", "user");
+
+  test("timer: bad durations, an interval without a calendar form, and a foreign unit are refused", async () => {
+    const ws = await workspace(userConfig);
+    const cases: [string[], RegExp][] = [
+      [["--interval", "7m"], /--interval: 7m does not divide a minute, an hour or a day evenly/],
+      [["--interval", "2"], /--interval: "2" is not a duration like 30s, 4m or 1h/],
+      [["--min-valid", "2m"], /--min-valid 2m is not longer than --interval 2m plus the random delay/],
+    ];
+    for (const [args, message] of cases) {
+      const res = await runInProcess(ws, ["timer", "install", ...args]);
+      assert.equal(res.code, 2, res.stderr);
+      assert.match(res.stderr, message);
+    }
+    assert.ok(!existsSync(unitDir(ws)), "nothing written");
+    const unknown = await runInProcess(ws, ["timer", "instal"]);
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /did you mean install\?/);
+
+    await mkdir(unitDir(ws), { recursive: true });
+    await writeFile(join(unitDir(ws), "nix-cache-login.service"), "[Service]\nExecStart=/bin/true\n");
+    const foreign = await runInProcess(ws, ["timer", "install"]);
+    assert.equal(foreign.code, 1);
+    assert.match(
+      foreign.stderr,
+      /nix-cache-login\.service exists and was not written by nix-cache-login timer install/,
+    );
+    assert.equal(
+      await readFile(join(unitDir(ws), "nix-cache-login.service"), "utf8"),
+      "[Service]\nExecStart=/bin/true\n",
+    );
+    assert.ok(!existsSync(join(unitDir(ws), "nix-cache-login.timer")));
+    const remove = await runInProcess(ws, ["timer", "remove"]);
+    assert.equal(remove.code, 1);
+    assert.ok(existsSync(join(unitDir(ws), "nix-cache-login.service")), "remove leaves a foreign file alone");
+  });
+
+  test("init: a plain-http issuer and missing flags are usage errors, and no configuration is written", async () => {
+    const ws = await workspace();
+    const plainHttp = await runInProcess(ws, [
+      "init",
+      "--issuer",
+      "http://sso.example.org/realms/x",
+      "--client-id",
+      "c",
+      "--cache-host",
+      HOST,
+    ]);
+    assert.equal(plainHttp.code, 2, plainHttp.stderr);
+    assert.match(plainHttp.stderr, /issuer/);
+    const missing = await runInProcess(ws, ["init", "--issuer", ISSUER]);
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /init needs --client-id, --cache-host/);
+    assert.ok(!existsSync(ws.configPath), "nothing written");
   });
 });
