@@ -41,7 +41,6 @@ export interface LoginOptions {
  * completed; then the tokens are saved and the netrc entry is written.
  */
 export async function login(ctx: Context, opts: LoginOptions): Promise<number> {
-  const started = performance.now();
   const log = verbose(ctx);
   const waitSeconds = parseDuration(opts.timeout ?? DEFAULT_LOGIN_TIMEOUT, "--timeout");
   if (waitSeconds <= 0) {
@@ -92,14 +91,11 @@ export async function login(ctx: Context, opts: LoginOptions): Promise<number> {
   }
 
   let tokens: TokenSet;
-  let timing: string;
   if (useDevice) {
-    const result = await deviceSignIn(ctx, p, { timeoutSeconds: waitSeconds, log });
-    tokens = result.tokens;
+    tokens = (await deviceSignIn(ctx, p, { timeoutSeconds: waitSeconds, log })).tokens;
     await save(ctx, s, tokens, p);
-    timing = `timing: token_response_to_netrc_ms=${ms(performance.now() - result.approvedAt)}`;
   } else {
-    const result = await browserSignIn(ctx, s, p, {
+    tokens = await browserSignIn(ctx, s, p, {
       port: flagPort ?? s.config.callbackPort,
       portFrom: flagPort !== undefined ? "--port" : `callback_port in ${s.config.path}`,
       launch,
@@ -107,11 +103,7 @@ export async function login(ctx: Context, opts: LoginOptions): Promise<number> {
       commandFrom: opts.browserCommand !== undefined ? "--browser-command" : "$BROWSER",
       waitSeconds,
     });
-    tokens = result.tokens;
-    timing = result.timing;
   }
-  log(timing);
-  log(`timing: login_total_ms=${ms(performance.now() - started)}`);
 
   const now = ctx.now();
   say(ctx, `Signed in as ${tokens.username ?? "(unknown user)"} at ${host}.`);
@@ -169,7 +161,7 @@ async function browserSignIn(
   s: Setup,
   p: Provider,
   o: BrowserSignInOptions,
-): Promise<{ tokens: TokenSet; timing: string }> {
+): Promise<TokenSet> {
   const log = verbose(ctx);
   // Bind first (a taken port fails fast) while discovery runs.
   const [bound, discovered] = await Promise.allSettled([
@@ -225,16 +217,13 @@ async function browserSignIn(
     if (outcome.kind === "error") throw signInFailed(p.host, outcome.error, outcome.description);
 
     let tokens: TokenSet;
-    let exchanged: number;
     try {
       tokens = await p.exchangeCode(outcome.url, request);
-      exchanged = performance.now();
       await save(ctx, s, tokens, p);
     } catch (e) {
       await outcome.reply(failurePage(e));
       throw e;
     }
-    const written = performance.now();
     await outcome.reply({
       status: 200,
       ok: true,
@@ -244,12 +233,7 @@ async function browserSignIn(
         "You can close this tab.",
       ],
     });
-    return {
-      tokens,
-      timing:
-        `timing: callback_to_netrc_ms=${ms(written - outcome.receivedAt)} ` +
-        `code_exchange_ms=${ms(exchanged - outcome.receivedAt)} write_ms=${ms(written - exchanged)}`,
-    };
+    return tokens;
   } finally {
     await server.close();
     log("closed the loopback server");
@@ -434,8 +418,4 @@ export function noLocalBrowser(env: Env, platform: NodeJS.Platform = process.pla
 
 function nonEmpty(v: string | undefined): boolean {
   return v !== undefined && v !== "";
-}
-
-function ms(value: number): string {
-  return value.toFixed(1);
 }

@@ -24,6 +24,7 @@ export function provider(
     now: ctx.now,
     credential,
     discovery: state?.discovery,
+    onSlowRequest: ctx.onSlowRequest,
   });
 }
 

@@ -23,8 +23,6 @@ export interface DeviceSignInOptions {
 
 export interface DeviceSignInResult {
   tokens: TokenSet;
-  /** performance.now() when the token response arrived. */
-  approvedAt: number;
 }
 
 export async function deviceSignIn(
@@ -35,7 +33,7 @@ export async function deviceSignIn(
   const device = await deviceAuthorization(p);
   // One poll before the code is shown (see pollDeviceOnce): nobody has approved anything yet.
   const first = await pollDeviceOnce(p, device);
-  if (typeof first !== "string") return { tokens: first, approvedAt: performance.now() };
+  if (typeof first !== "string") return { tokens: first };
   if (first === "slow_down") device.interval = Math.min(device.interval + 5, DEVICE_INTERVAL_MAX);
   const out = ctx.stderr;
   const target = device.verificationUriComplete ?? device.verificationUri;
@@ -58,7 +56,7 @@ export async function deviceSignIn(
   const signal = AbortSignal.any([ctx.signal, deadline]);
   try {
     const tokens = await pollDeviceAuthorization(p, device, signal);
-    return { tokens, approvedAt: performance.now() };
+    return { tokens };
   } catch (e) {
     if (ctx.signal.aborted) throw e;
     if (deadline.aborted) {

@@ -50,6 +50,8 @@ export interface ProviderOptions {
   credential?: ClientCredential | undefined;
   /** The cached discovery document, if any. */
   discovery?: CachedDiscovery | undefined;
+  /** See Context's onSlowRequest. */
+  onSlowRequest?: ((host: string) => void) | undefined;
 }
 
 export class Provider {
@@ -84,7 +86,7 @@ export class Provider {
 
   private configure(l: Lib, c: OidcClient.Configuration): OidcClient.Configuration {
     c.timeout = this.settings.timeoutSeconds;
-    c[l.customFetch] = makeFetch(this.opts.env, this.log) as OidcClient.CustomFetch;
+    c[l.customFetch] = makeFetch(this.opts.env, this.log, this.opts.onSlowRequest) as OidcClient.CustomFetch;
     if (new URL(this.settings.issuer).protocol === "http:") l.allowInsecureRequests(c);
     return c;
   }
@@ -113,7 +115,11 @@ export class Provider {
       .discovery(new URL(config.issuer), config.clientId, undefined, l.None(), {
         execute: new URL(config.issuer).protocol === "http:" ? [l.allowInsecureRequests] : [],
         timeout: config.timeoutSeconds,
-        [l.customFetch]: makeFetch(this.opts.env, this.log) as OidcClient.CustomFetch,
+        [l.customFetch]: makeFetch(
+          this.opts.env,
+          this.log,
+          this.opts.onSlowRequest,
+        ) as OidcClient.CustomFetch,
       })
       .catch((e: unknown) => {
         throw this.translate(e, "discovery");
@@ -205,7 +211,11 @@ export class Provider {
       }
       const endpoint = checkedEndpoint(meta.end_session_endpoint, this.settings.issuer, "logout endpoint");
       const body = new URLSearchParams({ client_id: this.settings.clientId, refresh_token: refreshToken });
-      const res = await makeFetch(this.opts.env, this.log)(endpoint.href, {
+      const res = await makeFetch(
+        this.opts.env,
+        this.log,
+        this.opts.onSlowRequest,
+      )(endpoint.href, {
         method: "POST",
         body,
         redirect: "manual",
@@ -348,7 +358,11 @@ export class Provider {
     const uri = c.serverMetadata().jwks_uri;
     if (uri === undefined) return;
     const endpoint = checkedEndpoint(uri, this.settings.issuer, "signing key set (jwks_uri)");
-    const res = await makeFetch(this.opts.env, this.log)(endpoint.href, {
+    const res = await makeFetch(
+      this.opts.env,
+      this.log,
+      this.opts.onSlowRequest,
+    )(endpoint.href, {
       method: "GET",
       redirect: "manual",
       headers: { accept: "application/json" },
