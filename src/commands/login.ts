@@ -174,12 +174,10 @@ async function browserSignIn(
     if (discovered.status === "rejected") throw discovered.reason;
     // A provider that does not know the client or the redirect URI shows an error page in the
     // browser and never comes back: find that out now, not at the timeout. The same request says
-    // whether it must be pushed (RFC 9126), and a placeholder code exchange whether the client's
-    // tokens would need a DPoP proof.
-    const [check] = await Promise.all([
-      p.checkClient(server.redirectUri, redirectUriToRegister(o.port)),
-      checkDpopRequired(p, server.redirectUri),
-    ]);
+    // whether it must be pushed (RFC 9126); then, for a client the provider knows, a placeholder
+    // code exchange whether its tokens would need a DPoP proof.
+    const check = await p.checkClient(server.redirectUri, redirectUriToRegister(o.port));
+    await checkDpopRequired(p, server.redirectUri);
     const request = await p.authorizationRequest(server.redirectUri, { pushed: check === "par_required" });
     server.expect(() => request.authorize(), request.state);
     log(
