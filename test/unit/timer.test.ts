@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { test } from "node:test";
-import { launchdPlist, onCalendar, systemdUnits, type TimerSpec } from "../../src/commands/timer.ts";
+import { launchdPlist, onCalendar, systemdUnits, type TimerSpec } from "../../src/timer/units.ts";
 
 const spec = (over: Partial<TimerSpec> = {}): TimerSpec => ({
   system: false,
