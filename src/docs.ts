@@ -45,7 +45,6 @@ const PAGE_OF_CODE: Record<string, string> = {
   home_not_set: FILES,
   session_expired: ERRORS,
   not_signed_in: ERRORS,
-  login_required: ERRORS,
   issuer_mismatch: ERRORS,
   provider_unreachable: ERRORS,
   provider_request_failed: ERRORS,
