@@ -28,6 +28,12 @@ const request = (over: Partial<FailedRequest> = {}): FailedRequest => ({
   ...over,
 });
 
+/** The code and the message of what `e` becomes in the request. */
+const said = (e: unknown, over?: Partial<FailedRequest>): [string, string] => {
+  const t = translateError(e, request(over));
+  return [t.code, t.message];
+};
+
 /** As openid-client's ResponseBodyError: the OAuth error in its fields. */
 const answered = (error: string, description?: string) => ({
   name: "ResponseBodyError",
@@ -50,11 +56,10 @@ test("invalid_grant ends the session on a refresh, is a bad code in a sign-in, a
   );
   assert.equal((ended as SessionEndedError).description, "Session not active");
 
-  const signIn = translateError(answered("invalid_grant"), request({ what: "code exchange", signIn: true }));
-  assert.deepEqual(
-    [signIn.code, signIn.message],
-    ["sign_in_rejected", "sso.example.org rejected the code exchange: invalid_grant"],
-  );
+  assert.deepEqual(said(answered("invalid_grant"), { what: "code exchange", signIn: true }), [
+    "sign_in_rejected",
+    "sso.example.org rejected the code exchange: invalid_grant",
+  ]);
 
   const client = translateError(
     answered("invalid_grant"),
@@ -65,21 +70,16 @@ test("invalid_grant ends the session on a refresh, is a bad code in a sign-in, a
 });
 
 test("access_denied and expired_token mean an ended sign-in only in a sign-in", () => {
-  const denied = translateError(answered("access_denied"), request({ what: "device sign-in", signIn: true }));
-  assert.deepEqual(
-    [denied.code, denied.message],
-    ["sign_in_denied", "the sign-in was denied at sso.example.org"],
-  );
-  const expired = translateError(
-    answered("expired_token"),
-    request({ what: "device sign-in", signIn: true }),
-  );
-  assert.equal(expired.code, "device_code_expired");
-  const refresh = translateError(answered("access_denied", "no"), request());
-  assert.deepEqual(
-    [refresh.code, refresh.message],
-    ["provider_refused", "sso.example.org refused the refresh: access_denied (no)"],
-  );
+  const device = { what: "device sign-in", signIn: true };
+  assert.deepEqual(said(answered("access_denied"), device), [
+    "sign_in_denied",
+    "the sign-in was denied at sso.example.org",
+  ]);
+  assert.equal(said(answered("expired_token"), device)[0], "device_code_expired");
+  assert.deepEqual(said(answered("access_denied", "no")), [
+    "provider_refused",
+    "sso.example.org refused the refresh: access_denied (no)",
+  ]);
 });
 
 test("the error of a WWW-Authenticate challenge is read from it, made printable, and the library's error stays as it was", () => {
@@ -105,13 +105,6 @@ test("validation failures are named as such in a sign-in, and left to the genera
     code: "OAUTH_JWT_TIMESTAMP_CHECK_FAILED",
     message: 'unexpected JWT "iat" (issued at) claim value, it is in the future',
   };
-  assert.equal(
-    translateError(e, request({ what: "code exchange", signIn: true })).code,
-    "provider_answer_invalid",
-  );
-  const refresh = translateError(e, request());
-  assert.deepEqual(
-    [refresh.code, refresh.message],
-    ["provider_request_failed", `refresh with sso.example.org failed: ${e.message}`],
-  );
+  assert.equal(said(e, { what: "code exchange", signIn: true })[0], "provider_answer_invalid");
+  assert.deepEqual(said(e), ["provider_request_failed", `refresh with sso.example.org failed: ${e.message}`]);
 });
