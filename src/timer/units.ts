@@ -190,3 +190,45 @@ export function launchdPlist(spec: TimerSpec, dir: string): TimerFile[] {
   ].join("\n");
   return [{ path: join(dir, `${label}.plist`), text }];
 }
+
+/** What a unit runs: its argv and the variables it sets, as the service manager reads them. */
+export interface UnitCommand {
+  argv: string[];
+  environment: Record<string, string>;
+}
+
+/** ExecStart and Environment= as systemd splits them: the reverse of systemdArg. */
+export function systemdCommand(text: string): UnitCommand {
+  const line = /^ExecStart=(.*)$/m.exec(text)?.[1] ?? "";
+  const argv = (line.match(/"(?:[^"\\]|\\.)*"|\S+/g) ?? []).map((w) =>
+    (w.startsWith('"') ? w.slice(1, -1).replace(/\\(.)/g, "$1").replace(/\$\$/g, "$") : w).replace(
+      /%%/g,
+      "%",
+    ),
+  );
+  const environment: Record<string, string> = {};
+  for (const m of text.matchAll(/^Environment=([A-Za-z_][A-Za-z0-9_]*)=(.*)$/gm)) {
+    environment[m[1] as string] = m[2] as string;
+  }
+  return { argv, environment };
+}
+
+function xmlText(text: string): string {
+  return text.replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&amp;/g, "&");
+}
+
+/** ProgramArguments and EnvironmentVariables of a plist written by launchdPlist. */
+export function launchdCommand(text: string): UnitCommand {
+  const strings = (block: string | undefined) =>
+    [...(block ?? "").matchAll(/<string>(.*?)<\/string>/g)].map((m) => xmlText(m[1] ?? ""));
+  const argv = strings(/<key>ProgramArguments<\/key>\s*<array>([\s\S]*?)<\/array>/.exec(text)?.[1]);
+  const pairs = [
+    ...(/<key>EnvironmentVariables<\/key>\s*<dict>([\s\S]*?)<\/dict>/.exec(text)?.[1] ?? "").matchAll(
+      /<key>(.*?)<\/key>\s*<string>(.*?)<\/string>/g,
+    ),
+  ];
+  return {
+    argv,
+    environment: Object.fromEntries(pairs.map((m) => [xmlText(m[1] ?? ""), xmlText(m[2] ?? "")])),
+  };
+}
