@@ -3,7 +3,8 @@ import { lstat, open, readdir, rename, stat, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { CliError } from "../errors.ts";
 import { errnoCode, fileError } from "./fs-errors.ts";
-import { bootId, holderState, localHost, withLockFile, type LockOptions } from "./lock-file.ts";
+import { bootId } from "./boot.ts";
+import { holderState, localHost, withLockFile, type LockOptions } from "./lock-file.ts";
 import { makeDirs } from "./make-dirs.ts";
 
 /**
