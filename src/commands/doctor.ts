@@ -9,6 +9,7 @@ import {
   netrcMachineCheck,
   netrcTokenCheck,
   tokenCheck,
+  clockCheck,
 } from "../doctor/local.ts";
 import {
   daemonCheck,
@@ -27,6 +28,7 @@ import {
 import { check, problems, renderJson, renderText, type Check } from "../doctor/report.ts";
 import { ExitCode } from "../errors.ts";
 import { renewCommand } from "../core/renewal.ts";
+import { providerTime } from "../core/provider-clock.ts";
 import type { NetrcEntry } from "../netrc/netrc.ts";
 
 export interface DoctorOptions {
@@ -50,8 +52,9 @@ export async function doctor(ctx: Context, opts: DoctorOptions): Promise<number>
     if (config.mode === "service-account") checks.push(clientSecretCheck(config));
     const token = tokenCheck(ctx, setup);
     checks.push(token.check);
+    if (token.state !== undefined) checks.push(clockCheck(ctx, token.state));
     tokenExpired = token.expired;
-    renew = renewCommand(config, token.state, ctx.now());
+    renew = renewCommand(config, token.state, providerTime(token.state, ctx.now()).now);
     const file = await netrcFileCheck(config, renew);
     checks.push(file.check);
     if (file.netrc !== null && file.netrc !== undefined) {

@@ -14,6 +14,7 @@ import { describeEntries, loadSetup, lockOptions, type Setup } from "../core/set
 import { CorruptStateError } from "../store/state.ts";
 import { readStateOrSetAside, withStateLock } from "../store/write.ts";
 import { provider, saveTokens } from "../core/save-tokens.ts";
+import { providerTime } from "../core/provider-clock.ts";
 
 export const DEFAULT_LOGIN_TIMEOUT = "5m";
 
@@ -105,7 +106,8 @@ export async function login(ctx: Context, opts: LoginOptions): Promise<number> {
   log(timing);
   log(`timing: login_total_ms=${ms(performance.now() - started)}`);
 
-  const now = ctx.now();
+  // The expiries are on the provider's clock; so is the time they are told against.
+  const now = new Date(tokens.receivedAt.getTime() + (tokens.clockOffsetMs ?? 0));
   say(ctx, `Signed in as ${tokens.username ?? "(unknown user)"} at ${host}.`);
   say(ctx, `  access token:  ${describeExpiry(tokens.accessExpiresAt, now)}`);
   say(
@@ -128,7 +130,7 @@ function signedInAlready(ctx: Context, s: Setup): void {
     throw e;
   }
   if (state?.access_token === undefined && state?.refresh_token === undefined) return;
-  const now = ctx.now();
+  const now = providerTime(state, ctx.now()).now;
   const until = (at: string | null | undefined) =>
     at === undefined || at === null ? "an unknown time" : at.replace(/\.\d{3}Z$/, "Z");
   const sessionEnd =

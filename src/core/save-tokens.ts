@@ -8,6 +8,7 @@ import { Provider, type TokenSet } from "../oidc/provider.ts";
 import { describeEntries, netrcWhere, type ClientCredential, type Setup } from "./setup.ts";
 import type { TokenState } from "../store/state.ts";
 import { writeState, type StateReservation } from "../store/write.ts";
+import { clockRecord, providerTime } from "./provider-clock.ts";
 
 export function provider(
   ctx: Context,
@@ -22,6 +23,7 @@ export function provider(
     now: ctx.now,
     credential,
     discovery: state?.discovery,
+    clockSkewMs: providerTime(state, ctx.now()).skewMs,
   });
 }
 
@@ -51,6 +53,7 @@ export async function saveTokens(
           refresh_token: tokens.refreshToken,
           refresh_token_expires_at: tokens.refreshExpiresAt?.toISOString() ?? null,
           discovery: p.discovery,
+          clock: clockOf(tokens, previous),
         },
         { reserved },
       );
@@ -75,12 +78,25 @@ export async function saveTokens(
     username: tokens.username ?? base.username,
     subject: tokens.subject ?? base.subject,
     discovery: p.discovery,
+    clock: clockOf(tokens, base),
     // New tokens: whatever session ended before (see refresh), this one is alive.
     session_ended: undefined,
   };
   await writeState(s.store, next, { reserved });
   await writeNetrcEntries(ctx, s, s.config.machines, tokens.accessToken);
   return next;
+}
+
+/** The clock measurement an answer gave, else the one stored before. */
+export function clockOf(
+  t: { clockOffsetMs: number | undefined; receivedAt: Date },
+  before: TokenState | undefined,
+): TokenState["clock"] {
+  if (t.clockOffsetMs !== undefined) return clockRecord(t.clockOffsetMs, t.receivedAt);
+  // No Date header, no `iat`: the best estimate so far, taken again now (the clock may have moved).
+  return before?.clock === undefined
+    ? undefined
+    : clockRecord(providerTime(before, t.receivedAt).skewMs, t.receivedAt);
 }
 
 /** One atomic netrc write for all `machines`, under the netrc's lock. */

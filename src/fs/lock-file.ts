@@ -61,7 +61,6 @@ export function localHost(): string {
   return cleanHost(hostname());
 }
 
-
 /** The start time of a process, to tell it from a later one with the same PID; null if unknown. */
 export function processStart(pid: number): string | null {
   try {

@@ -11,6 +11,7 @@ import type { ClientCredential } from "../core/setup.ts";
 import { parseClientKey, webCryptoKey } from "./client-key.ts";
 import type { TokenState } from "../store/state.ts";
 import { printable, quoted } from "../cli/terminal-text.ts";
+import { numericDateMs } from "./jwt-claims.ts";
 import {
   checkedEndpoint,
   describeNetworkError,
@@ -42,6 +43,23 @@ export interface TokenSet {
   username: string | undefined;
   /** The ID token's `sub`, when there is one. */
   subject: string | undefined;
+  /**
+   * Provider minus local time in ms, measured from this answer (its `Date` header, else the access
+   * token's `iat`), and the local time of the answer. The expiries above are on the provider's clock.
+   */
+  clockOffsetMs: number | undefined;
+  receivedAt: Date;
+}
+
+/**
+ * What a token response holds before any of openid-client's checks ran: handed to
+ * ProviderOptions.onRefreshTokenAnswer so that a rotated refresh token is saved first.
+ */
+export interface RotatedRefreshToken {
+  refreshToken: string;
+  refreshExpiresAt: Date | null;
+  clockOffsetMs: number | undefined;
+  receivedAt: Date;
 }
 
 /** One authorization code request; the verifier and nonce never leave this process. */
@@ -75,6 +93,53 @@ export interface ProviderOptions {
   credential?: ClientCredential | undefined;
   /** The cached discovery document, if any. */
   discovery?: TokenState["discovery"];
+  /** The provider's clock minus ours, as far as known before any request (ms). */
+  clockSkewMs?: number | undefined;
+}
+
+/**
+ * The discovery fields the tool (and openid-client for our grants) reads; only these are kept in
+ * the token state. Strings longer than MAX_DISCOVERY_STRING and lists longer than
+ * MAX_DISCOVERY_LIST are left out: no endpoint or method name is that long.
+ */
+export const DISCOVERY_FIELDS = [
+  "issuer",
+  "authorization_endpoint",
+  "token_endpoint",
+  "jwks_uri",
+  "revocation_endpoint",
+  "end_session_endpoint",
+  "device_authorization_endpoint",
+  "pushed_authorization_request_endpoint",
+  "require_pushed_authorization_requests",
+  "authorization_response_iss_parameter_supported",
+  "token_endpoint_auth_methods_supported",
+  "token_endpoint_auth_signing_alg_values_supported",
+  "id_token_signing_alg_values_supported",
+  "code_challenge_methods_supported",
+  "dpop_signing_alg_values_supported",
+  "grant_types_supported",
+  "response_types_supported",
+] as const;
+const MAX_DISCOVERY_STRING = 2048;
+const MAX_DISCOVERY_LIST = 64;
+
+/** The document cut down to DISCOVERY_FIELDS, each within its bounds. */
+export function keptDiscovery(doc: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const key of DISCOVERY_FIELDS) {
+    const v = doc[key];
+    if (typeof v === "boolean") out[key] = v;
+    else if (typeof v === "string" && v.length <= MAX_DISCOVERY_STRING) out[key] = v;
+    else if (
+      Array.isArray(v) &&
+      v.length <= MAX_DISCOVERY_LIST &&
+      v.every((x) => typeof x === "string" && x.length <= 256)
+    ) {
+      out[key] = v;
+    }
+  }
+  return out;
 }
 
 export class Provider {
@@ -82,6 +147,19 @@ export class Provider {
   /** Set when discovery was (re)fetched: the caller saves it with the token state. */
   discovery: TokenState["discovery"];
   private discoveryFromCache = false;
+  /** The clockSkew (s) the configuration in use was made with. */
+  private usedSkewSec = 0;
+  /** The request in flight, for messages about its answer. */
+  private what = "request";
+  /** Provider minus local time (ms) from the latest answer that carried a `Date` header. */
+  private dateOffsetMs: number | undefined;
+  /**
+   * Called with a token response's refresh token before openid-client checks the response, so that
+   * a rotated one is saved even when a check then refuses the answer (see refresh()).
+   */
+  private onRefreshTokenAnswer: ((t: RotatedRefreshToken) => Promise<void>) | undefined;
+  /** The latest 200 answer of the token endpoint, as read (see replayOnProviderClock). */
+  private lastTokenAnswer: { text: string; status: number; headers: Headers; url: string } | undefined;
 
   constructor(private readonly opts: ProviderOptions) {
     this.discovery = opts.discovery;
@@ -124,9 +202,135 @@ export class Provider {
     return method === "client_secret_post" ? l.ClientSecretPost(cred.secret) : clientSecretBasic(cred.secret);
   }
 
+  /**
+   * The provider's clock for openid-client's checks of ID token timestamps (`iat`, `exp`, `nbf`):
+   * its clockSkew is our measured offset, its clockTolerance (30 s) the small leeway on top.
+   */
+  private clientMetadata(l: Lib): Partial<OidcClient.ClientMetadata> {
+    this.usedSkewSec = Math.round((this.dateOffsetMs ?? this.opts.clockSkewMs ?? 0) / 1000);
+    return { [l.clockSkew]: this.usedSkewSec };
+  }
+
+  /**
+   * makeFetch, plus what every answer tells: the provider's time (`Date`), and for the token
+   * endpoint a look at the answer before openid-client's: a 200 must be a JSON object with an
+   * access token (one clear line otherwise), and a refresh token in it is handed to
+   * onRefreshTokenAnswer first.
+   */
+  private fetcher(): OidcClient.CustomFetch {
+    const base = makeFetch(this.opts.env, this.opts.log);
+    return (async (url: string, init: RequestInit) => {
+      const res = await base(url, init);
+      const date = Date.parse(res.headers.get("date") ?? "");
+      // HTTP dates have whole seconds, cut off: the provider's time lies in the next second.
+      if (Number.isFinite(date)) this.dateOffsetMs = date + 500 - this.opts.now().getTime();
+      if ((init.method ?? "GET").toUpperCase() !== "POST" || res.status !== 200) return res;
+      const endpoint = this.discovery?.metadata.token_endpoint;
+      if (typeof endpoint !== "string" || !sameEndpoint(url, endpoint)) return res;
+      return this.inspectTokenAnswer(res, url);
+    }) as OidcClient.CustomFetch;
+  }
+
+  private async inspectTokenAnswer(res: Response, url: string): Promise<Response> {
+    const text = await res.text();
+    const where = `${new URL(url).origin}${new URL(url).pathname}`;
+    const malformed = (problem: string) =>
+      new CliError(`the token endpoint ${where} answered the ${this.what} with ${problem}`, {
+        code: "token_answer_malformed",
+        hint: "the provider (or a proxy in front of it) sent something other than a token response: check issuer in the configuration and any HTTPS_PROXY, and try again; --verbose shows the requests",
+      });
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      throw malformed(text.trim() === "" ? "an empty body" : "a body that is not JSON (garbage, or cut off)");
+    }
+    if (typeof body !== "object" || body === null || Array.isArray(body)) {
+      throw malformed("JSON that is not an object");
+    }
+    const answer = body as Record<string, unknown>;
+    if (typeof answer.access_token !== "string" || answer.access_token === "") {
+      throw malformed("no access_token in it");
+    }
+    const receivedAt = this.opts.now();
+    const offset = this.answerOffset(answer.access_token, receivedAt);
+    if (
+      typeof answer.refresh_token === "string" &&
+      answer.refresh_token !== "" &&
+      this.onRefreshTokenAnswer
+    ) {
+      await this.onRefreshTokenAnswer({
+        refreshToken: answer.refresh_token,
+        refreshExpiresAt: refreshExpiry(answer, receivedAt.getTime() + (offset ?? 0)),
+        clockOffsetMs: offset,
+        receivedAt,
+      });
+    }
+    this.lastTokenAnswer = { text, status: res.status, headers: res.headers, url: res.url };
+    return answerCopy(this.lastTokenAnswer);
+  }
+
+  /**
+   * When openid-client refused a token answer for its ID token's timestamps and the answer itself
+   * showed that our clock is off (its `Date` header), the same answer is checked once more on the
+   * provider's clock: a configuration whose clockSkew is the measured offset, whose fetch hands
+   * back the answer already read (the token endpoint is not asked again: a grant is never sent
+   * twice) and whose key set is the one already fetched. Every check is still openid-client's.
+   */
+  private async replayOnProviderClock<T>(
+    l: Lib,
+    e: unknown,
+    op: (l: Lib, c: OidcClient.Configuration) => Promise<T>,
+  ): Promise<T> {
+    const answer = this.lastTokenAnswer;
+    const used = this.usedSkewSec;
+    const measured = this.dateOffsetMs === undefined ? undefined : Math.round(this.dateOffsetMs / 1000);
+    const timestamps = [e, (e as { cause?: unknown } | undefined)?.cause].some(
+      (x) => (x as { code?: unknown } | undefined)?.code === "OAUTH_JWT_TIMESTAMP_CHECK_FAILED",
+    );
+    if (
+      !timestamps ||
+      answer === undefined ||
+      this.configuration === undefined ||
+      measured === undefined ||
+      Math.abs(measured - used) <= 30
+    ) {
+      throw e;
+    }
+    this.opts.log(
+      `the answer's timestamps are off by the clock: checking it on the provider's clock (${measured} s)`,
+    );
+    const c = new l.Configuration(
+      this.configuration.serverMetadata(),
+      this.opts.config.clientId,
+      { [l.clockSkew]: measured },
+      await this.clientAuth(l, this.discovery?.metadata),
+    );
+    this.configure(l, c);
+    const live = c[l.customFetch] as (url: string, init: RequestInit) => Promise<Response>;
+    const endpoint = String(this.discovery?.metadata.token_endpoint);
+    c[l.customFetch] = ((url: string, init: RequestInit) =>
+      (init.method ?? "GET").toUpperCase() === "POST" && sameEndpoint(url, endpoint)
+        ? Promise.resolve(answerCopy(answer))
+        : live(url, init)) as OidcClient.CustomFetch;
+    const keys = l.getJwksCache(this.configuration);
+    if (keys !== undefined) l.setJwksCache(c, keys);
+    return op(l, c);
+  }
+
+  /**
+   * Provider minus local time for an answer received at `receivedAt`: its `Date` header; without
+   * one, the access token's `iat` (a provider may hand out a cached token, so `iat` comes second).
+   */
+  private answerOffset(accessToken: string | undefined, receivedAt: Date): number | undefined {
+    if (this.dateOffsetMs !== undefined) return this.dateOffsetMs;
+    const iat = numericDateMs(accessToken, "iat");
+    return iat === undefined ? undefined : iat + 500 - receivedAt.getTime();
+  }
+
   private configure(l: Lib, c: OidcClient.Configuration): OidcClient.Configuration {
     c.timeout = this.opts.config.timeoutSeconds;
-    c[l.customFetch] = makeFetch(this.opts.env, this.opts.log) as OidcClient.CustomFetch;
+    c[l.customFetch] = this.fetcher();
     if (new URL(this.opts.config.issuer).protocol === "http:") l.allowInsecureRequests(c);
     return c;
   }
@@ -144,7 +348,7 @@ export class Provider {
       const c = new l.Configuration(
         cached.metadata as unknown as OidcClient.ServerMetadata,
         config.clientId,
-        undefined,
+        this.clientMetadata(l),
         await this.clientAuth(l, cached.metadata),
       );
       return this.configure(l, c);
@@ -155,21 +359,22 @@ export class Provider {
       .discovery(new URL(config.issuer), config.clientId, undefined, l.None(), {
         execute: new URL(config.issuer).protocol === "http:" ? [l.allowInsecureRequests] : [],
         timeout: config.timeoutSeconds,
-        [l.customFetch]: makeFetch(this.opts.env, this.opts.log) as OidcClient.CustomFetch,
+        [l.customFetch]: this.fetcher(),
       })
       .catch((e: unknown) => {
         throw this.translate(e, "discovery");
       });
     this.discoveryFromCache = false;
     const metadata = found.serverMetadata();
+    // Only what we use is kept: a document of megabytes would be stored and rewritten at every renewal.
     this.discovery = {
       fetched_at: this.opts.now().toISOString(),
-      metadata: metadata as unknown as Record<string, unknown>,
+      metadata: keptDiscovery(metadata as unknown as Record<string, unknown>),
     };
     const c = new l.Configuration(
-      metadata,
+      this.discovery.metadata as unknown as OidcClient.ServerMetadata,
       config.clientId,
-      undefined,
+      this.clientMetadata(l),
       await this.clientAuth(l, this.discovery.metadata),
     );
     return this.configure(l, c);
@@ -189,8 +394,11 @@ export class Provider {
   ): Promise<T> {
     const l = await loadLib();
     this.configuration ??= await this.discover(false);
+    this.what = what;
     try {
-      return await op(l, this.configuration);
+      return await op(l, this.configuration).catch((e: unknown) =>
+        kind === "grant" ? this.replayOnProviderClock(l, e, op) : Promise.reject(e),
+      );
     } catch (e) {
       const endpointGone =
         kind === "other" && e instanceof l.ClientError && e.code === "OAUTH_RESPONSE_IS_NOT_CONFORM";
@@ -212,9 +420,29 @@ export class Provider {
     return this.configuration.serverMetadata() as unknown as Record<string, unknown>;
   }
 
-  async refresh(refreshToken: string): Promise<TokenSet> {
-    const res = await this.withConfig("refresh", (l, c) => l.refreshTokenGrant(c, refreshToken), "grant");
-    return this.tokenSet(res);
+  /**
+   * The refresh token grant. `saveRotated` gets the new refresh token as soon as the answer is
+   * read, before openid-client checks it: once the provider has rotated the token, the old one is
+   * spent (replaying it ends the session at Keycloak), so the new one must survive whatever
+   * follows. What can still refuse the answer after that: the token type, the ID token (its
+   * signature, `iss`, `aud`, `iat`/`exp`/`nbf` against the provider's clock, `sub` against the
+   * first one) and our own checks of the access token (characters, size) and the netrc write.
+   * All of these leave the saved refresh token behind, which is safe: it came from the token
+   * endpoint over the same TLS connection we trust for every token, in answer to our own refresh
+   * token, and the next run that uses it goes through the same checks again before any access
+   * token reaches the netrc.
+   */
+  async refresh(
+    refreshToken: string,
+    saveRotated?: (t: RotatedRefreshToken) => Promise<void>,
+  ): Promise<TokenSet> {
+    this.onRefreshTokenAnswer = saveRotated;
+    try {
+      const res = await this.withConfig("refresh", (l, c) => l.refreshTokenGrant(c, refreshToken), "grant");
+      return this.tokenSet(res);
+    } finally {
+      this.onRefreshTokenAnswer = undefined;
+    }
   }
 
   async clientCredentials(): Promise<TokenSet> {
@@ -492,19 +720,17 @@ export class Provider {
   private tokenSet(
     res: OidcClient.TokenEndpointResponse & OidcClient.TokenEndpointResponseHelpers,
   ): TokenSet {
-    const now = this.opts.now().getTime();
+    const receivedAt = this.opts.now();
+    const clockOffsetMs = this.answerOffset(res.access_token, receivedAt);
+    // Expiries on the provider's clock: its `exp` is, and its `expires_in` counts from its time.
+    const now = receivedAt.getTime() + (clockOffsetMs ?? 0);
     const expiresIn = res.expiresIn();
     const stated = expiresIn !== undefined ? expiryAfter(now, expiresIn) : jwtExpiry(res.access_token);
     // An opaque token without expires_in: unknown, taken as fresh for a while (and `status` says
     // so), or every timer run would fetch a new one.
     const accessExpiresAt = stated ?? expiryAfter(now, this.opts.config.defaultTokenLifetime);
-    let refreshExpiresAt: Date | null | undefined;
-    if (res.refresh_token !== undefined) {
-      // Keycloak: refresh_expires_in (0 means an offline token without expiry); else the JWT's exp.
-      const kc = (res as Record<string, unknown>).refresh_expires_in;
-      refreshExpiresAt =
-        typeof kc === "number" && kc > 0 ? expiryAfter(now, kc) : jwtExpiry(res.refresh_token);
-    }
+    const refreshExpiresAt =
+      res.refresh_token === undefined ? undefined : refreshExpiry(res as Record<string, unknown>, now);
     const claims = res.claims();
     const name =
       claims === undefined
@@ -520,6 +746,8 @@ export class Provider {
       refreshExpiresAt,
       username: name === undefined ? undefined : printable(name, 100),
       subject: claims?.sub,
+      clockOffsetMs,
+      receivedAt,
     };
   }
 
@@ -693,17 +921,18 @@ export function expiryAfter(nowMs: number, seconds: number): Date | null {
 
 /** The `exp` of a JWT, without verifying it (only used for display and scheduling). */
 export function jwtExpiry(token: string | undefined): Date | null {
-  if (token === undefined) return null;
-  const part = token.split(".")[1];
-  if (part === undefined || token.split(".").length !== 3) return null;
-  try {
-    const payload = JSON.parse(Buffer.from(part, "base64url").toString("utf8")) as { exp?: unknown };
-    const exp = payload.exp;
-    if (typeof exp !== "number" || !Number.isFinite(exp)) return null;
-    return new Date(Math.max(0, Math.min(exp * 1000, LATEST_EXPIRY_MS)));
-  } catch {
-    return null;
-  }
+  const exp = numericDateMs(token, "exp");
+  return exp === undefined ? null : new Date(Math.max(0, Math.min(exp, LATEST_EXPIRY_MS)));
+}
+
+/**
+ * When a token response's refresh token expires, on the provider's clock (`nowMs`): Keycloak's
+ * refresh_expires_in (0 means an offline token without expiry), else the token's own `exp`.
+ */
+function refreshExpiry(answer: Record<string, unknown>, nowMs: number): Date | null {
+  const kc = answer.refresh_expires_in;
+  if (typeof kc === "number" && kc > 0) return expiryAfter(nowMs, kc);
+  return jwtExpiry(typeof answer.refresh_token === "string" ? answer.refresh_token : undefined);
 }
 
 /**
@@ -744,6 +973,24 @@ function clientSecretBasic(secret: string): OidcClient.ClientAuth {
   return (_as, client, _body, headers) => {
     headers.set("authorization", basicAuthorization(client.client_id, secret));
   };
+}
+
+/** A fresh Response with an answer's bytes (a body can be read once). */
+function answerCopy(a: { text: string; status: number; headers: Headers; url: string }): Response {
+  const copy = new Response(a.text, { status: a.status, headers: a.headers });
+  Object.defineProperty(copy, "url", { value: a.url });
+  return copy;
+}
+
+/** Whether two URLs name the same endpoint (query aside). */
+function sameEndpoint(a: string, b: string): boolean {
+  try {
+    const x = new URL(a);
+    const y = new URL(b);
+    return x.origin === y.origin && x.pathname === y.pathname;
+  } catch {
+    return false;
+  }
 }
 
 /** The HTTP answer an openid-client error carries (non-JSON and non-conforming answers do). */
