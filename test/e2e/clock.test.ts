@@ -1,0 +1,44 @@
+/**
+ * Issue 20: a wrong clock never costs a session. The built CLI runs under libfaketime (its clock
+ * alone 2 h ahead or behind) against the Keycloak-shaped realm (refresh tokens rotate, reuse ends
+ * the session, as Keycloak's "Revoke Refresh Token") and the real cache (Apache +
+ * mod_auth_openidc, which checks `exp` with no leeway). The same cases run against the real
+ * Keycloak in keycloak.test.ts.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe } from "node:test";
+import { clockSkewCases, printClockRows, requireFaketime, type ClockBed } from "../support/clock-cases.ts";
+import { runCli } from "../support/cli.ts";
+import { curl, HOST, seedUserSession, startBed, type Bed } from "../support/protected-bed.ts";
+
+let bed: Bed;
+
+before(async () => {
+  requireFaketime();
+  bed = await startBed({ accessTokenTTL: 300, refreshTokenTTL: 3600, rotateRefreshToken: true });
+});
+
+after(async () => {
+  printClockRows();
+  await bed?.stop();
+});
+
+const fastRealm = (): ClockBed => ({
+  name: "fast realm",
+  tokenPath: "/protocol/openid-connect/token",
+  async userWorkspace(o = {}) {
+    const ws = await bed.workspace(bed, { user: true });
+    await seedUserSession(ws, bed);
+    if (o.renewed === false) return ws;
+    const r = await runCli(ws, ["refresh"]);
+    assert.equal(r.code, 0, r.stderr);
+    return ws;
+  },
+  serviceWorkspace: () => bed.workspace(bed),
+  async assertCacheAccepts(ws, what) {
+    const c = await curl(`${bed.cache.url}/nix-cache-info`, ws.netrcPath);
+    assert.equal(c.status, 200, `${what}: the cache answered ${c.status} (${c.wwwAuthenticate})`);
+  },
+});
+
+describe(`${HOST}: the fast realm with a shifted clock`, () => clockSkewCases(fastRealm));
