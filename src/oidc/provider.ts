@@ -159,7 +159,8 @@ export class Provider {
    */
   private onRefreshTokenAnswer: ((t: RotatedRefreshToken) => Promise<void>) | undefined;
   /** The latest 200 answer of the token endpoint, as read (see replayOnProviderClock). */
-  private lastTokenAnswer: { text: string; status: number; headers: Headers; url: string } | undefined;
+  private lastTokenAnswer:
+    { text: string; status: number; headers: Headers; url: string; offsetMs: number | undefined } | undefined;
 
   constructor(private readonly opts: ProviderOptions) {
     this.discovery = opts.discovery;
@@ -266,13 +267,14 @@ export class Provider {
         receivedAt,
       });
     }
-    this.lastTokenAnswer = { text, status: res.status, headers: res.headers, url: res.url };
+    this.lastTokenAnswer = { text, status: res.status, headers: res.headers, url: res.url, offsetMs: offset };
     return answerCopy(this.lastTokenAnswer);
   }
 
   /**
    * When openid-client refused a token answer for its ID token's timestamps and the answer itself
-   * showed that our clock is off (its `Date` header), the same answer is checked once more on the
+   * showed that our clock is off (its `Date` header, else its access token's `iat`: Keycloak sends
+   * no `Date`), the same answer is checked once more on the
    * provider's clock: a configuration whose clockSkew is the measured offset, whose fetch hands
    * back the answer already read (the token endpoint is not asked again: a grant is never sent
    * twice) and whose key set is the one already fetched. Every check is still openid-client's.
@@ -284,7 +286,8 @@ export class Provider {
   ): Promise<T> {
     const answer = this.lastTokenAnswer;
     const used = this.usedSkewSec;
-    const measured = this.dateOffsetMs === undefined ? undefined : Math.round(this.dateOffsetMs / 1000);
+    const offset = answer?.offsetMs;
+    const measured = offset === undefined ? undefined : Math.round(offset / 1000);
     const timestamps = [e, (e as { cause?: unknown } | undefined)?.cause].some(
       (x) => (x as { code?: unknown } | undefined)?.code === "OAUTH_JWT_TIMESTAMP_CHECK_FAILED",
     );
@@ -753,7 +756,12 @@ export class Provider {
 
   /** Turns whatever openid-client threw into one line for the user, with detail for --verbose. */
   translate(e: unknown, what: string): CliError {
-    if (e instanceof CliError) return e;
+    // Our own errors from inside openid-client's requests (an oversized or malformed answer)
+    // come back wrapped ("something went wrong"): the inner one says what happened.
+    for (let cur: unknown = e, depth = 0; cur instanceof Error && depth < 4; depth++) {
+      if (cur instanceof CliError) return cur;
+      cur = cur.cause;
+    }
     const host = this.host;
     const url = requestUrlOf(e);
     const network = describeNetworkError(e, url);
