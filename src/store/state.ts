@@ -97,7 +97,7 @@ export class StateStore {
     } catch {
       throw new CorruptStateError(`${this.file}: token state is corrupt`, {
         code: "state_corrupt",
-        hint: "run `nix-cache-login login` (or `logout`): it moves the file aside and starts afresh",
+        hint: "run `nix-cache-login login` (it moves the file aside and starts afresh) or `nix-cache-login logout` (it removes it)",
       });
     }
   }

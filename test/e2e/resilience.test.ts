@@ -459,7 +459,7 @@ describe("temp files (item 7)", () => {
 });
 
 describe("corrupt token state (item 10)", () => {
-  test("logout moves it aside (kept, 0600, named) and still cleans up locally", async () => {
+  test("logout removes it (no copy: it may hold a refresh token) and still cleans up locally", async () => {
     const ws = await userWorkspace();
     await signIn(ws);
     assert.equal((await runCli(ws, ["refresh"])).code, 0);
@@ -467,15 +467,20 @@ describe("corrupt token state (item 10)", () => {
     await chmod(store(ws).file, 0o644);
     const refused = await runCli(ws, ["refresh"]);
     assert.equal(refused.code, 1);
-    assert.match(refused.stderr, /^hint: run `nix-cache-login login` \(or `logout`\)/m);
+    assert.match(
+      refused.stderr,
+      /^hint: run `nix-cache-login login` \(it moves the file aside and starts afresh\) or `nix-cache-login logout`/m,
+    );
     const r = await runCli(ws, ["logout"]);
     assert.equal(r.code, 0, r.stderr);
-    const m = /^warning: (\S+): token state is corrupt; moved it aside to (\S+)$/m.exec(r.stderr);
+    const m = /^warning: (\S+): token state is corrupt; removing it with the local tokens$/m.exec(r.stderr);
     assert.ok(m, r.stderr);
     assert.equal(m[1], store(ws).file);
-    assert.equal(await readFile(m[2] as string, "utf8"), "{ not json");
-    assert.equal((await stat(m[2] as string)).mode & 0o777, 0o600);
     await assert.rejects(stat(store(ws).file));
+    assert.deepEqual(
+      (await readdir(ws.stateDir)).filter((f) => f.includes(".corrupt-")),
+      [],
+    );
     assert.equal(netrcPassword(await readFile(ws.netrcPath, "utf8"), HOST), undefined, "the entry is gone");
   });
 
@@ -495,6 +500,33 @@ describe("corrupt token state (item 10)", () => {
     );
     const aside = (await readdir(ws.stateDir)).filter((f) => f.includes(".corrupt-"));
     assert.equal(aside.length, 1);
+  });
+
+  test("at most the last three corrupt copies are kept; logout removes them all", async () => {
+    const ws = await serviceWorkspace();
+    const s = store(ws, realm.serviceClientId);
+    await mkdir(ws.stateDir, { recursive: true, mode: 0o700 });
+    const seen: string[] = [];
+    for (let i = 1; i <= 5; i++) {
+      await writeFile(s.file, `garbage ${i}`, { mode: 0o600 });
+      const r = await runCli(ws, ["service-account"]);
+      assert.equal(r.code, 0, r.stderr);
+      seen.push((/moved it aside to (\S+)$/m.exec(r.stderr) as RegExpExecArray)[1] as string);
+    }
+    const aside = (await readdir(ws.stateDir)).filter((f) => f.includes(".corrupt-")).sort();
+    assert.deepEqual(
+      aside.map((f) => join(ws.stateDir, f)),
+      seen.slice(-3).sort(),
+      "the newest three are kept",
+    );
+    assert.equal(await readFile(seen[4] as string, "utf8"), "garbage 5");
+    const out = await runCli(ws, ["logout"]);
+    assert.equal(out.code, 0, out.stderr);
+    assert.deepEqual(
+      (await readdir(ws.stateDir)).filter((f) => f.includes(".corrupt-")),
+      [],
+      "logout leaves no copy",
+    );
   });
 
   test("login --device moves it aside and signs in", async () => {
