@@ -13,7 +13,7 @@ import { recordTokens } from "../core/result.ts";
 import { describeEntries, loadSetup, lockOptions, type Setup } from "../core/setup.ts";
 import { CorruptStateError } from "../store/state.ts";
 import { readStateOrSetAside, withStateLock } from "../store/write.ts";
-import { provider, saveTokens } from "../core/save-tokens.ts";
+import { checkRoomToSave, provider, saveTokens } from "../core/save-tokens.ts";
 import { providerTime } from "../core/provider-clock.ts";
 
 export const DEFAULT_LOGIN_TIMEOUT = "5m";
@@ -57,6 +57,7 @@ export async function login(ctx: Context, opts: LoginOptions): Promise<number> {
     );
   }
   signedInAlready(ctx, s);
+  await checkRoomToSave(s);
   // A sign-in is rare and interactive: always ask the provider for a fresh discovery document.
   const p = provider(ctx, s, undefined);
   const host = p.host;

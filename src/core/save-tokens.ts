@@ -7,7 +7,9 @@ import { checkTokenLength, upsertNetrcEntries } from "../netrc/file.ts";
 import { Provider, type TokenSet } from "../oidc/provider.ts";
 import { describeEntries, netrcWhere, type ClientCredential, type Setup } from "./setup.ts";
 import type { TokenState } from "../store/state.ts";
-import { writeState, type StateReservation } from "../store/write.ts";
+import { STATE_WHERE, writeState, type StateReservation } from "../store/write.ts";
+import { realpath, stat } from "node:fs/promises";
+import { checkRoom } from "../fs/atomic-file.ts";
 import { clockRecord, providerTime } from "./provider-clock.ts";
 
 export function provider(
@@ -97,6 +99,31 @@ export function clockOf(
   return before?.clock === undefined
     ? undefined
     : clockRecord(providerTime(before, t.receivedAt).skewMs, t.receivedAt);
+}
+
+/**
+ * Before a sign-in: the token state and the netrc can be written (room for both, as large as the
+ * reservation a renewal takes), so a full disk fails now, not after the browser sign-in.
+ */
+export async function checkRoomToSave(s: Setup): Promise<void> {
+  const size = (path: string) =>
+    stat(path).then(
+      (st) => st.size,
+      () => 0,
+    );
+  const netrc = await realpath(s.config.netrcPath).catch(() => s.config.netrcPath);
+  await checkRoom(
+    s.store.file,
+    Math.max(32 * 1024, 2 * (await size(s.store.file)) + 16 * 1024),
+    "make room for the token state before signing in",
+    STATE_WHERE,
+  );
+  await checkRoom(
+    netrc,
+    (await size(netrc)) + (8 * s.config.machines.length + 16) * 1024,
+    "make room for the netrc before signing in",
+    netrcWhere(s.config),
+  );
 }
 
 /** One atomic netrc write for all `machines`, under the netrc's lock. */

@@ -432,6 +432,53 @@ describe("a full disk under the state directory (item 6)", () => {
   });
 });
 
+describe("a full disk before the browser (issue 20)", () => {
+  /** A browser command that only leaves a mark: had it run, the sign-in would have started. */
+  async function markingBrowser(ws: Workspace): Promise<{ script: string; mark: string }> {
+    const mark = join(ws.dir, "browser-opened");
+    const script = join(ws.dir, "browser.sh");
+    await writeFile(script, `#!/bin/sh\ntouch ${mark}\n`, { mode: 0o700 });
+    return { script, mark };
+  }
+
+  for (const where of ["state", "netrc"] as const) {
+    test(`login on a full ${where} disk fails before the browser opens, naming the file`, async () => {
+      const ws = await userWorkspace();
+      const dir = where === "state" ? (ws.env.XDG_STATE_HOME as string) : dirname(ws.netrcPath);
+      await mkdir(dir, { recursive: true });
+      await run("mount", ["-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", dir]);
+      mounts.push(dir);
+      const filler = join(dir, "filler");
+      await writeFile(filler, Buffer.alloc(0));
+      for (let size = 64 * 1024; size >= 1; size = Math.floor(size / 2)) {
+        for (;;) {
+          try {
+            await writeFile(filler, Buffer.alloc(size), { flag: "a" });
+          } catch {
+            break;
+          }
+        }
+      }
+      const browser = await markingBrowser(ws);
+      realm.clearRequests();
+      const r = await runCli(ws, ["login", "--browser-command", browser.script]);
+      assert.equal(r.code, 1, r.stderr);
+      const file = where === "state" ? store(ws).file : ws.netrcPath;
+      assert.match(
+        r.stderr,
+        new RegExp(`^error: ${file.replace(/[.]/g, "\\.")}: .*no space left on device \\(ENOSPC\\)`, "m"),
+      );
+      await assert.rejects(stat(browser.mark), "the browser was never opened");
+      assert.equal(realm.countRequests("/auth"), 0, "no sign-in was started");
+      assert.deepEqual(
+        (await readdir(dir)).filter((f) => f !== "filler" && f !== "nix-cache-login"),
+        [],
+        "no probe left behind",
+      );
+    });
+  }
+});
+
 describe("temp files (item 7)", () => {
   test("stale temp files of ours are removed on write and by logout; a live writer's are kept", async () => {
     const ws = await userWorkspace();
