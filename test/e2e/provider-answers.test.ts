@@ -5,7 +5,8 @@
  * doctor's cache probe); the built CLI runs under GNU time (`/usr/bin/time -v`, Debian's `time`)
  * and must stay under 100 MiB peak RSS, end by itself within its timeout with one line naming the
  * host, the endpoint and the cap, and leave every file as it was. Malformed token answers
- * (garbage, cut-off JSON, no token) get one line naming the endpoint.
+ * (garbage, cut-off JSON, no token) get one line naming the endpoint, and an answer refused after
+ * the provider rotated the refresh token leaves the new refresh token saved.
  */
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
@@ -265,4 +266,44 @@ describe("malformed token answers", () => {
       assert.deepEqual(await snapshot(ws.dir), before);
     });
   }
+});
+
+describe("an answer refused after the refresh token was rotated", () => {
+  test("the new refresh token is saved first: the next refresh sends it, the netrc stays as it was", async () => {
+    const ws = await workspace("user");
+    const store = new StateStore(ws.stateDir, op.issuer, "nix-cache");
+    await mkdir(ws.stateDir, { recursive: true, mode: 0o700 });
+    await writeState(store, { ...store.empty("user"), refresh_token: "the-old-refresh-token" });
+    ws.secrets.add("the-old-refresh-token");
+    ws.secrets.add("the-rotated-refresh-token");
+    // The provider rotates the refresh token, but its ID token fails openid-client's checks.
+    op.on("/token", () => ({
+      body: {
+        access_token: "access-from-a-refused-answer",
+        token_type: "Bearer",
+        expires_in: 300,
+        refresh_token: "the-rotated-refresh-token",
+        id_token: "not.a.valid-jwt",
+      },
+    }));
+    const r = await runCli(ws, ["refresh"]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /^error: .*; the new refresh token is saved$/m);
+    assert.match(r.stderr, /^hint: .*run `nix-cache-login refresh` again \(no new sign-in is needed\)$/m);
+    const state = JSON.parse(await readFile(store.file, "utf8")) as Record<string, unknown>;
+    assert.equal(state.refresh_token, "the-rotated-refresh-token");
+    assert.equal(state.access_token, undefined, "the refused access token is not stored");
+    assert.equal(await readFile(ws.netrcPath, "utf8"), KEEP, "the netrc is as it was");
+    op.requests.length = 0;
+    op.on("/token", () => ({
+      body: { access_token: "good-access-1", token_type: "Bearer", expires_in: 300 },
+    }));
+    const next = await runCli(ws, ["refresh"]);
+    assert.equal(next.code, 0, next.stderr);
+    const sent = op.requests.filter((q) => q.path.endsWith("/token")).map((q) => new URLSearchParams(q.body));
+    assert.deepEqual(
+      sent.map((b) => b.get("refresh_token")),
+      ["the-rotated-refresh-token"],
+    );
+  });
 });
