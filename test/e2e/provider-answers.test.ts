@@ -22,7 +22,6 @@ import { sendPadded, startHostileProvider, type HostileProvider } from "../suppo
 
 const HOST = "127.0.0.1";
 const KEEP = "machine other.example login someone password keep-me\n";
-const MiB = 1024 * 1024;
 /** The CLI's timeout (config `timeout`); the test's own kill comes later. */
 const TIMEOUT_S = 10;
 const SIZES: { name: string; size: number | "endless" }[] = [

@@ -152,8 +152,6 @@ export async function startHostileProvider(): Promise<HostileProvider> {
     if (path.startsWith(REALM) && handlers.has(path.slice(REALM.length)))
       answer = (handlers.get(path.slice(REALM.length)) as Handler)(req);
     else if (path === `${REALM}/.well-known/openid-configuration`) answer = { body: discovery() };
-    else if (path.startsWith(REALM) && handlers.has(path.slice(REALM.length)))
-      answer = (handlers.get(path.slice(REALM.length)) as Handler)(req);
     else answer = { status: 404, body: { error: "not_found" } };
     const body =
       answer.body === undefined
