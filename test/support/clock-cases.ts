@@ -204,6 +204,18 @@ export function clockSkewCases(makeBed: () => ClockBed): void {
       const report = JSON.parse(json.stdout) as { clock: { skew_seconds: number; looks_wrong: boolean } };
       assert.equal(report.clock.looks_wrong, true);
       assert.ok(Math.abs(Math.abs(report.clock.skew_seconds) - 7200) < 60, String(report.clock.skew_seconds));
+      // doctor reports it as a problem, with the size of the skew.
+      const doc = await runCli(ws, ["doctor", "--json"], withClock(shift));
+      const checks = (JSON.parse(doc.stdout) as { checks: { id: string; status: string; summary: string }[] })
+        .checks;
+      const clock = checks.find((c) => c.id === "clock");
+      assert.equal(clock?.status, "problem", doc.stdout);
+      assert.match(clock.summary, /the system clock looks wrong: about 120 minutes/);
+      const real = await runCli(ws, ["doctor", "--json"]);
+      const realClock = (JSON.parse(real.stdout) as { checks: { id: string; status: string }[] }).checks.find(
+        (c) => c.id === "clock",
+      );
+      assert.equal(realClock?.status, "ok", real.stdout);
       const browser = await assertRecovers(b, ws, ["refresh"], `status ${shift}`);
       clockRows.push({
         bed: b.name,
