@@ -1,6 +1,7 @@
 /** `--help` text, made from the command table; built only when asked for. */
 import { CONFIG_KEYS } from "../config/rules.ts";
-import { COMMANDS, findCommand, GLOBAL_OPTIONS, NAME, type OptionSpec } from "./table.ts";
+import type { OptionSpec } from "./spec.ts";
+import { COMMANDS, findCommand, GLOBAL_OPTIONS, NAME } from "./table.ts";
 
 export const helpFooter = (): string => `Configuration (TOML), first found wins:
   --config PATH, $NIX_CACHE_LOGIN_CONFIG,

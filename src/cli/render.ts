@@ -1,5 +1,5 @@
 import { CliError, ExitCode } from "../errors.ts";
-import { printableLines } from "./terminal-text.ts";
+import { printableLines } from "../text.ts";
 
 interface Sink {
   stdout: { write(text: string): unknown };

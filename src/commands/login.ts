@@ -1,14 +1,16 @@
 import { createInterface } from "node:readline";
-import { checkBrowserCommand, openBrowser } from "../oidc/browser.ts";
-import type { Env } from "../config/paths.ts";
+import { checkBrowserCommand, openBrowser } from "../os/browser.ts";
+import type { Env } from "../os/env.ts";
 import { prompt, say, verbose, warn, type Context } from "../context.ts";
-import { describeExpiry, formatSpan, parseDuration } from "../duration.ts";
+import { badDuration, describeExpiry, formatSpan, parseDuration } from "../duration.ts";
 import { CliError, ExitCode } from "../errors.ts";
 import { deviceSignIn } from "../oidc/device.ts";
+import { signInDenied, signInTimedOut } from "../oidc/sign-in-errors.ts";
 import { LoopbackServer, type CallbackOutcome, type Page } from "../oidc/loopback.ts";
-import type { Provider, TokenSet } from "../oidc/provider.ts";
-import { printable } from "../cli/terminal-text.ts";
-import { setLongTimeout } from "../oidc/timers.ts";
+import type { Provider } from "../oidc/provider.ts";
+import type { TokenSet } from "../oidc/token-set.ts";
+import { printable } from "../text.ts";
+import { setLongTimeout } from "../net/timers.ts";
 import { recordTokens } from "../core/result.ts";
 import { describeEntries, loadSetup, lockOptions, type Setup } from "../core/setup.ts";
 import { CorruptStateError } from "../store/state.ts";
@@ -37,10 +39,7 @@ export async function login(ctx: Context, opts: LoginOptions): Promise<number> {
   const log = verbose(ctx);
   const waitSeconds = parseDuration(opts.timeout ?? DEFAULT_LOGIN_TIMEOUT, "--timeout");
   if (waitSeconds <= 0) {
-    throw new CliError("--timeout: must be greater than zero", {
-      code: "bad_duration",
-      exitCode: ExitCode.usage,
-    });
+    throw badDuration("--timeout: must be greater than zero");
   }
   const flagPort = opts.port === undefined ? undefined : parsePort(opts.port);
   if (opts.browserCommand !== undefined) checkBrowserCommand(opts.browserCommand);
@@ -48,9 +47,9 @@ export async function login(ctx: Context, opts: LoginOptions): Promise<number> {
   const s = loadSetup(ctx);
   if (s.config.mode === "service-account") {
     throw new CliError(
+      "not_user_config",
       `${s.config.path}: client_secret_file is set, so this configuration is for a service account`,
       {
-        code: "not_user_config",
         exitCode: ExitCode.usage,
         hint: "use `nix-cache-login service-account`, or remove client_secret_file to sign in as a user",
       },
@@ -204,15 +203,10 @@ async function browserSignIn(
     if (outcome.kind === "error") {
       const detail =
         outcome.description === undefined ? outcome.error : `${outcome.description} (${outcome.error})`;
-      throw new CliError(
-        outcome.error === "access_denied"
-          ? `the sign-in was denied at ${p.host}: ${detail}`
-          : `the sign-in failed at ${p.host}: ${detail}`,
-        {
-          code: outcome.error === "access_denied" ? "sign_in_denied" : "sign_in_failed",
-          hint: "run `nix-cache-login login` to try again",
-        },
-      );
+      const hint = "run `nix-cache-login login` to try again";
+      if (outcome.error === "access_denied")
+        throw signInDenied(`the sign-in was denied at ${p.host}: ${detail}`, { hint });
+      throw new CliError("sign_in_failed", `the sign-in failed at ${p.host}: ${detail}`, { hint });
     }
 
     let tokens: TokenSet;
@@ -336,13 +330,12 @@ function waitFor<T>(promise: Promise<T>, signal: AbortSignal, seconds: number): 
     };
     const onAbort = () => {
       done();
-      reject(new CliError("interrupted", { code: "interrupted", exitCode: ExitCode.interrupted }));
+      reject(new CliError("interrupted", "interrupted", { exitCode: ExitCode.interrupted }));
     };
     const cancelTimer = setLongTimeout(() => {
       done();
       reject(
-        new CliError(`timed out after ${formatSpan(seconds)} waiting for the sign-in in the browser`, {
-          code: "sign_in_timeout",
+        signInTimedOut(`timed out after ${formatSpan(seconds)} waiting for the sign-in in the browser`, {
           hint: "run `nix-cache-login login` again and finish the sign-in sooner, or allow more time with --timeout 10m",
         }),
       );
@@ -368,8 +361,7 @@ function waitFor<T>(promise: Promise<T>, signal: AbortSignal, seconds: number): 
 function parsePort(text: string): number {
   const port = /^\d{1,5}$/.test(text.trim()) ? Number(text.trim()) : NaN;
   if (!Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new CliError(`--port: ${JSON.stringify(text)} is not a port number (1-65535)`, {
-      code: "bad_port",
+    throw new CliError("bad_port", `--port: ${JSON.stringify(text)} is not a port number (1-65535)`, {
       exitCode: ExitCode.usage,
     });
   }

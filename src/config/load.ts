@@ -4,7 +4,7 @@ import { parse as parseToml, TomlError } from "smol-toml";
 import { CliError, ExitCode } from "../errors.ts";
 import { fsReason } from "../fs/fs-errors.ts";
 import { closest } from "../suggest.ts";
-import { configCandidates, noConfigError, type ConfigCandidate } from "./find.ts";
+import { configCandidates, configNotFound, noConfigError, type ConfigCandidate } from "./find.ts";
 import {
   checked,
   CONFIG_KEYS,
@@ -15,7 +15,8 @@ import {
   type HostName,
   type TokenEndpointAuthMethod,
 } from "./rules.ts";
-import { expandPath, xdgDir, type Env } from "./paths.ts";
+import type { Env } from "../os/env.ts";
+import { expandPath, xdgDir } from "./paths.ts";
 
 export interface Config {
   /** The file the configuration came from. */
@@ -118,10 +119,10 @@ export function validateConfig(doc: Record<string, unknown>, file: string, sourc
     const shown = problems.slice(0, MAX_PROBLEMS);
     if (problems.length > MAX_PROBLEMS) shown.push(`... and ${problems.length - MAX_PROBLEMS} more problems`);
     throw new CliError(
+      "config_invalid",
       problems.length === 1 ? (problems[0] as string) : `invalid configuration:\n  ${shown.join("\n  ")}`,
       {
         exitCode: ExitCode.usage,
-        code: "config_invalid",
         hint: "fix the configuration file (keys are listed in `nix-cache-login --help`)",
       },
     );
@@ -165,9 +166,12 @@ function readCapped(path: string): string {
     const st = fstatSync(fd);
     if (st.isDirectory()) throw Object.assign(new Error("is a directory"), { code: "EISDIR" });
     if (!st.isFile())
-      throw new CliError(`${path}: the configuration is not a regular file`, { exitCode: ExitCode.usage });
+      throw new CliError("config_not_regular_file", `${path}: the configuration is not a regular file`, {
+        exitCode: ExitCode.usage,
+      });
     if (st.size > MAX_CONFIG_BYTES) {
       throw new CliError(
+        "config_too_large",
         `${path}: the configuration file is ${st.size} bytes; at most ${MAX_CONFIG_BYTES} (1 MiB) are read`,
         { exitCode: ExitCode.usage, hint: "check that --config names the configuration file" },
       );
@@ -194,15 +198,15 @@ function readCandidate(c: ConfigCandidate): string | undefined {
     const code = (e as NodeJS.ErrnoException).code;
     if ((code === "ENOENT" || code === "ENOTDIR") && !c.explicit) return undefined;
     if (code === "ENOENT") {
-      throw new CliError(`${c.path}: configuration file not found (from ${c.source})`, {
-        code: "config_not_found",
-        exitCode: ExitCode.usage,
-      });
+      throw configNotFound(`${c.path}: configuration file not found (from ${c.source})`);
     }
-    throw new CliError(`${c.path}: cannot read configuration (from ${c.source}): ${fsReason(e)}`, {
-      code: "config_unreadable",
-      exitCode: ExitCode.usage,
-    });
+    throw new CliError(
+      "config_unreadable",
+      `${c.path}: cannot read configuration (from ${c.source}): ${fsReason(e)}`,
+      {
+        exitCode: ExitCode.usage,
+      },
+    );
   }
 }
 
@@ -214,8 +218,7 @@ export function parseConfig(text: string, file: string, source: string, env: Env
   } catch (e) {
     const where = e instanceof TomlError ? `line ${e.line}, column ${e.column}: ` : "";
     const first = ((e as Error).message.split("\n")[0] ?? "").replace(/^Invalid TOML document: /, "");
-    throw new CliError(`${file}: ${where}invalid TOML: ${first}`, {
-      code: "config_syntax",
+    throw new CliError("config_syntax", `${file}: ${where}invalid TOML: ${first}`, {
       exitCode: ExitCode.usage,
     });
   }

@@ -7,7 +7,7 @@ import type { CacheHost, Config } from "../config/load.ts";
 import { verbose, type Context } from "../context.ts";
 import type { NetrcEntry } from "../netrc/netrc.ts";
 import { CliError } from "../errors.ts";
-import { describeNetworkError, makeFetch } from "../oidc/http.ts";
+import { describeNetworkError, makeFetch } from "../net/http.ts";
 import { check, type Check } from "./report.ts";
 
 /** The parameters of a `Bearer` / `Basic` challenge: `error`, `error_description`, `realm`. */

@@ -18,7 +18,7 @@ import {
   type NetrcEntry,
 } from "../netrc/netrc.ts";
 import { parseClientKey } from "../oidc/client-key.ts";
-import { renewCommand } from "../core/renewal.ts";
+import { renewCommand } from "../core/freshness.ts";
 import { CLOCK_SKEW_NOTICE_MS, describeSkew, providerTime } from "../core/provider-clock.ts";
 import { loadSetup, readClientKeyText, readClientSecret, type Setup } from "../core/setup.ts";
 import type { TokenState } from "../store/state.ts";

@@ -3,7 +3,7 @@
  * skipped), a fix in one or two lines under each problem, a summary; or one JSON object.
  * Nothing here may ever hold a token: checks report lengths and line numbers only.
  */
-import { printableLines } from "../cli/terminal-text.ts";
+import { printableLines } from "../text.ts";
 
 export type CheckStatus = "ok" | "problem" | "note" | "skipped";
 

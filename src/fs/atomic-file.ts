@@ -104,7 +104,7 @@ export async function writeFileAtomic(
     const st = await stat(path);
     previous = { mode: st.mode & 0o777, uid: st.uid, gid: st.gid };
   } catch (e) {
-    if (errnoCode(e) !== "ENOENT") throw fileError(path, "look at the file", e, where);
+    if (errnoCode(e) !== "ENOENT") throw fileError("file_stat_failed", path, "look at the file", e, where);
   }
   // Never loosen: keep only owner bits, at most rw. A file that held secrets stays private.
   const mode = previous === undefined ? 0o600 : previous.mode & 0o600;
@@ -113,7 +113,7 @@ export async function writeFileAtomic(
   try {
     fh = await open(tmp, "wx", 0o600);
   } catch (e) {
-    throw fileError(tmp, "create a temp file", e, where);
+    throw fileError("temp_file_create_failed", tmp, "create a temp file", e, where);
   }
   try {
     await fh.writeFile(data, encoding);
@@ -124,14 +124,14 @@ export async function writeFileAtomic(
   } catch (e) {
     await fh.close();
     await unlink(tmp).catch(() => undefined);
-    throw fileError(tmp, `write the new ${basename(path)}`, e, where);
+    throw fileError("temp_file_write_failed", tmp, `write the new ${basename(path)}`, e, where);
   }
   await fh.close();
   try {
     await rename(tmp, path);
   } catch (e) {
     await unlink(tmp).catch(() => undefined);
-    throw fileError(path, `replace the file`, e, where);
+    throw fileError("file_replace_failed", path, `replace the file`, e, where);
   }
   await syncDir(dir);
   return { mode, previousMode: previous?.mode };
@@ -157,7 +157,7 @@ export async function checkRoom(path: string, bytes: number, action: string, whe
     await fh.write(Buffer.alloc(bytes, 0x20), 0, bytes, 0);
     await fh.sync();
   } catch (e) {
-    throw fileError(path, action, e, where);
+    throw fileError("no_room_to_save", path, action, e, where);
   } finally {
     await fh?.close().catch(() => undefined);
     await unlink(probe).catch(() => undefined);
@@ -191,6 +191,7 @@ async function refuseForeignLock(lockPath: string): Promise<void> {
   const uid = process.getuid?.();
   if (uid === undefined || st.uid === uid || st.uid === 0) return;
   throw new CliError(
+    "lock_foreign_owner",
     `${lockPath} is held by uid ${st.uid}, not by you: another user's lock is not waited for`,
     {
       hint: `check who made it; if no nix-cache-login of theirs should write here, remove it (\`rm -r ${lockPath}\`)`,

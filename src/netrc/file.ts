@@ -37,6 +37,7 @@ export function checkTokenCharacters(token: string, host: string): void {
         ? "has `=` before its end"
         : `contains ${describeChar(bad)}`;
   throw new CliError(
+    "token_malformed",
     `the access token from the provider for ${host} ${what}, which is not allowed in a Bearer token (RFC 6750 b64token); nothing was written`,
     { hint: "the provider sent a malformed token: report it to its administrators" },
   );
@@ -65,8 +66,9 @@ export function checkTokenLength(token: string, host: string): string | undefine
     'make the access token smaller in Keycloak: turn on lightweight access tokens (client -> Advanced -> "Always use lightweight access token", Keycloak 24+), or map fewer roles and groups into it';
   if (line > CURL_NETRC_MAX_LINE || bytes > CURL_NETRC_MAX_TOKEN) {
     throw new CliError(
+      "token_too_long",
       `the access token for ${host} is ${bytes} bytes; its netrc line would be ${line} bytes, and curl up to 8.10 (and the Nix built on it) skips a netrc line over ${CURL_NETRC_MAX_LINE} bytes, so Nix would send no token`,
-      { code: "token_too_long", hint: `${cure}; the netrc was left unchanged` },
+      { hint: `${cure}; the netrc was left unchanged` },
     );
   }
   if (bytes > NETRC_TOKEN_WARN_BYTES) {
@@ -178,8 +180,10 @@ export async function removeNetrcEntry(path: string, host: string, where?: strin
   return (await removeNetrcEntries(path, [host], where)).length > 0;
 }
 
-function refuse(path: string, why: string, hint: string): never {
-  throw new CliError(`netrc_path ${path}: ${why}; nix-cache-login does not write a token there`, { hint });
+function refuse(code: string, path: string, why: string, hint: string): never {
+  throw new CliError(code, `netrc_path ${path}: ${why}; nix-cache-login does not write a token there`, {
+    hint,
+  });
 }
 
 /** The directory's owner and mode allow the file in it to be replaced only by us (or root). */
@@ -193,7 +197,12 @@ async function checkNetrcDir(dir: string, file: string, fileUid: number | undefi
   }
   const owner = foreignOwner(st);
   if (owner !== undefined) {
-    refuse(file, `its directory ${dir} is ${owner}`, "point netrc_path at a file in a directory of your own");
+    refuse(
+      "netrc_dir_foreign_owner",
+      file,
+      `its directory ${dir} is ${owner}`,
+      "point netrc_path at a file in a directory of your own",
+    );
   }
   // Group-writable is fine for a group of one's own (user private groups with umask 002): the
   // directory's group is our primary group. Any other group, or others, could replace the file.
@@ -203,6 +212,7 @@ async function checkNetrcDir(dir: string, file: string, fileUid: number | undefi
   const ours = fileUid === undefined || fileUid === process.getuid?.();
   if (writable !== undefined && !(isSticky(st) && ours)) {
     refuse(
+      "netrc_dir_writable_by_others",
       file,
       `its directory ${dir} is ${writable}${isSticky(st) ? "" : " and not sticky"}, so another user could replace the file`,
       `\`chmod go-w ${dir}\`, or point netrc_path at a file in a directory only you can write`,
@@ -228,6 +238,7 @@ export async function trustedNetrcTarget(path: string): Promise<string> {
     const linkOwner = foreignOwner(link);
     if (linkOwner !== undefined) {
       refuse(
+        "netrc_symlink_foreign_owner",
         path,
         `it is a symbolic link ${linkOwner}`,
         `remove the link (\`rm ${path}\`) if you did not make it`,
@@ -247,10 +258,12 @@ export async function trustedNetrcTarget(path: string): Promise<string> {
     if ((e as NodeJS.ErrnoException).code !== "ENOENT") fsError(target, "use the netrc", e);
   }
   if (st !== undefined) {
-    if (!st.isFile()) refuse(target, "it is not a regular file", "point netrc_path at a file");
+    if (!st.isFile())
+      refuse("netrc_not_regular_file", target, "it is not a regular file", "point netrc_path at a file");
     const owner = foreignOwner(st);
     if (owner !== undefined) {
       refuse(
+        "netrc_foreign_owner",
         target,
         `the file is ${owner}, who could read the token (it is never handed to another user)`,
         path === target

@@ -6,8 +6,7 @@ import { findEntry, NetrcSyntaxError, parseNetrc, type Netrc } from "./netrc.ts"
 
 export function syntaxError(path: string, e: unknown): never {
   if (e instanceof NetrcSyntaxError) {
-    throw new CliError(`${path}: ${e.message}`, {
-      code: "netrc_syntax",
+    throw new CliError("netrc_syntax", `${path}: ${e.message}`, {
       hint: "fix the netrc by hand; nix-cache-login left it unchanged",
     });
   }
@@ -17,8 +16,7 @@ export function syntaxError(path: string, e: unknown): never {
 export function fsError(path: string, action: string, e: unknown): never {
   if (e instanceof CliError) throw e;
   const err = e as NodeJS.ErrnoException;
-  throw new CliError(`netrc_path ${path}: cannot ${action}: ${fsReason(err)}`, {
-    code: "netrc_io",
+  throw new CliError("netrc_io", `netrc_path ${path}: cannot ${action}: ${fsReason(err)}`, {
     hint:
       err.code === "EACCES" || err.code === "EROFS" ? "check the file's owner and permissions" : undefined,
   });

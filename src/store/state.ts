@@ -83,10 +83,9 @@ export class StateStore {
       if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
       if (e instanceof CliError) throw e;
       const code = (e as NodeJS.ErrnoException).code;
-      if (code === "ELOOP") throw untrusted(this.file, "is a symbolic link", `rm ${this.file}`);
-      throw new CliError(`${this.file}: cannot read token state: ${fsReason(e)}`, {
-        code: "state_unreadable",
-      });
+      if (code === "ELOOP")
+        throw untrusted("state_symlink", this.file, "is a symbolic link", `rm ${this.file}`);
+      throw new CliError("state_unreadable", `${this.file}: cannot read token state: ${fsReason(e)}`);
     }
     try {
       const parsed = JSON.parse(text) as TokenState;
@@ -95,8 +94,7 @@ export class StateStore {
       }
       return parsed;
     } catch {
-      throw new CorruptStateError(`${this.file}: token state is corrupt`, {
-        code: "state_corrupt",
+      throw new CorruptStateError("state_corrupt", `${this.file}: token state is corrupt`, {
         hint: "run `nix-cache-login login` (it moves the file aside and starts afresh) or `nix-cache-login logout` (it removes it)",
       });
     }
@@ -107,8 +105,9 @@ export class StateStore {
   }
 }
 
-function untrusted(path: string, why: string, fix: string): CliError {
+function untrusted(code: string, path: string, why: string, fix: string): CliError {
   return new CliError(
+    code,
     `${path}: token state ${why}, so another user could have written it; nix-cache-login does not use it`,
     { hint: `check who changed it, then \`${fix}\` and sign in again if needed` },
   );
@@ -126,18 +125,19 @@ export function checkStateDir(dir: string): boolean {
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === "ENOENT") return false;
-    throw new CliError(`${dir}: cannot use the token state directory: ${fsReason(e)}`, {
+    throw new CliError("state_dir_unusable", `${dir}: cannot use the token state directory: ${fsReason(e)}`, {
       hint: "check $XDG_STATE_HOME and the directory's owner and permissions",
     });
   }
   if (!st.isDirectory()) {
-    throw new CliError(`${dir}: the token state directory is not a directory`, {
+    throw new CliError("state_dir_not_directory", `${dir}: the token state directory is not a directory`, {
       hint: `remove it (\`rm ${dir}\`) and sign in again`,
     });
   }
   const owner = foreignOwner(st);
   if (owner !== undefined) {
     throw new CliError(
+      "state_dir_foreign_owner",
       `${dir}: token state directory ${owner}, so another user could have written it; nix-cache-login does not use it`,
       { hint: `check who created it, then remove it (\`rm -r ${dir}\`) and sign in again` },
     );
@@ -145,6 +145,7 @@ export function checkStateDir(dir: string): boolean {
   const writable = writableByOthers(st);
   if (writable !== undefined) {
     throw new CliError(
+      "state_dir_writable_by_others",
       `${dir}: token state directory ${writable}, so another user could have written it; nix-cache-login does not use it`,
       { hint: `check its files, then \`chmod 700 ${dir}\`` },
     );
@@ -158,10 +159,11 @@ function readTrustedFile(file: string): string {
   try {
     const st = fstatSync(fd);
     const owner = foreignOwner(st);
-    if (owner !== undefined) throw untrusted(file, owner, `rm ${file}`);
+    if (owner !== undefined) throw untrusted("state_foreign_owner", file, owner, `rm ${file}`);
     const writable = writableByOthers(st);
-    if (writable !== undefined) throw untrusted(file, `file ${writable}`, `chmod 600 ${file}`);
-    if (!st.isFile()) throw untrusted(file, "is not a regular file", `rm ${file}`);
+    if (writable !== undefined)
+      throw untrusted("state_writable_by_others", file, `file ${writable}`, `chmod 600 ${file}`);
+    if (!st.isFile()) throw untrusted("state_not_regular_file", file, "is not a regular file", `rm ${file}`);
     return readFileSync(fd, "utf8");
   } finally {
     closeSync(fd);

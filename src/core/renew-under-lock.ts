@@ -1,5 +1,5 @@
 /**
- * The renewal after ./renewal.ts found one is needed: under the state lock, a refresh token grant
+ * The renewal after ./freshness.ts found one is needed: under the state lock, a refresh token grant
  * (user sign-in) or a client credentials grant (service account), then the files, then the line
  * that says so. Loaded only when a renewal is due: it brings the network code.
  */
@@ -7,7 +7,8 @@ import { say, verbose, warn, type Context } from "../context.ts";
 import { describeExpiry } from "../duration.ts";
 import { CliError, ExitCode, loginRequired } from "../errors.ts";
 import { parseClientKey } from "../oidc/client-key.ts";
-import { SessionEndedError, type RotatedRefreshToken } from "../oidc/provider.ts";
+import { SessionEndedError } from "../oidc/protocol-errors.ts";
+import type { RotatedRefreshToken } from "../oidc/token-set.ts";
 import { recordTokens } from "./result.ts";
 import {
   readStateOrSetAside,
@@ -17,7 +18,7 @@ import {
   type StateReservation,
 } from "../store/write.ts";
 import type { TokenState } from "../store/state.ts";
-import { hostsLackingToken, tokenLasts, type PendingRenewal } from "./renewal.ts";
+import { hostsLackingToken, tokenLasts, type PendingRenewal } from "./freshness.ts";
 import { providerTime } from "./provider-clock.ts";
 import { clockOf, provider, saveTokens, writeNetrcEntries } from "./save-tokens.ts";
 import { describeEntries, lockOptions, type Setup } from "./setup.ts";
@@ -85,14 +86,15 @@ export function renew(ctx: Context, r: PendingRenewal): Promise<number> {
         } else {
           if (state?.refresh_token === undefined) {
             throw loginRequired(
-              `not signed in to ${s.config.issuer} as client ${s.config.clientId}`,
               "not_signed_in",
+              `not signed in to ${s.config.issuer} as client ${s.config.clientId}`,
             );
           }
           if (state.session_ended !== undefined) {
-            throw loginRequired(
+            // The provider ended it earlier (a refresh answered invalid_grant): the same error again.
+            throw new SessionEndedError(
               `the session at ${s.config.issuer} ended at ${state.session_ended.at}${state.session_ended.description === null ? "" : ` (${state.session_ended.description})`}`,
-              "session_expired",
+              state.session_ended.description ?? undefined,
             );
           }
           // The rotated refresh token is saved the moment the answer is read (see Provider.refresh).
@@ -116,10 +118,11 @@ export function renew(ctx: Context, r: PendingRenewal): Promise<number> {
             tokens = await p.refresh(state.refresh_token, saveRotated);
           } catch (e) {
             if (rotated) {
+              // The cause (with its own code) is in --verbose.
               throw new CliError(
+                "refresh_refused_token_saved",
                 `${e instanceof Error ? e.message : String(e)}; the new refresh token is saved`,
                 {
-                  code: e instanceof CliError ? e.code : "provider_answer_invalid",
                   hint: "check the system clock, then run `nix-cache-login refresh` again (no new sign-in is needed)",
                   cause: e,
                 },

@@ -11,9 +11,9 @@ const CAP = "1 MiB";
 /** One line: which host, which endpoint, and the cap. */
 export function answerTooLarge(method: string, url: URL): CliError {
   return new CliError(
+    "answer_too_large",
     `${url.host} sent more than ${CAP} in answer to ${method} ${url.pathname}; nix-cache-login reads at most ${CAP} of an answer and stopped reading`,
     {
-      code: "answer_too_large",
       hint: "check that the URL in the configuration points at the right server; a proxy or a broken server may be sending something else",
     },
   );
