@@ -323,7 +323,7 @@ function nodeVersionCheck(needed) {
   if (have[0] < want[0] || (have[0] === want[0] && have[1] < want[1])) {
     process.stderr.write(
       "nix-cache-login: needs Node.js ${needed} or later, found " + process.version + " (" + process.execPath +
-        '); install a current Node.js (https://nodejs.org/en/download, or see README "Install"), or use the Nix package\\n',
+        '); install a current Node.js (https://nodejs.org/en/download, or see docs/install.md), or use the Nix package\\n',
     );
     process.exit(1);
   }

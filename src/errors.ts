@@ -1,4 +1,4 @@
-/** Exit codes are a contract with timers and scripts; see README "Exit codes". */
+/** Exit codes are a contract with timers and scripts; see docs/commands.md "Exit codes". */
 export const ExitCode = {
   ok: 0,
   failure: 1,

@@ -24,6 +24,9 @@ Exit codes:
   2    usage or configuration error
   3    login required: not signed in, session expired or revoked
   130  interrupted
+
+More: docs/commands.md, docs/configuration.md and docs/troubleshooting.md (in the source
+  tree and in the npm package)
 `;
 
 /** Word-wraps `text` into a column starting at `indent`, lines at most `width` wide. */

@@ -52,7 +52,7 @@ export function manPage(t: CommandTable, footer: string, date: string): string {
   out.push(".SH FILES AND EXIT STATUS", ".nf", esc(footer.trimEnd()), ".fi");
   out.push(
     ".SH SEE ALSO",
-    "\\fBnix.conf\\fR(5), \\fBcurl\\fR(1), \\fBsystemd.timer\\fR(5), \\fBlaunchd.plist\\fR(5); the README shipped with the package",
+    "\\fBnix.conf\\fR(5), \\fBcurl\\fR(1), \\fBsystemd.timer\\fR(5), \\fBlaunchd.plist\\fR(5); the README and docs/ of the source tree, also in the npm package (docs/commands.md, docs/troubleshooting.md)",
   );
   return `${out.join("\n")}\n`;
 }

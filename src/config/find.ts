@@ -12,7 +12,7 @@ export interface ConfigCandidate {
 
 export const SYSTEM_CONFIG = "/etc/nix-cache-login/config.toml";
 
-/** The search order, as documented in --help and the README. */
+/** The search order, as documented in --help and docs/configuration.md. */
 export function configCandidates(flag: string | undefined, env: Env): ConfigCandidate[] {
   // A file named on the command line (or in the variable) may be relative to the working directory,
   // as with any other command; paths inside the configuration must be absolute.

@@ -177,7 +177,7 @@ describe("rendering errors", () => {
     assert.equal(renderError(e, text.to, { verbose: false, json: false }), 2);
     assert.deepEqual(text.out, {
       stdout: "",
-      stderr: "error: no configuration file found\nhint: pass --config PATH\n",
+      stderr: "error: no configuration file found\nhint: pass --config PATH\nsee: docs/configuration.md\n",
     });
     const json = sink();
     assert.equal(renderError(e, json.to, { verbose: false, json: true }), 2);
@@ -224,6 +224,7 @@ describe("help", () => {
       "/etc/nix-cache-login/config.toml",
       "Keys: issuer, client_id, cache_host",
       "130  interrupted",
+      "More: docs/commands.md",
     ]) {
       assert.ok(text.includes(word), word);
     }

@@ -124,5 +124,8 @@ test("doctor's report: text from a cache or a program reaches the terminal witho
   // eslint-disable-next-line no-control-regex
   assert.doesNotMatch(text, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
   assert.match(text, /the cache rejected the token \( \]0;owned invalid_token\)/);
-  assert.match(text, /\n1 problem found: cache\.\n$/);
+  assert.match(
+    text,
+    /\n1 problem found: cache\.\nWhat each check means and the usual causes: docs\/troubleshooting\.md\n$/,
+  );
 });
