@@ -42,29 +42,10 @@ export async function saveTokens(
   reserved?: StateReservation,
 ): Promise<TokenState> {
   const base = previous ?? s.store.empty(mode);
-  let sizeWarning: string | undefined;
-  try {
-    // One token for every host: checked once, named after all of them.
-    sizeWarning = checkTokenLength(tokens.accessToken, s.config.machines.join(", "));
-  } catch (e) {
-    // Refuse the access token, but keep a rotated refresh token: the old one is spent, and losing
-    // the new one would end the session. The netrc and the stored access token stay as they were.
-    if (previous !== undefined && mode === "user" && tokens.refreshToken !== undefined) {
-      await writeState(
-        s.store,
-        {
-          ...previous,
-          refresh_token: tokens.refreshToken,
-          refresh_token_expires_at: tokens.refreshExpiresAt?.toISOString() ?? null,
-          discovery: p.discovery,
-          clock: clockOf(tokens, previous),
-        },
-        { reserved },
-      );
-      verbose(ctx)("saved the rotated refresh token; the access token was refused");
-    }
-    throw e;
-  }
+  // One token for every host: checked once, named after all of them. A refusal leaves the netrc
+  // and the stored access token as they were; a rotated refresh token was saved before any check
+  // (Provider.refresh), so the next run can try again.
+  const sizeWarning = checkTokenLength(tokens.accessToken, s.config.machines.join(", "));
   if (sizeWarning !== undefined) warn(ctx, sizeWarning);
   const next: TokenState = {
     ...base,

@@ -366,6 +366,22 @@ describe("refresh keeps the session through failures (items 4, 5, 9)", () => {
   });
 });
 
+/** Fills the file system under dir to the last block. */
+async function fill(dir: string): Promise<string> {
+  const filler = join(dir, "filler");
+  await writeFile(filler, Buffer.alloc(0));
+  for (let size = 64 * 1024; size >= 1; size = Math.floor(size / 2)) {
+    for (;;) {
+      try {
+        await writeFile(filler, Buffer.alloc(size), { flag: "a" });
+      } catch {
+        break;
+      }
+    }
+  }
+  return filler;
+}
+
 describe("a full disk under the state directory (item 6)", () => {
   /** A workspace whose XDG_STATE_HOME is a small tmpfs (unmounted in `after`). */
   async function smallStateDisk(): Promise<Workspace> {
@@ -375,22 +391,6 @@ describe("a full disk under the state directory (item 6)", () => {
     await run("mount", ["-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", stateHome]);
     mounts.push(stateHome);
     return ws;
-  }
-
-  /** Fills the file system under dir to the last block. */
-  async function fill(dir: string): Promise<string> {
-    const filler = join(dir, "filler");
-    await writeFile(filler, Buffer.alloc(0));
-    for (let size = 64 * 1024; size >= 1; size = Math.floor(size / 2)) {
-      for (;;) {
-        try {
-          await writeFile(filler, Buffer.alloc(size), { flag: "a" });
-        } catch {
-          break;
-        }
-      }
-    }
-    return filler;
   }
 
   test("a disk that fills while the grant is under way: the rotated token is still saved", async () => {
@@ -448,17 +448,7 @@ describe("a full disk before the browser (issue 20)", () => {
       await mkdir(dir, { recursive: true });
       await run("mount", ["-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", dir]);
       mounts.push(dir);
-      const filler = join(dir, "filler");
-      await writeFile(filler, Buffer.alloc(0));
-      for (let size = 64 * 1024; size >= 1; size = Math.floor(size / 2)) {
-        for (;;) {
-          try {
-            await writeFile(filler, Buffer.alloc(size), { flag: "a" });
-          } catch {
-            break;
-          }
-        }
-      }
+      await fill(dir);
       const browser = await markingBrowser(ws);
       realm.clearRequests();
       const r = await runCli(ws, ["login", "--browser-command", browser.script]);
