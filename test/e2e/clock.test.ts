@@ -7,9 +7,16 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe } from "node:test";
-import { clockSkewCases, printClockRows, requireFaketime, type ClockBed } from "../support/clock-cases.ts";
-import { runCli } from "../support/cli.ts";
-import { curl, HOST, seedUserSession, startBed, type Bed } from "../support/protected-bed.ts";
+import { test } from "node:test";
+import {
+  clockSkewCases,
+  grantsIn,
+  printClockRows,
+  requireFaketime,
+  type ClockBed,
+} from "../support/clock-cases.ts";
+import { runCli, withClock } from "../support/cli.ts";
+import { curl, expireToken, HOST, seedUserSession, startBed, type Bed } from "../support/protected-bed.ts";
 
 let bed: Bed;
 
@@ -41,4 +48,23 @@ const fastRealm = (): ClockBed => ({
   },
 });
 
-describe(`${HOST}: the fast realm with a shifted clock`, () => clockSkewCases(fastRealm));
+describe(`${HOST}: the fast realm with a shifted clock`, () => {
+  clockSkewCases(fastRealm);
+
+  test("a clock 2 h behind all along: an access token that really expired is renewed, not called valid", async () => {
+    requireFaketime();
+    const b = fastRealm();
+    const ws = await b.userWorkspace();
+    // The last renewal, too, ran with the clock behind: the stored offset matches, nothing moved.
+    const first = await runCli(ws, ["refresh"], withClock("-2h"));
+    assert.equal(first.code, 0, first.stderr);
+    await expireToken(ws, bed, bed.realm.publicClientId);
+    const status = await runCli(ws, ["status"], withClock("-2h"));
+    assert.equal(status.code, 3, status.stdout);
+    assert.match(status.stdout, /access token:\s+expired/);
+    const r = await runCli(ws, ["refresh", "--min-valid", "1m", "--verbose"], withClock("-2h"));
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(grantsIn(r, b.tokenPath), 1, "expired on the provider's clock: renewed");
+    await b.assertCacheAccepts(ws, "after the renewal with the clock behind");
+  });
+});
