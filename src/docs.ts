@@ -12,6 +12,7 @@ const PROVIDER = "docs/provider-setup.md#register-the-client-in-keycloak";
 const LOGIN = "docs/commands.md#login-the-default-command";
 const FILES = "docs/security.md#files-and-permissions";
 const WRITES = "docs/security.md#how-files-are-written";
+const RELIABILITY = "docs/security.md#reliability";
 const ERRORS = `${TROUBLESHOOTING}#error-codes`;
 
 const PAGE_OF_CODE: Record<string, string> = {
@@ -55,6 +56,10 @@ const PAGE_OF_CODE: Record<string, string> = {
   provider_no_authorization_endpoint: ERRORS,
   provider_no_revocation: ERRORS,
   provider_logout_failed: ERRORS,
+  answer_too_large: RELIABILITY,
+  token_answer_malformed: RELIABILITY,
+  refresh_refused_token_saved: RELIABILITY,
+  no_room_to_save: RELIABILITY,
 };
 
 /** The page that explains errors with this code, if one does. */

@@ -258,10 +258,11 @@ describe("malformed token answers", () => {
       const r = await runCli(ws, ["service-account"]);
       assert.equal(r.code, 1, r.stderr);
       const lines = r.stderr.trim().split("\n");
-      assert.equal(lines.length, 2, r.stderr);
+      assert.equal(lines.length, 3, r.stderr);
       assert.match(lines[0] as string, new RegExp(`^error: the token endpoint ${op.issuer}/token answered`));
       assert.match(lines[0] as string, c.says);
       assert.match(lines[1] as string, /^hint: /);
+      assert.equal(lines[2], "see: docs/security.md#reliability");
       assert.deepEqual(await snapshot(ws.dir), before);
     });
   }
