@@ -126,7 +126,7 @@ export class Provider {
       const res = await base(url, init);
       const date = Date.parse(res.headers.get("date") ?? "");
       // HTTP dates have whole seconds, cut off: the provider's time lies in the next second.
-      if (Number.isFinite(date)) this.dateOffsetMs = date + 500 - this.opts.now().getTime();
+      if (Number.isFinite(date)) this.dateOffsetMs = measured(date + 500 - this.opts.now().getTime());
       if ((init.method ?? "GET").toUpperCase() !== "POST" || res.status !== 200) return res;
       const endpoint = this.discovery?.metadata.token_endpoint;
       if (typeof endpoint !== "string" || !sameEndpoint(url, endpoint)) return res;
@@ -184,7 +184,7 @@ export class Provider {
   private answerOffset(accessToken: string | undefined, receivedAt: Date): number | undefined {
     if (this.dateOffsetMs !== undefined) return this.dateOffsetMs;
     const iat = numericDateMs(accessToken, "iat");
-    return iat === undefined ? undefined : iat + 500 - receivedAt.getTime();
+    return iat === undefined ? undefined : measured(iat + 500 - receivedAt.getTime());
   }
 
   /**
@@ -523,6 +523,14 @@ export class Provider {
       signIn: o.signIn === true,
     });
   }
+}
+
+/**
+ * An offset as measured: `Date` and `iat` have whole seconds and the answer took its time, so a
+ * couple of seconds either way is no skew, and the clocks are taken to agree.
+ */
+function measured(offsetMs: number): number {
+  return Math.abs(offsetMs) < 2000 ? 0 : offsetMs;
 }
 
 /** A fresh Response with an answer's bytes (a body can be read once). */

@@ -7,6 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe } from "node:test";
+import type { ChildProcess } from "node:child_process";
 import { test } from "node:test";
 import {
   clockSkewCases,
@@ -50,6 +51,34 @@ const fastRealm = (): ClockBed => ({
 
 describe(`${HOST}: the fast realm with a shifted clock`, () => {
   clockSkewCases(fastRealm);
+
+  test("+2h: a device sign-in's ID token is checked on the provider's clock", async () => {
+    requireFaketime();
+    const b = fastRealm();
+    const ws = await bed.workspace(bed, { user: true });
+    let child!: ChildProcess;
+    const login = runCli(ws, ["login", "--device", "--verbose"], {
+      ...withClock("+2h"),
+      onSpawn: (c) => (child = c),
+    });
+    let seen = "";
+    const code = await new Promise<string>((resolve, reject) => {
+      child.stderr?.on("data", (d: Buffer | string) => {
+        seen += String(d);
+        const m = /user_code=([A-Za-z0-9-]+)/.exec(seen);
+        if (m?.[1] !== undefined) resolve(m[1]);
+      });
+      child.on("close", () => reject(new Error(`login ended before showing a code: ${seen}`)));
+    });
+    await bed.realm.approveDevice(code);
+    const r = await login;
+    assert.equal(r.code, 0, r.stderr);
+    // The discovery answer's Date header set the clock before the grant: told on the provider's clock.
+    assert.match(r.stderr, /^ {2}access token: {2}valid, expires in [45]m /m);
+    await b.assertCacheAccepts(ws, "device sign-in with the clock 2 h ahead");
+    const st = await runCli(ws, ["status"]);
+    assert.equal(st.code, 0, st.stdout);
+  });
 
   test("a clock 2 h behind all along: an access token that really expired is renewed, not called valid", async () => {
     requireFaketime();
