@@ -1,5 +1,6 @@
 import type { Context } from "../context.ts";
 import { cacheCheck, cacheUnauthenticatedCheck } from "../doctor/cache.ts";
+import { keychainCheck } from "../doctor/keychain.ts";
 import {
   clientSecretCheck,
   configCheck,
@@ -53,6 +54,7 @@ export async function doctor(ctx: Context, opts: DoctorOptions): Promise<number>
     const token = tokenCheck(ctx, setup);
     checks.push(token.check);
     if (token.state !== undefined) checks.push(clockCheck(ctx, token.state));
+    if (config.mode === "user") checks.push(await keychainCheck(ctx, setup, token.state));
     tokenExpired = token.expired;
     renew = renewCommand(config, token.state, providerTime(token.state, ctx.now()).now);
     const file = await netrcFileCheck(config, renew);

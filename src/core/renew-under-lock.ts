@@ -17,7 +17,7 @@ import {
   writeState,
   type StateReservation,
 } from "../store/write.ts";
-import type { TokenState } from "../store/state.ts";
+import { hasRefreshToken, type TokenState } from "../store/state.ts";
 import { hostsLackingToken, tokenLasts, type PendingRenewal } from "./freshness.ts";
 import { providerTime } from "./provider-clock.ts";
 import { clockOf, provider, saveTokens, writeNetrcEntries } from "./save-tokens.ts";
@@ -84,7 +84,7 @@ export function renew(ctx: Context, r: PendingRenewal): Promise<number> {
         if (mode === "service-account") {
           tokens = await p.clientCredentials();
         } else {
-          if (state?.refresh_token === undefined) {
+          if (state === undefined || !hasRefreshToken(state)) {
             throw loginRequired(
               "not_signed_in",
               `not signed in to ${s.config.issuer} as client ${s.config.clientId}`,
@@ -97,7 +97,12 @@ export function renew(ctx: Context, r: PendingRenewal): Promise<number> {
               state.session_ended.description ?? undefined,
             );
           }
-          // The rotated refresh token is saved the moment the answer is read (see Provider.refresh).
+          // Before the grant: a locked keychain fails here, with the session and the netrc intact.
+          s.vault.preflight();
+          const loaded = await s.vault.load(state);
+          const refreshToken = loaded.refresh_token as string;
+          // The rotated refresh token is saved the moment the answer is read (see Provider.refresh);
+          // writeState puts it where token_storage says (the keychain, or the file).
           let rotated = false;
           const saveRotated = async (t: RotatedRefreshToken): Promise<void> => {
             await writeState(
@@ -115,7 +120,7 @@ export function renew(ctx: Context, r: PendingRenewal): Promise<number> {
             log("saved the new refresh token before checking the answer");
           };
           try {
-            tokens = await p.refresh(state.refresh_token, saveRotated);
+            tokens = await p.refresh(refreshToken, saveRotated);
           } catch (e) {
             if (rotated) {
               // The cause (with its own code) is in --verbose.

@@ -9,6 +9,7 @@ import { stateDir } from "../config/paths.ts";
 import { verbose, type Context } from "../context.ts";
 import { CliError, ExitCode } from "../errors.ts";
 import { StateStore } from "../store/state.ts";
+import { KeychainVault } from "./refresh-token-storage.ts";
 import type { ClientCredential } from "../oidc/client-key.ts";
 import type { ProviderSettings } from "../oidc/settings.ts";
 
@@ -16,12 +17,15 @@ import type { ProviderSettings } from "../oidc/settings.ts";
 export interface Setup {
   config: Config;
   store: StateStore;
+  /** Where the refresh token lives besides the state file (token_storage); the store uses it too. */
+  vault: KeychainVault;
 }
 
 export function loadSetup(ctx: Context): Setup {
   const config = loadConfig(ctx.configFlag, ctx.env);
   verbose(ctx)(`using configuration ${config.path} (${config.source})`);
-  return { config, store: new StateStore(stateDir(ctx.env), config.issuer, config.clientId) };
+  const vault = new KeychainVault(ctx, config);
+  return { config, store: new StateStore(stateDir(ctx.env), config.issuer, config.clientId, vault), vault };
 }
 
 /** What a Provider needs of the configuration (../oidc/settings.ts). */
