@@ -6,7 +6,7 @@ import { badDuration, describeExpiry, formatSpan, parseDuration } from "../durat
 import { CliError, ExitCode } from "../errors.ts";
 import { deviceSignIn } from "../oidc/device.ts";
 import { signInDenied, signInTimedOut } from "../oidc/sign-in-errors.ts";
-import { LoopbackServer, type CallbackOutcome, type Page } from "../oidc/loopback.ts";
+import { LoopbackServer, redirectUriToRegister, type CallbackOutcome, type Page } from "../oidc/loopback.ts";
 import type { Provider } from "../oidc/provider.ts";
 import type { TokenSet } from "../oidc/token-set.ts";
 import { printable } from "../text.ts";
@@ -136,9 +136,15 @@ function signedInAlready(ctx: Context, s: Setup): void {
   const now = providerTime(state, ctx.now()).now;
   const until = (at: string | null | undefined) =>
     at === undefined || at === null ? "an unknown time" : at.replace(/\.\d{3}Z$/, "Z");
-  const sessionEnd = hasRefreshToken(state)
-    ? `the session can be renewed until ${until(state.refresh_token_expires_at)}`
-    : "no refresh token";
+  const refreshEnd = state.refresh_token_expires_at;
+  // An ended or expired session cannot be renewed: offering a time for it would be wrong.
+  const sessionEnd = !hasRefreshToken(state)
+    ? "no refresh token"
+    : state.session_ended !== undefined
+      ? `the provider ended the session (seen at ${until(state.session_ended.at)})`
+      : refreshEnd !== null && refreshEnd !== undefined && Date.parse(refreshEnd) <= now.getTime()
+        ? `the session expired at ${until(refreshEnd)}`
+        : `the session can be renewed until ${until(refreshEnd)}`;
   prompt(
     ctx,
     `Already signed in as ${state.username ?? "(unknown user)"} at ${s.config.issuer}: access token ${describeExpiry(state.access_token_expires_at ?? null, now)}, ${sessionEnd}. Starting a new sign-in, which replaces it.`,
@@ -170,6 +176,9 @@ async function browserSignIn(
   const server = bound.value;
   try {
     if (discovered.status === "rejected") throw discovered.reason;
+    // A provider that does not know the client or the redirect URI shows an error page in the
+    // browser and never comes back: find that out now, not at the timeout.
+    await p.checkClient(server.redirectUri, redirectUriToRegister(o.port));
     const request = await p.authorizationRequest(server.redirectUri);
     server.expect(request.url, request.state);
     log(

@@ -19,6 +19,13 @@ export type Logger = (line: string) => void;
 
 export const CALLBACK_PATH = "/callback";
 
+/** The redirect URI an administrator registers for sign-ins on `port`, or on any port. */
+export function redirectUriToRegister(port: number | undefined): string {
+  return port === undefined
+    ? `http://127.0.0.1/* (Keycloak, which then takes any port; elsewhere http://127.0.0.1${CALLBACK_PATH}, any port by RFC 8252 section 7.3)`
+    : `http://127.0.0.1:${port}${CALLBACK_PATH}`;
+}
+
 export interface Page {
   status: number;
   title: string;

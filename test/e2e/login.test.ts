@@ -6,7 +6,8 @@
 import assert from "node:assert/strict";
 import type { ChildProcess } from "node:child_process";
 import { spawn } from "node:child_process";
-import { readdir, readFile, stat } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { readdir, readFile, stat, writeFile } from "node:fs/promises";
 import * as net from "node:net";
 import { dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -511,6 +512,41 @@ describe("login", { concurrency: false }, () => {
       /^warning: signed in as bob, a different account than before \(alice\); the netrc now holds the token of bob$/m,
     );
     assert.equal((await stateFile(ws)).username, "bob");
+  });
+
+  test("an unknown client_id or an unregistered redirect URI is named before any browser opens", async () => {
+    // The browser command only leaves a mark: it must never run.
+    const ws = await userWorkspace({ client_id: "nix-cache-typo" });
+    const mark = join(ws.dir, "browser-opened");
+    const opener = join(ws.dir, "opener.sh");
+    await writeFile(opener, `#!/bin/sh\ntouch '${mark}'\n`, { mode: 0o755 });
+    const unknown = await run(ws, ["login", "--browser-command", opener, "--timeout", "10m"]);
+    assert.equal(unknown.code, 2, unknown.stderr);
+    assert.match(
+      unknown.stderr,
+      /^error: 127\.0\.0\.1:\d+ does not know the client "nix-cache-typo" \(client_id in .*config\.toml\): its authorization endpoint answers HTTP 400\nhint: check client_id in /m,
+    );
+    assert.doesNotMatch(unknown.stderr, /timed out|Opening a browser/);
+    assert.ok(!existsSync(mark), "no browser was opened");
+    await assertNothingWritten(ws);
+
+    // A realm whose client is registered for another redirect URI than the loopback /callback.
+    const elsewhere = await startRealm({ tls: false, publicRedirectUris: ["http://127.0.0.1/elsewhere"] });
+    try {
+      const ws2 = await userWorkspace({ issuer: elsewhere.issuer });
+      const res = await run(ws2, ["login", "--browser-command", opener, "--port", String(await freePort())]);
+      assert.equal(res.code, 1, res.stderr);
+      assert.match(
+        res.stderr,
+        /^error: 127\.0\.0\.1:\d+ does not accept the redirect URI http:\/\/127\.0\.0\.1:(\d+)\/callback for client_id "nix-cache": its authorization endpoint answers HTTP 400\nhint: ask the provider's administrator to register http:\/\/127\.0\.0\.1:\1\/callback as a redirect URI of the client/m,
+      );
+      assert.ok(!existsSync(mark), "no browser was opened");
+      await assertNothingWritten(ws2);
+      // The check signed no one in: the realm issued nothing.
+      assert.equal(elsewhere.countRequests("/token"), 0);
+    } finally {
+      await elsewhere.stop();
+    }
   });
 
   test("usage errors exit 2 before anything starts", async () => {
