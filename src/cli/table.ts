@@ -27,7 +27,8 @@ const DRY_RUN: OptionSpec = {
   help: "only load and check the configuration (and a service account's secret or key file) as a run would, and say so; nothing is sent or written (`timer status` runs the unit's command this way)",
 };
 const JSON_OUTPUT: OptionSpec = { name: "json", help: "print a JSON object on stdout" };
-const JSON_RESULT: OptionSpec = {
+/** --json of the commands that do something: run() prints what they recorded (ctx.result). */
+export const JSON_RESULT: OptionSpec = {
   name: "json",
   help: 'print what was done as one JSON object on stdout (errors as {"error": {...}})',
 };

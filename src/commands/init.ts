@@ -75,6 +75,7 @@ export async function init(ctx: Context, opts: InitOptions): Promise<number> {
     env: ctx.env,
     log: verbose(ctx),
     now: ctx.now,
+    onSlowRequest: ctx.onSlowRequest,
   });
   try {
     await p.metadata();

@@ -35,7 +35,6 @@ export interface LoginOptions {
  * completed; then the tokens are saved and the netrc entry is written.
  */
 export async function login(ctx: Context, opts: LoginOptions): Promise<number> {
-  const started = performance.now();
   const log = verbose(ctx);
   const waitSeconds = parseDuration(opts.timeout ?? DEFAULT_LOGIN_TIMEOUT, "--timeout");
   if (waitSeconds <= 0) {
@@ -88,14 +87,11 @@ export async function login(ctx: Context, opts: LoginOptions): Promise<number> {
   }
 
   let tokens: TokenSet;
-  let timing: string;
   if (useDevice) {
-    const result = await deviceSignIn(ctx, p, { timeoutSeconds: waitSeconds, log });
-    tokens = result.tokens;
+    tokens = (await deviceSignIn(ctx, p, { timeoutSeconds: waitSeconds, log })).tokens;
     await save(ctx, s, tokens, p);
-    timing = `timing: token_response_to_netrc_ms=${ms(performance.now() - result.approvedAt)}`;
   } else {
-    const result = await browserSignIn(ctx, s, p, {
+    tokens = await browserSignIn(ctx, s, p, {
       port: flagPort ?? s.config.callbackPort,
       portFrom: flagPort !== undefined ? "--port" : `callback_port in ${s.config.path}`,
       launch,
@@ -103,11 +99,7 @@ export async function login(ctx: Context, opts: LoginOptions): Promise<number> {
       commandFrom: opts.browserCommand !== undefined ? "--browser-command" : "$BROWSER",
       waitSeconds,
     });
-    tokens = result.tokens;
-    timing = result.timing;
   }
-  log(timing);
-  log(`timing: login_total_ms=${ms(performance.now() - started)}`);
 
   // The expiries are on the provider's clock; so is the time they are told against.
   const now = new Date(tokens.receivedAt.getTime() + (tokens.clockOffsetMs ?? 0));
@@ -165,7 +157,7 @@ async function browserSignIn(
   s: Setup,
   p: Provider,
   o: BrowserSignInOptions,
-): Promise<{ tokens: TokenSet; timing: string }> {
+): Promise<TokenSet> {
   const log = verbose(ctx);
   // Bind first (a taken port fails fast) while discovery runs.
   const [bound, discovered] = await Promise.allSettled([
@@ -221,16 +213,13 @@ async function browserSignIn(
     }
 
     let tokens: TokenSet;
-    let exchanged: number;
     try {
       tokens = await p.exchangeCode(outcome.url, request);
-      exchanged = performance.now();
       await save(ctx, s, tokens, p);
     } catch (e) {
       await outcome.reply(failurePage(e));
       throw e;
     }
-    const written = performance.now();
     await outcome.reply({
       status: 200,
       ok: true,
@@ -240,12 +229,7 @@ async function browserSignIn(
         "You can close this tab.",
       ],
     });
-    return {
-      tokens,
-      timing:
-        `timing: callback_to_netrc_ms=${ms(written - outcome.receivedAt)} ` +
-        `code_exchange_ms=${ms(exchanged - outcome.receivedAt)} write_ms=${ms(written - exchanged)}`,
-    };
+    return tokens;
   } finally {
     await server.close();
     log("closed the loopback server");
@@ -400,8 +384,4 @@ export function noLocalBrowser(env: Env, platform: NodeJS.Platform = process.pla
 
 function nonEmpty(v: string | undefined): boolean {
   return v !== undefined && v !== "";
-}
-
-function ms(value: number): string {
-  return value.toFixed(1);
 }

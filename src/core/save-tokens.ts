@@ -28,6 +28,7 @@ export function provider(
     credential,
     discovery: state?.discovery,
     clockSkewMs: providerTime(state, ctx.now()).skewMs,
+    onSlowRequest: ctx.onSlowRequest,
   });
 }
 

@@ -194,7 +194,8 @@ async function refuseForeignLock(lockPath: string): Promise<void> {
     "lock_foreign_owner",
     `${lockPath} is held by uid ${st.uid}, not by you: another user's lock is not waited for`,
     {
-      hint: `check who made it; if no nix-cache-login of theirs should write here, remove it (\`rm -r ${lockPath}\`)`,
+      // A file (./lock-file.ts); a directory is the lock of a version before 0.2 (proper-lockfile).
+      hint: `check who made it; if no nix-cache-login of theirs should write here, remove it (\`${st.isDirectory() ? "rmdir" : "rm"} ${lockPath}\`)`,
     },
   );
 }

@@ -3,7 +3,6 @@ import type { Env } from "../os/env.ts";
 import { CliError } from "../errors.ts";
 import { boundedResponse } from "./answer-cap.ts";
 import { requestFetch } from "./request.ts";
-import { slowNotice } from "./slow-notice.ts";
 
 export type Logger = (message: string) => void;
 
@@ -22,7 +21,11 @@ export function proxyConfigured(env: Env): boolean {
  * through ./request.ts, which starts much faster than Node's fetch; the others through fetch.
  * Every answer's body is read whole here, at most MAX_ANSWER_BYTES (./answer-cap.ts) of it.
  */
-export function makeFetch(env: Env, log: Logger): FetchLike {
+export function makeFetch(
+  env: Env,
+  log: Logger,
+  onSlowRequest?: ((host: string) => void) | undefined,
+): FetchLike {
   let proxy: Promise<FetchLike> | undefined;
   const resolveBase = (init: RequestInit): Promise<FetchLike> => {
     if (proxyConfigured(env)) {
@@ -35,8 +38,7 @@ export function makeFetch(env: Env, log: Logger): FetchLike {
     const u = new URL(url);
     const shown = `${init.method ?? "GET"} ${u.origin}${u.pathname}`;
     const started = performance.now();
-    const notice = slowNotice();
-    const slow = notice === undefined ? undefined : setTimeout(() => notice(u.host), 1000);
+    const slow = onSlowRequest === undefined ? undefined : setTimeout(() => onSlowRequest(u.host), 1000);
     slow?.unref();
     try {
       const base = await resolveBase(init);

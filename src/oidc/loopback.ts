@@ -40,12 +40,10 @@ export type CallbackOutcome =
       kind: "code";
       /** The callback URL as the provider sent it; it holds the code, so never print or log it. */
       url: URL;
-      /** performance.now() when the request reached the server. */
-      receivedAt: number;
       /** Answers the browser, once the code exchange and the file writes are done. */
       reply(page: Page): Promise<void>;
     }
-  | { kind: "error"; error: string; description: string | undefined; receivedAt: number };
+  | { kind: "error"; error: string; description: string | undefined };
 
 /** What became of a pasted address: the sign-in goes on unless it was accepted. */
 export type PasteResult = "accepted" | "not-this-address" | "wrong-state" | "finished";
@@ -186,7 +184,6 @@ export class LoopbackServer {
   }
 
   private onCallback(url: URL, res: http.ServerResponse): void {
-    const receivedAt = performance.now();
     if (this.settled) {
       this.log("ignored a second callback: this sign-in already has its answer");
       void send(res, {
@@ -223,14 +220,13 @@ export class LoopbackServer {
             : `The identity provider answered: ${text} (${shown}).`,
           "You can close this tab and return to the terminal.",
         ],
-      }).then(() => this.deliver({ kind: "error", error: shown, description: text, receivedAt }));
+      }).then(() => this.deliver({ kind: "error", error: shown, description: text }));
       return;
     }
     this.log("callback received with a matching state");
     this.deliver({
       kind: "code",
       url,
-      receivedAt,
       reply: (page) => send(res, page, { connection: "close" }),
     });
   }
@@ -242,7 +238,6 @@ export class LoopbackServer {
    * first with the right state wins. It holds the code: never log or print it.
    */
   acceptPasted(text: string): PasteResult {
-    const receivedAt = performance.now();
     if (this.settled) return "finished";
     let url: URL;
     try {
@@ -261,11 +256,11 @@ export class LoopbackServer {
     const failure = errorOf(url);
     if (failure !== undefined) {
       this.log(`the provider answered with an error: ${failure.error}`);
-      this.deliver({ kind: "error", ...failure, receivedAt });
+      this.deliver({ kind: "error", ...failure });
     } else {
       this.log("pasted address accepted: its state matches");
       // Nobody waits for an answer page: the browser never reached us.
-      this.deliver({ kind: "code", url, receivedAt, reply: () => Promise.resolve() });
+      this.deliver({ kind: "code", url, reply: () => Promise.resolve() });
     }
     return "accepted";
   }

@@ -48,6 +48,8 @@ export interface ProviderOptions {
   credential?: ClientCredential | undefined;
   /** The cached discovery document, if any. */
   discovery?: CachedDiscovery | undefined;
+  /** See Context's onSlowRequest. */
+  onSlowRequest?: ((host: string) => void) | undefined;
   /** The provider's clock minus ours, as far as known before any request (ms). */
   clockSkewMs?: number | undefined;
 }
@@ -121,7 +123,7 @@ export class Provider {
    * onRefreshTokenAnswer first.
    */
   private fetcher(): OidcClient.CustomFetch {
-    const base = makeFetch(this.opts.env, this.log);
+    const base = makeFetch(this.opts.env, this.log, this.opts.onSlowRequest);
     return (async (url: string, init: RequestInit) => {
       const res = await base(url, init);
       const date = Date.parse(res.headers.get("date") ?? "");
@@ -382,7 +384,11 @@ export class Provider {
       }
       const endpoint = checkedEndpoint(meta.end_session_endpoint, this.settings.issuer, "logout endpoint");
       const body = new URLSearchParams({ client_id: this.settings.clientId, refresh_token: refreshToken });
-      const res = await makeFetch(this.opts.env, this.log)(endpoint.href, {
+      const res = await makeFetch(
+        this.opts.env,
+        this.log,
+        this.opts.onSlowRequest,
+      )(endpoint.href, {
         method: "POST",
         body,
         redirect: "manual",
@@ -492,7 +498,11 @@ export class Provider {
     const uri = c.serverMetadata().jwks_uri;
     if (uri === undefined) return;
     const endpoint = checkedEndpoint(uri, this.settings.issuer, "signing key set (jwks_uri)");
-    const res = await makeFetch(this.opts.env, this.log)(endpoint.href, {
+    const res = await makeFetch(
+      this.opts.env,
+      this.log,
+      this.opts.onSlowRequest,
+    )(endpoint.href, {
       method: "GET",
       redirect: "manual",
       headers: { accept: "application/json" },

@@ -117,28 +117,6 @@ describe("--json and --quiet", () => {
     assert.equal(again.stderr, "");
   });
 
-  test("errors under --json: one line {error: {code, message, hint, exit_code}} on stdout with the exit code", async () => {
-    const ws = await userWorkspace();
-    const res = await runCli(ws, ["refresh", "--json"]);
-    assert.equal(res.code, 3);
-    assert.equal(res.stdout.split("\n").length, 2, "one line");
-    const err = json(res.stdout).error as Record<string, unknown>;
-    assert.equal(err.code, "not_signed_in");
-    assert.equal(err.exit_code, 3);
-    assert.match(String(err.message), /not signed in/);
-    assert.match(String(err.hint), /nix-cache-login login/);
-
-    const status = await runCli(ws, ["status", "--json", "--config", join(ws.dir, "missing.toml")]);
-    assert.equal(status.code, 2);
-    const s = json(status.stdout).error as Record<string, unknown>;
-    assert.equal(s.code, "config_not_found");
-    assert.match(String(s.message), /missing\.toml: configuration file not found/);
-
-    const bad = await runCli(ws, ["logout", "--json", "--bogus"]);
-    assert.equal(bad.code, 2);
-    assert.equal((json(bad.stdout).error as Record<string, unknown>).code, "unknown_option");
-  });
-
   test("one duration rule: a bare number is refused with the same message by every option and key", async () => {
     const ws = await userWorkspace();
     await signIn(ws);
@@ -181,6 +159,7 @@ describe("--json and --quiet", () => {
   });
 });
 
+// Errors under --json and usage errors are tested in-process (test/unit/run.test.ts).
 describe("timer", () => {
   const unitDir = (ws: Workspace) => join(ws.env.XDG_CONFIG_HOME as string, "systemd", "user");
 
@@ -385,41 +364,6 @@ describe("timer", () => {
     assert.deepEqual(await snapshot(ws.home), before, "the dry run writes nothing");
   });
 
-  test("bad durations, an interval without a calendar form, and a foreign unit are refused", async () => {
-    const ws = await userWorkspace();
-    const cases: [string[], RegExp][] = [
-      [["--interval", "7m"], /--interval: 7m does not divide a minute, an hour or a day evenly/],
-      [["--interval", "2x"], /--interval: "2x" is not a duration \(a duration is a whole number/],
-      [["--min-valid", "2m"], /--min-valid 2m is not longer than --interval 2m plus the random delay/],
-    ];
-    for (const [args, message] of cases) {
-      const res = await runCli(ws, ["timer", "install", ...args]);
-      assert.equal(res.code, 2, res.stderr);
-      assert.match(res.stderr, message);
-    }
-    assert.ok(!existsSync(unitDir(ws)), "nothing written");
-    const unknown = await runCli(ws, ["timer", "instal"]);
-    assert.equal(unknown.code, 2);
-    assert.match(unknown.stderr, /did you mean install\?/);
-
-    await mkdir(unitDir(ws), { recursive: true });
-    await writeFile(join(unitDir(ws), "nix-cache-login.service"), "[Service]\nExecStart=/bin/true\n");
-    const foreign = await runCli(ws, ["timer", "install"]);
-    assert.equal(foreign.code, 1);
-    assert.match(
-      foreign.stderr,
-      /nix-cache-login\.service exists and was not written by nix-cache-login timer install/,
-    );
-    assert.equal(
-      await readFile(join(unitDir(ws), "nix-cache-login.service"), "utf8"),
-      "[Service]\nExecStart=/bin/true\n",
-    );
-    assert.ok(!existsSync(join(unitDir(ws), "nix-cache-login.timer")));
-    const remove = await runCli(ws, ["timer", "remove"]);
-    assert.equal(remove.code, 1);
-    assert.ok(existsSync(join(unitDir(ws), "nix-cache-login.service")), "remove leaves a foreign file alone");
-  });
-
   test("install --system (root) writes system units that run service-account", async () => {
     assert.equal(process.getuid?.(), 0, "this test runs as root, as CI does");
     // A system unit has no $HOME: the default netrc_path ($XDG_CONFIG_HOME/nix/netrc) cannot work there.
@@ -562,7 +506,7 @@ describe("init", () => {
     );
   });
 
-  test("refuses an issuer without discovery, a bad value, or missing flags, writing nothing", async () => {
+  test("refuses an issuer without discovery, writing nothing (bad values and missing flags: test/unit/run.test.ts)", async () => {
     const ws = await makeWorkspace();
     workspaces.push(ws);
     const noDiscovery = await runCli(ws, [
@@ -577,20 +521,6 @@ describe("init", () => {
     // A 404 for the discovery document means the issuer URL is wrong: a usage error.
     assert.equal(noDiscovery.code, 2, noDiscovery.stderr);
     assert.match(noDiscovery.stderr, /--issuer .*-nope: no OpenID Connect discovery document there/);
-    const plainHttp = await runCli(ws, [
-      "init",
-      "--issuer",
-      "http://sso.example.org/realms/x",
-      "--client-id",
-      "c",
-      "--cache-host",
-      HOST,
-    ]);
-    assert.equal(plainHttp.code, 2, plainHttp.stderr);
-    assert.match(plainHttp.stderr, /issuer/);
-    const missing = await runCli(ws, ["init", "--issuer", realm.issuer]);
-    assert.equal(missing.code, 2);
-    assert.match(missing.stderr, /init needs --client-id, --cache-host/);
     assert.ok(!existsSync(ws.configPath), "nothing written");
   });
 });
