@@ -23,7 +23,7 @@ import {
   type TokenSet,
 } from "./token-set.ts";
 
-export type Lib = typeof OidcClient;
+type Lib = typeof OidcClient;
 let lib: Promise<Lib> | undefined;
 const loadLib = (): Promise<Lib> => (lib ??= import("openid-client"));
 
