@@ -159,7 +159,7 @@ async function browserSignIn(
   const log = verbose(ctx);
   // Bind first (a taken port fails fast) while discovery runs.
   const [bound, discovered] = await Promise.allSettled([
-    LoopbackServer.listen(o.port, o.portFrom, log),
+    LoopbackServer.listen(o.port, o.portFrom, log, (line) => warn(ctx, line)),
     p.metadata(),
   ]);
   if (bound.status === "rejected") throw bound.reason;
@@ -195,6 +195,15 @@ async function browserSignIn(
     let outcome: CallbackOutcome;
     try {
       outcome = await waitFor(server.callback, ctx.signal, o.waitSeconds);
+    } catch (e) {
+      // A browser that runs as another user (the CLI under sudo) is refused: say so, once it matters.
+      if (e instanceof CliError && e.code === "sign_in_timeout" && server.refusedFromOthers > 0) {
+        throw new CliError(e.message, {
+          code: e.code,
+          hint: "requests from another local user were refused meanwhile: open the URL in a browser that runs as the same user as nix-cache-login, or run `nix-cache-login login` again",
+        });
+      }
+      throw e;
     } finally {
       stopPasting?.();
     }
@@ -287,6 +296,8 @@ async function save(ctx: Context, s: Setup, tokens: TokenSet, p: Provider): Prom
       await saveTokens(ctx, s, undefined, tokens, p, "user");
       const change = accountChange(before, tokens);
       if (change !== undefined) warn(ctx, change);
+      const first = firstAccount(before, tokens);
+      if (first !== undefined) prompt(ctx, first);
     },
     lockOptions(ctx, s.config),
   );
@@ -309,6 +320,20 @@ export function accountChange(
   const name = (a: { subject?: string | undefined; username?: string | undefined }) =>
     a.username ?? (a.subject === undefined ? "(unknown user)" : printable(a.subject, 100));
   return `signed in as ${name(now)}, a different account than before (${name(before)}); the netrc now holds the token of ${name(now)}`;
+}
+
+/**
+ * With no earlier account to compare with, a sign-in completed by someone else with their own
+ * account could only be noticed by its name: show it where it cannot be missed.
+ */
+export function firstAccount(
+  before: { subject?: string | undefined; username?: string | undefined } | undefined,
+  now: { subject?: string | undefined; username?: string | undefined },
+): string | undefined {
+  if (before?.subject !== undefined || before?.username !== undefined) return undefined;
+  const name = now.username ?? (now.subject === undefined ? undefined : printable(now.subject, 100));
+  if (name === undefined) return undefined;
+  return `>>> First sign-in here: the netrc now holds the token of the account ${JSON.stringify(name)}. If that is not you, run \`nix-cache-login logout\` now. <<<`;
 }
 
 function failurePage(e: unknown): Page {

@@ -14,13 +14,15 @@
  */
 import { spawnSync } from "node:child_process";
 import { existsSync, lstatSync, readFileSync, readlinkSync, realpathSync } from "node:fs";
-import { mkdir, rename, rmdir, unlink, writeFile } from "node:fs/promises";
+import { rmdir, unlink } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { SYSTEM_CONFIG } from "../config/find.ts";
 import { xdgDir, type Env } from "../config/paths.ts";
 import { say, warn, type Context } from "../context.ts";
 import { parseDuration } from "../duration.ts";
 import { CliError, ExitCode } from "../errors.ts";
+import { writeFileAtomic } from "../fs/atomic-file.ts";
+import { checkHomeIsOurs } from "../config/home.ts";
 import { loadSetup } from "../core/setup.ts";
 
 export interface TimerOptions {
@@ -86,6 +88,18 @@ function systemdArg(arg: string): string {
   }
   if (/^[A-Za-z0-9_./:=@+-]+$/.test(arg)) return arg.replace(/%/g, "%%");
   return `"${arg.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/%/g, "%%").replace(/\$/g, "$$$$")}"`;
+}
+
+/**
+ * The arguments of an ExecStart line as systemdArg wrote them, with its escapes reverted: quotes
+ * and backslashes, `%%` (a literal `%` in a specifier-expanding line) and `$$`.
+ */
+export function execStartArgs(line: string): string[] {
+  return [...line.matchAll(/"((?:[^"\\]|\\.)*)"|(\S+)/g)].map(([, quoted, bare]) =>
+    quoted !== undefined
+      ? quoted.replace(/\\(.)|%%|\$\$/g, (m: string, c: string | undefined) => c ?? m[0] ?? "")
+      : (bare ?? "").replace(/%%/g, "%"),
+  );
 }
 
 function command(spec: TimerSpec): string[] {
@@ -159,6 +173,10 @@ const LAUNCHD_LABEL = { user: "nix-cache-login", system: "nix-cache-login-server
 
 function xml(text: string): string {
   return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+}
+
+function unXml(text: string): string {
+  return text.replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&amp;/g, "&");
 }
 
 export function launchdPlist(spec: TimerSpec, dir: string): TimerFile[] {
@@ -369,10 +387,9 @@ async function writeUnit(file: TimerFile): Promise<"written" | "unchanged"> {
   }
   if (old !== undefined && !old.includes(MARKER)) throw foreign(file.path);
   if (old === file.text) return "unchanged";
-  await mkdir(dirname(file.path), { recursive: true, mode: 0o755 });
-  const tmp = `${file.path}.${process.pid}.tmp`;
-  await writeFile(tmp, file.text, { mode: 0o644, flag: "w" });
-  await rename(tmp, file.path);
+  // The project's atomic write: a temp file of an unpredictable name created exclusively (never
+  // through something planted there), fsync, rename. Units hold no secret and are world-readable.
+  await writeFileAtomic(file.path, file.text, "utf8", "the unit directory", { mode: 0o644 });
   return "written";
 }
 
@@ -393,6 +410,7 @@ export async function timer(ctx: Context, opts: TimerOptions): Promise<number> {
   const home = ctx.env.HOME ?? "";
   const p = platform();
   const dir = unitDir(p, system, ctx.env, home);
+  checkHomeIsOurs(ctx.env, [dir]);
   if (opts.action === "install") return await install(ctx, buildSpec(ctx, opts, home), p, dir);
   if (opts.action === "remove") return await remove(ctx, system, p, dir);
   return status(ctx, system, p, dir);
@@ -499,12 +517,10 @@ function status(ctx: Context, system: boolean, p: Platform, dir: string): number
     const text = readFileSync(main, "utf8");
     const argv =
       p === "launchd"
-        ? [...text.matchAll(/^ {4}<string>(.*)<\/string>$/gm)].map((m) => m[1] ?? "")
-        : ((/^ExecStart=(.*)$/m.exec(text)?.[1] ?? "")
-            .match(/"(?:[^"\\]|\\.)*"|\S+/g)
-            ?.map((w) => w.replace(/^"|"$/g, "")) ?? []);
-    lines.push(`runs: ${argv.join(" ")}`);
-    const missing = argv.slice(0, 2).filter((path) => !existsSync(path.replace(/\\(.)/g, "$1")));
+        ? [...text.matchAll(/^ {4}<string>(.*)<\/string>$/gm)].map((m) => unXml(m[1] ?? ""))
+        : execStartArgs(/^ExecStart=(.*)$/m.exec(text)?.[1] ?? "");
+    lines.push(`runs: ${argv.map(shellWord).join(" ")}`);
+    const missing = argv.slice(0, 2).filter((path) => !existsSync(path));
     if (missing.length > 0) {
       ok = false;
       lines.push(`stale: ${missing.join(" and ")} no longer exist${missing.length === 1 ? "s" : ""}`);

@@ -4,7 +4,7 @@
  * the network code.
  */
 import type { Config } from "../config/load.ts";
-import { verbose, type Context } from "../context.ts";
+import { verbose, warn, type Context } from "../context.ts";
 import { parseDuration } from "../duration.ts";
 import { CliError, ExitCode } from "../errors.ts";
 import { netrcHolds } from "../netrc/read.ts";
@@ -83,7 +83,7 @@ export function beginRenewal(
   // `service-account` with a user configuration fails here, naming the missing key.
   const credential =
     setup.config.mode === "service-account" || command === "service-account"
-      ? readClientCredential(setup.config)
+      ? readClientCredential(setup.config, (line) => warn(ctx, line))
       : undefined;
   let seen: TokenState | undefined;
   try {

@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import { CliError } from "../errors.ts";
 import { fsReason } from "../fs/fs-errors.ts";
 import { findEntry, NetrcSyntaxError, parseNetrc, type Netrc } from "./netrc.ts";
+import { trustedNetrcTarget } from "./trust.ts";
 
 export function syntaxError(path: string, e: unknown): never {
   if (e instanceof NetrcSyntaxError) {
@@ -40,14 +41,18 @@ export function readNetrcText(path: string, encoding: "latin1" | "utf8" = "latin
   }
 }
 
-/** The parsed netrc, or null when there is none. */
+/**
+ * The parsed netrc, or null when there is none. Read only after the checks the write path makes
+ * (./trust.ts): a netrc another user could have written must not make a token look installed.
+ */
 export function readNetrc(path: string, encoding: "latin1" | "utf8" = "latin1"): Netrc | null {
-  const text = readNetrcText(path, encoding);
+  const target = trustedNetrcTarget(path, "read");
+  const text = readNetrcText(target, encoding);
   if (text === null) return null;
   try {
     return parseNetrc(text);
   } catch (e) {
-    syntaxError(path, e);
+    syntaxError(target, e);
   }
 }
 

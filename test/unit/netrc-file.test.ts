@@ -233,7 +233,7 @@ describe("netrc owned or replaceable by another user (needs root)", () => {
       assert.ok(e instanceof CliError);
       assert.match(
         e.message,
-        /users-netrc: the file is owned by uid \d+, not by root .* who could read the token/,
+        /users-netrc: the file is owned by uid \d+ \(ncl-test-a\), not by root .* who could read the token/,
       );
       return true;
     });
@@ -294,7 +294,9 @@ describe("netrc owned or replaceable by another user (needs root)", () => {
     assert.equal(made.code, 0, made.stderr);
     await assert.rejects(
       upsertNetrcEntry(path, "cache.example.org", "tok"),
-      new RegExp(`netrc\\.lock is held by uid ${a.uid}, not by you: another user's lock is not waited for`),
+      new RegExp(
+        `netrc\\.lock was made by uid ${a.uid} \\(ncl-test-a\\), not by you: another user's lock is not waited for`,
+      ),
     );
   });
 });
