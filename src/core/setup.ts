@@ -76,7 +76,8 @@ function trustedCredentialPath(
     throw untrustedCredential(key, file, `its path goes through ${e.at}, ${e.why}`, e.fix);
   }
   const st = walked.st;
-  if (st === undefined) return file;
+  // Missing, or a directory: reading it says so.
+  if (st === undefined || st.isDirectory()) return file;
   const owner = foreignOwner(st);
   if (owner !== undefined) {
     throw untrustedCredential(

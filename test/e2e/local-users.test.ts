@@ -139,14 +139,19 @@ describe("issue 21: another local user gets nothing (needs root)", { concurrency
       THIEF_TIMEOUT_MS: "60000",
       HOME: race,
     });
-    const login = await cliAs(victim, ws, ["login", "--verbose", "--browser-command", BROWSER_COMMAND], {
-      DRIVER_MODE: "login",
-      DRIVER_RESULT: driverResult,
-      DRIVER_USER: "alice",
-      DRIVER_PASSWORD: "alice-password",
-      // The victim's browser opens the URL only after the attacker has fetched it: it goes first.
-      DRIVER_WAIT_FOR: thiefDone,
-    });
+    const login = await cliAs(
+      victim,
+      ws,
+      ["login", "--verbose", "--timeout", "90s", "--browser-command", BROWSER_COMMAND],
+      {
+        DRIVER_MODE: "login",
+        DRIVER_RESULT: driverResult,
+        DRIVER_USER: "alice",
+        DRIVER_PASSWORD: "alice-password",
+        // The victim's browser opens the URL only after the attacker has fetched it: it goes first.
+        DRIVER_WAIT_FOR: thiefDone,
+      },
+    );
     const thiefRun = await thief;
     assert.equal(thiefRun.code, 0, thiefRun.stderr);
     const stolen = JSON.parse(await readFile(thiefResult, "utf8")) as {
