@@ -277,8 +277,8 @@ const docs = await build({
     contents: [
       'export { commandTable } from "./src/cli/table.ts";',
       'export { helpFooter } from "./src/cli/help.ts";',
-      'export { completionScript } from "./src/commands/completion.ts";',
-      'export { manPage } from "./src/commands/manpage.ts";',
+      'export { completionScript } from "./src/cli/completion.ts";',
+      'export { manPage } from "./src/cli/manpage.ts";',
     ].join("\n"),
     resolveDir: new URL("..", import.meta.url).pathname,
     loader: "ts",
@@ -294,11 +294,11 @@ const docs = await build({
 const docsFile = new URL("../.build-docs.mjs", import.meta.url);
 await writeFile(docsFile, docs.outputFiles[0].text);
 const gen = await import(docsFile.href).finally(() => rm(docsFile, { force: true }));
-const table = gen.commandTable(gen.helpFooter());
+const table = gen.commandTable();
 const epoch = Number(process.env.SOURCE_DATE_EPOCH ?? NaN);
 const date = (Number.isFinite(epoch) ? new Date(epoch * 1000) : new Date()).toISOString().slice(0, 10);
 await mkdir(`${dist}man`, { recursive: true });
-await writeFile(`${dist}man/${pkg.name}.1`, gen.manPage(table, date));
+await writeFile(`${dist}man/${pkg.name}.1`, gen.manPage(table, gen.helpFooter(), date));
 await mkdir(`${dist}completions`, { recursive: true });
 await writeFile(`${dist}completions/${pkg.name}.bash`, gen.completionScript("bash", table));
 await writeFile(`${dist}completions/_${pkg.name}`, gen.completionScript("zsh", table));
@@ -323,7 +323,7 @@ function nodeVersionCheck(needed) {
   if (have[0] < want[0] || (have[0] === want[0] && have[1] < want[1])) {
     process.stderr.write(
       "nix-cache-login: needs Node.js ${needed} or later, found " + process.version + " (" + process.execPath +
-        '); install a current Node.js (https://nodejs.org/en/download, or see README "Install"), or use the Nix package\\n',
+        '); install a current Node.js (https://nodejs.org/en/download, or see docs/install.md), or use the Nix package\\n',
     );
     process.exit(1);
   }

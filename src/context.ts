@@ -1,4 +1,4 @@
-import type { Env } from "./config/paths.ts";
+import type { Env } from "./os/env.ts";
 
 /** The nondeterministic edges a command touches; everything else (files, HTTP) is real. */
 export interface Context {

@@ -2,6 +2,11 @@ import { CliError, ExitCode } from "./errors.ts";
 
 const UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
 
+/** A flag or key that is not a duration this tool takes (one code, wherever it is found). */
+export function badDuration(message: string, hint?: string): CliError {
+  return new CliError("bad_duration", message, { exitCode: ExitCode.usage, hint });
+}
+
 /** Parses "90s", "10m", "1h30m", "2d" (or a bare number of seconds) into seconds. */
 export function parseDuration(text: string, what: string): number {
   const trimmed = text.trim();
@@ -15,11 +20,10 @@ export function parseDuration(text: string, what: string): number {
     matched = re.lastIndex;
   }
   if (trimmed === "" || matched !== trimmed.length) {
-    throw new CliError(`${what}: invalid duration ${JSON.stringify(text)}`, {
-      code: "bad_duration",
-      exitCode: ExitCode.usage,
-      hint: "use a number with a unit, e.g. 30s, 10m, 1h or 1h30m",
-    });
+    throw badDuration(
+      `${what}: invalid duration ${JSON.stringify(text)}`,
+      "use a number with a unit, e.g. 30s, 10m, 1h or 1h30m",
+    );
   }
   return total;
 }

@@ -1,6 +1,6 @@
 # NixOS workstation: nix-cache-login on the PATH, and a systemd user timer that keeps the token of
 # every user who signed in (`nix-cache-login login`) fresh. It leaves the Nix daemon's
-# configuration alone: see the README ("Configure Nix") for the `netrc-file` setting to add.
+# configuration alone: see docs/configure-nix.md for the `netrc-file` setting to add.
 {
   config,
   lib,

@@ -1,6 +1,7 @@
 /** `--help` text, made from the command table; built only when asked for. */
 import { CONFIG_KEYS } from "../config/rules.ts";
-import { COMMANDS, findCommand, GLOBAL_OPTIONS, NAME, type OptionSpec } from "./table.ts";
+import type { OptionSpec } from "./spec.ts";
+import { COMMANDS, findCommand, GLOBAL_OPTIONS, NAME } from "./table.ts";
 
 export const helpFooter = (): string => `Configuration (TOML), first found wins:
   --config PATH, $NIX_CACHE_LOGIN_CONFIG,
@@ -23,6 +24,9 @@ Exit codes:
   2    usage or configuration error
   3    login required: not signed in, session expired or revoked
   130  interrupted
+
+More: docs/commands.md, docs/configuration.md and docs/troubleshooting.md (in the source
+  tree and in the npm package)
 `;
 
 /** Word-wraps `text` into a column starting at `indent`, lines at most `width` wide. */

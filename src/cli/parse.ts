@@ -1,27 +1,17 @@
 /** argv -> what to do, under the one command table (./table.ts). */
 import { CliError, ExitCode } from "../errors.ts";
 import { closest } from "../suggest.ts";
-import {
-  ALL_OPTIONS,
-  COMMANDS,
-  DEFAULT_COMMAND,
-  findCommand,
-  GLOBAL_OPTIONS,
-  NAME,
-  type CommandSpec,
-  type OptionSpec,
-  type Values,
-} from "./table.ts";
+import { ALL_OPTIONS, COMMANDS, DEFAULT_COMMAND, findCommand, GLOBAL_OPTIONS, NAME } from "./table.ts";
+import type { CommandSpec, OptionSpec, Values } from "./spec.ts";
 
 export type Parsed =
   | { kind: "help"; command: string | undefined }
   | { kind: "version" }
   | { kind: "run"; command: string; values: Values };
 
-function usage(message: string, code: string, command?: string): CliError {
-  return new CliError(message, {
+function usage(code: string, message: string, command?: string): CliError {
+  return new CliError(code, message, {
     exitCode: ExitCode.usage,
-    code,
     hint: `see \`${NAME}${command === undefined ? "" : ` ${command}`} --help\``,
   });
 }
@@ -39,12 +29,15 @@ function optionNames(spec: CommandSpec | undefined): string[] {
   return (spec === undefined ? ALL_OPTIONS : [...GLOBAL_OPTIONS, ...spec.options]).map((o) => `--${o.name}`);
 }
 
+/** One code for each kind of usage error, however many places find it. */
+const badArgument = (message: string, command?: string) => usage("bad_argument", message, command);
+const noSuchOption = (message: string, command?: string) => usage("unknown_option", message, command);
+
 function unknownOption(word: string, argv: string[]): CliError {
   const spec = commandIn(argv);
   const suggestion = word.startsWith("--") ? closest(word, optionNames(spec)) : undefined;
-  return usage(
+  return noSuchOption(
     `unknown option ${word}${suggestion === undefined ? "" : ` (did you mean ${suggestion}?)`}`,
-    "unknown_option",
     spec?.name,
   );
 }
@@ -52,10 +45,10 @@ function unknownOption(word: string, argv: string[]): CliError {
 function badValue(option: OptionSpec, argv: string[]): CliError {
   const name = `--${option.name}`;
   return usage(
+    "bad_option_value",
     option.value === undefined
       ? `option ${name} takes no value`
       : `option ${name} needs a value (write ${name}=VALUE for one that starts with "-")`,
-    "bad_option_value",
     commandIn(argv)?.name,
   );
 }
@@ -120,7 +113,7 @@ export function parseCommandLine(argv: string[]): Parsed {
   const { values, positionals } = tokenize(argv);
   const [first, ...rest] = positionals;
   if (first === "help") {
-    if (rest.length > 1) throw usage(`unexpected argument ${JSON.stringify(rest[1])}`, "bad_argument");
+    if (rest.length > 1) throw badArgument(`unexpected argument ${JSON.stringify(rest[1])}`);
     if (rest[0] !== undefined && findCommand(rest[0]) === undefined) throw unknownCommand(rest[0]);
     return { kind: "help", command: rest[0] };
   }
@@ -134,34 +127,29 @@ export function parseCommandLine(argv: string[]): Parsed {
     const word = rest[0] as string;
     if (!args.choices.includes(word)) {
       const suggestion = closest(word, args.choices);
-      throw usage(
+      throw badArgument(
         `${spec.name}: unknown ${args.name} ${JSON.stringify(word)} (one of ${args.choices.join(", ")}${suggestion === undefined ? "" : `; did you mean ${suggestion}?`})`,
-        "bad_argument",
         spec.name,
       );
     }
     values[""] = word;
   } else if (args?.required === true && rest.length === 0) {
     throw usage(
-      `${spec.name} needs a ${args.name}: ${args.choices.join(", ")}`,
       "missing_argument",
+      `${spec.name} needs a ${args.name}: ${args.choices.join(", ")}`,
       spec.name,
     );
   } else if (rest.length > 0) {
-    throw usage(
-      `unexpected argument ${JSON.stringify(rest[args === undefined ? 0 : 1])}`,
-      "bad_argument",
-      spec.name,
-    );
+    throw badArgument(`unexpected argument ${JSON.stringify(rest[args === undefined ? 0 : 1])}`, spec.name);
   }
   const allowed = new Map([...GLOBAL_OPTIONS, ...spec.options].map((o) => [o.name, o]));
   for (const key of Object.keys(values)) {
     if (key === "") continue;
     const option = allowed.get(key);
-    if (option === undefined) throw usage(`${spec.name} has no option --${key}`, "unknown_option", spec.name);
+    if (option === undefined) throw noSuchOption(`${spec.name} has no option --${key}`, spec.name);
     for (const other of option.conflicts ?? []) {
       if (values[other] !== undefined) {
-        throw usage(`--${key} cannot be used with --${other}`, "conflicting_options", spec.name);
+        throw usage("conflicting_options", `--${key} cannot be used with --${other}`, spec.name);
       }
     }
   }
@@ -174,7 +162,7 @@ function unknownCommand(name: string): CliError {
     COMMANDS.map((c) => c.name),
   );
   return usage(
-    `unknown command ${JSON.stringify(name)}${suggestion === undefined ? "" : ` (did you mean ${suggestion}?)`}`,
     "unknown_command",
+    `unknown command ${JSON.stringify(name)}${suggestion === undefined ? "" : ` (did you mean ${suggestion}?)`}`,
   );
 }

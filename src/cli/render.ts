@@ -1,5 +1,6 @@
 import { CliError, ExitCode } from "../errors.ts";
-import { printableLines } from "./terminal-text.ts";
+import { docPage } from "../docs.ts";
+import { printableLines } from "../text.ts";
 
 interface Sink {
   stdout: { write(text: string): unknown };
@@ -8,7 +9,8 @@ interface Sink {
 }
 
 /**
- * The one place errors become text and an exit code: `error:` and `hint:` lines on stderr, and
+ * The one place errors become text and an exit code: `error:` and `hint:` lines on stderr (and a
+ * `see:` line naming the page of docs/ that explains this kind of error, see ./docs.ts), and
  * with --json also `{"error":{"code","message","hint","exit_code"}}` (one line) on stdout, so that a
  * program reading stdout gets an answer it can act on. Anything that is not a CliError is a bug
  * or an unexpected failure: code `internal`, exit 1, the stack only with --verbose.
@@ -19,6 +21,8 @@ export function renderError(e: unknown, to: Sink, o: { verbose: boolean; json: b
   const write = (text: string) => to.stderr.write(printableLines(text));
   write(`error: ${message}\n`);
   if (hint !== undefined) write(`hint: ${hint}\n`);
+  const page = docPage(code);
+  if (page !== undefined) write(`see: ${page}\n`);
   if (o.verbose && !to.signal.aborted) {
     if (e instanceof CliError) {
       if (e.detail !== undefined) write(`verbose: ${e.detail}\n`);

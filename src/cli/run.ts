@@ -9,7 +9,7 @@ import { withFields, type Context } from "../context.ts";
 import { ExitCode } from "../errors.ts";
 import { parseCommandLine } from "./parse.ts";
 import { renderError } from "./render.ts";
-import { onSlowRequest } from "../oidc/slow-notice.ts";
+import { onSlowRequest } from "../net/slow-notice.ts";
 import { bool, findCommand, str, VERSION } from "./table.ts";
 
 export type Deps = Omit<Context, "verbose" | "configFlag">;

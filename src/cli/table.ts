@@ -6,49 +6,12 @@
  * Each command's module is imported when it runs, so the others are never initialised, and the
  * third-party libraries they use load only from within them (see scripts/build.mjs).
  */
-import type { Context } from "../context.ts";
-
-export interface OptionSpec {
-  name: string;
-  short?: string;
-  /** The value's name in help; options without one are flags. */
-  value?: string;
-  help: string;
-  /** Options that cannot be combined with this one. */
-  conflicts?: string[];
-}
-
-/** Option values as parsed: a string for options with a value, true for flags given. */
-export type Values = Record<string, string | boolean | undefined>;
-
-export interface CommandSpec {
-  name: string;
-  help: string;
-  /** More for `COMMAND --help` and the man page, after the one-line help. */
-  details?: string;
-  options: OptionSpec[];
-  /** Words allowed after the command (e.g. `timer install`), for parsing, help and completions. */
-  args?: { name: string; choices: string[]; required: boolean };
-  /** Example lines for --help and the man page. */
-  examples?: string[];
-  /** Runs the command; returns its exit code. Errors are thrown to ./run.ts, which renders them. */
-  run(ctx: Context, values: Values): Promise<number>;
-}
+import type { CommandSpec, CommandTable, OptionSpec } from "./spec.ts";
 
 export const NAME = "nix-cache-login";
 
 declare const __VERSION__: string | undefined;
 export const VERSION = typeof __VERSION__ === "string" ? __VERSION__ : "0.0.0-dev";
-
-/** What completions and the man page are made from. */
-export interface CommandTable {
-  name: string;
-  version: string;
-  commands: CommandSpec[];
-  globals: OptionSpec[];
-  /** The help's closing text (configuration and exit codes). */
-  footer: string;
-}
 
 export const str = (v: string | boolean | undefined): string | undefined =>
   typeof v === "string" ? v : undefined;
@@ -236,19 +199,16 @@ export const COMMANDS: CommandSpec[] = [
       "nix-cache-login completion fish > ~/.config/fish/completions/nix-cache-login.fish",
     ],
     run: async (ctx, v) => {
-      const [{ completionScript }, { helpFooter }] = await Promise.all([
-        import("../commands/completion.ts"),
-        import("./help.ts"),
-      ]);
-      ctx.stdout.write(completionScript(str(v[""]) as "bash" | "zsh" | "fish", commandTable(helpFooter())));
+      const { completionScript } = await import("./completion.ts");
+      ctx.stdout.write(completionScript(str(v[""]) as "bash" | "zsh" | "fish", commandTable()));
       return 0;
     },
   },
 ];
 
 /** The command table for what is generated from it (completions, man page). */
-export function commandTable(footer: string): CommandTable {
-  return { name: NAME, version: VERSION, commands: COMMANDS, globals: GLOBAL_OPTIONS, footer };
+export function commandTable(): CommandTable {
+  return { name: NAME, version: VERSION, commands: COMMANDS, globals: GLOBAL_OPTIONS };
 }
 
 export const DEFAULT_COMMAND = "login";

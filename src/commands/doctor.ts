@@ -26,7 +26,7 @@ import {
 } from "../doctor/nix.ts";
 import { check, problems, renderJson, renderText, type Check } from "../doctor/report.ts";
 import { ExitCode } from "../errors.ts";
-import { renewCommand } from "../core/renewal.ts";
+import { renewCommand } from "../core/freshness.ts";
 import type { NetrcEntry } from "../netrc/netrc.ts";
 
 export interface DoctorOptions {

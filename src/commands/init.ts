@@ -9,6 +9,7 @@ import { checkHomeIsOurs } from "../config/home.ts";
 import { parseConfig } from "../config/load.ts";
 import { record, say, verbose, type Context } from "../context.ts";
 import { CliError, ExitCode } from "../errors.ts";
+import { providerSettings } from "../core/setup.ts";
 import { Provider } from "../oidc/provider.ts";
 
 export interface InitOptions {
@@ -39,7 +40,7 @@ export async function init(ctx: Context, opts: InitOptions): Promise<number> {
     ["--cache-host", opts.cacheHost],
   ].filter(([, v]) => v === undefined || v.trim() === "");
   if (missing.length > 0) {
-    throw new CliError(`init needs ${missing.map(([k]) => k).join(", ")}`, {
+    throw new CliError("init_missing_options", `init needs ${missing.map(([k]) => k).join(", ")}`, {
       exitCode: ExitCode.usage,
       hint: "e.g. nix-cache-login init --issuer https://sso.example.org/realms/nix --client-id nix-cache --cache-host cache.example.org",
     });
@@ -49,7 +50,7 @@ export async function init(ctx: Context, opts: InitOptions): Promise<number> {
   const target = configCandidates(ctx.configFlag, ctx.env)[0]?.path as string;
   checkHomeIsOurs(ctx.env, [target]);
   if (existsSync(target) && opts.force !== true) {
-    throw new CliError(`${target} exists already`, {
+    throw new CliError("config_exists", `${target} exists already`, {
       exitCode: ExitCode.usage,
       hint: "edit it, or replace it with `nix-cache-login init ... --force`",
     });
@@ -68,7 +69,8 @@ export async function init(ctx: Context, opts: InitOptions): Promise<number> {
   // Checked exactly as `login` will load it: every bad value is named before anything is written.
   const config = parseConfig(text, target, "init", ctx.env);
   const p = new Provider({
-    config: { ...config, clientSecretFile: undefined, mode: "user" },
+    // Only discovery is asked for: no client secret is read.
+    settings: providerSettings({ ...config, clientSecretFile: undefined }),
     env: ctx.env,
     log: verbose(ctx),
     now: ctx.now,
@@ -77,11 +79,15 @@ export async function init(ctx: Context, opts: InitOptions): Promise<number> {
     await p.metadata();
   } catch (e) {
     const why = e instanceof CliError ? e.message : String((e as Error).message);
-    throw new CliError(`--issuer ${config.issuer}: no OpenID Connect discovery document there (${why})`, {
-      exitCode: e instanceof CliError ? e.exitCode : ExitCode.failure,
-      hint: "check the URL (Keycloak: https://HOST/realms/REALM) and that this machine reaches it",
-      cause: e,
-    });
+    throw new CliError(
+      "issuer_no_discovery",
+      `--issuer ${config.issuer}: no OpenID Connect discovery document there (${why})`,
+      {
+        exitCode: e instanceof CliError ? e.exitCode : ExitCode.failure,
+        hint: "check the URL (Keycloak: https://HOST/realms/REALM) and that this machine reaches it",
+        cause: e,
+      },
+    );
   }
   await writeFileAtomic(target, text, "utf8");
   record(ctx, { action: "written", config_path: target });

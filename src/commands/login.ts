@@ -1,14 +1,16 @@
 import { createInterface } from "node:readline";
-import { checkBrowserCommand, openBrowser } from "../oidc/browser.ts";
-import type { Env } from "../config/paths.ts";
+import { checkBrowserCommand, openBrowser } from "../os/browser.ts";
+import type { Env } from "../os/env.ts";
 import { prompt, say, verbose, warn, type Context } from "../context.ts";
-import { describeExpiry, formatSpan, parseDuration } from "../duration.ts";
+import { badDuration, describeExpiry, formatSpan, parseDuration } from "../duration.ts";
 import { CliError, ExitCode } from "../errors.ts";
 import { deviceSignIn } from "../oidc/device.ts";
+import { signInDenied, signInTimedOut } from "../oidc/sign-in-errors.ts";
 import { LoopbackServer, type CallbackOutcome, type Page } from "../oidc/loopback.ts";
-import type { Provider, TokenSet } from "../oidc/provider.ts";
-import { printable } from "../cli/terminal-text.ts";
-import { setLongTimeout } from "../oidc/timers.ts";
+import type { Provider } from "../oidc/provider.ts";
+import type { TokenSet } from "../oidc/token-set.ts";
+import { printable } from "../text.ts";
+import { setLongTimeout } from "../net/timers.ts";
 import { recordTokens } from "../core/result.ts";
 import { describeEntries, loadSetup, lockOptions, type Setup } from "../core/setup.ts";
 import { CorruptStateError } from "../store/state.ts";
@@ -36,10 +38,7 @@ export async function login(ctx: Context, opts: LoginOptions): Promise<number> {
   const log = verbose(ctx);
   const waitSeconds = parseDuration(opts.timeout ?? DEFAULT_LOGIN_TIMEOUT, "--timeout");
   if (waitSeconds <= 0) {
-    throw new CliError("--timeout: must be greater than zero", {
-      code: "bad_duration",
-      exitCode: ExitCode.usage,
-    });
+    throw badDuration("--timeout: must be greater than zero");
   }
   const flagPort = opts.port === undefined ? undefined : parsePort(opts.port);
   if (opts.browserCommand !== undefined) checkBrowserCommand(opts.browserCommand);
@@ -47,9 +46,9 @@ export async function login(ctx: Context, opts: LoginOptions): Promise<number> {
   const s = loadSetup(ctx);
   if (s.config.mode === "service-account") {
     throw new CliError(
+      "not_user_config",
       `${s.config.path}: client_secret_file is set, so this configuration is for a service account`,
       {
-        code: "not_user_config",
         exitCode: ExitCode.usage,
         hint: "use `nix-cache-login service-account`, or remove client_secret_file to sign in as a user",
       },
@@ -194,31 +193,22 @@ async function browserSignIn(
     const stopPasting = ctx.stdin?.isTTY === true ? acceptPastedAddresses(ctx, ctx.stdin, server) : undefined;
     let outcome: CallbackOutcome;
     try {
-      outcome = await waitFor(server.callback, ctx.signal, o.waitSeconds);
-    } catch (e) {
       // A browser that runs as another user (the CLI under sudo) is refused: say so, once it matters.
-      if (e instanceof CliError && e.code === "sign_in_timeout" && server.refusedFromOthers > 0) {
-        throw new CliError(e.message, {
-          code: e.code,
-          hint: "requests from another local user were refused meanwhile: open the URL in a browser that runs as the same user as nix-cache-login, or run `nix-cache-login login` again",
-        });
-      }
-      throw e;
+      outcome = await waitFor(server.callback, ctx.signal, o.waitSeconds, () =>
+        server.refusedFromOthers > 0
+          ? "requests from another local user were refused meanwhile: open the URL in a browser that runs as the same user as nix-cache-login, and run `nix-cache-login login` again"
+          : undefined,
+      );
     } finally {
       stopPasting?.();
     }
     if (outcome.kind === "error") {
       const detail =
         outcome.description === undefined ? outcome.error : `${outcome.description} (${outcome.error})`;
-      throw new CliError(
-        outcome.error === "access_denied"
-          ? `the sign-in was denied at ${p.host}: ${detail}`
-          : `the sign-in failed at ${p.host}: ${detail}`,
-        {
-          code: outcome.error === "access_denied" ? "sign_in_denied" : "sign_in_failed",
-          hint: "run `nix-cache-login login` to try again",
-        },
-      );
+      const hint = "run `nix-cache-login login` to try again";
+      if (outcome.error === "access_denied")
+        throw signInDenied(`the sign-in was denied at ${p.host}: ${detail}`, { hint });
+      throw new CliError("sign_in_failed", `the sign-in failed at ${p.host}: ${detail}`, { hint });
     }
 
     let tokens: TokenSet;
@@ -350,7 +340,12 @@ function failurePage(e: unknown): Page {
 }
 
 /** Resolves with the promise, or rejects on the deadline or when the signal aborts (Ctrl-C). */
-function waitFor<T>(promise: Promise<T>, signal: AbortSignal, seconds: number): Promise<T> {
+function waitFor<T>(
+  promise: Promise<T>,
+  signal: AbortSignal,
+  seconds: number,
+  timeoutHint: () => string | undefined = () => undefined,
+): Promise<T> {
   return new Promise((resolve, reject) => {
     const done = () => {
       cancelTimer();
@@ -358,14 +353,15 @@ function waitFor<T>(promise: Promise<T>, signal: AbortSignal, seconds: number): 
     };
     const onAbort = () => {
       done();
-      reject(new CliError("interrupted", { code: "interrupted", exitCode: ExitCode.interrupted }));
+      reject(new CliError("interrupted", "interrupted", { exitCode: ExitCode.interrupted }));
     };
     const cancelTimer = setLongTimeout(() => {
       done();
       reject(
-        new CliError(`timed out after ${formatSpan(seconds)} waiting for the sign-in in the browser`, {
-          code: "sign_in_timeout",
-          hint: "run `nix-cache-login login` again and finish the sign-in sooner, or allow more time with --timeout 10m",
+        signInTimedOut(`timed out after ${formatSpan(seconds)} waiting for the sign-in in the browser`, {
+          hint:
+            timeoutHint() ??
+            "run `nix-cache-login login` again and finish the sign-in sooner, or allow more time with --timeout 10m",
         }),
       );
     }, seconds * 1000);
@@ -390,8 +386,7 @@ function waitFor<T>(promise: Promise<T>, signal: AbortSignal, seconds: number): 
 function parsePort(text: string): number {
   const port = /^\d{1,5}$/.test(text.trim()) ? Number(text.trim()) : NaN;
   if (!Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new CliError(`--port: ${JSON.stringify(text)} is not a port number (1-65535)`, {
-      code: "bad_port",
+    throw new CliError("bad_port", `--port: ${JSON.stringify(text)} is not a port number (1-65535)`, {
       exitCode: ExitCode.usage,
     });
   }

@@ -1,5 +1,5 @@
 import { verbose, type Context } from "../context.ts";
-import { beginRenewal } from "../core/renewal.ts";
+import { beginRenewal } from "../core/freshness.ts";
 import { ExitCode } from "../errors.ts";
 
 export interface RefreshOptions {
@@ -20,6 +20,6 @@ export async function refresh(
   if (pending === "fresh") return ExitCode.ok;
   if (command === "refresh" && pending.setup.config.mode === "service-account")
     verbose(ctx)("configuration is for a service account: using the client credentials grant");
-  const { renew } = await import("../core/renew.ts");
+  const { renew } = await import("../core/renew-under-lock.ts");
   return renew(ctx, pending);
 }

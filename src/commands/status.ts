@@ -2,9 +2,9 @@ import type { Context } from "../context.ts";
 import { describeExpiry } from "../duration.ts";
 import { ExitCode } from "../errors.ts";
 import { netrcHolds } from "../netrc/read.ts";
-import { renewCommand } from "../core/renewal.ts";
+import { renewCommand } from "../core/freshness.ts";
 import { describeEntries, loadSetup } from "../core/setup.ts";
-import { printable } from "../cli/terminal-text.ts";
+import { printable } from "../text.ts";
 
 export interface StatusOptions {
   json?: boolean | undefined;

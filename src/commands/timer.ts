@@ -17,9 +17,10 @@ import { existsSync, lstatSync, readFileSync, readlinkSync, realpathSync } from 
 import { rmdir, unlink } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { SYSTEM_CONFIG } from "../config/find.ts";
-import { xdgDir, type Env } from "../config/paths.ts";
+import type { Env } from "../os/env.ts";
+import { xdgDir } from "../config/paths.ts";
 import { say, warn, type Context } from "../context.ts";
-import { parseDuration } from "../duration.ts";
+import { badDuration, parseDuration } from "../duration.ts";
 import { CliError, ExitCode } from "../errors.ts";
 import { writeFileAtomic } from "../fs/atomic-file.ts";
 import { checkHomeIsOurs } from "../config/home.ts";
@@ -58,10 +59,10 @@ interface TimerFile {
 /** A duration with a unit, as systemd and the CLI both read it: 30s, 4m, 1h. */
 function duration(text: string, what: string): number {
   if (!/^\s*(0|[1-9]\d*)\s*[smh]\s*$/.test(text)) {
-    throw new CliError(`${what}: ${JSON.stringify(text)} is not a duration like 30s, 4m or 1h`, {
-      exitCode: ExitCode.usage,
-      hint: `write a whole number with a unit, e.g. ${what} ${what === "--interval" ? DEFAULT_INTERVAL : DEFAULT_MIN_VALID}`,
-    });
+    throw badDuration(
+      `${what}: ${JSON.stringify(text)} is not a duration like 30s, 4m or 1h`,
+      `write a whole number with a unit, e.g. ${what} ${what === "--interval" ? DEFAULT_INTERVAL : DEFAULT_MIN_VALID}`,
+    );
   }
   return parseDuration(text.trim(), what);
 }
@@ -82,9 +83,13 @@ export function onCalendar(seconds: number): string | undefined {
 /** One argument of ExecStart: quoted, with systemd's specifiers and variables escaped. */
 function systemdArg(arg: string): string {
   if (/[\n\r]/.test(arg)) {
-    throw new CliError(`cannot put a path with a line break in a unit: ${JSON.stringify(arg)}`, {
-      exitCode: ExitCode.usage,
-    });
+    throw new CliError(
+      "unit_path_line_break",
+      `cannot put a path with a line break in a unit: ${JSON.stringify(arg)}`,
+      {
+        exitCode: ExitCode.usage,
+      },
+    );
   }
   if (/^[A-Za-z0-9_./:=@+-]+$/.test(arg)) return arg.replace(/%/g, "%%");
   return `"${arg.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/%/g, "%%").replace(/\$/g, "$$$$")}"`;
@@ -312,19 +317,27 @@ function ours(path: string): boolean | undefined {
 }
 
 function foreign(path: string): CliError {
-  return new CliError(`${path} exists and was not written by nix-cache-login timer install`, {
-    exitCode: ExitCode.failure,
-    hint: "move it away (or remove it) yourself, then run the command again",
-  });
+  return new CliError(
+    "timer_unit_foreign",
+    `${path} exists and was not written by nix-cache-login timer install`,
+    {
+      exitCode: ExitCode.failure,
+      hint: "move it away (or remove it) yourself, then run the command again",
+    },
+  );
 }
 
 /** The CLI's own script, by absolute path without symlinks (npm's bin link, a profile's link). */
 function thisScript(): string {
   const arg = process.argv[1];
   if (arg === undefined || arg === "") {
-    throw new CliError("cannot tell where nix-cache-login is installed (no script path)", {
-      exitCode: ExitCode.failure,
-    });
+    throw new CliError(
+      "script_path_unknown",
+      "cannot tell where nix-cache-login is installed (no script path)",
+      {
+        exitCode: ExitCode.failure,
+      },
+    );
   }
   return realpathSync(resolve(arg));
 }
@@ -336,14 +349,19 @@ function buildSpec(ctx: Context, opts: TimerOptions, home: string): TimerSpec {
   const intervalSeconds = duration(interval, "--interval");
   const minValidSeconds = duration(minValid, "--min-valid");
   if (onCalendar(intervalSeconds) === undefined) {
-    throw new CliError(`--interval: ${interval} does not divide a minute, an hour or a day evenly`, {
-      exitCode: ExitCode.usage,
-      hint: "use e.g. 1m, 2m, 5m, 10m, 15m, 30m or 1h",
-    });
+    throw new CliError(
+      "interval_not_even",
+      `--interval: ${interval} does not divide a minute, an hour or a day evenly`,
+      {
+        exitCode: ExitCode.usage,
+        hint: "use e.g. 1m, 2m, 5m, 10m, 15m, 30m or 1h",
+      },
+    );
   }
   const randomizedDelay = system ? "15s" : "30s";
   if (intervalSeconds + parseDuration(randomizedDelay, "delay") + 1 >= minValidSeconds) {
     throw new CliError(
+      "min_valid_too_short",
       `--min-valid ${minValid} is not longer than --interval ${interval} plus the random delay (${randomizedDelay}): the token could expire between two runs`,
       { exitCode: ExitCode.usage, hint: "raise --min-valid or shorten --interval" },
     );
@@ -352,6 +370,7 @@ function buildSpec(ctx: Context, opts: TimerOptions, home: string): TimerSpec {
   const s = loadSetup(ctx);
   if (system && s.config.mode !== "service-account") {
     throw new CliError(
+      "system_needs_service_account",
       `${s.config.path}: --system needs a service-account configuration (client_secret_file)`,
       {
         exitCode: ExitCode.usage,
@@ -396,16 +415,20 @@ async function writeUnit(file: TimerFile): Promise<"written" | "unchanged"> {
 export async function timer(ctx: Context, opts: TimerOptions): Promise<number> {
   const system = opts.system === true;
   if (system && process.getuid?.() !== 0) {
-    throw new CliError("--system installs system units: run it as root", {
+    throw new CliError("system_needs_root", "--system installs system units: run it as root", {
       exitCode: ExitCode.usage,
       hint: "without --system, the timer runs as you (user units)",
     });
   }
   if (opts.action !== "install" && (opts.interval !== undefined || opts.minValid !== undefined)) {
-    throw new CliError(`timer ${opts.action} takes no --interval or --min-valid`, {
-      exitCode: ExitCode.usage,
-      hint: "they belong to `nix-cache-login timer install`",
-    });
+    throw new CliError(
+      "timer_options_not_install",
+      `timer ${opts.action} takes no --interval or --min-valid`,
+      {
+        exitCode: ExitCode.usage,
+        hint: "they belong to `nix-cache-login timer install`",
+      },
+    );
   }
   const home = ctx.env.HOME ?? "";
   const p = platform();
@@ -438,10 +461,14 @@ async function install(ctx: Context, spec: TimerSpec, p: Platform, dir: string):
       const r = runControl(argv, ctx.env);
       // launchctl bootout of a job that is not loaded fails: that is expected on a first install.
       if (!r.ok && !(p === "launchd" && i === 0)) {
-        throw new CliError(`${argv.join(" ")} failed: ${r.output.split("\n")[0] ?? ""}`, {
-          exitCode: ExitCode.failure,
-          hint: `the unit files are in ${dir}; run the command yourself to see why`,
-        });
+        throw new CliError(
+          "timer_command_failed",
+          `${argv.join(" ")} failed: ${r.output.split("\n")[0] ?? ""}`,
+          {
+            exitCode: ExitCode.failure,
+            hint: `the unit files are in ${dir}; run the command yourself to see why`,
+          },
+        );
       }
     }
     say(ctx, `Enabled and started ${spec.system ? "nix-cache-login-server" : "nix-cache-login"}'s timer.`);

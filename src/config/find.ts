@@ -1,6 +1,7 @@
 import { isAbsolute, join, resolve } from "node:path";
 import { CliError, ExitCode } from "../errors.ts";
-import { expandPath, xdgDir, type Env } from "./paths.ts";
+import type { Env } from "../os/env.ts";
+import { expandPath, xdgDir } from "./paths.ts";
 
 export interface ConfigCandidate {
   path: string;
@@ -11,7 +12,7 @@ export interface ConfigCandidate {
 
 export const SYSTEM_CONFIG = "/etc/nix-cache-login/config.toml";
 
-/** The search order, as documented in --help and the README. */
+/** The search order, as documented in --help and docs/configuration.md. */
 export function configCandidates(flag: string | undefined, env: Env): ConfigCandidate[] {
   // A file named on the command line (or in the variable) may be relative to the working directory,
   // as with any other command; paths inside the configuration must be absolute.
@@ -38,11 +39,15 @@ export function configCandidates(flag: string | undefined, env: Env): ConfigCand
   ];
 }
 
+/** No configuration where it was looked for: the file named, or any of the search order. */
+export function configNotFound(message: string, hint?: string): CliError {
+  return new CliError("config_not_found", message, { exitCode: ExitCode.usage, hint });
+}
+
 export function noConfigError(tried: ConfigCandidate[]): CliError {
   const list = tried.map((c) => `${c.path} (${c.source})`).join(", ");
-  return new CliError(`no configuration file found; tried: ${list}`, {
-    code: "config_not_found",
-    exitCode: ExitCode.usage,
-    hint: "create one (see `nix-cache-login --help`), or pass --config PATH",
-  });
+  return configNotFound(
+    `no configuration file found; tried: ${list}`,
+    "create one (see `nix-cache-login --help`), or pass --config PATH",
+  );
 }

@@ -9,7 +9,7 @@
 import { statSync } from "node:fs";
 import { CliError, ExitCode } from "../errors.ts";
 import { userName } from "../fs/file-trust.ts";
-import type { Env } from "./paths.ts";
+import type { Env } from "../os/env.ts";
 
 function inside(path: string, dir: string): boolean {
   return path === dir || path.startsWith(`${dir}/`);
@@ -34,9 +34,9 @@ export function checkHomeIsOurs(env: Env, paths: readonly string[]): void {
   const them = userName(owner) ?? `uid ${owner}`;
   const me = uid === 0 ? "root" : (userName(uid) ?? `uid ${uid}`);
   throw new CliError(
+    "home_not_ours",
     `$HOME is ${raw}, which belongs to ${them}, but nix-cache-login runs as ${me}; it does not use or create files in another user's home`,
     {
-      code: "home_not_ours",
       exitCode: ExitCode.usage,
       hint:
         uid === 0

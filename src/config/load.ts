@@ -5,7 +5,7 @@ import { CliError, ExitCode } from "../errors.ts";
 import { foreignOwner, UntrustedPath, walkTrusted, writableByOthers } from "../fs/file-trust.ts";
 import { fsReason } from "../fs/fs-errors.ts";
 import { closest } from "../suggest.ts";
-import { configCandidates, noConfigError, type ConfigCandidate } from "./find.ts";
+import { configCandidates, configNotFound, noConfigError, type ConfigCandidate } from "./find.ts";
 import {
   checked,
   CONFIG_KEYS,
@@ -16,7 +16,8 @@ import {
   type HostName,
   type TokenEndpointAuthMethod,
 } from "./rules.ts";
-import { expandPath, xdgDir, type Env } from "./paths.ts";
+import type { Env } from "../os/env.ts";
+import { expandPath, xdgDir } from "./paths.ts";
 
 export interface Config {
   /** The file the configuration came from. */
@@ -124,10 +125,10 @@ export function validateConfig(doc: Record<string, unknown>, file: string, sourc
     const shown = problems.slice(0, MAX_PROBLEMS);
     if (problems.length > MAX_PROBLEMS) shown.push(`... and ${problems.length - MAX_PROBLEMS} more problems`);
     throw new CliError(
+      "config_invalid",
       problems.length === 1 ? (problems[0] as string) : `invalid configuration:\n  ${shown.join("\n  ")}`,
       {
         exitCode: ExitCode.usage,
-        code: "config_invalid",
         hint: "fix the configuration file (keys are listed in `nix-cache-login --help`)",
       },
     );
@@ -167,8 +168,9 @@ export function validateConfig(doc: Record<string, unknown>, file: string, sourc
 
 function untrustedConfig(path: string, why: string, fix: string): CliError {
   return new CliError(
+    "config_untrusted",
     `${path}: the configuration ${why}, so another user could have written it; nix-cache-login does not use it`,
-    { code: "config_untrusted", exitCode: ExitCode.usage, hint: fix },
+    { exitCode: ExitCode.usage, hint: fix },
   );
 }
 
@@ -221,17 +223,19 @@ function readCapped(path: string): string {
   try {
     const st = fstatSync(fd);
     if (st.dev !== trusted.dev || st.ino !== trusted.ino) {
-      throw new CliError(`${path}: the configuration file changed while it was read`, {
-        code: "config_changed",
+      throw new CliError("config_changed", `${path}: the configuration file changed while it was read`, {
         exitCode: ExitCode.usage,
         hint: "run the command again",
       });
     }
     if (st.isDirectory()) throw Object.assign(new Error("is a directory"), { code: "EISDIR" });
     if (!st.isFile())
-      throw new CliError(`${path}: the configuration is not a regular file`, { exitCode: ExitCode.usage });
+      throw new CliError("config_not_regular_file", `${path}: the configuration is not a regular file`, {
+        exitCode: ExitCode.usage,
+      });
     if (st.size > MAX_CONFIG_BYTES) {
       throw new CliError(
+        "config_too_large",
         `${path}: the configuration file is ${st.size} bytes; at most ${MAX_CONFIG_BYTES} (1 MiB) are read`,
         { exitCode: ExitCode.usage, hint: "check that --config names the configuration file" },
       );
@@ -258,15 +262,15 @@ function readCandidate(c: ConfigCandidate): string | undefined {
     const code = (e as NodeJS.ErrnoException).code;
     if ((code === "ENOENT" || code === "ENOTDIR") && !c.explicit) return undefined;
     if (code === "ENOENT") {
-      throw new CliError(`${c.path}: configuration file not found (from ${c.source})`, {
-        code: "config_not_found",
-        exitCode: ExitCode.usage,
-      });
+      throw configNotFound(`${c.path}: configuration file not found (from ${c.source})`);
     }
-    throw new CliError(`${c.path}: cannot read configuration (from ${c.source}): ${fsReason(e)}`, {
-      code: "config_unreadable",
-      exitCode: ExitCode.usage,
-    });
+    throw new CliError(
+      "config_unreadable",
+      `${c.path}: cannot read configuration (from ${c.source}): ${fsReason(e)}`,
+      {
+        exitCode: ExitCode.usage,
+      },
+    );
   }
 }
 
@@ -278,8 +282,7 @@ export function parseConfig(text: string, file: string, source: string, env: Env
   } catch (e) {
     const where = e instanceof TomlError ? `line ${e.line}, column ${e.column}: ` : "";
     const first = ((e as Error).message.split("\n")[0] ?? "").replace(/^Invalid TOML document: /, "");
-    throw new CliError(`${file}: ${where}invalid TOML: ${first}`, {
-      code: "config_syntax",
+    throw new CliError("config_syntax", `${file}: ${where}invalid TOML: ${first}`, {
       exitCode: ExitCode.usage,
     });
   }

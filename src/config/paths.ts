@@ -1,13 +1,11 @@
 import { isAbsolute, join } from "node:path";
 import { CliError, ExitCode } from "../errors.ts";
-
-export type Env = Readonly<Record<string, string | undefined>>;
+import type { Env } from "../os/env.ts";
 
 function home(env: Env): string {
   const h = env.HOME;
   if (h === undefined || h === "") {
-    throw new CliError("HOME is not set", {
-      code: "home_not_set",
+    throw new CliError("home_not_set", "HOME is not set", {
       exitCode: ExitCode.usage,
       hint: "set HOME to your home directory",
     });
@@ -52,17 +50,16 @@ export function expandPath(raw: string, env: Env, where: string): string {
   );
   if (missing.length > 0) {
     throw new CliError(
+      "variable_not_set",
       `${where}: environment variable${missing.length > 1 ? "s" : ""} ${missing.map((n) => `$${n}`).join(", ")} ${missing.length > 1 ? "are" : "is"} not set`,
       {
-        code: "variable_not_set",
         exitCode: ExitCode.usage,
         hint: "set the variable, or write the path out in full",
       },
     );
   }
   if (!isAbsolute(out)) {
-    throw new CliError(`${where}: ${JSON.stringify(raw)} is not an absolute path`, {
-      code: "path_not_absolute",
+    throw new CliError("path_not_absolute", `${where}: ${JSON.stringify(raw)} is not an absolute path`, {
       exitCode: ExitCode.usage,
       hint: "use an absolute path, ~/..., or one starting with a variable such as $XDG_CONFIG_HOME",
     });

@@ -4,9 +4,10 @@
  * all and reports every problem at once. A new key is one entry here.
  */
 import { parseDuration } from "../duration.ts";
-import { isLoopbackHost } from "../oidc/loopback-host.ts";
+import { isLoopbackHost } from "../os/loopback-host.ts";
 import { closest } from "../suggest.ts";
-import { expandPath, type Env } from "./paths.ts";
+import type { Env } from "../os/env.ts";
+import { expandPath } from "./paths.ts";
 
 /** `strings` is one string or a non-empty list of them. */
 type KeyType = "string" | "string[]" | "strings" | "integer";

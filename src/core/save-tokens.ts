@@ -4,8 +4,10 @@
  */
 import { verbose, warn, type Context } from "../context.ts";
 import { checkTokenLength, upsertNetrcEntries } from "../netrc/file.ts";
-import { Provider, type TokenSet } from "../oidc/provider.ts";
-import { describeEntries, netrcWhere, type ClientCredential, type Setup } from "./setup.ts";
+import { Provider } from "../oidc/provider.ts";
+import type { TokenSet } from "../oidc/token-set.ts";
+import type { ClientCredential } from "../oidc/client-key.ts";
+import { describeEntries, netrcWhere, providerSettings, type Setup } from "./setup.ts";
 import type { TokenState } from "../store/state.ts";
 import { writeState, type StateReservation } from "../store/write.ts";
 
@@ -16,7 +18,7 @@ export function provider(
   credential?: ClientCredential,
 ): Provider {
   return new Provider({
-    config: s.config,
+    settings: providerSettings(s.config),
     env: ctx.env,
     log: verbose(ctx),
     now: ctx.now,

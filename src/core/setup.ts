@@ -13,7 +13,8 @@ import { verbose, type Context } from "../context.ts";
 import { CliError, ExitCode } from "../errors.ts";
 import { foreignOwner, formatMode, UntrustedPath, walkTrusted, writableByOthers } from "../fs/file-trust.ts";
 import { StateStore } from "../store/state.ts";
-import type { ClientKey } from "../oidc/client-key.ts";
+import type { ClientCredential } from "../oidc/client-key.ts";
+import type { ProviderSettings } from "../oidc/settings.ts";
 
 /** The loaded configuration and the token store of its (issuer, client_id). */
 export interface Setup {
@@ -34,21 +35,30 @@ export function loadSetup(ctx: Context): Setup {
   return { config, store: new StateStore(dir, config.issuer, config.clientId) };
 }
 
-/**
- * What a service account proves itself with: a shared secret, or a private key (private_key_jwt).
- * `key` is the key parsed from `keyText` once it has been (../oidc/client-key.ts).
- */
-export type ClientCredential =
-  { secret: string } | { keyText: string; keyFile: string; key?: ClientKey | undefined };
+/** What a Provider needs of the configuration (../oidc/settings.ts). */
+export function providerSettings(config: Config): ProviderSettings {
+  return {
+    issuer: config.issuer,
+    clientId: config.clientId,
+    scopes: config.scopes,
+    timeoutSeconds: config.timeoutSeconds,
+    defaultTokenLifetime: config.defaultTokenLifetime,
+    tokenEndpointAuthMethod: config.tokenEndpointAuthMethod,
+    configPath: config.path,
+    clientSecretFile: config.clientSecretFile,
+    clientKeyFile: config.clientKeyFile,
+  };
+}
 
 /** Gets a warning about a credential file (others can read it); the caller says where it goes. */
 export type CredentialWarning = (line: string) => void;
 
 function untrustedCredential(key: string, file: string, why: string, fix: string): CliError {
-  return new CliError(`${key} ${file}: ${why}, so another user could have changed it; it is not used`, {
-    code: "credential_file_untrusted",
-    hint: fix,
-  });
+  return new CliError(
+    "credential_file_untrusted",
+    `${key} ${file}: ${why}, so another user could have changed it; it is not used`,
+    { hint: fix },
+  );
 }
 
 /**
@@ -116,11 +126,16 @@ function readPrivateFile(
   } catch (e) {
     if (e instanceof CliError) throw e;
     const code = (e as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") {
+      throw new CliError("credential_file_missing", `${key} ${file}: no such file`, {
+        exitCode: ExitCode.usage,
+        hint: `fix ${key} in ${config.path}`,
+      });
+    }
     throw new CliError(
-      `${key} ${file}: ${code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : (code ?? (e as Error).message)}`,
+      "credential_file_unreadable",
+      `${key} ${file}: ${code === "EACCES" ? "permission denied" : (code ?? (e as Error).message)}`,
       {
-        exitCode: code === "ENOENT" ? ExitCode.usage : ExitCode.failure,
-        code: code === "ENOENT" ? "credential_file_missing" : "credential_file_unreadable",
         hint:
           code === "EACCES"
             ? "run as a user that can read it (the file should stay private)"
@@ -130,9 +145,8 @@ function readPrivateFile(
   }
   const trimmed = text.replace(/\s+$/, "");
   if (trimmed === "") {
-    throw new CliError(`${key} ${file}: the file is empty`, {
+    throw new CliError("credential_file_empty", `${key} ${file}: the file is empty`, {
       exitCode: ExitCode.usage,
-      code: "credential_file_empty",
     });
   }
   return trimmed;
@@ -140,10 +154,10 @@ function readPrivateFile(
 
 function notServiceAccount(config: Config): CliError {
   return new CliError(
+    "not_service_account",
     `${config.path}: neither client_secret_file nor client_key_file is set, so this configuration is for user sign-in`,
     {
       exitCode: ExitCode.usage,
-      code: "not_service_account",
       hint: "set client_secret_file (or client_key_file) for a service account, or use `nix-cache-login login`",
     },
   );

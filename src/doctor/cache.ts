@@ -6,7 +6,7 @@
 import type { CacheHost, Config } from "../config/load.ts";
 import { verbose, type Context } from "../context.ts";
 import type { NetrcEntry } from "../netrc/netrc.ts";
-import { describeNetworkError, makeFetch } from "../oidc/http.ts";
+import { describeNetworkError, makeFetch } from "../net/http.ts";
 import { check, type Check } from "./report.ts";
 
 /** The parameters of a `Bearer` / `Basic` challenge: `error`, `error_description`, `realm`. */
@@ -132,7 +132,7 @@ export async function cacheCheck(
 const NIX_403 =
   'Nix takes 403 as "not in this cache", remembers it for narinfo-cache-negative-ttl (an hour by default) and builds from source meanwhile; 401 only disables the cache for a minute';
 const CACHE_401_FIX =
-  'ask the cache\'s administrators to answer 401 when the token is missing, expired or invalid (README: "The cache side")';
+  "ask the cache's administrators to answer 401 when the token is missing, expired or invalid (see docs/cache-setup.md)";
 
 /** A store path hash that names nothing: the cache has no such narinfo. */
 const ABSENT_NARINFO = "00000000000000000000000000000000.narinfo";

@@ -18,7 +18,7 @@ import {
   type NetrcEntry,
 } from "../netrc/netrc.ts";
 import { parseClientKey } from "../oidc/client-key.ts";
-import { renewCommand } from "../core/renewal.ts";
+import { renewCommand } from "../core/freshness.ts";
 import { loadSetup, readClientKeyText, readClientSecret, type Setup } from "../core/setup.ts";
 import type { TokenState } from "../store/state.ts";
 import { check, type Check } from "./report.ts";

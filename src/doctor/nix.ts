@@ -13,7 +13,7 @@ import { constants } from "node:fs";
 import { access, readFile, realpath, stat } from "node:fs/promises";
 import { userInfo } from "node:os";
 import { delimiter, join, resolve } from "node:path";
-import type { Env } from "../config/paths.ts";
+import type { Env } from "../os/env.ts";
 import { xdgDir } from "../config/paths.ts";
 import { check, type Check } from "./report.ts";
 

@@ -3,7 +3,8 @@
  * skipped), a fix in one or two lines under each problem, a summary; or one JSON object.
  * Nothing here may ever hold a token: checks report lengths and line numbers only.
  */
-import { printableLines } from "../cli/terminal-text.ts";
+import { TROUBLESHOOTING } from "../docs.ts";
+import { printableLines } from "../text.ts";
 
 export type CheckStatus = "ok" | "problem" | "note" | "skipped";
 
@@ -79,6 +80,7 @@ export function renderText(report: Report): string {
       ? "No problems found."
       : `${bad.length} problem${bad.length === 1 ? "" : "s"} found: ${bad.map((c) => c.title).join(", ")}.`,
   );
+  if (bad.length > 0) out.push(`What each check means and the usual causes: ${TROUBLESHOOTING}`);
   // Summaries quote what others answered (a cache's WWW-Authenticate, nix's stderr): whatever got
   // through, no control characters on the terminal.
   return printableLines(`${out.join("\n")}\n`);

@@ -106,7 +106,7 @@ export async function writeFileAtomic(
     const st = await stat(path);
     previous = { mode: st.mode & 0o777, uid: st.uid, gid: st.gid };
   } catch (e) {
-    if (errnoCode(e) !== "ENOENT") throw fileError(path, "look at the file", e, where);
+    if (errnoCode(e) !== "ENOENT") throw fileError("file_stat_failed", path, "look at the file", e, where);
   }
   // Never loosen: keep only owner bits, at most rw. A file that held secrets stays private.
   const mode = opts.mode ?? (previous === undefined ? 0o600 : previous.mode & 0o600);
@@ -115,7 +115,7 @@ export async function writeFileAtomic(
   try {
     fh = await open(tmp, "wx", 0o600);
   } catch (e) {
-    throw fileError(tmp, "create a temp file", e, where);
+    throw fileError("temp_file_create_failed", tmp, "create a temp file", e, where);
   }
   try {
     await fh.writeFile(data, encoding);
@@ -126,14 +126,14 @@ export async function writeFileAtomic(
   } catch (e) {
     await fh.close();
     await unlink(tmp).catch(() => undefined);
-    throw fileError(tmp, `write the new ${basename(path)}`, e, where);
+    throw fileError("temp_file_write_failed", tmp, `write the new ${basename(path)}`, e, where);
   }
   await fh.close();
   try {
     await rename(tmp, path);
   } catch (e) {
     await unlink(tmp).catch(() => undefined);
-    throw fileError(path, `replace the file`, e, where);
+    throw fileError("file_replace_failed", path, `replace the file`, e, where);
   }
   await syncDir(dir);
   return { mode, previousMode: previous?.mode };
@@ -172,9 +172,9 @@ async function refuseForeignLock(lockPath: string): Promise<void> {
     () => false,
   );
   throw new CliError(
+    "lock_foreign_owner",
     `${lockPath} was made by ${owner}, not by you: another user's lock is not waited for, and it blocks every write of ${basename(lockPath).replace(/\.lock$/, "")}`,
     {
-      code: "lock_foreign",
       hint: shared
         ? `in the shared directory ${dir} (sticky) only ${owner} or root can remove it: ask them to (\`rm -r ${lockPath}\`), or point the setting at a file in a directory of your own, where no one else can block it`
         : `check who made it; if no nix-cache-login of theirs should write here, remove it (\`rm -r ${lockPath}\`)`,

@@ -1,5 +1,5 @@
 /**
- * Files another user could have written are never trusted (README, "Threat model"): a token state
+ * Files another user could have written are never trusted (docs/security.md, "Threat model"): a token state
  * or netrc that another uid owns or may replace could name another token endpoint, or hand our
  * token to its owner. These checks say why a file is refused; the callers turn that into errors.
  */

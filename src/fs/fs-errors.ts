@@ -55,9 +55,9 @@ export function fsHint(e: unknown, where: string | undefined): string | undefine
 }
 
 /** A CliError naming the file, the action and the cause; CliErrors pass through unchanged. */
-export function fileError(path: string, action: string, e: unknown, where?: string): CliError {
+export function fileError(code: string, path: string, action: string, e: unknown, where?: string): CliError {
   if (e instanceof CliError) return e;
-  return new CliError(`${path}: cannot ${action}: ${describeFsError(e)}`, {
+  return new CliError(code, `${path}: cannot ${action}: ${describeFsError(e)}`, {
     hint: fsHint(e, where),
     cause: e,
   });

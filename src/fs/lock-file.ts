@@ -276,10 +276,14 @@ export async function withLockFile<T>(
   const failed = (e: unknown): CliError =>
     e instanceof CliError
       ? e
-      : new CliError(`${lockPath}: cannot create the lock file: ${describeFsError(e)}`, {
-          hint: fsHint(e, opts.where),
-          cause: e,
-        });
+      : new CliError(
+          "lock_create_failed",
+          `${lockPath}: cannot create the lock file: ${describeFsError(e)}`,
+          {
+            hint: fsHint(e, opts.where),
+            cause: e,
+          },
+        );
   try {
     for (;;) {
       let seen: Seen;
@@ -308,6 +312,7 @@ export async function withLockFile<T>(
           : "an older nix-cache-login";
       if (waited > maxWait) {
         throw new CliError(
+          "lock_timeout",
           `${lockPath}: gave up after ${Math.round(waited / 1000)}s waiting for the lock, held by ${holder}`,
           {
             hint:

@@ -27,30 +27,32 @@ export async function makeDirs(dir: string, where?: string): Promise<string | un
     } catch (e) {
       const code = errnoCode(e);
       if (code !== "ENOENT" && code !== "ENOTDIR") {
-        throw new CliError(`${key}cannot look at ${d}: ${describeFsError(e)}`, { hint: fsHint(e, where) });
+        throw new CliError("dir_stat_failed", `${key}cannot look at ${d}: ${describeFsError(e)}`, {
+          hint: fsHint(e, where),
+        });
       }
       const link = await lstat(d).catch(() => undefined);
       if (link?.isSymbolicLink()) {
         const target = await readlink(d).catch(() => "?");
-        throw new CliError(`${key}${d} is a symlink to ${target}, which does not exist`, {
-          hint: `create ${target}, or point ${where ?? "the path"} somewhere else`,
-        });
+        throw new CliError(
+          "dir_dangling_symlink",
+          `${key}${d} is a symlink to ${target}, which does not exist`,
+          {
+            hint: `create ${target}, or point ${where ?? "the path"} somewhere else`,
+          },
+        );
       }
       if (link !== undefined && !link.isDirectory()) {
-        throw new CliError(`${key}${d} is not a directory`, {
-          hint: `point ${where ?? "the path"} somewhere else`,
-        });
+        throw notADirectory(key, d, where);
       }
       const parent = dirname(d);
-      if (parent === d) throw new CliError(`${key}${d} does not exist`);
+      if (parent === d) throw new CliError("dir_root_missing", `${key}${d} does not exist`);
       missing.unshift(d);
       d = parent;
       continue;
     }
     if (!isDir) {
-      throw new CliError(`${key}${d} is not a directory`, {
-        hint: `point ${where ?? "the path"} somewhere else`,
-      });
+      throw notADirectory(key, d, where);
     }
     break;
   }
@@ -59,8 +61,7 @@ export async function makeDirs(dir: string, where?: string): Promise<string | un
   if (missing.length > 0) {
     const owner = foreignOwner(await stat(d));
     if (owner !== undefined) {
-      throw new CliError(`${key}cannot create ${missing[0]}: ${d} is ${owner}`, {
-        code: "dir_not_ours",
+      throw new CliError("dir_not_ours", `${key}cannot create ${missing[0]}: ${d} is ${owner}`, {
         hint: `run nix-cache-login as the owner of ${d}, or point ${where ?? "the path"} at a directory of your own`,
       });
     }
@@ -71,11 +72,17 @@ export async function makeDirs(dir: string, where?: string): Promise<string | un
     } catch (e) {
       // Another process made it meanwhile: fine, as long as it is a directory.
       if (errnoCode(e) === "EEXIST" && (await stat(m).catch(() => undefined))?.isDirectory()) continue;
-      throw new CliError(`${key}cannot create directory ${m}: ${describeFsError(e)}`, {
+      throw new CliError("dir_create_failed", `${key}cannot create directory ${m}: ${describeFsError(e)}`, {
         hint: fsHint(e, where) ?? `point ${where ?? "the path"} at a directory that can be created`,
         cause: e,
       });
     }
   }
   return missing[0];
+}
+
+function notADirectory(key: string, d: string, where: string | undefined): CliError {
+  return new CliError("dir_not_directory", `${key}${d} is not a directory`, {
+    hint: `point ${where ?? "the path"} somewhere else`,
+  });
 }

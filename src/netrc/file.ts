@@ -38,6 +38,7 @@ export function checkTokenCharacters(token: string, host: string): void {
         ? "has `=` before its end"
         : `contains ${describeChar(bad)}`;
   throw new CliError(
+    "token_malformed",
     `the access token from the provider for ${host} ${what}, which is not allowed in a Bearer token (RFC 6750 b64token); nothing was written`,
     { hint: "the provider sent a malformed token: report it to its administrators" },
   );
@@ -66,8 +67,9 @@ export function checkTokenLength(token: string, host: string): string | undefine
     'make the access token smaller in Keycloak: turn on lightweight access tokens (client -> Advanced -> "Always use lightweight access token", Keycloak 24+), or map fewer roles and groups into it';
   if (line > CURL_NETRC_MAX_LINE || bytes > CURL_NETRC_MAX_TOKEN) {
     throw new CliError(
+      "token_too_long",
       `the access token for ${host} is ${bytes} bytes; its netrc line would be ${line} bytes, and curl up to 8.10 (and the Nix built on it) skips a netrc line over ${CURL_NETRC_MAX_LINE} bytes, so Nix would send no token`,
-      { code: "token_too_long", hint: `${cure}; the netrc was left unchanged` },
+      { hint: `${cure}; the netrc was left unchanged` },
     );
   }
   if (bytes > NETRC_TOKEN_WARN_BYTES) {

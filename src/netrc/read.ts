@@ -1,29 +1,19 @@
 /** Reading the netrc, for `status` and the checks before a renewal; editing it is in ./file.ts. */
 import { readFileSync } from "node:fs";
 import { CliError } from "../errors.ts";
-import { fsReason } from "../fs/fs-errors.ts";
 import { findEntry, NetrcSyntaxError, parseNetrc, type Netrc } from "./netrc.ts";
-import { trustedNetrcTarget } from "./trust.ts";
+import { fsError, trustedNetrcTarget } from "./trust.ts";
 
 export function syntaxError(path: string, e: unknown): never {
   if (e instanceof NetrcSyntaxError) {
-    throw new CliError(`${path}: ${e.message}`, {
-      code: "netrc_syntax",
+    throw new CliError("netrc_syntax", `${path}: ${e.message}`, {
       hint: "fix the netrc by hand; nix-cache-login left it unchanged",
     });
   }
   throw e;
 }
 
-export function fsError(path: string, action: string, e: unknown): never {
-  if (e instanceof CliError) throw e;
-  const err = e as NodeJS.ErrnoException;
-  throw new CliError(`netrc_path ${path}: cannot ${action}: ${fsReason(err)}`, {
-    code: "netrc_io",
-    hint:
-      err.code === "EACCES" || err.code === "EROFS" ? "check the file's owner and permissions" : undefined,
-  });
-}
+export { fsError };
 
 /**
  * The netrc's text, or null when there is none. Read as latin1 (one char per byte), so that byte

@@ -13,19 +13,22 @@ import { fsReason } from "../fs/fs-errors.ts";
 
 export type NetrcUse = "write" | "read";
 
-function refuse(path: string, use: NetrcUse, why: string, hint: string): never {
-  throw new CliError(
-    `netrc_path ${path}: ${why}; nix-cache-login does not ${use === "write" ? "write a token there" : "use it"}`,
-    { code: "netrc_untrusted", hint },
-  );
+/** A file-system error about the netrc, naming it; CliErrors pass through. */
+export function fsError(path: string, action: string, e: unknown): never {
+  if (e instanceof CliError) throw e;
+  const err = e as NodeJS.ErrnoException;
+  throw new CliError("netrc_io", `netrc_path ${path}: cannot ${action}: ${fsReason(err)}`, {
+    hint:
+      err.code === "EACCES" || err.code === "EROFS" ? "check the file's owner and permissions" : undefined,
+  });
 }
 
-function ioError(path: string, action: string, e: unknown): never {
-  if (e instanceof CliError) throw e;
-  throw new CliError(`netrc_path ${path}: cannot ${action}: ${fsReason(e)}`, {
-    code: "netrc_io",
-    hint: "check the file's owner and permissions",
-  });
+function refuse(code: string, path: string, use: NetrcUse, why: string, hint: string): never {
+  throw new CliError(
+    code,
+    `netrc_path ${path}: ${why}; nix-cache-login does not ${use === "write" ? "write a token there" : "use it"}`,
+    { hint },
+  );
 }
 
 /** Every directory above `dir` (and `dir` itself when reached through a link) is ours or root's. */
@@ -34,9 +37,9 @@ function walkDirs(dir: string, file: string, use: NetrcUse): void {
     walkTrusted(dir);
   } catch (e) {
     if (e instanceof UntrustedPath) {
-      refuse(file, use, `its path goes through ${e.at}, ${e.why}`, e.fix);
+      refuse("netrc_path_untrusted", file, use, `its path goes through ${e.at}, ${e.why}`, e.fix);
     }
-    ioError(dir, "use the netrc's directory", e);
+    fsError(dir, "use the netrc's directory", e);
   }
 }
 
@@ -48,11 +51,12 @@ function checkNetrcDir(dir: string, file: string, fileUid: number | undefined, u
     st = statSync(dir);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "ENOENT") return; // created 0700 by us
-    ioError(dir, "use the netrc's directory", e);
+    fsError(dir, "use the netrc's directory", e);
   }
   const owner = foreignOwner(st);
   if (owner !== undefined) {
     refuse(
+      "netrc_dir_foreign_owner",
       file,
       use,
       `its directory ${dir} is ${owner}`,
@@ -67,6 +71,7 @@ function checkNetrcDir(dir: string, file: string, fileUid: number | undefined, u
   const ours = fileUid === undefined || fileUid === process.getuid?.();
   if (writable !== undefined && !(isSticky(st) && ours)) {
     refuse(
+      "netrc_dir_writable_by_others",
       file,
       use,
       `its directory ${dir} is ${writable}${isSticky(st) ? "" : " and not sticky"}, so another user could replace the file`,
@@ -85,12 +90,13 @@ export function trustedNetrcTarget(path: string, use: NetrcUse = "write"): strin
   try {
     link = lstatSync(path);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== "ENOENT") ioError(path, "use the netrc", e);
+    if ((e as NodeJS.ErrnoException).code !== "ENOENT") fsError(path, "use the netrc", e);
   }
   if (link?.isSymbolicLink() === true) {
     const linkOwner = foreignOwner(link);
     if (linkOwner !== undefined) {
       refuse(
+        "netrc_symlink_foreign_owner",
         path,
         use,
         `it is a symbolic link ${linkOwner}`,
@@ -101,20 +107,23 @@ export function trustedNetrcTarget(path: string, use: NetrcUse = "write"): strin
     try {
       target = realpathSync(path);
     } catch (e) {
-      ioError(path, "follow the symbolic link", e);
+      fsError(path, "follow the symbolic link", e);
     }
   }
   let st: Stats | undefined;
   try {
     st = statSync(target);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== "ENOENT") ioError(target, "use the netrc", e);
+    if ((e as NodeJS.ErrnoException).code !== "ENOENT") fsError(target, "use the netrc", e);
   }
   if (st !== undefined) {
-    if (!st.isFile()) refuse(target, use, "it is not a regular file", "point netrc_path at a file");
+    if (!st.isFile()) {
+      refuse("netrc_not_regular_file", target, use, "it is not a regular file", "point netrc_path at a file");
+    }
     const owner = foreignOwner(st);
     if (owner !== undefined) {
       refuse(
+        "netrc_foreign_owner",
         target,
         use,
         `the file is ${owner}, who could read the token (it is never handed to another user)`,

@@ -6,6 +6,13 @@ import { createPrivateKey, webcrypto, type JsonWebKey, type KeyObject } from "no
 import type { Config } from "../config/load.ts";
 import { CliError, ExitCode } from "../errors.ts";
 
+/**
+ * What a service account proves itself with: a shared secret, or a private key (private_key_jwt).
+ * `key` is the key parsed from `keyText` once it has been (parseClientKey below).
+ */
+export type ClientCredential =
+  { secret: string } | { keyText: string; keyFile: string; key?: ClientKey | undefined };
+
 export interface ClientKey {
   privateKey: KeyObject;
   kid: string | undefined;
@@ -30,7 +37,7 @@ export function signingAlgorithm(key: KeyObject): ClientKey["alg"] | undefined {
  * whose `kid` is then sent (for a client whose keys Keycloak takes from a JWKS URL). RSA keys sign
  * with RS256, EC keys with ES256/ES384, Ed25519 keys with EdDSA.
  */
-export function parseClientKey(config: Config, keyText: string, keyFile: string): ClientKey {
+export function parseClientKey(config: Pick<Config, "path">, keyText: string, keyFile: string): ClientKey {
   let privateKey: KeyObject;
   let kid: string | undefined;
   try {
@@ -42,20 +49,23 @@ export function parseClientKey(config: Config, keyText: string, keyFile: string)
       privateKey = createPrivateKey({ key: keyText, format: "pem" });
     }
   } catch {
-    throw new CliError(`client_key_file ${keyFile}: not a private key (PEM or JWK expected)`, {
-      exitCode: ExitCode.usage,
-      code: "client_key_invalid",
-      hint: `put the client's private key there (e.g. made with \`openssl genpkey -algorithm RSA\`), or fix client_key_file in ${config.path}`,
-    });
+    throw new CliError(
+      "client_key_invalid",
+      `client_key_file ${keyFile}: not a private key (PEM or JWK expected)`,
+      {
+        exitCode: ExitCode.usage,
+        hint: `put the client's private key there (e.g. made with \`openssl genpkey -algorithm RSA\`), or fix client_key_file in ${config.path}`,
+      },
+    );
   }
   const alg = signingAlgorithm(privateKey);
   if (alg === undefined) {
     const curve = privateKey.asymmetricKeyDetails?.namedCurve;
     throw new CliError(
+      "client_key_unsupported",
       `client_key_file ${keyFile}: a ${privateKey.asymmetricKeyType ?? "unknown"} key${curve !== undefined ? ` on ${curve}` : ""} cannot sign a client assertion`,
       {
         exitCode: ExitCode.usage,
-        code: "client_key_unsupported",
         hint: "use an RSA, EC P-256/P-384 or Ed25519 key",
       },
     );

@@ -4,9 +4,11 @@
  */
 import type { Context } from "../context.ts";
 import { formatSpan } from "../duration.ts";
-import { CliError } from "../errors.ts";
-import { longTimeoutSignal } from "./timers.ts";
-import type { Provider, TokenSet } from "./provider.ts";
+import { deviceCodeExpired, signInTimedOut } from "./sign-in-errors.ts";
+import { longTimeoutSignal } from "../net/timers.ts";
+import { deviceAuthorization, pollDeviceAuthorization } from "./device-poll.ts";
+import type { Provider } from "./provider.ts";
+import type { TokenSet } from "./token-set.ts";
 
 export interface DeviceSignInOptions {
   /** Give up after this many seconds (the device code's own expiry may come first). */
@@ -25,7 +27,7 @@ export async function deviceSignIn(
   p: Provider,
   o: DeviceSignInOptions,
 ): Promise<DeviceSignInResult> {
-  const device = await p.deviceAuthorization();
+  const device = await deviceAuthorization(p);
   const out = ctx.stderr;
   const target = device.verificationUriComplete ?? device.verificationUri;
   out.write(`\nTo sign in, open this page in a browser on any device:\n\n    ${target}\n\n`);
@@ -46,20 +48,23 @@ export async function deviceSignIn(
   const deadline = longTimeoutSignal(seconds * 1000);
   const signal = AbortSignal.any([ctx.signal, deadline]);
   try {
-    const tokens = await p.pollDeviceAuthorization(device, signal);
+    const tokens = await pollDeviceAuthorization(p, device, signal);
     return { tokens, approvedAt: performance.now() };
   } catch (e) {
     if (ctx.signal.aborted) throw e;
     if (deadline.aborted) {
-      throw new CliError(
-        seconds < o.timeoutSeconds
-          ? `the device code expired after ${formatSpan(seconds)} before the sign-in was approved`
-          : `timed out after ${formatSpan(seconds)} waiting for the sign-in to be approved`,
-        {
-          code: seconds < o.timeoutSeconds ? "device_code_expired" : "sign_in_timeout",
-          hint: "run `nix-cache-login login --device` again (use --timeout to wait longer)",
-        },
-      );
+      const hint = "run `nix-cache-login login --device` again (use --timeout to wait longer)";
+      if (seconds < o.timeoutSeconds) {
+        throw deviceCodeExpired(
+          `the device code expired after ${formatSpan(seconds)} before the sign-in was approved`,
+          {
+            hint,
+          },
+        );
+      }
+      throw signInTimedOut(`timed out after ${formatSpan(seconds)} waiting for the sign-in to be approved`, {
+        hint,
+      });
     }
     throw e;
   }

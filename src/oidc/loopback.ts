@@ -18,7 +18,7 @@ import { randomBytes, timingSafeEqual } from "node:crypto";
 import * as http from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { CliError } from "../errors.ts";
-import { printable } from "../cli/terminal-text.ts";
+import { printable } from "../text.ts";
 import { peerOwner } from "../os/peer-uid.ts";
 
 export type Logger = (line: string) => void;
@@ -92,26 +92,28 @@ export class LoopbackServer {
         if (e.code === "EADDRINUSE") {
           reject(
             new CliError(
+              "port_in_use",
               `port ${port} on 127.0.0.1 is already in use, so the sign-in cannot receive its redirect`,
               {
-                code: "port_in_use",
                 hint: `stop the program that uses it, or choose another port (${portFrom}); without a port a free one is picked`,
               },
             ),
           );
         } else if (e.code === "EACCES") {
           reject(
-            new CliError(`not allowed to listen on port ${port} on 127.0.0.1`, {
-              code: "port_not_allowed",
+            new CliError("port_not_allowed", `not allowed to listen on port ${port} on 127.0.0.1`, {
               hint: `choose a port above 1023 (${portFrom})`,
             }),
           );
         } else {
           reject(
-            new CliError(`cannot listen on 127.0.0.1 for the sign-in redirect: ${e.message}`, {
-              code: "listen_failed",
-              cause: e,
-            }),
+            new CliError(
+              "listen_failed",
+              `cannot listen on 127.0.0.1 for the sign-in redirect: ${e.message}`,
+              {
+                cause: e,
+              },
+            ),
           );
         }
       });

@@ -76,10 +76,9 @@ export class StateStore {
       if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
       if (e instanceof CliError) throw e;
       const code = (e as NodeJS.ErrnoException).code;
-      if (code === "ELOOP") throw untrusted(this.file, "is a symbolic link", `rm ${this.file}`);
-      throw new CliError(`${this.file}: cannot read token state: ${fsReason(e)}`, {
-        code: "state_unreadable",
-      });
+      if (code === "ELOOP")
+        throw untrusted("state_symlink", this.file, "is a symbolic link", `rm ${this.file}`);
+      throw new CliError("state_unreadable", `${this.file}: cannot read token state: ${fsReason(e)}`);
     }
     try {
       const parsed = JSON.parse(text) as TokenState;
@@ -88,8 +87,7 @@ export class StateStore {
       }
       return parsed;
     } catch {
-      throw new CorruptStateError(`${this.file}: token state is corrupt`, {
-        code: "state_corrupt",
+      throw new CorruptStateError("state_corrupt", `${this.file}: token state is corrupt`, {
         hint: "run `nix-cache-login login` (or `logout`): it moves the file aside and starts afresh",
       });
     }
@@ -100,8 +98,9 @@ export class StateStore {
   }
 }
 
-function untrusted(path: string, why: string, fix: string): CliError {
+function untrusted(code: string, path: string, why: string, fix: string): CliError {
   return new CliError(
+    code,
     `${path}: token state ${why}, so another user could have written it; nix-cache-login does not use it`,
     { hint: `check who changed it, then \`${fix}\` and sign in again if needed` },
   );
@@ -121,24 +120,25 @@ export function checkStateDir(dir: string): boolean {
   } catch (e) {
     if (e instanceof UntrustedPath) {
       throw new CliError(
+        "state_path_untrusted",
         `${dir}: the token state directory's path goes through ${e.at}, ${e.why}; nix-cache-login does not use it`,
-        { code: "state_untrusted", hint: e.fix },
+        { hint: e.fix },
       );
     }
-    throw new CliError(`${dir}: cannot use the token state directory: ${fsReason(e)}`, {
-      code: "state_dir_unusable",
+    throw new CliError("state_dir_unusable", `${dir}: cannot use the token state directory: ${fsReason(e)}`, {
       hint: "check $XDG_STATE_HOME and the directory's owner and permissions",
     });
   }
   if (st === undefined) return false;
   if (!st.isDirectory()) {
-    throw new CliError(`${dir}: the token state directory is not a directory`, {
+    throw new CliError("state_dir_not_directory", `${dir}: the token state directory is not a directory`, {
       hint: `remove it (\`rm ${dir}\`) and sign in again`,
     });
   }
   const owner = foreignOwner(st);
   if (owner !== undefined) {
     throw new CliError(
+      "state_dir_foreign_owner",
       `${dir}: token state directory ${owner}, so another user could have written it; nix-cache-login does not use it`,
       { hint: `check who created it, then remove it (\`rm -r ${dir}\`) and sign in again` },
     );
@@ -146,6 +146,7 @@ export function checkStateDir(dir: string): boolean {
   const writable = writableByOthers(st);
   if (writable !== undefined) {
     throw new CliError(
+      "state_dir_writable_by_others",
       `${dir}: token state directory ${writable}, so another user could have written it; nix-cache-login does not use it`,
       { hint: `check its files, then \`chmod 700 ${dir}\`` },
     );
@@ -159,10 +160,11 @@ function readTrustedFile(file: string): string {
   try {
     const st = fstatSync(fd);
     const owner = foreignOwner(st);
-    if (owner !== undefined) throw untrusted(file, owner, `rm ${file}`);
+    if (owner !== undefined) throw untrusted("state_foreign_owner", file, owner, `rm ${file}`);
     const writable = writableByOthers(st);
-    if (writable !== undefined) throw untrusted(file, `file ${writable}`, `chmod 600 ${file}`);
-    if (!st.isFile()) throw untrusted(file, "is not a regular file", `rm ${file}`);
+    if (writable !== undefined)
+      throw untrusted("state_writable_by_others", file, `file ${writable}`, `chmod 600 ${file}`);
+    if (!st.isFile()) throw untrusted("state_not_regular_file", file, "is not a regular file", `rm ${file}`);
     return readFileSync(fd, "utf8");
   } finally {
     closeSync(fd);

@@ -47,7 +47,13 @@ export async function reserveStateWrite(store: StateStore): Promise<StateReserva
   } catch (e) {
     await fh?.close().catch(() => undefined);
     await unlink(path).catch(() => undefined);
-    throw fileError(path, `make room for the next ${basename(store.file)} before renewing`, e, STATE_WHERE);
+    throw fileError(
+      "state_reserve_failed",
+      path,
+      `make room for the next ${basename(store.file)} before renewing`,
+      e,
+      STATE_WHERE,
+    );
   }
   const r: StateReservation = {
     path,
@@ -90,7 +96,7 @@ export async function writeState(
     } catch (e) {
       await fh.close().catch(() => undefined);
       await unlink(r.path).catch(() => undefined);
-      throw fileError(store.file, "save the token state", e, STATE_WHERE);
+      throw fileError("state_write_failed", store.file, "save the token state", e, STATE_WHERE);
     }
     await syncDir(store.dir);
     return;
@@ -117,7 +123,13 @@ export async function readStateOrSetAside(
       await chmod(store.file, 0o600);
       await rename(store.file, aside);
     } catch (e2) {
-      throw fileError(store.file, "move the corrupt token state aside", e2, STATE_WHERE);
+      throw fileError(
+        "state_set_aside_failed",
+        store.file,
+        "move the corrupt token state aside",
+        e2,
+        STATE_WHERE,
+      );
     }
     warn(`${store.file}: token state is corrupt; moved it aside to ${aside}`);
     return undefined;
@@ -148,6 +160,6 @@ export async function removeState(store: StateStore): Promise<boolean> {
     return true;
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "ENOENT") return false;
-    throw fileError(store.file, "remove the token state", e, STATE_WHERE);
+    throw fileError("state_remove_failed", store.file, "remove the token state", e, STATE_WHERE);
   }
 }

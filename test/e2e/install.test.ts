@@ -6,13 +6,14 @@
  * command table, checked with groff, bash, zsh and fish.
  */
 import assert from "node:assert/strict";
-import { execFile, execFileSync } from "node:child_process";
+import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
-import { cp, mkdir, mkdtemp, readdir, readFile, rm, symlink } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
+import { cleanClone } from "../support/clone.ts";
 import { CLI, makeWorkspace, requireBuild, ROOT, runCli, type Workspace } from "../support/cli.ts";
 
 const run = promisify(execFile);
@@ -40,17 +41,7 @@ describe("npm package", () => {
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), "ncl-pack-"));
-    // A clean clone: the committed files, no dist/; the locked node_modules are shared.
-    const clone = join(dir, "clone");
-    const tracked = execFileSync("git", ["ls-files", "-z"], { cwd: ROOT, encoding: "utf8" })
-      .split("\0")
-      .filter((f) => f !== "" && existsSync(join(ROOT, f)));
-    for (const f of tracked) {
-      await mkdir(dirname(join(clone, f)), { recursive: true });
-      await cp(join(ROOT, f), join(clone, f));
-    }
-    await symlink(join(ROOT, "node_modules"), join(clone, "node_modules"));
-    assert.ok(!existsSync(join(clone, "dist")), "the clone must start without dist/");
+    const clone = await cleanClone(join(dir, "clone"));
     const { stdout } = await run("npm", ["pack", "--json", "--pack-destination", dir], {
       cwd: clone,
       env: { ...process.env, npm_config_update_notifier: "false" },
@@ -63,7 +54,7 @@ describe("npm package", () => {
     if (dir !== undefined) await rm(dir, { recursive: true, force: true });
   });
 
-  test("npm pack from a clean clone builds (prepack) and ships the CLI, its man page and completions", () => {
+  test("npm pack from a clean clone builds (prepack) and ships the CLI, its man page, completions and docs", () => {
     for (const f of [
       "dist/nix-cache-login.cjs",
       "dist/lazy.cjs",
@@ -75,6 +66,7 @@ describe("npm package", () => {
       "dist/completions/nix-cache-login.bash",
       "dist/completions/_nix-cache-login",
       "dist/completions/nix-cache-login.fish",
+      "docs/troubleshooting.md",
       "LICENSE",
       "README.md",
       "package.json",
@@ -82,9 +74,14 @@ describe("npm package", () => {
       assert.ok(files.includes(f), `${f} is not in the tarball: ${files.join(", ")}`);
     }
     assert.deepEqual(
-      files.filter((f) => !f.startsWith("dist/") && !["LICENSE", "README.md", "package.json"].includes(f)),
+      files.filter(
+        (f) =>
+          !f.startsWith("dist/") &&
+          !(f.startsWith("docs/") && f.endsWith(".md")) &&
+          !["LICENSE", "README.md", "package.json"].includes(f),
+      ),
       [],
-      "only dist/, LICENSE, README.md and package.json belong in the tarball",
+      "only dist/, docs/*.md, LICENSE, README.md and package.json belong in the tarball",
     );
     console.log(`npm pack: ${files.length} files: ${files.join(" ")}`);
   });

@@ -2,7 +2,7 @@
  * Conformance against the real Keycloak (the pinned distribution from Maven Central, see
  * test/support/keycloak.ts): the built CLI signs in (Chromium for the browser and the device code),
  * refreshes, runs as a service account, logs out, notices an administrator's logout, and its tokens
- * get Nix through Apache + mod_auth_openidc. The realm is set up by replaying the README's steps.
+ * get Nix through Apache + mod_auth_openidc. The realm is set up by replaying docs/provider-setup.md's steps.
  * Missing Java, Maven, Chromium, Apache or Nix fails these tests with the install command.
  *
  * Run alone: `npm run build && node --import tsx --test test/e2e/keycloak.test.ts`
@@ -90,7 +90,7 @@ before(async () => {
   const keyDir = join(dir, "client-keys");
   await mkdir(keyDir, { mode: 0o700 });
   reg = await registerAsReadmeSays(kc, { roleCount: ROLE_COUNT, groupCount: GROUP_COUNT, keyDir });
-  console.log(`realm set up as the README says in ${Math.round(performance.now() - t1)} ms`);
+  console.log(`realm set up as docs/provider-setup.md says in ${Math.round(performance.now() - t1)} ms`);
   nix = await makeNixEnv(join(dir, "nix"));
   const cacheDir = join(dir, "binary-cache");
   storePaths = Object.values(await makeBinaryCache(nix, cacheDir, FILES));
@@ -257,7 +257,7 @@ describe("Keycloak", () => {
   });
 
   test("device sign-in: Keycloak requires PKCE on the device grant, the CLI sends it", async () => {
-    // The README's client (PKCE method S256) refuses a device authorization request without PKCE.
+    // docs/provider-setup.md's client (PKCE method S256) refuses a device authorization request without PKCE.
     const bare = await fetch(`${reg.issuer}/protocol/openid-connect/auth/device`, {
       method: "POST",
       body: new URLSearchParams({ client_id: PUBLIC_CLIENT, scope: "openid" }),

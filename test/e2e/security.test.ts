@@ -1,5 +1,5 @@
 /**
- * The threat model (README, "Threat model") end to end: the built CLI against a hostile provider of
+ * The threat model (docs/security.md, "Threat model") end to end: the built CLI against a hostile provider of
  * our own (test/support/hostile-provider.ts) and, where the attacker is another local user, files
  * and processes of the users ncl-test-a/ncl-test-b (test/support/users.ts; these tests need root,
  * as CI has, and fail saying so otherwise). Each test reproduces an attack from issue 12.

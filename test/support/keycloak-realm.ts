@@ -1,6 +1,6 @@
-// The realm of the Keycloak tests, set up through the admin REST API the way the README's "Register
+// The realm of the Keycloak tests, set up through the admin REST API the way docs/provider-setup.md's "Register
 // the client in Keycloak" tells an administrator to do it in the console (each call names the step
-// it replays), so that the tests prove the README. Fixtures the README does not cover (users, the
+// it replays), so that the tests prove that page. Fixtures the page does not cover (users, the
 // roles and groups that make a large token, the fast device polling) are marked as such.
 import { execFile } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
@@ -36,14 +36,14 @@ export interface Registered {
   roleCount: number;
   groupCount: number;
   clientIds: Record<string, string>;
-  /** client_key_file of each Signed JWT client, made with openssl as the README says. */
+  /** client_key_file of each Signed JWT client, made with openssl as docs/provider-setup.md says. */
   clientKeyFiles: Record<string, string>;
 }
 
 const execFileP = promisify(execFile);
 
 /**
- * The README's "A server with a key instead of a secret", step 1 on the server: the private key with
+ * docs/provider-setup.md's "A server with a key instead of a secret", step 1 on the server: the private key with
  * `openssl genpkey`, and a self-signed certificate holding its public half with `openssl req -x509`.
  */
 async function makeClientKey(dir: string, clientId: string, genpkeyArgs: string[]) {
@@ -67,7 +67,7 @@ async function makeClientKey(dir: string, clientId: string, genpkeyArgs: string[
 }
 
 /**
- * A confidential client whose service account authenticates with a client assertion (README: "A
+ * A confidential client whose service account authenticates with a client assertion (docs/provider-setup.md: "A
  * server with a key instead of a secret", steps 2 to 5).
  */
 async function signedJwtClient(
@@ -103,7 +103,7 @@ async function signedJwtClient(
   await admin.call("POST", `/${REALM}/clients/${id}/protocol-mappers/models`, audienceMapper(false));
 }
 
-/** The README's audience mapper (step 5), as the console's "By configuration -> Audience" makes it. */
+/** docs/provider-setup.md's audience mapper (step 5), as the console's "By configuration -> Audience" makes it. */
 function audienceMapper(lightweight: boolean) {
   return {
     name: "audience nix-cache",
@@ -120,7 +120,7 @@ function audienceMapper(lightweight: boolean) {
   };
 }
 
-/** Clients -> Create client, steps 1 to 4 of the README, and the 1-hour access token. */
+/** Clients -> Create client, steps 1 to 4 of docs/provider-setup.md, and the 1-hour access token. */
 function publicClient(clientId: string, extraAttributes: Record<string, string> = {}) {
   return {
     clientId, // step 1: client type OpenID Connect, client ID
@@ -163,8 +163,8 @@ export async function registerAsReadmeSays(
   opts: { roleCount: number; groupCount: number; keyDir: string },
 ): Promise<Registered> {
   const admin = new KeycloakAdmin(kc);
-  // The realm (the README assumes one exists: the template database has an empty one), with the
-  // README's "Token lifetimes":
+  // The realm (docs/provider-setup.md assumes one exists: the template database has an empty
+  // one), with that page's "Token lifetimes":
   // Realm settings -> Sessions: SSO Session Idle and Max 24 hours; Realm settings -> Tokens:
   // Revoke Refresh Token on (refresh tokens rotate, a reused one is refused).
   await admin.call("PUT", `/${REALM}`, {
@@ -186,7 +186,7 @@ export async function registerAsReadmeSays(
   const pub = await create(publicClient(PUBLIC_CLIENT));
   await admin.call("POST", `/${REALM}/clients/${pub}/protocol-mappers/models`, audienceMapper(false));
 
-  // The confidential client for servers ("A client for servers" in the README).
+  // The confidential client for servers ("A client for servers" in docs/provider-setup.md).
   const svc = await create({
     clientId: SERVICE_CLIENT,
     protocol: "openid-connect",

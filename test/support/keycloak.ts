@@ -55,7 +55,7 @@ const PREPARED_FORMAT = 2;
 
 /**
  * An empty realm made in the template database, so that a run does not pay for creating one (about
- * 12 s of a loaded 2-core machine). The README assumes the realm exists; its settings are the tests'.
+ * 12 s of a loaded 2-core machine). docs/provider-setup.md assumes the realm exists; its settings are the tests'.
  */
 export const TEMPLATE_REALM = "test";
 

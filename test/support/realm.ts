@@ -871,7 +871,7 @@ export async function startRealm(opts: RealmOptions = {}): Promise<Realm> {
 
       if (path === ROUTES.device_authorization && form.get("client_id") === PUBLIC_CLIENT_ID) {
         // Keycloak requires PKCE on the device authorization request when the client has a PKCE
-        // method set (Advanced settings), as the README tells admins to set it: Keycloak PR 9711
+        // method set (Advanced settings), as docs/provider-setup.md tells admins to set it: Keycloak PR 9711
         // (DeviceEndpoint), int128/kubelogin issue 1470 is a client that met it.
         const method = form.get("code_challenge_method");
         const challenge = form.get("code_challenge");

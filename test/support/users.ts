@@ -1,5 +1,5 @@
 /**
- * Other local users for the tests of the threat model (README, "Threat model"): `ncl-test-a` and
+ * Other local users for the tests of the threat model (docs/security.md, "Threat model"): `ncl-test-a` and
  * `ncl-test-b`, created on first use. CI runs as root, which these tests need (to create the users,
  * to chown files to them, and to run commands as them with setpriv); as another user they fail,
  * saying so, rather than skip.

@@ -169,16 +169,15 @@ describe("rendering errors", () => {
   };
 
   test("a CliError: message and hint on stderr, its exit code; with --json its code on stdout", () => {
-    const e = new CliError("no configuration file found", {
+    const e = new CliError("config_not_found", "no configuration file found", {
       exitCode: ExitCode.usage,
-      code: "config_not_found",
       hint: "pass --config PATH",
     });
     const text = sink();
     assert.equal(renderError(e, text.to, { verbose: false, json: false }), 2);
     assert.deepEqual(text.out, {
       stdout: "",
-      stderr: "error: no configuration file found\nhint: pass --config PATH\n",
+      stderr: "error: no configuration file found\nhint: pass --config PATH\nsee: docs/configuration.md\n",
     });
     const json = sink();
     assert.equal(renderError(e, json.to, { verbose: false, json: true }), 2);
@@ -190,10 +189,10 @@ describe("rendering errors", () => {
     );
   });
 
-  test("without a code, a CliError's code names its exit code; anything else is internal", () => {
-    assert.equal(new CliError("x").code, "failure");
-    assert.equal(new CliError("x", { exitCode: ExitCode.usage }).code, "usage");
-    assert.equal(new CliError("x", { exitCode: ExitCode.loginRequired }).code, "login_required");
+  test("a CliError's code is its first argument, whatever its exit code; anything else is internal", () => {
+    const e = new CliError("config_syntax", "x", { exitCode: ExitCode.usage });
+    assert.deepEqual([e.code, e.exitCode, e.message], ["config_syntax", ExitCode.usage, "x"]);
+    assert.equal(new CliError("lock_timeout", "x").exitCode, ExitCode.failure);
     const json = sink();
     assert.equal(renderError(new TypeError("boom"), json.to, { verbose: false, json: true }), 1);
     assert.equal((JSON.parse(json.out.stdout) as { error: { code: string } }).error.code, "internal");
@@ -202,10 +201,7 @@ describe("rendering errors", () => {
 
   test("after Ctrl-C every error is `interrupted`, exit 130", () => {
     const s = sink(true);
-    assert.equal(
-      renderError(new CliError("x", { code: "lock_failed" }), s.to, { verbose: true, json: true }),
-      130,
-    );
+    assert.equal(renderError(new CliError("lock_timeout", "x"), s.to, { verbose: true, json: true }), 130);
     assert.equal(s.out.stderr, "error: interrupted\n");
     assert.equal((JSON.parse(s.out.stdout) as { error: { code: string } }).error.code, "interrupted");
   });
@@ -228,6 +224,7 @@ describe("help", () => {
       "/etc/nix-cache-login/config.toml",
       "Keys: issuer, client_id, cache_host",
       "130  interrupted",
+      "More: docs/commands.md",
     ]) {
       assert.ok(text.includes(word), word);
     }

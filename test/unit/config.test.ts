@@ -10,8 +10,9 @@ import { after, before, describe, test } from "node:test";
 import { configCandidates, noConfigError, SYSTEM_CONFIG } from "../../src/config/find.ts";
 import { loadConfig, validateConfig, type Config } from "../../src/config/load.ts";
 import { CONFIG_KEYS } from "../../src/config/rules.ts";
-import { isLoopbackHost } from "../../src/oidc/loopback-host.ts";
-import { expandPath, stateDir, xdgDir, type Env } from "../../src/config/paths.ts";
+import { isLoopbackHost } from "../../src/os/loopback-host.ts";
+import { expandPath, stateDir, xdgDir } from "../../src/config/paths.ts";
+import type { Env } from "../../src/os/env.ts";
 import { CliError, ExitCode } from "../../src/errors.ts";
 
 const GOOD = `issuer = "https://id.example.org/realms/main"

@@ -5,10 +5,11 @@ import assert from "node:assert/strict";
 import { mock, test } from "node:test";
 import { accountChange } from "../../src/commands/login.ts";
 import { CliError } from "../../src/errors.ts";
-import { checkedEndpoint } from "../../src/oidc/http.ts";
-import { clampPollInterval, expiryAfter, jwtExpiry, LATEST_EXPIRY_MS } from "../../src/oidc/provider.ts";
-import { printable, printableLines, quoted } from "../../src/cli/terminal-text.ts";
-import { MAX_TIMER_MS, setLongTimeout } from "../../src/oidc/timers.ts";
+import { checkedEndpoint } from "../../src/net/http.ts";
+import { clampPollInterval } from "../../src/oidc/device-poll.ts";
+import { expiryAfter, jwtExpiry, LATEST_EXPIRY_MS } from "../../src/oidc/token-set.ts";
+import { printable, printableLines, quoted } from "../../src/text.ts";
+import { MAX_TIMER_MS, setLongTimeout } from "../../src/net/timers.ts";
 import { check, renderText } from "../../src/doctor/report.ts";
 
 test("printable: C0, DEL, C1 and line separators become blanks; long text is cut", () => {
@@ -123,5 +124,8 @@ test("doctor's report: text from a cache or a program reaches the terminal witho
   // eslint-disable-next-line no-control-regex
   assert.doesNotMatch(text, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
   assert.match(text, /the cache rejected the token \( \]0;owned invalid_token\)/);
-  assert.match(text, /\n1 problem found: cache\.\n$/);
+  assert.match(
+    text,
+    /\n1 problem found: cache\.\nWhat each check means and the usual causes: docs\/troubleshooting\.md\n$/,
+  );
 });

@@ -22,8 +22,8 @@ import {
 } from "../../src/doctor/nix.ts";
 import { CliError, ExitCode } from "../../src/errors.ts";
 import { parseClientKey } from "../../src/oidc/client-key.ts";
-import { describeNetworkError } from "../../src/oidc/http.ts";
-import { basicAuthorization, chooseSecretMethod, formEncodeCredential } from "../../src/oidc/provider.ts";
+import { describeNetworkError } from "../../src/net/http.ts";
+import { basicAuthorization, chooseSecretMethod, formEncodeCredential } from "../../src/oidc/client-auth.ts";
 
 const BASE = {
   issuer: "https://id.example.org/realms/main",

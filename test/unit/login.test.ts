@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { commandArgv, splitCommand, splitList } from "../../src/oidc/browser.ts";
+import { commandArgv, splitCommand, splitList } from "../../src/os/browser.ts";
 import { noLocalBrowser } from "../../src/commands/login.ts";
 import { renderPage } from "../../src/oidc/loopback.ts";
 

@@ -5,7 +5,7 @@
  * parses it.
  */
 import { Agent, EnvHttpProxyAgent, fetch as undiciFetch } from "undici";
-import { isLoopbackHost } from "./loopback-host.ts";
+import { isLoopbackHost } from "../os/loopback-host.ts";
 
 const agent = new EnvHttpProxyAgent();
 const direct = new Agent();

@@ -6,7 +6,7 @@
  */
 import { spawn } from "node:child_process";
 import { delimiter } from "node:path";
-import type { Env } from "../config/paths.ts";
+import type { Env } from "./env.ts";
 import { CliError, ExitCode } from "../errors.ts";
 
 export interface OpenerOptions {
@@ -96,8 +96,7 @@ export function checkBrowserCommand(command: string): void {
   try {
     commandArgv(command, "http://127.0.0.1/");
   } catch (e) {
-    throw new CliError(`--browser-command: ${(e as Error).message}`, {
-      code: "bad_browser_command",
+    throw new CliError("bad_browser_command", `--browser-command: ${(e as Error).message}`, {
       exitCode: ExitCode.usage,
       hint: "quote the command as one argument, e.g. --browser-command 'firefox --new-window %s'",
     });

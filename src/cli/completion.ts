@@ -1,8 +1,8 @@
 /**
- * Shell completion scripts for bash, zsh and fish, made from the command table (../cli.ts), so
+ * Shell completion scripts for bash, zsh and fish, made from the command table (./table.ts), so
  * that they know every command, option and argument the parser knows.
  */
-import type { CommandSpec, CommandTable, OptionSpec } from "../cli/table.ts";
+import type { CommandSpec, CommandTable, OptionSpec } from "./spec.ts";
 
 type Shell = "bash" | "zsh" | "fish";
 

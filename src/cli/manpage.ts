@@ -1,9 +1,9 @@
 /**
- * The man page, nix-cache-login(1), made from the command table (../cli.ts) by the build
+ * The man page, nix-cache-login(1), made from the command table (./table.ts) by the build
  * (scripts/build.mjs writes dist/man/nix-cache-login.1): the same commands, options and text as
  * --help.
  */
-import type { CommandTable, OptionSpec } from "../cli/table.ts";
+import type { CommandTable, OptionSpec } from "./spec.ts";
 
 /** roff text: a leading dot or quote would be a request, a backslash an escape, a hyphen a minus. */
 function esc(text: string): string {
@@ -22,7 +22,8 @@ function option(o: OptionSpec): string {
   return `.TP\n${names.join(", ")}${value}\n${esc(o.help)}\n`;
 }
 
-export function manPage(t: CommandTable, date: string): string {
+/** `footer`: the help's closing text (configuration and exit codes), from ./help.ts. */
+export function manPage(t: CommandTable, footer: string, date: string): string {
   const up = t.name.toUpperCase();
   const out = [
     `.\\" Generated from the command table in src/cli.ts by scripts/build.mjs; do not edit.`,
@@ -48,10 +49,10 @@ export function manPage(t: CommandTable, date: string): string {
   }
   out.push(".SH OPTIONS", ...t.globals.map((o) => option(o).trimEnd()));
   // The help's footer: configuration search order, keys and exit codes.
-  out.push(".SH FILES AND EXIT STATUS", ".nf", esc(t.footer.trimEnd()), ".fi");
+  out.push(".SH FILES AND EXIT STATUS", ".nf", esc(footer.trimEnd()), ".fi");
   out.push(
     ".SH SEE ALSO",
-    "\\fBnix.conf\\fR(5), \\fBcurl\\fR(1), \\fBsystemd.timer\\fR(5), \\fBlaunchd.plist\\fR(5); the README shipped with the package",
+    "\\fBnix.conf\\fR(5), \\fBcurl\\fR(1), \\fBsystemd.timer\\fR(5), \\fBlaunchd.plist\\fR(5); the README and docs/ of the source tree, also in the npm package (docs/commands.md, docs/troubleshooting.md)",
   );
   return `${out.join("\n")}\n`;
 }

@@ -1,16 +1,16 @@
 /**
  * Whether the current token is still good, from the files alone; and what `refresh` and
- * `service-account` settle before any request. The renewal itself is in ./renew.ts, which loads
+ * `service-account` settle before any request. The renewal itself is in ./renew-under-lock.ts, which loads
  * the network code.
  */
 import type { Config } from "../config/load.ts";
 import { verbose, warn, type Context } from "../context.ts";
-import { parseDuration } from "../duration.ts";
-import { CliError, ExitCode } from "../errors.ts";
+import { badDuration, parseDuration } from "../duration.ts";
 import { netrcHolds } from "../netrc/read.ts";
 import { recordTokens } from "./result.ts";
 import { CorruptStateError, type TokenState } from "../store/state.ts";
-import { loadSetup, readClientCredential, type ClientCredential, type Setup } from "./setup.ts";
+import type { ClientCredential } from "../oidc/client-key.ts";
+import { loadSetup, readClientCredential, type Setup } from "./setup.ts";
 
 /** The command that gets a fresh token: for hints (`status`) and fixes (`doctor`). */
 export function renewCommand(config: Config, state: TokenState | undefined, now: Date): string {
@@ -72,11 +72,10 @@ export function beginRenewal(
   command: "refresh" | "service-account",
 ): PendingRenewal | "fresh" {
   if (opts.minValid !== undefined && /^\s*\d+\s*$/.test(opts.minValid)) {
-    throw new CliError(`--min-valid: ${JSON.stringify(opts.minValid.trim())} has no unit`, {
-      exitCode: ExitCode.usage,
-      code: "bad_duration",
-      hint: `write ${opts.minValid.trim()}s, ${opts.minValid.trim()}m or ${opts.minValid.trim()}h`,
-    });
+    throw badDuration(
+      `--min-valid: ${JSON.stringify(opts.minValid.trim())} has no unit`,
+      `write ${opts.minValid.trim()}s, ${opts.minValid.trim()}m or ${opts.minValid.trim()}h`,
+    );
   }
   const minValid = opts.minValid === undefined ? undefined : parseDuration(opts.minValid, "--min-valid");
   const setup = loadSetup(ctx);

@@ -1,5 +1,5 @@
 /**
- * The renewal after ./renewal.ts found one is needed: under the state lock, a refresh token grant
+ * The renewal after ./freshness.ts found one is needed: under the state lock, a refresh token grant
  * (user sign-in) or a client credentials grant (service account), then the files, then the line
  * that says so. Loaded only when a renewal is due: it brings the network code.
  */
@@ -7,7 +7,7 @@ import { say, verbose, warn, type Context } from "../context.ts";
 import { describeExpiry } from "../duration.ts";
 import { ExitCode, loginRequired } from "../errors.ts";
 import { parseClientKey } from "../oidc/client-key.ts";
-import { SessionEndedError } from "../oidc/provider.ts";
+import { SessionEndedError } from "../oidc/protocol-errors.ts";
 import { recordTokens } from "./result.ts";
 import {
   readStateOrSetAside,
@@ -17,7 +17,7 @@ import {
   type StateReservation,
 } from "../store/write.ts";
 import type { TokenState } from "../store/state.ts";
-import { hostsLackingToken, tokenLasts, type PendingRenewal } from "./renewal.ts";
+import { hostsLackingToken, tokenLasts, type PendingRenewal } from "./freshness.ts";
 import { provider, saveTokens, writeNetrcEntries } from "./save-tokens.ts";
 import { describeEntries, lockOptions, type Setup } from "./setup.ts";
 
@@ -80,14 +80,15 @@ export function renew(ctx: Context, r: PendingRenewal): Promise<number> {
         } else {
           if (state?.refresh_token === undefined) {
             throw loginRequired(
-              `not signed in to ${s.config.issuer} as client ${s.config.clientId}`,
               "not_signed_in",
+              `not signed in to ${s.config.issuer} as client ${s.config.clientId}`,
             );
           }
           if (state.session_ended !== undefined) {
-            throw loginRequired(
+            // The provider ended it earlier (a refresh answered invalid_grant): the same error again.
+            throw new SessionEndedError(
               `the session at ${s.config.issuer} ended at ${state.session_ended.at}${state.session_ended.description === null ? "" : ` (${state.session_ended.description})`}`,
-              "session_expired",
+              state.session_ended.description ?? undefined,
             );
           }
           try {

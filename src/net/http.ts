@@ -1,5 +1,5 @@
-import { isLoopbackHost } from "./loopback-host.ts";
-import type { Env } from "../config/paths.ts";
+import { isLoopbackHost } from "../os/loopback-host.ts";
+import type { Env } from "../os/env.ts";
 import { CliError } from "../errors.ts";
 import { requestFetch } from "./request.ts";
 import { slowNotice } from "./slow-notice.ts";
@@ -189,7 +189,10 @@ export function checkedEndpoint(raw: unknown, issuer: string, what: string): URL
   try {
     url = new URL(String(raw));
   } catch {
-    throw new CliError(`${new URL(issuer).host} advertises a ${what} that is not a URL`);
+    throw new CliError(
+      "provider_endpoint_not_url",
+      `${new URL(issuer).host} advertises a ${what} that is not a URL`,
+    );
   }
   const loopbackIssuer = new URL(issuer).protocol === "http:";
   if (
@@ -199,6 +202,7 @@ export function checkedEndpoint(raw: unknown, issuer: string, what: string): URL
     return url;
   }
   throw new CliError(
+    "provider_endpoint_not_https",
     `${new URL(issuer).host} advertises a ${what} at ${url.protocol}//${url.host}, which is not https; nothing was sent there`,
     { hint: "only loopback issuers may use plain http; check the provider's discovery document" },
   );
