@@ -93,6 +93,23 @@ async function cliAs(
   return r;
 }
 
+interface DoctorCheck {
+  id: string;
+  status: string;
+  summary: string;
+}
+
+/** `doctor --json` as `user`: the check with that id. */
+async function doctorCheck(
+  user: TestUser,
+  ws: Workspace,
+  id: string,
+  env: Record<string, string> = {},
+): Promise<DoctorCheck | undefined> {
+  const r = await cliAs(user, ws, ["doctor", "--json"], env);
+  return (JSON.parse(r.stdout) as { checks: DoctorCheck[] }).checks.find((c) => c.id === id);
+}
+
 /** A service account's secret file, owned by `owner` with `mode`. */
 async function secretFile(dir: string, owner: TestUser | undefined, mode: number): Promise<string> {
   const file = join(dir, `secret-${Math.random().toString(36).slice(2)}`);
@@ -243,9 +260,7 @@ describe("issue 21: another local user gets nothing (needs root)", { concurrency
       ),
     );
     assert.equal(recorder.requests.length, 0);
-    const doctor = await cliAs(victim, ws, ["doctor", "--json"]);
-    const report = JSON.parse(doctor.stdout) as { checks: { id: string; status: string; summary: string }[] };
-    assert.equal(report.checks.find((c) => c.id === "config")?.status, "problem");
+    assert.equal((await doctorCheck(victim, ws, "config"))?.status, "problem");
     assert.equal(recorder.requests.length, 0);
   });
 
@@ -265,10 +280,7 @@ describe("issue 21: another local user gets nothing (needs root)", { concurrency
       ),
     );
     assert.equal(existsSync(ws.netrcPath), false, "nothing written");
-    let doctor = await cliAs(victim, ws, ["doctor", "--json"]);
-    let check = (
-      JSON.parse(doctor.stdout) as { checks: { id: string; status: string; summary: string }[] }
-    ).checks.find((c) => c.id === "client_secret");
+    let check = await doctorCheck(victim, ws, "client_secret");
     assert.equal(check?.status, "problem", "doctor said ok before the fix");
 
     // Group-writable, though the victim's own: refused.
@@ -293,10 +305,7 @@ describe("issue 21: another local user gets nothing (needs root)", { concurrency
         "m",
       ),
     );
-    doctor = await cliAs(victim, ws, ["doctor", "--json"]);
-    check = (
-      JSON.parse(doctor.stdout) as { checks: { id: string; status: string; summary: string }[] }
-    ).checks.find((c) => c.id === "client_secret");
+    check = await doctorCheck(victim, ws, "client_secret");
     assert.equal(check?.status, "problem");
     assert.match(check?.summary ?? "", /is readable by every local user/);
 
@@ -495,17 +504,10 @@ describe("issue 21: another local user gets nothing (needs root)", { concurrency
     const refresh2 = await cliAs(victim, ws, ["refresh", "--min-valid", "5m"], own);
     assert.equal(refresh2.code, 1, refresh2.stderr);
     assert.match(refresh2.stderr, netrcRefused);
-    const doctor = await cliAs(victim, ws, ["doctor", "--json"], own);
-    const checks = (
-      JSON.parse(doctor.stdout) as { checks: { id: string; status: string; summary: string }[] }
-    ).checks;
-    const netrcCheck = checks.find((c) => c.id === "netrc_file");
+    const netrcCheck = await doctorCheck(victim, ws, "netrc_file", own);
     assert.equal(netrcCheck?.status, "problem");
     assert.match(netrcCheck?.summary ?? "", netrcRefused);
-    const doctorState = await cliAs(victim, ws, ["doctor", "--json"], env);
-    const tokenCheck = (
-      JSON.parse(doctorState.stdout) as { checks: { id: string; status: string; summary: string }[] }
-    ).checks.find((c) => c.id === "token");
+    const tokenCheck = await doctorCheck(victim, ws, "token", env);
     assert.equal(tokenCheck?.status, "problem");
     assert.match(tokenCheck?.summary ?? "", /token state directory's path goes through/);
   });
