@@ -171,7 +171,14 @@ describe("issue 21: another local user gets nothing (needs root)", { concurrency
     );
     const thiefRun = await thief;
     assert.equal(thiefRun.code, 0, thiefRun.stderr);
-    const stolen = JSON.parse(await readFile(thiefResult, "utf8")) as {
+    const thiefText = await readFile(thiefResult, "utf8");
+    for (const [what, text] of [
+      ["the attacker's output", thiefRun.stdout + thiefRun.stderr],
+      ["what the attacker got", thiefText],
+    ] as const) {
+      assertNoSecrets(ws, text, what);
+    }
+    const stolen = JSON.parse(thiefText) as {
       found: boolean;
       scans: number;
       uid: number;
@@ -191,6 +198,7 @@ describe("issue 21: another local user gets nothing (needs root)", { concurrency
 
     assert.equal(login.code, 0, login.stderr);
     const driver = await readDriverResult(driverResult);
+    assertNoSecrets(ws, JSON.stringify(driver), "the browser driver's summary");
     assert.equal(driver.ok, true, JSON.stringify(driver));
     assert.equal(driver.status, 200);
     assert.match(
