@@ -11,6 +11,9 @@
 #                                            PATH/lib), and the Home Manager and nix-darwin
 #                                            modules inside those projects' own systemd/launchd
 #                                            code (checkouts). Fails when a path is missing.
+#                                            Also evaluates the VM tests with stand-ins and lints
+#                                            their scripts (pyflakes), and runs every generated
+#                                            config through the built CLI (needs node, dist/).
 #
 # NIXPKGS_LIB, HOME_MANAGER and NIX_DARWIN work like the three options (--with-lib is the old
 # spelling of --lib). The full checks (package build, real NixOS evaluation, VM tests) need
@@ -45,7 +48,7 @@ while [ $# -gt 0 ]; do
       shift 2
       ;;
     -h | --help)
-      sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     *)
@@ -174,7 +177,7 @@ if out=$(nix_eval --expr '
       apps = _: [ "default" ];
       devShells = _: [ "default" ];
       formatter = null;
-      checks = system: [ "module-checks" "package" ] ++ (if isLinux system then [ "vm-server" "vm-workstation" ] else [ ]);
+      checks = system: [ "module-checks" "package" ] ++ (if isLinux system then [ "vm-server" "vm-server-key" "vm-workstation" ] else [ ]);
     };
     missing = builtins.concatLists (map (output:
       builtins.concatLists (map (system:
@@ -256,6 +259,68 @@ bash nix/tests/tmpfiles-check.sh "$lib_expr" || failed=1
   [[ "$out" == *"checks passed"* && "$out" != *"FAIL"* ]] || failed=1
 }
 
+# The VM tests cannot run without nixpkgs and VMs; what can be checked without them is.
+echo "== NixOS VM tests, evaluated with stand-ins (nix/tests/vm-eval.nix), their scripts through pyflakes"
+run_report "NixOS VM tests: machines under test" nix/tests/vm-eval.nix
+pyflakes=""
+for py in python3 /usr/bin/python3; do
+  if command -v "$py" >/dev/null 2>&1 && "$py" -m pyflakes --version >/dev/null 2>&1; then
+    pyflakes="$py"
+    break
+  fi
+done
+if [ -z "$pyflakes" ]; then
+  echo "FAIL pyflakes not found: the NixOS test driver lints test scripts with it (Debian: apt-get install -y --no-install-recommends python3-pyflakes)"
+  failed=1
+else
+  scripts=$(mktemp -d)
+  if out=$(nix-instantiate --readonly-mode --eval --strict --json --arg lib "$lib_expr" nix/tests/vm-eval.nix -A testScripts 2>&1 >"$scripts/all.json"); then
+    # One file per test, and the names the driver defines: its machines and its functions.
+    while IFS=$'\t' read -r name builtins; do
+      if out=$(PYFLAKES_BUILTINS="$builtins" "$pyflakes" -m pyflakes "$scripts/$name.py" 2>&1); then
+        echo "ok   $name: the test script parses, pyflakes finds nothing"
+      else
+        fail "$name: pyflakes on its test script"
+      fi
+    done < <("$pyflakes" -c '
+import json, sys
+d = sys.argv[1]
+for t in json.load(open(d + "/all.json")):
+    open(d + "/" + t["name"] + ".py", "w").write(t["testScript"])
+    names = t["nodes"] + ["start_all", "subtest", "machines", "driver", "log", "retry", "join_all", "serial_stdout_on", "serial_stdout_off", "polling_condition", "Machine"]
+    print(t["name"] + "\t" + ",".join(names))
+' "$scripts")
+  else
+    fail "rendering the VM test scripts"
+  fi
+  rm -rf "$scripts"
+fi
+
+# What the modules generate must also pass the CLI's own rules (src/config/rules.ts), which the
+# module checks above only mirror: every config value they made, through the built CLI.
+echo "== every generated config, through the built CLI's validation (scripts/check-module-configs.ts)"
+if ! command -v node >/dev/null 2>&1; then
+  echo "FAIL node not found: the CLI's validation needs Node.js (see package.json engines)"
+  failed=1
+elif [ ! -f dist/nix-cache-login.cjs ] || [ ! -d node_modules/tsx ]; then
+  echo "FAIL dist/nix-cache-login.cjs or node_modules missing: run \`npm ci && npm run build\` (npm run check:nix builds first)"
+  failed=1
+else
+  configs=$(mktemp)
+  if out=$(nix-instantiate --readonly-mode --eval --strict --json --arg lib "$lib_expr" \
+    --arg homeManager "$(cd "$HOME_MANAGER" && pwd)" --arg nixDarwin "$(cd "$NIX_DARWIN" && pwd)" --expr '
+    { lib, homeManager, nixDarwin }:
+    (import ./nix/tests/module-checks.nix { inherit lib; }).cliConfigs
+    ++ (import ./nix/tests/real-modules.nix { inherit lib homeManager nixDarwin; }).cliConfigs
+    ++ (import ./nix/tests/vm-eval.nix { inherit lib; }).cliConfigs
+  ' 2>&1 >"$configs"); then
+    node --import tsx scripts/check-module-configs.ts "$configs" || failed=1
+  else
+    fail "collecting the generated configs"
+  fi
+  rm -f "$configs"
+fi
+
 echo "== flake outputs for every system"
 if out=$(nix_eval --arg lib "$lib_expr" --expr '
   { lib }:
@@ -285,8 +350,8 @@ if out=$(nix_eval --arg lib "$lib_expr" --expr '
         map (n: "${output}.${system}.${n}") (lib.filter (n: !(lib.elem n have)) names)
       ) systems) perSystem)
       ++ map (s: "formatter.${s}") (lib.filter (s: !(flake.formatter ? ${s})) systems)
-      ++ map (s: "checks.${s}.vm-server/vm-workstation") (lib.filter (s:
-        lib.hasSuffix "-linux" s && !(flake.checks.${s} ? vm-server && flake.checks.${s} ? vm-workstation)) systems);
+      ++ map (s: "checks.${s}.vm-server/vm-server-key/vm-workstation") (lib.filter (s:
+        lib.hasSuffix "-linux" s && !(flake.checks.${s} ? vm-server && flake.checks.${s} ? vm-server-key && flake.checks.${s} ? vm-workstation)) systems);
     modules = {
       "nixosModules.default" = flake.nixosModules.default;
       "nixosModules.server" = flake.nixosModules.server;

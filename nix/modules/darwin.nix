@@ -4,7 +4,8 @@
 # - services.nix-cache-login-server: a launchd daemon that runs `service-account` as root and
 #   writes the token into the Nix daemon's netrc (/etc/nix/netrc by default).
 # Option names match the NixOS modules; launchd has no randomized delay and no credentials
-# mechanism, so there is no `randomizedDelay`, and the daemon reads `clientSecretFile` directly.
+# mechanism, so there is no `randomizedDelay`, and the daemon, which runs as root, reads
+# `clientSecretFile` or `clientKeyFile` (the private key for private_key_jwt) directly.
 # As on NixOS, the jobs trust the system CA bundle and dump no core; the daemon's log (macOS has
 # no journal) is rotated by newsyslog.
 {
@@ -22,10 +23,12 @@ let
   daemonNetrc = "/etc/nix/netrc";
 
   userConfig = common.configSource pkgs cfg { };
-  serverConfig = common.configSource pkgs scfg {
-    netrc_path = scfg.netrcFile;
-    client_secret_file = scfg.clientSecretFile;
-  };
+  serverConfig = common.configSource pkgs scfg (
+    {
+      netrc_path = scfg.netrcFile;
+    }
+    // common.serverCredentialSettings scfg (c: c.path)
+  );
 
   # Root's launchd jobs get no XDG directories; keep the daemon's token state where macOS keeps
   # system daemons' data.
@@ -61,10 +64,10 @@ in
       ];
       what = "a launchd daemon that keeps a service-account token for the Nix binary cache in the Nix daemon's netrc";
       configWhere = "`${common.etcConfigPath}`";
-      settingsText = "The module adds `netrc_path` (from `netrcFile`) and `client_secret_file` (from `clientSecretFile`).";
-      configFileText = "It must name `clientSecretFile` as `client_secret_file` and `netrcFile` as `netrc_path`.";
+      settingsText = "The module adds `netrc_path` (from `netrcFile`), and `client_secret_file` (from `clientSecretFile`) or `client_key_file` (from `clientKeyFile`); setting those keys here is an error. `token_endpoint_auth_method` passes through as written.";
+      configFileText = "It must name `clientSecretFile` as `client_secret_file` (or `clientKeyFile` as `client_key_file`) and `netrcFile` as `netrc_path`.";
       server = {
-        clientSecretText = "The daemon runs as root and reads it directly, so it can be readable by root only.";
+        credentialText = "The daemon runs as root and reads the file itself (launchd has no credentials mechanism), so it can be readable by root only (mode 0400 or 0600, owner root).";
         netrcFile = {
           default = daemonNetrc;
           example = "/var/db/nix-cache-login/netrc";
@@ -79,6 +82,8 @@ in
     })
   ];
 
+  meta.maintainers = [ ];
+
   config = lib.mkMerge [
     {
       assertions = [
@@ -90,6 +95,11 @@ in
     }
 
     (lib.mkIf cfg.enable {
+      assertions = common.settingsAssertions {
+        optionPrefix = "services.nix-cache-login";
+        inherit cfg;
+      };
+
       warnings = common.freshnessWarnings {
         optionPrefix = "services.nix-cache-login";
         inherit (cfg) interval minValid;

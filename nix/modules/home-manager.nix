@@ -52,9 +52,16 @@ in
     })
   ];
 
+  meta.maintainers = [ ];
+
   config = lib.mkIf cfg.enable (
     lib.mkMerge [
       {
+        assertions = common.settingsAssertions {
+          optionPrefix = opt;
+          inherit cfg;
+        };
+
         warnings = common.freshnessWarnings {
           optionPrefix = opt;
           inherit (cfg) interval minValid;

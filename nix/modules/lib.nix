@@ -31,8 +31,38 @@ in
 rec {
   etcConfigPath = "/etc/nix-cache-login/config.toml";
 
-  # The name under which the NixOS server unit receives the client secret (LoadCredential).
-  credentialName = "client-secret";
+  # How a server module's service account proves itself: with a client secret or with a private
+  # key (private_key_jwt, Keycloak's "Signed JWT"), named by `option`, written to the config as
+  # `key`. `credential` is the name under which the NixOS unit receives the file (LoadCredential=).
+  serverCredentials = [
+    {
+      option = "clientSecretFile";
+      key = "client_secret_file";
+      credential = "client-secret";
+    }
+    {
+      option = "clientKeyFile";
+      key = "client_key_file";
+      credential = "client-key";
+    }
+  ];
+
+  # The one of serverCredentials that is set, with its `path`; null when none or both are set
+  # (serverAssertions then fails).
+  serverCredential =
+    cfg:
+    let
+      set = lib.filter (c: cfg.${c.option} != null) serverCredentials;
+    in
+    if lib.length set == 1 then (lib.head set) // { path = cfg.${(lib.head set).option}; } else null;
+
+  # What the config file says about the credential; `path` is where the CLI finds the file.
+  serverCredentialSettings =
+    cfg: path:
+    let
+      c = serverCredential cfg;
+    in
+    lib.optionalAttrs (c != null) { ${c.key} = path c; };
 
   # The NixOS server unit's state directory (StateDirectory=, owned by its dynamic user). The
   # token's netrc lives in it too, since the unit can write nowhere else.
@@ -70,11 +100,20 @@ rec {
     types.strMatching durationPattern
   );
 
+  # Every run starts Node.js (tens of milliseconds of CPU and some 40 MB of memory) even when the
+  # token is still good, and a shorter interval buys no fresher token: `minValid` decides when a
+  # run asks the provider. The options' descriptions say so.
+  minIntervalSeconds = 30;
+
   # addCheck runs the pattern check first, so onCalendar only sees well-formed durations.
   intervalType =
     describedAs
-      "interval: a whole number of seconds (s), minutes (m) or hours (h) that divides a minute, an hour or a day evenly (like 30s, 2m, 15m or 1h; not 7m or 90s)"
-      (types.addCheck (types.strMatching durationPattern) (s: onCalendar s != null));
+      "interval: a whole number of seconds (s), minutes (m) or hours (h) that divides a minute, an hour or a day evenly and is at least ${toString minIntervalSeconds}s (like 30s, 2m, 15m or 1h; not 10s, 7m or 90s)"
+      (
+        types.addCheck (types.strMatching durationPattern) (
+          s: onCalendar s != null && toSeconds s >= minIntervalSeconds
+        )
+      );
 
   # What the CLI accepts (src/config/load.ts), so a typo fails at evaluation, naming the option,
   # instead of in the unit at run time.
@@ -129,7 +168,10 @@ rec {
     cfg.minValid
   ];
 
-  refreshCommand = cfg: lib.concatStringsSep " " ([ (exe cfg) ] ++ refreshArgs cfg);
+  # For systemd's ExecStart= and nix-darwin's `command` (run by /bin/sh): each word quoted as the
+  # shell would need it. systemd's own rules take single quotes the same way; the words here hold
+  # no `%` or `$` (a store path, a command name, a duration), which systemd would expand.
+  refreshCommand = cfg: lib.escapeShellArgs ([ (exe cfg) ] ++ refreshArgs cfg);
 
   serviceAccountArgs = cfg: [
     "service-account"
@@ -137,7 +179,7 @@ rec {
     cfg.minValid
   ];
 
-  serviceAccountCommand = cfg: lib.concatStringsSep " " ([ (exe cfg) ] ++ serviceAccountArgs cfg);
+  serviceAccountCommand = cfg: lib.escapeShellArgs ([ (exe cfg) ] ++ serviceAccountArgs cfg);
 
   # settings without the typed keys left unset (TOML has no null).
   settingsValue = settings: lib.filterAttrs (_: v: v != null) settings;
@@ -216,35 +258,70 @@ rec {
     "cache_host"
   ];
 
-  # Keys the server modules write themselves into the config.
-  managedServerKeys = [
-    "netrc_path"
-    "client_secret_file"
-  ];
+  # The user modules write a config only when `settings` has something in it. The CLI reads the
+  # first config file it finds and nothing else (src/config/find.ts), so a file without the
+  # required keys would be refused (exit 2) by every run.
+  settingsAssertions =
+    { optionPrefix, cfg }:
+    lib.optionals (cfg.configFile == null && settingsValue cfg.settings != { }) (
+      map (k: {
+        assertion = cfg.settings.${k} != null;
+        message =
+          "${optionPrefix}.settings.${k} must be set: the CLI reads only the first config file it"
+          + " finds, and the one made from ${optionPrefix}.settings would have no ${k}. (Leave"
+          + " settings empty to write the file yourself, or use ${optionPrefix}.configFile.)";
+      }) requiredKeys
+    );
+
+  # Keys the server modules write themselves into the config, and the option each comes from.
+  managedServerKeys = {
+    netrc_path = "netrcFile";
+  }
+  // lib.listToAttrs (map (c: lib.nameValuePair c.key c.option) serverCredentials);
 
   serverAssertions =
     { optionPrefix, cfg }:
+    let
+      credentialOptions = map (c: "${optionPrefix}.${c.option}") serverCredentials;
+      setCredentials = lib.filter (c: cfg.${c.option} != null) serverCredentials;
+      method = cfg.settings.token_endpoint_auth_method or null;
+      credential = serverCredential cfg;
+    in
     [
       {
-        assertion = cfg.clientSecretFile != null && lib.hasPrefix "/" cfg.clientSecretFile;
-        message = "${optionPrefix}.clientSecretFile must be set to an absolute path (a string, not a Nix path).";
+        assertion = lib.length setCredentials == 1;
+        message =
+          "Set exactly one of ${lib.concatStringsSep " and " credentialOptions}"
+          + " (the client secret, or the private key for private_key_jwt);"
+          + (if setCredentials == [ ] then " neither is set." else " both are set.");
       }
       {
         assertion = lib.hasPrefix "/" cfg.netrcFile;
         message = "${optionPrefix}.netrcFile must be an absolute path.";
       }
     ]
+    ++ map (c: {
+      assertion = cfg.${c.option} == null || lib.hasPrefix "/" cfg.${c.option};
+      message = "${optionPrefix}.${c.option} must be an absolute path (a string, not a Nix path).";
+    }) serverCredentials
     ++ map (k: {
       assertion = cfg.configFile != null || cfg.settings.${k} != null;
       message = "${optionPrefix}.settings.${k} must be set (or use ${optionPrefix}.configFile).";
     }) requiredKeys
-    ++ [
+    ++ lib.mapAttrsToList (key: option: {
+      assertion = !(cfg.settings ? ${key});
+      message = "${optionPrefix}.settings.${key} must not be set: the module writes it from ${optionPrefix}.${option}; set that instead.";
+    }) managedServerKeys
+    # The CLI refuses a method that does not fit the credential (src/config/rules.ts): say it here,
+    # naming the options.
+    ++ lib.optionals (credential != null && method != null) [
       {
-        assertion = !(lib.any (k: cfg.settings ? ${k}) managedServerKeys);
+        assertion = (method == "private_key_jwt") == (credential.option == "clientKeyFile");
         message =
-          "${optionPrefix}.settings must not set "
-          + lib.concatStringsSep " or " managedServerKeys
-          + ": the module writes them from ${optionPrefix}.netrcFile and ${optionPrefix}.clientSecretFile.";
+          if method == "private_key_jwt" then
+            "${optionPrefix}.settings.token_endpoint_auth_method is private_key_jwt, which signs with a private key: set ${optionPrefix}.clientKeyFile instead of ${optionPrefix}.clientSecretFile."
+          else
+            "${optionPrefix}.settings.token_endpoint_auth_method is ${builtins.toJSON method}, which sends a client secret, but ${optionPrefix}.clientKeyFile is set: use private_key_jwt (or leave the setting out).";
       }
     ];
 }

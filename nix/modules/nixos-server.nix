@@ -4,11 +4,15 @@
 #
 # Where things live:
 # - config: /etc/nix-cache-login/config.toml, also exported as NIX_CACHE_LOGIN_CONFIG;
-# - client secret: handed to the unit with LoadCredential, so the file can stay readable by root
-#   only and the config names it as ${CREDENTIALS_DIRECTORY}/client-secret;
-# - the unit runs as a dynamic user (DynamicUser=) that can write only its state directory,
-#   /var/lib/nix-cache-login (XDG_STATE_HOME=/var/lib), and its cache directory. The token's netrc
-#   is in the state directory too, and nix.settings.netrc-file names it;
+# - the client secret (clientSecretFile) or the private key for private_key_jwt (clientKeyFile):
+#   handed to the unit with LoadCredential=: systemd reads it as root when the unit starts, so the
+#   file can stay readable by root only; the config names it as
+#   ${CREDENTIALS_DIRECTORY}/client-secret or ${CREDENTIALS_DIRECTORY}/client-key;
+# - the unit runs as a dynamic user (DynamicUser=) under ProtectSystem=strict, so it can write
+#   only its state directory, /var/lib/nix-cache-login (XDG_STATE_HOME=/var/lib; token state, the
+#   lock and the token's netrc, which nix.settings.netrc-file names), and its own private /tmp
+#   and /var/tmp (PrivateTmp=, emptied when it stops). It has no cache directory (no
+#   CacheDirectory=): nothing of the CLI's is cached;
 # - a tmpfiles rule creates that netrc (empty, 0600, in its 0700 directory) at boot, before the
 #   Nix daemon starts: Lix fails every download when `netrc-file` names a missing file, and
 #   Determinate Nix refuses to start when a file in additionalNetrcSources is missing.
@@ -29,10 +33,14 @@ let
   # /var/lib; the tmpfiles rules below make the same layout before the unit first runs.
   privateStateDirectory = "/var/lib/private/${stateName}";
 
-  configSource = common.configSource pkgs cfg {
-    netrc_path = cfg.netrcFile;
-    client_secret_file = "\${CREDENTIALS_DIRECTORY}/${common.credentialName}";
-  };
+  credential = common.serverCredential cfg;
+
+  configSource = common.configSource pkgs cfg (
+    {
+      netrc_path = cfg.netrcFile;
+    }
+    // common.serverCredentialSettings cfg (c: "\${CREDENTIALS_DIRECTORY}/${c.credential}")
+  );
 in
 {
   imports = [
@@ -44,18 +52,21 @@ in
       what = "a service that keeps a service-account token for the Nix binary cache in a netrc the Nix daemon reads";
       configWhere = "`${common.etcConfigPath}`";
       settingsText = ''
-        The module adds `netrc_path` (`netrcFile`) and `client_secret_file` (the credential passed
-        in from `clientSecretFile`).
+        The module adds `netrc_path` (`netrcFile`), and `client_secret_file` or `client_key_file`
+        (the credential passed in from `clientSecretFile` or `clientKeyFile`); setting those
+        keys here is an error. `token_endpoint_auth_method` passes through as written.
       '';
       configFileText = ''
-        It must contain `client_secret_file = "''${CREDENTIALS_DIRECTORY}/${common.credentialName}"`
-        and `netrc_path = "${common.serverStateDirectory}/netrc"`.
+        It must contain `client_secret_file = "''${CREDENTIALS_DIRECTORY}/client-secret"` (with
+        `clientSecretFile`) or `client_key_file = "''${CREDENTIALS_DIRECTORY}/client-key"` (with
+        `clientKeyFile`), and `netrc_path = "${common.serverStateDirectory}/netrc"`.
       '';
       randomizedDelay = "15s";
       server = {
-        clientSecretText = ''
-          The unit receives it through systemd's `LoadCredential`, so the file can stay readable
-          by root only (and can live where the unit's sandbox cannot otherwise see).
+        credentialText = ''
+          The unit receives it through systemd's `LoadCredential` (systemd reads it as root when
+          the unit starts), so the file can stay readable by root only (and can live where the
+          unit's sandbox cannot otherwise see).
         '';
         netrcFile = {
           default = "${common.serverStateDirectory}/netrc";
@@ -70,6 +81,8 @@ in
       };
     })
   ];
+
+  meta.maintainers = [ ];
 
   config = lib.mkIf cfg.enable {
     assertions = common.serverAssertions {
@@ -127,7 +140,7 @@ in
 
       serviceConfig = common.systemdServiceConfig // {
         ExecStart = common.serviceAccountCommand cfg;
-        LoadCredential = [ "${common.credentialName}:${cfg.clientSecretFile}" ];
+        LoadCredential = lib.optional (credential != null) "${credential.credential}:${credential.path}";
 
         # Least privilege: a user that exists only while the unit runs, and may write nothing but
         # its state directory (with the netrc). DynamicUser= implies ProtectSystem=strict,

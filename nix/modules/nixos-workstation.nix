@@ -31,13 +31,19 @@ in
     })
   ];
 
+  meta.maintainers = [ ];
+
   config = lib.mkIf cfg.enable {
     assertions = [
       {
         assertion = !(config.services.nix-cache-login-server.enable or false);
         message = "${opt} and services.nix-cache-login-server both install ${common.etcConfigPath}; enable only one of them.";
       }
-    ];
+    ]
+    ++ common.settingsAssertions {
+      optionPrefix = opt;
+      inherit cfg;
+    };
 
     warnings = common.freshnessWarnings {
       optionPrefix = opt;

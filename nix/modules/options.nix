@@ -12,7 +12,8 @@
   configFileText ? "",
   # Default of `randomizedDelay`; null where the scheduler has none (launchd).
   randomizedDelay ? null,
-  # Server modules: { netrcFile = { default; readOnly; description; }; clientSecretText; }.
+  # Server modules: { netrcFile = { default; readOnly; description; }; credentialText; }, where
+  # credentialText says how the unit or daemon gets to the secret or key file.
   server ? null,
 }:
 { lib, pkgs, ... }:
@@ -91,6 +92,10 @@ in
           How often the token is renewed: a whole number of seconds (`s`), minutes (`m`) or hours
           (`h`) that divides a minute, an hour or a day evenly (for example `30s`, `2m`, `15m`,
           `1h`). Keep it well inside the access token's lifetime (Keycloak's default is 5 minutes).
+          At least `${toString common.minIntervalSeconds}s`: every run starts Node.js (tens of
+          milliseconds of CPU and some 40 MB of memory) even when the token is still good, and
+          running more often makes the token no fresher, since `minValid` decides when a run asks
+          the identity provider.
         '';
       };
 
@@ -125,8 +130,23 @@ in
         example = "/run/secrets/nix-cache-login-client-secret";
         description = ''
           Path of a file holding the service account's client secret (trailing whitespace is
-          ignored). Give it as a string so the secret never enters the world-readable Nix store.
-          ${server.clientSecretText}
+          ignored), written to the config as `client_secret_file`. Set this or `clientKeyFile`,
+          not both. Give it as a string so the secret never enters the world-readable Nix store.
+          ${server.credentialText}
+        '';
+      };
+
+      clientKeyFile = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "/etc/nix-cache-login/client-key.pem";
+        description = ''
+          Instead of a client secret: path of a file holding the service account's private key
+          (PEM, or a JWK whose `kid` is sent), for `private_key_jwt` (Keycloak's "Signed JWT"
+          client authenticator; the provider keeps only the public half). Written to the config
+          as `client_key_file`, which implies `token_endpoint_auth_method = "private_key_jwt"`.
+          Set this or `clientSecretFile`, not both. Give it as a string so the key never enters
+          the world-readable Nix store. ${server.credentialText}
         '';
       };
 

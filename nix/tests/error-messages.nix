@@ -47,7 +47,12 @@ in
     # "7m" matches the duration pattern; the error must say why it is refused.
     interval-7m = {
       value = (workstation { interval = "7m"; }).interval;
-      want = "services.nix-cache-login.interval' is not of type `interval: a whole number of seconds (s), minutes (m) or hours (h) that divides a minute, an hour or a day evenly";
+      want = "services.nix-cache-login.interval' is not of type `interval: a whole number of seconds (s), minutes (m) or hours (h) that divides a minute, an hour or a day evenly and is at least 30s";
+    };
+    # "10s" divides a minute evenly: the error must name the lower bound.
+    interval-10s = {
+      value = (server { interval = "10s"; }).interval;
+      want = "services.nix-cache-login-server.interval' is not of type `interval: a whole number of seconds (s), minutes (m) or hours (h) that divides a minute, an hour or a day evenly and is at least 30s";
     };
     min-valid-words = {
       value = (workstation { minValid = "ten minutes"; }).minValid;

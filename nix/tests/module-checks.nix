@@ -8,8 +8,10 @@
 # passes the real `pkgs` and, on Linux, `evalNixos` (real NixOS): then the NixOS cases run against
 # real NixOS, and TOML files are compared after being built (see `tomlFiles`).
 #
-# Returns { ok; report; results; tomlFiles; }. `results` holds { name; ok; got; want; };
-# `tomlFiles` holds TOML files that could only be checked by building them: { name; file; want; }.
+# Returns { ok; report; results; tomlFiles; cliConfigs; }. `results` holds { name; ok; got; want; };
+# `tomlFiles` holds TOML files that could only be checked by building them: { name; file; want;
+# mode; }; `cliConfigs` the config values the stand-ins kept, { name; mode; value; }, for the
+# CLI's own validation (nix/ci-check.sh).
 {
   lib,
   pkgs ? null,
@@ -97,15 +99,19 @@ let
   inherit (import ./results.nix { inherit lib; }) eq check report passed failures;
 
   # TOML content: compared directly when the stub generator kept the value, else deferred to a
-  # build-time comparison.
+  # build-time comparison. Either way the CLI must accept the file as a configuration of the
+  # right mode (see `cliConfigs`, and `tomlFiles` in ../checks.nix).
   toml =
     name: file: want:
+    let
+      mode = if want ? client_secret_file || want ? client_key_file then "service-account" else "user";
+    in
     if file ? stubToml then
-      [ (eq name file.value want) ]
+      [ ((eq name file.value want) // { cliConfig = { inherit name mode; inherit (file) value; }; }) ]
     else
       [
         {
-          inherit name file want;
+          inherit name file want mode;
           deferred = true;
         }
       ];
@@ -133,6 +139,17 @@ let
     (eq "lib: toSeconds 1h" (common.toSeconds "1h") 3600)
     (check "lib: interval type accepts 2m" (common.intervalType.check "2m"))
     (check "lib: interval type rejects 7m" (!common.intervalType.check "7m"))
+    (check "lib: interval type accepts 30s, the lower bound" (common.intervalType.check "30s"))
+    (check "lib: interval type rejects 10s and 20s (below 30s)" (
+      !common.intervalType.check "10s" && !common.intervalType.check "20s"
+    ))
+    (check "lib: interval error names the lower bound" (
+      lib.hasInfix "at least 30s" common.intervalType.description
+    ))
+    (eq "lib: commands are quoted word by word (lib.escapeShellArgs)" (common.serviceAccountCommand {
+      package = stubs.package // { outPath = "/nix/store/x-odd path"; };
+      minValid = "4m";
+    }) "'/nix/store/x-odd path/bin/nix-cache-login' service-account --min-valid 4m")
     (check "lib: interval type rejects 2 minutes" (!common.intervalType.check "2 minutes"))
     (check "lib: duration type rejects 010m" (!common.durationType.check "010m"))
     # The module system's error for a bad definition is "... is not of type `<description>'":
@@ -186,6 +203,7 @@ let
     minValid = "2m";
   };
 
+  # Settings without the required keys: the CLI would refuse the file it makes.
   wsScopes = workstation {
     settings = {
       scopes = [ "openid" ];
@@ -207,6 +225,9 @@ let
 
   workstationChecks = [
     (noFailedAssertions "workstation: no failed assertions" ws)
+    (assertionFails "workstation: settings without issuer are refused (the CLI would refuse the file)" wsScopes "services.nix-cache-login.settings.issuer must be set: the CLI reads only the first config file it finds")
+    (assertionFails "workstation: settings without client_id are refused" wsScopes "services.nix-cache-login.settings.client_id must be set")
+    (noFailedAssertions "workstation: empty settings need nothing (no file made)" wsCustom)
     (eq "workstation: no warnings with the defaults" (ours ws.warnings) [ ])
     (check "workstation: package on the system PATH" (lib.elem wsCfg.package ws.environment.systemPackages))
     (eq "workstation: user service ExecStart" wsSvc.serviceConfig.ExecStart "${exeOf wsCfg} refresh --min-valid 4m")
@@ -307,11 +328,6 @@ let
     (check "workstation: leaves the Nix daemon's netrc-file alone" (!(ws.nix.settings ? netrc-file)))
   ]
   ++ toml "workstation: /etc/nix-cache-login/config.toml" ws.environment.etc."nix-cache-login/config.toml".source settings
-  # Free-form keys alone: the typed keys left unset do not appear in the file.
-  ++ toml "workstation: only the keys that were set" wsScopes.environment.etc."nix-cache-login/config.toml".source {
-    scopes = [ "openid" ];
-    timeout = "10s";
-  }
   # Several cache hosts: cache_host (and cache_url) as TOML arrays.
   ++ toml "workstation: cache_host as a list" wsMultiHost.environment.etc."nix-cache-login/config.toml".source multiHostSettings;
 
@@ -349,17 +365,34 @@ let
 
   netrc = "/var/lib/nix-cache-login/netrc";
 
-  srvConfigFile = eval.nixos [
-    modules.server
-    {
-      services.nix-cache-login-server = {
-        enable = true;
-        configFile = "/srv/nix-cache-login.toml";
-        clientSecretFile = secret;
-      };
-    }
-  ];
+  key = "/run/secrets/nix-cache-client-key.pem";
 
+  # A server with a private key (private_key_jwt, Keycloak's "Signed JWT") instead of a secret,
+  # the method written out as sites do.
+  keySettings = serverSettings // {
+    token_endpoint_auth_method = "private_key_jwt";
+  };
+  srvKey = serverAlong { clientKeyFile = key; } { services.nix-cache-login-server.settings = keySettings; };
+  srvKeySvc = srvKey.systemd.services.nix-cache-login-server;
+
+  # A ready-made config file, with `credential` (clientSecretFile or clientKeyFile).
+  srvConfigFileWith =
+    credential:
+    eval.nixos [
+      modules.server
+      {
+        services.nix-cache-login-server = {
+          enable = true;
+          configFile = "/srv/nix-cache-login.toml";
+        }
+        // credential;
+      }
+    ];
+  srvConfigFile = srvConfigFileWith { clientSecretFile = secret; };
+
+  srvKeyConfigFile = srvConfigFileWith { clientKeyFile = key; };
+
+  bothCredentials = "Set exactly one of services.nix-cache-login-server.clientSecretFile and services.nix-cache-login-server.clientKeyFile";
 
   serverChecks = [
     (noFailedAssertions "server: no failed assertions" srv)
@@ -431,16 +464,28 @@ let
     (eq "server: custom minValid" srvHourly.systemd.services.nix-cache-login-server.serviceConfig.ExecStart "${exeOf srvHourly.services.nix-cache-login-server} service-account --min-valid 2h")
     (eq "server: configFile installed as is" srvConfigFile.environment.etc."nix-cache-login/config.toml".source "/srv/nix-cache-login.toml")
     (noFailedAssertions "server: configFile needs no settings" srvConfigFile)
-    (assertionFails "server: clientSecretFile is required" (serverWith { }) "clientSecretFile")
-    (assertionFails "server: clientSecretFile must be absolute" (serverWith { clientSecretFile = "secret"; }) "clientSecretFile")
+    (assertionFails "server: a secret or a key file is required, both named" (serverWith { }) "${bothCredentials} (the client secret, or the private key for private_key_jwt); neither is set.")
+    (assertionFails "server: not both a secret and a key file, both named" (serverWith {
+      clientSecretFile = secret;
+      clientKeyFile = key;
+    }) "${bothCredentials} (the client secret, or the private key for private_key_jwt); both are set.")
+    (assertionFails "server: clientSecretFile must be absolute" (serverWith { clientSecretFile = "secret"; }) "services.nix-cache-login-server.clientSecretFile must be an absolute path")
+    (assertionFails "server: clientKeyFile must be absolute" (serverWith { clientKeyFile = "key.pem"; }) "services.nix-cache-login-server.clientKeyFile must be an absolute path")
+    (noFailedAssertions "server with clientKeyFile and private_key_jwt: no failed assertions" srvKey)
+    (eq "server with clientKeyFile: the key passed with LoadCredential" srvKeySvc.serviceConfig.LoadCredential [ "client-key:${key}" ])
+    (eq "server with clientKeyFile: same ExecStart" srvKeySvc.serviceConfig.ExecStart "${exeOf srvKey.services.nix-cache-login-server} service-account --min-valid 4m")
+    (eq "server with clientKeyFile: still a dynamic user" srvKeySvc.serviceConfig.DynamicUser true)
+    (eq "server: configFile with clientKeyFile passes the key" srvKeyConfigFile.systemd.services.nix-cache-login-server.serviceConfig.LoadCredential [ "client-key:${key}" ])
+    (assertionFails "server: private_key_jwt with a secret is refused, naming clientKeyFile" (serverAlong {
+      clientSecretFile = secret;
+    } { services.nix-cache-login-server.settings = keySettings; }) "private_key_jwt, which signs with a private key: set services.nix-cache-login-server.clientKeyFile")
+    (assertionFails "server: a secret method with a key file is refused" (serverAlong {
+      clientKeyFile = key;
+    } { services.nix-cache-login-server.settings.token_endpoint_auth_method = "client_secret_post"; }) "which sends a client secret, but services.nix-cache-login-server.clientKeyFile is set")
     (assertionFails "server: settings.client_id is required, named in full" (serverWith {
       settings.issuer = "https://sso.example.com/realms/eng";
       clientSecretFile = secret;
     }) "services.nix-cache-login-server.settings.client_id must be set")
-    (assertionFails "server: netrc_path comes from netrcFile" (serverWith {
-      clientSecretFile = secret;
-      settings = serverSettings // { netrc_path = "/tmp/netrc"; };
-    }) "netrcFile")
     (assertionFails "server and workstation together are refused" (serverAlong {
       clientSecretFile = secret;
     } {
@@ -448,6 +493,20 @@ let
       services.nix-cache-login.enable = true;
     }) "enable only one")
   ]
+  # The managed keys, each set by hand: the assertion names the option to use instead.
+  ++ lib.mapAttrsToList
+    (
+      key: option:
+      assertionFails "server: settings.${key} by hand names ${option}" (serverWith {
+        clientSecretFile = secret;
+        settings = serverSettings // { ${key} = "/tmp/x"; };
+      }) "services.nix-cache-login-server.settings.${key} must not be set: the module writes it from services.nix-cache-login-server.${option}; set that instead."
+    )
+    {
+      netrc_path = "netrcFile";
+      client_secret_file = "clientSecretFile";
+      client_key_file = "clientKeyFile";
+    }
   ++ toml "server: /etc/nix-cache-login/config.toml" srv.environment.etc."nix-cache-login/config.toml".source (
     serverSettings
     // {
@@ -455,7 +514,13 @@ let
       client_secret_file = "\${CREDENTIALS_DIRECTORY}/client-secret";
     }
   )
-;
+  ++ toml "server with clientKeyFile: /etc/nix-cache-login/config.toml" srvKey.environment.etc."nix-cache-login/config.toml".source (
+    keySettings
+    // {
+      netrc_path = netrc;
+      client_key_file = "\${CREDENTIALS_DIRECTORY}/client-key";
+    }
+  );
 
   # Home Manager ----------------------------------------------------------------------------
 
@@ -490,6 +555,15 @@ let
 
   homeChecks = [
     (noFailedAssertions "home-manager: no failed assertions" hmLinux)
+    (assertionFails "home-manager: settings without cache_host are refused" (eval.homeLinux [
+      modules.home
+      {
+        services.nix-cache-login = {
+          enable = true;
+          settings = builtins.removeAttrs settings [ "cache_host" ];
+        };
+      }
+    ]) "services.nix-cache-login.settings.cache_host must be set")
     (check "home-manager: package in home.packages" (
       lib.elem hmLinux.services.nix-cache-login.package hmLinux.home.packages
     ))
@@ -558,6 +632,10 @@ let
   dwServer = darwinServerAlong { clientSecretFile = secret; } { };
   dwDaemon = dwServer.launchd.daemons.nix-cache-login-server;
 
+  dwServerKey = darwinServerAlong { clientKeyFile = key; } {
+    services.nix-cache-login-server.settings = keySettings;
+  };
+
   dwServerNetrc = darwinServerAlong {
     clientSecretFile = secret;
     netrcFile = "/var/db/nix-cache-login/netrc";
@@ -565,6 +643,15 @@ let
 
   darwinChecks = [
     (noFailedAssertions "darwin: no failed assertions" dw)
+    (assertionFails "darwin: agent settings without issuer are refused" (eval.darwin [
+      modules.darwin
+      {
+        services.nix-cache-login = {
+          enable = true;
+          settings.cache_host = "cache.example.com";
+        };
+      }
+    ]) "services.nix-cache-login.settings.issuer must be set")
     (eq "darwin: no warnings" (ours dw.warnings) [ ])
     (check "darwin: package on the system PATH" (
       lib.elem dw.services.nix-cache-login.package dw.environment.systemPackages
@@ -614,7 +701,16 @@ let
     (assertionFails "darwin: agent and daemon together are refused" (darwinServerAlong {
       clientSecretFile = secret;
     } { services.nix-cache-login.enable = true; }) "enable only one")
-    (assertionFails "darwin server: clientSecretFile is required" (darwinServerAlong { } { }) "clientSecretFile")
+    (assertionFails "darwin server: a secret or a key file is required, both named" (darwinServerAlong { } { }) "Set exactly one of services.nix-cache-login-server.clientSecretFile and services.nix-cache-login-server.clientKeyFile")
+    (assertionFails "darwin server: not both a secret and a key file" (darwinServerAlong {
+      clientSecretFile = secret;
+      clientKeyFile = key;
+    } { }) "both are set")
+    (assertionFails "darwin server: settings.client_key_file by hand names clientKeyFile" (darwinServerAlong {
+      clientKeyFile = key;
+    } { services.nix-cache-login-server.settings.client_key_file = key; }) "the module writes it from services.nix-cache-login-server.clientKeyFile")
+    (noFailedAssertions "darwin server with clientKeyFile and private_key_jwt: no failed assertions" dwServerKey)
+    (eq "darwin server with clientKeyFile: same daemon command (it reads the key as root)" dwServerKey.launchd.daemons.nix-cache-login-server.command "${exeOf dwServerKey.services.nix-cache-login-server} service-account --min-valid 4m")
   ]
   ++ toml "darwin: /etc/nix-cache-login/config.toml" dw.environment.etc."nix-cache-login/config.toml".source settings
   ++ toml "darwin server: /etc/nix-cache-login/config.toml" dwServer.environment.etc."nix-cache-login/config.toml".source (
@@ -623,16 +719,47 @@ let
       netrc_path = "/etc/nix/netrc";
       client_secret_file = secret;
     }
+  )
+  ++ toml "darwin server with clientKeyFile: /etc/nix-cache-login/config.toml" dwServerKey.environment.etc."nix-cache-login/config.toml".source (
+    keySettings
+    // {
+      netrc_path = "/etc/nix/netrc";
+      client_key_file = key;
+    }
+  )
+  ++ toml "darwin server with another netrcFile: /etc/nix-cache-login/config.toml" dwServerNetrc.environment.etc."nix-cache-login/config.toml".source (
+    serverSettings
+    // {
+      netrc_path = "/var/db/nix-cache-login/netrc";
+      client_secret_file = secret;
+    }
   );
 
-  all = helperChecks ++ workstationChecks ++ serverChecks ++ homeChecks ++ darwinChecks;
+  # Each module file states its maintainers (none yet). Read from the module itself: NixOS merges
+  # meta.maintainers of all modules into one set by file, where an empty list leaves no trace.
+  maintainerChecks = lib.mapAttrsToList (
+    name: file:
+    eq "${name}: meta.maintainers is declared (empty until there is a maintainer)" (
+      (import file {
+        config = { };
+        inherit lib;
+        pkgs = { };
+      }).meta.maintainers or null
+    ) [ ]
+  ) modules;
+
+  all =
+    helperChecks ++ workstationChecks ++ serverChecks ++ homeChecks ++ darwinChecks ++ maintainerChecks;
   deferred = lib.filter (r: r.deferred or false) all;
   results = lib.filter (r: !(r.deferred or false)) all;
 in
 {
   inherit results;
   ok = failures results == [ ];
-  tomlFiles = map (r: { inherit (r) name file want; }) deferred;
+  tomlFiles = map (r: { inherit (r) name file want mode; }) deferred;
+  # Every TOML value the checks made with the stand-in generator, with the mode the CLI must read
+  # it as: nix/ci-check.sh writes each as TOML and runs the built CLI's validation on it.
+  cliConfigs = map (r: r.cliConfig) (lib.filter (r: r ? cliConfig) results);
   report = report results [
     (
       if nixosIsReal then

@@ -9,7 +9,8 @@
 #     --arg lib 'import /path/to/nixpkgs.lib/lib' \
 #     --arg homeManager /path/to/home-manager --arg nixDarwin /path/to/nix-darwin
 #
-# Returns { ok; report; results; }.
+# Returns { ok; report; results; cliConfigs; } (cliConfigs as in ./module-checks.nix: the config
+# values these modules generated, for the CLI's own validation).
 {
   lib,
   homeManager,
@@ -67,7 +68,6 @@ let
   # Options the real Home Manager and nix-darwin modules set that are outside what they declare.
   hmExtras = {
     options = {
-      meta.maintainers = opt (types.listOf types.raw) [ ];
       xdg.dataFile = opt (types.attrsOf types.raw) { };
       home.extraBuilderCommands = opt types.lines "";
       home.sessionVariables = opt (types.attrsOf types.raw) { };
@@ -237,6 +237,23 @@ let
 in
 {
   inherit results;
+  cliConfigs = [
+    {
+      name = "real home-manager: ~/.config/nix-cache-login/config.toml";
+      mode = "user";
+      inherit (hmLinux.xdg.configFile."nix-cache-login/config.toml".source) value;
+    }
+    {
+      name = "real nix-darwin: /etc/nix-cache-login/config.toml";
+      mode = "user";
+      inherit (dw.environment.etc."nix-cache-login/config.toml".source) value;
+    }
+    {
+      name = "real nix-darwin server: /etc/nix-cache-login/config.toml";
+      mode = "service-account";
+      inherit (dwServer.environment.etc."nix-cache-login/config.toml".source) value;
+    }
+  ];
   ok = failures results == [ ];
   report = report results [
     "evaluated with Home Manager's systemd and launchd modules (${toString homeManager}) and nix-darwin's launchd module (${toString nixDarwin})"

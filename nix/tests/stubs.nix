@@ -55,15 +55,20 @@ let
     options = {
       source = opt (types.nullOr types.path) null;
       text = opt (types.nullOr types.lines) null;
+      # NixOS's environment.etc.<name>.mode (the VM tests' root-only secret and key files).
+      mode = opt types.str "symlink";
     };
   };
 
   # nix.settings: free-form, as in NixOS and nix-darwin.
   nixSettings = opt (types.submodule { freeformType = types.attrsOf types.anything; }) { };
 
+  # What NixOS, Home Manager and nix-darwin all declare: assertions, warnings and each module's
+  # maintainers (nixpkgs' misc/meta.nix; here without the check against lib.maintainers).
   checks = {
     assertions = opt (types.listOf (types.attrsOf types.raw)) [ ];
     warnings = strList;
+    meta.maintainers = opt (types.listOf types.raw) [ ];
   };
 
   # Home Manager's unit files: section -> directive -> value.

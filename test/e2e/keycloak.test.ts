@@ -20,7 +20,7 @@ import { writeState } from "../../src/store/write.ts";
 import { startProtectedCache, type ProtectedCache } from "../support/cache.ts";
 import { requireChromium } from "../support/chromium.ts";
 import { BROWSER_COMMAND, readDriverResult, spawnDriver, watchStderr } from "../support/driver.ts";
-import { makeWorkspace, runCli, type RunResult, type Workspace } from "../support/cli.ts";
+import { makeWorkspace, ROOT, runCli, type RunResult, type Workspace } from "../support/cli.ts";
 import {
   KEYCLOAK_DIST,
   prepareKeycloak,
@@ -50,6 +50,7 @@ import {
   nixStoreDelete,
   nixStoreRealise,
   readStoreFile,
+  requireNix,
   type NixEnv,
 } from "../support/nix.ts";
 import { curl } from "../support/protected-bed.ts";
@@ -526,5 +527,140 @@ describe("Keycloak", () => {
     ]) {
       assert.ok(ids.includes(id), `doctor ran the ${id} check`);
     }
+  });
+});
+
+/**
+ * The NixOS VM tests (nix/tests/vm/) cannot run here, and their scripted browser and realm rest on
+ * what Keycloak does. Their comments name these tests, which check each of those assumptions with
+ * the VM realm's own clients, taken from nix/tests/vm/realm.nix (evaluated by nix-instantiate) and
+ * created in this Keycloak under a `vm-` prefix.
+ */
+describe("what the NixOS VM tests assume of Keycloak (nix/tests/vm/)", () => {
+  const VM_PREFIX = "vm-";
+  let vmClients: Record<string, Record<string, unknown>>;
+  let vmKeyFile: string;
+
+  before(async () => {
+    // nix-instantiate, from the same package.
+    requireNix();
+    const keyDir = join(dir, "vm-client-key");
+    await mkdir(keyDir, { mode: 0o700 });
+    // As the VM tests' `certs` makes them.
+    vmKeyFile = join(keyDir, "client-jwt.key");
+    const certFile = join(keyDir, "client-jwt.crt");
+    await execFileP("openssl", [
+      "genpkey",
+      "-algorithm",
+      "RSA",
+      "-pkeyopt",
+      "rsa_keygen_bits:2048",
+      "-out",
+      vmKeyFile,
+    ]);
+    await execFileP("openssl", [
+      "req",
+      "-new",
+      "-x509",
+      "-key",
+      vmKeyFile,
+      "-subj",
+      "/CN=nix-cache-server-jwt",
+      "-days",
+      "1",
+      "-out",
+      certFile,
+    ]);
+    // The PEM's body, as the VM's realm build puts it into the realm (sed '1d;$d' | tr -d '\n').
+    const certificate = (await readFile(certFile, "utf8")).trim().split("\n").slice(1, -1).join("");
+    const { stdout } = await execFileP(
+      "nix-instantiate",
+      [
+        "--readonly-mode",
+        "--eval",
+        "--strict",
+        "--json",
+        "--argstr",
+        "jwtCertificate",
+        certificate,
+        "--expr",
+        `{ jwtCertificate }: import ${join(ROOT, "nix/tests/vm/realm.nix")} {
+          realmName = "vm"; audience = "${AUDIENCE}"; accessTokenLifespan = 60;
+          user = { name = "alice"; password = "unused"; }; serverClientSecret = "unused";
+          inherit jwtCertificate;
+        }`,
+      ],
+      { env: { ...process.env, NIX_CONFIG: "build-users-group =", XDG_CACHE_HOME: join(dir, "nix-cache") } },
+    );
+    const realm = JSON.parse(stdout) as { clients: Record<string, unknown>[] };
+    vmClients = {};
+    for (const client of realm.clients) {
+      const clientId = `${VM_PREFIX}${String(client.clientId)}`;
+      await reg.admin.call("POST", `/${REALM}/clients`, { ...client, clientId });
+      vmClients[String(client.clientId)] = client;
+    }
+  });
+
+  test("the scripted browser: the login form is #kc-form-login with username and password, and the VM client's http://127.0.0.1/* takes a redirect on any port", async () => {
+    const clientId = `${VM_PREFIX}nix-cache`;
+    assert.deepEqual(vmClients["nix-cache"]?.redirectUris, ["http://127.0.0.1/*"]);
+    const authUrl = (redirectUri: string) =>
+      `${reg.issuer}/protocol/openid-connect/auth?${new URLSearchParams({
+        client_id: clientId,
+        redirect_uri: redirectUri,
+        response_type: "code",
+        scope: "openid",
+        state: "s",
+        code_challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+        code_challenge_method: "S256",
+      }).toString()}`;
+    // What the VM's driver reads with `htmlq '#kc-form-login' --attribute action`, and the
+    // fields it posts.
+    const page = await fetch(authUrl("http://127.0.0.1:41234/callback"));
+    const html = await page.text();
+    assert.equal(page.status, 200, html.slice(0, 300));
+    const form = /<form\b[^>]*\bid="kc-form-login"[^>]*>([\s\S]*?)<\/form>/.exec(html);
+    assert.ok(form !== null, `no <form id="kc-form-login"> on Keycloak ${kc.version}'s login page`);
+    assert.match(form[0], /^<form\b[^>]*\baction="[^"]+"/);
+    for (const field of ["username", "password"])
+      assert.match(
+        form[1]!,
+        new RegExp(`<input\\b[^>]*\\bname="${field}"`),
+        `the form has no ${field} field`,
+      );
+
+    // Two ports, neither registered: the code comes back to each, port and all (the driver's
+    // curl -L follows that redirect to the CLI's loopback server).
+    for (const port of [41234, 59876]) {
+      const tokens = await signInOverHttp(
+        reg.issuer,
+        clientId,
+        reg.alice,
+        `http://127.0.0.1:${port}/callback`,
+      );
+      assert.equal(jwtClaims(tokens.access_token as string).azp, clientId);
+    }
+    // Only the port is let go: another loopback name is refused.
+    const other = await fetch(authUrl("http://localhost:41234/callback"));
+    assert.equal(other.status, 400);
+    assert.match(await other.text(), /Invalid parameter: redirect_uri/);
+  });
+
+  test("the VM realm's Signed JWT client (certificate in jwt.credential.certificate) takes the CLI's private_key_jwt", async () => {
+    const clientId = `${VM_PREFIX}nix-cache-server-jwt`;
+    assert.equal(vmClients["nix-cache-server-jwt"]?.clientAuthenticatorType, "client-jwt");
+    const ws = await makeWorkspace({
+      issuer: reg.issuer,
+      client_id: clientId,
+      cache_host: HOST,
+      // As the VM's server-key test writes it.
+      token_endpoint_auth_method: "private_key_jwt",
+      client_key_file: vmKeyFile,
+    });
+    workspaces.push(ws);
+    const r = await ok(ws, ["--verbose", "service-account"]);
+    assert.match(r.stderr, /client authentication: private_key_jwt \(RS256\)/);
+    const claims = assertCacheClaims(await netrcToken(ws), clientId);
+    assert.equal(claims.preferred_username, `service-account-${clientId}`);
   });
 });

@@ -309,12 +309,12 @@ export async function signInOverHttp(
   issuer: string,
   clientId: string,
   user: { username: string; password: string },
+  // Nothing listens there: the code is read from the redirect's Location.
+  redirectUri = "http://127.0.0.1:9/callback",
 ): Promise<Record<string, unknown>> {
   const verifier = randomBytes(32).toString("base64url");
   const challenge = createHash("sha256").update(verifier).digest("base64url");
   const state = randomBytes(16).toString("base64url");
-  // Nothing listens there: the code is read from the redirect's Location.
-  const redirectUri = "http://127.0.0.1:9/callback";
   const cookies = new Map<string, string>();
   const keep = (res: Response) => {
     for (const c of res.headers.getSetCookie()) {
