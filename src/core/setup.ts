@@ -3,7 +3,7 @@
  * names, and the client secret. Only files are read here, synchronously: `status`, `--help` and a
  * timer's `refresh --min-valid` need nothing else, so they start fast.
  */
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { configCandidates } from "../config/find.ts";
 import { checkHomeIsOurs } from "../config/home.ts";
@@ -23,10 +23,13 @@ export interface Setup {
 }
 
 export function loadSetup(ctx: Context): Setup {
-  // Before anything is read: in another user's home, their files would be refused one by one.
+  // Before anything is read: in another user's home, their files would be refused one by one. A
+  // default place that does not exist there is not a reason (the token state's place may be).
   checkHomeIsOurs(
     ctx.env,
-    configCandidates(ctx.configFlag, ctx.env).map((c) => c.path),
+    configCandidates(ctx.configFlag, ctx.env)
+      .filter((c) => c.explicit || existsSync(c.path))
+      .map((c) => c.path),
   );
   const config = loadConfig(ctx.configFlag, ctx.env);
   verbose(ctx)(`using configuration ${config.path} (${config.source})`);
