@@ -3,13 +3,15 @@
  * path walk against real files of another user (needs root, as CI has), and the ExecStart escapes.
  */
 import assert from "node:assert/strict";
-import { chmod, chown, mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
+import { chmod, chown, mkdir, mkdtemp, readdir, rm, symlink, writeFile } from "node:fs/promises";
 import * as net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { execStartArgs } from "../../src/commands/timer.ts";
+import { CliError } from "../../src/errors.ts";
 import { UntrustedPath, walkTrusted } from "../../src/fs/file-trust.ts";
+import { makeDirs } from "../../src/fs/make-dirs.ts";
 import { peerOwner, type PeerOwner } from "../../src/os/peer-uid.ts";
 import { firstAccount } from "../../src/commands/login.ts";
 import { ensureUser, runAs, USER_B, type TestUser } from "../support/users.ts";
@@ -130,4 +132,20 @@ test("firstAccount: only when there is no earlier account, naming the new one", 
   assert.equal(firstAccount({ username: "alice" }, { username: "alice" }), undefined);
   assert.equal(firstAccount({ subject: "s" }, { username: "bob" }), undefined);
   assert.equal(firstAccount(undefined, {}), undefined);
+});
+
+test("makeDirs never creates a directory inside another user's directory", async () => {
+  const theirs = join(dir, "their-home");
+  await mkdir(theirs, { mode: 0o755 });
+  await chown(theirs, other.uid, other.gid);
+  await assert.rejects(makeDirs(join(theirs, ".local", "state"), "the state directory"), (e: unknown) => {
+    assert.ok(e instanceof CliError);
+    assert.equal(e.code, "dir_not_ours");
+    assert.match(
+      e.message,
+      /^the state directory: cannot create .*\/their-home\/\.local: .*their-home is owned by uid /,
+    );
+    return true;
+  });
+  assert.deepEqual(await readdir(theirs), [], "nothing made there");
 });
