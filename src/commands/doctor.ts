@@ -1,5 +1,6 @@
 import type { Context } from "../context.ts";
 import { cacheCheck, cacheUnauthenticatedCheck } from "../doctor/cache.ts";
+import { keychainCheck } from "../doctor/keychain.ts";
 import {
   clientSecretCheck,
   configCheck,
@@ -50,6 +51,7 @@ export async function doctor(ctx: Context, opts: DoctorOptions): Promise<number>
     if (config.mode === "service-account") checks.push(clientSecretCheck(config));
     const token = tokenCheck(ctx, setup);
     checks.push(token.check);
+    if (config.mode === "user") checks.push(await keychainCheck(ctx, setup, token.state));
     tokenExpired = token.expired;
     renew = renewCommand(config, token.state, ctx.now());
     const file = await netrcFileCheck(config, renew);

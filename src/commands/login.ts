@@ -13,7 +13,7 @@ import { printable } from "../text.ts";
 import { setLongTimeout } from "../net/timers.ts";
 import { recordTokens } from "../core/result.ts";
 import { describeEntries, loadSetup, lockOptions, type Setup } from "../core/setup.ts";
-import { CorruptStateError } from "../store/state.ts";
+import { CorruptStateError, hasRefreshToken } from "../store/state.ts";
 import { readStateOrSetAside, withStateLock } from "../store/write.ts";
 import { provider, saveTokens } from "../core/save-tokens.ts";
 
@@ -55,6 +55,8 @@ export async function login(ctx: Context, opts: LoginOptions): Promise<number> {
     );
   }
   signedInAlready(ctx, s);
+  // token_storage = "keychain" with no keychain here fails now, not after the browser sign-in.
+  s.vault.preflight();
   // A sign-in is rare and interactive: always ask the provider for a fresh discovery document.
   const p = provider(ctx, s, undefined);
   const host = p.host;
@@ -126,14 +128,13 @@ function signedInAlready(ctx: Context, s: Setup): void {
     if (e instanceof CorruptStateError) return;
     throw e;
   }
-  if (state?.access_token === undefined && state?.refresh_token === undefined) return;
+  if (state === undefined || (state.access_token === undefined && !hasRefreshToken(state))) return;
   const now = ctx.now();
   const until = (at: string | null | undefined) =>
     at === undefined || at === null ? "an unknown time" : at.replace(/\.\d{3}Z$/, "Z");
-  const sessionEnd =
-    state.refresh_token !== undefined
-      ? `the session can be renewed until ${until(state.refresh_token_expires_at)}`
-      : "no refresh token";
+  const sessionEnd = hasRefreshToken(state)
+    ? `the session can be renewed until ${until(state.refresh_token_expires_at)}`
+    : "no refresh token";
   prompt(
     ctx,
     `Already signed in as ${state.username ?? "(unknown user)"} at ${s.config.issuer}: access token ${describeExpiry(state.access_token_expires_at ?? null, now)}, ${sessionEnd}. Starting a new sign-in, which replaces it.`,
@@ -284,6 +285,11 @@ async function save(ctx: Context, s: Setup, tokens: TokenSet, p: Provider): Prom
       // aside (kept, 0600) and the sign-in starts afresh.
       const before = await readStateOrSetAside(s.store, (line) => warn(ctx, line));
       await saveTokens(ctx, s, undefined, tokens, p, "user");
+      // The new sign-in keeps no refresh token in the keychain (none issued, or token_storage
+      // changed): the old session's item goes.
+      if (before?.refresh_token_in === "keychain" && s.store.read()?.refresh_token_in !== "keychain") {
+        await s.vault.forget(before).catch((e: unknown) => warn(ctx, (e as Error).message));
+      }
       const change = accountChange(before, tokens);
       if (change !== undefined) warn(ctx, change);
       const first = firstAccount(before, tokens);

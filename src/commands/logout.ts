@@ -4,7 +4,7 @@ import { record, say, verbose, warn, type Context } from "../context.ts";
 import { ExitCode } from "../errors.ts";
 import { removeNetrcEntries } from "../netrc/file.ts";
 import { describeEntries, loadSetup, lockOptions, netrcWhere } from "../core/setup.ts";
-import type { TokenState } from "../store/state.ts";
+import { hasRefreshToken, type TokenState } from "../store/state.ts";
 import { readStateOrSetAside, removeState, withStateLock } from "../store/write.ts";
 import { provider } from "../core/save-tokens.ts";
 
@@ -24,9 +24,11 @@ export function logout(ctx: Context): Promise<number> {
       let revoked = false;
       // Only a user sign-in has a refresh token to revoke (service accounts never store one; their
       // JWT access tokens cannot be revoked).
-      if (state?.refresh_token !== undefined && state.session_ended === undefined) {
+      if (state !== undefined && hasRefreshToken(state) && state.session_ended === undefined) {
         try {
-          const how = await provider(ctx, s, state).revoke(state.refresh_token);
+          // A locked keychain: the session cannot be revoked, but the local copies still go.
+          const { refresh_token: refreshToken } = await s.vault.load(state);
+          const how = await provider(ctx, s, state).revoke(refreshToken as string);
           revoked = true;
           log(
             how === "revoked" ? "refresh token revoked (RFC 7009)" : "session ended at the logout endpoint",
@@ -50,13 +52,22 @@ export function logout(ctx: Context): Promise<number> {
       } catch (e) {
         netrcError = e;
       }
-      const removedState = await removeState(s.store);
+      let keychainError: unknown;
+      const removedItem = await s.vault.forget(state).catch((e: unknown) => {
+        keychainError = e;
+        return false;
+      });
+      if (removedItem) log("removed the refresh token from the keychain");
+      // An item that could not be removed keeps the state that names it: `logout` again, once the
+      // keyring is unlocked, finds both.
+      const removedState = keychainError === undefined ? await removeState(s.store) : false;
       const stale = [
         ...(await removeStaleTempFiles(s.store.file)),
         ...(await removeStaleTempFiles(await realpath(s.config.netrcPath).catch(() => s.config.netrcPath))),
       ];
       for (const f of stale) log(`removed ${f}, left by a process that was killed`);
       if (netrcError !== undefined) throw netrcError;
+      if (keychainError !== undefined) throw keychainError;
       const removedEntry = removedEntries.length > 0;
       record(ctx, {
         action: removedEntry || removedState ? "signed_out" : "none",
@@ -70,8 +81,9 @@ export function logout(ctx: Context): Promise<number> {
         removed_netrc_entry: removedEntry,
         removed_netrc_entries: removedEntries,
         removed_state: removedState,
+        removed_keychain_item: removedItem,
       });
-      if (!removedEntry && !removedState) {
+      if (!removedEntry && !removedState && !removedItem) {
         say(ctx, `Not signed in to ${s.config.issuer}; nothing to remove.`);
       } else {
         say(

@@ -5,6 +5,8 @@ import { netrcHolds } from "../netrc/read.ts";
 import { renewCommand } from "../core/freshness.ts";
 import { describeEntries, loadSetup } from "../core/setup.ts";
 import { printable } from "../text.ts";
+import { describeRefreshTokenPlace } from "../core/refresh-token-storage.ts";
+import { hasRefreshToken } from "../store/state.ts";
 
 export interface StatusOptions {
   json?: boolean | undefined;
@@ -41,7 +43,7 @@ export function status(ctx: Context, opts: StatusOptions): number {
   const access = report(state?.access_token !== undefined, state?.access_token_expires_at);
   const assumed = access.present && state?.access_token_expiry_assumed === true;
   access.expiry_assumed = assumed;
-  const refreshToken = report(state?.refresh_token !== undefined, state?.refresh_token_expires_at);
+  const refreshToken = report(hasRefreshToken(state), state?.refresh_token_expires_at);
   // A refresh token whose expiry is unknown is usable until the provider says otherwise.
   if (refreshToken.present && refreshToken.expires_at === null) refreshToken.valid = true;
   // ...and once the provider said so (invalid_grant on refresh), it is not, whatever its expiry.
@@ -67,6 +69,12 @@ export function status(ctx: Context, opts: StatusOptions): number {
       refresh_token: {
         ...refreshToken,
         session_ended: ended === undefined ? null : { at: ended.at, description: ended.description },
+        stored_in: !refreshToken.present
+          ? null
+          : state?.refresh_token_in === "keychain"
+            ? "keychain"
+            : "file",
+        file_reason: state?.refresh_token_file_reason ?? null,
       },
     };
     ctx.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
@@ -96,8 +104,8 @@ export function status(ctx: Context, opts: StatusOptions): number {
       "refresh token",
       ended !== undefined
         ? `the provider ended the session at ${printable(ended.at, 100)}${ended.description === null ? "" : ` (${printable(ended.description)})`}; run \`nix-cache-login login\``
-        : refreshToken.present
-          ? describeExpiry(refreshToken.expires_at, now)
+        : refreshToken.present && state !== undefined
+          ? `${describeExpiry(refreshToken.expires_at, now)}, ${describeRefreshTokenPlace(state, ctx.env)}`
           : "none",
     ]);
   }

@@ -15,6 +15,7 @@ import {
   typed,
   type HostName,
   type TokenEndpointAuthMethod,
+  type TokenStorage,
 } from "./rules.ts";
 import type { Env } from "../os/env.ts";
 import { expandPath, xdgDir } from "./paths.ts";
@@ -59,6 +60,8 @@ export interface Config {
   timeoutSeconds: number;
   /** Seconds an access token is taken to live when the provider does not say (opaque, no expires_in). */
   defaultTokenLifetime: number;
+  /** Where a user sign-in keeps its refresh token: the OS keychain when one answers, or the state file. */
+  tokenStorage: TokenStorage;
 }
 
 export interface CacheHost extends HostName {
@@ -163,6 +166,7 @@ export function validateConfig(doc: Record<string, unknown>, file: string, sourc
     callbackPort: ok.callback_port as number | undefined,
     timeoutSeconds: (ok.timeout as number | undefined) ?? 30,
     defaultTokenLifetime: (ok.default_token_lifetime as number | undefined) ?? 300,
+    tokenStorage: (ok.token_storage as TokenStorage | undefined) ?? "auto",
   };
 }
 

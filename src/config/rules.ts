@@ -245,6 +245,20 @@ function checkAuthMethod(value: string, c: RuleContext): TokenEndpointAuthMethod
   return method;
 }
 
+export const TOKEN_STORAGES = ["auto", "keychain", "file"] as const;
+export type TokenStorage = (typeof TOKEN_STORAGES)[number];
+
+/** Where a user sign-in keeps its refresh token (a service account keeps none). */
+function checkTokenStorage(value: string): TokenStorage {
+  if (!(TOKEN_STORAGES as readonly string[]).includes(value)) {
+    const suggestion = closest(value.toLowerCase(), [...TOKEN_STORAGES]);
+    throw new Problem(
+      `${JSON.stringify(value)} is not one of ${TOKEN_STORAGES.join(", ")}${suggestion === undefined ? "" : ` (did you mean ${suggestion}?)`}`,
+    );
+  }
+  return value as TokenStorage;
+}
+
 /**
  * Problems are reported in two rounds, each in this order: first every key's type (and required
  * keys missing), then every check.
@@ -262,6 +276,7 @@ export const RULES: Record<string, Rule<KeyType>> = {
   callback_port: rule({ type: "integer", check: checkPort }),
   timeout: rule({ type: "string", check: checkTimeout }),
   default_token_lifetime: rule({ type: "string", check: checkTokenLifetime }),
+  token_storage: rule({ type: "string", check: checkTokenStorage }),
 };
 
 export const CONFIG_KEYS = Object.keys(RULES);

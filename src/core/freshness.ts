@@ -8,7 +8,7 @@ import { verbose, warn, type Context } from "../context.ts";
 import { badDuration, parseDuration } from "../duration.ts";
 import { netrcHolds } from "../netrc/read.ts";
 import { recordTokens } from "./result.ts";
-import { CorruptStateError, type TokenState } from "../store/state.ts";
+import { CorruptStateError, hasRefreshToken, type TokenState } from "../store/state.ts";
 import type { ClientCredential } from "../oidc/client-key.ts";
 import { loadSetup, readClientCredential, type Setup } from "./setup.ts";
 
@@ -16,7 +16,8 @@ import { loadSetup, readClientCredential, type Setup } from "./setup.ts";
 export function renewCommand(config: Config, state: TokenState | undefined, now: Date): string {
   if (config.mode === "service-account") return "nix-cache-login service-account";
   const refreshUsable =
-    state?.refresh_token !== undefined &&
+    state !== undefined &&
+    hasRefreshToken(state) &&
     state.session_ended === undefined &&
     (state.refresh_token_expires_at === null ||
       state.refresh_token_expires_at === undefined ||

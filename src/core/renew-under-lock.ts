@@ -16,7 +16,7 @@ import {
   writeState,
   type StateReservation,
 } from "../store/write.ts";
-import type { TokenState } from "../store/state.ts";
+import { hasRefreshToken, type TokenState } from "../store/state.ts";
 import { hostsLackingToken, tokenLasts, type PendingRenewal } from "./freshness.ts";
 import { provider, saveTokens, writeNetrcEntries } from "./save-tokens.ts";
 import { describeEntries, lockOptions, type Setup } from "./setup.ts";
@@ -78,7 +78,7 @@ export function renew(ctx: Context, r: PendingRenewal): Promise<number> {
         if (mode === "service-account") {
           tokens = await p.clientCredentials();
         } else {
-          if (state?.refresh_token === undefined) {
+          if (state === undefined || !hasRefreshToken(state)) {
             throw loginRequired(
               "not_signed_in",
               `not signed in to ${s.config.issuer} as client ${s.config.clientId}`,
@@ -91,8 +91,12 @@ export function renew(ctx: Context, r: PendingRenewal): Promise<number> {
               state.session_ended.description ?? undefined,
             );
           }
+          // Before the grant: a locked keychain fails here, with the session and the netrc intact.
+          s.vault.preflight();
+          const loaded = await s.vault.load(state);
+          const refreshToken = loaded.refresh_token as string;
           try {
-            tokens = await p.refresh(state.refresh_token);
+            tokens = await p.refresh(refreshToken);
           } catch (e) {
             // Remember that the provider ended the session, so `status` and `doctor` stop calling the
             // refresh token valid. updated_at stays: it marks renewals.

@@ -13,6 +13,7 @@ import { verbose, type Context } from "../context.ts";
 import { CliError, ExitCode } from "../errors.ts";
 import { foreignOwner, formatMode, UntrustedPath, walkTrusted, writableByOthers } from "../fs/file-trust.ts";
 import { StateStore } from "../store/state.ts";
+import { KeychainVault } from "./refresh-token-storage.ts";
 import type { ClientCredential } from "../oidc/client-key.ts";
 import type { ProviderSettings } from "../oidc/settings.ts";
 
@@ -20,6 +21,8 @@ import type { ProviderSettings } from "../oidc/settings.ts";
 export interface Setup {
   config: Config;
   store: StateStore;
+  /** Where the refresh token lives besides the state file (token_storage); the store uses it too. */
+  vault: KeychainVault;
 }
 
 export function loadSetup(ctx: Context): Setup {
@@ -35,7 +38,8 @@ export function loadSetup(ctx: Context): Setup {
   verbose(ctx)(`using configuration ${config.path} (${config.source})`);
   const dir = stateDir(ctx.env);
   checkHomeIsOurs(ctx.env, [dir, config.netrcPath]);
-  return { config, store: new StateStore(dir, config.issuer, config.clientId) };
+  const vault = new KeychainVault(ctx, config);
+  return { config, store: new StateStore(dir, config.issuer, config.clientId, vault), vault };
 }
 
 /** What a Provider needs of the configuration (../oidc/settings.ts). */

@@ -20,7 +20,7 @@ import {
 import { parseClientKey } from "../oidc/client-key.ts";
 import { renewCommand } from "../core/freshness.ts";
 import { loadSetup, readClientKeyText, readClientSecret, type Setup } from "../core/setup.ts";
-import type { TokenState } from "../store/state.ts";
+import { hasRefreshToken, type TokenState } from "../store/state.ts";
 import { check, type Check } from "./report.ts";
 
 function errorText(e: unknown): { message: string; hint: string | undefined } {
@@ -135,7 +135,7 @@ export function tokenCheck(
   if (s.config.mode === "user") {
     const r = state.refresh_token_expires_at;
     details.push(
-      state.refresh_token === undefined
+      !hasRefreshToken(state)
         ? "refresh token: none"
         : `refresh token: ${describeExpiry(r === undefined || r === null ? null : new Date(r), now)}`,
     );

@@ -10,7 +10,18 @@ export interface TokenState {
   issuer: string;
   client_id: string;
   mode: "user" | "service-account";
+  /**
+   * In the file only when `refresh_token_in` is absent. In memory it is also the token read back from
+   * the keychain (see RefreshTokenVault.load); the file then never holds it.
+   */
   refresh_token?: string | undefined;
+  /** Set when the refresh token lives in the OS keychain (token_storage), not in this file. */
+  refresh_token_in?: "keychain" | undefined;
+  /**
+   * Why a `token_storage = "auto"` sign-in keeps its refresh token in this file (no session bus, no
+   * Secret Service, ...): `status` shows it, and it is said on stderr when it changes.
+   */
+  refresh_token_file_reason?: string | undefined;
   /**
    * The access token last written to the netrc: `status` compares it with the netrc entry. It is
    * the same secret as the netrc's password, kept with the same protection.
@@ -35,6 +46,26 @@ export interface TokenState {
    * the token's own expiry says. `description` is the provider's error_description, printable.
    */
   session_ended?: { at: string; description: string | null } | undefined;
+}
+
+/**
+ * Where the refresh token lives when it is not in the state file: the OS keychain. The store asks it
+ * before every state write (../core/refresh-token-storage.ts implements it); reading the state never
+ * touches it, so `status` and a fresh `refresh --min-valid` start no keychain process.
+ */
+export interface RefreshTokenVault {
+  /** The state with `refresh_token` read back from the keychain when the state says it is there. */
+  load(state: TokenState): Promise<TokenState>;
+  /**
+   * Puts `next`'s refresh token where it belongs (the keychain is written only when the token
+   * changed) and returns what the state file is to hold; `after` runs once that file is written.
+   */
+  stash(next: TokenState): Promise<{ file: TokenState; after?: (() => Promise<void>) | undefined }>;
+}
+
+/** Whether the state has a refresh token, in the file or in the keychain. */
+export function hasRefreshToken(state: TokenState | undefined): boolean {
+  return state?.refresh_token !== undefined || state?.refresh_token_in === "keychain";
 }
 
 /** The token state file cannot be used; `login`, `service-account` and `logout` move it aside. */
@@ -63,6 +94,8 @@ export class StateStore {
     readonly dir: string,
     readonly issuer: string,
     readonly clientId: string,
+    /** Where a refresh token may live besides this file; none: always in the file. */
+    readonly vault?: RefreshTokenVault,
   ) {
     this.file = join(dir, stateFileName(issuer, clientId));
   }

@@ -81,7 +81,12 @@ export async function writeState(
     await ensureDir(store.dir, STATE_WHERE);
     checkStateDir(store.dir);
   }
-  const updated = opts.touch === false ? state : { ...state, updated_at: new Date().toISOString() };
+  // The keychain first: once it holds the new token, the file may say so. A crash between the two
+  // leaves the keychain's token with a file that still names the old place (or the keychain):
+  // either way the next run finds a refresh token, and the next write puts it right.
+  const stashed = store.vault === undefined ? { file: state } : await store.vault.stash(state);
+  const kept = stashed.file;
+  const updated = opts.touch === false ? kept : { ...kept, updated_at: new Date().toISOString() };
   const text = `${JSON.stringify(updated, null, 2)}\n`;
   const bytes = Buffer.from(text, "utf8");
   if (r?.fh !== undefined && bytes.length <= r.size) {
@@ -99,10 +104,11 @@ export async function writeState(
       throw fileError("state_write_failed", store.file, "save the token state", e, STATE_WHERE);
     }
     await syncDir(store.dir);
-    return;
+  } else {
+    await r?.release();
+    await writeFileAtomic(store.file, text, "utf8", STATE_WHERE);
   }
-  await r?.release();
-  await writeFileAtomic(store.file, text, "utf8", STATE_WHERE);
+  await stashed.after?.();
 }
 
 /**

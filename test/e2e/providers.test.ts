@@ -51,11 +51,14 @@ function claims(token: string): Record<string, unknown> {
   >;
 }
 
-/** stderr is `error: <one line>` and at most a `hint: <one line>`. */
+/** stderr is `error: <one line>`, at most a `hint: <one line>`, and at most the `see: <page>` line. */
 function oneLineError(stderr: string): string {
   const lines = stderr.trimEnd().split("\n");
   assert.match(lines[0] ?? "", /^error: /, stderr);
-  assert.ok(lines.length <= 2 && (lines[1] === undefined || lines[1].startsWith("hint: ")), stderr);
+  const rest = lines.slice(1);
+  if (rest[0]?.startsWith("hint: ") === true) rest.shift();
+  if (rest[0]?.startsWith("see: docs/") === true) rest.shift();
+  assert.deepEqual(rest, [], stderr);
   return stderr;
 }
 
