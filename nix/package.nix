@@ -4,13 +4,21 @@
 # dependency hash to keep up to date. At run time the bundle needs nothing but Node.js, so the
 # output is dist/ plus a wrapper that runs package.json's `bin` with this Node.js, without
 # node_modules.
+#
+# On Linux the wrapper also puts libsecret's bin (secret-tool) at the end of PATH: with
+# `token_storage` "auto" or "keychain" the CLI keeps the refresh token in the Secret Service
+# through `secret-tool` (src/os/keychain.ts), which it looks up on PATH, and a systemd unit's PATH
+# need not hold the user's profile. At the end, so a secret-tool the user put on PATH comes
+# first. macOS needs nothing: the CLI runs /usr/bin/security, the system's own.
 {
   lib,
+  stdenv,
   buildNpmPackage,
   importNpmLock,
   nodejs_22,
   makeWrapper,
   installShellFiles,
+  libsecret,
 }:
 
 let
@@ -33,6 +41,9 @@ let
   };
 
   nodejs = nodejs_22;
+
+  # What the wrapper adds to the end of PATH: secret-tool on Linux, nothing on macOS.
+  runtimePath = lib.optionals stdenv.hostPlatform.isLinux [ libsecret ];
 in
 buildNpmPackage {
   pname = packageJson.name;
@@ -57,7 +68,8 @@ buildNpmPackage {
     mkdir -p "${libDir}"
     cp -r ${dirOf bin}/. "${libDir}/"
     makeWrapper ${lib.getExe nodejs} "$out/bin/nix-cache-login" \
-      --add-flags "${libDir}/${baseNameOf bin}"
+      --add-flags "${libDir}/${baseNameOf bin}" \
+      ${lib.optionalString (runtimePath != [ ]) "--suffix PATH : ${lib.makeBinPath runtimePath}"}
 
     installManPage ${dirOf bin}/man/nix-cache-login.1
     installShellCompletion --cmd nix-cache-login \
@@ -77,6 +89,19 @@ buildNpmPackage {
       "$out"/share/bash-completion/completions/nix-cache-login* \
       "$out"/share/zsh/site-functions/_nix-cache-login \
       "$out"/share/fish/vendor_completions.d/nix-cache-login.fish > /dev/null
+  ''
+  + lib.optionalString (runtimePath != [ ]) ''
+    # secret-tool is there, and the program sees it after the PATH it was started with (node
+    # runs print-path.cjs first, through NODE_OPTIONS, and stops).
+    test -x ${lib.makeBinPath runtimePath}/secret-tool
+    echo 'process.stdout.write(process.env.PATH); process.exit(0);' > "$TMPDIR/print-path.cjs"
+    seen=$(PATH=/users/own/bin NODE_OPTIONS="--require $TMPDIR/print-path.cjs" "$out/bin/nix-cache-login")
+    [ "$seen" = "/users/own/bin:${lib.makeBinPath runtimePath}" ] || {
+      echo "the wrapper's PATH is $seen, want /users/own/bin:${lib.makeBinPath runtimePath}"
+      exit 1
+    }
+  ''
+  + ''
     runHook postInstallCheck
   '';
 

@@ -56,6 +56,12 @@ in
       what = "nix-cache-login and a launchd agent that keeps each signed-in user's cache token fresh";
       configWhere = "`${common.etcConfigPath}` (the last place the CLI looks, after `~/.config/nix-cache-login/config.toml`)";
       settingsText = "`netrc_path` defaults to `$XDG_CONFIG_HOME/nix/netrc`, per user.";
+      tokenStorageText = ''
+        The launchd agent runs in each user's GUI login session (launchd's Aqua session, not a
+        security session of its own), where the login Keychain is unlocked. A token already in a
+        locked Keychain makes a run fail (exit 1), leaving the netrc as it is; a new token that
+        cannot be saved there is kept in the state file.
+      '';
     })
     (import ./options.nix {
       path = [
@@ -64,7 +70,7 @@ in
       ];
       what = "a launchd daemon that keeps a service-account token for the Nix binary cache in the Nix daemon's netrc";
       configWhere = "`${common.etcConfigPath}`";
-      settingsText = "The module adds `netrc_path` (from `netrcFile`), and `client_secret_file` (from `clientSecretFile`) or `client_key_file` (from `clientKeyFile`); setting those keys here is an error. `token_endpoint_auth_method` passes through as written.";
+      settingsText = "The module adds `netrc_path` (from `netrcFile`), and `client_secret_file` (from `clientSecretFile`) or `client_key_file` (from `clientKeyFile`); setting those keys here is an error. `token_endpoint_auth_method` passes through as written. `token_storage` is refused too: a service account keeps no refresh token, so there is nothing for it to place.";
       configFileText = "It must name `clientSecretFile` as `client_secret_file` (or `clientKeyFile` as `client_key_file`) and `netrcFile` as `netrc_path`.";
       server = {
         credentialText = "The daemon runs as root and reads the file itself (launchd has no credentials mechanism), so it can be readable by root only (mode 0400 or 0600, owner root).";
@@ -111,7 +117,11 @@ in
         source = userConfig;
       };
 
-      # launchd.agents land in /Library/LaunchAgents and so run for every user who logs in.
+      # launchd.agents land in /Library/LaunchAgents and so run for every user who logs in, in
+      # that user's GUI login (Aqua) session: without LimitLoadToSessionType, launchd assumes
+      # Aqua (Apple TN2083), and without SessionCreate the job keeps that session's security
+      # context, whose login Keychain is unlocked (token_storage). The module checks look for
+      # both keys, in the job and in the plist nix-darwin renders.
       launchd.agents.nix-cache-login = {
         command = "${common.refreshCommand cfg} >> \"$HOME/${agentLog}\" 2>&1";
         environment = jobEnvironment;

@@ -49,6 +49,13 @@ in
         the file yourself.
       '';
       randomizedDelay = "30s";
+      tokenStorageText = ''
+        On Linux the timer runs a systemd user unit, which has your D-Bus session bus: it reaches
+        the keyring your desktop session unlocked; where none answers the timer (no desktop
+        session, no Secret Service), `"auto"` keeps the token in the state file, and a token
+        already in a locked keyring makes a run fail (exit 1) until the keyring is unlocked. On
+        macOS the launchd agent runs in your GUI login, where the login Keychain is unlocked.
+      '';
     })
   ];
 
@@ -92,6 +99,10 @@ in
       }
 
       (lib.mkIf isLinux {
+        # A user unit, with the user manager's environment and so the D-Bus session bus the
+        # keychain needs (token_storage): nothing in common.sessionBusBlockers may be set here;
+        # nix/tests/module-checks.nix and real-modules.nix (the unit file Home Manager renders)
+        # look for each.
         systemd.user.services.nix-cache-login = {
           Unit = {
             Description = "Refresh the token for the Nix binary cache (nix-cache-login)";
@@ -116,6 +127,9 @@ in
       })
 
       (lib.mkIf isDarwin {
+        # An agent without SessionCreate or LimitLoadToSessionType: launchd runs it in your GUI
+        # login (Aqua) session, whose login Keychain is unlocked (token_storage). The module
+        # checks look for both keys.
         launchd.agents.nix-cache-login = {
           enable = true;
           config = common.launchdResourceLimits // {

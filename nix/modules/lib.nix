@@ -162,6 +162,39 @@ rec {
 
   exe = cfg: lib.getExe cfg.package;
 
+  # The values of the config key `token_storage` (src/config/rules.ts, TOKEN_STORAGES).
+  tokenStorages = [
+    "auto"
+    "keychain"
+    "file"
+  ];
+
+  # With token_storage "auto" or "keychain", the refresh unit keeps the refresh token in the
+  # Secret Service, over the user's D-Bus session bus. The CLI finds that bus through
+  # DBUS_SESSION_BUS_ADDRESS or, without it, at $XDG_RUNTIME_DIR/bus (src/os/keychain.ts), as
+  # libsecret does. A systemd user unit inherits both from its user manager (pam_systemd gives
+  # the manager XDG_RUNTIME_DIR=/run/user/UID; the bus's socket unit listens at
+  # /run/user/UID/bus and is in sockets.target, which a service's default dependencies order it
+  # after). What would take the bus away from the unit, and must not be set on it (the module
+  # checks look for each, in the unit as defined and as Home Manager renders it): clearing or
+  # overriding those variables, and sandboxing that hides /run/user/UID or unix sockets
+  # (ProtectHome= makes /run/user inaccessible; PrivateUsers= gives the unit a user namespace
+  # of its own; the others replace or hide parts of the file system, or forbid AF_UNIX).
+  sessionBusVariables = [
+    "DBUS_SESSION_BUS_ADDRESS"
+    "XDG_RUNTIME_DIR"
+  ];
+  sessionBusBlockers = [
+    "UnsetEnvironment"
+    "PrivateUsers"
+    "ProtectHome"
+    "InaccessiblePaths"
+    "TemporaryFileSystem"
+    "RootDirectory"
+    "RootImage"
+    "RestrictAddressFamilies"
+  ];
+
   refreshArgs = cfg: [
     "refresh"
     "--min-valid"
@@ -308,6 +341,20 @@ rec {
       assertion = cfg.configFile != null || cfg.settings.${k} != null;
       message = "${optionPrefix}.settings.${k} must be set (or use ${optionPrefix}.configFile).";
     }) requiredKeys
+    # A service account (client credentials) gets no refresh token, so `token_storage` would
+    # choose where nothing is kept; the CLI accepts and ignores it. Refused, so that nobody
+    # believes a server's secret went into a keychain: the server's only secret is the credential
+    # file, which stays where clientSecretFile or clientKeyFile says.
+    ++ [
+      {
+        assertion = !(cfg.settings ? token_storage);
+        message =
+          "${optionPrefix}.settings.token_storage must not be set: a service account keeps no"
+          + " refresh token (the client credentials grant issues none), so there is nothing to store"
+          + " in a keychain or a file. Its one secret is the file in"
+          + " ${lib.concatMapStringsSep " or " (c: "${optionPrefix}.${c.option}") serverCredentials}.";
+      }
+    ]
     ++ lib.mapAttrsToList (key: option: {
       assertion = !(cfg.settings ? ${key});
       message = "${optionPrefix}.settings.${key} must not be set: the module writes it from ${optionPrefix}.${option}; set that instead.";

@@ -55,6 +55,8 @@ in
         The module adds `netrc_path` (`netrcFile`), and `client_secret_file` or `client_key_file`
         (the credential passed in from `clientSecretFile` or `clientKeyFile`); setting those
         keys here is an error. `token_endpoint_auth_method` passes through as written.
+        `token_storage` is refused too: a service account keeps no refresh token, so there is
+        nothing for it to place.
       '';
       configFileText = ''
         It must contain `client_secret_file = "''${CREDENTIALS_DIRECTORY}/client-secret"` (with

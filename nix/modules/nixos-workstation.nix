@@ -28,6 +28,14 @@ in
         `settings` empty to let every user bring their own config.
       '';
       randomizedDelay = "30s";
+      tokenStorageText = ''
+        The timer runs a systemd user unit, which has the user's D-Bus session bus: it reaches
+        the keyring that the user's desktop session unlocked. Where no keyring answers the timer
+        (no desktop session, a lingering user after logout, no Secret Service installed),
+        `"auto"` keeps the token in the state file and renewals go on; a token already in a
+        keyring that is locked makes a run fail (exit 1), leaving the netrc as it is, until the
+        keyring is unlocked. Use `"file"` where no desktop session ever runs.
+      '';
     })
   ];
 
@@ -56,7 +64,10 @@ in
       source = configSource;
     };
 
-    # A user unit runs in every user's own systemd instance, with that user's files and token.
+    # A user unit runs in every user's own systemd instance, with that user's files and token,
+    # and with its user manager's environment, which holds the D-Bus session bus the keychain
+    # needs (token_storage): nothing in common.sessionBusBlockers may be set here, and the
+    # module checks (nix/tests/module-checks.nix) look for each.
     systemd.user.services.nix-cache-login = {
       description = "Refresh the token for the Nix binary cache (nix-cache-login)";
       unitConfig = {

@@ -15,6 +15,8 @@
   # Server modules: { netrcFile = { default; readOnly; description; }; credentialText; }, where
   # credentialText says how the unit or daemon gets to the secret or key file.
   server ? null,
+  # User modules: what `settings.token_storage` means for this module's timer or agent.
+  tokenStorageText ? "",
 }:
 { lib, pkgs, ... }:
 
@@ -49,6 +51,21 @@ let
       cache_host =
         typedSetting common.cacheHostType "cache.example.com"
           "The binary cache's host name (the `machine` of the netrc entry), or a list of host names: one sign-in writes the same token into an entry for each.${lib.optionalString isServer " Required."}";
+    }
+    # A service account keeps no refresh token: the server modules refuse the key
+    # (common.serverAssertions) instead of declaring it.
+    // lib.optionalAttrs (!isServer) {
+      token_storage = typedSetting (types.enum common.tokenStorages) "keychain" ''
+        Where a sign-in keeps its refresh token, the long-lived secret of the session. `"auto"`
+        (what the CLI does when this is unset): in the OS keychain (the Secret Service on Linux,
+        through libsecret's `secret-tool`, which the package brings; the login Keychain on macOS)
+        when one answers, otherwise in the token state file, saying where it went and why (on
+        stderr, and in `nix-cache-login status`). `"keychain"`: the keychain; without a session
+        bus a run fails (exit 1) before it asks the provider, and a token the keychain does not
+        take is kept in the state file with a warning. `"file"`: the token state file (0600, in a
+        0700 directory under `$XDG_STATE_HOME`).
+        ${tokenStorageText}
+      '';
     };
   };
 in

@@ -76,6 +76,10 @@ in
       value = (workstation { settings.issuer = "http://sso.example.com/realms/eng"; }).settings.issuer;
       want = "services.nix-cache-login.settings.issuer' is not of type `null or https URL";
     };
+    token-storage-typo = {
+      value = (workstation { settings.token_storage = "keyring"; }).settings.token_storage;
+      want = "services.nix-cache-login.settings.token_storage' is not of type `null or one of \"auto\", \"keychain\", \"file\"'";
+    };
     server-netrc-file-read-only = {
       value = (server { netrcFile = "/etc/nix/netrc"; }).netrcFile;
       want = "services.nix-cache-login-server.netrcFile' is read-only";

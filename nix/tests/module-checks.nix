@@ -124,6 +124,38 @@ let
     check name (lib.any (lib.hasInfix needle) (failedAssertions config));
   rejected = name: value: check name (!(builtins.tryEval value).success);
 
+  # The refresh unit keeps the user's D-Bus session bus, which the keychain needs
+  # (token_storage; see sessionBusBlockers in ../modules/lib.nix): none of the directives that
+  # would take it away, and neither bus variable set or overridden. `directives` is the unit's
+  # service section, `environment` what the module sets in the unit's environment.
+  keepsSessionBus =
+    name: directives: environment:
+    eq name {
+      blockers = lib.filter (d: directives ? ${d}) common.sessionBusBlockers;
+      variables = lib.filter (
+        v:
+        environment ? ${v}
+        || lib.any (e: lib.hasInfix v (toString e)) (lib.toList (directives.Environment or [ ]))
+      ) common.sessionBusVariables;
+    } {
+      blockers = [ ];
+      variables = [ ];
+    };
+
+  # A launchd agent that runs in the user's GUI login (Aqua) session with its security context,
+  # where the login Keychain is unlocked: no session of its own (SessionCreate), no other session
+  # type (LimitLoadToSessionType; without it launchd assumes Aqua).
+  inGuiLogin =
+    name: jobConfig:
+    eq name (lib.filter (k: jobConfig ? ${k}) [
+      "SessionCreate"
+      "LimitLoadToSessionType"
+    ]) [ ];
+
+  # token_storage values: those the CLI takes (src/config/rules.ts).
+  rulesSource = builtins.readFile ../../src/config/rules.ts;
+  tokenStorageSettings = storage: settings // { token_storage = storage; };
+
   # Helpers ------------------------------------------------------------------------------------
 
   helperChecks = [
@@ -223,6 +255,10 @@ let
     settings = multiHostSettings;
   };
 
+  wsKeychain = workstation {
+    settings = tokenStorageSettings "keychain";
+  };
+
   workstationChecks = [
     (noFailedAssertions "workstation: no failed assertions" ws)
     (assertionFails "workstation: settings without issuer are refused (the CLI would refuse the file)" wsScopes "services.nix-cache-login.settings.issuer must be set: the CLI reads only the first config file it finds")
@@ -246,6 +282,47 @@ let
     (eq "workstation: timer catches up after sleep/shutdown" wsTimer.timerConfig.Persistent true)
     (eq "workstation: timer randomized delay" wsTimer.timerConfig.RandomizedDelaySec "30s")
     (check "workstation: no system service" (!(ws.systemd.services ? nix-cache-login)))
+    (check "workstation: the refresh unit is a user unit (the user manager's environment, with the session bus)" (
+      ws.systemd.user.services ? nix-cache-login && ws.systemd.user.timers ? nix-cache-login
+    ))
+    (keepsSessionBus "workstation: the user unit keeps the session bus (no sandboxing that hides /run/user/UID/bus, bus variables left alone)" wsSvc.serviceConfig wsSvc.environment)
+    (check "workstation: the session-bus check sees ProtectHome=, PrivateUsers= and an overridden XDG_RUNTIME_DIR" (
+      let
+        svc =
+          (eval.nixos [
+            modules.workstation
+            {
+              services.nix-cache-login.enable = true;
+              systemd.user.services.nix-cache-login = {
+                serviceConfig.ProtectHome = true;
+                environment.XDG_RUNTIME_DIR = "/tmp";
+              };
+            }
+          ]).systemd.user.services.nix-cache-login;
+        privateUsers =
+          (eval.nixos [
+            modules.workstation
+            {
+              services.nix-cache-login.enable = true;
+              systemd.user.services.nix-cache-login.serviceConfig.PrivateUsers = true;
+            }
+          ]).systemd.user.services.nix-cache-login;
+      in
+      (keepsSessionBus "" svc.serviceConfig svc.environment).got == {
+        blockers = [ "ProtectHome" ];
+        variables = [ "XDG_RUNTIME_DIR" ];
+      }
+      && !(keepsSessionBus "" privateUsers.serviceConfig privateUsers.environment).ok
+    ))
+    (noFailedAssertions "workstation: settings.token_storage = \"keychain\" is taken" wsKeychain)
+    (rejected "workstation: settings.token_storage must be auto, keychain or file" (
+      workstation {
+        settings = tokenStorageSettings "keyring";
+      }
+    ).services.nix-cache-login.settings.token_storage)
+    (check "lib: token_storage values are the CLI's (src/config/rules.ts)" (
+      lib.hasInfix "TOKEN_STORAGES = [${lib.concatMapStringsSep ", " builtins.toJSON common.tokenStorages}] as const;" rulesSource
+    ))
     (check "workstation: does not export NIX_CACHE_LOGIN_CONFIG" (
       !(ws.environment.sessionVariables ? NIX_CACHE_LOGIN_CONFIG)
     ))
@@ -329,7 +406,8 @@ let
   ]
   ++ toml "workstation: /etc/nix-cache-login/config.toml" ws.environment.etc."nix-cache-login/config.toml".source settings
   # Several cache hosts: cache_host (and cache_url) as TOML arrays.
-  ++ toml "workstation: cache_host as a list" wsMultiHost.environment.etc."nix-cache-login/config.toml".source multiHostSettings;
+  ++ toml "workstation: cache_host as a list" wsMultiHost.environment.etc."nix-cache-login/config.toml".source multiHostSettings
+  ++ toml "workstation: token_storage = \"keychain\"" wsKeychain.environment.etc."nix-cache-login/config.toml".source (tokenStorageSettings "keychain");
 
   # NixOS server -----------------------------------------------------------------------------
 
@@ -486,6 +564,10 @@ let
       settings.issuer = "https://sso.example.com/realms/eng";
       clientSecretFile = secret;
     }) "services.nix-cache-login-server.settings.client_id must be set")
+    (assertionFails "server: settings.token_storage is refused (a service account keeps no refresh token)" (serverWith {
+      clientSecretFile = secret;
+      settings = serverSettings // { token_storage = "keychain"; };
+    }) "services.nix-cache-login-server.settings.token_storage must not be set: a service account keeps no refresh token")
     (assertionFails "server and workstation together are refused" (serverAlong {
       clientSecretFile = secret;
     } {
@@ -550,6 +632,7 @@ let
       }
     ];
   hmSvc = hmLinux.systemd.user.services.nix-cache-login;
+  hmFile = hmWith { token_storage = "file"; };
   hmTimer = hmLinux.systemd.user.timers.nix-cache-login;
   hmAgent = hmDarwin.launchd.agents.nix-cache-login;
 
@@ -609,8 +692,12 @@ let
     ] [ "/home/alice/Library/Logs/nix-cache-login.log" "/home/alice/Library/Logs/nix-cache-login.log" ])
     (eq "home-manager (macOS): no core dumps" hmAgent.config.SoftResourceLimits.Core 0)
     (eq "home-manager (macOS): no systemd units" (hmDarwin.systemd.user.services ? nix-cache-login) false)
+    (keepsSessionBus "home-manager (Linux): the user unit keeps the session bus (no sandboxing that hides /run/user/UID/bus, bus variables left alone)" hmSvc.Service { })
+    (inGuiLogin "home-manager (macOS): the agent runs in the GUI login session (no SessionCreate, no LimitLoadToSessionType)" hmAgent.config)
+    (noFailedAssertions "home-manager: settings.token_storage = \"file\" is taken" hmFile)
   ]
-  ++ toml "home-manager: ~/.config/nix-cache-login/config.toml" hmLinux.xdg.configFile."nix-cache-login/config.toml".source settings;
+  ++ toml "home-manager: ~/.config/nix-cache-login/config.toml" hmLinux.xdg.configFile."nix-cache-login/config.toml".source settings
+  ++ toml "home-manager: token_storage = \"file\"" hmFile.xdg.configFile."nix-cache-login/config.toml".source (tokenStorageSettings "file");
 
   # nix-darwin ------------------------------------------------------------------------------
 
@@ -626,6 +713,16 @@ let
     }
   ];
   dwAgent = dw.launchd.agents.nix-cache-login;
+
+  dwAuto = eval.darwin [
+    modules.darwin
+    {
+      services.nix-cache-login = {
+        enable = true;
+        settings = tokenStorageSettings "auto";
+      };
+    }
+  ];
 
   darwinServerAlong = serverIn eval.darwin modules.darwin;
 
@@ -665,6 +762,14 @@ let
     (eq "darwin: agent every 300 s" dwAgent.serviceConfig.StartInterval 300)
     (eq "darwin: agent at login" dwAgent.serviceConfig.RunAtLoad true)
     (check "darwin: no daemon without the server" (!(dw.launchd.daemons ? nix-cache-login-server)))
+    (check "darwin: the refresh job is a per-user agent, not a daemon" (
+      dw.launchd.agents ? nix-cache-login && !(dw.launchd.daemons ? nix-cache-login)
+    ))
+    (inGuiLogin "darwin: the agent runs in the GUI login session (no SessionCreate, no LimitLoadToSessionType)" dwAgent.serviceConfig)
+    (noFailedAssertions "darwin: settings.token_storage = \"auto\" is taken" dwAuto)
+    (assertionFails "darwin server: settings.token_storage is refused (a service account keeps no refresh token)" (darwinServerAlong {
+      clientSecretFile = secret;
+    } { services.nix-cache-login-server.settings.token_storage = "file"; }) "services.nix-cache-login-server.settings.token_storage must not be set")
     (noFailedAssertions "darwin server: no failed assertions" dwServer)
     (eq "darwin server: daemon command" dwDaemon.command "${exeOf dwServer.services.nix-cache-login-server} service-account --min-valid 4m")
     (eq "darwin server: NIX_CACHE_LOGIN_CONFIG in the daemon" dwDaemon.environment.NIX_CACHE_LOGIN_CONFIG "/etc/nix-cache-login/config.toml")
@@ -713,6 +818,7 @@ let
     (eq "darwin server with clientKeyFile: same daemon command (it reads the key as root)" dwServerKey.launchd.daemons.nix-cache-login-server.command "${exeOf dwServerKey.services.nix-cache-login-server} service-account --min-valid 4m")
   ]
   ++ toml "darwin: /etc/nix-cache-login/config.toml" dw.environment.etc."nix-cache-login/config.toml".source settings
+  ++ toml "darwin: token_storage = \"auto\"" dwAuto.environment.etc."nix-cache-login/config.toml".source (tokenStorageSettings "auto")
   ++ toml "darwin server: /etc/nix-cache-login/config.toml" dwServer.environment.etc."nix-cache-login/config.toml".source (
     serverSettings
     // {

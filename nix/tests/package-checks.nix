@@ -30,19 +30,36 @@ let
       };
   };
 
-  args = import ../package.nix {
-    lib = lib // {
-      fileset = filesetStandIn;
+  libsecret = fakeDrv "libsecret";
+
+  # The package's arguments as buildNpmPackage would get them, for a Linux or a macOS host.
+  argsFor =
+    isLinux:
+    import ../package.nix {
+      lib = lib // {
+        fileset = filesetStandIn;
+      };
+      stdenv.hostPlatform = {
+        inherit isLinux;
+        isDarwin = !isLinux;
+      };
+      buildNpmPackage = drvArgs: drvArgs;
+      importNpmLock = {
+        __functor = _: importArgs: { importNpmLockArgs = importArgs; };
+        npmConfigHook = "importNpmLock.npmConfigHook";
+      };
+      nodejs_22 = nodejs;
+      makeWrapper = fakeDrv "make-wrapper";
+      installShellFiles = fakeDrv "install-shell-files";
+      inherit libsecret;
     };
-    buildNpmPackage = drvArgs: drvArgs;
-    importNpmLock = {
-      __functor = _: importArgs: { importNpmLockArgs = importArgs; };
-      npmConfigHook = "importNpmLock.npmConfigHook";
-    };
-    nodejs_22 = nodejs;
-    makeWrapper = fakeDrv "make-wrapper";
-    installShellFiles = fakeDrv "install-shell-files";
-  };
+  args = argsFor true;
+  darwinArgs = argsFor false;
+
+  # The keychain tools as the CLI runs them (src/os/keychain.ts): secret-tool looked up on PATH,
+  # the macOS one by its absolute path.
+  keychainSource = builtins.readFile (root + "/src/os/keychain.ts");
+  libsecretBin = "${libsecret}/bin";
 
   relative = p: lib.removePrefix (toString root + "/") (toString p);
   sourcePaths = map relative args.src.fileset;
@@ -63,6 +80,23 @@ let
     (check "package: wraps package.json's bin with node as bin/nix-cache-login" (
       lib.hasInfix "makeWrapper ${nodejs}/bin/node \"$out/bin/nix-cache-login\"" args.installPhase
       && lib.hasInfix "/${baseNameOf packageJson.bin.nix-cache-login}\"" args.installPhase
+    ))
+    (check "package: the CLI runs secret-tool from PATH and macOS's /usr/bin/security (src/os/keychain.ts)" (
+      lib.hasInfix ''const tool = "secret-tool";'' keychainSource
+      && lib.hasInfix ''MACOS_SECURITY = "/usr/bin/security";'' keychainSource
+    ))
+    (check "package (Linux): the wrapper adds libsecret's bin (secret-tool) at the end of PATH" (
+      lib.hasInfix "--suffix PATH : ${libsecretBin}\n" args.installPhase
+      && !(lib.hasInfix "--prefix PATH" args.installPhase)
+    ))
+    (check "package (Linux): the install check runs the wrapper and finds libsecret's bin after the caller's PATH" (
+      lib.hasInfix "test -x ${libsecretBin}/secret-tool" args.installCheckPhase
+      && lib.hasInfix ''[ "$seen" = "/users/own/bin:${libsecretBin}" ]'' args.installCheckPhase
+    ))
+    (check "package (macOS): the wrapper leaves PATH alone, no libsecret (the CLI runs /usr/bin/security)" (
+      !(lib.hasInfix "PATH" darwinArgs.installPhase)
+      && !(lib.hasInfix "libsecret" (darwinArgs.installPhase + darwinArgs.installCheckPhase))
+      && lib.hasInfix "makeWrapper ${nodejs}/bin/node \"$out/bin/nix-cache-login\"" darwinArgs.installPhase
     ))
     (eq "package: no npm install of node_modules" args.dontNpmInstall true)
     (check "package: installs the man page and the shell completions the build makes" (

@@ -116,11 +116,15 @@ let
   serverSettings = settings // {
     client_id = "nix-cache-server";
   };
+  # The user modules with the keychain asked for (a server refuses token_storage).
+  userSettings = settings // {
+    token_storage = "keychain";
+  };
 
   hmModule = {
     services.nix-cache-login = {
       enable = true;
-      inherit settings;
+      settings = userSettings;
     };
   };
 
@@ -136,6 +140,21 @@ let
   serviceText = textOf hmLinux.xdg.configFile."systemd/user/nix-cache-login.service".source;
   timerText = textOf hmLinux.xdg.configFile."systemd/user/nix-cache-login.timer".source;
   hasLine = text: line: lib.elem line (lib.splitString "\n" text);
+  common = import ../modules/lib.nix { inherit lib; };
+  # Lines of the rendered unit that would take the session bus away (../modules/lib.nix,
+  # sessionBusBlockers and sessionBusVariables).
+  busTakers =
+    text:
+    lib.filter (
+      line:
+      lib.any (d: lib.hasPrefix "${d}=" line) common.sessionBusBlockers
+      || (lib.hasPrefix "Environment=" line && lib.any (v: lib.hasInfix v line) common.sessionBusVariables)
+    ) (lib.splitString "\n" text);
+  # Keys that would move a launchd agent out of the GUI login's security session.
+  sessionKeys = plist: lib.filter (k: lib.hasInfix "<key>${k}</key>" plist) [
+    "SessionCreate"
+    "LimitLoadToSessionType"
+  ];
 
   # What Home Manager's launchd module writes: its toPlist of the agent's config, nulls left out
   # as launchd.nix's own types do.
@@ -149,7 +168,7 @@ let
     {
       services.nix-cache-login = {
         enable = true;
-        inherit settings;
+        settings = userSettings;
       };
     }
   ];
@@ -202,6 +221,13 @@ let
     (check "real home-manager (Linux): timer enabled (timers.target.wants)" (
       hmLinux.xdg.configFile ? "systemd/user/timers.target.wants/nix-cache-login.timer"
     ))
+    (eq "real home-manager (Linux): the user unit file keeps the session bus (no sandboxing that hides it, no bus variable set)" (busTakers serviceText) [ ])
+    (check "real home-manager (Linux): the session-bus check reads the unit file's lines" (
+      busTakers "[Service]\nProtectHome=true\nEnvironment=\"DBUS_SESSION_BUS_ADDRESS=\"\nExecStart=x" == [
+        "ProtectHome=true"
+        "Environment=\"DBUS_SESSION_BUS_ADDRESS=\""
+      ]
+    ))
     (eq "real home-manager (macOS): no failed assertions" (ours (failedAssertions hmDarwin)) [ ])
     (check "real home-manager (macOS): agent passes launchd.nix's types, core limit 0" (
       coreLimits hmPlist
@@ -212,6 +238,7 @@ let
     (check "real home-manager (macOS): agent interval" (
       plistHas hmPlist "StartInterval" "<integer>120</integer>"
     ))
+    (eq "real home-manager (macOS): the agent plist keeps the GUI login session (no SessionCreate, no LimitLoadToSessionType)" (sessionKeys hmPlist) [ ])
     (eq "real nix-darwin: no failed assertions" (ours (failedAssertions dw)) [ ])
     (check "real nix-darwin: agent plist runs refresh through /bin/sh, logging to ~/Library/Logs" (
       lib.hasInfix "exec ${stubs.package}/bin/nix-cache-login refresh --min-valid 4m &gt;&gt; &quot;$HOME/Library/Logs/nix-cache-login.log&quot; 2&gt;&amp;1" agentPlist
@@ -220,6 +247,11 @@ let
       plistHas agentPlist "NODE_EXTRA_CA_CERTS" "<string>/etc/ssl/certs/ca-certificates.crt</string>"
     ))
     (check "real nix-darwin: agent plist core limit 0" (coreLimits agentPlist))
+    (eq "real nix-darwin: the agent plist keeps the GUI login session (no SessionCreate, no LimitLoadToSessionType)" (sessionKeys agentPlist) [ ])
+    (check "real nix-darwin: the refresh job is a LaunchAgent (per user), not a LaunchDaemon" (
+      dw.environment.launchAgents ? "org.nixos.nix-cache-login.plist"
+      && !(dw.environment.launchDaemons ? "org.nixos.nix-cache-login.plist")
+    ))
     (eq "real nix-darwin server: no failed assertions" (ours (failedAssertions dwServer)) [ ])
     (check "real nix-darwin server: daemon plist log paths" (
       plistHas daemonPlist "StandardErrorPath" "<string>/var/log/nix-cache-login-server.log</string>"

@@ -44,7 +44,7 @@ rec {
     openssl x509 -req -in keycloak.csr -CA $out/ca.crt -CAkey ca.key -CAcreateserial \
       -days 3650 -extfile leaf.ext -out $out/keycloak.crt
     # The Signed JWT client's key (the server keeps it) and the self-signed certificate Keycloak
-    # holds instead, made as the README tells an administrator to.
+    # holds instead, made as docs/provider-setup.md tells an administrator to.
     openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out $out/client-jwt.key
     openssl req -new -x509 -key $out/client-jwt.key -subj /CN=nix-cache-server-jwt -days 3650 \
       -out $out/client-jwt.crt

@@ -1,6 +1,8 @@
 # NixOS VM test for the workstation module: alice signs in once (browser flow, driven by a
 # scripted browser), then the per-user timer alone keeps her token fresh across several
-# access-token lifetimes; bob, who never signed in, gets no failed unit.
+# access-token lifetimes (and, with token_storage left at auto, the timer's run reaches the
+# session bus and secret-tool, finds no Secret Service, and keeps the token in the state file);
+# bob, who never signed in, gets no failed unit.
 # Run: nix build .#checks.x86_64-linux.vm-workstation
 { pkgs, lib, ... }:
 
@@ -53,6 +55,8 @@ in
   };
 
   testScript = ''
+    import json
+
     ${t.startKeycloakAndCache}
 
     workstation.start()
@@ -106,6 +110,16 @@ in
         assert unit_property("${t.user.name}", "Result") == "success"
         assert unit_property("${t.user.name}", "ExecMainStatus") == "0"
         workstation.succeed("curl -sSf --netrc-file ${netrc} http://cache/nix-cache-info")
+
+    with subtest("the timer's run had the session bus and secret-tool; with no Secret Service, auto kept the file"):
+        # token_storage is unset (auto). The user unit has the user manager's bus, and the
+        # package's wrapper puts secret-tool on its PATH, so the renewal asked the Secret Service;
+        # none runs on this machine, and the token stayed in the state file. The reason the CLI
+        # recorded says which step failed: without the bus it names D-Bus, without secret-tool
+        # the missing tool; only a run of secret-tool on the bus names the Secret Service.
+        stored = json.loads(workstation.succeed("su - ${t.user.name} -c 'nix-cache-login status --json'"))["refresh_token"]
+        assert stored["stored_in"] == "file", stored
+        assert "Secret Service" in (stored["file_reason"] or ""), stored
 
     with subtest("the token stays valid over several access-token lifetimes"):
         workstation.sleep(${toString (3 * t.accessTokenLifespan)})
