@@ -367,7 +367,8 @@ describe("issue 21: another local user gets nothing (needs root)", { concurrency
       assert.equal(
         r.stderr,
         `error: $HOME is ${ws.home}, which belongs to ${USER_A}, but nix-cache-login runs as root; it does not use or create files in another user's home\n` +
-          `hint: for ${USER_A}, run it as ${USER_A} (\`sudo -u ${USER_A} -H nix-cache-login ...\`, or without sudo); for root, give root its own HOME (\`sudo -H nix-cache-login ...\`)\n`,
+          `hint: for ${USER_A}, run it as ${USER_A} (\`sudo -u ${USER_A} -H nix-cache-login ...\`, or without sudo); for root, give root its own HOME (\`sudo -H nix-cache-login ...\`)\n` +
+          "see: docs/configuration.md\n",
       );
     }
     assert.deepEqual(await snapshot(ws.home), home, "no directory, no file made in the victim's home");
