@@ -1,18 +1,15 @@
-// Bundle the CLI: timers start it often, and module resolution over many small files costs more
-// than parsing one. The bundles are CommonJS (the source is ESM): Node starts a CJS entry
-// measurably faster than an ESM one (see `npm run bench`).
+// The build: one bundle of our code, and each third-party library the network commands use in a
+// file of its own, loaded only when a command first import()s it.
 //
-// dist/nix-cache-login.cjs   the modules `status`, `--help` and a timer's `refresh --min-valid`
-//                            reach (LIGHT below), and smol-toml, which every command needs.
-// dist/lazy.cjs              the rest of our code (login, the renewal, doctor, timer, ...), required
-//                            at the first import() of one of its modules. It is a function of the
-//                            entry's modules and imports them from there, never a copy: the built
-//                            code holds one copy of every module (one CliError); the build fails
-//                            otherwise. Parsing only the entry saves start-up time: about 60% of
-//                            our code is needed only by the network commands.
-// dist/vendor/NAME.cjs       each third-party library the network commands use (openid-client,
-//                            undici, open, uqr), in a file of its own, required when first
-//                            imported: `status`, `--help` and `refresh --min-valid` never parse them.
+// dist/nix-cache-login.cjs   all of our code and smol-toml (every command reads the config).
+//                            CommonJS, because Node starts a CJS entry faster than an ESM one. An
+//                            import() of one of our modules stays lazy: esbuild runs that module's
+//                            top-level code at the first import(), so `status` never sets up the
+//                            login or the renewal code.
+// dist/vendor/NAME.cjs       openid-client, undici, open and uqr, each required at its first
+//                            import(): `status`, `--help` and `refresh --min-valid` never parse
+//                            them (test/e2e/startup.test.ts checks what each command loads).
+// dist/man/, completions/    made from the command table (src/cli/table.ts).
 import { chmod, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 
 // `npm pack` on a fresh clone runs this (prepack) before anything was installed.
@@ -21,15 +18,13 @@ const { build } = await import("esbuild").catch(() => {
   process.exit(1);
 });
 
-const pkg = JSON.parse(await readFile(new URL("../package.json", import.meta.url), "utf8"));
-const dist = new URL("../dist/", import.meta.url).pathname;
-const src = (p) => new URL(`../src/${p}`, import.meta.url).pathname;
+const root = new URL("..", import.meta.url).pathname;
+const dist = `${root}dist/`;
+const pkg = JSON.parse(await readFile(`${root}package.json`, "utf8"));
 await rm(dist, { recursive: true, force: true });
 
 /** Loaded lazily, each from dist/vendor/NAME.cjs. */
 const VENDOR = ["openid-client", "undici", "open", "uqr"];
-/** In the entry: what every command (or the build's check below) allows there. */
-const EAGER_PACKAGES = ["smol-toml"];
 
 const common = {
   bundle: true,
@@ -39,237 +34,46 @@ const common = {
   minify: true,
   legalComments: "linked",
   logLevel: "warning",
-  // import() of a bundled module or a vendor file becomes a require() in a promise: no ESM loader.
+  // import() becomes a require() in a promise: no ESM loader at start-up.
   supported: { "dynamic-import": false },
 };
-const vendorPlugin = {
-  name: "vendor",
-  setup(b) {
-    const filter = new RegExp(`^(${VENDOR.map((n) => n.replace(/[-/]/g, "\\$&")).join("|")})$`);
-    b.onResolve({ filter }, (args) => ({ path: `./vendor/${args.path}.cjs`, external: true }));
-  },
-};
 
-// Which of our modules go in the entry: everything `status`, `--help` and `refresh --min-valid`
-// (up to its import() of the renewal) can reach without import(). The rest is in dist/lazy.cjs.
-const LIGHT = [
-  "main.ts",
-  "cli/help.ts",
-  "commands/status.ts",
-  "commands/refresh.ts",
-  "commands/service-account.ts",
-];
-const root = new URL("..", import.meta.url).pathname;
-const stopAtImport = {
-  name: "stop-at-import",
-  setup(b) {
-    b.onResolve({ filter: /.*/ }, (args) =>
-      args.kind === "dynamic-import" ? { path: args.path, external: true } : undefined,
-    );
-  },
-};
-const eager = await build({
-  ...common,
-  entryPoints: LIGHT.map(src),
-  outdir: `${dist}eager`,
-  write: false,
-  legalComments: "none",
-  metafile: true,
-  plugins: [vendorPlugin, stopAtImport],
-});
-/** Paths as the metafile names them (relative to the project): the modules of the entry. */
-const lightInputs = new Set(Object.values(eager.metafile.outputs).flatMap((o) => Object.keys(o.inputs)));
-const rel = (abs) => abs.slice(root.length);
-const isLight = (abs) => lightInputs.has(rel(abs));
-
-// Our modules outside the entry, each with the names it exports (an ESM pass over the sources).
-const lazyAll = await build({
-  ...common,
-  entryPoints: [src("main.ts")],
-  format: "esm",
-  splitting: true,
-  supported: {},
-  outdir: `${dist}scan`,
-  write: false,
-  legalComments: "none",
-  metafile: true,
-  plugins: [vendorPlugin],
-});
-const lazyModules = [
-  ...new Set(
-    Object.values(lazyAll.metafile.inputs).flatMap((i) =>
-      i.imports
-        .filter((x) => x.kind === "dynamic-import" && x.path.startsWith("src/") && !lightInputs.has(x.path))
-        .map((x) => x.path),
-    ),
-  ),
-].sort();
-const lazyExports = new Map();
-for (const m of lazyModules) {
-  const r = await build({
-    entryPoints: [`${root}${m}`],
-    bundle: false,
-    format: "esm",
-    write: false,
-    metafile: true,
-    outdir: `${dist}scan`,
-    logLevel: "warning",
-  });
-  lazyExports.set(m, Object.values(r.metafile.outputs)[0].exports);
-  // The stubs below copy each export once: a binding that changes later would not be seen.
-  if (/^export (let|var) /m.test(await readFile(`${root}${m}`, "utf8"))) {
-    fail(`${m}: a module loaded from dist/lazy.cjs must not export let or var`);
-  }
-}
-
-// dist/lazy.cjs: the other modules, as a function of the entry's modules (never run on its own).
-const lazy = await build({
-  ...common,
-  stdin: {
-    contents: [
-      // require(): each module is initialised when first asked for, as import() would.
-      `export default { ${lazyModules.map((m) => `${JSON.stringify(m)}: () => require(${JSON.stringify(`./${m}`)})`).join(", ")} };`,
-    ].join("\n"),
-    resolveDir: root,
-    loader: "js",
-    sourcefile: "lazy-modules.js",
-  },
-  outfile: `${dist}lazy.cjs`,
-  define: { __VERSION__: JSON.stringify(pkg.version) },
-  banner: {
-    js: `"use strict";\nmodule.exports = function (__ncl_entry) {\nconst module = { exports: {} }, exports = module.exports;`,
-  },
-  footer: { js: "return module.exports.default;\n};" },
-  metafile: true,
-  plugins: [
-    vendorPlugin,
-    {
-      name: "from-the-entry",
-      setup(b) {
-        const pkgs = new RegExp(`^(${EAGER_PACKAGES.map((n) => n.replace(/[-/]/g, "\\$&")).join("|")})$`);
-        b.onResolve({ filter: pkgs }, (args) => ({ path: `pkg:${args.path}`, namespace: "ncl-entry" }));
-        b.onResolve({ filter: /^\./ }, (args) => {
-          if (args.kind === "entry-point" || args.importer === "<stdin>") return undefined;
-          const abs = new URL(args.path, `file://${args.resolveDir}/`).pathname;
-          return isLight(abs) ? { path: rel(abs), namespace: "ncl-entry" } : undefined;
-        });
-        b.onLoad({ filter: /.*/, namespace: "ncl-entry" }, (args) => ({
-          contents: `module.exports = __ncl_entry[${JSON.stringify(args.path)}];`,
-          loader: "js",
-        }));
-      },
-    },
-  ],
-});
-
-// The entry: all of the light modules, once. An import() of a lazy module becomes a stub that
-// takes that module's exports from dist/lazy.cjs, which is handed the entry's modules (so that
-// there is one CliError, one command table, ... in the built code).
 const entry = await build({
   ...common,
-  entryPoints: [src("main.ts")],
+  entryPoints: [`${root}src/main.ts`],
   outfile: `${dist}nix-cache-login.cjs`,
   define: { __VERSION__: JSON.stringify(pkg.version) },
   banner: { js: `#!/usr/bin/env node\n"use strict";\n${nodeVersionCheck(nodeMinimum(pkg.engines.node))}` },
   metafile: true,
   plugins: [
-    vendorPlugin,
     {
-      name: "lazy-stubs",
+      name: "vendor",
       setup(b) {
-        b.onResolve({ filter: /^\.\/lazy\.cjs$/ }, (args) => ({ path: args.path, external: true }));
-        b.onResolve({ filter: /^ncl-shared$/ }, () => ({ path: "shared", namespace: "ncl-shared" }));
-        b.onResolve({ filter: /^\./ }, (args) => {
-          if (args.kind !== "dynamic-import") return undefined;
-          const abs = new URL(args.path, `file://${args.resolveDir}/`).pathname;
-          return isLight(abs) ? undefined : { path: rel(abs), namespace: "ncl-lazy" };
-        });
-        b.onLoad({ filter: /.*/, namespace: "ncl-lazy" }, (args) => {
-          const names = lazyExports.get(args.path);
-          if (names === undefined) fail(`no exports known for ${args.path}`);
-          return {
-            contents: [
-              'import { lazy } from "ncl-shared";',
-              `const m = lazy(${JSON.stringify(args.path)});`,
-              ...names.map((n) => `export const ${n} = m.${n};`),
-            ].join("\n"),
-            loader: "js",
-            resolveDir: root,
-          };
-        });
-        b.onLoad({ filter: /.*/, namespace: "ncl-shared" }, () => {
-          // Our light modules by path; the libraries of the entry by name.
-          const spec = (p) => (p.startsWith("src/") ? `./${p}` : p.slice("pkg:".length));
-          // Only what dist/lazy.cjs imports: a module exposed here keeps all of its exports.
-          const light = Object.keys(lazy.metafile.inputs)
-            .filter((p) => p.startsWith("ncl-entry:"))
-            .map((p) => p.slice("ncl-entry:".length))
-            .sort();
-          return {
-            contents: [
-              ...light.map((p, i) => `import * as m${i} from ${JSON.stringify(spec(p))};`),
-              "let loaded;",
-              "export function lazy(name) {",
-              `  loaded ??= require("./lazy.cjs")({ ${light.map((p, i) => `${JSON.stringify(p)}: m${i}`).join(", ")} });`,
-              "  return loaded[name]();",
-              "}",
-            ].join("\n"),
-            loader: "js",
-            resolveDir: root,
-          };
-        });
+        const filter = new RegExp(`^(${VENDOR.map((n) => n.replace(/[-/]/g, "\\$&")).join("|")})$`);
+        b.onResolve({ filter }, (args) => ({ path: `./vendor/${args.path}.cjs`, external: true }));
       },
     },
   ],
 });
 await chmod(`${dist}nix-cache-login.cjs`, 0o755);
-
-for (const name of VENDOR) {
-  await build({
-    ...common,
-    entryPoints: [name],
-    outfile: `${dist}vendor/${name}.cjs`,
-    // open (ESM only) finds its bundled xdg-open next to itself; there is none in dist/, so it uses
-    // the system's.
-    define: { "import.meta.url": "__ncl_url" },
-    banner: { js: `"use strict";\nconst __ncl_url = require("node:url").pathToFileURL(__filename).href;` },
-  });
-}
-
-// One copy of every module: nothing of the entry is compiled into dist/lazy.cjs as well.
-const twice = Object.keys(lazy.metafile.inputs).filter(
-  (p) => p !== "lazy-modules.js" && entry.metafile.inputs[p],
+const stray = Object.keys(entry.metafile.inputs).filter(
+  (p) => p.includes("node_modules/") && !p.includes("node_modules/smol-toml/"),
 );
-if (twice.length > 0) fail(`in both the entry and dist/lazy.cjs: ${twice.join(", ")}`);
+if (stray.length > 0) fail(`third-party code in the bundle, not in dist/vendor/: ${stray.join(", ")}`);
 
-// What runs before the first import(): the code every command pays for. It must stay light: each of
-// these costs more start-up time than all of `status`. Checked on a build that stops at import().
-const HEAVY = [
-  "node:crypto",
-  "node:net",
-  "node:http",
-  "node:https",
-  "node:child_process",
-  "node:fs/promises",
-  "node:stream",
-];
-const heavy = Object.values(eager.metafile.outputs).flatMap((o) => [
-  ...Object.keys(o.inputs).filter(
-    (p) => p.includes("node_modules/") && !EAGER_PACKAGES.some((n) => p.includes(`node_modules/${n}/`)),
-  ),
-  ...(o.imports ?? [])
-    .filter((i) => i.kind !== "dynamic-import")
-    .map((i) => i.path)
-    .filter((p) => HEAVY.includes(p) || p.startsWith("./vendor/")),
-]);
-if (heavy.length > 0) {
-  fail(`status, --help and refresh --min-valid must not load ${[...new Set(heavy)].join(", ")}`);
-}
-const bundled = Object.keys(entry.metafile.inputs).filter((p) => p.includes("node_modules/"));
-const stray = bundled.filter((p) => !EAGER_PACKAGES.some((n) => p.includes(`node_modules/${n}/`)));
-if (stray.length > 0) fail(`third-party code in the entry: ${stray.join(", ")}`);
+await build({
+  ...common,
+  entryPoints: Object.fromEntries(VENDOR.map((name) => [name, name])),
+  outdir: `${dist}vendor`,
+  outExtension: { ".js": ".cjs" },
+  // open (ESM only) finds its bundled xdg-open next to itself; there is none in dist/, so it uses
+  // the system's.
+  define: { "import.meta.url": "__ncl_url" },
+  banner: { js: `"use strict";\nconst __ncl_url = require("node:url").pathToFileURL(__filename).href;` },
+});
 
-// Completions and the man page, generated from the command table (src/cli/table.ts).
+// Completions and the man page, from the command table: its modules built as one ESM file next to
+// node_modules (so that their imports resolve), imported, and removed.
 const docs = await build({
   ...common,
   minify: false,
@@ -280,20 +84,19 @@ const docs = await build({
       'export { completionScript } from "./src/cli/completion.ts";',
       'export { manPage } from "./src/cli/manpage.ts";',
     ].join("\n"),
-    resolveDir: new URL("..", import.meta.url).pathname,
+    resolveDir: root,
     loader: "ts",
   },
   format: "esm",
+  supported: {},
   write: false,
   define: { __VERSION__: JSON.stringify(pkg.version) },
   legalComments: "none",
-  // Never run here: the libraries stay imports of node_modules.
   packages: "external",
 });
-// Next to node_modules, so that its imports resolve; removed at once.
-const docsFile = new URL("../.build-docs.mjs", import.meta.url);
+const docsFile = `${root}.build-docs.mjs`;
 await writeFile(docsFile, docs.outputFiles[0].text);
-const gen = await import(docsFile.href).finally(() => rm(docsFile, { force: true }));
+const gen = await import(docsFile).finally(() => rm(docsFile, { force: true }));
 const table = gen.commandTable();
 const epoch = Number(process.env.SOURCE_DATE_EPOCH ?? NaN);
 const date = (Number.isFinite(epoch) ? new Date(epoch * 1000) : new Date()).toISOString().slice(0, 10);
@@ -312,7 +115,7 @@ function nodeMinimum(range) {
 }
 
 /**
- * First of all in the entry: the bundle uses what older Node.js versions lack (such as
+ * First of all in the bundle: it uses what older Node.js versions lack (such as
  * process.getBuiltinModule) and would fail with a confusing message. In syntax that old versions
  * parse (no ?. or ??), so that they get this message.
  */

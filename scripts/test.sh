@@ -29,7 +29,7 @@ bash nix/ci-check.sh
 failed=()
 timings=$(mktemp)
 trap 'rm -f "$timings"' EXIT
-for file in test/unit/*.test.ts test/e2e/*.test.ts; do
+for file in test/unit/*.test.ts test/harness/*.test.ts test/e2e/*.test.ts; do
   start=$(date +%s%N)
   node --import tsx --test "$file" || failed+=("$file")
   echo "$((($(date +%s%N) - start) / 1000000)) $file" >>"$timings"

@@ -17,6 +17,11 @@ export interface Context {
   json?: boolean | undefined;
   /** What the command did, filled in by it, printed by --json. */
   result?: Record<string, unknown> | undefined;
+  /**
+   * Says that a request is slow ("waiting for sso.example.org ..."), once per request that takes
+   * longer than a second, so nobody on a terminal stares at nothing. Set by ../cli/run.ts.
+   */
+  onSlowRequest?: ((host: string) => void) | undefined;
 }
 
 /** A progress or result line on stderr; none with --quiet or --json. */

@@ -25,7 +25,7 @@ const PAGES: [RegExp, string | undefined][] = [
     "docs/configuration.md",
   ],
   [
-    /^(client_|credential_file_|provider_no_device_flow$)/,
+    /^(client_|credential_file_|provider_no_device_flow$|redirect_uri_unregistered$|authorization_request_refused$)/,
     "docs/provider-setup.md#register-the-client-in-keycloak",
   ],
   [/^keychain_/, "docs/security.md#the-refresh-token-in-the-keychain"],

@@ -7,10 +7,39 @@ export function badDuration(message: string, hint?: string): CliError {
   return new CliError("bad_duration", message, { exitCode: ExitCode.usage, hint });
 }
 
-/** Parses "90s", "10m", "1h30m", "2d" (or a bare number of seconds) into seconds. */
-export function parseDuration(text: string, what: string): number {
+/**
+ * The one duration rule, for every configuration key (`timeout`, `default_token_lifetime`) and every
+ * option (`--timeout`, `--min-valid`, `--interval`): whole numbers, each with a unit (s, m, h or d),
+ * parts may follow one another ("1h30m", "1h 30m"). A bare number is refused rather than guessed:
+ * `--min-valid 10` could mean seconds or minutes. systemd reads the same spelling as a time span.
+ */
+export const DURATION_RULE = "a duration is a whole number with a unit (s, m, h or d), e.g. 30s, 10m, 1h30m";
+
+/**
+ * Why `value` is not a duration, or undefined when it is one: the same words for a config key and
+ * an option. `value` may be any TOML value (`timeout = 30` is an integer, `timeout = true` a boolean).
+ */
+export function durationProblem(value: unknown): string | undefined {
+  if (typeof value === "string" && parseSeconds(value) !== undefined) return undefined;
+  const text =
+    typeof value === "string"
+      ? value.trim()
+      : typeof value === "number" || typeof value === "bigint" || typeof value === "boolean"
+        ? String(value)
+        : undefined;
+  if (text !== undefined && /^\d+$/.test(text)) {
+    return `${JSON.stringify(text)} has no unit: write ${text}s, ${text}m or ${text}h (${DURATION_RULE})`;
+  }
+  const shown =
+    typeof value === "string"
+      ? JSON.stringify(value)
+      : (text ?? (Array.isArray(value) ? "an array" : "a table"));
+  return `${shown} is not a duration (${DURATION_RULE})`;
+}
+
+/** Seconds, or undefined when `text` does not follow the rule. */
+function parseSeconds(text: string): number | undefined {
   const trimmed = text.trim();
-  if (/^\d+$/.test(trimmed)) return Number(trimmed);
   // Blanks between the parts are allowed, so that "1h 5m" as formatSpan prints it reads back.
   const re = /\s*(\d+)\s*([smhd])/gy;
   let total = 0;
@@ -19,13 +48,16 @@ export function parseDuration(text: string, what: string): number {
     total += Number(m[1]) * (UNITS[m[2] as string] ?? 0);
     matched = re.lastIndex;
   }
-  if (trimmed === "" || matched !== trimmed.length) {
-    throw badDuration(
-      `${what}: invalid duration ${JSON.stringify(text)}`,
-      "use a number with a unit, e.g. 30s, 10m, 1h or 1h30m",
-    );
+  return trimmed === "" || matched !== trimmed.length ? undefined : total;
+}
+
+/** Parses "90s", "10m", "1h30m", "2d" into seconds; anything else is a usage error naming `what`. */
+export function parseDuration(text: string, what: string): number {
+  const seconds = parseSeconds(text);
+  if (seconds === undefined) {
+    throw badDuration(`${what}: ${durationProblem(text) ?? ""}`);
   }
-  return total;
+  return seconds;
 }
 
 /** "42m", "1h 5m", "3d 2h", "12s": coarse on purpose, for humans. */

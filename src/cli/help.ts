@@ -12,6 +12,9 @@ Keys: ${column(CONFIG_KEYS.join(", "), 6)}
   getting the token; client_secret_file or client_key_file means service-account mode;
   token_endpoint_auth_method: client_secret_basic (default), client_secret_post, or
   private_key_jwt with client_key_file)
+Durations (timeout, default_token_lifetime, --timeout, --min-valid, --interval): a whole
+  number with a unit, s, m, h or d, parts may follow one another (30s, 10m, 1h30m, 2d);
+  a bare number is refused, in the file and on the command line alike
 Example (\`${NAME} init --issuer URL --client-id ID --cache-host HOST\` writes one):
   issuer = "https://sso.example.org/realms/nix"
   client_id = "nix-cache"

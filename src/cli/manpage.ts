@@ -26,7 +26,7 @@ function option(o: OptionSpec): string {
 export function manPage(t: CommandTable, footer: string, date: string): string {
   const up = t.name.toUpperCase();
   const out = [
-    `.\\" Generated from the command table in src/cli.ts by scripts/build.mjs; do not edit.`,
+    `.\\" Generated from the command table in src/cli/table.ts by scripts/build.mjs; do not edit.`,
     `.TH ${up} 1 "${date}" "${t.name} ${esc(t.version)}" "User Commands"`,
     ".SH NAME",
     `${t.name} \\- keep an OpenID Connect access token for a protected Nix binary cache in your netrc`,

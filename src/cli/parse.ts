@@ -1,4 +1,5 @@
-/** argv -> what to do, under the one command table (./table.ts). */
+/** argv -> what to do, by node:util's parseArgs under the one command table (./table.ts). */
+import { parseArgs } from "node:util";
 import { CliError, ExitCode } from "../errors.ts";
 import { closest } from "../suggest.ts";
 import { ALL_OPTIONS, COMMANDS, DEFAULT_COMMAND, findCommand, GLOBAL_OPTIONS, NAME } from "./table.ts";
@@ -16,9 +17,7 @@ function usage(code: string, message: string, command?: string): CliError {
   });
 }
 
-/** Every option of every command by long name and by short letter: options may come anywhere. */
 const BY_NAME = new Map(ALL_OPTIONS.map((o) => [o.name, o]));
-const BY_SHORT = new Map(ALL_OPTIONS.flatMap((o) => (o.short === undefined ? [] : [[o.short, o] as const])));
 
 /** The command named in argv (for choosing the option list a suggestion comes from). */
 function commandIn(argv: string[]): CommandSpec | undefined {
@@ -53,60 +52,41 @@ function badValue(option: OptionSpec, argv: string[]): CliError {
   );
 }
 
+/** Every option of every command, for one parse: options may come before or after the command. */
+const PARSE_OPTIONS = Object.fromEntries(
+  ALL_OPTIONS.map((o) => [
+    o.name,
+    {
+      type: o.value === undefined ? ("boolean" as const) : ("string" as const),
+      ...(o.short === undefined ? {} : { short: o.short }),
+    },
+  ]),
+);
+
 /**
- * argv -> option values and the other words, by the rules of Node's strict parseArgs: `--name`,
- * `--name=value`, `--name value`, `-n value`, `-nvalue`, flag groups such as `-vq`, and `--` before
- * words that only look like options. A value that starts with "-" must be glued on with "=".
- * Written out rather than node:util's parseArgs, which costs a timer's `refresh --min-valid` more
- * start-up time than the whole of the rest of argv handling (`npm run bench`).
+ * argv -> option values and the other words, by node:util's parseArgs. Not in strict mode, whose
+ * errors are long and name options as `'-c, --config <value>'`: its tokens are checked here, in
+ * argv order, by strict mode's rules, so that the first bad word gets a one-line message of ours.
  */
 function tokenize(argv: string[]): { values: Values; positionals: string[] } {
-  const values: Values = {};
-  const positionals: string[] = [];
-  const take = (option: OptionSpec, inline: string | undefined, i: number): number => {
-    if (option.value === undefined) {
-      if (inline !== undefined) throw badValue(option, argv);
-      values[option.name] = true;
-      return i;
-    }
-    if (inline !== undefined) {
-      values[option.name] = inline;
-      return i;
-    }
-    const next = argv[i + 1];
-    if (next === undefined || next.startsWith("-")) throw badValue(option, argv);
-    values[option.name] = next;
-    return i + 1;
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const word = argv[i] as string;
-    if (word === "--") {
-      positionals.push(...argv.slice(i + 1));
-      break;
-    }
-    if (word.startsWith("--")) {
-      const eq = word.indexOf("=");
-      const name = eq === -1 ? word.slice(2) : word.slice(2, eq);
-      const option = BY_NAME.get(name);
-      if (option === undefined) throw unknownOption(`--${name}`, argv);
-      i = take(option, eq === -1 ? undefined : word.slice(eq + 1), i);
-    } else if (word.startsWith("-") && word.length > 1) {
-      // A group of short options: flags, and at most one option with a value, last.
-      for (let k = 1; k < word.length; k++) {
-        const option = BY_SHORT.get(word[k] as string);
-        if (option === undefined) throw unknownOption(`-${word[k]}`, argv);
-        const rest = word.slice(k + 1);
-        if (option.value !== undefined) {
-          i = take(option, rest === "" ? undefined : rest, i);
-          break;
-        }
-        take(option, undefined, i);
-      }
-    } else {
-      positionals.push(word);
-    }
+  const { tokens, values, positionals } = parseArgs({
+    args: argv,
+    options: PARSE_OPTIONS,
+    strict: false,
+    allowPositionals: true,
+    tokens: true,
+  });
+  for (const t of tokens) {
+    if (t.kind !== "option") continue;
+    const option = BY_NAME.get(t.name);
+    if (option === undefined) throw unknownOption(t.rawName, argv);
+    const bad =
+      option.value === undefined
+        ? t.value !== undefined
+        : t.value === undefined || (t.inlineValue === false && t.value.startsWith("-"));
+    if (bad) throw badValue(option, argv);
   }
-  return { values, positionals };
+  return { values: { ...values } as Values, positionals };
 }
 
 export function parseCommandLine(argv: string[]): Parsed {

@@ -7,10 +7,10 @@
  */
 import { withFields, type Context } from "../context.ts";
 import { ExitCode } from "../errors.ts";
+import { OutputClosed } from "./output.ts";
 import { parseCommandLine } from "./parse.ts";
 import { renderError } from "./render.ts";
-import { onSlowRequest } from "../net/slow-notice.ts";
-import { bool, findCommand, str, VERSION } from "./table.ts";
+import { bool, findCommand, JSON_RESULT, str, VERSION } from "./table.ts";
 
 export type Deps = Omit<Context, "verbose" | "configFlag">;
 
@@ -41,21 +41,24 @@ export async function run(argv: string[], deps: Deps): Promise<number> {
       quiet: bool(values.quiet),
       json: bool(values.json),
       result,
+      // On a terminal only. Whether stderr is one is asked only when a request is slow: a timer's
+      // `refresh --min-valid` makes no request and need not ask.
+      onSlowRequest:
+        values.quiet === true
+          ? undefined
+          : (host) => {
+              if (deps.stderr.isTTY === true) deps.stderr.write(`waiting for ${host} ...\n`);
+            },
     });
-    // A request that takes long says so on a terminal. Whether stderr is one is asked only then:
-    // a timer's `refresh --min-valid` makes no request and need not ask.
-    if (values.quiet !== true) {
-      onSlowRequest((host) => {
-        if (deps.stderr.isTTY === true) deps.stderr.write(`waiting for ${host} ...\n`);
-      });
-    }
     const code = await spec.run(ctx, values);
-    // The commands with a --json result (status and doctor print their own report).
-    if (json && command !== "status" && command !== "doctor" && Object.keys(result).length > 1) {
+    // The commands whose --json is what they did (status and doctor print their own report).
+    if (json && spec.options.includes(JSON_RESULT) && Object.keys(result).length > 1) {
       deps.stdout.write(`${JSON.stringify(result)}\n`);
     }
     return code;
   } catch (e) {
+    // `| head`: the reader has what it wanted.
+    if (e instanceof OutputClosed) return ExitCode.ok;
     return renderError(e, deps, { verbose, json });
   }
 }

@@ -22,8 +22,13 @@ const MIN_VALID: OptionSpec = {
   value: "duration",
   help: "do nothing, without any request, if the token stays valid this long (with a unit: 30s, 10m, 1h) and every cache host's entry holds it",
 };
+const DRY_RUN: OptionSpec = {
+  name: "dry-run",
+  help: "only load and check the configuration (and a service account's secret or key file) as a run would, and say so; nothing is sent or written (`timer status` runs the unit's command this way)",
+};
 const JSON_OUTPUT: OptionSpec = { name: "json", help: "print a JSON object on stdout" };
-const JSON_RESULT: OptionSpec = {
+/** --json of the commands that do something: run() prints what they recorded (ctx.result). */
+export const JSON_RESULT: OptionSpec = {
   name: "json",
   help: 'print what was done as one JSON object on stdout (errors as {"error": {...}})',
 };
@@ -84,16 +89,22 @@ export const COMMANDS: CommandSpec[] = [
   {
     name: "refresh",
     help: "renew the access token with the stored refresh token (no browser); for timers",
-    options: [MIN_VALID, JSON_RESULT, QUIET],
+    options: [MIN_VALID, DRY_RUN, JSON_RESULT, QUIET],
     run: async (ctx, v) =>
-      (await import("../commands/refresh.ts")).refresh(ctx, { minValid: str(v["min-valid"]) }),
+      (await import("../commands/refresh.ts")).refresh(ctx, {
+        minValid: str(v["min-valid"]),
+        dryRun: bool(v["dry-run"]),
+      }),
   },
   {
     name: "service-account",
     help: "get a token with the client credentials grant (client_secret_file or client_key_file); for servers",
-    options: [MIN_VALID, JSON_RESULT, QUIET],
+    options: [MIN_VALID, DRY_RUN, JSON_RESULT, QUIET],
     run: async (ctx, v) =>
-      (await import("../commands/service-account.ts")).serviceAccount(ctx, { minValid: str(v["min-valid"]) }),
+      (await import("../commands/service-account.ts")).serviceAccount(ctx, {
+        minValid: str(v["min-valid"]),
+        dryRun: bool(v["dry-run"]),
+      }),
   },
   {
     name: "status",
@@ -115,7 +126,7 @@ export const COMMANDS: CommandSpec[] = [
   },
   {
     name: "init",
-    help: "write a configuration file, after checking that the issuer answers with its discovery document",
+    help: "write a configuration file, after checking that the issuer answers with its discovery document and (for a user sign-in) knows the client",
     options: [
       {
         name: "issuer",
@@ -127,6 +138,11 @@ export const COMMANDS: CommandSpec[] = [
         name: "cache-host",
         value: "host",
         help: "the binary cache's host name, e.g. cache.example.org (several: comma-separated)",
+      },
+      {
+        name: "cache-url",
+        value: "url",
+        help: "the cache's base URL, where it is not https://HOST (`doctor` asks it; several: comma-separated, one per host)",
       },
       {
         name: "client-secret-file",
@@ -150,6 +166,7 @@ export const COMMANDS: CommandSpec[] = [
         issuer: str(v.issuer),
         clientId: str(v["client-id"]),
         cacheHost: str(v["cache-host"]),
+        cacheUrl: str(v["cache-url"]),
         clientSecretFile: str(v["client-secret-file"]),
         netrcPath: str(v["netrc-path"]),
         force: v.force === true,

@@ -9,6 +9,7 @@ import { checkHomeIsOurs } from "../config/home.ts";
 import { parseConfig } from "../config/load.ts";
 import { record, say, verbose, type Context } from "../context.ts";
 import { CliError, ExitCode } from "../errors.ts";
+import { CALLBACK_PATH, redirectUriToRegister } from "../oidc/loopback.ts";
 import { providerSettings } from "../core/setup.ts";
 import { Provider } from "../oidc/provider.ts";
 
@@ -16,6 +17,7 @@ export interface InitOptions {
   issuer?: string | undefined;
   clientId?: string | undefined;
   cacheHost?: string | undefined;
+  cacheUrl?: string | undefined;
   clientSecretFile?: string | undefined;
   netrcPath?: string | undefined;
   force?: boolean | undefined;
@@ -24,8 +26,8 @@ export interface InitOptions {
 /** A TOML basic string: JSON's escapes are TOML's, except that TOML has no \/ (JSON never writes it). */
 const tomlString = (s: string) => JSON.stringify(s);
 
-/** `--cache-host a,b`: several cache hosts (a host name has no comma) become a TOML array. */
-function cacheHostValue(flag: string): string {
+/** `--cache-host a,b`: several hosts (or URLs: neither has a comma) become a TOML array. */
+function listValue(flag: string): string {
   const hosts = flag
     .split(",")
     .map((h) => h.trim())
@@ -59,7 +61,8 @@ export async function init(ctx: Context, opts: InitOptions): Promise<number> {
     "# Written by `nix-cache-login init`; see `nix-cache-login --help` for the other keys.",
     `issuer = ${tomlString((opts.issuer as string).trim())}`,
     `client_id = ${tomlString((opts.clientId as string).trim())}`,
-    `cache_host = ${cacheHostValue(opts.cacheHost as string)}`,
+    `cache_host = ${listValue(opts.cacheHost as string)}`,
+    ...(opts.cacheUrl === undefined ? [] : [`cache_url = ${listValue(opts.cacheUrl)}`]),
     ...(opts.netrcPath === undefined ? [] : [`netrc_path = ${tomlString(opts.netrcPath)}`]),
     ...(opts.clientSecretFile === undefined
       ? []
@@ -74,6 +77,7 @@ export async function init(ctx: Context, opts: InitOptions): Promise<number> {
     env: ctx.env,
     log: verbose(ctx),
     now: ctx.now,
+    onSlowRequest: ctx.onSlowRequest,
   });
   try {
     await p.metadata();
@@ -89,9 +93,22 @@ export async function init(ctx: Context, opts: InitOptions): Promise<number> {
       },
     );
   }
+  if (config.mode === "user") {
+    // As `login` does before it opens a browser: does the provider know the client and the
+    // loopback redirect URI? (A free port is not needed: the answer is not followed.)
+    const port = config.callbackPort ?? 49152 + Math.floor(Math.random() * 16384);
+    await p.checkClient(
+      `http://127.0.0.1:${port}${CALLBACK_PATH}`,
+      redirectUriToRegister(config.callbackPort),
+      "--client-id",
+    );
+  }
   await writeFileAtomic(target, text, "utf8");
   record(ctx, { action: "written", config_path: target });
-  say(ctx, `Wrote ${target} (${p.host} answers with its discovery document).`);
+  say(
+    ctx,
+    `Wrote ${target} (${p.host} answers with its discovery document${config.mode === "user" ? ` and knows client_id ${config.clientId}` : ""}).`,
+  );
   say(
     ctx,
     config.mode === "service-account"

@@ -6,7 +6,7 @@ import { badDuration, describeExpiry, formatSpan, parseDuration } from "../durat
 import { CliError, ExitCode } from "../errors.ts";
 import { deviceSignIn } from "../oidc/device.ts";
 import { signInDenied, signInTimedOut } from "../oidc/sign-in-errors.ts";
-import { LoopbackServer, type CallbackOutcome, type Page } from "../oidc/loopback.ts";
+import { LoopbackServer, redirectUriToRegister, type CallbackOutcome, type Page } from "../oidc/loopback.ts";
 import type { Provider } from "../oidc/provider.ts";
 import type { TokenSet } from "../oidc/token-set.ts";
 import { printable } from "../text.ts";
@@ -34,7 +34,6 @@ export interface LoginOptions {
  * completed; then the tokens are saved and the netrc entry is written.
  */
 export async function login(ctx: Context, opts: LoginOptions): Promise<number> {
-  const started = performance.now();
   const log = verbose(ctx);
   const waitSeconds = parseDuration(opts.timeout ?? DEFAULT_LOGIN_TIMEOUT, "--timeout");
   if (waitSeconds <= 0) {
@@ -85,14 +84,11 @@ export async function login(ctx: Context, opts: LoginOptions): Promise<number> {
   }
 
   let tokens: TokenSet;
-  let timing: string;
   if (useDevice) {
-    const result = await deviceSignIn(ctx, p, { timeoutSeconds: waitSeconds, log });
-    tokens = result.tokens;
+    tokens = (await deviceSignIn(ctx, p, { timeoutSeconds: waitSeconds, log })).tokens;
     await save(ctx, s, tokens, p);
-    timing = `timing: token_response_to_netrc_ms=${ms(performance.now() - result.approvedAt)}`;
   } else {
-    const result = await browserSignIn(ctx, s, p, {
+    tokens = await browserSignIn(ctx, s, p, {
       port: flagPort ?? s.config.callbackPort,
       portFrom: flagPort !== undefined ? "--port" : `callback_port in ${s.config.path}`,
       launch,
@@ -100,11 +96,7 @@ export async function login(ctx: Context, opts: LoginOptions): Promise<number> {
       commandFrom: opts.browserCommand !== undefined ? "--browser-command" : "$BROWSER",
       waitSeconds,
     });
-    tokens = result.tokens;
-    timing = result.timing;
   }
-  log(timing);
-  log(`timing: login_total_ms=${ms(performance.now() - started)}`);
 
   const now = ctx.now();
   say(ctx, `Signed in as ${tokens.username ?? "(unknown user)"} at ${host}.`);
@@ -132,9 +124,15 @@ function signedInAlready(ctx: Context, s: Setup): void {
   const now = ctx.now();
   const until = (at: string | null | undefined) =>
     at === undefined || at === null ? "an unknown time" : at.replace(/\.\d{3}Z$/, "Z");
-  const sessionEnd = hasRefreshToken(state)
-    ? `the session can be renewed until ${until(state.refresh_token_expires_at)}`
-    : "no refresh token";
+  const refreshEnd = state.refresh_token_expires_at;
+  // An ended or expired session cannot be renewed: offering a time for it would be wrong.
+  const sessionEnd = !hasRefreshToken(state)
+    ? "no refresh token"
+    : state.session_ended !== undefined
+      ? `the provider ended the session (seen at ${until(state.session_ended.at)})`
+      : refreshEnd !== null && refreshEnd !== undefined && Date.parse(refreshEnd) <= now.getTime()
+        ? `the session expired at ${until(refreshEnd)}`
+        : `the session can be renewed until ${until(refreshEnd)}`;
   prompt(
     ctx,
     `Already signed in as ${state.username ?? "(unknown user)"} at ${s.config.issuer}: access token ${describeExpiry(state.access_token_expires_at ?? null, now)}, ${sessionEnd}. Starting a new sign-in, which replaces it.`,
@@ -155,7 +153,7 @@ async function browserSignIn(
   s: Setup,
   p: Provider,
   o: BrowserSignInOptions,
-): Promise<{ tokens: TokenSet; timing: string }> {
+): Promise<TokenSet> {
   const log = verbose(ctx);
   // Bind first (a taken port fails fast) while discovery runs.
   const [bound, discovered] = await Promise.allSettled([
@@ -166,6 +164,9 @@ async function browserSignIn(
   const server = bound.value;
   try {
     if (discovered.status === "rejected") throw discovered.reason;
+    // A provider that does not know the client or the redirect URI shows an error page in the
+    // browser and never comes back: find that out now, not at the timeout.
+    await p.checkClient(server.redirectUri, redirectUriToRegister(o.port));
     const request = await p.authorizationRequest(server.redirectUri);
     server.expect(request.url, request.state);
     log(
@@ -213,16 +214,13 @@ async function browserSignIn(
     }
 
     let tokens: TokenSet;
-    let exchanged: number;
     try {
       tokens = await p.exchangeCode(outcome.url, request);
-      exchanged = performance.now();
       await save(ctx, s, tokens, p);
     } catch (e) {
       await outcome.reply(failurePage(e));
       throw e;
     }
-    const written = performance.now();
     await outcome.reply({
       status: 200,
       ok: true,
@@ -232,12 +230,7 @@ async function browserSignIn(
         "You can close this tab.",
       ],
     });
-    return {
-      tokens,
-      timing:
-        `timing: callback_to_netrc_ms=${ms(written - outcome.receivedAt)} ` +
-        `code_exchange_ms=${ms(exchanged - outcome.receivedAt)} write_ms=${ms(written - exchanged)}`,
-    };
+    return tokens;
   } finally {
     await server.close();
     log("closed the loopback server");
@@ -415,8 +408,4 @@ export function noLocalBrowser(env: Env, platform: NodeJS.Platform = process.pla
 
 function nonEmpty(v: string | undefined): boolean {
   return v !== undefined && v !== "";
-}
-
-function ms(value: number): string {
-  return value.toFixed(1);
 }

@@ -4,6 +4,8 @@ import { ExitCode } from "../errors.ts";
 
 export interface RefreshOptions {
   minValid?: string | undefined;
+  /** Only load and check what a run needs (`timer status` runs the unit's command so). */
+  dryRun?: boolean | undefined;
 }
 
 /**

@@ -13,14 +13,15 @@
  * our header, so a unit someone wrote by hand under the same name is never touched.
  */
 import { spawnSync } from "node:child_process";
+import { printable } from "../text.ts";
 import { existsSync, lstatSync, readFileSync, readlinkSync, realpathSync } from "node:fs";
 import { rmdir, unlink } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { SYSTEM_CONFIG } from "../config/find.ts";
 import type { Env } from "../os/env.ts";
 import { xdgDir } from "../config/paths.ts";
-import { say, warn, type Context } from "../context.ts";
-import { badDuration, parseDuration } from "../duration.ts";
+import { say, warn, withFields, type Context } from "../context.ts";
+import { parseDuration } from "../duration.ts";
 import { CliError, ExitCode } from "../errors.ts";
 import { writeFileAtomic } from "../fs/atomic-file.ts";
 import { checkHomeIsOurs } from "../config/home.ts";
@@ -56,17 +57,6 @@ interface TimerFile {
   text: string;
 }
 
-/** A duration with a unit, as systemd and the CLI both read it: 30s, 4m, 1h. */
-function duration(text: string, what: string): number {
-  if (!/^\s*(0|[1-9]\d*)\s*[smh]\s*$/.test(text)) {
-    throw badDuration(
-      `${what}: ${JSON.stringify(text)} is not a duration like 30s, 4m or 1h`,
-      `write a whole number with a unit, e.g. ${what} ${what === "--interval" ? DEFAULT_INTERVAL : DEFAULT_MIN_VALID}`,
-    );
-  }
-  return parseDuration(text.trim(), what);
-}
-
 /**
  * The calendar expression that fires every `seconds` (as nix/modules/lib.nix's onCalendar):
  * only intervals that divide a minute, an hour or a day evenly have one.
@@ -93,18 +83,6 @@ function systemdArg(arg: string): string {
   }
   if (/^[A-Za-z0-9_./:=@+-]+$/.test(arg)) return arg.replace(/%/g, "%%");
   return `"${arg.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/%/g, "%%").replace(/\$/g, "$$$$")}"`;
-}
-
-/**
- * The arguments of an ExecStart line as systemdArg wrote them, with its escapes reverted: quotes
- * and backslashes, `%%` (a literal `%` in a specifier-expanding line) and `$$`.
- */
-export function execStartArgs(line: string): string[] {
-  return [...line.matchAll(/"((?:[^"\\]|\\.)*)"|(\S+)/g)].map(([, quoted, bare]) =>
-    quoted !== undefined
-      ? quoted.replace(/\\(.)|%%|\$\$/g, (m: string, c: string | undefined) => c ?? m[0] ?? "")
-      : (bare ?? "").replace(/%%/g, "%"),
-  );
 }
 
 function command(spec: TimerSpec): string[] {
@@ -178,10 +156,6 @@ const LAUNCHD_LABEL = { user: "nix-cache-login", system: "nix-cache-login-server
 
 function xml(text: string): string {
   return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
-}
-
-function unXml(text: string): string {
-  return text.replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&amp;/g, "&");
 }
 
 export function launchdPlist(spec: TimerSpec, dir: string): TimerFile[] {
@@ -346,8 +320,8 @@ function buildSpec(ctx: Context, opts: TimerOptions, home: string): TimerSpec {
   const system = opts.system === true;
   const interval = (opts.interval ?? DEFAULT_INTERVAL).trim();
   const minValid = (opts.minValid ?? DEFAULT_MIN_VALID).trim();
-  const intervalSeconds = duration(interval, "--interval");
-  const minValidSeconds = duration(minValid, "--min-valid");
+  const intervalSeconds = parseDuration(interval, "--interval");
+  const minValidSeconds = parseDuration(minValid, "--min-valid");
   if (onCalendar(intervalSeconds) === undefined) {
     throw new CliError(
       "interval_not_even",
@@ -366,8 +340,10 @@ function buildSpec(ctx: Context, opts: TimerOptions, home: string): TimerSpec {
       { exitCode: ExitCode.usage, hint: "raise --min-valid or shorten --interval" },
     );
   }
-  // The configuration must load now, not fail every few minutes in the background.
-  const s = loadSetup(ctx);
+  // The configuration must load now, not fail every few minutes in the background, and it must be
+  // the one the unit reads: a system unit does not see the caller's ~/.config (issue 24).
+  const named = ctx.configFlag !== undefined || (ctx.env.NIX_CACHE_LOGIN_CONFIG ?? "") !== "";
+  const s = system && !named ? loadSystemSetup(ctx) : loadSetup(ctx);
   if (system && s.config.mode !== "service-account") {
     throw new CliError(
       "system_needs_service_account",
@@ -384,6 +360,7 @@ function buildSpec(ctx: Context, opts: TimerOptions, home: string): TimerSpec {
     s.config.source === "--config" || s.config.source === "$NIX_CACHE_LOGIN_CONFIG"
       ? s.config.path
       : undefined;
+  if (system) loadAsSystemUnit(ctx, s.config.path);
   return {
     system,
     node: process.execPath,
@@ -395,6 +372,51 @@ function buildSpec(ctx: Context, opts: TimerOptions, home: string): TimerSpec {
     randomizedDelay,
     home,
   };
+}
+
+/** The configuration a system unit reads when none is named: /etc/nix-cache-login/config.toml. */
+function loadSystemSetup(ctx: Context): ReturnType<typeof loadSetup> {
+  if (!existsSync(SYSTEM_CONFIG)) {
+    throw new CliError(
+      "system_config_missing",
+      `--system: the system unit reads ${SYSTEM_CONFIG} (no --config was given), and it does not exist`,
+      {
+        exitCode: ExitCode.usage,
+        hint: `write the service account's configuration there, or name it with \`timer install --system --config PATH\` (the unit then reads that file)`,
+      },
+    );
+  }
+  const s = loadSetup(withFields(ctx, { configFlag: SYSTEM_CONFIG }));
+  return { ...s, config: { ...s.config, source: "system" } };
+}
+
+/** The environment a system unit written here runs in (systemd sets no HOME without User=). */
+export function systemUnitEnv(env: Env, configPath: string): Env {
+  return {
+    PATH: env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin",
+    XDG_STATE_HOME: process.platform === "darwin" ? "/var/db" : "/var/lib",
+    NIX_CACHE_LOGIN_CONFIG: configPath,
+  };
+}
+
+/**
+ * Loads the configuration as the system unit will, without root's shell variables: a netrc_path
+ * left to its default ($XDG_CONFIG_HOME/nix/netrc) or a path naming $HOME would fail every run.
+ */
+function loadAsSystemUnit(ctx: Context, configPath: string): void {
+  try {
+    loadSetup(withFields(ctx, { configFlag: undefined, env: systemUnitEnv(ctx.env, configPath) }));
+  } catch (e) {
+    if (!(e instanceof CliError) || e.code !== "home_not_set") throw e;
+    throw new CliError(
+      "system_config_needs_home",
+      `--system: ${configPath} needs $HOME, which a system unit does not have (netrc_path is not set, or a path names $HOME or ~)`,
+      {
+        exitCode: ExitCode.usage,
+        hint: "set netrc_path to an absolute path, e.g. /etc/nix/netrc (the netrc-file nix-daemon reads by default)",
+      },
+    );
+  }
 }
 
 async function writeUnit(file: TimerFile): Promise<"written" | "unchanged"> {
@@ -526,10 +548,91 @@ async function remove(ctx: Context, system: boolean, p: Platform, dir: string): 
   return ExitCode.ok;
 }
 
+/** What a unit runs: its argv and the variables it sets, as the service manager reads them. */
+interface UnitCommand {
+  argv: string[];
+  environment: Record<string, string>;
+}
+
+/** ExecStart and Environment= as systemd splits them: the reverse of systemdArg. */
+export function systemdCommand(text: string): UnitCommand {
+  const line = /^ExecStart=(.*)$/m.exec(text)?.[1] ?? "";
+  const argv = (line.match(/"(?:[^"\\]|\\.)*"|\S+/g) ?? []).map((w) =>
+    (w.startsWith('"') ? w.slice(1, -1).replace(/\\(.)/g, "$1").replace(/\$\$/g, "$") : w).replace(
+      /%%/g,
+      "%",
+    ),
+  );
+  const environment: Record<string, string> = {};
+  for (const m of text.matchAll(/^Environment=([A-Za-z_][A-Za-z0-9_]*)=(.*)$/gm)) {
+    environment[m[1] as string] = m[2] as string;
+  }
+  return { argv, environment };
+}
+
+function xmlText(text: string): string {
+  return text.replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&amp;/g, "&");
+}
+
+/** ProgramArguments and EnvironmentVariables of a plist written by launchdPlist. */
+export function launchdCommand(text: string): UnitCommand {
+  const strings = (block: string | undefined) =>
+    [...(block ?? "").matchAll(/<string>(.*?)<\/string>/g)].map((m) => xmlText(m[1] ?? ""));
+  const argv = strings(/<key>ProgramArguments<\/key>\s*<array>([\s\S]*?)<\/array>/.exec(text)?.[1]);
+  const pairs = [
+    ...(/<key>EnvironmentVariables<\/key>\s*<dict>([\s\S]*?)<\/dict>/.exec(text)?.[1] ?? "").matchAll(
+      /<key>(.*?)<\/key>\s*<string>(.*?)<\/string>/g,
+    ),
+  ];
+  return {
+    argv,
+    environment: Object.fromEntries(pairs.map((m) => [xmlText(m[1] ?? ""), xmlText(m[2] ?? "")])),
+  };
+}
+
+/**
+ * Runs the unit's command with --dry-run, in the environment the unit gets: the variables it sets,
+ * over the service manager's (a user manager's, when it answers; this shell's otherwise, without
+ * $NIX_CACHE_LOGIN_CONFIG, which a unit never sees). A system unit gets no user's variables.
+ */
+function dryRun(unit: UnitCommand, p: Platform, system: boolean, env: Env): { ok: boolean; line: string } {
+  const [cmd, ...args] = unit.argv;
+  if (cmd === undefined) return { ok: false, line: "the unit names no command" };
+  let base: Record<string, string | undefined>;
+  if (system) base = { PATH: systemUnitEnv(env, "").PATH };
+  else {
+    base = { ...env, NIX_CACHE_LOGIN_CONFIG: undefined };
+    if (p === "systemd" && managerReachable(p, false, env)) {
+      const shown = runControl(["systemctl", "--user", "show-environment"], env);
+      if (shown.ok)
+        base = Object.fromEntries(
+          shown.output.split("\n").map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
+        );
+    }
+  }
+  const r = spawnSync(cmd, [...args, "--dry-run"], {
+    env: { ...base, ...unit.environment } as NodeJS.ProcessEnv,
+    encoding: "utf8",
+    stdio: ["ignore", "ignore", "pipe"],
+    timeout: 30_000,
+  });
+  const said = (r.stderr ?? "")
+    .split("\n")
+    .map((l) => l.replace(/^error: /, ""))
+    .filter((l) => l !== "" && !l.startsWith("hint: "));
+  const first = printable(said[0] ?? (r.error === undefined ? "" : String(r.error)), 400);
+  if (r.status === 0) return { ok: true, line: `ok, ${first.replace(/^Dry run: t/, "t")}` };
+  return {
+    ok: false,
+    line: `the unit's command fails (exit ${r.status ?? r.signal ?? "?"}): ${first}`,
+  };
+}
+
 function status(ctx: Context, system: boolean, p: Platform, dir: string): number {
   const files = timerFiles(p, system, dir);
   const lines: string[] = [];
   let ok = true;
+  let hint = `run \`nix-cache-login timer install${system ? " --system" : ""}\``;
   for (const f of files) {
     const mine = ours(f);
     if (mine === undefined) ok = false;
@@ -542,15 +645,20 @@ function status(ctx: Context, system: boolean, p: Platform, dir: string): number
   const main = files[0];
   if (main !== undefined && ours(main) === true) {
     const text = readFileSync(main, "utf8");
-    const argv =
-      p === "launchd"
-        ? [...text.matchAll(/^ {4}<string>(.*)<\/string>$/gm)].map((m) => unXml(m[1] ?? ""))
-        : execStartArgs(/^ExecStart=(.*)$/m.exec(text)?.[1] ?? "");
-    lines.push(`runs: ${argv.map(shellWord).join(" ")}`);
-    const missing = argv.slice(0, 2).filter((path) => !existsSync(path));
+    const unit = p === "launchd" ? launchdCommand(text) : systemdCommand(text);
+    lines.push(`runs: ${unit.argv.join(" ")}`);
+    const missing = unit.argv.slice(0, 2).filter((path) => !existsSync(path));
     if (missing.length > 0) {
       ok = false;
       lines.push(`stale: ${missing.join(" and ")} no longer exist${missing.length === 1 ? "s" : ""}`);
+    } else {
+      const check = dryRun(unit, p, system, ctx.env);
+      lines.push(`dry run: ${check.line}`);
+      if (!check.ok) {
+        ok = false;
+        hint =
+          "fix what the dry run names (the unit would fail the same way), then run `nix-cache-login timer status` again";
+      }
     }
   }
   if (ok && p === "systemd" && managerReachable(p, system, ctx.env)) {
@@ -571,6 +679,6 @@ function status(ctx: Context, system: boolean, p: Platform, dir: string): number
     );
   }
   ctx.stdout.write(lines.map((l) => `${l}\n`).join(""));
-  if (!ok) ctx.stderr.write(`hint: run \`nix-cache-login timer install${system ? " --system" : ""}\`\n`);
+  if (!ok) ctx.stderr.write(`hint: ${hint}\n`);
   return ok ? ExitCode.ok : ExitCode.failure;
 }

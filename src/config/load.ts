@@ -278,16 +278,51 @@ function readCandidate(c: ConfigCandidate): string | undefined {
   }
 }
 
+const TOML_SHAPE = 'each line is KEY = VALUE, strings in double quotes: client_id = "nix-cache"';
+
+/** Where the parser stopped, in its words made plainer for the mistakes people make, and a hint. */
+function tomlProblem(e: unknown, text: string): { where: string; reason: string; hint: string } {
+  const reason = ((e as Error).message.split("\n")[0] ?? "").replace(/^Invalid TOML document: /, "");
+  if (!(e instanceof TomlError)) return { where: "", reason, hint: TOML_SHAPE };
+  const where = `line ${e.line}, column ${e.column}: `;
+  const line = text.split("\n")[e.line - 1] ?? "";
+  // smol-toml reports a string left open at the end of its line as a control character (the newline).
+  if (
+    /control characters are not allowed in strings/.test(reason) &&
+    e.column > line.replace(/\r$/, "").length
+  ) {
+    return {
+      where,
+      reason: "a string is not closed before the end of the line",
+      hint: `add the closing quote on line ${e.line} (${TOML_SHAPE})`,
+    };
+  }
+  if (/unfinished string/.test(reason)) {
+    return { where, reason: "a string is not closed", hint: `add the closing quote (${TOML_SHAPE})` };
+  }
+  if (/invalid value/.test(reason)) {
+    return {
+      where,
+      reason,
+      hint: `a value is a string in double quotes, a whole number, or a list ["a", "b"] (${TOML_SHAPE})`,
+    };
+  }
+  if (/redefine/.test(reason)) {
+    return { where, reason: "a key is set twice", hint: `keep one of the two on line ${e.line} and above` };
+  }
+  return { where, reason, hint: TOML_SHAPE };
+}
+
 /** A configuration's text -> Config: TOML syntax errors and every bad value name `file`. */
 export function parseConfig(text: string, file: string, source: string, env: Env): Config {
   let doc: Record<string, unknown>;
   try {
     doc = parseToml(text) as Record<string, unknown>;
   } catch (e) {
-    const where = e instanceof TomlError ? `line ${e.line}, column ${e.column}: ` : "";
-    const first = ((e as Error).message.split("\n")[0] ?? "").replace(/^Invalid TOML document: /, "");
-    throw new CliError("config_syntax", `${file}: ${where}invalid TOML: ${first}`, {
+    const { where, reason, hint } = tomlProblem(e, text);
+    throw new CliError("config_syntax", `${file}: ${where}invalid TOML: ${reason}`, {
       exitCode: ExitCode.usage,
+      hint,
     });
   }
   return validateConfig(doc, file, source, env);

@@ -3,15 +3,18 @@
  * value of that type into what the configuration holds (or names the problem). ./load.ts runs them
  * all and reports every problem at once. A new key is one entry here.
  */
-import { parseDuration } from "../duration.ts";
+import { durationProblem, parseDuration } from "../duration.ts";
 import { isLoopbackHost } from "../os/loopback-host.ts";
 import { closest } from "../suggest.ts";
 import type { Env } from "../os/env.ts";
 import { expandPath } from "./paths.ts";
 
-/** `strings` is one string or a non-empty list of them. */
-type KeyType = "string" | "string[]" | "strings" | "integer";
-type TypeOf<T extends KeyType> = T extends "string"
+/**
+ * `strings` is one string or a non-empty list of them; `duration` a string by the one duration rule
+ * of ../duration.ts (a value of another TOML type gets that rule's message too).
+ */
+type KeyType = "string" | "string[]" | "strings" | "integer" | "duration";
+type TypeOf<T extends KeyType> = T extends "string" | "duration"
   ? string
   : T extends "integer"
     ? number
@@ -161,27 +164,22 @@ function checkPort(value: number): number {
 /** setTimeout's limit (2^31 - 1 ms, about 24.8 days): a longer delay fires at once. */
 export const MAX_DELAY_SECONDS = Math.floor(0x7fffffff / 1000);
 
-/** A duration greater than zero, in seconds; `examples` shows the form in the message. */
-function positiveDuration(value: string, key: string, examples: string): number {
-  let seconds: number;
-  try {
-    seconds = parseDuration(value, key);
-  } catch {
-    throw new Problem(`invalid duration ${JSON.stringify(value)} (e.g. ${examples})`);
-  }
+/** A duration greater than zero, in seconds (its spelling was checked with its type). */
+function positiveDuration(value: string, key: string): number {
+  const seconds = parseDuration(value, key);
   if (seconds <= 0) throw new Problem("must be greater than zero");
   return seconds;
 }
 
 function checkTimeout(value: string): number {
-  const seconds = positiveDuration(value, "timeout", "30s, 2m");
+  const seconds = positiveDuration(value, "timeout");
   if (seconds > MAX_DELAY_SECONDS) throw new Problem("must be at most 24d");
   return seconds;
 }
 
 /** Seconds an access token is taken to live when the provider does not say (opaque, no expires_in). */
 function checkTokenLifetime(value: string): number {
-  return positiveDuration(value, "default_token_lifetime", "5m, 1h");
+  return positiveDuration(value, "default_token_lifetime");
 }
 
 /** Its own message names the file and key: `FILE: netrc_path: environment variable $X is not set`. */
@@ -274,8 +272,8 @@ export const RULES: Record<string, Rule<KeyType>> = {
   scopes: rule({ type: "string[]" }),
   cache_url: rule({ type: "strings", check: checkCacheUrls }),
   callback_port: rule({ type: "integer", check: checkPort }),
-  timeout: rule({ type: "string", check: checkTimeout }),
-  default_token_lifetime: rule({ type: "string", check: checkTokenLifetime }),
+  timeout: rule({ type: "duration", check: checkTimeout }),
+  default_token_lifetime: rule({ type: "duration", check: checkTokenLifetime }),
   token_storage: rule({ type: "string", check: checkTokenStorage }),
 };
 
@@ -291,6 +289,11 @@ function describeType(value: unknown): string {
 
 /** The value in the rule's type (a TOML integer may be a bigint), or a Problem. */
 export function typed(r: Rule<KeyType>, value: unknown): unknown {
+  if (r.type === "duration") {
+    const problem = durationProblem(value);
+    if (problem !== undefined) throw new Problem(problem);
+    return value;
+  }
   const stringArray = Array.isArray(value) && value.every((v) => typeof v === "string");
   const ok =
     r.type === "string"

@@ -4,8 +4,8 @@
  * the network code.
  */
 import type { Config } from "../config/load.ts";
-import { verbose, warn, type Context } from "../context.ts";
-import { badDuration, parseDuration } from "../duration.ts";
+import { record, say, warn, type Context } from "../context.ts";
+import { parseDuration } from "../duration.ts";
 import { netrcHolds } from "../netrc/read.ts";
 import { recordTokens } from "./result.ts";
 import { CorruptStateError, hasRefreshToken, type TokenState } from "../store/state.ts";
@@ -69,15 +69,9 @@ export interface PendingRenewal {
  */
 export function beginRenewal(
   ctx: Context,
-  opts: { minValid?: string | undefined },
+  opts: { minValid?: string | undefined; dryRun?: boolean | undefined },
   command: "refresh" | "service-account",
 ): PendingRenewal | "fresh" {
-  if (opts.minValid !== undefined && /^\s*\d+\s*$/.test(opts.minValid)) {
-    throw badDuration(
-      `--min-valid: ${JSON.stringify(opts.minValid.trim())} has no unit`,
-      `write ${opts.minValid.trim()}s, ${opts.minValid.trim()}m or ${opts.minValid.trim()}h`,
-    );
-  }
   const minValid = opts.minValid === undefined ? undefined : parseDuration(opts.minValid, "--min-valid");
   const setup = loadSetup(ctx);
   // `service-account` with a user configuration fails here, naming the missing key.
@@ -85,6 +79,15 @@ export function beginRenewal(
     setup.config.mode === "service-account" || command === "service-account"
       ? readClientCredential(setup.config, (line) => warn(ctx, line))
       : undefined;
+  if (opts.dryRun === true) {
+    // What `timer status` runs the unit's command with: the unit would get this far, too.
+    say(
+      ctx,
+      `Dry run: the configuration ${setup.config.path} (${setup.config.source}) is valid${credential === undefined ? "" : `, and its ${setup.config.clientKeyFile === undefined ? "client_secret_file" : "client_key_file"} is readable`}; nothing was sent or written.`,
+    );
+    record(ctx, { dry_run: true, config: setup.config.path });
+    return "fresh";
+  }
   let seen: TokenState | undefined;
   try {
     seen = setup.store.read();
@@ -94,7 +97,11 @@ export function beginRenewal(
     if (!(e instanceof CorruptStateError && setup.config.mode === "service-account")) throw e;
   }
   if (minValid !== undefined && tokenGood(setup, seen, minValid, ctx.now())) {
-    verbose(ctx)(`the access token stays valid for at least ${opts.minValid}; nothing to do`);
+    const until = (seen?.access_token_expires_at ?? "").replace(/\.\d{3}Z$/, "Z");
+    say(
+      ctx,
+      `The access token stays valid until ${until}, more than --min-valid ${opts.minValid?.trim()}: nothing to do.`,
+    );
     recordTokens(ctx, setup.config, seen, "none");
     return "fresh";
   }

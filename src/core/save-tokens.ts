@@ -2,7 +2,7 @@
  * Turning a fresh token set into files: state first, then netrc (a crash between the two leaves a
  * working refresh token, never a lost one).
  */
-import { verbose, warn, type Context } from "../context.ts";
+import { say, verbose, warn, type Context } from "../context.ts";
 import { checkTokenLength, upsertNetrcEntries } from "../netrc/file.ts";
 import { Provider } from "../oidc/provider.ts";
 import type { TokenSet } from "../oidc/token-set.ts";
@@ -24,6 +24,7 @@ export function provider(
     now: ctx.now,
     credential,
     discovery: state?.discovery,
+    onSlowRequest: ctx.onSlowRequest,
   });
 }
 
@@ -92,7 +93,14 @@ export async function writeNetrcEntries(
   machines: readonly string[],
   token: string,
 ): Promise<void> {
-  const tightened = await upsertNetrcEntries(s.config.netrcPath, machines, token, netrcWhere(s.config));
+  const tightened = await upsertNetrcEntries(
+    s.config.netrcPath,
+    machines,
+    token,
+    netrcWhere(s.config),
+    (dir) =>
+      say(ctx, `Created the directory ${dir} for the netrc ${s.config.netrcPath} (${netrcWhere(s.config)}).`),
+  );
   if (tightened !== undefined) warn(ctx, tightened);
   verbose(ctx)(`wrote the ${describeEntries(machines)} in ${s.config.netrcPath}`);
 }

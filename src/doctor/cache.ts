@@ -47,7 +47,7 @@ export async function cacheCheck(
       ? "with the netrc's `default` credentials"
       : `with the netrc entry for ${cache.machine}`
     : "without credentials (no netrc entry)";
-  const fetch = makeFetch(ctx.env, verbose(ctx));
+  const fetch = makeFetch(ctx.env, verbose(ctx), ctx.onSlowRequest);
   const signal = AbortSignal.any([ctx.signal, AbortSignal.timeout(config.timeoutSeconds * 1000)]);
   const started = performance.now();
   let response: Response;
@@ -148,7 +148,7 @@ export async function cacheUnauthenticatedCheck(
 ): Promise<Check> {
   const title = "cache without a token";
   const url = `${cache.url}/${ABSENT_NARINFO}`;
-  const fetch = makeFetch(ctx.env, verbose(ctx));
+  const fetch = makeFetch(ctx.env, verbose(ctx), ctx.onSlowRequest);
   const signal = AbortSignal.any([ctx.signal, AbortSignal.timeout(config.timeoutSeconds * 1000)]);
   let status: number;
   try {

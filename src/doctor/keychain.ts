@@ -42,10 +42,11 @@ export async function keychainCheck(ctx: Context, s: Setup, state: TokenState | 
   }
   if (state?.refresh_token !== undefined) {
     const reason = state.refresh_token_file_reason ?? why;
+    // auto's fallback works as designed: nothing to fix, so not a note that asks for attention.
     return check(
       "keychain",
       title,
-      "note",
+      "ok",
       `the refresh token is kept in the state file${reason === undefined ? "" : ` (${reason})`}`,
       { details: [`token_storage = "${storage}": the next renewal moves it into ${name} when one answers`] },
     );
@@ -53,7 +54,7 @@ export async function keychainCheck(ctx: Context, s: Setup, state: TokenState | 
   return check(
     "keychain",
     title,
-    why === undefined ? "ok" : "note",
+    "ok",
     why === undefined
       ? `a sign-in keeps its refresh token in ${name}`
       : `a sign-in keeps its refresh token in the state file (${why})`,

@@ -166,6 +166,7 @@ async function refuseForeignLock(lockPath: string): Promise<void> {
   const uid = process.getuid?.();
   if (uid === undefined || st.uid === uid || st.uid === 0) return;
   const owner = describeUid(st.uid);
+  const remove = st.isDirectory() ? "rmdir" : "rm";
   const dir = dirname(lockPath);
   const shared = await stat(dir).then(
     (d) => isSticky(d) && d.uid !== uid && uid !== 0,
@@ -175,9 +176,10 @@ async function refuseForeignLock(lockPath: string): Promise<void> {
     "lock_foreign_owner",
     `${lockPath} was made by ${owner}, not by you: another user's lock is not waited for, and it blocks every write of ${basename(lockPath).replace(/\.lock$/, "")}`,
     {
+      // A file (./lock-file.ts); a directory is the lock of a version before 0.2 (proper-lockfile).
       hint: shared
-        ? `in the shared directory ${dir} (sticky) only ${owner} or root can remove it: ask them to (\`rm -r ${lockPath}\`), or point the setting at a file in a directory of your own, where no one else can block it`
-        : `check who made it; if no nix-cache-login of theirs should write here, remove it (\`rm -r ${lockPath}\`)`,
+        ? `in the shared directory ${dir} (sticky) only ${owner} or root can remove it: ask them to (\`${remove} ${lockPath}\`), or point the setting at a file in a directory of your own, where no one else can block it`
+        : `check who made it; if no nix-cache-login of theirs should write here, remove it (\`${remove} ${lockPath}\`)`,
     },
   );
 }

@@ -21,6 +21,7 @@ import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { link, lstat, open, readFile, rmdir, unlink, writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
+import { setTimeout } from "node:timers/promises";
 import { CliError } from "../errors.ts";
 import { describeFsError, errnoCode, fsHint } from "./fs-errors.ts";
 
@@ -169,10 +170,6 @@ function processCommand(): string {
 function clock(iso: string): string {
   const d = new Date(iso);
   return Number.isNaN(d.getTime()) ? "an unknown time" : `${d.toISOString().slice(11, 19)} UTC`;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
 
 /** The file a writer makes before it links it into place as the lock; stale ones are cleaned up. */
@@ -326,7 +323,7 @@ export async function withLockFile<T>(
         noted = true;
         notify(`waiting for ${lockPath}: held by ${holder}`);
       }
-      await sleep(delay + Math.random() * delay);
+      await setTimeout(delay + Math.random() * delay);
       delay = Math.min(delay * 1.5, 100);
     }
   } finally {

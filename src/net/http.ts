@@ -2,7 +2,6 @@ import { isLoopbackHost } from "../os/loopback-host.ts";
 import type { Env } from "../os/env.ts";
 import { CliError } from "../errors.ts";
 import { requestFetch } from "./request.ts";
-import { slowNotice } from "./slow-notice.ts";
 
 export type Logger = (message: string) => void;
 
@@ -20,7 +19,11 @@ export function proxyConfigured(env: Env): boolean {
  * secrets. Without a proxy, requests that do not follow redirects (all of openid-client's) go
  * through ./request.ts, which starts much faster than Node's fetch; the others through fetch.
  */
-export function makeFetch(env: Env, log: Logger): FetchLike {
+export function makeFetch(
+  env: Env,
+  log: Logger,
+  onSlowRequest?: ((host: string) => void) | undefined,
+): FetchLike {
   let proxy: Promise<FetchLike> | undefined;
   const resolveBase = (init: RequestInit): Promise<FetchLike> => {
     if (proxyConfigured(env)) {
@@ -33,8 +36,7 @@ export function makeFetch(env: Env, log: Logger): FetchLike {
     const u = new URL(url);
     const shown = `${init.method ?? "GET"} ${u.origin}${u.pathname}`;
     const started = performance.now();
-    const notice = slowNotice();
-    const slow = notice === undefined ? undefined : setTimeout(() => notice(u.host), 1000);
+    const slow = onSlowRequest === undefined ? undefined : setTimeout(() => onSlowRequest(u.host), 1000);
     slow?.unref();
     try {
       const response = await (await resolveBase(init))(url, init);

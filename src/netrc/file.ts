@@ -1,4 +1,5 @@
-import { withLock, writeFileAtomic } from "../fs/atomic-file.ts";
+import { dirname } from "node:path";
+import { ensureDir, withLock, writeFileAtomic } from "../fs/atomic-file.ts";
 import { CliError } from "../errors.ts";
 import { formatMode } from "../fs/file-trust.ts";
 import { fsError, readNetrcText, syntaxError } from "./read.ts";
@@ -88,14 +89,20 @@ interface EditResult {
  * Read -> edit -> atomic write under the netrc's sibling lock. `edit` gets the text (null when the
  * file does not exist) and returns the new text, or null to leave the file alone.
  */
-function editNetrc(
+async function editNetrc(
   path: string,
   edit: (text: string | null) => string | null,
   where = "netrc_path",
+  createdDir?: (dir: string) => void,
 ): Promise<EditResult> {
   const target = trustedNetrcTarget(path);
   // Home Manager links the netrc into the read-only Nix store: say so, the path alone hides it.
   const key = target === path ? where : `${where}: ${path} is a symlink to ${target}`;
+  if (createdDir !== undefined) {
+    // A directory made without a word hides a typo in netrc_path: the caller says so.
+    const created = await ensureDir(dirname(target), key);
+    if (created !== undefined) createdDir(created);
+  }
   return withLock(
     target,
     async () => {
@@ -134,12 +141,14 @@ export async function upsertNetrcEntries(
   hosts: readonly string[],
   token: string,
   where?: string,
+  createdDir?: (dir: string) => void,
 ): Promise<string | undefined> {
   for (const host of hosts) checkTokenLength(token, host);
   const { warning } = await editNetrc(
     path,
     (text) => hosts.reduce((t, host) => upsertEntry(t, host, NETRC_LOGIN, token), text ?? ""),
     where,
+    createdDir,
   );
   return warning;
 }

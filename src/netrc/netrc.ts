@@ -9,11 +9,18 @@
  * an ordinary token; tokens may be quoted with `\"`, `\\`, `\n`, `\t`, `\r` escapes (curl >= 7.84).
  */
 
-export interface NetrcToken {
+interface NetrcToken {
   start: number;
   end: number;
   value: string;
+  /** A keyword (`machine`, `login`, ...) in lower case; undefined for a value or a quoted token. */
+  keyword: string | undefined;
+  /** For `macdef`: where its body ends. */
+  macroEnd?: number;
 }
+
+/** The longest keyword (`password`): a longer word is never lower-cased to be compared. */
+const KEYWORD_MAX = 8;
 
 export interface NetrcEntry {
   kind: "machine" | "default";
@@ -85,92 +92,106 @@ function lineStart(text: string, index: number): number {
   return text.lastIndexOf("\n", index - 1) + 1;
 }
 
-/** Splits the text into tokens, skipping comments and macdef bodies (reported separately). */
-function tokenize(text: string): { tokens: NetrcToken[]; macroEnds: Map<number, number> } {
-  const tokens: NetrcToken[] = [];
-  const macroEnds = new Map<number, number>();
+/**
+ * The tokens of the text one at a time, skipping comments and macdef bodies: a big netrc is never
+ * held as a list of tokens (100,000 entries are 600,000 of them).
+ */
+function tokenizer(text: string): () => NetrcToken | undefined {
   let i = 0;
   let wantValue = false; // the previous token was a keyword whose value this token is (curl reads it literally)
-  while (i < text.length) {
-    const c = text[i];
-    const space = matchAt(SPACE, text, i);
-    if (space !== undefined) {
-      i += space.length;
-      continue;
-    }
-    if (c === "#" && BLANKS.test(text.slice(lineStart(text, i), i))) {
-      const nl = text.indexOf("\n", i);
-      i = nl === -1 ? text.length : nl;
-      continue;
-    }
-    const start = i;
-    let value = "";
-    if (c === '"') {
-      i++;
-      let closed = false;
-      while (i < text.length) {
-        const run = matchAt(QUOTED_RUN, text, i);
-        if (run !== undefined) {
-          value += run;
-          i += run.length;
-          continue;
-        }
-        const d = text[i] as string;
-        if (d === "\\" && i + 1 < text.length && text[i + 1] !== "\n") {
-          const e = text[i + 1] as string;
-          value += e === "n" ? "\n" : e === "t" ? "\t" : e === "r" ? "\r" : e;
-          i += 2;
-          continue;
-        }
-        if (d === '"') {
-          closed = true;
-          i++;
-          break;
-        }
-        if (d === "\n") break;
-        value += d;
+  return () => {
+    while (i < text.length) {
+      const c = text[i];
+      const space = matchAt(SPACE, text, i);
+      if (space !== undefined) {
+        i += space.length;
+        continue;
+      }
+      if (c === "#" && BLANKS.test(text.slice(lineStart(text, i), i))) {
+        const nl = text.indexOf("\n", i);
+        i = nl === -1 ? text.length : nl;
+        continue;
+      }
+      const start = i;
+      let value = "";
+      if (c === '"') {
         i++;
-      }
-      if (!closed) throw new NetrcSyntaxError(lineOf(text, start), "unterminated quoted token");
-    } else {
-      value = matchAt(WORD, text, i) ?? "";
-      i += value.length;
-    }
-    tokens.push({ start, end: i, value });
-    const keyword: string | undefined = c !== '"' && !wantValue ? value.toLowerCase() : undefined;
-    wantValue = keyword === "machine" || (keyword !== undefined && VALUE_KEYS.has(keyword));
-    if (keyword === "macdef") {
-      // As in curl, the rest of the `macdef` line (the macro's name) is skipped; the body starts on
-      // the next line and ends at the first empty line (or end of file).
-      const nl = text.indexOf("\n", i);
-      let end = text.length;
-      if (nl !== -1) {
-        let pos = nl + 1;
-        end = nl;
-        while (pos < text.length) {
-          const next = text.indexOf("\n", pos);
-          const lineText = text.slice(pos, next === -1 ? text.length : next);
-          if (/^\r*$/.test(lineText)) break;
-          end = next === -1 ? text.length : next;
-          if (next === -1) break;
-          pos = next + 1;
+        let closed = false;
+        while (i < text.length) {
+          const run = matchAt(QUOTED_RUN, text, i);
+          if (run !== undefined) {
+            value += run;
+            i += run.length;
+            continue;
+          }
+          const d = text[i] as string;
+          if (d === "\\" && i + 1 < text.length && text[i + 1] !== "\n") {
+            const e = text[i + 1] as string;
+            value += e === "n" ? "\n" : e === "t" ? "\t" : e === "r" ? "\r" : e;
+            i += 2;
+            continue;
+          }
+          if (d === '"') {
+            closed = true;
+            i++;
+            break;
+          }
+          if (d === "\n") break;
+          value += d;
+          i++;
         }
+        if (!closed) throw new NetrcSyntaxError(lineOf(text, start), "unterminated quoted token");
+      } else {
+        value = matchAt(WORD, text, i) ?? "";
+        i += value.length;
       }
-      macroEnds.set(tokens.length - 1, end);
-      i = end;
+      const keyword: string | undefined =
+        c !== '"' && !wantValue && value.length <= KEYWORD_MAX ? value.toLowerCase() : undefined;
+      wantValue = keyword === "machine" || (keyword !== undefined && VALUE_KEYS.has(keyword));
+      const token: NetrcToken = { start, end: i, value, keyword };
+      if (keyword === "macdef") {
+        // As in curl, the rest of the `macdef` line (the macro's name) is skipped; the body starts on
+        // the next line and ends at the first empty line (or end of file).
+        const nl = text.indexOf("\n", i);
+        let end = text.length;
+        if (nl !== -1) {
+          let pos = nl + 1;
+          end = nl;
+          while (pos < text.length) {
+            const next = text.indexOf("\n", pos);
+            const lineText = text.slice(pos, next === -1 ? text.length : next);
+            if (/^\r*$/.test(lineText)) break;
+            end = next === -1 ? text.length : next;
+            if (next === -1) break;
+            pos = next + 1;
+          }
+        }
+        token.macroEnd = end;
+        i = end;
+      }
+      return token;
     }
-  }
-  return { tokens, macroEnds };
+    return undefined;
+  };
 }
 
 export function parseNetrc(text: string): Netrc {
+  const entries: NetrcEntry[] = [];
+  visitEntries(text, (e) => entries.push(e));
+  return { text, entries };
+}
+
+/**
+ * Each entry of the text, in order, to `visit`; throws NetrcSyntaxError on the first fault. For a
+ * reader that keeps only what it looks for: a big netrc's entries are never all held at once.
+ */
+export function visitEntries(text: string, visit: (entry: NetrcEntry) => void): void {
   // curl stops reading at a NUL: the entries after it exist for us but not for curl (or Nix).
   const nul = text.indexOf("\0");
   if (nul !== -1) {
     throw new NetrcSyntaxError(lineOf(text, nul), "contains a NUL byte, where curl stops reading the file");
   }
-  const { tokens, macroEnds } = tokenize(text);
-  const entries: NetrcEntry[] = [];
+  const next = tokenizer(text);
   let current: NetrcEntry | undefined;
   // Line numbers are counted as the tokens go by, so parsing stays linear in the file's size
   // (counting from the top for every entry made a 10,000-entry netrc take seconds).
@@ -181,13 +202,11 @@ export function parseNetrc(text: string): Netrc {
     counted = Math.max(counted, index);
     return line;
   };
-  for (let k = 0; k < tokens.length; k++) {
-    const tok = tokens[k] as NetrcToken;
+  for (let tok = next(); tok !== undefined; tok = next()) {
     // Keywords are case-insensitive in curl (`MACHINE` and `Default` count too).
-    const word = tok.value.toLowerCase();
-    const quoted = text[tok.start] === '"';
-    if (!quoted && (word === "machine" || word === "default")) {
-      if (current !== undefined) entries.push(current);
+    const word = tok.keyword;
+    if (word === "machine" || word === "default") {
+      if (current !== undefined) visit(current);
       current = {
         kind: word,
         machine: undefined,
@@ -198,22 +217,20 @@ export function parseNetrc(text: string): Netrc {
         line: lineAt(tok.start),
       };
       if (word === "machine") {
-        const name = tokens[k + 1];
+        const name = next();
         if (name === undefined) throw new NetrcSyntaxError(current.line, "`machine` has no host name");
         current.machine = name.value.toLowerCase();
         current.end = name.end;
-        k++;
       }
       continue;
     }
-    if (!quoted && word === "macdef") {
-      if (current !== undefined) current.end = macroEnds.get(k) ?? tok.end;
+    if (word === "macdef") {
+      if (current !== undefined) current.end = tok.macroEnd ?? tok.end;
       continue;
     }
-    if (!quoted && VALUE_KEYS.has(word)) {
-      const arg = tokens[k + 1];
+    if (word !== undefined && VALUE_KEYS.has(word)) {
+      const arg = next();
       if (arg === undefined) throw new NetrcSyntaxError(lineAt(tok.start), `\`${word}\` has no value`);
-      k++;
       if (current !== undefined) {
         if (word === "login") current.login ??= arg.value;
         if (word === "password") current.password ??= arg.value;
@@ -224,8 +241,7 @@ export function parseNetrc(text: string): Netrc {
     // Unknown words are kept as they are (curl skips them too).
     if (current !== undefined) current.end = tok.end;
   }
-  if (current !== undefined) entries.push(current);
-  return { text, entries };
+  if (current !== undefined) visit(current);
 }
 
 /** The first entry curl would use for `host` (a `default` entry matches every host). */
@@ -289,9 +305,13 @@ function removalSpan(text: string, e: NetrcEntry): { start: number; end: number;
 
 /** Whether the text ends inside a macdef body that no empty line has closed: curl would skip anything appended. */
 function endsInOpenMacro(text: string): boolean {
-  const ends = [...tokenize(text).macroEnds.values()];
-  if (ends.length === 0) return false;
-  return !/^\n\r*\n/.test(text.slice(Math.max(...ends)));
+  const next = tokenizer(text);
+  let last: number | undefined;
+  for (let tok = next(); tok !== undefined; tok = next()) {
+    if (tok.macroEnd !== undefined) last = Math.max(last ?? 0, tok.macroEnd);
+  }
+  if (last === undefined) return false;
+  return !/^\n\r*\n/.test(text.slice(last));
 }
 
 function lineEnding(text: string): string {

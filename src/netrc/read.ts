@@ -1,7 +1,7 @@
 /** Reading the netrc, for `status` and the checks before a renewal; editing it is in ./file.ts. */
 import { readFileSync } from "node:fs";
 import { CliError } from "../errors.ts";
-import { findEntry, NetrcSyntaxError, parseNetrc, type Netrc } from "./netrc.ts";
+import { NetrcSyntaxError, parseNetrc, visitEntries, type Netrc, type NetrcEntry } from "./netrc.ts";
 import { fsError, trustedNetrcTarget } from "./trust.ts";
 
 export function syntaxError(path: string, e: unknown): never {
@@ -49,18 +49,35 @@ export function readNetrc(path: string, encoding: "latin1" | "utf8" = "latin1"):
 /**
  * Whether there is a netrc, and for each host whether curl would send `token` (ASCII, as every
  * OAuth token) there: the first entry that matches it (a `default` counts) is a `machine` entry
- * holding it. `holds` is true only when every host holds it.
+ * holding it. `holds` is true only when every host holds it. The whole file is checked, but only
+ * the first match of each host is kept (`status` on a netrc of 100,000 entries).
  */
 export function netrcHolds(
   path: string,
   hosts: readonly string[],
   token: string | undefined,
 ): { exists: boolean; holds: boolean; byHost: Map<string, boolean> } {
-  const netrc = readNetrc(path, "utf8");
+  // The same checks as every read and write (./trust.ts): a planted netrc must not make a token
+  // look installed.
+  const target = trustedNetrcTarget(path, "read");
+  const text = readNetrcText(target, "utf8");
+  const first = new Map<string, NetrcEntry>();
+  const wanted = hosts.map((h) => h.toLowerCase());
+  if (text !== null) {
+    try {
+      visitEntries(text, (e) => {
+        for (const h of wanted) {
+          if (!first.has(h) && (e.kind === "default" || e.machine === h)) first.set(h, e);
+        }
+      });
+    } catch (e) {
+      syntaxError(target, e);
+    }
+  }
   const byHost = new Map<string, boolean>();
   for (const host of hosts) {
-    const entry = netrc === null ? undefined : findEntry(netrc, host);
+    const entry = first.get(host.toLowerCase());
     byHost.set(host, token !== undefined && entry?.kind === "machine" && entry.password === token);
   }
-  return { exists: netrc !== null, holds: [...byHost.values()].every(Boolean), byHost };
+  return { exists: text !== null, holds: [...byHost.values()].every(Boolean), byHost };
 }

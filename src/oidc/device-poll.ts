@@ -2,6 +2,7 @@
  * The device authorization grant (RFC 8628), the protocol half: ask for a device code, then poll
  * the token endpoint until the user approves or denies it. What the user is shown is ./device.ts.
  */
+import { setTimeout } from "node:timers/promises";
 import type * as OidcClient from "openid-client";
 import { CliError } from "../errors.ts";
 import { checkedEndpoint } from "../net/http.ts";
@@ -92,7 +93,9 @@ export async function pollDeviceAuthorization(
   const deviceCode = (device.response as OidcClient.DeviceAuthorizationResponse).device_code;
   let interval = device.interval;
   for (;;) {
-    await abortableSleep(interval * 1000, signal);
+    // At most DEVICE_INTERVAL_SLOWEST seconds: well within setTimeout's range. Rejects with the
+    // signal's reason wrapped in an AbortError: the caller looks at the signals, not the error.
+    await setTimeout(interval * 1000, undefined, { signal });
     const res = await p.withConfig(
       "device sign-in",
       (l, c) => {
@@ -128,23 +131,4 @@ export async function pollDeviceAuthorization(
  */
 function checkedVerificationUri(raw: string, issuer: string): URL {
   return checkedEndpoint(raw, issuer, "device verification URI");
-}
-
-function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
-  // ms is at most DEVICE_INTERVAL_SLOWEST seconds: well within setTimeout's range.
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) {
-      reject(signal.reason as Error);
-      return;
-    }
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal.reason as Error);
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
 }

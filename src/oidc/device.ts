@@ -18,8 +18,6 @@ export interface DeviceSignInOptions {
 
 export interface DeviceSignInResult {
   tokens: TokenSet;
-  /** performance.now() when the token response arrived. */
-  approvedAt: number;
 }
 
 export async function deviceSignIn(
@@ -49,7 +47,7 @@ export async function deviceSignIn(
   const signal = AbortSignal.any([ctx.signal, deadline]);
   try {
     const tokens = await pollDeviceAuthorization(p, device, signal);
-    return { tokens, approvedAt: performance.now() };
+    return { tokens };
   } catch (e) {
     if (ctx.signal.aborted) throw e;
     if (deadline.aborted) {

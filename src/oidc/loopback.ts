@@ -25,6 +25,13 @@ export type Logger = (line: string) => void;
 
 export const CALLBACK_PATH = "/callback";
 
+/** The redirect URI an administrator registers for sign-ins on `port`, or on any port. */
+export function redirectUriToRegister(port: number | undefined): string {
+  return port === undefined
+    ? `http://127.0.0.1/* (Keycloak, which then takes any port; elsewhere http://127.0.0.1${CALLBACK_PATH}, any port by RFC 8252 section 7.3)`
+    : `http://127.0.0.1:${port}${CALLBACK_PATH}`;
+}
+
 export interface Page {
   status: number;
   title: string;
@@ -39,12 +46,10 @@ export type CallbackOutcome =
       kind: "code";
       /** The callback URL as the provider sent it; it holds the code, so never print or log it. */
       url: URL;
-      /** performance.now() when the request reached the server. */
-      receivedAt: number;
       /** Answers the browser, once the code exchange and the file writes are done. */
       reply(page: Page): Promise<void>;
     }
-  | { kind: "error"; error: string; description: string | undefined; receivedAt: number };
+  | { kind: "error"; error: string; description: string | undefined };
 
 /** What became of a pasted address: the sign-in goes on unless it was accepted. */
 export type PasteResult = "accepted" | "not-this-address" | "wrong-state" | "finished";
@@ -238,7 +243,6 @@ export class LoopbackServer {
   }
 
   private onCallback(url: URL, res: http.ServerResponse): void {
-    const receivedAt = performance.now();
     if (this.settled) {
       this.log("ignored a second callback: this sign-in already has its answer");
       void send(res, {
@@ -275,14 +279,13 @@ export class LoopbackServer {
             : `The identity provider answered: ${text} (${shown}).`,
           "You can close this tab and return to the terminal.",
         ],
-      }).then(() => this.deliver({ kind: "error", error: shown, description: text, receivedAt }));
+      }).then(() => this.deliver({ kind: "error", error: shown, description: text }));
       return;
     }
     this.log("callback received with a matching state");
     this.deliver({
       kind: "code",
       url,
-      receivedAt,
       reply: (page) => send(res, page, { connection: "close" }),
     });
   }
@@ -294,7 +297,6 @@ export class LoopbackServer {
    * first with the right state wins. It holds the code: never log or print it.
    */
   acceptPasted(text: string): PasteResult {
-    const receivedAt = performance.now();
     if (this.settled) return "finished";
     let url: URL;
     try {
@@ -313,11 +315,11 @@ export class LoopbackServer {
     const failure = errorOf(url);
     if (failure !== undefined) {
       this.log(`the provider answered with an error: ${failure.error}`);
-      this.deliver({ kind: "error", ...failure, receivedAt });
+      this.deliver({ kind: "error", ...failure });
     } else {
       this.log("pasted address accepted: its state matches");
       // Nobody waits for an answer page: the browser never reached us.
-      this.deliver({ kind: "code", url, receivedAt, reply: () => Promise.resolve() });
+      this.deliver({ kind: "code", url, reply: () => Promise.resolve() });
     }
     return "accepted";
   }

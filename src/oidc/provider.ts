@@ -40,6 +40,8 @@ export interface ProviderOptions {
   credential?: ClientCredential | undefined;
   /** The cached discovery document, if any. */
   discovery?: CachedDiscovery | undefined;
+  /** See Context's onSlowRequest. */
+  onSlowRequest?: ((host: string) => void) | undefined;
 }
 
 export class Provider {
@@ -74,7 +76,7 @@ export class Provider {
 
   private configure(l: Lib, c: OidcClient.Configuration): OidcClient.Configuration {
     c.timeout = this.settings.timeoutSeconds;
-    c[l.customFetch] = makeFetch(this.opts.env, this.log) as OidcClient.CustomFetch;
+    c[l.customFetch] = makeFetch(this.opts.env, this.log, this.opts.onSlowRequest) as OidcClient.CustomFetch;
     if (new URL(this.settings.issuer).protocol === "http:") l.allowInsecureRequests(c);
     return c;
   }
@@ -103,7 +105,11 @@ export class Provider {
       .discovery(new URL(config.issuer), config.clientId, undefined, l.None(), {
         execute: new URL(config.issuer).protocol === "http:" ? [l.allowInsecureRequests] : [],
         timeout: config.timeoutSeconds,
-        [l.customFetch]: makeFetch(this.opts.env, this.log) as OidcClient.CustomFetch,
+        [l.customFetch]: makeFetch(
+          this.opts.env,
+          this.log,
+          this.opts.onSlowRequest,
+        ) as OidcClient.CustomFetch,
       })
       .catch((e: unknown) => {
         throw this.translate(e, "discovery");
@@ -195,7 +201,11 @@ export class Provider {
       }
       const endpoint = checkedEndpoint(meta.end_session_endpoint, this.settings.issuer, "logout endpoint");
       const body = new URLSearchParams({ client_id: this.settings.clientId, refresh_token: refreshToken });
-      const res = await makeFetch(this.opts.env, this.log)(endpoint.href, {
+      const res = await makeFetch(
+        this.opts.env,
+        this.log,
+        this.opts.onSlowRequest,
+      )(endpoint.href, {
         method: "POST",
         body,
         redirect: "manual",
@@ -227,7 +237,7 @@ export class Provider {
    * `nonce`. The URL carries no secret (the verifier stays here), so it may be printed and logged.
    */
   authorizationRequest(redirectUri: string): Promise<AuthorizationRequest> {
-    return this.withConfig("authorization request", async (l, c) => {
+    return this.withConfig("authorization request", (l, c) => {
       if (c.serverMetadata().authorization_endpoint === undefined) {
         throw new CliError(
           "provider_no_authorization_endpoint",
@@ -237,19 +247,60 @@ export class Provider {
           },
         );
       }
-      const codeVerifier = l.randomPKCECodeVerifier();
-      const state = l.randomState();
-      const nonce = l.randomNonce();
-      const url = l.buildAuthorizationUrl(c, {
-        response_type: "code",
-        redirect_uri: redirectUri,
-        scope: this.loginScope(),
+      return this.newAuthorizationRequest(l, c, redirectUri);
+    });
+  }
+
+  /** A fresh verifier, state and nonce, and the authorization URL that carries them. */
+  private async newAuthorizationRequest(
+    l: Lib,
+    c: OidcClient.Configuration,
+    redirectUri: string,
+    extra: Record<string, string> = {},
+  ): Promise<AuthorizationRequest> {
+    const codeVerifier = l.randomPKCECodeVerifier();
+    const state = l.randomState();
+    const nonce = l.randomNonce();
+    const url = l.buildAuthorizationUrl(c, {
+      response_type: "code",
+      redirect_uri: redirectUri,
+      scope: this.loginScope(),
+      state,
+      nonce,
+      code_challenge: await l.calculatePKCECodeChallenge(codeVerifier),
+      code_challenge_method: "S256",
+      ...extra,
+    });
+    return { url, redirectUri, state, nonce, codeVerifier };
+  }
+
+  /**
+   * Asks the authorization endpoint, before a browser opens, whether it knows this client and
+   * redirect URI (./client-check.ts): the same request as authorizationRequest, with prompt=none
+   * and a state, nonce and PKCE verifier that are thrown away.
+   */
+  checkClient(
+    redirectUri: string,
+    register: string,
+    clientIdFrom = `client_id in ${this.settings.configPath}`,
+  ): Promise<void> {
+    return this.withConfig("client check", async (l, c) => {
+      if (c.serverMetadata().authorization_endpoint === undefined) return;
+      // Its verifier and nonce are dropped here: a code issued to this request is of no use.
+      const { url, state } = await this.newAuthorizationRequest(l, c, redirectUri, { prompt: "none" });
+      const { checkClient } = await import("./client-check.ts");
+      await checkClient({
+        url,
         state,
-        nonce,
-        code_challenge: await l.calculatePKCECodeChallenge(codeVerifier),
-        code_challenge_method: "S256",
+        issuer: this.settings.issuer,
+        clientId: this.settings.clientId,
+        redirectUri,
+        register,
+        clientIdFrom,
+        env: this.opts.env,
+        log: this.log,
+        timeoutSeconds: this.settings.timeoutSeconds,
       });
-      return { url, redirectUri, state, nonce, codeVerifier };
     });
   }
 
@@ -264,7 +315,11 @@ export class Provider {
     const uri = c.serverMetadata().jwks_uri;
     if (uri === undefined) return;
     const endpoint = checkedEndpoint(uri, this.settings.issuer, "signing key set (jwks_uri)");
-    const res = await makeFetch(this.opts.env, this.log)(endpoint.href, {
+    const res = await makeFetch(
+      this.opts.env,
+      this.log,
+      this.opts.onSlowRequest,
+    )(endpoint.href, {
       method: "GET",
       redirect: "manual",
       headers: { accept: "application/json" },

@@ -117,41 +117,47 @@ describe("--json and --quiet", () => {
     assert.equal(again.stderr, "");
   });
 
-  test("errors under --json: one line {error: {code, message, hint, exit_code}} on stdout with the exit code", async () => {
-    const ws = await userWorkspace();
-    const res = await runCli(ws, ["refresh", "--json"]);
-    assert.equal(res.code, 3);
-    assert.equal(res.stdout.split("\n").length, 2, "one line");
-    const err = json(res.stdout).error as Record<string, unknown>;
-    assert.equal(err.code, "not_signed_in");
-    assert.equal(err.exit_code, 3);
-    assert.match(String(err.message), /not signed in/);
-    assert.match(String(err.hint), /nix-cache-login login/);
-
-    const status = await runCli(ws, ["status", "--json", "--config", join(ws.dir, "missing.toml")]);
-    assert.equal(status.code, 2);
-    const s = json(status.stdout).error as Record<string, unknown>;
-    assert.equal(s.code, "config_not_found");
-    assert.match(String(s.message), /missing\.toml: configuration file not found/);
-
-    const bad = await runCli(ws, ["logout", "--json", "--bogus"]);
-    assert.equal(bad.code, 2);
-    assert.equal((json(bad.stdout).error as Record<string, unknown>).code, "unknown_option");
-  });
-
-  test("--min-valid without a unit is a usage error that names the units", async () => {
+  test("one duration rule: a bare number is refused with the same message by every option and key", async () => {
     const ws = await userWorkspace();
     await signIn(ws);
     const before = await snapshot(ws.home);
-    for (const command of ["refresh", "service-account"]) {
-      const res = await runCli(ws, [command, "--min-valid", "10"]);
+    const rule =
+      "\\(a duration is a whole number with a unit \\(s, m, h or d\\), e\\.g\\. 30s, 10m, 1h30m\\)";
+    const cases: [string[], string][] = [
+      [["refresh", "--min-valid", "10"], "--min-valid"],
+      [["service-account", "--min-valid", "10"], "--min-valid"],
+      [["login", "--timeout", "10"], "--timeout"],
+      [["timer", "install", "--interval", "10"], "--interval"],
+      [["timer", "install", "--min-valid", "10"], "--min-valid"],
+    ];
+    for (const [args, what] of cases) {
+      const res = await runCli(ws, args);
       assert.equal(res.code, 2, res.stderr);
-      assert.match(res.stderr, /^error: --min-valid: "10" has no unit\nhint: write 10s, 10m or 10h\n$/);
+      assert.match(
+        res.stderr,
+        new RegExp(`^error: ${what}: "10" has no unit: write 10s, 10m or 10h ${rule}\\n$`),
+        args.join(" "),
+      );
+    }
+    // The same rule in the configuration, for a TOML string and a TOML integer alike.
+    for (const value of ['"10"', "10"]) {
+      const config = join(ws.dir, "durations.toml");
+      await writeFile(config, `${await readFile(ws.configPath, "utf8")}timeout = ${value}\n`);
+      const res = await runCli(ws, ["status", "--config", config]);
+      assert.equal(res.code, 2, res.stderr);
+      assert.match(
+        res.stderr,
+        new RegExp(
+          `^error: ${config.replace(/[.]/g, "\\.")}: timeout: "10" has no unit: write 10s, 10m or 10h ${rule}\\n`,
+        ),
+      );
+      await rm(config);
     }
     assert.deepEqual(await snapshot(ws.home), before);
   });
 });
 
+// Errors under --json and usage errors are tested in-process (test/unit/run.test.ts).
 describe("timer", () => {
   const unitDir = (ws: Workspace) => join(ws.env.XDG_CONFIG_HOME as string, "systemd", "user");
 
@@ -212,6 +218,13 @@ describe("timer", () => {
     assert.match(status.stdout, /nix-cache-login\.service: installed\n/);
     assert.match(status.stdout, /nix-cache-login\.timer: installed\n/);
     assert.match(status.stdout, /runs: .* refresh --min-valid 4m\n/);
+    // The unit's command, run with --dry-run: the configuration it will read is found and valid.
+    assert.match(
+      status.stdout,
+      new RegExp(
+        `dry run: ok, the configuration ${ws.configPath.replace(/[.]/g, "\\.")} \\(\\$XDG_CONFIG_HOME\\) is valid; nothing was sent or written\\.\n`,
+      ),
+    );
 
     // Idempotent: a second install changes nothing.
     const files = await snapshot(unitDir(ws));
@@ -277,6 +290,12 @@ describe("timer", () => {
         child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
         child.on("close", (code) => resolve({ code, stderr }));
       });
+    const status = await runCli(dir, ["timer", "status"]);
+    assert.equal(status.code, 0, status.stdout + status.stderr);
+    assert.ok(
+      status.stdout.includes(`dry run: ok, the configuration ${config} (--config) is valid`),
+      status.stdout,
+    );
     const signedOut = await exec(argv);
     assert.equal(signedOut.code, 3, signedOut.stderr);
     assert.match(service, /^SuccessExitStatus=3$/m);
@@ -325,44 +344,49 @@ describe("timer", () => {
     assert.match(fixed.stdout, new RegExp(`runs: .*${realpathSync(CLI).replace(/[.]/g, "\\.")} refresh`));
   });
 
-  test("bad durations, an interval without a calendar form, and a foreign unit are refused", async () => {
+  test("status runs the unit's command with --dry-run: a configuration broken since install is found", async () => {
     const ws = await userWorkspace();
-    const cases: [string[], RegExp][] = [
-      [["--interval", "7m"], /--interval: 7m does not divide a minute, an hour or a day evenly/],
-      [["--interval", "2"], /--interval: "2" is not a duration like 30s, 4m or 1h/],
-      [["--min-valid", "2m"], /--min-valid 2m is not longer than --interval 2m plus the random delay/],
-    ];
-    for (const [args, message] of cases) {
-      const res = await runCli(ws, ["timer", "install", ...args]);
-      assert.equal(res.code, 2, res.stderr);
-      assert.match(res.stderr, message);
-    }
-    assert.ok(!existsSync(unitDir(ws)), "nothing written");
-    const unknown = await runCli(ws, ["timer", "instal"]);
-    assert.equal(unknown.code, 2);
-    assert.match(unknown.stderr, /did you mean install\?/);
-
-    await mkdir(unitDir(ws), { recursive: true });
-    await writeFile(join(unitDir(ws), "nix-cache-login.service"), "[Service]\nExecStart=/bin/true\n");
-    const foreign = await runCli(ws, ["timer", "install"]);
-    assert.equal(foreign.code, 1);
-    assert.match(
-      foreign.stderr,
-      /nix-cache-login\.service exists and was not written by nix-cache-login timer install/,
+    const res = await runCli(ws, ["timer", "install", "-q"]);
+    assert.equal(res.code, 0, res.stderr);
+    await writeFile(ws.configPath, `${await readFile(ws.configPath, "utf8")}timeout = 30\n`);
+    const before = await snapshot(ws.home);
+    const status = await runCli(ws, ["timer", "status"]);
+    assert.equal(status.code, 1, status.stdout);
+    assert.ok(
+      status.stdout.includes(
+        `dry run: the unit's command fails (exit 2): ${ws.configPath}: timeout: "30" has no unit: write 30s, 30m or 30h`,
+      ),
+      status.stdout,
     );
-    assert.equal(
-      await readFile(join(unitDir(ws), "nix-cache-login.service"), "utf8"),
-      "[Service]\nExecStart=/bin/true\n",
-    );
-    assert.ok(!existsSync(join(unitDir(ws), "nix-cache-login.timer")));
-    const remove = await runCli(ws, ["timer", "remove"]);
-    assert.equal(remove.code, 1);
-    assert.ok(existsSync(join(unitDir(ws), "nix-cache-login.service")), "remove leaves a foreign file alone");
+    assert.match(status.stderr, /^hint: fix what the dry run names/m);
+    assert.deepEqual(await snapshot(ws.home), before, "the dry run writes nothing");
   });
 
   test("install --system (root) writes system units that run service-account", async () => {
     assert.equal(process.getuid?.(), 0, "this test runs as root, as CI does");
-    const sa = await serviceWorkspace();
+    // A system unit has no $HOME: the default netrc_path ($XDG_CONFIG_HOME/nix/netrc) cannot work there.
+    const homeOnly = await serviceWorkspace();
+    const unitsOfHomeOnly = join(homeOnly.dir, "system-units");
+    const needsHome = await runCli(
+      homeOnly,
+      ["timer", "install", "--system", "--config", homeOnly.configPath],
+      {
+        env: { NIX_CACHE_LOGIN_SYSTEM_UNIT_DIR: unitsOfHomeOnly },
+      },
+    );
+    assert.equal(needsHome.code, 2, needsHome.stderr);
+    assert.match(
+      needsHome.stderr,
+      /^error: --system: .*config\.toml needs \$HOME, which a system unit does not have .*\nhint: set netrc_path to an absolute path/,
+    );
+    assert.ok(!existsSync(unitsOfHomeOnly), "nothing written");
+
+    const sa = await realmServiceWorkspace(realm, HOST);
+    workspaces.push(sa);
+    await writeFile(
+      sa.configPath,
+      `${await readFile(sa.configPath, "utf8")}netrc_path = "${sa.netrcPath}"\n`,
+    );
     const dir = join(sa.dir, "system-units");
     const env = { NIX_CACHE_LOGIN_SYSTEM_UNIT_DIR: dir, NIX_CACHE_LOGIN_CONFIG: sa.configPath };
     const res = await runCli(sa, ["timer", "install", "--system"], { env });
@@ -387,17 +411,37 @@ describe("timer", () => {
     );
     await verify(join(dir, "nix-cache-login-server.service"), join(dir, "nix-cache-login-server.timer"));
     const status = await runCli(sa, ["timer", "status", "--system"], { env });
-    assert.equal(status.code, 0, status.stderr);
+    assert.equal(status.code, 0, status.stdout + status.stderr);
+    assert.ok(
+      status.stdout.includes(
+        `dry run: ok, the configuration ${sa.configPath} (--config) is valid, and its client_secret_file is readable`,
+      ),
+      status.stdout,
+    );
     const removed = await runCli(sa, ["timer", "remove", "--system"], { env });
     assert.equal(removed.code, 0, removed.stderr);
     assert.deepEqual(await snapshot(dir), new Map());
 
     const user = await userWorkspace();
-    const refused = await runCli(user, ["timer", "install", "--system"], {
+    const refused = await runCli(user, ["timer", "install", "--system", "--config", user.configPath], {
       env: { NIX_CACHE_LOGIN_SYSTEM_UNIT_DIR: dir },
     });
     assert.equal(refused.code, 2);
     assert.match(refused.stderr, /--system needs a service-account configuration/);
+
+    // Without --config the system unit reads /etc/nix-cache-login/config.toml, not the caller's
+    // ~/.config: a service account configured only there is refused, and nothing is written.
+    assert.ok(!existsSync("/etc/nix-cache-login/config.toml"), "this machine has no system configuration");
+    const own = await serviceWorkspace();
+    const noSystemConfig = await runCli(own, ["timer", "install", "--system"], {
+      env: { NIX_CACHE_LOGIN_SYSTEM_UNIT_DIR: dir },
+    });
+    assert.equal(noSystemConfig.code, 2, noSystemConfig.stderr);
+    assert.match(
+      noSystemConfig.stderr,
+      /^error: --system: the system unit reads \/etc\/nix-cache-login\/config\.toml \(no --config was given\), and it does not exist\nhint: .*timer install --system --config PATH/,
+    );
+    assert.deepEqual(await snapshot(dir), new Map(), "no unit written");
   });
 });
 
@@ -405,7 +449,7 @@ describe("init", () => {
   test("writes a configuration that login loads, after checking the issuer's discovery", async () => {
     const ws = await makeWorkspace();
     workspaces.push(ws);
-    const res = await runCli(ws, [
+    const init = [
       "init",
       "--issuer",
       realm.issuer,
@@ -413,7 +457,8 @@ describe("init", () => {
       realm.publicClientId,
       "--cache-host",
       HOST,
-    ]);
+    ];
+    const res = await runCli(ws, init);
     assert.equal(res.code, 0, res.stderr);
     assert.match(res.stderr, new RegExp(`^Wrote ${ws.configPath.replace(/[.]/g, "\\.")} `));
     assert.match(res.stderr, /Next: `nix-cache-login login`, then `nix-cache-login timer install`/);
@@ -430,12 +475,36 @@ describe("init", () => {
     const twice = await again();
     assert.equal(twice.code, 2);
     assert.match(twice.stderr, /exists already\nhint: .*--force/);
-    const forced = await again("--force");
+    // The provider does not know client "x": init says so (as login would, before a browser), and
+    // leaves the file as it was.
+    const written = await readFile(ws.configPath, "utf8");
+    const unknown = await again("--force");
+    assert.equal(unknown.code, 2, unknown.stderr);
+    assert.match(
+      unknown.stderr,
+      /^error: 127\.0\.0\.1:\d+ does not know the client "x" \(--client-id\): its authorization endpoint answers HTTP 400\nhint: check --client-id against/,
+    );
+    assert.equal(await readFile(ws.configPath, "utf8"), written);
+
+    // --cache-url: where doctor asks the cache, when it is not https://HOST.
+    const withCacheUrl = (url: string) => runCli(ws, [...init, "--force", "--cache-url", url]);
+    const forced = await withCacheUrl(`http://${HOST}:8080/nix`);
     assert.equal(forced.code, 0, forced.stderr);
-    assert.match(await readFile(ws.configPath, "utf8"), /^client_id = "x"$/m);
+    assert.match(forced.stderr, /answers with its discovery document and knows client_id nix-cache\)/);
+    assert.match(
+      await readFile(ws.configPath, "utf8"),
+      new RegExp(`^cache_url = "http://${HOST}:8080/nix"$`, "m"),
+    );
+    assert.equal((await runCli(ws, ["status", "--json"])).code, 3, "the configuration loads (not signed in)");
+    const badUrl = await withCacheUrl("https://elsewhere.example.org/");
+    assert.equal(badUrl.code, 2, badUrl.stderr);
+    assert.match(
+      badUrl.stderr,
+      /cache_url: host elsewhere\.example\.org does not match cache_host 127\.0\.0\.1/,
+    );
   });
 
-  test("refuses an issuer without discovery, a bad value, or missing flags, writing nothing", async () => {
+  test("refuses an issuer without discovery, writing nothing (bad values and missing flags: test/unit/run.test.ts)", async () => {
     const ws = await makeWorkspace();
     workspaces.push(ws);
     const noDiscovery = await runCli(ws, [
@@ -450,20 +519,6 @@ describe("init", () => {
     // A 404 for the discovery document means the issuer URL is wrong: a usage error.
     assert.equal(noDiscovery.code, 2, noDiscovery.stderr);
     assert.match(noDiscovery.stderr, /--issuer .*-nope: no OpenID Connect discovery document there/);
-    const plainHttp = await runCli(ws, [
-      "init",
-      "--issuer",
-      "http://sso.example.org/realms/x",
-      "--client-id",
-      "c",
-      "--cache-host",
-      HOST,
-    ]);
-    assert.equal(plainHttp.code, 2, plainHttp.stderr);
-    assert.match(plainHttp.stderr, /issuer/);
-    const missing = await runCli(ws, ["init", "--issuer", realm.issuer]);
-    assert.equal(missing.code, 2);
-    assert.match(missing.stderr, /init needs --client-id, --cache-host/);
     assert.ok(!existsSync(ws.configPath), "nothing written");
   });
 });
@@ -519,6 +574,71 @@ describe("a request slower than a second", () => {
       server.closeAllConnections();
       await new Promise((r) => server.close(r));
     }
+  });
+});
+
+describe("the rough edges a new user hit (issue 24)", () => {
+  test("broken TOML names the file, line and column, with a hint", async () => {
+    const ws = await userWorkspace();
+    await writeFile(ws.configPath, 'issuer = "https://sso.example.org/realms/nix\nclient_id = "nix-cache"\n');
+    const res = await runCli(ws, ["status"]);
+    assert.equal(res.code, 2, res.stderr);
+    assert.equal(
+      res.stderr,
+      `error: ${ws.configPath}: line 1, column 45: invalid TOML: a string is not closed before the end of the line\nhint: add the closing quote on line 1 (each line is KEY = VALUE, strings in double quotes: client_id = "nix-cache")\nsee: docs/configuration.md\n`,
+    );
+  });
+
+  test("refresh --min-valid says in one line that the token stays valid until when; nothing with --quiet", async () => {
+    const ws = await userWorkspace();
+    await signIn(ws);
+    assert.equal((await runCli(ws, ["refresh", "-q"])).code, 0);
+    const state = await new StateStore(ws.stateDir, realm.issuer, realm.publicClientId).read();
+    const until = String(state?.access_token_expires_at).replace(/\.\d{3}Z$/, "Z");
+    const fresh = await runCli(ws, ["refresh", "--min-valid", "1m"]);
+    assert.equal(fresh.code, 0, fresh.stderr);
+    assert.equal(
+      fresh.stderr,
+      `The access token stays valid until ${until}, more than --min-valid 1m: nothing to do.\n`,
+    );
+    const quiet = await runCli(ws, ["refresh", "--min-valid", "1m", "--quiet"]);
+    assert.equal(quiet.code, 0, quiet.stderr);
+    assert.equal(quiet.stderr, "");
+  });
+
+  test("a netrc directory that does not exist is created, and that is said on stderr", async () => {
+    const ws = await userWorkspace();
+    const netrc = join(ws.dir, "typo-dir", "nix", "netrc");
+    await writeFile(ws.configPath, `${await readFile(ws.configPath, "utf8")}netrc_path = "${netrc}"\n`);
+    await signIn(ws);
+    const res = await runCli(ws, ["refresh"]);
+    assert.equal(res.code, 0, res.stderr);
+    assert.ok(
+      res.stderr.includes(
+        `Created the directory ${join(ws.dir, "typo-dir")} for the netrc ${netrc} (netrc_path in ${ws.configPath}).\n`,
+      ),
+      res.stderr,
+    );
+    assert.ok(existsSync(netrc));
+    const again = await runCli(ws, ["refresh"]);
+    assert.equal(again.code, 0, again.stderr);
+    assert.doesNotMatch(again.stderr, /Created the directory/);
+  });
+
+  test("login after the provider ended the session offers no renewal time", async () => {
+    const ws = await userWorkspace();
+    await signIn(ws);
+    assert.equal((await runCli(ws, ["refresh", "-q"])).code, 0);
+    await realm.revokeAllSessions();
+    const ended = await runCli(ws, ["refresh", "--min-valid", "1d"]);
+    assert.equal(ended.code, 3, ended.stderr);
+    const res = await runCli(ws, ["login", "--no-browser", "--timeout", "1s"]);
+    assert.equal(res.code, 1, res.stderr);
+    assert.match(
+      res.stderr,
+      /^Already signed in as alice at .*, the provider ended the session \(seen at \d{4}-[^)]*\)\. Starting a new sign-in/m,
+    );
+    assert.doesNotMatch(res.stderr, /can be renewed until/);
   });
 });
 

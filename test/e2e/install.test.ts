@@ -15,6 +15,7 @@ import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import { cleanClone } from "../support/clone.ts";
 import { CLI, makeWorkspace, requireBuild, ROOT, runCli, type Workspace } from "../support/cli.ts";
+import { COMMANDS } from "../../src/cli/table.ts";
 
 const run = promisify(execFile);
 const pkg = JSON.parse(await readFile(join(ROOT, "package.json"), "utf8")) as {
@@ -57,7 +58,6 @@ describe("npm package", () => {
   test("npm pack from a clean clone builds (prepack) and ships the CLI, its man page, completions and docs", () => {
     for (const f of [
       "dist/nix-cache-login.cjs",
-      "dist/lazy.cjs",
       "dist/vendor/openid-client.cjs",
       "dist/vendor/undici.cjs",
       "dist/vendor/open.cjs",
@@ -194,17 +194,7 @@ describe("Node.js version check", () => {
 });
 
 describe("man page and shell completions (made from the command table)", () => {
-  const commands = [
-    "login",
-    "refresh",
-    "service-account",
-    "status",
-    "logout",
-    "doctor",
-    "init",
-    "timer",
-    "completion",
-  ];
+  const commands = COMMANDS.map((c) => c.name);
   let ws: Workspace;
   before(async () => {
     requireBuild();

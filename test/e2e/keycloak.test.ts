@@ -23,6 +23,7 @@ import { BROWSER_COMMAND, readDriverResult, spawnDriver, watchStderr } from "../
 import { makeWorkspace, ROOT, runCli, type RunResult, type Workspace } from "../support/cli.ts";
 import {
   KEYCLOAK_DIST,
+  KeycloakAdmin,
   prepareKeycloak,
   requireJava,
   startKeycloak,
@@ -255,6 +256,84 @@ describe("Keycloak", () => {
     assert.equal(s.username, "alice");
     await ok(ws, ["status"]);
     await assertCacheAndNixAccept(ws, "token from the browser sign-in");
+  });
+
+  test("login and init name an unknown client_id or an unregistered redirect URI (Keycloak's 400 pages) before any browser opens", async () => {
+    const admin = new KeycloakAdmin(kc);
+    const mark = join(dir, "browser-opened");
+    const opener = join(dir, "opener.sh");
+    await writeFile(opener, `#!/bin/sh\ntouch '${mark}'\n`, { mode: 0o755 });
+    const host = new URL(reg.issuer).host.replace(/[.]/g, "\\.");
+
+    const typo = await workspace("nix-cache-typo");
+    const unknown = await runCli(typo, ["login", "--browser-command", opener, "--timeout", "10m"]);
+    assert.equal(unknown.code, 2, unknown.stderr);
+    assert.match(
+      unknown.stderr,
+      new RegExp(
+        `^error: ${host} does not know the client "nix-cache-typo" \\(client_id in .*\\): its authorization endpoint answers HTTP 400\\n`,
+      ),
+    );
+    const init = await runCli(typo, [
+      "init",
+      "--force",
+      "--issuer",
+      reg.issuer,
+      "--client-id",
+      "nix-cache-typo",
+      "--cache-host",
+      HOST,
+      "--config",
+      join(typo.dir, "init.toml"),
+    ]);
+    assert.equal(init.code, 2, init.stderr);
+    assert.match(init.stderr, /does not know the client "nix-cache-typo" \(--client-id\)/);
+    assert.ok(!existsSync(join(typo.dir, "init.toml")), "init wrote nothing");
+
+    // A public client registered for a web app's redirect URI, not for a loopback one.
+    await admin.call("POST", `/${REALM}/clients`, {
+      clientId: "nix-cache-webapp",
+      protocol: "openid-connect",
+      publicClient: true,
+      standardFlowEnabled: true,
+      redirectUris: ["https://app.example.org/callback"],
+      attributes: { "pkce.code.challenge.method": "S256" },
+    });
+    const web = await workspace("nix-cache-webapp");
+    const redirect = await runCli(web, ["login", "--browser-command", opener]);
+    assert.equal(redirect.code, 1, redirect.stderr);
+    assert.match(
+      redirect.stderr,
+      new RegExp(
+        `^error: ${host} does not accept the redirect URI http://127\\.0\\.0\\.1:\\d+/callback for client_id "nix-cache-webapp": its authorization endpoint answers HTTP 400\\nhint: ask the provider's administrator to register http://127\\.0\\.0\\.1/\\* `,
+      ),
+    );
+    assert.ok(!existsSync(mark), "no browser was opened");
+    for (const ws of [typo, web]) assert.ok(!existsSync(ws.netrcPath), "no netrc written");
+
+    // A client set up as the README says passes the check, and the check signs no one in.
+    const probeId = (await admin.call("POST", `/${REALM}/clients`, {
+      clientId: "nix-cache-probe",
+      protocol: "openid-connect",
+      publicClient: true,
+      standardFlowEnabled: true,
+      redirectUris: ["http://127.0.0.1/*"],
+      attributes: { "pkce.code.challenge.method": "S256" },
+    })) as string;
+    const probe = await workspace("nix-cache-probe");
+    const good = await runCli(probe, [
+      "init",
+      "--force",
+      "--issuer",
+      reg.issuer,
+      "--client-id",
+      "nix-cache-probe",
+      "--cache-host",
+      HOST,
+    ]);
+    assert.equal(good.code, 0, good.stderr);
+    assert.match(good.stderr, /knows client_id nix-cache-probe/);
+    assert.deepEqual(await admin.call("GET", `/${REALM}/clients/${probeId}/session-count`), { count: 0 });
   });
 
   test("device sign-in: Keycloak requires PKCE on the device grant, the CLI sends it", async () => {

@@ -572,7 +572,7 @@ describe("issue 21: another local user gets nothing (needs root)", { concurrency
     assert.equal(status.code, 0, status.stderr);
     assert.match(
       status.stdout,
-      new RegExp(`runs: .* refresh --min-valid \\S+ --config '${config.replace(/[.]/g, "\\.")}'\\n`),
+      new RegExp(`runs: .* refresh --min-valid \\S+ --config ${config.replace(/[.]/g, "\\.")}\\n`),
     );
     assert.doesNotMatch(status.stdout, /%%|stale/);
   });

@@ -73,6 +73,7 @@ function resetProvider(): void {
   op.on("/token", tokenAnswer({ access_token: "hostile-access-token-1", expires_in: 300 }));
   op.on("/logout", () => ({ status: 204 }));
   op.on("/certs", () => ({ body: { keys: [] } }));
+  op.on("/auth", () => ({ headers: { "content-type": "text/html" }, body: "<title>Sign in</title>" }));
 }
 
 // eslint-disable-next-line no-control-regex
@@ -329,6 +330,61 @@ describe("a hostile provider cannot corrupt the netrc or the terminal", { concur
     // The other run finishes: the waiting one goes on.
     await rm(`${store.file}.lock`, { recursive: true });
     assert.equal(await closed, 0, stderr);
+  });
+
+  test("the client check before the browser: the provider's words never reach the terminal raw, its page is not echoed, the probe's state and PKCE are its own", async () => {
+    const ws = await userWorkspace();
+    let probe: URL | undefined;
+    op.on("/auth", (req) => {
+      probe = new URL(req.path, op.issuer);
+      const back = new URL(probe.searchParams.get("redirect_uri") ?? "");
+      back.searchParams.set("error", "unauthorized_client\u001b[2J");
+      back.searchParams.set(
+        "error_description",
+        "Client is not allowed\u001b]0;pwned\u0007 to initiate browser login",
+      );
+      back.searchParams.set("state", probe.searchParams.get("state") ?? "");
+      return { status: 302, headers: { location: back.href } };
+    });
+    const before = await snapshot(ws.home);
+    const r = await runCli(ws, ["login", "--no-browser"]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.doesNotMatch(r.stderr, CONTROL, JSON.stringify(r.stderr));
+    assert.match(
+      r.stderr,
+      /^error: 127\.0\.0\.1:\d+ refuses a browser sign-in for client_id "nix-cache": unauthorized_client/m,
+    );
+    assert.doesNotMatch(r.stderr, /open this URL/, "no sign-in URL is offered");
+    assert.equal(probe?.searchParams.get("prompt"), "none");
+    assert.equal(probe?.searchParams.get("code_challenge_method"), "S256");
+    assert.match(probe?.searchParams.get("state") ?? "", /^[A-Za-z0-9_-]{22,}$/);
+    assert.deepEqual(await snapshot(ws.home), before, "nothing written");
+
+    // An error page full of escape sequences: named by its status only.
+    op.on("/auth", () => ({
+      status: 400,
+      headers: { "content-type": "text/html" },
+      body: `<h1>\u001b[31mSomething\u001b]0;pwned\u0007</h1>${"x".repeat(200_000)}`,
+    }));
+    const page = await runCli(ws, ["login", "--no-browser"]);
+    assert.equal(page.code, 1, page.stderr);
+    assert.match(
+      page.stderr,
+      /^error: 127\.0\.0\.1:\d+ refuses a sign-in for client_id "nix-cache" with the redirect URI http:\/\/127\.0\.0\.1:\d+\/callback: its authorization endpoint answers HTTP 400$/m,
+    );
+    assert.doesNotMatch(page.stderr, /Something|pwned|xxxx/);
+    assert.deepEqual(await snapshot(ws.home), before, "nothing written");
+
+    // An authorization endpoint off loopback over plain http: not asked, and no URL offered.
+    op.metadata.authorization_endpoint = "http://phish.example/auth";
+    const plain = await runCli(ws, ["login", "--no-browser"]);
+    assert.equal(plain.code, 1, plain.stderr);
+    assert.match(
+      plain.stderr,
+      /advertises a sign-in endpoint \(authorization_endpoint\) at http:\/\/phish\.example, which is not https; nothing was sent there/,
+    );
+    assert.doesNotMatch(plain.stderr, /open this URL/);
+    resetProvider();
   });
 
   test("--timeout 25d (beyond setTimeout's range) waits instead of timing out at once", async () => {

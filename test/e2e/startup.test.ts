@@ -1,7 +1,7 @@
-// Start-up: the code of `status`, `--help` and a timer's `refresh --min-valid` is one file
-// (dist/nix-cache-login.cjs); the rest of our code is in dist/lazy.cjs, which takes the entry's
-// modules instead of a copy of them, and the third-party libraries are in dist/vendor/: both are
-// loaded only by the commands that use them. No compiled-code cache is written anywhere.
+// Start-up: our code is one file (dist/nix-cache-login.cjs), and the third-party libraries are in
+// dist/vendor/, loaded only by the commands that use them: `status`, `--help` and a timer's
+// `refresh --min-valid` load neither a library nor the heavy parts of Node (crypto, the network,
+// child processes). No compiled-code cache is written anywhere.
 import assert from "node:assert/strict";
 import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
@@ -37,33 +37,48 @@ async function freshWorkspace(): Promise<Workspace> {
   return ws;
 }
 
-/** The files of dist/ a run of the CLI loaded (from Node's require cache, written at exit). */
-async function loadedFiles(ws: Workspace, args: string[]): Promise<{ code: number | null; files: string[] }> {
+/**
+ * The files of dist/ a run of the CLI loaded (from Node's require cache) and the built-in modules
+ * it loaded (process.moduleLoadList), written at exit.
+ */
+async function loadedFiles(
+  ws: Workspace,
+  args: string[],
+): Promise<{ code: number | null; files: string[]; builtins: string[] }> {
   const hook = join(ws.dir, "hook.cjs");
   const out = join(ws.dir, `loaded-${args.join("_")}.json`);
   await writeFile(
     hook,
-    `process.on("exit", () => require("node:fs").writeFileSync(${JSON.stringify(out)}, JSON.stringify(Object.keys(require.cache))));\n`,
+    `process.on("exit", () => require("node:fs").writeFileSync(${JSON.stringify(out)}, JSON.stringify([Object.keys(require.cache), process.moduleLoadList])));\n`,
   );
   const r = await runCli(ws, args, { env: { NODE_OPTIONS: `--require ${hook}` } });
   const dist = join(CLI, "..");
-  const files = (JSON.parse(await readFile(out, "utf8")) as string[])
+  const [cache, builtins] = JSON.parse(await readFile(out, "utf8")) as [string[], string[]];
+  const files = cache
     .filter((f) => f.startsWith(`${dist}/`))
     .map((f) => f.slice(dist.length + 1))
     .sort();
-  return { code: r.code, files };
+  return { code: r.code, files, builtins };
 }
 
-test("status, --help and refresh --min-valid load one file: no lazy.cjs, no third-party library", async () => {
+/** Each of these costs more start-up time than all of `status`. */
+const HEAVY = ["crypto", "net", "http", "https", "child_process", "tls", "zlib"];
+
+test("status, --help and refresh --min-valid load one file and no heavy built-in: no third-party library, no crypto, no network", async () => {
   const ws = await freshWorkspace();
   for (const args of [["status"], ["--help"], ["status", "--json"], ["refresh", "--min-valid", "10m"]]) {
-    const { code, files } = await loadedFiles(ws, args);
+    const { code, files, builtins } = await loadedFiles(ws, args);
     assert.equal(code, 0, args.join(" "));
     assert.deepEqual(files, ["nix-cache-login.cjs"], args.join(" "));
+    assert.deepEqual(
+      builtins.filter((m) => HEAVY.some((h) => m === `NativeModule ${h}`)),
+      [],
+      args.join(" "),
+    );
   }
 });
 
-test("the commands that need more load dist/lazy.cjs and the library from dist/vendor/, and only that", async () => {
+test("the commands that need more load the library from dist/vendor/, and only that", async () => {
   const ws = await freshWorkspace();
   // logout revokes the refresh token first (openid-client); nothing listens on port 9 of
   // 127.0.0.1, so that fails at once and the local clean-up goes on (exit 1).
@@ -76,7 +91,7 @@ test("the commands that need more load dist/lazy.cjs and the library from dist/v
   await writeState(store, { ...store.empty("user"), refresh_token: "a-refresh-token", access_token: TOKEN });
   const { code, files } = await loadedFiles(ws, ["logout"]);
   assert.equal(code, 1);
-  assert.deepEqual(files, ["lazy.cjs", "nix-cache-login.cjs", "vendor/openid-client.cjs"]);
+  assert.deepEqual(files, ["nix-cache-login.cjs", "vendor/openid-client.cjs"]);
 });
 
 test("one copy of our code: one error class, no code cache", async () => {

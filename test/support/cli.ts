@@ -37,7 +37,6 @@ function tomlValue(v: unknown): string {
 }
 
 export async function makeWorkspace(config?: Record<string, unknown>): Promise<Workspace> {
-  requireBuild();
   const dir = await mkdtemp(join(tmpdir(), "ncl-test-"));
   const home = join(dir, "home");
   await mkdir(home, { recursive: true });
@@ -116,6 +115,7 @@ export interface RunOptions {
 }
 
 export async function runCli(ws: Workspace, args: string[], opts: RunOptions = {}): Promise<RunResult> {
+  requireBuild();
   for (const a of args) assertNoSecrets(ws, a, "argv");
   const env: Record<string, string> = { ...ws.env };
   for (const [k, v] of Object.entries(opts.env ?? {})) {

@@ -110,6 +110,11 @@ export async function startHostileProvider(): Promise<HostileProvider> {
     body: { access_token: "hostile-access-token-1", token_type: "Bearer", expires_in: 300 },
   }));
   handlers.set("/certs", () => ({ body: { keys: [] } }));
+  // A login page, as for any authorization request (the CLI asks before it opens a browser).
+  handlers.set("/auth", () => ({
+    headers: { "content-type": "text/html" },
+    body: "<!DOCTYPE html><title>Sign in</title><form></form>",
+  }));
   handlers.set("/logout", () => ({ status: 204 }));
 
   const { server, port } = await listen((req, res) => {

@@ -65,6 +65,11 @@ export interface RealmOptions {
    * refreshTokenTTL; clients must treat the lifetime as unknown.
    */
   offlineTokens?: boolean;
+  /**
+   * The public client's registered redirect URIs, default `http://127.0.0.1/callback` (any port,
+   * RFC 8252 section 7.3). Another path stands for a client registered for something else.
+   */
+  publicRedirectUris?: string[];
 }
 
 export interface RealmRequest {
@@ -181,12 +186,38 @@ function debug(message: string): void {
   if (debugEnabled) process.stderr.write(`[realm] ${message}\n`);
 }
 
+/**
+ * The two warnings oidc-provider prints (lib/helpers/attention.js, through console.warn, in red on
+ * a terminal) that say nothing to a user of this test realm or the demo, dropped so a demo on
+ * Node 20 starts clean (issue 24), and nothing else:
+ * - "Unsupported runtime": oidc-provider 9 wants Node 22 LTS or later (lib/index.js checks
+ *   process.release.lts at import); Node 20 is in our `engines`, and the realm works on it
+ *   (TESTBED.md; every e2e test runs it there).
+ * - "devInteractions is enabled": the development login pages are what this realm is made of
+ *   (the Chromium tests sign in on them); printed once per provider.
+ */
+const KNOWN_WARNINGS =
+  // eslint-disable-next-line no-control-regex
+  /^(?:\u001b\[[0-9;]*m)?oidc-provider WARNING: (?:Unsupported runtime\. |a quick start development-only feature devInteractions is enabled)/;
+
+async function withoutKnownWarnings<T>(fn: () => T | Promise<T>): Promise<T> {
+  const warn = console.warn;
+  console.warn = (...args: unknown[]) => {
+    if (typeof args[0] === "string" && KNOWN_WARNINGS.test(args[0])) return;
+    warn(...args);
+  };
+  try {
+    return await fn();
+  } finally {
+    console.warn = warn;
+  }
+}
+
 type OidcProviderModule = typeof import("oidc-provider");
 let oidcProviderModule: Promise<OidcProviderModule> | undefined;
 function loadOidcProvider(): Promise<OidcProviderModule> {
-  // On Node 20 importing it prints one "Unsupported runtime" warning to stderr (it wants Node 22); it
-  // works. Loaded on first use, so importing this file for its types prints nothing.
-  oidcProviderModule ??= import("oidc-provider");
+  // Loaded on first use, so importing this file for its types prints nothing.
+  oidcProviderModule ??= withoutKnownWarnings(() => import("oidc-provider"));
   return oidcProviderModule;
 }
 
@@ -378,6 +409,22 @@ ${form}
     renderHtml(ctx, 200, "You are logged out", "");
   },
   async error(ctx: KoaContextWithOIDC, out: Record<string, unknown>) {
+    if (
+      ctx.path === ROUTES.authorization &&
+      (out.error === "invalid_client" || out.error === "invalid_redirect_uri")
+    ) {
+      // Keycloak does not redirect for an unknown client or an unregistered redirect URI: it shows
+      // an HTTP 400 page saying "Client not found." or "Invalid parameter: redirect_uri"
+      // (AuthorizationEndpointChecker.checkClient / checkRedirectUri, with Messages.CLIENT_NOT_FOUND
+      // and Messages.INVALID_PARAMETER). oidc-provider answers 400 too, in its own words.
+      ctx.status = 400;
+      ctx.type = "html";
+      ctx.body = page(
+        "We are sorry...",
+        `<p id="kc-error-message">${out.error === "invalid_client" ? "Client not found." : "Invalid parameter: redirect_uri"}</p>`,
+      );
+      return;
+    }
     const lines = Object.entries(out).map(
       ([k, v]) => `<p><strong>${escapeHtml(k)}</strong>: ${escapeHtml(v)}</p>`,
     );
@@ -714,7 +761,7 @@ export async function startRealm(opts: RealmOptions = {}): Promise<Realm> {
           application_type: "native",
           token_endpoint_auth_method: "none",
           // With application_type native any port on this loopback URI is accepted (RFC 8252 section 7.3).
-          redirect_uris: ["http://127.0.0.1/callback"],
+          redirect_uris: opts.publicRedirectUris ?? ["http://127.0.0.1/callback"],
           grant_types: ["authorization_code", "refresh_token", DEVICE_CODE_GRANT],
           response_types: ["code"],
         },
@@ -819,7 +866,7 @@ export async function startRealm(opts: RealmOptions = {}): Promise<Realm> {
     };
 
     // devInteractions prints one warning to stderr per provider; there is no switch for it.
-    const provider: OidcProvider = new mod.default(issuer, configuration);
+    const provider: OidcProvider = await withoutKnownWarnings(() => new mod.default(issuer, configuration));
 
     // What oidc-provider said went wrong (error_detail), for Keycloak's wording of the error.
     const errorDetail = new WeakMap<object, string>();

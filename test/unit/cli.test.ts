@@ -5,6 +5,7 @@ import { describe, test } from "node:test";
 import { helpText } from "../../src/cli/help.ts";
 import { parseCommandLine } from "../../src/cli/parse.ts";
 import { renderError } from "../../src/cli/render.ts";
+import { COMMANDS } from "../../src/cli/table.ts";
 import { CliError, ExitCode } from "../../src/errors.ts";
 
 function usageError(argv: string[]): CliError {
@@ -212,12 +213,7 @@ describe("help", () => {
     const text = helpText();
     for (const word of [
       "Usage: nix-cache-login [COMMAND] [OPTIONS]",
-      "  login ",
-      "  refresh ",
-      "  service-account ",
-      "  status ",
-      "  logout ",
-      "  doctor ",
+      ...COMMANDS.map((c) => `  ${c.name} `),
       "-c, --config <path>",
       "-V, --version",
       "$NIX_CACHE_LOGIN_CONFIG",
@@ -252,18 +248,7 @@ describe("help", () => {
   });
 
   test("lines stay within 100 columns; long descriptions wrap under their column", () => {
-    for (const command of [
-      undefined,
-      "login",
-      "refresh",
-      "service-account",
-      "status",
-      "logout",
-      "doctor",
-      "init",
-      "timer",
-      "completion",
-    ]) {
+    for (const command of [undefined, ...COMMANDS.map((c) => c.name)]) {
       for (const line of helpText(command).split("\n")) {
         assert.ok(line.length <= 100, `${command ?? "overview"}: ${line}`);
       }

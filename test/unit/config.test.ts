@@ -96,7 +96,7 @@ timeout = 30
         "client_secret_file: must be a string, got a table",
         "scopes: must be an array of strings, got a string",
         "callback_port: must be an integer, got a string",
-        "timeout: must be a string, got a number",
+        'timeout: "30" has no unit: write 30s, 30m or 30h (a duration is a whole number with a unit (s, m, h or d), e.g. 30s, 10m, 1h30m)',
       ],
     ],
     [
@@ -185,7 +185,9 @@ cache_host = "cache.example.org"
     [
       "default_token_lifetime: not a duration, or zero",
       GOOD + 'default_token_lifetime = "soon"\n',
-      ['default_token_lifetime: invalid duration "soon" (e.g. 5m, 1h)'],
+      [
+        'default_token_lifetime: "soon" is not a duration (a duration is a whole number with a unit (s, m, h or d), e.g. 30s, 10m, 1h30m)',
+      ],
     ],
     [
       "cache_host with a port out of range",
@@ -196,12 +198,20 @@ cache_host = "cache.example.org"
       "bad optional values",
       GOOD + 'cache_url = "https://other.example.org/nix"\ncallback_port = 70000\ntimeout = "soon"\n',
       [
+        'timeout: "soon" is not a duration (a duration is a whole number with a unit (s, m, h or d), e.g. 30s, 10m, 1h30m)',
         "cache_url: host other.example.org does not match cache_host cache.example.org",
         "callback_port: must be 1-65535",
-        'timeout: invalid duration "soon" (e.g. 30s, 2m)',
       ],
     ],
     ["a zero timeout", GOOD + 'timeout = "0s"\n', ["timeout: must be greater than zero"]],
+    [
+      "durations follow one rule whatever the TOML type: a unit is required",
+      GOOD + 'timeout = "30"\ndefault_token_lifetime = true\n',
+      [
+        'timeout: "30" has no unit: write 30s, 30m or 30h (a duration is a whole number with a unit (s, m, h or d), e.g. 30s, 10m, 1h30m)',
+        "default_token_lifetime: true is not a duration (a duration is a whole number with a unit (s, m, h or d), e.g. 30s, 10m, 1h30m)",
+      ],
+    ],
     [
       "relative paths are refused",
       GOOD + 'netrc_path = "nix/netrc"\nclient_secret_file = "./secret"\n',
@@ -468,13 +478,34 @@ describe("config: sizes and file-system errors (issue 12)", () => {
 });
 
 describe("config: invalid TOML names the file, line and column", () => {
-  const cases: [string, string, number, number][] = [
-    ["a key without a value", 'issuer = "https://x"\nclient_id = \n', 2, 13],
-    ["an unterminated string", 'issuer = "https://x\nclient_id = "a"\n', 1, 20],
-    ["a key defined twice", 'issuer = "https://x"\nissuer = "https://y"\n', 2, 1],
-    ["junk after a value", '\n\nclient_id = "a" b\n', 3, 17],
+  const cases: [string, string, number, number, RegExp, RegExp][] = [
+    [
+      "a key without a value",
+      'issuer = "https://x"\nclient_id = \n',
+      2,
+      13,
+      /invalid value/,
+      /a value is a string/,
+    ],
+    [
+      "an unterminated string",
+      'issuer = "https://x\nclient_id = "a"\n',
+      1,
+      20,
+      /a string is not closed before the end of the line$/,
+      /^add the closing quote on line 1 \(each line is KEY = VALUE/,
+    ],
+    [
+      "a key defined twice",
+      'issuer = "https://x"\nissuer = "https://y"\n',
+      2,
+      1,
+      /a key is set twice/,
+      /keep one/,
+    ],
+    ["junk after a value", '\n\nclient_id = "a" b\n', 3, 17, /end-of-line/, /each line is KEY = VALUE/],
   ];
-  for (const [title, text, line, column] of cases) {
+  for (const [title, text, line, column, reason, hint] of cases) {
     test(title, async () => {
       const file = await writeConfig(text);
       const e = await cliError(() => loadConfig(file, { HOME: home }));
@@ -485,6 +516,8 @@ describe("config: invalid TOML names the file, line and column", () => {
       );
       assert.doesNotMatch(e.message, /\n/);
       assert.ok(e.message.length > `${file}: line ${line}, column ${column}: invalid TOML: `.length);
+      assert.match(e.message, reason);
+      assert.match(e.hint ?? "", hint);
     });
   }
 });

@@ -8,7 +8,7 @@ import * as net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { execStartArgs } from "../../src/commands/timer.ts";
+import { systemdCommand } from "../../src/commands/timer.ts";
 import { CliError } from "../../src/errors.ts";
 import { UntrustedPath, walkTrusted } from "../../src/fs/file-trust.ts";
 import { makeDirs } from "../../src/fs/make-dirs.ts";
@@ -119,12 +119,11 @@ test("walkTrusted: every directory and link on the way is checked; sticky direct
   assert.equal(walkTrusted(join(sticky, "rel", "file")).real, join(mine, "file"));
 });
 
-test("execStartArgs reverts systemd's escapes: quotes, backslashes, %% and $$", () => {
-  assert.deepEqual(execStartArgs('/usr/bin/node "/opt/100%% sure/a \\"b\\" \\\\ $$HOME" refresh'), [
-    "/usr/bin/node",
-    '/opt/100% sure/a "b" \\ $HOME',
-    "refresh",
-  ]);
+test("timer status reads ExecStart with systemd's escapes reverted: quotes, backslashes, %% and $$", () => {
+  assert.deepEqual(
+    systemdCommand('ExecStart=/usr/bin/node "/opt/100%% sure/a \\"b\\" \\\\ $$HOME" refresh\n').argv,
+    ["/usr/bin/node", '/opt/100% sure/a "b" \\ $HOME', "refresh"],
+  );
 });
 
 test("firstAccount: only when there is no earlier account, naming the new one", () => {

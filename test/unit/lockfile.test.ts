@@ -7,6 +7,7 @@ import { test } from "node:test";
 
 interface LockEntry {
   version?: string;
+  hasInstallScript?: boolean;
   resolved?: string;
   integrity?: string;
   link?: boolean;
@@ -24,6 +25,7 @@ const readJson = <T>(name: string): T =>
 const lock = readJson<Lock>("package-lock.json");
 const manifest = readJson<{
   name: string;
+  allowScripts?: Record<string, boolean>;
   dependencies?: Record<string, string>;
   devDependencies?: Record<string, string>;
 }>("package.json");
@@ -66,4 +68,15 @@ test("every dependency in package.json is in the lock file", () => {
   const wanted = Object.keys({ ...manifest.dependencies, ...manifest.devDependencies });
   const missing = wanted.filter((name) => !locked.has(`node_modules/${name}`));
   assert.deepEqual(missing, [], "package-lock.json is out of date; run `npm install`");
+});
+
+test("every locked package with an install script is reviewed in package.json's allowScripts, at its locked version", () => {
+  // npm 11 warns at every `npm ci` about install scripts allowScripts does not cover (the demo's
+  // first lines on Node 20 were that warning for esbuild, issue 24). An entry names the exact
+  // version, so a bump of such a package is reviewed again.
+  const withScripts = entries
+    .filter(([, e]) => e.hasInstallScript === true)
+    .map(([path, e]) => `${path.replace(/^.*node_modules\//, "")}@${e.version ?? "?"}`);
+  assert.deepEqual(withScripts.sort(), Object.keys(manifest.allowScripts ?? {}).sort());
+  for (const [key, allowed] of Object.entries(manifest.allowScripts ?? {})) assert.equal(allowed, true, key);
 });

@@ -290,14 +290,26 @@ describe("netrc owned or replaceable by another user (needs root)", () => {
     await mkdir(sticky);
     await chmod(sticky, 0o1777);
     const path = join(sticky, "netrc");
-    const made = await runAs(a, "mkdir", [`${path}.lock`]);
-    assert.equal(made.code, 0, made.stderr);
-    await assert.rejects(
-      upsertNetrcEntry(path, "cache.example.org", "tok"),
-      new RegExp(
-        `netrc\\.lock was made by uid ${a.uid} \\(ncl-test-a\\), not by you: another user's lock is not waited for`,
-      ),
-    );
+    // A lock file, and the lock directory of a version before 0.2: the hint removes either.
+    for (const [make, remove, undo] of [
+      ["touch", "rm", "rm"],
+      ["mkdir", "rmdir", "rmdir"],
+    ] as const) {
+      const made = await runAs(a, make, [`${path}.lock`]);
+      assert.equal(made.code, 0, made.stderr);
+      await assert.rejects(upsertNetrcEntry(path, "cache.example.org", "tok"), (e: unknown) => {
+        assert.ok(e instanceof CliError);
+        assert.match(
+          e.message,
+          new RegExp(
+            `netrc\\.lock was made by uid ${a.uid} \\(ncl-test-a\\), not by you: another user's lock is not waited for`,
+          ),
+        );
+        assert.ok(e.hint?.endsWith(`(\`${remove} ${path}.lock\`)`), e.hint);
+        return true;
+      });
+      assert.equal((await runAs(a, undo, [`${path}.lock`])).code, 0);
+    }
   });
 });
 

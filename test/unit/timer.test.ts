@@ -4,7 +4,15 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { test } from "node:test";
-import { launchdPlist, onCalendar, systemdUnits, type TimerSpec } from "../../src/commands/timer.ts";
+import {
+  launchdCommand,
+  launchdPlist,
+  onCalendar,
+  systemdCommand,
+  systemdUnits,
+  type TimerSpec,
+} from "../../src/commands/timer.ts";
+import { blamed } from "../../src/oidc/client-check.ts";
 
 const spec = (over: Partial<TimerSpec> = {}): TimerSpec => ({
   system: false,
@@ -99,4 +107,45 @@ test("the launchd daemon (--system) runs service-account with the system configu
     NIX_CACHE_LOGIN_CONFIG: "/etc/nix-cache-login/config.toml",
     XDG_STATE_HOME: "/var/db",
   });
+});
+
+test("timer status reads back the command and environment a unit was written with (systemd and launchd)", () => {
+  const odd = `/home/alice/my "odd" 100% $HOME & <co>nfig\\.toml`;
+  for (const system of [false, true]) {
+    const s = spec({ system, configPath: odd, script: "/opt/nix cache/cli.cjs" });
+    const argv = [
+      "/usr/bin/node",
+      "/opt/nix cache/cli.cjs",
+      system ? "service-account" : "refresh",
+      "--min-valid",
+      "4m",
+      "--config",
+      odd,
+    ];
+    const [service] = systemdUnits(s, "/etc/systemd/system");
+    assert.deepEqual(systemdCommand(service?.text ?? "").argv, argv);
+    const [plist] = launchdPlist(s, "/Library/LaunchDaemons");
+    const read = launchdCommand(plist?.text ?? "");
+    // The plist's environment strings are not arguments.
+    assert.deepEqual(read.argv, argv);
+    assert.deepEqual(read.environment, system ? { XDG_STATE_HOME: "/var/db" } : {});
+  }
+  const [service] = systemdUnits(spec({ system: true }), "/etc/systemd/system");
+  assert.deepEqual(systemdCommand(service?.text ?? "").environment, {
+    NIX_CACHE_LOGIN_CONFIG: "/etc/nix-cache-login/config.toml",
+    XDG_STATE_HOME: "/var/lib",
+  });
+});
+
+test("the client check tells which parameter an authorization error page blames", () => {
+  // Keycloak 26's pages (theme "keycloak.v2": the message in a kc-error-message element).
+  assert.equal(
+    blamed('<div id="kc-error-message"><p class="instruction">Client not found.</p></div>'),
+    "client_id",
+  );
+  assert.equal(blamed("<p>Invalid parameter: redirect_uri</p>"), "redirect_uri");
+  // OAuth's words, as other providers show them.
+  assert.equal(blamed("<p>error: invalid_client</p>"), "client_id");
+  assert.equal(blamed("<p>error: invalid_redirect_uri</p>"), "redirect_uri");
+  assert.equal(blamed("<h1>Something went wrong</h1>"), undefined);
 });

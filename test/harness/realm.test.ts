@@ -309,6 +309,31 @@ describe("test realm (oidc-provider as Keycloak)", () => {
   });
 });
 
+describe("the realm prints nothing of its dependency's", () => {
+  it("no oidc-provider warning on stderr (the demo's first lines on Node 20, issue 24)", async () => {
+    const { spawn } = await import("node:child_process");
+    const tsx = import.meta.resolve("tsx");
+    const realmModule = new URL("../support/realm.ts", import.meta.url).href;
+    const child = spawn(
+      process.execPath,
+      [
+        "--import",
+        tsx,
+        "--input-type=module",
+        "-e",
+        `const { startRealm } = await import(${JSON.stringify(realmModule)}); const r = await startRealm({ tls: false }); await r.stop();`,
+      ],
+      { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, NODE_NO_WARNINGS: undefined } },
+    );
+    let stderr = "";
+    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+    child.stdout.resume();
+    const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
+    assert.equal(code, 0, stderr);
+    assert.equal(stderr, "", "nothing on stderr");
+  });
+});
+
 describe("test realm options", () => {
   it("offline tokens, no rotation, no TLS, other users, device interval", async () => {
     const other = await startRealm({

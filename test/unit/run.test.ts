@@ -1,0 +1,247 @@
+/**
+ * run(argv, deps) in this process (test/support/in-process.ts): the command line, the
+ * configuration and the error paths that need no browser and make no request, with stdout and
+ * stderr captured. Real files in a temp HOME; the same CLI as dist/ but for the bundling, which
+ * test/e2e/ tests through the built binary.
+ */
+import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { after, describe, test } from "node:test";
+import { OutputClosed } from "../../src/cli/output.ts";
+import { COMMANDS } from "../../src/cli/table.ts";
+import { makeWorkspace, snapshot, type Workspace } from "../support/cli.ts";
+import { runInProcess } from "../support/in-process.ts";
+
+const ISSUER = "https://sso.example.org/realms/nix";
+const HOST = "cache.example.org";
+
+const workspaces: Workspace[] = [];
+after(async () => {
+  for (const ws of workspaces) await ws.cleanup();
+});
+
+async function workspace(config?: Record<string, unknown>): Promise<Workspace> {
+  const ws = await makeWorkspace(config);
+  workspaces.push(ws);
+  return ws;
+}
+
+const userConfig = { issuer: ISSUER, client_id: "nix-cache", cache_host: HOST };
+
+describe("configuration errors", () => {
+  test("no configuration: exit 2 listing every place tried", async () => {
+    const ws = await workspace();
+    const r = await runInProcess(ws, ["status"]);
+    assert.equal(r.code, 2);
+    assert.equal(
+      r.stderr.split("\n")[0],
+      `error: no configuration file found; tried: ${ws.configPath} ($XDG_CONFIG_HOME), /etc/nix-cache-login/config.toml (system)`,
+    );
+  });
+
+  test("every problem at once, one line each, exit 2, nothing written", async () => {
+    const ws = await workspace();
+    await ws.writeConfig(
+      'issuer = "http://sso.example.org/realms/x"\nclient-id = "a"\ncache_host = "https://cache"\n',
+    );
+    const before = await snapshot(ws.dir);
+    const r = await runInProcess(ws, ["refresh"]);
+    assert.equal(r.code, 2);
+    const lines = r.stderr.split("\n");
+    assert.equal(lines[0], "error: invalid configuration:");
+    assert.ok(
+      lines.includes(`  ${ws.configPath}: client-id: unknown key (did you mean client_id?)`),
+      r.stderr,
+    );
+    assert.ok(lines.includes(`  ${ws.configPath}: client_id: missing (required)`));
+    assert.ok(
+      lines.includes(`  ${ws.configPath}: issuer: must use https (only loopback hosts may use http)`),
+    );
+    assert.ok(
+      lines.includes(
+        `  ${ws.configPath}: cache_host: must be a host name without a scheme (e.g. cache.example.org)`,
+      ),
+    );
+    assert.deepEqual(await snapshot(ws.dir), before);
+  });
+
+  test("$NIX_CACHE_LOGIN_CONFIG and --verbose say which file was used", async () => {
+    const ws = await workspace();
+    const path = join(ws.dir, "elsewhere.toml");
+    await writeFile(
+      path,
+      `issuer = "${ISSUER}"\nclient_id = "nix-cache"\ncache_host = "${HOST}"\nnetrc_path = "$HOME/custom/netrc"\n`,
+    );
+    const r = await runInProcess(ws, ["status", "--verbose"], { env: { NIX_CACHE_LOGIN_CONFIG: path } });
+    assert.equal(r.code, 3);
+    assert.match(
+      r.stderr,
+      new RegExp(`verbose: using configuration ${path} \\(\\$NIX_CACHE_LOGIN_CONFIG\\)`),
+    );
+    assert.match(r.stdout, new RegExp(`netrc: +${ws.home}/custom/netrc: missing`));
+  });
+});
+
+describe("errors under --json", () => {
+  test("one line {error: {code, message, hint, exit_code}} on stdout with the exit code", async () => {
+    const ws = await workspace(userConfig);
+    const res = await runInProcess(ws, ["refresh", "--json"]);
+    assert.equal(res.code, 3);
+    assert.equal(res.stdout.split("\n").length, 2, "one line");
+    const err = (JSON.parse(res.stdout) as { error: Record<string, unknown> }).error;
+    assert.equal(err.code, "not_signed_in");
+    assert.equal(err.exit_code, 3);
+    assert.match(String(err.message), /not signed in/);
+    assert.match(String(err.hint), /nix-cache-login login/);
+
+    const status = await runInProcess(ws, ["status", "--json", "--config", join(ws.dir, "missing.toml")]);
+    assert.equal(status.code, 2);
+    const s = (JSON.parse(status.stdout) as { error: Record<string, unknown> }).error;
+    assert.equal(s.code, "config_not_found");
+    assert.match(String(s.message), /missing\.toml: configuration file not found/);
+
+    const bad = await runInProcess(ws, ["logout", "--json", "--bogus"]);
+    assert.equal(bad.code, 2);
+    assert.equal((JSON.parse(bad.stdout) as { error: Record<string, unknown> }).error.code, "unknown_option");
+  });
+
+  test("--min-valid without a unit is a usage error that names the units, and writes nothing", async () => {
+    const ws = await workspace(userConfig);
+    const before = await snapshot(ws.home);
+    for (const command of ["refresh", "service-account"]) {
+      const res = await runInProcess(ws, [command, "--min-valid", "10"]);
+      assert.equal(res.code, 2, res.stderr);
+      assert.match(
+        res.stderr,
+        /^error: --min-valid: "10" has no unit: write 10s, 10m or 10h \(a duration is a whole number with a unit \(s, m, h or d\), e\.g\. 30s, 10m, 1h30m\)\n$/,
+      );
+    }
+    assert.deepEqual(await snapshot(ws.home), before);
+  });
+});
+
+describe("the command line", () => {
+  test("--help lists every command of the table, the config search order and exit codes; --version prints the version", async () => {
+    const ws = await workspace();
+    const h = await runInProcess(ws, ["--help"]);
+    assert.equal(h.code, 0);
+    for (const word of [
+      ...COMMANDS.map((c) => `  ${c.name} `),
+      "$NIX_CACHE_LOGIN_CONFIG",
+      "/etc/nix-cache-login/config.toml",
+      "130  interrupted",
+    ]) {
+      assert.ok(h.stdout.includes(word), word);
+    }
+    const v = await runInProcess(ws, ["--version"]);
+    assert.equal(v.code, 0);
+    // Not built: the table's version of a source tree.
+    assert.equal(v.stdout, "0.0.0-dev\n");
+    const bad = await runInProcess(ws, ["frobnicate"]);
+    assert.equal(bad.code, 2);
+    assert.equal(bad.stderr, 'error: unknown command "frobnicate"\nhint: see `nix-cache-login --help`\n');
+    assert.equal(bad.stdout, "");
+  });
+
+  test("every command of the table has its --help (and `help NAME`), exit 0, nothing on stderr", async () => {
+    const ws = await workspace();
+    for (const c of COMMANDS) {
+      for (const argv of [
+        [c.name, "--help"],
+        ["help", c.name],
+      ]) {
+        const r = await runInProcess(ws, argv);
+        assert.equal(r.code, 0, argv.join(" "));
+        assert.match(r.stdout, new RegExp(`^Usage: nix-cache-login ${c.name}\\b`), argv.join(" "));
+        for (const o of c.options) assert.ok(r.stdout.includes(`--${o.name}`), `${c.name}: --${o.name}`);
+        assert.equal(r.stderr, "");
+      }
+    }
+  });
+
+  test("every command of the table refuses an option it does not know, exit 2, with its own help in the hint", async () => {
+    const ws = await workspace(userConfig);
+    for (const c of COMMANDS) {
+      const r = await runInProcess(ws, [c.name, "--no-such-option"]);
+      assert.equal(r.code, 2, c.name);
+      assert.equal(
+        r.stderr,
+        `error: unknown option --no-such-option\nhint: see \`nix-cache-login ${c.name} --help\`\n`,
+        c.name,
+      );
+    }
+  });
+
+  test("a reader that goes away (`| head -0`) ends the command with exit 0 and nothing on stderr", async () => {
+    const ws = await workspace(userConfig);
+    let writes = 0;
+    const r = await runInProcess(ws, ["status"], {
+      stdoutWrite: () => {
+        writes++;
+        throw new OutputClosed(1);
+      },
+    });
+    assert.deepEqual([r.code, r.stderr, writes], [0, "", 1]);
+  });
+});
+
+describe("timer and init refuse bad values before writing anything", () => {
+  const unitDir = (ws: Workspace) => join(ws.env.XDG_CONFIG_HOME as string, "systemd", "user");
+
+  test("timer: bad durations, an interval without a calendar form, and a foreign unit are refused", async () => {
+    const ws = await workspace(userConfig);
+    const cases: [string[], RegExp][] = [
+      [["--interval", "7m"], /--interval: 7m does not divide a minute, an hour or a day evenly/],
+      [["--interval", "2"], /--interval: "2" has no unit: write 2s, 2m or 2h/],
+      [["--interval", "2x"], /--interval: "2x" is not a duration \(a duration is a whole number/],
+      [["--min-valid", "2m"], /--min-valid 2m is not longer than --interval 2m plus the random delay/],
+    ];
+    for (const [args, message] of cases) {
+      const res = await runInProcess(ws, ["timer", "install", ...args]);
+      assert.equal(res.code, 2, res.stderr);
+      assert.match(res.stderr, message);
+    }
+    assert.ok(!existsSync(unitDir(ws)), "nothing written");
+    const unknown = await runInProcess(ws, ["timer", "instal"]);
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /did you mean install\?/);
+
+    await mkdir(unitDir(ws), { recursive: true });
+    await writeFile(join(unitDir(ws), "nix-cache-login.service"), "[Service]\nExecStart=/bin/true\n");
+    const foreign = await runInProcess(ws, ["timer", "install"]);
+    assert.equal(foreign.code, 1);
+    assert.match(
+      foreign.stderr,
+      /nix-cache-login\.service exists and was not written by nix-cache-login timer install/,
+    );
+    assert.equal(
+      await readFile(join(unitDir(ws), "nix-cache-login.service"), "utf8"),
+      "[Service]\nExecStart=/bin/true\n",
+    );
+    assert.ok(!existsSync(join(unitDir(ws), "nix-cache-login.timer")));
+    const remove = await runInProcess(ws, ["timer", "remove"]);
+    assert.equal(remove.code, 1);
+    assert.ok(existsSync(join(unitDir(ws), "nix-cache-login.service")), "remove leaves a foreign file alone");
+  });
+
+  test("init: a plain-http issuer and missing flags are usage errors, and no configuration is written", async () => {
+    const ws = await workspace();
+    const plainHttp = await runInProcess(ws, [
+      "init",
+      "--issuer",
+      "http://sso.example.org/realms/x",
+      "--client-id",
+      "c",
+      "--cache-host",
+      HOST,
+    ]);
+    assert.equal(plainHttp.code, 2, plainHttp.stderr);
+    assert.match(plainHttp.stderr, /issuer/);
+    const missing = await runInProcess(ws, ["init", "--issuer", ISSUER]);
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /init needs --client-id, --cache-host/);
+    assert.ok(!existsSync(ws.configPath), "nothing written");
+  });
+});
