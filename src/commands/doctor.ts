@@ -11,20 +11,16 @@ import {
   netrcTokenCheck,
   tokenCheck,
 } from "../doctor/local.ts";
+import { daemonCheck, gatherDaemonFacts } from "../doctor/daemon.ts";
 import {
-  daemonCheck,
   determinateCheck,
   determinateDaemonCheck,
-  findOnPath,
-  gatherDaemonFacts,
   gatherDeterminateDaemonFacts,
-  gatherLibcurlFacts,
-  gatherNixFacts,
-  libcurlCheck,
-  nixNetrcFileCheck,
-  nixSummaryCheck,
   readDeterminateConfig,
-} from "../doctor/nix.ts";
+} from "../doctor/determinate.ts";
+import { findOnPath, gatherNixFacts } from "../doctor/nix-facts.ts";
+import { gatherLibcurlFacts, libcurlCheck } from "../doctor/libcurl.ts";
+import { nixNetrcFileCheck, nixSummaryCheck } from "../doctor/nix.ts";
 import { check, problems, renderJson, renderText, type Check } from "../doctor/report.ts";
 import { ExitCode } from "../errors.ts";
 import { renewCommand } from "../core/freshness.ts";

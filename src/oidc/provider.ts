@@ -15,7 +15,7 @@ import { translateError } from "./protocol-errors.ts";
 import type { CachedDiscovery, ProviderSettings } from "./settings.ts";
 import { tokenSet, type TokenResponse, type TokenSet } from "./token-set.ts";
 
-export type Lib = typeof OidcClient;
+type Lib = typeof OidcClient;
 let lib: Promise<Lib> | undefined;
 const loadLib = (): Promise<Lib> => (lib ??= import("openid-client"));
 

@@ -110,7 +110,7 @@ async function sampleProcesses(
 }
 
 describe("token_storage: the refresh token in a real Secret Service (GNOME Keyring)", () => {
-  test("a browser sign-in keeps the refresh token in one keychain item, replaced in place, written only when it changed, removed by logout", async () => {
+  test("a browser sign-in keeps the refresh token in one keychain item, replaced in place, written only when it changed, removed by logout", async (t) => {
     requireChromium();
     const b = await bed();
     const seen = new Set<string>();
@@ -187,6 +187,10 @@ describe("token_storage: the refresh token in a real Secret Service (GNOME Keyri
     // No refresh token in any file of HOME or XDG_* (the keyring's own file is encrypted).
     const files = await allFiles(b.ws.dir);
     assert.ok(files.length > 3);
+    t.diagnostic(
+      `10 renewals: ${writes.count()} item writes, ${items.length} item; 100 fresh runs: ${writes.count() - before100} writes; ` +
+        `${files.length} files scanned; ${sampled.samples} scans of every /proc/PID/{cmdline,environ}`,
+    );
     for (const f of files) {
       const bytes = await readFile(f, "latin1");
       for (const s of seen) assert.ok(!bytes.includes(s), `${f} holds a refresh token`);

@@ -9,16 +9,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { parseChallenge } from "../../src/doctor/cache.ts";
-import {
-  daemonCheck,
-  daemonNetrcFile,
-  determinateCheck,
-  isTrusted,
-  nixConfTarget,
-  nixNetrcFileCheck,
-  readDeterminateConfig,
-  type NixFacts,
-} from "../../src/doctor/nix.ts";
+import { daemonCheck, daemonNetrcFile, isTrusted } from "../../src/doctor/daemon.ts";
+import { determinateCheck, readDeterminateConfig } from "../../src/doctor/determinate.ts";
+import { nixConfTarget, nixNetrcFileCheck } from "../../src/doctor/nix.ts";
+import { type NixFacts } from "../../src/doctor/nix-facts.ts";
 
 const NETRC = "/home/alice/.config/nix/netrc";
 

@@ -12,14 +12,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { validateConfig } from "../../src/config/load.ts";
-import {
-  compareVersions,
-  determinateDaemonCheck,
-  libcurlCheck,
-  libcurlVersionOf,
-  parseElapsed,
-  processStartedAt,
-} from "../../src/doctor/nix.ts";
+import { compareVersions, libcurlCheck, libcurlVersionOf } from "../../src/doctor/libcurl.ts";
+import { determinateDaemonCheck, parseElapsed, processStartedAt } from "../../src/doctor/determinate.ts";
 import { CliError, ExitCode } from "../../src/errors.ts";
 import { parseClientKey } from "../../src/oidc/client-key.ts";
 import { describeNetworkError } from "../../src/net/http.ts";

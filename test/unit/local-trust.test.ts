@@ -8,7 +8,7 @@ import * as net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { systemdCommand } from "../../src/commands/timer.ts";
+import { systemdCommand } from "../../src/timer/units.ts";
 import { CliError } from "../../src/errors.ts";
 import { UntrustedPath, walkTrusted } from "../../src/fs/file-trust.ts";
 import { makeDirs } from "../../src/fs/make-dirs.ts";

@@ -11,7 +11,7 @@ import {
   systemdCommand,
   systemdUnits,
   type TimerSpec,
-} from "../../src/commands/timer.ts";
+} from "../../src/timer/units.ts";
 import { blamed } from "../../src/oidc/client-check.ts";
 
 const spec = (over: Partial<TimerSpec> = {}): TimerSpec => ({
