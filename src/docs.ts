@@ -29,6 +29,10 @@ const PAGES: [RegExp, string | undefined][] = [
     "docs/provider-setup.md#register-the-client-in-keycloak",
   ],
   [/^keychain_/, "docs/security.md#the-refresh-token-in-the-keychain"],
+  [
+    /^(answer_too_large|token_answer_malformed|refresh_refused_token_saved|no_room_to_save)$/,
+    "docs/security.md#reliability",
+  ],
   [/^(netrc_syntax|token_too_long|token_malformed)$/, "docs/security.md#how-files-are-written"],
   [/^(netrc_|state_|lock_|dir_|file_|temp_file_|home_not_set$)/, "docs/security.md#files-and-permissions"],
   // Sessions and the provider's answers.

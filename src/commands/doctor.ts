@@ -10,6 +10,7 @@ import {
   netrcMachineCheck,
   netrcTokenCheck,
   tokenCheck,
+  clockCheck,
 } from "../doctor/local.ts";
 import { daemonCheck, gatherDaemonFacts } from "../doctor/daemon.ts";
 import {
@@ -24,6 +25,7 @@ import { nixNetrcFileCheck, nixSummaryCheck } from "../doctor/nix.ts";
 import { check, problems, renderJson, renderText, type Check } from "../doctor/report.ts";
 import { ExitCode } from "../errors.ts";
 import { renewCommand } from "../core/freshness.ts";
+import { providerTime } from "../core/provider-clock.ts";
 import type { NetrcEntry } from "../netrc/netrc.ts";
 
 export interface DoctorOptions {
@@ -47,9 +49,10 @@ export async function doctor(ctx: Context, opts: DoctorOptions): Promise<number>
     if (config.mode === "service-account") checks.push(clientSecretCheck(config));
     const token = tokenCheck(ctx, setup);
     checks.push(token.check);
+    if (token.state !== undefined) checks.push(clockCheck(ctx, token.state));
     if (config.mode === "user") checks.push(await keychainCheck(ctx, setup, token.state));
     tokenExpired = token.expired;
-    renew = renewCommand(config, token.state, ctx.now());
+    renew = renewCommand(config, token.state, providerTime(token.state, ctx.now()).now);
     const file = await netrcFileCheck(config, renew);
     checks.push(file.check);
     if (file.netrc !== null && file.netrc !== undefined) {

@@ -15,7 +15,8 @@ import { recordTokens } from "../core/result.ts";
 import { describeEntries, loadSetup, lockOptions, type Setup } from "../core/setup.ts";
 import { CorruptStateError, hasRefreshToken } from "../store/state.ts";
 import { readStateOrSetAside, withStateLock } from "../store/write.ts";
-import { provider, saveTokens } from "../core/save-tokens.ts";
+import { checkRoomToSave, provider, saveTokens } from "../core/save-tokens.ts";
+import { providerTime } from "../core/provider-clock.ts";
 
 export const DEFAULT_LOGIN_TIMEOUT = "5m";
 
@@ -54,8 +55,10 @@ export async function login(ctx: Context, opts: LoginOptions): Promise<number> {
     );
   }
   signedInAlready(ctx, s);
-  // token_storage = "keychain" with no keychain here fails now, not after the browser sign-in.
+  // token_storage = "keychain" with no keychain here fails now, not after the browser sign-in;
+  // so does a disk without room for the token state or the netrc.
   s.vault.preflight();
+  await checkRoomToSave(s);
   // A sign-in is rare and interactive: always ask the provider for a fresh discovery document.
   const p = provider(ctx, s, undefined);
   const host = p.host;
@@ -98,7 +101,8 @@ export async function login(ctx: Context, opts: LoginOptions): Promise<number> {
     });
   }
 
-  const now = ctx.now();
+  // The expiries are on the provider's clock; so is the time they are told against.
+  const now = new Date(tokens.receivedAt.getTime() + (tokens.clockOffsetMs ?? 0));
   say(ctx, `Signed in as ${tokens.username ?? "(unknown user)"} at ${host}.`);
   say(ctx, `  access token:  ${describeExpiry(tokens.accessExpiresAt, now)}`);
   say(
@@ -121,7 +125,7 @@ function signedInAlready(ctx: Context, s: Setup): void {
     throw e;
   }
   if (state === undefined || (state.access_token === undefined && !hasRefreshToken(state))) return;
-  const now = ctx.now();
+  const now = providerTime(state, ctx.now()).now;
   const until = (at: string | null | undefined) =>
     at === undefined || at === null ? "an unknown time" : at.replace(/\.\d{3}Z$/, "Z");
   const refreshEnd = state.refresh_token_expires_at;

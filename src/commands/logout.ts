@@ -4,14 +4,14 @@ import { record, say, verbose, warn, type Context } from "../context.ts";
 import { ExitCode } from "../errors.ts";
 import { removeNetrcEntries } from "../netrc/file.ts";
 import { describeEntries, loadSetup, lockOptions, netrcWhere } from "../core/setup.ts";
-import { hasRefreshToken, type TokenState } from "../store/state.ts";
-import { readStateOrSetAside, removeState, withStateLock } from "../store/write.ts";
+import { CorruptStateError, hasRefreshToken, type TokenState } from "../store/state.ts";
+import { removeCorruptCopies, removeState, withStateLock } from "../store/write.ts";
 import { provider } from "../core/save-tokens.ts";
 
 /**
- * Revokes the refresh token, then removes our netrc entry, the token state and any temp file a
- * killed process left with a token in it. Local clean-up happens whatever the provider or the
- * state file say (a corrupt state is moved aside): afterwards no token of ours is left on disk.
+ * Revokes the refresh token, then removes our netrc entry, the token state, the copies of a corrupt
+ * one and any temp file a killed process left with a token in it. Local clean-up happens whatever the provider or the
+ * state file say (a corrupt state is removed too): afterwards no token of ours is left on disk.
  */
 export function logout(ctx: Context): Promise<number> {
   const s = loadSetup(ctx);
@@ -19,7 +19,14 @@ export function logout(ctx: Context): Promise<number> {
   return withStateLock(
     s.store,
     async () => {
-      const state: TokenState | undefined = await readStateOrSetAside(s.store, (line) => warn(ctx, line));
+      let state: TokenState | undefined;
+      try {
+        state = s.store.read();
+      } catch (e) {
+        // Nothing in it can be used; it is removed with the rest below (logout keeps no copy).
+        if (!(e instanceof CorruptStateError)) throw e;
+        warn(ctx, `${s.store.file}: token state is corrupt; removing it with the local tokens`);
+      }
       let exitCode: number = ExitCode.ok;
       let revoked = false;
       // Only a user sign-in has a refresh token to revoke (service accounts never store one; their
@@ -61,6 +68,8 @@ export function logout(ctx: Context): Promise<number> {
       // An item that could not be removed keeps the state that names it: `logout` again, once the
       // keyring is unlocked, finds both.
       const removedState = keychainError === undefined ? await removeState(s.store) : false;
+      // Copies of a corrupt state set aside earlier may hold a refresh token too.
+      for (const f of await removeCorruptCopies(s.store, 0)) log(`removed ${f}`);
       const stale = [
         ...(await removeStaleTempFiles(s.store.file)),
         ...(await removeStaleTempFiles(await realpath(s.config.netrcPath).catch(() => s.config.netrcPath))),

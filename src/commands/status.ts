@@ -3,6 +3,7 @@ import { describeExpiry } from "../duration.ts";
 import { ExitCode } from "../errors.ts";
 import { netrcHolds } from "../netrc/read.ts";
 import { renewCommand } from "../core/freshness.ts";
+import { CLOCK_SKEW_NOTICE_MS, describeSkew, providerTime } from "../core/provider-clock.ts";
 import { describeEntries, loadSetup } from "../core/setup.ts";
 import { printable } from "../text.ts";
 import { describeRefreshTokenPlace } from "../core/refresh-token-storage.ts";
@@ -25,7 +26,13 @@ export function status(ctx: Context, opts: StatusOptions): number {
   const s = loadSetup(ctx);
   const { config } = s;
   const state = s.store.read();
-  const now = ctx.now();
+  // Expiries are the provider's, judged on its clock (../core/provider-clock.ts).
+  const clock = providerTime(state, ctx.now());
+  const now = clock.now;
+  const clockWrong = Math.abs(clock.skewMs) > CLOCK_SKEW_NOTICE_MS;
+  // The clock moved and only the access token's `iat` says by at least how much: any verdict
+  // would be a guess, so none is given (a `refresh` measures the clock again).
+  const guess = clock.basis === "issued";
   const {
     exists: netrcExists,
     holds: netrcEntry,
@@ -36,7 +43,7 @@ export function status(ctx: Context, opts: StatusOptions): number {
     const at = expiresAt ?? null;
     return {
       present,
-      valid: present && (at === null ? false : new Date(at).getTime() > now.getTime()),
+      valid: present && !guess && (at === null ? false : new Date(at).getTime() > now.getTime()),
       expires_at: at,
     };
   };
@@ -66,6 +73,11 @@ export function status(ctx: Context, opts: StatusOptions): number {
       netrc_entry: netrcEntry,
       netrc_entries: Object.fromEntries(byHost),
       access_token: access,
+      clock: {
+        skew_seconds: Math.round(clock.skewMs / 1000),
+        looks_wrong: clockWrong,
+        moved: clock.moved,
+      },
       refresh_token: {
         ...refreshToken,
         session_ended: ended === undefined ? null : { at: ended.at, description: ended.description },
@@ -91,13 +103,21 @@ export function status(ctx: Context, opts: StatusOptions): number {
     ],
     ["netrc", `${config.netrcPath}: ${netrcExists ? describeNetrcEntries(byHost) : "missing"}`],
   ];
+  if (clockWrong) {
+    lines.push([
+      "clock",
+      `the system clock looks wrong by ${describeSkew(clock.skewMs)}${guess ? ": cannot tell whether the token is valid" : "; expiries below are on the provider's clock"}`,
+    ]);
+  }
   // Stored from the provider's answer: shown without control characters, whatever wrote it.
   if (state?.username !== undefined) lines.push(["signed in as", printable(state.username, 100)]);
   lines.push([
     "access token",
     !access.present
       ? "none"
-      : `${describeExpiry(access.expires_at, now)}${assumed ? " (assumed: the provider gave no lifetime, so default_token_lifetime applies)" : ""}`,
+      : guess
+        ? "unknown (the clock moved; run `nix-cache-login refresh`)"
+        : `${describeExpiry(access.expires_at, now)}${assumed ? " (assumed: the provider gave no lifetime, so default_token_lifetime applies)" : ""}`,
   ]);
   if (config.mode === "user") {
     lines.push([

@@ -4,15 +4,19 @@
  * the network code.
  */
 import type { Config } from "../config/load.ts";
-import { record, say, warn, type Context } from "../context.ts";
+import { record, say, verbose, warn, type Context } from "../context.ts";
 import { parseDuration } from "../duration.ts";
 import { netrcHolds } from "../netrc/read.ts";
 import { recordTokens } from "./result.ts";
 import { CorruptStateError, hasRefreshToken, type TokenState } from "../store/state.ts";
 import type { ClientCredential } from "../oidc/client-key.ts";
+import { providerTime } from "./provider-clock.ts";
 import { loadSetup, readClientCredential, type Setup } from "./setup.ts";
 
-/** The command that gets a fresh token: for hints (`status`) and fixes (`doctor`). */
+/**
+ * The command that gets a fresh token: for hints (`status`) and fixes (`doctor`). `now` is the
+ * provider's time.
+ */
 export function renewCommand(config: Config, state: TokenState | undefined, now: Date): string {
   if (config.mode === "service-account") return "nix-cache-login service-account";
   const refreshUsable =
@@ -25,15 +29,23 @@ export function renewCommand(config: Config, state: TokenState | undefined, now:
   return refreshUsable ? "nix-cache-login refresh" : "nix-cache-login login";
 }
 
-/** Seconds the current access token stays valid (negative when expired); undefined when unknown. */
+/**
+ * Seconds the current access token stays valid at `now` (negative when expired); undefined when
+ * unknown. `now` is the provider's time (./provider-clock.ts): the stored expiries are.
+ */
 export function remainingValidity(state: TokenState | undefined, now: Date): number | undefined {
   if (state?.access_token_expires_at === undefined) return undefined;
   return (new Date(state.access_token_expires_at).getTime() - now.getTime()) / 1000;
 }
 
-/** Whether the stored access token stays valid `needed` more seconds. */
-export function tokenLasts(state: TokenState | undefined, needed: number, now: Date): boolean {
-  const left = remainingValidity(state, now);
+/**
+ * Whether the stored access token stays valid `needed` more seconds, on the provider's clock. When
+ * the local clock moved since the last grant, no sum made with it is trusted: renew (one request).
+ */
+export function tokenLasts(state: TokenState | undefined, needed: number, localNow: Date): boolean {
+  const clock = providerTime(state, localNow);
+  if (clock.moved) return false;
+  const left = remainingValidity(state, clock.now);
   return left !== undefined && left >= needed && state?.access_token !== undefined;
 }
 
@@ -96,7 +108,9 @@ export function beginRenewal(
     // the lock. A user's refresh token is not thrown away by a timer: `login` does that.
     if (!(e instanceof CorruptStateError && setup.config.mode === "service-account")) throw e;
   }
-  if (minValid !== undefined && tokenGood(setup, seen, minValid, ctx.now())) {
+  if (minValid !== undefined && providerTime(seen, ctx.now()).moved) {
+    verbose(ctx)("the system clock moved since the last renewal: renewing rather than trusting it");
+  } else if (minValid !== undefined && tokenGood(setup, seen, minValid, ctx.now())) {
     const until = (seen?.access_token_expires_at ?? "").replace(/\.\d{3}Z$/, "Z");
     say(
       ctx,

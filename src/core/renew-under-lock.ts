@@ -5,9 +5,10 @@
  */
 import { say, verbose, warn, type Context } from "../context.ts";
 import { describeExpiry } from "../duration.ts";
-import { ExitCode, loginRequired } from "../errors.ts";
+import { CliError, ExitCode, loginRequired } from "../errors.ts";
 import { parseClientKey } from "../oidc/client-key.ts";
 import { SessionEndedError } from "../oidc/protocol-errors.ts";
+import type { RotatedRefreshToken } from "../oidc/token-set.ts";
 import { recordTokens } from "./result.ts";
 import {
   readStateOrSetAside,
@@ -18,7 +19,8 @@ import {
 } from "../store/write.ts";
 import { hasRefreshToken, type TokenState } from "../store/state.ts";
 import { hostsLackingToken, tokenLasts, type PendingRenewal } from "./freshness.ts";
-import { provider, saveTokens, writeNetrcEntries } from "./save-tokens.ts";
+import { providerTime } from "./provider-clock.ts";
+import { clockOf, provider, saveTokens, writeNetrcEntries } from "./save-tokens.ts";
 import { describeEntries, lockOptions, type Setup } from "./setup.ts";
 
 /**
@@ -47,10 +49,14 @@ export function renew(ctx: Context, r: PendingRenewal): Promise<number> {
       // Another process renewed after this one started (a timer and a user, or ten processes started
       // at once, some of which start slower): its token is as fresh as ours would be. The process's
       // own start is the reference, not our first read: a slow starter may read after the renewal.
-      const renewedAt = state?.updated_at === undefined ? NaN : Date.parse(state.updated_at);
+      // Both times on the provider's clock: a renewal made under a clock that was off says so in
+      // its stored offset, and must not look like one made after this process started.
+      const clock = providerTime(state, ctx.now());
+      const renewedAt =
+        state?.updated_at === undefined ? NaN : Date.parse(state.updated_at) + (state.clock?.offset_ms ?? 0);
       const renewedMeanwhile =
         state?.access_token !== undefined &&
-        (state.access_token !== seen?.access_token || renewedAt >= performance.timeOrigin);
+        (state.access_token !== seen?.access_token || renewedAt >= performance.timeOrigin + clock.skewMs);
       const needed = minValid ?? (renewedMeanwhile ? 1 : Infinity);
       // As tokenGood, keeping the hosts that lack the token for the copy below (one netrc read).
       const lacking = tokenLasts(state, needed, ctx.now()) ? hostsLackingToken(s, state) : undefined;
@@ -95,9 +101,38 @@ export function renew(ctx: Context, r: PendingRenewal): Promise<number> {
           s.vault.preflight();
           const loaded = await s.vault.load(state);
           const refreshToken = loaded.refresh_token as string;
+          // The rotated refresh token is saved the moment the answer is read (see Provider.refresh);
+          // writeState puts it where token_storage says (the keychain, or the file).
+          let rotated = false;
+          const saveRotated = async (t: RotatedRefreshToken): Promise<void> => {
+            await writeState(
+              s.store,
+              {
+                ...state,
+                refresh_token: t.refreshToken,
+                refresh_token_expires_at: t.refreshExpiresAt?.toISOString() ?? null,
+                discovery: p.discovery,
+                clock: clockOf(t, state),
+              },
+              { touch: false, reserved },
+            );
+            rotated = true;
+            log("saved the new refresh token before checking the answer");
+          };
           try {
-            tokens = await p.refresh(refreshToken);
+            tokens = await p.refresh(refreshToken, saveRotated);
           } catch (e) {
+            if (rotated) {
+              // The cause (with its own code) is in --verbose.
+              throw new CliError(
+                "refresh_refused_token_saved",
+                `${e instanceof Error ? e.message : String(e)}; the new refresh token is saved`,
+                {
+                  hint: "check the system clock, then run `nix-cache-login refresh` again (no new sign-in is needed)",
+                  cause: e,
+                },
+              );
+            }
             // Remember that the provider ended the session, so `status` and `doctor` stop calling the
             // refresh token valid. updated_at stays: it marks renewals.
             if (e instanceof SessionEndedError) {
@@ -105,7 +140,7 @@ export function renew(ctx: Context, r: PendingRenewal): Promise<number> {
                 s.store,
                 {
                   ...state,
-                  session_ended: { at: ctx.now().toISOString(), description: e.description ?? null },
+                  session_ended: { at: clock.now.toISOString(), description: e.description ?? null },
                 },
                 { touch: false, reserved },
               ).catch((e2: unknown) => log(`could not record the end of the session: ${String(e2)}`));
@@ -119,7 +154,7 @@ export function renew(ctx: Context, r: PendingRenewal): Promise<number> {
           next.access_token_expires_at === undefined ? null : new Date(next.access_token_expires_at);
         say(
           ctx,
-          `${mode === "service-account" ? "Got a new token" : "Renewed the token"} for ${s.config.machines.join(", ")}: ${describeExpiry(expires, ctx.now())}`,
+          `${mode === "service-account" ? "Got a new token" : "Renewed the token"} for ${s.config.machines.join(", ")}: ${describeExpiry(expires, providerTime(next, ctx.now()).now)}`,
         );
         return ExitCode.ok;
       }
@@ -139,6 +174,6 @@ async function copyTokenToHosts(ctx: Context, s: Setup, state: TokenState, lacki
     state.access_token_expires_at === undefined ? null : new Date(state.access_token_expires_at);
   say(
     ctx,
-    `Wrote the current token to the ${describeEntries(lacking)} (no new grant needed): ${describeExpiry(expires, ctx.now())}`,
+    `Wrote the current token to the ${describeEntries(lacking)} (no new grant needed): ${describeExpiry(expires, providerTime(state, ctx.now()).now)}`,
   );
 }

@@ -9,7 +9,10 @@ import type { TokenSet } from "../oidc/token-set.ts";
 import type { ClientCredential } from "../oidc/client-key.ts";
 import { describeEntries, netrcWhere, providerSettings, type Setup } from "./setup.ts";
 import type { TokenState } from "../store/state.ts";
-import { writeState, type StateReservation } from "../store/write.ts";
+import { STATE_WHERE, writeState, type StateReservation } from "../store/write.ts";
+import { realpath, stat } from "node:fs/promises";
+import { checkRoom } from "../fs/atomic-file.ts";
+import { clockRecord, providerTime } from "./provider-clock.ts";
 
 export function provider(
   ctx: Context,
@@ -24,6 +27,7 @@ export function provider(
     now: ctx.now,
     credential,
     discovery: state?.discovery,
+    clockSkewMs: providerTime(state, ctx.now()).skewMs,
     onSlowRequest: ctx.onSlowRequest,
   });
 }
@@ -39,28 +43,10 @@ export async function saveTokens(
   reserved?: StateReservation,
 ): Promise<TokenState> {
   const base = previous ?? s.store.empty(mode);
-  let sizeWarning: string | undefined;
-  try {
-    // One token for every host: checked once, named after all of them.
-    sizeWarning = checkTokenLength(tokens.accessToken, s.config.machines.join(", "));
-  } catch (e) {
-    // Refuse the access token, but keep a rotated refresh token: the old one is spent, and losing
-    // the new one would end the session. The netrc and the stored access token stay as they were.
-    if (previous !== undefined && mode === "user" && tokens.refreshToken !== undefined) {
-      await writeState(
-        s.store,
-        {
-          ...previous,
-          refresh_token: tokens.refreshToken,
-          refresh_token_expires_at: tokens.refreshExpiresAt?.toISOString() ?? null,
-          discovery: p.discovery,
-        },
-        { reserved },
-      );
-      verbose(ctx)("saved the rotated refresh token; the access token was refused");
-    }
-    throw e;
-  }
+  // One token for every host: checked once, named after all of them. A refusal leaves the netrc
+  // and the stored access token as they were; a rotated refresh token was saved before any check
+  // (Provider.refresh), so the next run can try again.
+  const sizeWarning = checkTokenLength(tokens.accessToken, s.config.machines.join(", "));
   if (sizeWarning !== undefined) warn(ctx, sizeWarning);
   const next: TokenState = {
     ...base,
@@ -78,12 +64,50 @@ export async function saveTokens(
     username: tokens.username ?? base.username,
     subject: tokens.subject ?? base.subject,
     discovery: p.discovery,
+    clock: clockOf(tokens, base),
     // New tokens: whatever session ended before (see refresh), this one is alive.
     session_ended: undefined,
   };
   await writeState(s.store, next, { reserved });
   await writeNetrcEntries(ctx, s, s.config.machines, tokens.accessToken);
   return next;
+}
+
+/** The clock measurement an answer gave, else the one stored before. */
+export function clockOf(
+  t: { clockOffsetMs: number | undefined; receivedAt: Date },
+  before: TokenState | undefined,
+): TokenState["clock"] {
+  if (t.clockOffsetMs !== undefined) return clockRecord(t.clockOffsetMs, t.receivedAt);
+  // No Date header, no `iat`: the best estimate so far, taken again now (the clock may have moved).
+  return before?.clock === undefined
+    ? undefined
+    : clockRecord(providerTime(before, t.receivedAt).skewMs, t.receivedAt);
+}
+
+/**
+ * Before a sign-in: the token state and the netrc can be written (room for both, as large as the
+ * reservation a renewal takes), so a full disk fails now, not after the browser sign-in.
+ */
+export async function checkRoomToSave(s: Setup): Promise<void> {
+  const size = (path: string) =>
+    stat(path).then(
+      (st) => st.size,
+      () => 0,
+    );
+  const netrc = await realpath(s.config.netrcPath).catch(() => s.config.netrcPath);
+  await checkRoom(
+    s.store.file,
+    Math.max(32 * 1024, 2 * (await size(s.store.file)) + 16 * 1024),
+    "make room for the token state before signing in",
+    STATE_WHERE,
+  );
+  await checkRoom(
+    netrc,
+    (await size(netrc)) + (8 * s.config.machines.length + 16) * 1024,
+    "make room for the netrc before signing in",
+    netrcWhere(s.config),
+  );
 }
 
 /** One atomic netrc write for all `machines`, under the netrc's lock. */

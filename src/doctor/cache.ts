@@ -6,6 +6,7 @@
 import type { CacheHost, Config } from "../config/load.ts";
 import { verbose, type Context } from "../context.ts";
 import type { NetrcEntry } from "../netrc/netrc.ts";
+import { CliError } from "../errors.ts";
 import { describeNetworkError, makeFetch } from "../net/http.ts";
 import { check, type Check } from "./report.ts";
 
@@ -57,6 +58,11 @@ export async function cacheCheck(
     body = await response.text();
   } catch (e) {
     if (ctx.signal.aborted) throw e;
+    if (e instanceof CliError) {
+      return check("cache", title, "problem", e.message, {
+        fix: [`check cache_host / cache_url in ${config.path}: it must be the binary cache's base URL`],
+      });
+    }
     const cause = (e as { cause?: { message?: unknown } }).cause?.message;
     const reason = describeNetworkError(e) ?? (typeof cause === "string" ? cause : (e as Error).message);
     return check("cache", title, "problem", `cannot reach the cache at ${host}: ${reason}`, {
@@ -157,6 +163,7 @@ export async function cacheUnauthenticatedCheck(
     status = response.status;
   } catch (e) {
     if (ctx.signal.aborted) throw e;
+    if (e instanceof CliError) return check("cache_unauthenticated", title, "problem", e.message);
     return check(
       "cache_unauthenticated",
       title,

@@ -19,6 +19,7 @@ import {
 } from "../netrc/netrc.ts";
 import { parseClientKey } from "../oidc/client-key.ts";
 import { renewCommand } from "../core/freshness.ts";
+import { CLOCK_SKEW_NOTICE_MS, describeSkew, providerTime } from "../core/provider-clock.ts";
 import { loadSetup, readClientKeyText, readClientSecret, type Setup } from "../core/setup.ts";
 import { hasRefreshToken, type TokenState } from "../store/state.ts";
 import { check, type Check } from "./report.ts";
@@ -93,7 +94,7 @@ export function tokenCheck(
   ctx: Context,
   s: Setup,
 ): { check: Check; state: TokenState | undefined; expired: boolean } {
-  const now = ctx.now();
+  let now = ctx.now();
   let state: TokenState | undefined;
   try {
     state = s.store.read();
@@ -105,6 +106,8 @@ export function tokenCheck(
       check: check("token", "token", "problem", message, { fix: [hint ?? ""] }),
     };
   }
+  // Expiries are the provider's: judged on its clock (../core/provider-clock.ts).
+  now = providerTime(state, now).now;
   const renew = renewCommand(s.config, state, now);
   if (state === undefined) {
     const what = s.config.mode === "service-account" ? "no token yet" : "not signed in";
@@ -163,6 +166,36 @@ export function tokenCheck(
     );
   }
   return { state, expired, check: check("token", "token", "problem", summary, { details, fix }) };
+}
+
+/**
+ * The local clock against the provider's, as measured at the last grant and followed since by the
+ * time since boot: a difference above a minute is a wrong clock (or one that moved), which makes
+ * every expiry the local clock tells wrong, and the cache refuse tokens it thinks expired.
+ */
+export function clockCheck(ctx: Context, state: TokenState | undefined): Check {
+  const title = "clock";
+  const t = providerTime(state, ctx.now());
+  if (t.basis === "local") {
+    return check("clock", title, "skipped", "no grant measured the provider's clock yet");
+  }
+  const host = state === undefined ? "the provider" : new URL(state.issuer).host;
+  if (Math.abs(t.skewMs) <= CLOCK_SKEW_NOTICE_MS) {
+    return check("clock", title, "ok", `the system clock agrees with ${host}'s (within a minute)`);
+  }
+  return check(
+    "clock",
+    title,
+    "problem",
+    `the system clock looks wrong: ${describeSkew(t.skewMs)} (${host})${t.moved ? "; it moved since the last renewal" : ""}`,
+    {
+      details: [
+        `provider's time now (estimated from the last renewal): ${t.now.toISOString()}`,
+        "token expiries are judged on the provider's clock, but other programs (and the cache) use theirs",
+      ],
+      fix: ["set the clock right (`timedatectl set-ntp true`, or your system's time settings)"],
+    },
+  );
 }
 
 function userName(uid: number): string {

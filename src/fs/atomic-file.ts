@@ -4,7 +4,8 @@ import { basename, dirname, join } from "node:path";
 import { CliError } from "../errors.ts";
 import { describeUid, isSticky } from "./file-trust.ts";
 import { errnoCode, fileError } from "./fs-errors.ts";
-import { bootId, holderState, localHost, withLockFile, type LockOptions } from "./lock-file.ts";
+import { bootId } from "./boot.ts";
+import { holderState, localHost, withLockFile, type LockOptions } from "./lock-file.ts";
 import { makeDirs } from "./make-dirs.ts";
 
 /**
@@ -137,6 +138,33 @@ export async function writeFileAtomic(
   }
   await syncDir(dir);
   return { mode, previousMode: previous?.mode };
+}
+
+/**
+ * Whether `bytes` more can be written next to `path` now: a temp file of that size is written,
+ * synced and removed, in the file's directory or, while that does not exist yet, the nearest one
+ * above it (nothing is created). Used before a sign-in, so that a full disk or a read-only file
+ * system fails before the user spends a browser sign-in (issue 20), not after it.
+ */
+export async function checkRoom(path: string, bytes: number, action: string, where?: string): Promise<void> {
+  let dir = dirname(path);
+  for (;;) {
+    const st = await stat(dir).catch(() => undefined);
+    if (st?.isDirectory() === true || dirname(dir) === dir) break;
+    dir = dirname(dir);
+  }
+  const probe = tempFileName(join(dir, basename(path)));
+  let fh;
+  try {
+    fh = await open(probe, "wx", 0o600);
+    await fh.write(Buffer.alloc(bytes, 0x20), 0, bytes, 0);
+    await fh.sync();
+  } catch (e) {
+    throw fileError("no_room_to_save", path, action, e, where);
+  } finally {
+    await fh?.close().catch(() => undefined);
+    await unlink(probe).catch(() => undefined);
+  }
 }
 
 /** fsync a directory after a rename in it, where the file system allows it. */

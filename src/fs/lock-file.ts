@@ -23,6 +23,7 @@ import { link, lstat, open, readFile, rmdir, unlink, writeFile } from "node:fs/p
 import { hostname } from "node:os";
 import { setTimeout } from "node:timers/promises";
 import { CliError } from "../errors.ts";
+import { bootId } from "./boot.ts";
 import { describeFsError, errnoCode, fsHint } from "./fs-errors.ts";
 
 export interface LockRecord {
@@ -59,28 +60,6 @@ function cleanHost(name: string): string {
 /** This host's name, as lock records carry it. */
 export function localHost(): string {
   return cleanHost(hostname());
-}
-
-let bootIdCache: string | undefined;
-/**
- * Which boot of this machine we run in: Linux's boot id, else the BSD/macOS boot time in seconds
- * (`kern.boottime`, exact, unlike now - uptime). "" when unknown: then the boot is not compared.
- */
-export function bootId(): string {
-  if (bootIdCache !== undefined) return bootIdCache;
-  try {
-    bootIdCache = readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
-  } catch {
-    try {
-      const { execFileSync } = process.getBuiltinModule("node:child_process");
-      const out = execFileSync("sysctl", ["-n", "kern.boottime"], { encoding: "utf8", timeout: 2000 });
-      const sec = /sec = (\d+)/.exec(out)?.[1];
-      bootIdCache = sec === undefined ? "" : `boottime-${sec}`;
-    } catch {
-      bootIdCache = "";
-    }
-  }
-  return bootIdCache;
 }
 
 /** The start time of a process, to tell it from a later one with the same PID; null if unknown. */

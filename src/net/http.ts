@@ -1,6 +1,7 @@
 import { isLoopbackHost } from "../os/loopback-host.ts";
 import type { Env } from "../os/env.ts";
 import { CliError } from "../errors.ts";
+import { boundedResponse } from "./answer-cap.ts";
 import { requestFetch } from "./request.ts";
 
 export type Logger = (message: string) => void;
@@ -18,6 +19,7 @@ export function proxyConfigured(env: Env): boolean {
  * without query, status and time for --verbose. Bodies and headers are never logged: they carry
  * secrets. Without a proxy, requests that do not follow redirects (all of openid-client's) go
  * through ./request.ts, which starts much faster than Node's fetch; the others through fetch.
+ * Every answer's body is read whole here, at most MAX_ANSWER_BYTES (./answer-cap.ts) of it.
  */
 export function makeFetch(
   env: Env,
@@ -39,8 +41,11 @@ export function makeFetch(
     const slow = onSlowRequest === undefined ? undefined : setTimeout(() => onSlowRequest(u.host), 1000);
     slow?.unref();
     try {
-      const response = await (await resolveBase(init))(url, init);
+      const base = await resolveBase(init);
+      let response = await base(url, init);
       log(`${shown} -> ${response.status} (${Math.round(performance.now() - started)} ms)`);
+      // requestFetch stops reading at the cap itself; fetch's body is a stream, read here.
+      if (base !== requestFetch) response = await boundedResponse(response, init.method ?? "GET", u);
       return response;
     } catch (e) {
       log(

@@ -9,6 +9,7 @@
  * not followed (openid-client asks for `redirect: "manual"`), and no compression is asked for.
  */
 import type { IncomingMessage } from "node:http";
+import { answerTooLarge, MAX_ANSWER_BYTES } from "./answer-cap.ts";
 
 export function requestFetch(url: string, init: RequestInit): Promise<Response> {
   if (init.redirect === "follow") throw new Error("requestFetch does not follow redirects");
@@ -47,7 +48,17 @@ export function requestFetch(url: string, init: RequestInit): Promise<Response> 
       },
       (res: IncomingMessage) => {
         const chunks: Buffer[] = [];
-        res.on("data", (c: Buffer) => chunks.push(c));
+        let size = 0;
+        res.on("data", (c: Buffer) => {
+          size += c.length;
+          // An endless or huge answer is cut off here, before it costs more than the cap.
+          if (size > MAX_ANSWER_BYTES) {
+            req.destroy();
+            reject(answerTooLarge(method, u));
+            return;
+          }
+          chunks.push(c);
+        });
         res.on("error", reject);
         res.on("end", () => {
           const status = res.statusCode ?? 0;

@@ -113,7 +113,12 @@ const LIBRARY_ERRORS: Record<string, Translation> = {
 
 /** Turns whatever openid-client threw into one line for the user, with detail for --verbose. */
 export function translateError(e: unknown, r: FailedRequest): CliError {
-  if (e instanceof CliError) return e;
+  // Our own errors from inside openid-client's requests (an oversized or malformed answer) come
+  // back wrapped ("something went wrong"): the inner one says what happened.
+  for (let cur: unknown = e, depth = 0; cur instanceof Error && depth < 4; depth++) {
+    if (cur instanceof CliError) return cur;
+    cur = cur.cause;
+  }
   const url = requestUrlOf(e);
   const network = describeNetworkError(e, url);
   if (network !== undefined) {

@@ -13,7 +13,15 @@ import { authMethod, clientAuth } from "./client-auth.ts";
 import type { ClientCredential } from "./client-key.ts";
 import { translateError } from "./protocol-errors.ts";
 import type { CachedDiscovery, ProviderSettings } from "./settings.ts";
-import { tokenSet, type TokenResponse, type TokenSet } from "./token-set.ts";
+import { keptDiscovery } from "./discovery-fields.ts";
+import { numericDateMs } from "./jwt-claims.ts";
+import {
+  refreshExpiry,
+  tokenSet,
+  type RotatedRefreshToken,
+  type TokenResponse,
+  type TokenSet,
+} from "./token-set.ts";
 
 type Lib = typeof OidcClient;
 let lib: Promise<Lib> | undefined;
@@ -42,6 +50,18 @@ export interface ProviderOptions {
   discovery?: CachedDiscovery | undefined;
   /** See Context's onSlowRequest. */
   onSlowRequest?: ((host: string) => void) | undefined;
+  /** The provider's clock minus ours, as far as known before any request (ms). */
+  clockSkewMs?: number | undefined;
+}
+
+/** A token endpoint answer as read, before openid-client's checks (see replayOnProviderClock). */
+interface TokenAnswer {
+  text: string;
+  status: number;
+  headers: Headers;
+  url: string;
+  /** Provider minus local time (ms) it showed. */
+  offsetMs: number | undefined;
 }
 
 export class Provider {
@@ -52,6 +72,19 @@ export class Provider {
   readonly settings: ProviderSettings;
   /** --verbose lines (never a secret). */
   readonly log: Logger;
+  /** The clockSkew (s) the configuration in use was made with. */
+  private usedSkewSec = 0;
+  /** The request in flight, for messages about its answer. */
+  private what = "request";
+  /** Provider minus local time (ms) from the latest answer that carried a `Date` header. */
+  private dateOffsetMs: number | undefined;
+  /**
+   * Called with a token response's refresh token before openid-client checks the response, so that
+   * a rotated one is saved even when a check then refuses the answer (see refresh()).
+   */
+  private onRefreshTokenAnswer: ((t: RotatedRefreshToken) => Promise<void>) | undefined;
+  /** The latest 200 answer of the token endpoint, as read. */
+  private lastTokenAnswer: TokenAnswer | undefined;
 
   constructor(private readonly opts: ProviderOptions) {
     this.discovery = opts.discovery;
@@ -74,9 +107,139 @@ export class Provider {
     return clientAuth(l, { credential, configured, configPath, log: this.log }, metadata);
   }
 
+  /**
+   * The provider's clock for openid-client's checks of ID token timestamps (`iat`, `exp`, `nbf`):
+   * its clockSkew is our measured offset, its clockTolerance (30 s) the small leeway on top.
+   */
+  private clientMetadata(l: Lib): Partial<OidcClient.ClientMetadata> {
+    this.usedSkewSec = Math.round((this.dateOffsetMs ?? this.opts.clockSkewMs ?? 0) / 1000);
+    return { [l.clockSkew]: this.usedSkewSec };
+  }
+
+  /**
+   * makeFetch, plus what every answer tells: the provider's time (`Date`), and for the token
+   * endpoint a look at the answer before openid-client's: a 200 must be a JSON object with an
+   * access token (one clear line otherwise), and a refresh token in it is handed to
+   * onRefreshTokenAnswer first.
+   */
+  private fetcher(): OidcClient.CustomFetch {
+    const base = makeFetch(this.opts.env, this.log, this.opts.onSlowRequest);
+    return (async (url: string, init: RequestInit) => {
+      const res = await base(url, init);
+      const date = Date.parse(res.headers.get("date") ?? "");
+      // HTTP dates have whole seconds, cut off: the provider's time lies in the next second.
+      if (Number.isFinite(date)) this.dateOffsetMs = measured(date + 500 - this.opts.now().getTime());
+      if ((init.method ?? "GET").toUpperCase() !== "POST" || res.status !== 200) return res;
+      const endpoint = this.discovery?.metadata.token_endpoint;
+      if (typeof endpoint !== "string" || !sameEndpoint(url, endpoint)) return res;
+      return this.inspectTokenAnswer(res, url);
+    }) as OidcClient.CustomFetch;
+  }
+
+  private async inspectTokenAnswer(res: Response, url: string): Promise<Response> {
+    const text = await res.text();
+    const where = `${new URL(url).origin}${new URL(url).pathname}`;
+    const malformed = (problem: string) =>
+      new CliError(
+        "token_answer_malformed",
+        `the token endpoint ${where} answered the ${this.what} with ${problem}`,
+        {
+          hint: "the provider (or a proxy in front of it) sent something other than a token response: check issuer in the configuration and any HTTPS_PROXY, and try again; --verbose shows the requests",
+        },
+      );
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      throw malformed(text.trim() === "" ? "an empty body" : "a body that is not JSON (garbage, or cut off)");
+    }
+    if (typeof body !== "object" || body === null || Array.isArray(body)) {
+      throw malformed("JSON that is not an object");
+    }
+    const answer = body as Record<string, unknown>;
+    if (typeof answer.access_token !== "string" || answer.access_token === "") {
+      throw malformed("no access_token in it");
+    }
+    const receivedAt = this.opts.now();
+    const offset = this.answerOffset(answer.access_token, receivedAt);
+    if (
+      typeof answer.refresh_token === "string" &&
+      answer.refresh_token !== "" &&
+      this.onRefreshTokenAnswer
+    ) {
+      await this.onRefreshTokenAnswer({
+        refreshToken: answer.refresh_token,
+        refreshExpiresAt: refreshExpiry(answer, receivedAt.getTime() + (offset ?? 0)),
+        clockOffsetMs: offset,
+        receivedAt,
+      });
+    }
+    this.lastTokenAnswer = { text, status: res.status, headers: res.headers, url: res.url, offsetMs: offset };
+    return answerCopy(this.lastTokenAnswer);
+  }
+
+  /**
+   * Provider minus local time for an answer received at `receivedAt`: its `Date` header; without
+   * one (Keycloak sends none), the access token's `iat` (a provider may hand out a cached token,
+   * so `iat` comes second).
+   */
+  private answerOffset(accessToken: string | undefined, receivedAt: Date): number | undefined {
+    if (this.dateOffsetMs !== undefined) return this.dateOffsetMs;
+    const iat = numericDateMs(accessToken, "iat");
+    return iat === undefined ? undefined : measured(iat + 500 - receivedAt.getTime());
+  }
+
+  /**
+   * When openid-client refused a token answer for its ID token's timestamps and the answer itself
+   * showed that our clock is off (its `Date` header, else its access token's `iat`), the same
+   * answer is checked once more on the provider's clock: a configuration whose clockSkew is the
+   * measured offset, whose fetch hands back the answer already read (the token endpoint is not
+   * asked again: a grant is never sent twice) and whose key set is the one already fetched. Every
+   * check is still openid-client's.
+   */
+  private async replayOnProviderClock<T>(
+    l: Lib,
+    e: unknown,
+    op: (l: Lib, c: OidcClient.Configuration) => Promise<T>,
+  ): Promise<T> {
+    const answer = this.lastTokenAnswer;
+    const timestamps = [e, (e as { cause?: unknown } | undefined)?.cause].some(
+      (x) => (x as { code?: unknown } | undefined)?.code === "OAUTH_JWT_TIMESTAMP_CHECK_FAILED",
+    );
+    const measured = answer?.offsetMs === undefined ? undefined : Math.round(answer.offsetMs / 1000);
+    if (
+      !timestamps ||
+      answer === undefined ||
+      this.configuration === undefined ||
+      measured === undefined ||
+      Math.abs(measured - this.usedSkewSec) <= 30
+    ) {
+      throw e;
+    }
+    this.log(
+      `the answer's timestamps are off by the clock: checking it on the provider's clock (${measured} s)`,
+    );
+    const c = new l.Configuration(
+      this.configuration.serverMetadata(),
+      this.settings.clientId,
+      { [l.clockSkew]: measured },
+      await this.clientAuth(l, this.discovery?.metadata),
+    );
+    this.configure(l, c);
+    const live = c[l.customFetch] as (url: string, init: RequestInit) => Promise<Response>;
+    const endpoint = String(this.discovery?.metadata.token_endpoint);
+    c[l.customFetch] = ((url: string, init: RequestInit) =>
+      (init.method ?? "GET").toUpperCase() === "POST" && sameEndpoint(url, endpoint)
+        ? Promise.resolve(answerCopy(answer))
+        : live(url, init)) as OidcClient.CustomFetch;
+    const keys = l.getJwksCache(this.configuration);
+    if (keys !== undefined) l.setJwksCache(c, keys);
+    return op(l, c);
+  }
+
   private configure(l: Lib, c: OidcClient.Configuration): OidcClient.Configuration {
     c.timeout = this.settings.timeoutSeconds;
-    c[l.customFetch] = makeFetch(this.opts.env, this.log, this.opts.onSlowRequest) as OidcClient.CustomFetch;
+    c[l.customFetch] = this.fetcher();
     if (new URL(this.settings.issuer).protocol === "http:") l.allowInsecureRequests(c);
     return c;
   }
@@ -94,7 +257,7 @@ export class Provider {
       const c = new l.Configuration(
         cached.metadata as unknown as OidcClient.ServerMetadata,
         config.clientId,
-        undefined,
+        this.clientMetadata(l),
         await this.clientAuth(l, cached.metadata),
       );
       return this.configure(l, c);
@@ -105,25 +268,22 @@ export class Provider {
       .discovery(new URL(config.issuer), config.clientId, undefined, l.None(), {
         execute: new URL(config.issuer).protocol === "http:" ? [l.allowInsecureRequests] : [],
         timeout: config.timeoutSeconds,
-        [l.customFetch]: makeFetch(
-          this.opts.env,
-          this.log,
-          this.opts.onSlowRequest,
-        ) as OidcClient.CustomFetch,
+        [l.customFetch]: this.fetcher(),
       })
       .catch((e: unknown) => {
         throw this.translate(e, "discovery");
       });
     this.discoveryFromCache = false;
     const metadata = found.serverMetadata();
+    // Only what we use is kept: a document of megabytes would be stored and rewritten at every renewal.
     this.discovery = {
       fetched_at: this.opts.now().toISOString(),
-      metadata: metadata as unknown as Record<string, unknown>,
+      metadata: keptDiscovery(metadata as unknown as Record<string, unknown>),
     };
     const c = new l.Configuration(
-      metadata,
+      this.discovery.metadata as unknown as OidcClient.ServerMetadata,
       config.clientId,
-      undefined,
+      this.clientMetadata(l),
       await this.clientAuth(l, this.discovery.metadata),
     );
     return this.configure(l, c);
@@ -143,8 +303,11 @@ export class Provider {
   ): Promise<T> {
     const l = await loadLib();
     this.configuration ??= await this.discover(false);
+    this.what = what;
     try {
-      return await op(l, this.configuration);
+      return await op(l, this.configuration).catch((e: unknown) =>
+        kind === "grant" ? this.replayOnProviderClock(l, e, op) : Promise.reject(e),
+      );
     } catch (e) {
       const endpointGone =
         kind === "other" && e instanceof l.ClientError && e.code === "OAUTH_RESPONSE_IS_NOT_CONFORM";
@@ -166,9 +329,29 @@ export class Provider {
     return this.configuration.serverMetadata() as unknown as Record<string, unknown>;
   }
 
-  async refresh(refreshToken: string): Promise<TokenSet> {
-    const res = await this.withConfig("refresh", (l, c) => l.refreshTokenGrant(c, refreshToken), "grant");
-    return this.tokenSet(res);
+  /**
+   * The refresh token grant. `saveRotated` gets the new refresh token as soon as the answer is
+   * read, before openid-client checks it: once the provider has rotated the token, the old one is
+   * spent (replaying it ends the session at Keycloak), so the new one must survive whatever
+   * follows. What can still refuse the answer after that: the token type, the ID token (its
+   * signature, `iss`, `aud`, `iat`/`exp`/`nbf` against the provider's clock, `sub` against the
+   * first one) and our own checks of the access token (characters, size) and the netrc write.
+   * All of these leave the saved refresh token behind, which is safe: it came from the token
+   * endpoint over the same TLS connection we trust for every token, in answer to our own refresh
+   * token, and the next run that uses it goes through the same checks again before any access
+   * token reaches the netrc.
+   */
+  async refresh(
+    refreshToken: string,
+    saveRotated?: (t: RotatedRefreshToken) => Promise<void>,
+  ): Promise<TokenSet> {
+    this.onRefreshTokenAnswer = saveRotated;
+    try {
+      const res = await this.withConfig("refresh", (l, c) => l.refreshTokenGrant(c, refreshToken), "grant");
+      return this.tokenSet(res);
+    } finally {
+      this.onRefreshTokenAnswer = undefined;
+    }
   }
 
   async clientCredentials(): Promise<TokenSet> {
@@ -366,9 +549,18 @@ export class Provider {
       : undefined;
   }
 
-  /** The token set of a token endpoint answer received now. */
+  /**
+   * The token set of a token endpoint answer received now, its expiries on the provider's clock:
+   * its `exp` is, and its `expires_in` counts from its own time.
+   */
   tokenSet(res: TokenResponse): TokenSet {
-    return tokenSet(res, this.opts.now().getTime(), this.settings.defaultTokenLifetime);
+    const receivedAt = this.opts.now();
+    const clockOffsetMs = this.answerOffset(res.access_token, receivedAt);
+    return {
+      ...tokenSet(res, receivedAt.getTime() + (clockOffsetMs ?? 0), this.settings.defaultTokenLifetime),
+      clockOffsetMs,
+      receivedAt,
+    };
   }
 
   /** What openid-client threw, as a CliError (./protocol-errors.ts). */
@@ -381,5 +573,31 @@ export class Provider {
       authMethod: this.authMethod(this.discovery?.metadata),
       signIn: o.signIn === true,
     });
+  }
+}
+
+/**
+ * An offset as measured: `Date` and `iat` have whole seconds and the answer took its time, so a
+ * couple of seconds either way is no skew, and the clocks are taken to agree.
+ */
+function measured(offsetMs: number): number {
+  return Math.abs(offsetMs) < 2000 ? 0 : offsetMs;
+}
+
+/** A fresh Response with an answer's bytes (a body can be read once). */
+function answerCopy(a: TokenAnswer): Response {
+  const copy = new Response(a.text, { status: a.status, headers: a.headers });
+  Object.defineProperty(copy, "url", { value: a.url });
+  return copy;
+}
+
+/** Whether two URLs name the same endpoint (query aside). */
+function sameEndpoint(a: string, b: string): boolean {
+  try {
+    const x = new URL(a);
+    const y = new URL(b);
+    return x.origin === y.origin && x.pathname === y.pathname;
+  } catch {
+    return false;
   }
 }

@@ -4,6 +4,7 @@
  */
 import type * as OidcClient from "openid-client";
 import { printable } from "../text.ts";
+import { numericDateMs } from "./jwt-claims.ts";
 
 export interface TokenSet {
   accessToken: string;
@@ -20,27 +21,43 @@ export interface TokenSet {
   username: string | undefined;
   /** The ID token's `sub`, when there is one. */
   subject: string | undefined;
+  /**
+   * Provider minus local time in ms, measured from this answer (its `Date` header, else the access
+   * token's `iat`), and the local time of the answer. The expiries above are on the provider's clock.
+   */
+  clockOffsetMs: number | undefined;
+  receivedAt: Date;
+}
+
+/**
+ * What a token response holds before any of openid-client's checks ran: handed to the caller of
+ * Provider.refresh so that a rotated refresh token is saved first.
+ */
+export interface RotatedRefreshToken {
+  refreshToken: string;
+  refreshExpiresAt: Date | null;
+  clockOffsetMs: number | undefined;
+  receivedAt: Date;
 }
 
 export type TokenResponse = OidcClient.TokenEndpointResponse & OidcClient.TokenEndpointResponseHelpers;
 
 /**
- * The token set of an answer received at `nowMs`; `defaultLifetime` (seconds) is assumed for an
- * access token whose lifetime the provider does not state.
+ * The token set of an answer received at `nowMs` (the provider's time); `defaultLifetime`
+ * (seconds) is assumed for an access token whose lifetime the provider does not state.
  */
-export function tokenSet(res: TokenResponse, nowMs: number, defaultLifetime: number): TokenSet {
+export function tokenSet(
+  res: TokenResponse,
+  nowMs: number,
+  defaultLifetime: number,
+): Omit<TokenSet, "clockOffsetMs" | "receivedAt"> {
   const expiresIn = res.expiresIn();
   const stated = expiresIn !== undefined ? expiryAfter(nowMs, expiresIn) : jwtExpiry(res.access_token);
   // An opaque token without expires_in: unknown, taken as fresh for a while (and `status` says
   // so), or every timer run would fetch a new one.
   const accessExpiresAt = stated ?? expiryAfter(nowMs, defaultLifetime);
-  let refreshExpiresAt: Date | null | undefined;
-  if (res.refresh_token !== undefined) {
-    // Keycloak: refresh_expires_in (0 means an offline token without expiry); else the JWT's exp.
-    const kc = (res as Record<string, unknown>).refresh_expires_in;
-    refreshExpiresAt =
-      typeof kc === "number" && kc > 0 ? expiryAfter(nowMs, kc) : jwtExpiry(res.refresh_token);
-  }
+  const refreshExpiresAt =
+    res.refresh_token === undefined ? undefined : refreshExpiry(res as Record<string, unknown>, nowMs);
   const claims = res.claims();
   const name =
     claims === undefined
@@ -74,15 +91,16 @@ export function expiryAfter(nowMs: number, seconds: number): Date | null {
 
 /** The `exp` of a JWT, without verifying it (only used for display and scheduling). */
 export function jwtExpiry(token: string | undefined): Date | null {
-  if (token === undefined) return null;
-  const part = token.split(".")[1];
-  if (part === undefined || token.split(".").length !== 3) return null;
-  try {
-    const payload = JSON.parse(Buffer.from(part, "base64url").toString("utf8")) as { exp?: unknown };
-    const exp = payload.exp;
-    if (typeof exp !== "number" || !Number.isFinite(exp)) return null;
-    return new Date(Math.max(0, Math.min(exp * 1000, LATEST_EXPIRY_MS)));
-  } catch {
-    return null;
-  }
+  const exp = numericDateMs(token, "exp");
+  return exp === undefined ? null : new Date(Math.max(0, Math.min(exp, LATEST_EXPIRY_MS)));
+}
+
+/**
+ * When a token response's refresh token expires, on the provider's clock (`nowMs`): Keycloak's
+ * refresh_expires_in (0 means an offline token without expiry), else the token's own `exp`.
+ */
+export function refreshExpiry(answer: Record<string, unknown>, nowMs: number): Date | null {
+  const kc = answer.refresh_expires_in;
+  if (typeof kc === "number" && kc > 0) return expiryAfter(nowMs, kc);
+  return jwtExpiry(typeof answer.refresh_token === "string" ? answer.refresh_token : undefined);
 }

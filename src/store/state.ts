@@ -40,6 +40,13 @@ export interface TokenState {
    */
   access_token_expiry_assumed?: boolean | undefined;
   updated_at?: string | undefined;
+  /**
+   * The provider's clock against ours, measured at the last grant (../core/provider-clock.ts):
+   * provider minus local in ms, the local time of the measurement, and the boot and time since
+   * boot it was taken in (Linux), which tell later whether the local clock moved since.
+   */
+  clock?: { offset_ms: number; measured_at: string; boot_id?: string; uptime_ms?: number } | undefined;
+  /** Only the fields of the discovery document the tool uses (see DISCOVERY_FIELDS). */
   discovery?: { fetched_at: string; metadata: Record<string, unknown> } | undefined;
   /**
    * Set when the provider refused the refresh token (invalid_grant): the session is over whatever
@@ -121,7 +128,7 @@ export class StateStore {
       return parsed;
     } catch {
       throw new CorruptStateError("state_corrupt", `${this.file}: token state is corrupt`, {
-        hint: "run `nix-cache-login login` (or `logout`): it moves the file aside and starts afresh",
+        hint: "run `nix-cache-login login` (it moves the file aside and starts afresh) or `nix-cache-login logout` (it removes it)",
       });
     }
   }

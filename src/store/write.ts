@@ -1,5 +1,5 @@
-import { chmod, open, rename, stat, unlink, type FileHandle } from "node:fs/promises";
-import { basename } from "node:path";
+import { chmod, open, readdir, rename, stat, unlink, type FileHandle } from "node:fs/promises";
+import { basename, join } from "node:path";
 import {
   ensureDir,
   removeCreatedDirs,
@@ -138,8 +138,41 @@ export async function readStateOrSetAside(
       );
     }
     warn(`${store.file}: token state is corrupt; moved it aside to ${aside}`);
+    await removeCorruptCopies(store, KEEP_CORRUPT_COPIES);
     return undefined;
   }
+}
+
+/** How many `.corrupt-<time>` copies of a token state are kept for a look; older ones go. */
+export const KEEP_CORRUPT_COPIES = 3;
+
+/**
+ * Removes the `.corrupt-<time>` copies of the token state but the newest `keep` (their names sort
+ * by time); returns the removed paths. `logout` keeps none: they may hold a refresh token.
+ */
+export async function removeCorruptCopies(store: StateStore, keep: number): Promise<string[]> {
+  const prefix = `${basename(store.file)}.corrupt-`;
+  const names = await readdir(store.dir).catch(() => [] as string[]);
+  const copies = names.filter((n) => n.startsWith(prefix)).sort();
+  const removed: string[] = [];
+  for (const name of copies.slice(0, Math.max(0, copies.length - keep))) {
+    const path = join(store.dir, name);
+    try {
+      await unlink(path);
+      removed.push(path);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "ENOENT") {
+        throw fileError(
+          "state_copy_unremovable",
+          path,
+          "remove an old copy of a corrupt token state",
+          e,
+          STATE_WHERE,
+        );
+      }
+    }
+  }
+  return removed;
 }
 
 /** Exclusive lock across read -> network -> write, so parallel runs never reuse a rotated token. */

@@ -126,6 +126,7 @@ describe("doctor", () => {
         ["config", "ok"],
         ["client_secret", "ok"],
         ["token", "ok"],
+        ["clock", "ok"],
         ["netrc_file", "ok"],
         ["netrc_entry", "ok"],
         ["netrc_token", "ok"],

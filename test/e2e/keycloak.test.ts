@@ -55,6 +55,7 @@ import {
   type NixEnv,
 } from "../support/nix.ts";
 import { curl } from "../support/protected-bed.ts";
+import { clockSkewCases, printClockRows, type ClockBed } from "../support/clock-cases.ts";
 
 const execFileP = promisify(execFile);
 const HOST = "127.0.0.1";
@@ -108,6 +109,7 @@ before(async () => {
 });
 
 after(async () => {
+  printClockRows();
   const results = await Promise.allSettled([cache?.stop(), kc?.stop()]);
   for (const ws of workspaces) await ws.cleanup();
   if (dir !== undefined) await rm(dir, { recursive: true, force: true });
@@ -608,6 +610,29 @@ describe("Keycloak", () => {
     }
   });
 });
+
+/** Issue 20's clock cases (test/support/clock-cases.ts) against Keycloak and its protected cache. */
+const keycloakBed = (): ClockBed => ({
+  name: "Keycloak",
+  tokenPath: "/protocol/openid-connect/token",
+  async userWorkspace(o = {}) {
+    if (o.renewed !== false) return signedIn(PUBLIC_CLIENT, reg.alice);
+    const ws = await workspace(PUBLIC_CLIENT);
+    const tokens = await signInOverHttp(reg.issuer, PUBLIC_CLIENT, reg.alice);
+    ws.secrets.add(tokens.refresh_token as string);
+    ws.secrets.add(tokens.access_token as string);
+    const s = store(ws, PUBLIC_CLIENT);
+    await writeState(s, { ...s.empty("user"), refresh_token: tokens.refresh_token as string });
+    return ws;
+  },
+  serviceWorkspace: () => workspace(SERVICE_CLIENT),
+  async assertCacheAccepts(ws, what) {
+    const c = await curl(`${cache.url}/nix-cache-info`, ws.netrcPath);
+    assert.equal(c.status, 200, `${what}: the cache answered ${c.status} (${c.wwwAuthenticate})`);
+  },
+});
+
+describe("Keycloak with the CLI's clock 2 h off (libfaketime)", () => clockSkewCases(keycloakBed));
 
 /**
  * The NixOS VM tests (nix/tests/vm/) cannot run here, and their scripted browser and realm rest on

@@ -366,6 +366,22 @@ describe("refresh keeps the session through failures (items 4, 5, 9)", () => {
   });
 });
 
+/** Fills the file system under dir to the last block. */
+async function fill(dir: string): Promise<string> {
+  const filler = join(dir, "filler");
+  await writeFile(filler, Buffer.alloc(0));
+  for (let size = 64 * 1024; size >= 1; size = Math.floor(size / 2)) {
+    for (;;) {
+      try {
+        await writeFile(filler, Buffer.alloc(size), { flag: "a" });
+      } catch {
+        break;
+      }
+    }
+  }
+  return filler;
+}
+
 describe("a full disk under the state directory (item 6)", () => {
   /** A workspace whose XDG_STATE_HOME is a small tmpfs (unmounted in `after`). */
   async function smallStateDisk(): Promise<Workspace> {
@@ -375,22 +391,6 @@ describe("a full disk under the state directory (item 6)", () => {
     await run("mount", ["-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", stateHome]);
     mounts.push(stateHome);
     return ws;
-  }
-
-  /** Fills the file system under dir to the last block. */
-  async function fill(dir: string): Promise<string> {
-    const filler = join(dir, "filler");
-    await writeFile(filler, Buffer.alloc(0));
-    for (let size = 64 * 1024; size >= 1; size = Math.floor(size / 2)) {
-      for (;;) {
-        try {
-          await writeFile(filler, Buffer.alloc(size), { flag: "a" });
-        } catch {
-          break;
-        }
-      }
-    }
-    return filler;
   }
 
   test("a disk that fills while the grant is under way: the rotated token is still saved", async () => {
@@ -432,6 +432,43 @@ describe("a full disk under the state directory (item 6)", () => {
   });
 });
 
+describe("a full disk before the browser (issue 20)", () => {
+  /** A browser command that only leaves a mark: had it run, the sign-in would have started. */
+  async function markingBrowser(ws: Workspace): Promise<{ script: string; mark: string }> {
+    const mark = join(ws.dir, "browser-opened");
+    const script = join(ws.dir, "browser.sh");
+    await writeFile(script, `#!/bin/sh\ntouch ${mark}\n`, { mode: 0o700 });
+    return { script, mark };
+  }
+
+  for (const where of ["state", "netrc"] as const) {
+    test(`login on a full ${where} disk fails before the browser opens, naming the file`, async () => {
+      const ws = await userWorkspace();
+      const dir = where === "state" ? (ws.env.XDG_STATE_HOME as string) : dirname(ws.netrcPath);
+      await mkdir(dir, { recursive: true });
+      await run("mount", ["-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", dir]);
+      mounts.push(dir);
+      await fill(dir);
+      const browser = await markingBrowser(ws);
+      realm.clearRequests();
+      const r = await runCli(ws, ["login", "--browser-command", browser.script]);
+      assert.equal(r.code, 1, r.stderr);
+      const file = where === "state" ? store(ws).file : ws.netrcPath;
+      assert.match(
+        r.stderr,
+        new RegExp(`^error: ${file.replace(/[.]/g, "\\.")}: .*no space left on device \\(ENOSPC\\)`, "m"),
+      );
+      await assert.rejects(stat(browser.mark), "the browser was never opened");
+      assert.equal(realm.countRequests("/auth"), 0, "no sign-in was started");
+      assert.deepEqual(
+        (await readdir(dir)).filter((f) => f !== "filler" && f !== "nix-cache-login"),
+        [],
+        "no probe left behind",
+      );
+    });
+  }
+});
+
 describe("temp files (item 7)", () => {
   test("stale temp files of ours are removed on write and by logout; a live writer's are kept", async () => {
     const ws = await userWorkspace();
@@ -459,7 +496,7 @@ describe("temp files (item 7)", () => {
 });
 
 describe("corrupt token state (item 10)", () => {
-  test("logout moves it aside (kept, 0600, named) and still cleans up locally", async () => {
+  test("logout removes it (no copy: it may hold a refresh token) and still cleans up locally", async () => {
     const ws = await userWorkspace();
     await signIn(ws);
     assert.equal((await runCli(ws, ["refresh"])).code, 0);
@@ -467,15 +504,20 @@ describe("corrupt token state (item 10)", () => {
     await chmod(store(ws).file, 0o644);
     const refused = await runCli(ws, ["refresh"]);
     assert.equal(refused.code, 1);
-    assert.match(refused.stderr, /^hint: run `nix-cache-login login` \(or `logout`\)/m);
+    assert.match(
+      refused.stderr,
+      /^hint: run `nix-cache-login login` \(it moves the file aside and starts afresh\) or `nix-cache-login logout`/m,
+    );
     const r = await runCli(ws, ["logout"]);
     assert.equal(r.code, 0, r.stderr);
-    const m = /^warning: (\S+): token state is corrupt; moved it aside to (\S+)$/m.exec(r.stderr);
+    const m = /^warning: (\S+): token state is corrupt; removing it with the local tokens$/m.exec(r.stderr);
     assert.ok(m, r.stderr);
     assert.equal(m[1], store(ws).file);
-    assert.equal(await readFile(m[2] as string, "utf8"), "{ not json");
-    assert.equal((await stat(m[2] as string)).mode & 0o777, 0o600);
     await assert.rejects(stat(store(ws).file));
+    assert.deepEqual(
+      (await readdir(ws.stateDir)).filter((f) => f.includes(".corrupt-")),
+      [],
+    );
     assert.equal(netrcPassword(await readFile(ws.netrcPath, "utf8"), HOST), undefined, "the entry is gone");
   });
 
@@ -495,6 +537,33 @@ describe("corrupt token state (item 10)", () => {
     );
     const aside = (await readdir(ws.stateDir)).filter((f) => f.includes(".corrupt-"));
     assert.equal(aside.length, 1);
+  });
+
+  test("at most the last three corrupt copies are kept; logout removes them all", async () => {
+    const ws = await serviceWorkspace();
+    const s = store(ws, realm.serviceClientId);
+    await mkdir(ws.stateDir, { recursive: true, mode: 0o700 });
+    const seen: string[] = [];
+    for (let i = 1; i <= 5; i++) {
+      await writeFile(s.file, `garbage ${i}`, { mode: 0o600 });
+      const r = await runCli(ws, ["service-account"]);
+      assert.equal(r.code, 0, r.stderr);
+      seen.push((/moved it aside to (\S+)$/m.exec(r.stderr) as RegExpExecArray)[1] as string);
+    }
+    const aside = (await readdir(ws.stateDir)).filter((f) => f.includes(".corrupt-")).sort();
+    assert.deepEqual(
+      aside.map((f) => join(ws.stateDir, f)),
+      seen.slice(-3).sort(),
+      "the newest three are kept",
+    );
+    assert.equal(await readFile(seen[4] as string, "utf8"), "garbage 5");
+    const out = await runCli(ws, ["logout"]);
+    assert.equal(out.code, 0, out.stderr);
+    assert.deepEqual(
+      (await readdir(ws.stateDir)).filter((f) => f.includes(".corrupt-")),
+      [],
+      "logout leaves no copy",
+    );
   });
 
   test("login --device moves it aside and signs in", async () => {

@@ -112,6 +112,16 @@ export interface RunOptions {
   env?: Record<string, string | undefined>;
   timeoutMs?: number;
   onSpawn?: (child: import("node:child_process").ChildProcess) => void;
+  /** A command in front of node, e.g. faketime (withClock) or /usr/bin/time -v. */
+  wrapper?: string[];
+}
+
+/**
+ * The wrapper that runs the CLI (and only it) with its clock shifted by `shift` ("+2h", "-2h"):
+ * Debian's libfaketime. Monotonic time stays real, so timeouts still work.
+ */
+export function withClock(shift: string): { wrapper: string[] } {
+  return { wrapper: ["env", "FAKETIME_DONT_FAKE_MONOTONIC=1", "faketime", "-f", shift] };
 }
 
 export async function runCli(ws: Workspace, args: string[], opts: RunOptions = {}): Promise<RunResult> {
@@ -122,7 +132,8 @@ export async function runCli(ws: Workspace, args: string[], opts: RunOptions = {
     if (v === undefined) delete env[k];
     else env[k] = v;
   }
-  const child = spawn(process.execPath, [CLI, ...args], {
+  const [command, ...prefix] = [...(opts.wrapper ?? []), process.execPath];
+  const child = spawn(command as string, [...prefix, CLI, ...args], {
     env,
     cwd: ws.dir,
     stdio: ["ignore", "pipe", "pipe"],

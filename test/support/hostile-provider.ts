@@ -22,6 +22,35 @@ export interface Answer {
   headers?: Record<string, string>;
   /** A string is sent as is (it may be broken JSON); anything else as JSON. */
   body?: unknown;
+  /**
+   * After `body` (a string), `size` more bytes of `fill`, or an endless stream of it (until the
+   * client goes away): the oversized answers of issue 20.
+   */
+  padding?: { fill: string; size: number | "endless" };
+}
+
+/** Writes `body` and its padding in 64 KiB chunks, minding backpressure. */
+export function sendPadded(res: http.ServerResponse, body: string, padding: Answer["padding"]): void {
+  if (padding === undefined) {
+    res.end(body);
+    return;
+  }
+  const chunk = Buffer.from(padding.fill.repeat(Math.ceil(65536 / padding.fill.length)).slice(0, 65536));
+  let left = padding.size === "endless" ? Infinity : padding.size;
+  res.write(body);
+  const pump = (): void => {
+    while (left > 0 && !res.destroyed) {
+      const n = Math.min(left, chunk.length);
+      left -= n;
+      if (!res.write(n === chunk.length ? chunk : chunk.subarray(0, n))) {
+        res.once("drain", pump);
+        return;
+      }
+    }
+    if (!res.destroyed) res.end();
+  };
+  res.on("error", () => undefined);
+  pump();
 }
 
 export type Handler = (req: HostileRequest) => Answer;
@@ -35,6 +64,10 @@ export interface HostileProvider {
   on(path: string, handler: Handler): void;
   /** Fields merged into the discovery document (undefined removes one). */
   metadata: Record<string, unknown>;
+  /** The discovery document as served now. */
+  discovery(): Record<string, unknown>;
+  /** Removes what `on` set for `path`. */
+  off(path: string): void;
   stop(): Promise<void>;
 }
 
@@ -121,9 +154,9 @@ export async function startHostileProvider(): Promise<HostileProvider> {
     requests.push(req);
     const path = req.path.replace(/\?.*/, "");
     let answer: Answer;
-    if (path === `${REALM}/.well-known/openid-configuration`) answer = { body: discovery() };
-    else if (path.startsWith(REALM) && handlers.has(path.slice(REALM.length)))
+    if (path.startsWith(REALM) && handlers.has(path.slice(REALM.length)))
       answer = (handlers.get(path.slice(REALM.length)) as Handler)(req);
+    else if (path === `${REALM}/.well-known/openid-configuration`) answer = { body: discovery() };
     else answer = { status: 404, body: { error: "not_found" } };
     const body =
       answer.body === undefined
@@ -136,7 +169,7 @@ export async function startHostileProvider(): Promise<HostileProvider> {
       "cache-control": "no-store",
       ...answer.headers,
     });
-    res.end(body);
+    sendPadded(res, body, answer.padding);
   });
   issuer = `http://127.0.0.1:${port}${REALM}`;
   return {
@@ -146,6 +179,8 @@ export async function startHostileProvider(): Promise<HostileProvider> {
     metadata,
     count: (suffix) => requests.filter((r) => r.path.replace(/\?.*/, "").endsWith(suffix)).length,
     on: (path, handler) => handlers.set(path, handler),
+    off: (path) => handlers.delete(path),
+    discovery,
     stop: stopper(server),
   };
 }

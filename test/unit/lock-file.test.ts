@@ -4,8 +4,8 @@ import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
+import { bootId } from "../../src/fs/boot.ts";
 import {
-  bootId,
   holderState,
   localHost,
   processStart,
