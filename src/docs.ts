@@ -26,7 +26,7 @@ const PAGES: [RegExp, string | undefined][] = [
     "docs/provider-setup.md#client-settings-real-sites-turn-on",
   ],
   [
-    /^(config_|init_|issuer_no_discovery$|variable_not_set$|path_not_absolute$|not_user_config$|not_service_account$)/,
+    /^(config_|init_|issuer_no_discovery$|variable_not_set$|path_not_absolute$|not_user_config$|not_service_account$|home_not_ours$|credential_file_untrusted$)/,
     "docs/configuration.md",
   ],
   [

@@ -5,6 +5,7 @@
 import { existsSync } from "node:fs";
 import { writeFileAtomic } from "../fs/atomic-file.ts";
 import { configCandidates } from "../config/find.ts";
+import { checkHomeIsOurs } from "../config/home.ts";
 import { parseConfig } from "../config/load.ts";
 import { record, say, verbose, type Context } from "../context.ts";
 import { CliError, ExitCode } from "../errors.ts";
@@ -49,6 +50,7 @@ export async function init(ctx: Context, opts: InitOptions): Promise<number> {
   // The first candidate is where `login` looks first: --config, $NIX_CACHE_LOGIN_CONFIG, else
   // $XDG_CONFIG_HOME/nix-cache-login/config.toml.
   const target = configCandidates(ctx.configFlag, ctx.env)[0]?.path as string;
+  checkHomeIsOurs(ctx.env, [target]);
   if (existsSync(target) && opts.force !== true) {
     throw new CliError("config_exists", `${target} exists already`, {
       exitCode: ExitCode.usage,

@@ -169,7 +169,7 @@ async function browserSignIn(
   const log = verbose(ctx);
   // Bind first (a taken port fails fast) while discovery runs.
   const [bound, discovered] = await Promise.allSettled([
-    LoopbackServer.listen(o.port, o.portFrom, log),
+    LoopbackServer.listen(o.port, o.portFrom, log, (line) => warn(ctx, line)),
     p.metadata(),
   ]);
   if (bound.status === "rejected") throw bound.reason;
@@ -210,8 +210,9 @@ async function browserSignIn(
     const stopPasting = ctx.stdin?.isTTY === true ? acceptPastedAddresses(ctx, ctx.stdin, server) : undefined;
     let outcome: CallbackOutcome;
     try {
+      // A browser that runs as another user (the CLI under sudo) is refused: say so, once it matters.
       outcome = await waitFor(server.callback, ctx.signal, o.waitSeconds, () =>
-        signInTimeout(p.host, o.waitSeconds, server.browserArrived),
+        signInTimeout(p.host, o.waitSeconds, server.browserArrived, server.refusedFromOthers > 0),
       );
     } finally {
       stopPasting?.();
@@ -299,6 +300,8 @@ async function save(ctx: Context, s: Setup, tokens: TokenSet, p: Provider): Prom
       }
       const change = accountChange(before, tokens);
       if (change !== undefined) warn(ctx, change);
+      const first = firstAccount(before, tokens);
+      if (first !== undefined) prompt(ctx, first);
     },
     lockOptions(ctx, s.config),
   );
@@ -323,6 +326,20 @@ export function accountChange(
   return `signed in as ${name(now)}, a different account than before (${name(before)}); the netrc now holds the token of ${name(now)}`;
 }
 
+/**
+ * With no earlier account to compare with, a sign-in completed by someone else with their own
+ * account could only be noticed by its name: show it where it cannot be missed.
+ */
+export function firstAccount(
+  before: { subject?: string | undefined; username?: string | undefined } | undefined,
+  now: { subject?: string | undefined; username?: string | undefined },
+): string | undefined {
+  if (before?.subject !== undefined || before?.username !== undefined) return undefined;
+  const name = now.username ?? (now.subject === undefined ? undefined : printable(now.subject, 100));
+  if (name === undefined) return undefined;
+  return `>>> First sign-in here: the netrc now holds the token of the account ${JSON.stringify(name)}. If that is not you, run \`nix-cache-login logout\` now. <<<`;
+}
+
 function failurePage(e: unknown): Page {
   return {
     status: 500,
@@ -342,7 +359,17 @@ function failurePage(e: unknown): Page {
  * contact your administrator."), a locked one, or a required action there and never redirects
  * back, so that is no reason to hurry the user.
  */
-function signInTimeout(host: string, seconds: number, browserArrived: boolean): CliError {
+function signInTimeout(
+  host: string,
+  seconds: number,
+  browserArrived: boolean,
+  refusedFromOthers: boolean,
+): CliError {
+  if (refusedFromOthers) {
+    return signInTimedOut(`timed out after ${formatSpan(seconds)} waiting for the sign-in in the browser`, {
+      hint: "requests from another local user were refused meanwhile: open the URL in a browser that runs as the same user as nix-cache-login, and run `nix-cache-login login` again",
+    });
+  }
   if (browserArrived) {
     return signInTimedOut(
       `no answer from the sign-in at ${host} within ${formatSpan(seconds)}: the browser went to its page but did not come back`,

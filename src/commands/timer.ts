@@ -14,7 +14,7 @@
 import { spawnSync } from "node:child_process";
 import { printable } from "../text.ts";
 import { existsSync, lstatSync, readFileSync, readlinkSync, realpathSync } from "node:fs";
-import { mkdir, rename, rmdir, unlink, writeFile } from "node:fs/promises";
+import { rmdir, unlink } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { SYSTEM_CONFIG } from "../config/find.ts";
 import type { Env } from "../os/env.ts";
@@ -22,6 +22,8 @@ import { xdgDir } from "../config/paths.ts";
 import { say, warn, withFields, type Context } from "../context.ts";
 import { parseDuration } from "../duration.ts";
 import { CliError, ExitCode } from "../errors.ts";
+import { writeFileAtomic } from "../fs/atomic-file.ts";
+import { checkHomeIsOurs } from "../config/home.ts";
 import { loadSetup } from "../core/setup.ts";
 import {
   controlCommands,
@@ -205,10 +207,9 @@ async function writeUnit(file: TimerFile): Promise<"written" | "unchanged"> {
   }
   if (old !== undefined && !old.includes(MARKER)) throw foreign(file.path);
   if (old === file.text) return "unchanged";
-  await mkdir(dirname(file.path), { recursive: true, mode: 0o755 });
-  const tmp = `${file.path}.${process.pid}.tmp`;
-  await writeFile(tmp, file.text, { mode: 0o644, flag: "w" });
-  await rename(tmp, file.path);
+  // The project's atomic write: a temp file of an unpredictable name created exclusively (never
+  // through something planted there), fsync, rename. Units hold no secret and are world-readable.
+  await writeFileAtomic(file.path, file.text, "utf8", "the unit directory", { mode: 0o644 });
   return "written";
 }
 
@@ -233,6 +234,7 @@ export async function timer(ctx: Context, opts: TimerOptions): Promise<number> {
   const home = ctx.env.HOME ?? "";
   const p = platform();
   const dir = unitDir(p, system, ctx.env, home);
+  checkHomeIsOurs(ctx.env, [dir]);
   if (opts.action === "install") return await install(ctx, buildSpec(ctx, opts, home), p, dir);
   if (opts.action === "remove") return await remove(ctx, system, p, dir);
   return status(ctx, system, p, dir);

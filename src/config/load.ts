@@ -1,7 +1,8 @@
-import { closeSync, fstatSync, openSync, readSync } from "node:fs";
+import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs";
 import { join } from "node:path";
 import { parse as parseToml, TomlError } from "smol-toml";
 import { CliError, ExitCode } from "../errors.ts";
+import { foreignOwner, UntrustedPath, walkTrusted, writableByOthers } from "../fs/file-trust.ts";
 import { fsReason } from "../fs/fs-errors.ts";
 import { closest } from "../suggest.ts";
 import { configCandidates, configNotFound, noConfigError, type ConfigCandidate } from "./find.ts";
@@ -48,6 +49,11 @@ export interface Config {
   /** As written; private_key_jwt (Keycloak's "Signed JWT" client authenticator). */
   clientKeyFile: string | undefined;
   resolveClientKeyFile: () => string;
+  /**
+   * `$CREDENTIALS_DIRECTORY`: files systemd put there for the unit (LoadCredential=) are trusted
+   * as they are.
+   */
+  credentialsDirectory: string | undefined;
   mode: "user" | "service-account";
   scopes: string[] | undefined;
   callbackPort: number | undefined;
@@ -154,6 +160,7 @@ export function validateConfig(doc: Record<string, unknown>, file: string, sourc
         : (ok.token_endpoint_auth_method as TokenEndpointAuthMethod | undefined),
     clientKeyFile: keyFile,
     resolveClientKeyFile: () => expandPath(keyFile ?? "", env, `${file}: client_key_file`),
+    credentialsDirectory: env.CREDENTIALS_DIRECTORY,
     mode: secretFile === undefined && keyFile === undefined ? "user" : "service-account",
     scopes: ok.scopes as string[] | undefined,
     callbackPort: ok.callback_port as number | undefined,
@@ -163,11 +170,68 @@ export function validateConfig(doc: Record<string, unknown>, file: string, sourc
   };
 }
 
+function untrustedConfig(path: string, why: string, fix: string): CliError {
+  return new CliError(
+    "config_untrusted",
+    `${path}: the configuration ${why}, so another user could have written it; nix-cache-login does not use it`,
+    { exitCode: ExitCode.usage, hint: fix },
+  );
+}
+
+/**
+ * The configuration chooses the issuer, and so where a client secret goes: it is read only when no
+ * other user could have written it (the token state's rule, ../fs/file-trust.ts): the file and
+ * every directory on its path, through any symbolic link, are ours or root's, and no one else may
+ * write them. Returns the path with its links resolved and the file's identity; a missing file is
+ * thrown as ENOENT (or ENOTDIR).
+ */
+function trustedConfigPath(path: string): { real: string; dev: number; ino: number } {
+  let walked;
+  try {
+    walked = walkTrusted(path);
+  } catch (e) {
+    if (!(e instanceof UntrustedPath)) throw e;
+    throw untrustedConfig(path, e.at === path ? `is ${e.why}` : `path goes through ${e.at}, ${e.why}`, e.fix);
+  }
+  const st = walked.st;
+  if (st === undefined) {
+    const code = walked.missing ?? "ENOENT";
+    throw Object.assign(new Error(code), { code });
+  }
+  const shown = walked.real === path ? path : `${path} (a symbolic link to ${walked.real})`;
+  const owner = foreignOwner(st);
+  if (owner !== undefined) {
+    throw untrustedConfig(
+      shown,
+      `file is ${owner}`,
+      `check who made it; use a configuration file of your own (or root's)`,
+    );
+  }
+  const writable = writableByOthers(st);
+  if (writable !== undefined && !st.isDirectory()) {
+    throw untrustedConfig(
+      shown,
+      `file is ${writable}`,
+      `check its contents, then \`chmod go-w ${walked.real}\``,
+    );
+  }
+  return { real: walked.real, dev: st.dev, ino: st.ino };
+}
+
 /** The file's text, read up to MAX_CONFIG_BYTES (a FIFO or device is not a configuration). */
 function readCapped(path: string): string {
-  const fd = openSync(path, "r");
+  const trusted = trustedConfigPath(path);
+  // The walk made sure no other user can swap what the path names; O_NOFOLLOW and the identity
+  // check keep it that way between the walk and the read.
+  const fd = openSync(trusted.real, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   try {
     const st = fstatSync(fd);
+    if (st.dev !== trusted.dev || st.ino !== trusted.ino) {
+      throw new CliError("config_changed", `${path}: the configuration file changed while it was read`, {
+        exitCode: ExitCode.usage,
+        hint: "run the command again",
+      });
+    }
     if (st.isDirectory()) throw Object.assign(new Error("is a directory"), { code: "EISDIR" });
     if (!st.isFile())
       throw new CliError("config_not_regular_file", `${path}: the configuration is not a regular file`, {

@@ -4,7 +4,7 @@
  * the network code.
  */
 import type { Config } from "../config/load.ts";
-import { record, say, verbose, type Context } from "../context.ts";
+import { record, say, verbose, warn, type Context } from "../context.ts";
 import { parseDuration } from "../duration.ts";
 import { netrcHolds } from "../netrc/read.ts";
 import { recordTokens } from "./result.ts";
@@ -89,7 +89,7 @@ export function beginRenewal(
   // `service-account` with a user configuration fails here, naming the missing key.
   const credential =
     setup.config.mode === "service-account" || command === "service-account"
-      ? readClientCredential(setup.config)
+      ? readClientCredential(setup.config, (line) => warn(ctx, line))
       : undefined;
   if (opts.dryRun === true) {
     // What `timer status` runs the unit's command with: the unit would get this far, too.

@@ -3,11 +3,15 @@
  * names, and the client secret. Only files are read here, synchronously: `status`, `--help` and a
  * timer's `refresh --min-valid` need nothing else, so they start fast.
  */
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { configCandidates } from "../config/find.ts";
+import { checkHomeIsOurs } from "../config/home.ts";
 import { loadConfig, type Config } from "../config/load.ts";
 import { stateDir } from "../config/paths.ts";
 import { verbose, type Context } from "../context.ts";
 import { CliError, ExitCode } from "../errors.ts";
+import { foreignOwner, formatMode, UntrustedPath, walkTrusted, writableByOthers } from "../fs/file-trust.ts";
 import { StateStore } from "../store/state.ts";
 import { KeychainVault } from "./refresh-token-storage.ts";
 import type { ClientCredential } from "../oidc/client-key.ts";
@@ -22,10 +26,20 @@ export interface Setup {
 }
 
 export function loadSetup(ctx: Context): Setup {
+  // Before anything is read: in another user's home, their files would be refused one by one. A
+  // default place that does not exist there is not a reason (the token state's place may be).
+  checkHomeIsOurs(
+    ctx.env,
+    configCandidates(ctx.configFlag, ctx.env)
+      .filter((c) => c.explicit || existsSync(c.path))
+      .map((c) => c.path),
+  );
   const config = loadConfig(ctx.configFlag, ctx.env);
   verbose(ctx)(`using configuration ${config.path} (${config.source})`);
+  const dir = stateDir(ctx.env);
+  checkHomeIsOurs(ctx.env, [dir, config.netrcPath]);
   const vault = new KeychainVault(ctx, config);
-  return { config, store: new StateStore(stateDir(ctx.env), config.issuer, config.clientId, vault), vault };
+  return { config, store: new StateStore(dir, config.issuer, config.clientId, vault), vault };
 }
 
 /** What a Provider needs of the configuration (../oidc/settings.ts). */
@@ -43,15 +57,81 @@ export function providerSettings(config: Config): ProviderSettings {
   };
 }
 
+/** Gets a warning about a credential file (others can read it); the caller says where it goes. */
+export type CredentialWarning = (line: string) => void;
+
+function untrustedCredential(key: string, file: string, why: string, fix: string): CliError {
+  return new CliError(
+    "credential_file_untrusted",
+    `${key} ${file}: ${why}, so another user could have changed it; it is not used`,
+    { hint: fix },
+  );
+}
+
+/**
+ * A credential file is used only when no other user could have written it: the file and the
+ * directories on its path (through any symbolic link) are ours or root's and writable by no one
+ * else (../fs/file-trust.ts). One others can read is used with a warning. Files systemd hands the
+ * unit in $CREDENTIALS_DIRECTORY (LoadCredential=) are its to protect and pass as they are.
+ * Returns the path to read.
+ */
+function trustedCredentialPath(
+  key: string,
+  file: string,
+  credentialsDirectory: string | undefined,
+  onWarning: CredentialWarning | undefined,
+): string {
+  if (credentialsDirectory !== undefined && credentialsDirectory !== "") {
+    const dir = resolve(credentialsDirectory);
+    if (resolve(file).startsWith(`${dir}/`)) return file;
+  }
+  let walked;
+  try {
+    walked = walkTrusted(file);
+  } catch (e) {
+    if (!(e instanceof UntrustedPath)) throw e;
+    throw untrustedCredential(key, file, `its path goes through ${e.at}, ${e.why}`, e.fix);
+  }
+  const st = walked.st;
+  // Missing, or a directory: reading it says so.
+  if (st === undefined || st.isDirectory()) return file;
+  const owner = foreignOwner(st);
+  if (owner !== undefined) {
+    throw untrustedCredential(
+      key,
+      file,
+      `the file is ${owner}`,
+      `check who made it; give the file to the user that runs nix-cache-login (or root), mode 0600`,
+    );
+  }
+  const writable = writableByOthers(st);
+  if (writable !== undefined) {
+    throw untrustedCredential(
+      key,
+      file,
+      `the file is ${writable}`,
+      `check its contents, then \`chmod 600 ${walked.real}\``,
+    );
+  }
+  if ((st.mode & 0o004) !== 0) {
+    onWarning?.(
+      `${key} ${file} is readable by every local user (mode ${formatMode(st.mode)}): \`chmod o-r ${walked.real}\` (0600, or 0640 for a service's group)`,
+    );
+  }
+  return walked.real;
+}
+
 function readPrivateFile(
   config: Config,
   key: "client_secret_file" | "client_key_file",
   file: string,
+  onWarning?: CredentialWarning,
 ): string {
   let text: string;
   try {
-    text = readFileSync(file, "utf8");
+    text = readFileSync(trustedCredentialPath(key, file, config.credentialsDirectory, onWarning), "utf8");
   } catch (e) {
+    if (e instanceof CliError) throw e;
     const code = (e as NodeJS.ErrnoException).code;
     if (code === "ENOENT") {
       throw new CliError("credential_file_missing", `${key} ${file}: no such file`, {
@@ -90,26 +170,29 @@ function notServiceAccount(config: Config): CliError {
   );
 }
 
-export function readClientSecret(config: Config): string {
+export function readClientSecret(config: Config, onWarning?: CredentialWarning): string {
   if (config.clientSecretFile === undefined) throw notServiceAccount(config);
-  return readPrivateFile(config, "client_secret_file", config.resolveClientSecretFile());
+  return readPrivateFile(config, "client_secret_file", config.resolveClientSecretFile(), onWarning);
 }
 
 /**
  * The text of a private_key_jwt client's key file; ../oidc/client-key.ts parses it (node:crypto is
  * too heavy for the files-only start-up path).
  */
-export function readClientKeyText(config: Config): { keyText: string; keyFile: string } {
+export function readClientKeyText(
+  config: Config,
+  onWarning?: CredentialWarning,
+): { keyText: string; keyFile: string } {
   if (config.clientKeyFile === undefined) throw notServiceAccount(config);
   const keyFile = config.resolveClientKeyFile();
-  return { keyText: readPrivateFile(config, "client_key_file", keyFile), keyFile };
+  return { keyText: readPrivateFile(config, "client_key_file", keyFile, onWarning), keyFile };
 }
 
 /** The service account's credential: the key for private_key_jwt, else the secret. */
-export function readClientCredential(config: Config): ClientCredential {
+export function readClientCredential(config: Config, onWarning?: CredentialWarning): ClientCredential {
   return config.clientKeyFile !== undefined
-    ? readClientKeyText(config)
-    : { secret: readClientSecret(config) };
+    ? readClientKeyText(config, onWarning)
+    : { secret: readClientSecret(config, onWarning) };
 }
 
 /** For messages: "cache.example.org entry", "a and b entries", "a, b and c entries". */

@@ -66,10 +66,18 @@ export function clientSecretCheck(config: Config): Check {
   const key = config.clientKeyFile !== undefined;
   const id = key ? "client_key" : "client_secret";
   const title = key ? "client key" : "client secret";
+  // Readable by every local user: it works, but it is a problem to fix.
+  const warnings: string[] = [];
+  const onWarning = (line: string) => warnings.push(line);
+  const readable = () =>
+    check(id, title, "problem", warnings[0] ?? "", {
+      fix: ["make it readable by its user only (or root and a service's group): mode 0600 or 0640"],
+    });
   try {
     if (key) {
-      const { keyText, keyFile } = readClientKeyText(config);
+      const { keyText, keyFile } = readClientKeyText(config, onWarning);
       const { alg } = parseClientKey(config, keyText, keyFile);
+      if (warnings.length > 0) return readable();
       return check(
         id,
         title,
@@ -77,7 +85,8 @@ export function clientSecretCheck(config: Config): Check {
         `${config.clientKeyFile} holds a private key; client assertions are signed with ${alg} (private_key_jwt)`,
       );
     }
-    readClientSecret(config);
+    readClientSecret(config, onWarning);
+    if (warnings.length > 0) return readable();
     return check(id, title, "ok", `${config.clientSecretFile} is readable and not empty`);
   } catch (e) {
     const { message, hint } = errorText(e);

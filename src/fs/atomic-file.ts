@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { lstat, open, readdir, rename, stat, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { CliError } from "../errors.ts";
+import { describeUid, isSticky } from "./file-trust.ts";
 import { errnoCode, fileError } from "./fs-errors.ts";
 import { bootId } from "./boot.ts";
 import { holderState, localHost, withLockFile, type LockOptions } from "./lock-file.ts";
@@ -95,6 +96,8 @@ export async function writeFileAtomic(
   data: string,
   encoding: BufferEncoding = "latin1",
   where?: string,
+  /** For a file that holds no secret and must be readable (a systemd unit): its mode, as given. */
+  opts: { mode?: number } = {},
 ): Promise<{ mode: number; previousMode: number | undefined }> {
   const dir = dirname(path);
   await ensureDir(dir, where);
@@ -107,7 +110,7 @@ export async function writeFileAtomic(
     if (errnoCode(e) !== "ENOENT") throw fileError("file_stat_failed", path, "look at the file", e, where);
   }
   // Never loosen: keep only owner bits, at most rw. A file that held secrets stays private.
-  const mode = previous === undefined ? 0o600 : previous.mode & 0o600;
+  const mode = opts.mode ?? (previous === undefined ? 0o600 : previous.mode & 0o600);
   const tmp = tempFileName(path);
   let fh;
   try {
@@ -190,12 +193,21 @@ async function refuseForeignLock(lockPath: string): Promise<void> {
   }
   const uid = process.getuid?.();
   if (uid === undefined || st.uid === uid || st.uid === 0) return;
+  const owner = describeUid(st.uid);
+  const remove = st.isDirectory() ? "rmdir" : "rm";
+  const dir = dirname(lockPath);
+  const shared = await stat(dir).then(
+    (d) => isSticky(d) && d.uid !== uid && uid !== 0,
+    () => false,
+  );
   throw new CliError(
     "lock_foreign_owner",
-    `${lockPath} is held by uid ${st.uid}, not by you: another user's lock is not waited for`,
+    `${lockPath} was made by ${owner}, not by you: another user's lock is not waited for, and it blocks every write of ${basename(lockPath).replace(/\.lock$/, "")}`,
     {
       // A file (./lock-file.ts); a directory is the lock of a version before 0.2 (proper-lockfile).
-      hint: `check who made it; if no nix-cache-login of theirs should write here, remove it (\`${st.isDirectory() ? "rmdir" : "rm"} ${lockPath}\`)`,
+      hint: shared
+        ? `in the shared directory ${dir} (sticky) only ${owner} or root can remove it: ask them to (\`${remove} ${lockPath}\`), or point the setting at a file in a directory of your own, where no one else can block it`
+        : `check who made it; if no nix-cache-login of theirs should write here, remove it (\`${remove} ${lockPath}\`)`,
     },
   );
 }

@@ -7,6 +7,7 @@
 import { lstat, mkdir, readlink, stat } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { CliError } from "../errors.ts";
+import { foreignOwner } from "./file-trust.ts";
 import { describeFsError, errnoCode, fsHint } from "./fs-errors.ts";
 
 /**
@@ -54,6 +55,16 @@ export async function makeDirs(dir: string, where?: string): Promise<string | un
       throw notADirectory(key, d, where);
     }
     break;
+  }
+  // Never create directories in another user's directory (their home, with `sudo -E`): they
+  // would be ours there, and lock the owner out of their own files.
+  if (missing.length > 0) {
+    const owner = foreignOwner(await stat(d));
+    if (owner !== undefined) {
+      throw new CliError("dir_not_ours", `${key}cannot create ${missing[0]}: ${d} is ${owner}`, {
+        hint: `run nix-cache-login as the owner of ${d}, or point ${where ?? "the path"} at a directory of your own`,
+      });
+    }
   }
   for (const m of missing) {
     try {

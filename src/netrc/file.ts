@@ -1,9 +1,11 @@
-import { lstat, realpath, stat } from "node:fs/promises";
 import { dirname } from "node:path";
 import { ensureDir, withLock, writeFileAtomic } from "../fs/atomic-file.ts";
 import { CliError } from "../errors.ts";
-import { foreignOwner, formatMode, isSticky, writableByOthers } from "../fs/file-trust.ts";
+import { formatMode } from "../fs/file-trust.ts";
 import { fsError, readNetrcText, syntaxError } from "./read.ts";
+import { trustedNetrcTarget } from "./trust.ts";
+
+export { trustedNetrcTarget };
 import {
   CURL_NETRC_MAX_LINE,
   CURL_NETRC_MAX_TOKEN,
@@ -93,7 +95,7 @@ async function editNetrc(
   where = "netrc_path",
   createdDir?: (dir: string) => void,
 ): Promise<EditResult> {
-  const target = await trustedNetrcTarget(path);
+  const target = trustedNetrcTarget(path);
   // Home Manager links the netrc into the read-only Nix store: say so, the path alone hides it.
   const key = target === path ? where : `${where}: ${path} is a symlink to ${target}`;
   if (createdDir !== undefined) {
@@ -186,100 +188,4 @@ export function upsertNetrcEntry(
 /** Removes only the host's entries; returns whether anything was removed. */
 export async function removeNetrcEntry(path: string, host: string, where?: string): Promise<boolean> {
   return (await removeNetrcEntries(path, [host], where)).length > 0;
-}
-
-function refuse(code: string, path: string, why: string, hint: string): never {
-  throw new CliError(code, `netrc_path ${path}: ${why}; nix-cache-login does not write a token there`, {
-    hint,
-  });
-}
-
-/** The directory's owner and mode allow the file in it to be replaced only by us (or root). */
-async function checkNetrcDir(dir: string, file: string, fileUid: number | undefined): Promise<void> {
-  let st;
-  try {
-    st = await stat(dir);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT") return; // created 0700 by us
-    fsError(dir, "use the netrc's directory", e);
-  }
-  const owner = foreignOwner(st);
-  if (owner !== undefined) {
-    refuse(
-      "netrc_dir_foreign_owner",
-      file,
-      `its directory ${dir} is ${owner}`,
-      "point netrc_path at a file in a directory of your own",
-    );
-  }
-  // Group-writable is fine for a group of one's own (user private groups with umask 002): the
-  // directory's group is our primary group. Any other group, or others, could replace the file.
-  const ownGroup = st.gid === process.getgid?.() && st.uid === process.getuid?.();
-  const writable = writableByOthers(st, ownGroup);
-  // In a sticky directory (/tmp) only a file's owner may replace it: fine if that owner is us.
-  const ours = fileUid === undefined || fileUid === process.getuid?.();
-  if (writable !== undefined && !(isSticky(st) && ours)) {
-    refuse(
-      "netrc_dir_writable_by_others",
-      file,
-      `its directory ${dir} is ${writable}${isSticky(st) ? "" : " and not sticky"}, so another user could replace the file`,
-      `\`chmod go-w ${dir}\`, or point netrc_path at a file in a directory only you can write`,
-    );
-  }
-}
-
-/**
- * Where the token may be written, after the checks that keep it from another user: the file (or
- * the file a symlink at netrc_path points to, such as a Home Manager link) and every directory it
- * sits in must be ours or root's, and no one else may replace it. A symlink into another user's
- * file is refused, as is a file we would have to hand back (chown) to another uid.
- */
-export async function trustedNetrcTarget(path: string): Promise<string> {
-  let target = path;
-  let link;
-  try {
-    link = await lstat(path);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== "ENOENT") fsError(path, "use the netrc", e);
-  }
-  if (link?.isSymbolicLink() === true) {
-    const linkOwner = foreignOwner(link);
-    if (linkOwner !== undefined) {
-      refuse(
-        "netrc_symlink_foreign_owner",
-        path,
-        `it is a symbolic link ${linkOwner}`,
-        `remove the link (\`rm ${path}\`) if you did not make it`,
-      );
-    }
-    await checkNetrcDir(dirname(path), path, link.uid);
-    try {
-      target = await realpath(path);
-    } catch (e) {
-      fsError(path, "follow the symbolic link", e);
-    }
-  }
-  let st;
-  try {
-    st = await stat(target);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== "ENOENT") fsError(target, "use the netrc", e);
-  }
-  if (st !== undefined) {
-    if (!st.isFile())
-      refuse("netrc_not_regular_file", target, "it is not a regular file", "point netrc_path at a file");
-    const owner = foreignOwner(st);
-    if (owner !== undefined) {
-      refuse(
-        "netrc_foreign_owner",
-        target,
-        `the file is ${owner}, who could read the token (it is never handed to another user)`,
-        path === target
-          ? "run nix-cache-login as that user, or point netrc_path at a file of your own"
-          : `${path} is a symbolic link to it: remove the link if you did not make it, or point netrc_path at a file of your own`,
-      );
-    }
-  }
-  await checkNetrcDir(dirname(target), target, st?.uid);
-  return target;
 }

@@ -1,8 +1,8 @@
 /** Reading the netrc, for `status` and the checks before a renewal; editing it is in ./file.ts. */
 import { readFileSync } from "node:fs";
 import { CliError } from "../errors.ts";
-import { fsReason } from "../fs/fs-errors.ts";
 import { NetrcSyntaxError, parseNetrc, visitEntries, type Netrc, type NetrcEntry } from "./netrc.ts";
+import { fsError, trustedNetrcTarget } from "./trust.ts";
 
 export function syntaxError(path: string, e: unknown): never {
   if (e instanceof NetrcSyntaxError) {
@@ -13,14 +13,7 @@ export function syntaxError(path: string, e: unknown): never {
   throw e;
 }
 
-export function fsError(path: string, action: string, e: unknown): never {
-  if (e instanceof CliError) throw e;
-  const err = e as NodeJS.ErrnoException;
-  throw new CliError("netrc_io", `netrc_path ${path}: cannot ${action}: ${fsReason(err)}`, {
-    hint:
-      err.code === "EACCES" || err.code === "EROFS" ? "check the file's owner and permissions" : undefined,
-  });
-}
+export { fsError };
 
 /**
  * The netrc's text, or null when there is none. Read as latin1 (one char per byte), so that byte
@@ -38,14 +31,18 @@ export function readNetrcText(path: string, encoding: "latin1" | "utf8" = "latin
   }
 }
 
-/** The parsed netrc, or null when there is none. */
+/**
+ * The parsed netrc, or null when there is none. Read only after the checks the write path makes
+ * (./trust.ts): a netrc another user could have written must not make a token look installed.
+ */
 export function readNetrc(path: string, encoding: "latin1" | "utf8" = "latin1"): Netrc | null {
-  const text = readNetrcText(path, encoding);
+  const target = trustedNetrcTarget(path, "read");
+  const text = readNetrcText(target, encoding);
   if (text === null) return null;
   try {
     return parseNetrc(text);
   } catch (e) {
-    syntaxError(path, e);
+    syntaxError(target, e);
   }
 }
 
@@ -60,7 +57,10 @@ export function netrcHolds(
   hosts: readonly string[],
   token: string | undefined,
 ): { exists: boolean; holds: boolean; byHost: Map<string, boolean> } {
-  const text = readNetrcText(path, "utf8");
+  // The same checks as every read and write (./trust.ts): a planted netrc must not make a token
+  // look installed.
+  const target = trustedNetrcTarget(path, "read");
+  const text = readNetrcText(target, "utf8");
   const first = new Map<string, NetrcEntry>();
   const wanted = hosts.map((h) => h.toLowerCase());
   if (text !== null) {
@@ -71,7 +71,7 @@ export function netrcHolds(
         }
       });
     } catch (e) {
-      syntaxError(path, e);
+      syntaxError(target, e);
     }
   }
   const byHost = new Map<string, boolean>();

@@ -8,12 +8,18 @@
  * have it saved as ours. Hence the random path (128 bits), served once; everything else is a bare
  * 404. A Host other than 127.0.0.1:PORT is refused: a web page that rebinds its DNS name to
  * 127.0.0.1 sends its own name.
+ *
+ * The path alone is not enough: the browser gets the short URL on its command line, which every
+ * local user can read in /proc (issue 21). So on Linux a request is answered only when its TCP
+ * peer's socket belongs to our own uid (../os/peer-uid.ts); anyone else gets a bare 403, and the
+ * sign-in goes on as if nothing happened. macOS has no such table: there the path is the guard.
  */
 import { randomBytes, timingSafeEqual } from "node:crypto";
 import * as http from "node:http";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import { CliError } from "../errors.ts";
 import { printable } from "../text.ts";
+import { peerOwner } from "../os/peer-uid.ts";
 
 export type Logger = (line: string) => void;
 
@@ -58,6 +64,11 @@ export class LoopbackServer {
   private startServed = false;
   private deliver!: (outcome: CallbackOutcome) => void;
   private fail!: (e: unknown) => void;
+  /** Whether each connection's peer is ours, looked up once per connection. */
+  private readonly peers = new WeakMap<Socket, boolean>();
+  private unreadableNoted = false;
+  /** Requests refused because another local user (or an unknown one) sent them. */
+  refusedFromOthers = 0;
   /**
    * Resolves with the first callback whose `state` matches; wrong ones are answered and ignored.
    * Rejects when the authorization URL could not be made (a pushed request the provider refused).
@@ -68,6 +79,7 @@ export class LoopbackServer {
     private readonly server: http.Server,
     readonly port: number,
     private readonly log: Logger,
+    private readonly warn: Logger,
   ) {
     this.callback = new Promise((resolve, reject) => {
       this.deliver = resolve;
@@ -81,7 +93,12 @@ export class LoopbackServer {
    * Listens on 127.0.0.1 (never a wildcard address): on `port`, or on a free one the system picks.
    * `portFrom` names where a fixed port came from, for the error when it is taken.
    */
-  static async listen(port: number | undefined, portFrom: string, log: Logger): Promise<LoopbackServer> {
+  static async listen(
+    port: number | undefined,
+    portFrom: string,
+    log: Logger,
+    warn: Logger = log,
+  ): Promise<LoopbackServer> {
     const server = http.createServer();
     // A browser keeps connections open; they must not keep the port (or this process) alive.
     server.keepAliveTimeout = 1000;
@@ -118,7 +135,7 @@ export class LoopbackServer {
       server.listen({ port: port ?? 0, host: "127.0.0.1", exclusive: true }, () => resolve());
     });
     // Nobody knows the port before this line returns, so no request can arrive without a handler.
-    const self = new LoopbackServer(server, (server.address() as AddressInfo).port, log);
+    const self = new LoopbackServer(server, (server.address() as AddressInfo).port, log, warn);
     server.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => self.handle(req, res));
     log(`listening on 127.0.0.1:${self.port} for the redirect`);
     return self;
@@ -153,7 +170,49 @@ export class LoopbackServer {
     });
   }
 
+  /** Whether the request's TCP peer is a socket of our own uid (Linux; elsewhere: yes). */
+  private fromUs(socket: Socket): boolean {
+    const known = this.peers.get(socket);
+    if (known !== undefined) return known;
+    const uid = process.getuid?.();
+    const owner =
+      socket.remoteAddress === undefined || socket.remotePort === undefined || socket.localPort === undefined
+        ? "not-found"
+        : peerOwner(
+            { address: socket.remoteAddress, port: socket.remotePort },
+            { address: socket.localAddress ?? "127.0.0.1", port: socket.localPort },
+          );
+    let ok: boolean;
+    if (owner === "unsupported" || uid === undefined) {
+      ok = true;
+    } else if (owner === "unreadable") {
+      ok = false;
+      if (!this.unreadableNoted) {
+        this.unreadableNoted = true;
+        this.warn(
+          "cannot tell which local user sent a request to the sign-in server (/proc/net/tcp cannot be read), so it was refused",
+        );
+      }
+    } else if (owner === "not-found") {
+      ok = false;
+      this.log("refused a request whose sender is not among this machine's TCP sockets (HTTP 403)");
+    } else {
+      ok = owner.uid === uid;
+      // Never which user: the terminal is no place for another user's name, and it changes nothing.
+      if (!ok) this.log("refused a request from another local user (HTTP 403); the sign-in goes on");
+    }
+    this.peers.set(socket, ok);
+    return ok;
+  }
+
   private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
+    if (!this.fromUs(req.socket)) {
+      this.refusedFromOthers++;
+      // Bare: nothing about this sign-in, not even that there is one.
+      res.writeHead(403, { "content-length": 0, "cache-control": "no-store", connection: "close" });
+      res.end();
+      return;
+    }
     // Build the URL from our own address, not the Host header: it is the redirect_uri we registered.
     let url: URL;
     try {

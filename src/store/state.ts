@@ -1,7 +1,7 @@
-import { closeSync, constants, fstatSync, openSync, readFileSync, statSync } from "node:fs";
+import { closeSync, constants, fstatSync, openSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { CliError } from "../errors.ts";
-import { foreignOwner, writableByOthers } from "../fs/file-trust.ts";
+import { foreignOwner, UntrustedPath, walkTrusted, writableByOthers } from "../fs/file-trust.ts";
 import { fsReason } from "../fs/fs-errors.ts";
 
 /** What we keep per (issuer, client_id), in a file only its owner can read (0600 in a 0700 dir). */
@@ -156,14 +156,22 @@ function untrusted(code: string, path: string, why: string, fix: string): CliErr
 export function checkStateDir(dir: string): boolean {
   let st;
   try {
-    st = statSync(dir);
+    // Every directory on the way too (and through symbolic links): whoever may replace one of
+    // them may replace the state directory.
+    st = walkTrusted(dir).st;
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === "ENOENT") return false;
+    if (e instanceof UntrustedPath) {
+      throw new CliError(
+        "state_path_untrusted",
+        `${dir}: the token state directory's path goes through ${e.at}, ${e.why}; nix-cache-login does not use it`,
+        { hint: e.fix },
+      );
+    }
     throw new CliError("state_dir_unusable", `${dir}: cannot use the token state directory: ${fsReason(e)}`, {
       hint: "check $XDG_STATE_HOME and the directory's owner and permissions",
     });
   }
+  if (st === undefined) return false;
   if (!st.isDirectory()) {
     throw new CliError("state_dir_not_directory", `${dir}: the token state directory is not a directory`, {
       hint: `remove it (\`rm ${dir}\`) and sign in again`,

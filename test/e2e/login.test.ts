@@ -385,7 +385,7 @@ describe("login", { concurrency: false }, () => {
     assert.equal(res.driver?.ok, true, "the driver saw the loopback server go away");
   });
 
-  test("another local user cannot take over the sign-in: / is a bare 404, a foreign Host is refused, the real URL still works", async () => {
+  test("another local user cannot take over the sign-in: a bare 403 for every path, even the real URL; a foreign Host is refused; the real URL still works", async () => {
     const other: TestUser = await ensureUser(USER_A);
     const ws = await userWorkspace();
     const resultFile = join(ws.dir, "takeover-driver.json");
@@ -395,22 +395,31 @@ describe("login", { concurrency: false }, () => {
       onSpawn: (child) =>
         watchStderr(child, /open this URL in a browser: (http:\/\/127\.0\.0\.1:(\d+)(\/\S+))\n/, (m) => {
           const [, url, port] = m as unknown as [string, string, string];
-          // The port is no secret (/proc/net/tcp lists it); the attacker is another uid with curl.
+          const args = (path: string, extra: string[]) => [
+            "-sS",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code} %{redirect_url}",
+            ...extra,
+            `http://127.0.0.1:${port}${path}`,
+          ];
+          // The port is no secret (/proc/net/tcp lists it), nor is the URL (a browser's argv):
+          // the attacker is another uid with curl.
           const curl = (path: string, ...extra: string[]) =>
-            runAs(other, "curl", [
-              "-sS",
-              "-o",
-              "-",
-              "-w",
-              "\n%{http_code} %{redirect_url}",
-              ...extra,
-              `http://127.0.0.1:${port}${path}`,
-            ]).then((r) => `${r.stdout}${r.stderr}`);
+            runAs(other, "curl", args(path, extra)).then((r) => `${r.stdout}${r.stderr}`);
+          // A web page that rebinds its name to 127.0.0.1 runs in the user's own browser: same uid.
+          const ownCurl = (path: string, ...extra: string[]) =>
+            runAs({ name: "root", uid: 0, gid: 0 }, "curl", args(path, extra)).then(
+              (r) => `${r.stdout}${r.stderr}`,
+            );
           attack = (async () => {
             const answers = [
               await curl("/"),
               await curl("/callback?error=access_denied&state=guessed"),
-              await curl(new URL(url).pathname, "-H", `Host: rebound.example:${port}`),
+              await curl(new URL(url).pathname),
+              await ownCurl(new URL(url).pathname, "-H", `Host: rebound.example:${port}`),
+              await ownCurl("/"),
             ];
             // Only now does the user's browser open the printed URL.
             victim = spawnDriver(url, { DRIVER_MODE: "login", DRIVER_RESULT: resultFile });
@@ -419,11 +428,19 @@ describe("login", { concurrency: false }, () => {
         }),
     });
     assert.ok(attack, `no sign-in URL in: ${res.stderr}`);
-    const [root, forged, rebound] = (await attack) as [string, string, string];
-    assert.match(root, /\n404 $/, root);
-    assert.match(forged, /\n400 $/, forged);
+    const [root, forged, start, rebound, ownRoot] = (await attack) as [
+      string,
+      string,
+      string,
+      string,
+      string,
+    ];
+    assert.equal(root, "\n403 ");
+    assert.equal(forged, "\n403 ");
+    assert.equal(start, "\n403 ", "another uid gets nothing, even with the one-time path");
     assert.match(rebound, /\n421 $/, rebound);
-    for (const answer of [root, forged, rebound]) {
+    assert.match(ownRoot, /\n404 $/, ownRoot);
+    for (const answer of [root, forged, start, rebound, ownRoot]) {
       assert.doesNotMatch(
         answer,
         /state=|code_challenge|nonce|\/realms\//,
@@ -435,6 +452,8 @@ describe("login", { concurrency: false }, () => {
     assert.equal(driver.code, 0, driver.stderr);
     assert.equal(res.code, 0, res.stderr);
     assert.match(res.stderr, /^Signed in as alice at /m);
+    assert.match(res.stderr, /refused a request from another local user \(HTTP 403\); the sign-in goes on/);
+    assert.doesNotMatch(res.stderr, new RegExp(`${USER_A}|uid ${other.uid}\\b`), "never which user");
     assert.match(res.stderr, /refused a request with a foreign Host header/);
     await netrcPassword(ws);
   });

@@ -449,7 +449,7 @@ describe("files another user could have written are not trusted (needs root)", {
     assert.match(
       r.stderr,
       new RegExp(
-        `error: .*\\.json: token state owned by uid ${a.uid}, not by root .*, so another user could have written it; nix-cache-login does not use it`,
+        `error: .*\\.json: token state owned by uid ${a.uid} \\(${USER_A}\\), not by root .*, so another user could have written it; nix-cache-login does not use it`,
       ),
     );
     assert.match(r.stderr, /hint: check who changed it, then `rm .*\.json` and sign in again if needed/);

@@ -21,7 +21,10 @@
 // DRIVER_READY:  file written in hold mode once the login page is shown.
 // DRIVER_USER / DRIVER_PASSWORD: credentials (alice / alice-password).
 // DRIVER_TIMEOUT_MS: hard limit for the whole run (default 60 s).
+// DRIVER_WAIT_FOR: a file to wait for (once Chromium runs) before the URL is opened: a test's
+//                attacker writes it once it has raced for the URL, so it always goes first.
 
+import { existsSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { portIsFree } from "./cli.ts";
 import type { Page } from "playwright-core";
@@ -223,6 +226,11 @@ async function main(): Promise<number> {
     if (!/^https?:\/\//.test(url))
       throw new Error(`expected a URL as the last argument, got ${JSON.stringify(url)}`);
     chromium = await launchChromium(log);
+    const waitFor = process.env.DRIVER_WAIT_FOR;
+    if (waitFor !== undefined) {
+      log(`waiting for ${waitFor}`);
+      while (!existsSync(waitFor)) await new Promise((r) => setTimeout(r, 20));
+    }
     const context = await chromium.browser.newContext();
     const page = await context.newPage();
     result = { ok: true, ...(await drive(page)) };

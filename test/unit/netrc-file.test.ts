@@ -233,7 +233,7 @@ describe("netrc owned or replaceable by another user (needs root)", () => {
       assert.ok(e instanceof CliError);
       assert.match(
         e.message,
-        /users-netrc: the file is owned by uid \d+, not by root .* who could read the token/,
+        /users-netrc: the file is owned by uid \d+ \(ncl-test-a\), not by root .* who could read the token/,
       );
       return true;
     });
@@ -302,7 +302,7 @@ describe("netrc owned or replaceable by another user (needs root)", () => {
         assert.match(
           e.message,
           new RegExp(
-            `netrc\\.lock is held by uid ${a.uid}, not by you: another user's lock is not waited for`,
+            `netrc\\.lock was made by uid ${a.uid} \\(ncl-test-a\\), not by you: another user's lock is not waited for`,
           ),
         );
         assert.ok(e.hint?.endsWith(`(\`${remove} ${path}.lock\`)`), e.hint);
