@@ -1,20 +1,39 @@
 /**
- * One issuer, as openid-client sees it: discovery (cached in the token state), the client's
- * authentication, and the grants (refresh, client credentials, authorization code) and revocation.
- * The only importer of openid-client, with ./device-poll.ts (the device grant), ./client-auth.ts
- * and ./token-set.ts; what it throws is translated by ./protocol-errors.ts.
+ * One issuer as openid-client sees it: discovery (cached in the token state), client auth, grants
+ * and revocation. openid-client is used here and in ./device-poll.ts, ./client-auth.ts,
+ * ./token-set.ts, ./authorization-request.ts (PKCE, state, nonce, PAR), ./token-answer.ts (the
+ * answer read first: its shape, the provider's clock) and ./endpoints.ts (logout, signing keys);
+ * what it throws is translated by ./protocol-errors.ts.
  */
 import type * as OidcClient from "openid-client";
+
+export type { AuthorizationRequest } from "./authorization-request.ts";
 import type { TokenEndpointAuthMethod } from "../config/rules.ts";
 import type { Env } from "../os/env.ts";
 import { CliError } from "../errors.ts";
-import { checkedEndpoint, makeFetch, neverReachedServer, type Logger } from "../net/http.ts";
+import { makeFetch, neverReachedServer, type Logger } from "../net/http.ts";
 import { authMethod, clientAuth } from "./client-auth.ts";
 import type { ClientCredential } from "./client-key.ts";
 import { translateError } from "./protocol-errors.ts";
 import type { CachedDiscovery, ProviderSettings } from "./settings.ts";
 import { keptDiscovery } from "./discovery-fields.ts";
-import { numericDateMs } from "./jwt-claims.ts";
+import { endSession, fetchSigningKeys } from "./endpoints.ts";
+import {
+  answerCopy,
+  offsetFromDate,
+  offsetFromIat,
+  replayFrom,
+  replayOffset,
+  sameEndpoint,
+  tokenAnswerBody,
+  type TokenAnswer,
+} from "./token-answer.ts";
+import {
+  mustPush,
+  newAuthorizationRequest,
+  type AuthorizationRequest,
+  type SignInParts,
+} from "./authorization-request.ts";
 import {
   refreshExpiry,
   tokenSet,
@@ -30,25 +49,6 @@ const loadLib = (): Promise<Lib> => (lib ??= import("openid-client"));
 /** A discovery document younger than this is used without asking the provider again. */
 export const DISCOVERY_MAX_AGE_MS = 24 * 60 * 60 * 1000;
 
-/** One authorization code request; the verifier and nonce never leave this process. */
-export interface AuthorizationRequest {
-  /**
-   * The URL to send the browser to. With PAR (RFC 9126) the parameters are pushed first, and the
-   * URL carries only the request_uri the provider gave back: `authorize()` pushes them when the
-   * browser arrives (a request_uri lives briefly, 60 s at Keycloak), `url` is then undefined.
-   */
-  url: URL | undefined;
-  authorize(): Promise<URL>;
-  /** Sent as a pushed authorization request (RFC 9126). */
-  pushed: boolean;
-  /** The provider's authorization endpoint, for --verbose. */
-  endpoint: string;
-  redirectUri: string;
-  state: string;
-  nonce: string;
-  codeVerifier: string;
-}
-
 export interface ProviderOptions {
   settings: ProviderSettings;
   env: Env;
@@ -62,16 +62,6 @@ export interface ProviderOptions {
   onSlowRequest?: ((host: string) => void) | undefined;
   /** The provider's clock minus ours, as far as known before any request (ms). */
   clockSkewMs?: number | undefined;
-}
-
-/** A token endpoint answer as read, before openid-client's checks (see replayOnProviderClock). */
-interface TokenAnswer {
-  text: string;
-  status: number;
-  headers: Headers;
-  url: string;
-  /** Provider minus local time (ms) it showed. */
-  offsetMs: number | undefined;
 }
 
 export class Provider {
@@ -138,7 +128,7 @@ export class Provider {
       const res = await base(url, init);
       const date = Date.parse(res.headers.get("date") ?? "");
       // HTTP dates have whole seconds, cut off: the provider's time lies in the next second.
-      if (Number.isFinite(date)) this.dateOffsetMs = measured(date + 500 - this.opts.now().getTime());
+      if (Number.isFinite(date)) this.dateOffsetMs = offsetFromDate(date, this.opts.now());
       if ((init.method ?? "GET").toUpperCase() !== "POST" || res.status !== 200) return res;
       const endpoint = this.discovery?.metadata.token_endpoint;
       if (typeof endpoint !== "string" || !sameEndpoint(url, endpoint)) return res;
@@ -148,28 +138,7 @@ export class Provider {
 
   private async inspectTokenAnswer(res: Response, url: string): Promise<Response> {
     const text = await res.text();
-    const where = `${new URL(url).origin}${new URL(url).pathname}`;
-    const malformed = (problem: string) =>
-      new CliError(
-        "token_answer_malformed",
-        `the token endpoint ${where} answered the ${this.what} with ${problem}`,
-        {
-          hint: "the provider (or a proxy in front of it) sent something other than a token response: check issuer in the configuration and any HTTPS_PROXY, and try again; --verbose shows the requests",
-        },
-      );
-    let body: unknown;
-    try {
-      body = JSON.parse(text);
-    } catch {
-      throw malformed(text.trim() === "" ? "an empty body" : "a body that is not JSON (garbage, or cut off)");
-    }
-    if (typeof body !== "object" || body === null || Array.isArray(body)) {
-      throw malformed("JSON that is not an object");
-    }
-    const answer = body as Record<string, unknown>;
-    if (typeof answer.access_token !== "string" || answer.access_token === "") {
-      throw malformed("no access_token in it");
-    }
+    const answer = tokenAnswerBody(text, url, this.what);
     const receivedAt = this.opts.now();
     const offset = this.answerOffset(answer.access_token, receivedAt);
     if (
@@ -195,8 +164,7 @@ export class Provider {
    */
   private answerOffset(accessToken: string | undefined, receivedAt: Date): number | undefined {
     if (this.dateOffsetMs !== undefined) return this.dateOffsetMs;
-    const iat = numericDateMs(accessToken, "iat");
-    return iat === undefined ? undefined : measured(iat + 500 - receivedAt.getTime());
+    return offsetFromIat(accessToken, receivedAt);
   }
 
   /**
@@ -213,37 +181,17 @@ export class Provider {
     op: (l: Lib, c: OidcClient.Configuration) => Promise<T>,
   ): Promise<T> {
     const answer = this.lastTokenAnswer;
-    const timestamps = [e, (e as { cause?: unknown } | undefined)?.cause].some(
-      (x) => (x as { code?: unknown } | undefined)?.code === "OAUTH_JWT_TIMESTAMP_CHECK_FAILED",
-    );
-    const measured = answer?.offsetMs === undefined ? undefined : Math.round(answer.offsetMs / 1000);
-    if (
-      !timestamps ||
-      answer === undefined ||
-      this.configuration === undefined ||
-      measured === undefined ||
-      Math.abs(measured - this.usedSkewSec) <= 30
-    ) {
-      throw e;
-    }
-    this.log(
-      `the answer's timestamps are off by the clock: checking it on the provider's clock (${measured} s)`,
-    );
+    const skew = replayOffset(e, answer, this.usedSkewSec);
+    if (answer === undefined || skew === undefined || this.configuration === undefined) throw e;
+    this.log(`the answer's timestamps are off by the clock: checking it on the provider's clock (${skew} s)`);
     const c = new l.Configuration(
       this.configuration.serverMetadata(),
       this.settings.clientId,
-      { [l.clockSkew]: measured },
+      { [l.clockSkew]: skew },
       await this.clientAuth(l, this.discovery?.metadata),
     );
     this.configure(l, c);
-    const live = c[l.customFetch] as (url: string, init: RequestInit) => Promise<Response>;
-    const endpoint = String(this.discovery?.metadata.token_endpoint);
-    c[l.customFetch] = ((url: string, init: RequestInit) =>
-      (init.method ?? "GET").toUpperCase() === "POST" && sameEndpoint(url, endpoint)
-        ? Promise.resolve(answerCopy(answer))
-        : live(url, init)) as OidcClient.CustomFetch;
-    const keys = l.getJwksCache(this.configuration);
-    if (keys !== undefined) l.setJwksCache(c, keys);
+    replayFrom(l, c, this.configuration, answer, String(this.discovery?.metadata.token_endpoint));
     return op(l, c);
   }
 
@@ -392,32 +340,23 @@ export class Provider {
           `${this.host} advertises neither a revocation nor a logout endpoint`,
         );
       }
-      const endpoint = checkedEndpoint(meta.end_session_endpoint, this.settings.issuer, "logout endpoint");
-      const body = new URLSearchParams({ client_id: this.settings.clientId, refresh_token: refreshToken });
-      const res = await makeFetch(
-        this.opts.env,
-        this.log,
-        this.opts.onSlowRequest,
-      )(endpoint.href, {
-        method: "POST",
-        body,
-        redirect: "manual",
-        signal: AbortSignal.timeout(this.settings.timeoutSeconds * 1000),
+      await endSession(meta.end_session_endpoint, refreshToken, {
+        settings: this.settings,
+        host: this.host,
+        fetch: makeFetch(this.opts.env, this.log, this.opts.onSlowRequest),
       });
-      if (res.status >= 300 && res.status < 400) {
-        throw new CliError(
-          "provider_logout_redirect",
-          `${this.host} answered the logout request with a redirect (HTTP ${res.status}), which is not followed: it would send the refresh token elsewhere`,
-        );
-      }
-      if (!res.ok && res.status !== 204) {
-        throw new CliError(
-          "provider_logout_failed",
-          `${this.host} answered the logout request with HTTP ${res.status}`,
-        );
-      }
       return "logged-out" as const;
     });
+  }
+
+  /** What every authorization request of this client carries, and how its errors are told. */
+  private signInParts(redirectUri: string): SignInParts {
+    return {
+      redirectUri,
+      scope: this.loginScope(),
+      log: this.log,
+      translate: (e) => this.translate(e, "pushed authorization request", { signIn: true }),
+    };
   }
 
   /** The scopes a user sign-in asks for: the configured ones, always with `openid` (we need the ID token). */
@@ -433,59 +372,9 @@ export class Provider {
    */
   authorizationRequest(redirectUri: string, opts: { pushed?: boolean } = {}): Promise<AuthorizationRequest> {
     return this.withConfig("authorization request", (l, c) => {
-      const meta = c.serverMetadata();
-      if (meta.authorization_endpoint === undefined) {
-        throw new CliError(
-          "provider_no_authorization_endpoint",
-          `${this.host} advertises no authorization endpoint`,
-          {
-            hint: "check that the issuer URL points at the realm",
-          },
-        );
-      }
-      const pushed = opts.pushed === true || meta.require_pushed_authorization_requests === true;
-      if (pushed && meta.pushed_authorization_request_endpoint === undefined) {
-        throw new CliError(
-          "provider_no_par_endpoint",
-          `${this.host} requires pushed authorization requests (RFC 9126) but advertises no endpoint for them`,
-          { hint: "check the provider's discovery document (pushed_authorization_request_endpoint)" },
-        );
-      }
-      return this.newAuthorizationRequest(l, c, redirectUri, { pushed });
+      const pushed = mustPush(c.serverMetadata(), this.host, opts.pushed === true);
+      return newAuthorizationRequest(l, c, this.signInParts(redirectUri), { pushed });
     });
-  }
-
-  /** A fresh verifier, state and nonce, and the authorization URL (or the push) that carries them. */
-  private async newAuthorizationRequest(
-    l: Lib,
-    c: OidcClient.Configuration,
-    redirectUri: string,
-    o: { pushed?: boolean; extra?: Record<string, string> } = {},
-  ): Promise<AuthorizationRequest> {
-    const codeVerifier = l.randomPKCECodeVerifier();
-    const state = l.randomState();
-    const nonce = l.randomNonce();
-    const params = {
-      response_type: "code",
-      redirect_uri: redirectUri,
-      scope: this.loginScope(),
-      state,
-      nonce,
-      code_challenge: await l.calculatePKCECodeChallenge(codeVerifier),
-      code_challenge_method: "S256",
-      ...o.extra,
-    };
-    const pushed = o.pushed === true;
-    const url = pushed ? undefined : l.buildAuthorizationUrl(c, params);
-    const authorize = (): Promise<URL> => {
-      if (url !== undefined) return Promise.resolve(url);
-      this.log("pushing the authorization request (RFC 9126)");
-      return l.buildAuthorizationUrlWithPAR(c, params).catch((e: unknown) => {
-        throw this.translate(e, "pushed authorization request", { signIn: true });
-      });
-    };
-    const endpoint = String(c.serverMetadata().authorization_endpoint);
-    return { url, authorize, pushed, endpoint, redirectUri, state, nonce, codeVerifier };
   }
 
   /**
@@ -509,7 +398,7 @@ export class Provider {
       const pushed =
         meta.require_pushed_authorization_requests === true &&
         meta.pushed_authorization_request_endpoint !== undefined;
-      const check = await this.newAuthorizationRequest(l, c, redirectUri, {
+      const check = await newAuthorizationRequest(l, c, this.signInParts(redirectUri), {
         pushed,
         extra: { prompt: "none" },
       });
@@ -540,20 +429,11 @@ export class Provider {
     const c = this.configuration;
     const uri = c.serverMetadata().jwks_uri;
     if (uri === undefined) return;
-    const endpoint = checkedEndpoint(uri, this.settings.issuer, "signing key set (jwks_uri)");
-    const res = await makeFetch(
-      this.opts.env,
-      this.log,
-      this.opts.onSlowRequest,
-    )(endpoint.href, {
-      method: "GET",
-      redirect: "manual",
-      headers: { accept: "application/json" },
-      signal: AbortSignal.timeout(this.settings.timeoutSeconds * 1000),
+    const jwks = await fetchSigningKeys(uri, {
+      settings: this.settings,
+      fetch: makeFetch(this.opts.env, this.log, this.opts.onSlowRequest),
     });
-    if (!res.ok) return;
-    const jwks = (await res.json()) as { keys?: unknown };
-    if (!Array.isArray(jwks.keys)) return;
+    if (jwks === undefined) return;
     // openid-client treats a cache younger than 5 minutes as fresh; older, it fetches the keys itself.
     l.setJwksCache(c, { jwks: jwks as OidcClient.JWKS, uat: Math.floor(Date.now() / 1000) });
   }
@@ -616,31 +496,5 @@ export class Provider {
       authMethod: this.authMethod(this.discovery?.metadata),
       signIn: o.signIn === true,
     });
-  }
-}
-
-/**
- * An offset as measured: `Date` and `iat` have whole seconds and the answer took its time, so a
- * couple of seconds either way is no skew, and the clocks are taken to agree.
- */
-function measured(offsetMs: number): number {
-  return Math.abs(offsetMs) < 2000 ? 0 : offsetMs;
-}
-
-/** A fresh Response with an answer's bytes (a body can be read once). */
-function answerCopy(a: TokenAnswer): Response {
-  const copy = new Response(a.text, { status: a.status, headers: a.headers });
-  Object.defineProperty(copy, "url", { value: a.url });
-  return copy;
-}
-
-/** Whether two URLs name the same endpoint (query aside). */
-function sameEndpoint(a: string, b: string): boolean {
-  try {
-    const x = new URL(a);
-    const y = new URL(b);
-    return x.origin === y.origin && x.pathname === y.pathname;
-  } catch {
-    return false;
   }
 }
