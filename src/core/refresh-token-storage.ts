@@ -59,6 +59,8 @@ export function keychainCliError(e: unknown, config: Config, doing: string): unk
 export class KeychainVault implements RefreshTokenVault {
   /** The token the keychain item holds, as far as this process knows (read or written by it). */
   private known: string | undefined;
+  /** Where this process last put a refresh token, so that saving it again costs nothing. */
+  private settled: { token: string; in: "keychain" | undefined; reason: string | undefined } | undefined;
   private kc: Keychain | undefined;
 
   constructor(
@@ -115,9 +117,33 @@ export class KeychainVault implements RefreshTokenVault {
 
   async stash(next: TokenState): Promise<{ file: TokenState; after?: () => Promise<void> }> {
     const token = next.refresh_token;
-    const inKeychain = next.refresh_token_in === "keychain";
     // No token in memory: none at all, or one in the keychain this run did not need to read.
     if (next.mode !== "user" || token === undefined) return { file: next };
+    // A renewal saves a rotated token as soon as it arrives, then writes the state again from the
+    // state it started with: where this token went is settled, so no second write or message.
+    const settled = this.settled;
+    if (settled?.token === token) {
+      const inKeychain = settled.in === "keychain";
+      return {
+        file: {
+          ...next,
+          refresh_token: inKeychain ? undefined : token,
+          refresh_token_in: settled.in,
+          refresh_token_file_reason: settled.reason,
+        },
+      };
+    }
+    const placed = await this.place(next, token);
+    this.settled = { token, in: placed.file.refresh_token_in, reason: placed.file.refresh_token_file_reason };
+    return placed;
+  }
+
+  /** Puts `token` where token_storage says, once per token. */
+  private async place(
+    next: TokenState,
+    token: string,
+  ): Promise<{ file: TokenState; after?: () => Promise<void> }> {
+    const inKeychain = next.refresh_token_in === "keychain";
     const storage = this.config.tokenStorage;
     const inFile = (reason: string | undefined): { file: TokenState; after?: () => Promise<void> } => ({
       file: { ...next, refresh_token_in: undefined, refresh_token_file_reason: reason },
