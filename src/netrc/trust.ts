@@ -67,8 +67,10 @@ function checkNetrcDir(dir: string, file: string, fileUid: number | undefined, u
   // directory's group is our primary group. Any other group, or others, could replace the file.
   const ownGroup = st.gid === process.getgid?.() && st.uid === process.getuid?.();
   const writable = writableByOthers(st, ownGroup);
-  // In a sticky directory (/tmp) only a file's owner may replace it: fine if that owner is us.
-  const ours = fileUid === undefined || fileUid === process.getuid?.();
+  // In a sticky directory (/tmp, /nix/store) only the file's owner, the directory's owner (us or
+  // root, checked above) and root may replace it: fine if the file is ours or root's (Home
+  // Manager links the netrc to a root-owned file in the sticky, group-writable /nix/store).
+  const ours = fileUid === undefined || fileUid === process.getuid?.() || fileUid === 0;
   if (writable !== undefined && !(isSticky(st) && ours)) {
     refuse(
       "netrc_dir_writable_by_others",

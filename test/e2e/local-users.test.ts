@@ -576,4 +576,32 @@ describe("issue 21: another local user gets nothing (needs root)", { concurrency
     );
     assert.doesNotMatch(status.stdout, /%%|stale/);
   });
+
+  test("a netrc linked to a root-owned file in a sticky, group-writable directory (Home Manager's /nix/store) is read, not refused", async () => {
+    // /nix/store is root:nixbld 1775: in a sticky directory only the file's owner, the directory's
+    // owner and root can replace a file, and here all of them are root.
+    const store = join(await scratch(), "store");
+    await mkdir(store);
+    await chmod(store, 0o1775);
+    const target = join(store, "abc-netrc");
+    await writeFile(target, "machine other.example.test login x password y\n");
+    await chmod(target, 0o444);
+    const ws = await workspaceOf(victim, {
+      issuer: realm.issuer,
+      client_id: realm.publicClientId,
+      cache_host: CACHE_HOST,
+    });
+    const made = await runAs(victim, "sh", [
+      "-c",
+      `mkdir -p "$(dirname "$1")" && ln -s "$2" "$1"`,
+      "sh",
+      ws.netrcPath,
+      target,
+    ]);
+    assert.equal(made.code, 0, made.stderr);
+    const r = await cliAs(victim, ws, ["status"]);
+    assert.equal(r.code, 3, r.stderr);
+    assert.doesNotMatch(r.stderr, /could replace the file|chmod go-w/);
+    assert.match(r.stdout, new RegExp(`netrc: +${ws.netrcPath.replace(/[.]/g, "\\.")}: `));
+  });
 });
