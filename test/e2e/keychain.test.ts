@@ -80,21 +80,25 @@ async function allFiles(dir: string): Promise<string[]> {
   return out;
 }
 
-/** Reads every process's argv and environment while `during` runs; returns what contained `secrets`. */
+/**
+ * Keeps every process's argv and environment seen while `during` runs, and checks them afterwards
+ * against `secrets()`: a token written to the keychain during a run is known only once it is read
+ * back, after that run.
+ */
 async function sampleProcesses(
   secrets: () => string[],
   during: () => Promise<void>,
 ): Promise<{ samples: number; leaks: string[] }> {
   let done = false;
   let samples = 0;
-  const leaks: string[] = [];
+  const seen = new Map<string, string>();
   const sampler = (async () => {
     while (!done) {
       for (const pid of await readdir("/proc").catch(() => [] as string[])) {
         if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue;
         for (const what of ["cmdline", "environ"]) {
           const text = await readFile(`/proc/${pid}/${what}`, "latin1").catch(() => "");
-          for (const s of secrets()) if (text.includes(s)) leaks.push(`/proc/${pid}/${what}`);
+          if (text !== "" && !seen.has(text)) seen.set(text, `/proc/${pid}/${what}`);
         }
       }
       samples++;
@@ -106,6 +110,9 @@ async function sampleProcesses(
     done = true;
     await sampler;
   }
+  const leaks = [...seen]
+    .filter(([text]) => secrets().some((s) => text.includes(s)))
+    .map(([, where]) => where);
   return { samples, leaks };
 }
 

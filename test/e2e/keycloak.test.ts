@@ -788,8 +788,9 @@ describe("Keycloak: client settings real sites turn on", () => {
       new RegExp(`^refresh token: +${offline.replace(/[()]/g, "\\$&")}, in the state file( \\(.*\\))?$`, "m"),
     );
     // One time format throughout.
-    for (const t of st.stdout.match(/\d{4}-\d\d-\d\dT[^ )]*/g) ?? [])
-      assert.match(t, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+    const times = st.stdout.match(/\d{4}-\d\d-\d\dT[^ )]*/g) ?? [];
+    assert.ok(times.length > 0, st.stdout);
+    for (const t of times) assert.match(t, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
     await ok(ws, ["refresh"]);
     assert.ok((await ok(ws, ["status"])).stdout.includes(offline));
     const json = JSON.parse((await ok(ws, ["status", "--json"])).stdout) as {

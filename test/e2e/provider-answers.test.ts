@@ -14,7 +14,7 @@ import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { after, before, describe, test } from "node:test";
+import { after, afterEach, before, describe, test } from "node:test";
 import { StateStore } from "../../src/store/state.ts";
 import { writeState } from "../../src/store/write.ts";
 import { makeWorkspace, runCli, snapshot, type RunResult, type Workspace } from "../support/cli.ts";
@@ -42,6 +42,11 @@ before(async () => {
   }
   op = await startHostileProvider();
   cache = await startCache();
+});
+
+// Each test's hostile answers end with it: a test meets the provider as it was at the start.
+afterEach(() => {
+  for (const path of ["/.well-known/openid-configuration", "/token", "/device", "/logout"]) op.off(path);
 });
 
 after(async () => {

@@ -13,6 +13,7 @@ import { existsSync, statSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { requireChromium } from "../support/chromium.ts";
 import { cleanClone } from "../support/clone.ts";
 import {
   assertNoSecrets,
@@ -97,6 +98,8 @@ describe("the README's Install, Quick start and Server quick start lines", () =>
   const readme = { lines: [] as { section: string; line: string }[] };
 
   before(async () => {
+    // The Quick start's `login` line signs in through Chromium.
+    requireChromium();
     const text = await readFile(join(ROOT, "README.md"), "utf8");
     for (const section of SECTIONS)
       for (const line of shellLines(text, section)) readme.lines.push({ section, line });

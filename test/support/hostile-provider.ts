@@ -66,7 +66,7 @@ export interface HostileProvider {
   metadata: Record<string, unknown>;
   /** The discovery document as served now. */
   discovery(): Record<string, unknown>;
-  /** Removes what `on` set for `path`. */
+  /** Undoes what `on` set for `path`: the endpoint answers as it did at the start again. */
   off(path: string): void;
   stop(): Promise<void>;
 }
@@ -149,6 +149,7 @@ export async function startHostileProvider(): Promise<HostileProvider> {
     body: "<!DOCTYPE html><title>Sign in</title><form></form>",
   }));
   handlers.set("/logout", () => ({ status: 204 }));
+  const defaults = new Map(handlers);
 
   const { server, port } = await listen((req, res) => {
     requests.push(req);
@@ -179,7 +180,11 @@ export async function startHostileProvider(): Promise<HostileProvider> {
     metadata,
     count: (suffix) => requests.filter((r) => r.path.replace(/\?.*/, "").endsWith(suffix)).length,
     on: (path, handler) => handlers.set(path, handler),
-    off: (path) => handlers.delete(path),
+    off: (path) => {
+      const answer = defaults.get(path);
+      if (answer === undefined) handlers.delete(path);
+      else handlers.set(path, answer);
+    },
     discovery,
     stop: stopper(server),
   };

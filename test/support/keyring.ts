@@ -98,13 +98,16 @@ export async function startKeyring(home: string, o: { display?: boolean } = {}):
   const prelude =
     "import secretstorage, json\nb = secretstorage.dbus_init()\nc = secretstorage.get_default_collection(b)\n";
   // Ready when the daemon owns org.freedesktop.secrets and its login collection is unlocked.
+  let last: unknown;
   for (let i = 0; ; i++) {
     try {
       const out = await py(`${prelude}print(c.is_locked())`);
       if (out.trim() === "False") break;
+      last = `its login collection is locked (${out.trim()})`;
     } catch (e) {
-      if (i > 200) throw new Error("gnome-keyring-daemon did not come up", { cause: e });
+      last = e;
     }
+    if (i > 200) throw new Error("gnome-keyring-daemon did not come up unlocked", { cause: last });
     await delay(50);
   }
   return {
@@ -132,9 +135,9 @@ export async function startKeyring(home: string, o: { display?: boolean } = {}):
       let text = "";
       monitor.stdout.setEncoding("utf8").on("data", (d: string) => (text += d));
       // dbus-monitor prints its own NameAcquired signal once it is listening.
-      while (!text.includes("NameAcquired")) {
+      for (let i = 0; !text.includes("NameAcquired"); i++) {
+        if (monitor.exitCode !== null || i > 500) throw new Error("dbus-monitor did not start listening");
         await delay(20);
-        if (monitor.exitCode !== null) throw new Error("dbus-monitor exited");
       }
       return {
         count: () => (text.match(/member=(CreateItem|SetSecret)\b/g) ?? []).length,
