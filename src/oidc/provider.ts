@@ -206,10 +206,9 @@ export class Provider {
     const l = await loadLib();
     const config = this.settings;
     const cached = this.discovery;
-    const fresh =
-      cached !== undefined &&
-      this.opts.now().getTime() - new Date(cached.fetched_at).getTime() < DISCOVERY_MAX_AGE_MS &&
-      cached.metadata.issuer === config.issuer;
+    // A document "fetched" in the future was fetched while the clock was ahead: its age is unknown.
+    const age = cached === undefined ? NaN : this.opts.now().getTime() - Date.parse(cached.fetched_at);
+    const fresh = age >= 0 && age < DISCOVERY_MAX_AGE_MS && cached?.metadata.issuer === config.issuer;
     if (!force && fresh) {
       this.discoveryFromCache = true;
       const c = new l.Configuration(

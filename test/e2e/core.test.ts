@@ -77,6 +77,21 @@ after(async () => {
 });
 
 describe("service-account", () => {
+  test("a discovery document cached while the clock was ahead is fetched again, not trusted until that time", async () => {
+    const ws = await serviceWorkspace();
+    assert.equal((await runCli(ws, ["service-account"])).code, 0);
+    const store = new StateStore(ws.stateDir, realm.issuer, realm.serviceClientId);
+    const state = store.read();
+    assert.ok(state?.discovery !== undefined);
+    const yearAhead = new Date(Date.now() + 365 * 24 * 3600 * 1000).toISOString();
+    await writeState(store, { ...state, discovery: { ...state.discovery, fetched_at: yearAhead } });
+    realm.clearRequests();
+    const r = await runCli(ws, ["service-account"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(realm.countRequests("/.well-known/openid-configuration"), 1);
+    assert.ok((store.read()?.discovery?.fetched_at ?? "") < yearAhead, "the document's time is this run's");
+  });
+
   test("writes a one-line netrc entry, 0600 in a 0700 dir, and status reports it", async () => {
     const ws = await serviceWorkspace();
     const r = await runCli(ws, ["service-account"]);
