@@ -211,6 +211,9 @@ export function neverReachedServer(e: unknown): boolean {
   return false;
 }
 
+/** The longest endpoint address we accept from a provider (browsers take about 2,000). */
+const MAX_ENDPOINT_LENGTH = 2048;
+
 /**
  * An endpoint a provider named, for a request openid-client does not make itself (logout, the
  * signing keys ahead of time): https, or http on a loopback host when the issuer is loopback too,
@@ -218,6 +221,15 @@ export function neverReachedServer(e: unknown): boolean {
  * a 307 would re-send the body, refresh token included, wherever the provider points.
  */
 export function checkedEndpoint(raw: unknown, issuer: string, what: string): URL {
+  // An address is printed (the device verification URI, as text and as a QR code) and sent to: a
+  // provider's megabyte of it would fill the terminal and overflow the QR code.
+  if (String(raw).length > MAX_ENDPOINT_LENGTH) {
+    throw new CliError(
+      "provider_endpoint_too_long",
+      `${new URL(issuer).host} advertises a ${what} longer than ${MAX_ENDPOINT_LENGTH} characters; nothing was sent there`,
+      { hint: "check the provider's discovery document and device authorization answer" },
+    );
+  }
   let url: URL;
   try {
     url = new URL(String(raw));

@@ -236,6 +236,34 @@ describe("oversized answers from the cache (doctor's probe)", () => {
   }
 });
 
+describe("a device verification URI of 100 kB", () => {
+  test("one line naming the provider and the limit; nothing printed of it, no polling, files untouched", async () => {
+    op.on("/device", () => ({
+      body: {
+        device_code: "dc",
+        user_code: "ABCD-EFGH",
+        verification_uri: `${op.issuer}/verify?${"v".repeat(100_000)}`,
+        expires_in: 600,
+      },
+    }));
+    const ws = await workspace("user");
+    const before = await snapshot(ws.dir);
+    op.requests.length = 0;
+    const r = await runCli(ws, ["login", "--device"]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(
+      r.stderr,
+      new RegExp(
+        `^error: ${HOST}:${op.port} advertises a device verification URI longer than 2048 characters; nothing was sent there$`,
+        "m",
+      ),
+    );
+    assert.ok(r.stderr.length < 2000, "the URI is not printed");
+    assert.equal(op.count("/token"), 0, "no polling");
+    assert.deepEqual(await snapshot(ws.dir), before);
+  });
+});
+
 describe("malformed token answers", () => {
   const cases: { name: string; body: string; says: RegExp }[] = [
     {
