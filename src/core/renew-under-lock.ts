@@ -71,6 +71,28 @@ export function renew(ctx: Context, r: PendingRenewal): Promise<number> {
         recordTokens(ctx, s.config, state, "copied");
         return ExitCode.ok;
       }
+      // A user sign-in that cannot be renewed is said before the reservation below: none of this
+      // writes anything, so neither a full disk nor its 32 KiB sync may stand in its way.
+      let userState: TokenState | undefined;
+      if (mode !== "service-account") {
+        if (state !== undefined && noRefreshTokenIssued(s.config, state)) {
+          return withoutRefreshToken(ctx, s, state);
+        }
+        if (state === undefined || !hasRefreshToken(state)) {
+          throw loginRequired(
+            "not_signed_in",
+            `not signed in to ${s.config.issuer} as client ${s.config.clientId}`,
+          );
+        }
+        if (state.session_ended !== undefined) {
+          // The provider ended it earlier (a refresh answered invalid_grant): the same error again.
+          throw new SessionEndedError(
+            `the session at ${s.config.issuer} ended at ${state.session_ended.at}${state.session_ended.description === null ? "" : ` (${state.session_ended.description})`}`,
+            state.session_ended.description ?? undefined,
+          );
+        }
+        userState = state;
+      }
       const p = provider(ctx, s, state, credential);
       // Room for the rotated token before it exists: a full disk fails here, session intact.
       const reserved = await reserveStateWrite(s.store);
@@ -85,25 +107,10 @@ export function renew(ctx: Context, r: PendingRenewal): Promise<number> {
         if (mode === "service-account") {
           tokens = await p.clientCredentials();
         } else {
-          if (state !== undefined && noRefreshTokenIssued(s.config, state)) {
-            return withoutRefreshToken(ctx, s, state);
-          }
-          if (state === undefined || !hasRefreshToken(state)) {
-            throw loginRequired(
-              "not_signed_in",
-              `not signed in to ${s.config.issuer} as client ${s.config.clientId}`,
-            );
-          }
-          if (state.session_ended !== undefined) {
-            // The provider ended it earlier (a refresh answered invalid_grant): the same error again.
-            throw new SessionEndedError(
-              `the session at ${s.config.issuer} ended at ${state.session_ended.at}${state.session_ended.description === null ? "" : ` (${state.session_ended.description})`}`,
-              state.session_ended.description ?? undefined,
-            );
-          }
+          const signedIn = userState as TokenState;
           // Before the grant: a locked keychain fails here, with the session and the netrc intact.
           s.vault.preflight();
-          const loaded = await s.vault.load(state);
+          const loaded = await s.vault.load(signedIn);
           const refreshToken = loaded.refresh_token as string;
           // The rotated refresh token is saved the moment the answer is read (see Provider.refresh);
           // writeState puts it where token_storage says (the keychain, or the file).
@@ -112,11 +119,11 @@ export function renew(ctx: Context, r: PendingRenewal): Promise<number> {
             await writeState(
               s.store,
               {
-                ...state,
+                ...signedIn,
                 refresh_token: t.refreshToken,
                 refresh_token_expires_at: t.refreshExpiresAt?.toISOString() ?? null,
                 discovery: p.discovery,
-                clock: clockOf(t, state),
+                clock: clockOf(t, signedIn),
               },
               { touch: false, reserved },
             );
@@ -143,7 +150,7 @@ export function renew(ctx: Context, r: PendingRenewal): Promise<number> {
               await writeState(
                 s.store,
                 {
-                  ...state,
+                  ...signedIn,
                   session_ended: { at: clock.now.toISOString(), description: e.description ?? null },
                 },
                 { touch: false, reserved },
