@@ -236,9 +236,13 @@ export function macosKeychain(env: Env, run: RunTool = runTool): Keychain {
       throw failure(r, "read the refresh token");
     },
     async write(item, secret) {
-      const r = await call(["-i"], macosStoreCommand(item, secret));
-      // `security -i` exits 0 whatever its command did; a failed command says so on stderr.
-      if (r.code !== 0 || complaint(r) !== "") throw failure(r, "save the refresh token");
+      const command = macosStoreCommand(item, secret);
+      const r = await call(["-i"], command);
+      // `security -i` exits 0 whatever its command did; a failed command says so on stderr. Should
+      // it quote the command it read, the token (hex-encoded in it) must not reach our message.
+      const hex = Buffer.from(secret, "utf8").toString("hex");
+      const said = { ...r, stdout: "", stderr: r.stderr.split(hex).join("[the token]") };
+      if (r.code !== 0 || complaint(said) !== "") throw failure(said, "save the refresh token");
     },
     async remove(item) {
       const r = await call(["delete-generic-password", ...id(item)]);

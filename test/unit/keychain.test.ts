@@ -50,6 +50,19 @@ describe("macOS: /usr/bin/security", () => {
     for (const a of call.args) assert.ok(!a.includes(TOKEN));
   });
 
+  test("write: stderr that quotes the command never carries the hex-encoded token into the error", async () => {
+    const hex = Buffer.from(TOKEN).toString("hex");
+    const { run } = recorder([{ stderr: `security: add-generic-password ... -X ${hex}: failed\n` }]);
+    const e = await macosKeychain({}, run)
+      .write(ITEM, TOKEN)
+      .then(
+        () => assert.fail("no error"),
+        (err: unknown) => err as Error & { detail?: string },
+      );
+    assert.ok(!`${e.message}${e.detail ?? ""}`.includes(hex), e.message);
+    assert.match(e.message, /\[the token\]/);
+  });
+
   test("write: a failure that `security -i` reports only on stderr is a failure", async () => {
     const { run } = recorder([
       {
