@@ -15,8 +15,7 @@
  */
 import { printable } from "../text.ts";
 import { CliError, ExitCode } from "../errors.ts";
-import { checkedEndpoint, makeFetch, type Logger } from "../net/http.ts";
-import type { Env } from "../os/env.ts";
+import { checkedEndpoint, type FetchLike, type Logger } from "../net/http.ts";
 
 export interface ClientCheck {
   /** The authorization URL, with throw-away state, nonce and PKCE challenge, and prompt=none. */
@@ -29,7 +28,8 @@ export interface ClientCheck {
   register: string;
   /** Where the client ID was set, for the messages: "client_id in FILE", or "--client-id". */
   clientIdFrom: string;
-  env: Env;
+  /** The provider's fetch (makeFetch: capped bodies, proxies, the slow-request notice). */
+  fetch: FetchLike;
   log: Logger;
   timeoutSeconds: number;
 }
@@ -42,26 +42,8 @@ const SIGN_IN_NEEDED = new Set([
   "account_selection_required",
 ]);
 
-/** An error page is read this far: Keycloak's is about 3 KB. */
+/** An error page is looked at this far (Keycloak's is about 3 KB; the fetch caps any body at 1 MiB). */
 const PAGE_BYTES = 64 * 1024;
-
-async function readCapped(res: Response): Promise<string> {
-  if (res.body === null) return "";
-  const reader = res.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  try {
-    while (size < PAGE_BYTES) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      chunks.push(value);
-      size += value.length;
-    }
-  } finally {
-    await reader.cancel().catch(() => undefined);
-  }
-  return Buffer.concat(chunks).toString("utf8", 0, Math.min(size, PAGE_BYTES));
-}
 
 /**
  * Keycloak's secure-redirect-uris-enforcer (a client policy executor, part of the built-in OAuth
@@ -94,7 +76,7 @@ export async function checkClient(c: ClientCheck): Promise<"ok" | "par_required"
   // As for every request we make ourselves: https, or http on loopback for a loopback issuer.
   checkedEndpoint(c.url.href, c.issuer, "sign-in endpoint (authorization_endpoint)");
   // A network error is the caller's to translate (Provider.translate), as for any other request.
-  const res = await makeFetch(c.env, c.log)(c.url.href, {
+  const res = await c.fetch(c.url.href, {
     method: "GET",
     redirect: "manual",
     headers: { accept: "text/html", "accept-language": "en" },
@@ -139,7 +121,7 @@ export async function checkClient(c: ClientCheck): Promise<"ok" | "par_required"
     c.log(`the authorization endpoint answers client_id ${c.clientId} with its page (HTTP ${res.status})`);
     return "ok";
   }
-  const page = await readCapped(res).catch(() => "");
+  const page = (await res.text().catch(() => "")).slice(0, PAGE_BYTES);
   const policy = redirectPolicyMessage(page);
   if (policy !== undefined) {
     throw new CliError(

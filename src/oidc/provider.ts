@@ -410,7 +410,7 @@ export class Provider {
         redirectUri,
         register,
         clientIdFrom,
-        env: this.opts.env,
+        fetch: makeFetch(this.opts.env, this.log, this.opts.onSlowRequest),
         log: this.log,
         timeoutSeconds: this.settings.timeoutSeconds,
       });
