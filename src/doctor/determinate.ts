@@ -44,6 +44,9 @@ export function parseElapsed(text: string): number | undefined {
   return ((Number(d ?? 0) * 24 + Number(h ?? 0)) * 60 + Number(min)) * 60 + Number(sec);
 }
 
+/** Longer than any daemon has run: ps shows such an elapsed time only for a process not yet started. */
+const MAX_ELAPSED_SECONDS = 100 * 365 * 86400;
+
 /**
  * When the oldest running process whose name starts with `name` started, from `ps -A -o
  * etime=,comm=` (Linux and macOS; Linux cuts a name to 15 characters, so `determinate-nixd` shows
@@ -67,7 +70,10 @@ export async function processStartedAt(
     const base = (m[2] as string).split("/").pop() ?? "";
     if (!base.startsWith(prefix)) continue;
     const seconds = parseElapsed(m[1] as string);
-    if (seconds !== undefined && (oldest === undefined || seconds > oldest)) oldest = seconds;
+    // A process exec'd a moment ago can show an absurd elapsed time (seen: 441077234-00:18:40, its
+    // start time not yet set): no daemon has run for a century, so that is no time at all.
+    if (seconds === undefined || seconds > MAX_ELAPSED_SECONDS) continue;
+    if (oldest === undefined || seconds > oldest) oldest = seconds;
   }
   return oldest === undefined ? undefined : new Date(now.getTime() - oldest * 1000);
 }
