@@ -206,7 +206,7 @@ describe("issue 21: another local user gets nothing (needs root)", { concurrency
       /verbose: refused a request from another local user \(HTTP 403\); the sign-in goes on/,
     );
     // Not which user.
-    assert.doesNotMatch(login.stderr, new RegExp(`${USER_B}|uid ${attacker.uid}\\b`));
+    assert.doesNotMatch(login.stderr, new RegExp(`\\b${USER_B}\\b|uid ${attacker.uid}\\b`));
     assert.match(login.stderr, /^Signed in as alice at /m);
     // No earlier account to compare with: the account is named where it cannot be missed.
     assert.match(

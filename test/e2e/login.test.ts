@@ -453,7 +453,7 @@ describe("login", { concurrency: false }, () => {
     assert.equal(res.code, 0, res.stderr);
     assert.match(res.stderr, /^Signed in as alice at /m);
     assert.match(res.stderr, /refused a request from another local user \(HTTP 403\); the sign-in goes on/);
-    assert.doesNotMatch(res.stderr, new RegExp(`${USER_A}|uid ${other.uid}\\b`), "never which user");
+    assert.doesNotMatch(res.stderr, new RegExp(`\\b${USER_A}\\b|uid ${other.uid}\\b`), "never which user");
     assert.match(res.stderr, /refused a request with a foreign Host header/);
     await netrcPassword(ws);
   });
