@@ -84,7 +84,14 @@ describe("service-account", () => {
     const state = store.read();
     assert.ok(state?.discovery !== undefined);
     const yearAhead = new Date(Date.now() + 365 * 24 * 3600 * 1000).toISOString();
-    await writeState(store, { ...state, discovery: { ...state.discovery, fetched_at: yearAhead } });
+    // Untouched but for the document's time: a fresh updated_at would look like a renewal made as
+    // the next run started (that comparison has /proc/uptime's 10 ms grain), which it would reuse.
+    const renewedAt = new Date(Date.now() - 60_000).toISOString();
+    await writeState(
+      store,
+      { ...state, updated_at: renewedAt, discovery: { ...state.discovery, fetched_at: yearAhead } },
+      { touch: false },
+    );
     realm.clearRequests();
     const r = await runCli(ws, ["service-account"]);
     assert.equal(r.code, 0, r.stderr);
