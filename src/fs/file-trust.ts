@@ -154,7 +154,8 @@ export function walkTrusted(path: string): WalkedPath {
         `\`chmod go-w ${cur}\`, or use a path in a directory only you (or root) can write`,
       );
     }
-    const next = join(cur, name);
+    // cur is absolute and normalised and name one component: no need for join()'s normalising.
+    const next = cur === sep ? `${sep}${name}` : `${cur}${sep}${name}`;
     let st: Stats;
     try {
       st = lstatSync(next);
