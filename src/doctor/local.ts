@@ -3,8 +3,7 @@
  * Nix) reads it. No network here.
  */
 import { stat } from "node:fs/promises";
-import { formatMode } from "../fs/file-trust.ts";
-import { userInfo } from "node:os";
+import { describeUid, formatMode } from "../fs/file-trust.ts";
 import type { Config } from "../config/load.ts";
 import type { Context } from "../context.ts";
 import { describeExpiry, formatInstant } from "../duration.ts";
@@ -209,15 +208,6 @@ export function clockCheck(ctx: Context, state: TokenState | undefined): Check {
   );
 }
 
-function userName(uid: number): string {
-  try {
-    if (uid === process.getuid?.()) return userInfo().username;
-  } catch {
-    // no passwd entry
-  }
-  return `uid ${uid}`;
-}
-
 /** The netrc file itself: present, readable, parseable, private, owned by us (or root). */
 export async function netrcFileCheck(
   config: Config,
@@ -259,28 +249,29 @@ export async function netrcFileCheck(
     return { netrc: undefined, check: check("netrc_file", title, "problem", message, { fix: [hint ?? ""] }) };
   }
   const mode = st.mode & 0o777;
-  const uid = process.getuid?.();
-  const problemsFound: string[] = [];
-  const fix: string[] = [];
+  // Another user's file was refused by readNetrc above (the read path's trust checks).
   if ((mode & 0o077) !== 0) {
-    problemsFound.push(`mode ${formatMode(mode)}: other users can read the token`);
-    fix.push(`chmod 600 ${path}`);
-  }
-  if (uid !== undefined && st.uid !== uid && st.uid !== 0) {
-    problemsFound.push(
-      `owned by ${userName(st.uid)}, not by ${userName(uid)} who runs nix-cache-login, nor root`,
-    );
-    fix.push(`chown ${userName(uid).startsWith("uid ") ? uid : userName(uid)} ${path}`);
-  }
-  if (problemsFound.length > 0) {
     return {
       netrc,
-      check: check("netrc_file", title, "problem", `${path}: ${problemsFound.join("; ")}`, { fix }),
+      check: check(
+        "netrc_file",
+        title,
+        "problem",
+        `${path}: mode ${formatMode(mode)}: other users can read the token`,
+        {
+          fix: [`chmod 600 ${path}`],
+        },
+      ),
     };
   }
   return {
     netrc,
-    check: check("netrc_file", title, "ok", `${path} (mode ${formatMode(mode)}, owner ${userName(st.uid)})`),
+    check: check(
+      "netrc_file",
+      title,
+      "ok",
+      `${path} (mode ${formatMode(mode)}, owner ${describeUid(st.uid)})`,
+    ),
   };
 }
 

@@ -245,7 +245,10 @@ describe("doctor", () => {
     assert.match(byId(report, "cache").summary, /^the cache rejected the token/);
     assert.equal((await curl(cacheInfo, ws.netrcPath)).status, 401);
     assert.equal((await runCli(ws, ["service-account"])).code, 0, "which the fix repairs");
-    assert.equal((await doctorJson(ws)).report.ok, true);
+    const repaired = (await doctorJson(ws)).report;
+    assert.equal(repaired.ok, true);
+    const me = process.getuid?.() === 0 ? "root" : `uid ${process.getuid?.()} \\(.+\\)`;
+    assert.match(byId(repaired, "netrc_file").summary, new RegExp(`\\(mode 0600, owner ${me}\\)$`));
     const current = netrcPassword(await readFile(ws.netrcPath, "utf8"), HOST) as string;
     ours = `machine ${HOST} login nix-cache-login password ${current}\n`;
 
