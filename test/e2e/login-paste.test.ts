@@ -53,6 +53,8 @@ function loginOnTerminal(ws: Workspace, args: string[], env: Record<string, stri
     check();
   });
   const exit = new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)));
+  // A CLI that ended before what is typed arrives: its exit code and stderr tell, not the EPIPE.
+  child.stdin.on("error", () => {});
   let exited = false;
   void exit.then(() => (exited = true));
   return {

@@ -85,6 +85,9 @@ function bash(line: string, o: { cwd: string; env: Record<string, string>; stdin
       clearTimeout(timer);
       resolve({ code, stdout, stderr });
     });
+    // A line that never reads its input may exit before this is written: that EPIPE says nothing
+    // about the line (its exit code does).
+    child.stdin.on("error", () => {});
     child.stdin.end(o.stdin ?? "");
   });
 }

@@ -65,6 +65,8 @@ function run(cmd: string, args: string[], input?: string): Promise<void> {
     child.on("close", (code) =>
       code === 0 ? resolve() : reject(new Error(`${cmd} ${args.join(" ")} exited ${code}: ${err}`)),
     );
+    // A command that exits without reading its input: the exit code tells, not the EPIPE.
+    child.stdin.on("error", () => {});
     child.stdin.end(input ?? "");
   });
 }
