@@ -91,6 +91,8 @@ export async function startKeyring(home: string, o: { display?: boolean } = {}):
     env,
     stdio: ["pipe", "ignore", "ignore"],
   });
+  // A daemon that dies at once is reported by the readiness wait below, not by an EPIPE here.
+  daemon.stdin.on("error", () => {});
   daemon.stdin.end(KEYRING_PASSWORD);
   children.unshift(daemon, bus);
   const py = async (code: string): Promise<string> =>
