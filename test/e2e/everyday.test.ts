@@ -16,12 +16,12 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { StateStore } from "../../src/store/state.ts";
 import { realmServiceWorkspace, realmUserWorkspace, seedSession } from "../support/realm-workspaces.ts";
 import { writeState } from "../../src/store/write.ts";
 import { requireChromium } from "../support/chromium.ts";
+import { BROWSER_COMMAND, readDriverResult } from "../support/driver.ts";
 import { CLI, makeWorkspace, netrcPassword, runCli, snapshot, type Workspace } from "../support/cli.ts";
 import { startRealm, type Realm } from "../support/realm.ts";
 
@@ -645,9 +645,6 @@ describe("the rough edges a new user hit (issue 24)", () => {
 describe("login while signed in", () => {
   test("says who is signed in and until when before a new sign-in; login --json", async () => {
     requireChromium();
-    const DRIVER = fileURLToPath(new URL("../support/browser-driver.ts", import.meta.url));
-    const TSX = fileURLToPath(import.meta.resolve("tsx"));
-    const browser = `'${process.execPath}' --import '${TSX}' '${DRIVER}'`;
     const ws = await userWorkspace();
     await signIn(ws);
     assert.equal((await runCli(ws, ["refresh", "-q"])).code, 0);
@@ -662,10 +659,13 @@ describe("login while signed in", () => {
         "utf8",
       ),
     );
-    const res = await runCli(ws, ["login", "--json", "--browser-command", browser], {
-      env: { DRIVER_MODE: "login", DRIVER_RESULT: join(ws.dir, "driver.json") },
+    const driverResult = join(ws.dir, "driver.json");
+    const res = await runCli(ws, ["login", "--json", "--browser-command", BROWSER_COMMAND], {
+      env: { DRIVER_MODE: "login", DRIVER_RESULT: driverResult },
       timeoutMs: 90_000,
     });
+    // The CLI does not wait for its browser: the driver is done (Chromium gone) before the test ends.
+    assert.equal((await readDriverResult(driverResult)).ok, true);
     assert.equal(res.code, 0, res.stderr);
     const expires = String(state.access_token_expires_at);
     const already = res.stderr.indexOf("Already signed in as alice at ");

@@ -776,6 +776,7 @@ describe("Keycloak: client settings real sites turn on", () => {
     const ws = await workspace(PUBLIC_CLIENT, { scopes: ["offline_access"] });
     const login = await browserLogin(ws, reg.alice);
     assert.equal(login.code, 0, login.stderr);
+    assert.equal((await login.driver()).ok, true, "the browser is done");
     const offline = "offline (no expiry; ends when revoked or idle past the realm's offline idle time)";
     assert.ok(login.stderr.includes(`  refresh token: ${offline}\n`), login.stderr);
     const saved = await state(ws, PUBLIC_CLIENT);

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { requireChromium } from "../support/chromium.ts";
-import { BROWSER_COMMAND } from "../support/driver.ts";
+import { BROWSER_COMMAND, readDriverResult } from "../support/driver.ts";
 import { assertNoSecrets, CLI, makeWorkspace, runCli, type Workspace } from "../support/cli.ts";
 import { startRealm, type Realm } from "../support/realm.ts";
 
@@ -154,6 +154,7 @@ describe("login: paste the address the browser ended on", { concurrency: false }
       assert.doesNotMatch(cli.stderr, /callback received/);
       const exitCode = await cli.done();
       assert.equal(exitCode, 0, cli.stderr);
+      assert.equal((await readDriverResult(join(ws.dir, "driver.json"))).ok, true, "the browser is done");
     } catch (e) {
       const driver = await readFile(join(ws.dir, "driver.json"), "utf8").catch(() => "(no driver result)");
       throw new Error(`${(e as Error).message}\nCLI stderr:\n${cli.stderr}\ndriver: ${driver}`, { cause: e });
@@ -191,6 +192,7 @@ describe("login: paste the address the browser ended on", { concurrency: false }
         await cli.waitFor(/Signed in as alice/);
         // stdin stays open (nothing typed, no end of file): the terminal must not keep login running.
         assert.equal(await cli.ended, 0, cli.stderr);
+        assert.equal((await readDriverResult(join(ws.dir, "driver.json"))).ok, true, "the browser is done");
       } finally {
         if (!cli.exited) cli.kill();
       }

@@ -8,9 +8,9 @@ import { readFile } from "node:fs/promises";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
 import { StateStore } from "../../src/store/state.ts";
 import { requireChromium } from "../support/chromium.ts";
+import { BROWSER_COMMAND, readDriverResult } from "../support/driver.ts";
 import { netrcPassword, runCli, type Workspace } from "../support/cli.ts";
 import {
   HOST,
@@ -23,10 +23,6 @@ import {
   writeNetrc,
   type Bed,
 } from "../support/protected-bed.ts";
-
-const DRIVER = fileURLToPath(new URL("../support/browser-driver.ts", import.meta.url));
-const TSX = import.meta.resolve("tsx");
-const BROWSER_COMMAND = `'${process.execPath}' --import '${TSX}' '${DRIVER}'`;
 
 // One realm, one Apache and one Nix store for the file: each test uses its own workspaces.
 let bed: Bed;
@@ -97,6 +93,7 @@ describe("Nix through the protected cache with the netrc the CLI writes", () => 
       env: { DRIVER_MODE: "login", DRIVER_RESULT: `${ws.dir}/driver.json` },
       timeoutMs: 90_000,
     });
+    assert.equal((await readDriverResult(`${ws.dir}/driver.json`)).ok, true, "the browser is done");
     assert.equal(r.code, 0, r.stderr);
     const logFrom = bed.cache.accessLog().length;
     await assertNixFetches(bed, bed.cache, ws.netrcPath, "token from login");
