@@ -7,7 +7,7 @@
 import { lstat, mkdir, readlink, stat } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { CliError } from "../errors.ts";
-import { foreignOwner } from "./file-trust.ts";
+import { foreignOwner, writableByOthers } from "./file-trust.ts";
 import { describeFsError, errnoCode, fsHint } from "./fs-errors.ts";
 
 /**
@@ -70,12 +70,35 @@ export async function makeDirs(dir: string, where?: string): Promise<string | un
     try {
       await mkdir(m, { mode: 0o700 });
     } catch (e) {
-      // Another process made it meanwhile: fine, as long as it is a directory.
-      if (errnoCode(e) === "EEXIST" && (await stat(m).catch(() => undefined))?.isDirectory()) continue;
-      throw new CliError("dir_create_failed", `${key}cannot create directory ${m}: ${describeFsError(e)}`, {
-        hint: fsHint(e, where) ?? `point ${where ?? "the path"} at a directory that can be created`,
-        cause: e,
-      });
+      // Another process made it meanwhile: fine, as long as it is a directory (checked below).
+      if (errnoCode(e) !== "EEXIST") {
+        throw new CliError("dir_create_failed", `${key}cannot create directory ${m}: ${describeFsError(e)}`, {
+          hint: fsHint(e, where) ?? `point ${where ?? "the path"} at a directory that can be created`,
+          cause: e,
+        });
+      }
+    }
+    // What is there now, whoever made it: in a directory others can write to (a sticky /tmp),
+    // another user may have made it between our look and our mkdir, or in place of ours.
+    const st = await lstat(m).catch(() => undefined);
+    const owner = st === undefined ? undefined : foreignOwner(st);
+    const open = st === undefined ? undefined : writableByOthers(st);
+    if (st === undefined || !st.isDirectory() || owner !== undefined || open !== undefined) {
+      const what =
+        st === undefined
+          ? "it is gone"
+          : !st.isDirectory()
+            ? "it is no directory"
+            : owner !== undefined
+              ? `it is ${owner}`
+              : open;
+      throw new CliError(
+        "dir_taken",
+        `${key}${m} was created by someone else meanwhile (${what}); nix-cache-login does not use it`,
+        {
+          hint: `check who made ${m}, or point ${where ?? "the path"} at a directory only you can write`,
+        },
+      );
     }
   }
   return missing[0];

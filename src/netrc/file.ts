@@ -98,11 +98,12 @@ async function editNetrc(
   const target = trustedNetrcTarget(path);
   // Home Manager links the netrc into the read-only Nix store: say so, the path alone hides it.
   const key = target === path ? where : `${where}: ${path} is a symlink to ${target}`;
-  if (createdDir !== undefined) {
-    // A directory made without a word hides a typo in netrc_path: the caller says so.
-    const created = await ensureDir(dirname(target), key);
-    if (created !== undefined) createdDir(created);
-  }
+  // A directory made without a word hides a typo in netrc_path: the caller says so.
+  const created = await ensureDir(dirname(target), key);
+  if (created !== undefined) createdDir?.(created);
+  // Looked at again now that the directory exists: in a directory others can write to (a sticky
+  // /tmp), the one found or made may be another user's, made between the first look and now.
+  if (trustedNetrcTarget(path) !== target) fsError(path, "use the netrc", new Error("it changed meanwhile"));
   return withLock(
     target,
     async () => {

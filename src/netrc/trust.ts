@@ -5,7 +5,7 @@
  * or root's, and no one else may replace the file. A symlink into another user's file is refused,
  * as is a file we would have to hand back (chown) to another uid.
  */
-import { lstatSync, realpathSync, statSync, type Stats } from "node:fs";
+import { lstatSync, statSync, type Stats } from "node:fs";
 import { dirname } from "node:path";
 import { CliError } from "../errors.ts";
 import { foreignOwner, isSticky, UntrustedPath, walkTrusted, writableByOthers } from "../fs/file-trust.ts";
@@ -106,9 +106,14 @@ export function trustedNetrcTarget(path: string, use: NetrcUse = "write"): strin
       );
     }
     checkNetrcDir(dirname(path), path, link.uid, use);
+    // Every link and directory on the way to the file, not only the first link and the last
+    // directory: a link in another user's directory could point anywhere.
     try {
-      target = realpathSync(path);
+      target = walkTrusted(path).real;
     } catch (e) {
+      if (e instanceof UntrustedPath) {
+        refuse("netrc_symlink_untrusted", path, use, `its path goes through ${e.at}, ${e.why}`, e.fix);
+      }
       fsError(path, "follow the symbolic link", e);
     }
   }
@@ -132,6 +137,20 @@ export function trustedNetrcTarget(path: string, use: NetrcUse = "write"): strin
         path === target
           ? "run nix-cache-login as that user, or point netrc_path at a file of your own"
           : `${path} is a symbolic link to it: remove the link if you did not make it, or point netrc_path at a file of your own`,
+      );
+    }
+    // Another user could have written its entries (our host's, or another's, which Nix would
+    // send): neither read nor merged. Group write is fine for a group of one's own, as for the
+    // directory below.
+    const ownGroup = st.gid === process.getgid?.() && st.uid === process.getuid?.();
+    const writable = writableByOthers(st, ownGroup);
+    if (writable !== undefined) {
+      refuse(
+        "netrc_writable_by_others",
+        target,
+        use,
+        `the file is ${writable}, so another user could have written its entries`,
+        `check its entries, then \`chmod 600 ${target}\``,
       );
     }
   }

@@ -14,13 +14,14 @@ import {
   mkdtemp,
   readdir,
   readFile,
+  lstat,
   rm,
   stat,
   symlink,
   writeFile,
 } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { promisify } from "node:util";
 import { after, before, describe, test } from "node:test";
 import { requireChromium } from "../support/chromium.ts";
@@ -505,7 +506,8 @@ describe("issue 21: another local user gets nothing (needs root)", { concurrency
     );
     await run("chown", ["-R", `${victim.uid}:${victim.gid}`, join(ws.home, ".local")]);
     const netrcRefused = new RegExp(
-      `netrc_path ${netrc}: the file is owned by uid ${attacker.uid} \\(${USER_B}\\), .*; nix-cache-login does not use it`,
+      // The link leads through the attacker's directory: refused there, before the file is looked at.
+      `netrc_path ${ws.netrcPath}: its path goes through ${dirname(netrc)}, a directory owned by uid ${attacker.uid} \\(${USER_B}\\), .*; nix-cache-login does not use it`,
     );
     const status2 = await cliAs(victim, ws, ["status"], own);
     assert.equal(status2.code, 1, status2.stderr);
@@ -603,5 +605,127 @@ describe("issue 21: another local user gets nothing (needs root)", { concurrency
     assert.equal(r.code, 3, r.stderr);
     assert.doesNotMatch(r.stderr, /could replace the file|chmod go-w/);
     assert.match(r.stdout, new RegExp(`netrc: +${ws.netrcPath.replace(/[.]/g, "\\.")}: `));
+  });
+
+  test("a netrc link that leads through another user's directory is refused, wherever that user points it next", async () => {
+    const dir = await scratch();
+    // Ours (root's): a file the attacker would like our netrc written into.
+    const mine = join(dir, "mine");
+    await mkdir(mine, { mode: 0o700 });
+    const precious = join(mine, "precious");
+    await writeFile(precious, "root's file\n");
+    await chmod(precious, 0o644);
+    // The attacker's directory, and in it a link of the attacker's to that file.
+    const theirs = join(dir, "theirs");
+    await mkdir(theirs, { mode: 0o755 });
+    await chown(theirs, attacker.uid, attacker.gid);
+    const hop = join(theirs, "netrc");
+    const made = await runAs(attacker, "ln", ["-s", precious, hop]);
+    assert.equal(made.code, 0, made.stderr);
+    const ws = await workspaceOf(undefined, {});
+    const secret = await secretFile(ws.dir, undefined, 0o600);
+    await ws.writeConfig(serviceConfig(ws, secret));
+    // Our own netrc path is a link (as Home Manager makes one) to the hop in their directory.
+    await mkdir(dirname(ws.netrcPath), { recursive: true });
+    await symlink(hop, ws.netrcPath);
+    const before = await snapshot(mine);
+    const r = await runCli(ws, ["service-account"]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(
+      r.stderr,
+      new RegExp(
+        `^error: netrc_path ${ws.netrcPath}: its path goes through ${theirs}, a directory owned by uid ${attacker.uid} \\(${USER_B}\\).*; nix-cache-login does not write a token there$`,
+        "m",
+      ),
+    );
+    assert.deepEqual(await snapshot(mine), before, "the file the chain ends at is untouched, mode included");
+    assert.equal((await lstat(precious)).mode & 0o777, 0o644);
+  });
+
+  test("a netrc another user can write is neither read nor written: its entries could be theirs", async () => {
+    const ws = await workspaceOf(undefined, {});
+    const secret = await secretFile(ws.dir, undefined, 0o600);
+    // In a directory of ours the attacker can pass through (not write to).
+    const netrc = join(await scratch(), "netrc");
+    await ws.writeConfig(serviceConfig(ws, secret, { netrc_path: netrc }));
+    ws.netrcPath = netrc;
+    await writeFile(ws.netrcPath, "");
+    await chmod(ws.netrcPath, 0o666);
+    // The attacker writes entries: one for our cache host, one that Nix would send elsewhere.
+    const wrote = await runAs(attacker, "sh", [
+      "-c",
+      `printf 'machine ${CACHE_HOST} login x password forged\\nmachine other.example.test login me password theirs\\n' > "$1"`,
+      "sh",
+      ws.netrcPath,
+    ]);
+    assert.equal(wrote.code, 0, wrote.stderr);
+    const before = await readFile(ws.netrcPath, "utf8");
+    assert.match(before, /forged/);
+    const why = `^error: netrc_path ${ws.netrcPath.replace(/[.]/g, "\\.")}: the file is writable by others \\(mode 0666\\), so another user could have written its entries; nix-cache-login does not`;
+    const status = await runCli(ws, ["status"]);
+    assert.notEqual(status.code, 0, status.stderr);
+    assert.match(status.stderr, new RegExp(`${why} use it$`, "m"));
+    assert.match(status.stderr, /^hint: check its entries, then `chmod 600 /m);
+    const write = await runCli(ws, ["service-account"]);
+    assert.equal(write.code, 1, write.stderr);
+    assert.match(write.stderr, new RegExp(`${why} write a token there$`, "m"));
+    assert.equal(await readFile(ws.netrcPath, "utf8"), before, "nothing merged, nothing written");
+  });
+
+  test("a netrc directory another user slips in while ours is being made is refused, never used (a real race, 30 runs)", async () => {
+    const dir = await scratch();
+    const shared = join(dir, "shared");
+    await mkdir(shared);
+    await chmod(shared, 0o1777);
+    const contested = join(shared, "nd");
+    // The attacker makes and removes the directory as fast as it can, for as long as the test runs.
+    const loop = spawn(
+      "setpriv",
+      [
+        `--reuid=${attacker.uid}`,
+        `--regid=${attacker.gid}`,
+        "--clear-groups",
+        "sh",
+        "-c",
+        `while :; do mkdir -m 777 "$1" 2>/dev/null; rmdir "$1" 2>/dev/null; done`,
+        "sh",
+        contested,
+      ],
+      { stdio: "ignore", detached: true },
+    );
+    try {
+      const ws = await workspaceOf(undefined, {});
+      const secret = await secretFile(ws.dir, undefined, 0o600);
+      await ws.writeConfig(serviceConfig(ws, secret, { netrc_path: join(contested, "netrc") }));
+      const outcomes = new Map<string, number>();
+      for (let i = 0; i < 30; i++) {
+        const r = await runCli(ws, ["service-account", "-q"]);
+        const st = await lstat(contested).catch(() => undefined);
+        if (r.code === 0) {
+          // Written: then the directory is ours, 0700, and it holds our netrc.
+          assert.ok(st !== undefined && st.uid === 0 && (st.mode & 0o777) === 0o700, `run ${i}: ${r.stderr}`);
+          outcomes.set(
+            "written in our own directory",
+            (outcomes.get("written in our own directory") ?? 0) + 1,
+          );
+          await rm(contested, { recursive: true, force: true });
+        } else {
+          // Refused, or failed because their directory went away under us: nothing written.
+          const code =
+            /^error: .*?(was created by someone else meanwhile|owned by uid|no such file or directory)/m.exec(
+              r.stderr,
+            );
+          assert.ok(code !== null, `run ${i}: exit ${r.code}: ${r.stderr}`);
+          outcomes.set("refused", (outcomes.get("refused") ?? 0) + 1);
+        }
+        // Never a netrc of ours in a directory of theirs.
+        const netrc = await lstat(join(contested, "netrc")).catch(() => undefined);
+        if (netrc !== undefined)
+          assert.equal(st?.uid, 0, `run ${i}: our netrc in a directory of uid ${st?.uid}`);
+      }
+      console.log(`30 runs against a racing mkdir: ${JSON.stringify(Object.fromEntries(outcomes))}`);
+    } finally {
+      if (loop.pid !== undefined) process.kill(-loop.pid, "SIGKILL");
+    }
   });
 });
