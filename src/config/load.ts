@@ -93,7 +93,7 @@ export function validateConfig(doc: Record<string, unknown>, file: string, sourc
   };
 
   for (const key of Object.keys(doc)) {
-    if (!(key in RULES)) {
+    if (!Object.hasOwn(RULES, key)) {
       const suggestion = closest(key.toLowerCase().replace(/-/g, "_"), CONFIG_KEYS);
       problems.push(
         `${file}: ${key}: unknown key${suggestion === undefined ? "" : ` (did you mean ${suggestion}?)`}`,

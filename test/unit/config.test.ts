@@ -128,6 +128,11 @@ cache_host = "cache.example.org"
       ["Netrc_Path: unknown key (did you mean netrc_path?)", "colour: unknown key"],
     ],
     [
+      "names every JavaScript object has are unknown keys too",
+      GOOD + 'constructor = 1\ntoString = "x"\nhasOwnProperty = []\n',
+      ["constructor: unknown key", "toString: unknown key", "hasOwnProperty: unknown key"],
+    ],
+    [
       "a table is an unknown key",
       GOOD + '[oidc]\nclient_secret_file = "/run/secret"\n',
       ["oidc: unknown key"],
