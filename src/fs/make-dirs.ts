@@ -4,6 +4,7 @@
  * retries forever at full CPU. Here the walk is bounded by the path's depth, and a failure names
  * the directory, the cause and the setting that led there.
  */
+import type { Stats } from "node:fs";
 import { lstat, mkdir, readlink, stat } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { CliError } from "../errors.ts";
@@ -80,18 +81,8 @@ export async function makeDirs(dir: string, where?: string): Promise<string | un
     }
     // What is there now, whoever made it: in a directory others can write to (a sticky /tmp),
     // another user may have made it between our look and our mkdir, or in place of ours.
-    const st = await lstat(m).catch(() => undefined);
-    const owner = st === undefined ? undefined : foreignOwner(st);
-    const open = st === undefined ? undefined : writableByOthers(st);
-    if (st === undefined || !st.isDirectory() || owner !== undefined || open !== undefined) {
-      const what =
-        st === undefined
-          ? "it is gone"
-          : !st.isDirectory()
-            ? "it is no directory"
-            : owner !== undefined
-              ? `it is ${owner}`
-              : open;
+    const what = notOurDirectory(await lstat(m).catch(() => undefined));
+    if (what !== undefined) {
       throw new CliError(
         "dir_taken",
         `${key}${m} was created by someone else meanwhile (${what}); nix-cache-login does not use it`,
@@ -102,6 +93,14 @@ export async function makeDirs(dir: string, where?: string): Promise<string | un
     }
   }
   return missing[0];
+}
+
+/** Why what stands at a path we just made (or found made) is not a directory of ours alone. */
+function notOurDirectory(st: Stats | undefined): string | undefined {
+  if (st === undefined) return "it is gone";
+  if (!st.isDirectory()) return "it is no directory";
+  const owner = foreignOwner(st);
+  return owner !== undefined ? `it is ${owner}` : writableByOthers(st);
 }
 
 function notADirectory(key: string, d: string, where: string | undefined): CliError {
