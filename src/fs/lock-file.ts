@@ -183,18 +183,29 @@ async function tryCreate(
     if (code === "EPERM" || code === "ENOTSUP" || code === "EOPNOTSUPP" || code === "ENOSYS") {
       // No hard links here (some FUSE and FAT file systems): create the lock exclusively instead.
       try {
-        const lock = await open(lockPath, "wx", 0o600);
-        try {
-          await lock.writeFile(`${JSON.stringify(rec)}\n`);
-        } finally {
-          await lock.close();
-        }
+        await createWhole(lockPath, `${JSON.stringify(rec)}\n`);
         return true;
       } catch (e2) {
         if (errnoCode(e2) === "EEXIST") return false;
         throw e2;
       }
     }
+    throw e;
+  }
+}
+
+/**
+ * Creates `path` (EEXIST if it exists) holding `text`, or not at all: when the write fails (a full
+ * disk), the file just made is removed again, so no empty lock is left for others to wait on.
+ */
+export async function createWhole(path: string, text: string): Promise<void> {
+  const fh = await open(path, "wx", 0o600);
+  try {
+    await fh.writeFile(text);
+    await fh.close();
+  } catch (e) {
+    await fh.close().catch(() => undefined);
+    await unlink(path).catch(() => undefined);
     throw e;
   }
 }

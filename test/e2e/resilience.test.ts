@@ -6,11 +6,24 @@
  */
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
-import { chmod, mkdir, readdir, readFile, stat, symlink, utimes, writeFile } from "node:fs/promises";
+import {
+  chmod,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  rmdir,
+  stat,
+  symlink,
+  utimes,
+  writeFile,
+} from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import { execFile } from "node:child_process";
+import { createWhole } from "../../src/fs/lock-file.ts";
 import { StateStore } from "../../src/store/state.ts";
 import { realmServiceWorkspace, realmUserWorkspace, seedSession } from "../support/realm-workspaces.ts";
 import { CLI, netrcPassword, runCli, type RunResult, type Workspace } from "../support/cli.ts";
@@ -467,6 +480,24 @@ describe("a full disk before the browser (issue 20)", () => {
       );
     });
   }
+});
+
+describe("a full disk where no hard link can be made", () => {
+  // Where link() is refused (some FUSE and FAT file systems) the lock is created with O_EXCL and
+  // then written. This kernel has no such file system to mount, so the creation is called here,
+  // on a full tmpfs: the file can be made (an inode is left) but its record cannot be written.
+  test("a lock record that cannot be written leaves no empty lock for others to wait on", async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), "ncl-lockdisk-"));
+    t.after(async () => {
+      await run("umount", ["-l", dir]).catch(() => undefined);
+      await rmdir(dir);
+    });
+    await run("mount", ["-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", dir]);
+    await fill(dir);
+    const lock = join(dir, "netrc.lock");
+    await assert.rejects(createWhole(lock, `${"x".repeat(64 * 1024)}\n`), /ENOSPC/);
+    assert.deepEqual(await readdir(dir), ["filler"], "the lock file was removed again");
+  });
 });
 
 describe("temp files (item 7)", () => {
