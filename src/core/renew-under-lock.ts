@@ -20,7 +20,7 @@ import {
 import { hasRefreshToken, type TokenState } from "../store/state.ts";
 import { noRefreshTokenFix, noRefreshTokenIssued, noRefreshTokenReason } from "./refresh-token.ts";
 import { hostsLackingToken, remainingValidity, tokenLasts, type PendingRenewal } from "./freshness.ts";
-import { providerTime } from "./provider-clock.ts";
+import { providerTime, storedOffsetMs } from "./provider-clock.ts";
 import { clockOf, provider, saveTokens, writeNetrcEntries } from "./save-tokens.ts";
 import { describeEntries, lockOptions, type Setup } from "./setup.ts";
 
@@ -54,7 +54,7 @@ export function renew(ctx: Context, r: PendingRenewal): Promise<number> {
       // its stored offset, and must not look like one made after this process started.
       const clock = providerTime(state, ctx.now());
       const renewedAt =
-        state?.updated_at === undefined ? NaN : Date.parse(state.updated_at) + (state.clock?.offset_ms ?? 0);
+        state?.updated_at === undefined ? NaN : Date.parse(state.updated_at) + (storedOffsetMs(state) ?? 0);
       const renewedMeanwhile =
         state?.access_token !== undefined &&
         (state.access_token !== seen?.access_token || renewedAt >= performance.timeOrigin + clock.skewMs);

@@ -7,8 +7,10 @@
  * and `refresh` tells of a token whose expiry the clock hides what `status` tells.
  */
 import assert from "node:assert/strict";
-import { readFile } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import { after, afterEach, before, describe, test } from "node:test";
+import { StateStore, type TokenState } from "../../src/store/state.ts";
+import { writeState } from "../../src/store/write.ts";
 import { makeWorkspace, runCli, type RunResult, type Workspace } from "../support/cli.ts";
 import { startHostileProvider, type HostileProvider } from "../support/hostile-provider.ts";
 
@@ -52,6 +54,14 @@ async function workspace(mode: "service" | "user"): Promise<Workspace> {
   }
   await ws.writeConfig(config);
   return ws;
+}
+
+/** A user sign-in's token state, as written before the CLI runs. */
+async function seedUser(ws: Workspace, fields: Partial<TokenState>): Promise<StateStore> {
+  const store = new StateStore(ws.stateDir, op.issuer, "nix-cache");
+  await mkdir(ws.stateDir, { recursive: true, mode: 0o700 });
+  await writeState(store, { ...store.empty("user"), ...fields });
+  return store;
 }
 
 /** No NaN, no internal error, no stack: whatever the provider said about time. */
@@ -142,4 +152,69 @@ describe("expires_in", () => {
       await assert.rejects(readFile(ws.netrcPath, "utf8"), "no netrc written");
     });
   }
+});
+
+describe("a provider's clock reading that is no date", () => {
+  const farIat = (): string => jwt({ iat: 1e13, exp: Math.floor((Date.now() + 300_000) / 1000) });
+  const cases: { name: string; token: () => string; headers: Record<string, string> }[] = [
+    { name: "an access token iat of 1e13 s (no Date header)", token: farIat, headers: { date: "" } },
+    { name: "an access token iat of 1e13 s (a Date header)", token: farIat, headers: {} },
+    {
+      name: "a Date header in year 275760",
+      token: () => "opaque-token-5",
+      headers: { date: "Sat, 13 Sep 275760 00:00:00 GMT" },
+    },
+  ];
+  for (const c of cases) {
+    test(`${c.name}: ignored as a clock reading; status and refresh tell the token's expiry`, async () => {
+      op.on("/token", () => ({
+        headers: c.headers,
+        body: { access_token: c.token(), token_type: "Bearer", expires_in: 300 },
+      }));
+      const ws = await workspace("service");
+      const got = await runCli(ws, ["service-account"]);
+      assertSane(got, "service-account");
+      assert.equal(got.code, 0, got.stderr);
+      assert.match(got.stderr, /: valid, expires in 5m /);
+      const st = await runCli(ws, ["status"]);
+      assertSane(st, "status");
+      assert.equal(st.code, 0, st.stdout);
+      assert.match(st.stdout, /^access token: +valid, expires in 5m /m);
+      assert.doesNotMatch(st.stdout, /^clock:/m);
+      const json = statusJson(await runCli(ws, ["status", "--json"]));
+      assert.equal(json.clock.skew_seconds, 0);
+      assert.equal(json.clock.moved, false);
+      const r = await runCli(ws, ["refresh", "--min-valid", "1m"]);
+      assertSane(r, "refresh --min-valid");
+      assert.equal(r.code, 0, r.stderr);
+    });
+  }
+
+  test("stored by an older version, then the session ends: the session-ended error, not an internal one", async () => {
+    const ws = await workspace("user");
+    const now = Date.now();
+    const store = await seedUser(ws, {
+      refresh_token: "the-refresh-token-6",
+      access_token: jwt({ iat: 1e13 }),
+      access_token_expires_at: new Date(now - 60_000).toISOString(),
+      clock: { offset_ms: Date.UTC(275760, 8, 13) - now, measured_at: new Date(now).toISOString() },
+    });
+    ws.secrets.add("the-refresh-token-6");
+    op.on("/token", () => ({
+      status: 400,
+      body: { error: "invalid_grant", error_description: "Session not active" },
+    }));
+    const r = await runCli(ws, ["refresh"]);
+    assertSane(r, "refresh");
+    assert.equal(r.code, 3, r.stderr);
+    assert.match(r.stderr, /^error: your session at .* expired or was revoked/m);
+    const state = JSON.parse(await readFile(store.file, "utf8")) as TokenState;
+    assert.ok(state.session_ended !== undefined, "the end of the session is recorded");
+    assert.ok(Math.abs(Date.parse(state.session_ended.at) - now) < HOUR, state.session_ended.at);
+    const st = await runCli(ws, ["status"]);
+    assertSane(st, "status");
+    assert.equal(st.code, 3, st.stdout);
+    assert.match(st.stdout, /^access token: +expired 1m ago /m);
+    assert.doesNotMatch(st.stdout, /^clock:/m);
+  });
 });
