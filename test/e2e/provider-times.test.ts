@@ -218,3 +218,32 @@ describe("a provider's clock reading that is no date", () => {
     assert.doesNotMatch(st.stdout, /^clock:/m);
   });
 });
+
+describe("no refresh token, and the clock moved", () => {
+  test("refresh says the expiry is unknown, as status does, and exits 3", async () => {
+    const ws = await workspace("user");
+    // Issued two hours in the local future, and no measurement of the clock: only `iat` tells.
+    const issued = Math.floor((Date.now() + 2 * HOUR) / 1000);
+    await seedUser(ws, {
+      access_token: jwt({ iat: issued, exp: issued + 300 }),
+      access_token_expires_at: new Date((issued + 300) * 1000).toISOString(),
+    });
+    const st = await runCli(ws, ["status"]);
+    assertSane(st, "status");
+    assert.equal(st.code, 3, st.stdout);
+    assert.match(st.stdout, /^access token: +unknown \(the clock moved/m);
+    for (const args of [["refresh"], ["refresh", "--min-valid", "1m"]]) {
+      const grants = op.count("/token");
+      const r = await runCli(ws, args);
+      assertSane(r, args.join(" "));
+      assert.equal(r.code, 3, `${args.join(" ")}: ${r.stderr}`);
+      assert.doesNotMatch(r.stdout + r.stderr, /expires in/, args.join(" "));
+      assert.match(
+        r.stderr,
+        /^error: cannot tell whether the access token is still valid .*issues no refresh token/m,
+      );
+      assert.match(r.stderr, /^hint: run `nix-cache-login login`/m);
+      assert.equal(op.count("/token"), grants, "nothing to renew with: no grant");
+    }
+  });
+});
