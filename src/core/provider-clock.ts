@@ -15,6 +15,7 @@
  */
 import { bootId, uptimeMs } from "../fs/boot.ts";
 import { numericDateMs } from "../oidc/jwt-claims.ts";
+import { plausibleProviderTime } from "../oidc/token-answer.ts";
 import type { TokenState } from "../store/state.ts";
 
 /** A difference of clocks we call a wrong clock (and below which we look no further). */
@@ -50,30 +51,45 @@ export interface ProviderTime {
   basis: "boot" | "offset" | "issued" | "local";
 }
 
-/** The provider's time now, from the state's clock record and the access token's `iat`. */
+/**
+ * The stored offset (provider minus local, ms), when it is a reading: the provider's time it gave
+ * at measured_at is a plausible date (../oidc/token-answer.ts). An older version stored whatever
+ * an answer said (an `iat` of 1e13 s, a `Date:` in year 275760); such a record is no reading.
+ */
+export function storedOffsetMs(state: TokenState | undefined): number | undefined {
+  const c = state?.clock;
+  if (c === undefined || typeof c.offset_ms !== "number") return undefined;
+  return plausibleProviderTime(Date.parse(c.measured_at) + c.offset_ms) ? c.offset_ms : undefined;
+}
+
+/**
+ * The provider's time now, from the state's clock record and the access token's `iat`. A reading
+ * that gives no plausible date is ignored, as an absent one: `now` is always a valid Date.
+ */
 export function providerTime(state: TokenState | undefined, local: Date): ProviderTime {
   const localMs = local.getTime();
   let nowMs = localMs;
   let basis: ProviderTime["basis"] = "local";
   let moved = false;
   const c = state?.clock;
-  const measuredAt = c === undefined ? NaN : Date.parse(c.measured_at);
-  if (c !== undefined && Number.isFinite(c.offset_ms) && Number.isFinite(measuredAt)) {
+  const offset = storedOffsetMs(state);
+  if (c !== undefined && offset !== undefined) {
+    const measuredAt = Date.parse(c.measured_at);
     const up = c.boot_id !== undefined && c.boot_id === bootId() ? uptimeMs() : undefined;
     const elapsed = up !== undefined && c.uptime_ms !== undefined ? up - c.uptime_ms : undefined;
-    if (elapsed !== undefined && elapsed >= 0) {
-      nowMs = measuredAt + c.offset_ms + elapsed;
+    if (elapsed !== undefined && elapsed >= 0 && plausibleProviderTime(measuredAt + offset + elapsed)) {
+      nowMs = measuredAt + offset + elapsed;
       basis = "boot";
       moved = Math.abs(localMs - (measuredAt + elapsed)) > CLOCK_SKEW_NOTICE_MS;
-    } else {
-      nowMs = localMs + c.offset_ms;
+    } else if (plausibleProviderTime(localMs + offset)) {
+      nowMs = localMs + offset;
       basis = "offset";
     }
   }
   // The provider issued the token at `iat`, so its time now is at least that: a token from the
   // future says the clock went back since (or the offset was never measured).
   const iat = numericDateMs(state?.access_token, "iat");
-  if (iat !== undefined && iat - nowMs > CLOCK_SKEW_NOTICE_MS) {
+  if (iat !== undefined && plausibleProviderTime(iat) && iat - nowMs > CLOCK_SKEW_NOTICE_MS) {
     nowMs = iat;
     basis = "issued";
     moved = true;

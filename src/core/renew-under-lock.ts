@@ -20,7 +20,7 @@ import {
 import { hasRefreshToken, type TokenState } from "../store/state.ts";
 import { noRefreshTokenFix, noRefreshTokenIssued, noRefreshTokenReason } from "./refresh-token.ts";
 import { hostsLackingToken, remainingValidity, tokenLasts, type PendingRenewal } from "./freshness.ts";
-import { providerTime } from "./provider-clock.ts";
+import { providerTime, storedOffsetMs } from "./provider-clock.ts";
 import { clockOf, provider, saveTokens, writeNetrcEntries } from "./save-tokens.ts";
 import { describeEntries, lockOptions, type Setup } from "./setup.ts";
 
@@ -54,7 +54,7 @@ export function renew(ctx: Context, r: PendingRenewal): Promise<number> {
       // its stored offset, and must not look like one made after this process started.
       const clock = providerTime(state, ctx.now());
       const renewedAt =
-        state?.updated_at === undefined ? NaN : Date.parse(state.updated_at) + (state.clock?.offset_ms ?? 0);
+        state?.updated_at === undefined ? NaN : Date.parse(state.updated_at) + (storedOffsetMs(state) ?? 0);
       const renewedMeanwhile =
         state?.access_token !== undefined &&
         (state.access_token !== seen?.access_token || renewedAt >= performance.timeOrigin + clock.skewMs);
@@ -192,16 +192,22 @@ async function copyTokenToHosts(ctx: Context, s: Setup, state: TokenState, lacki
 /**
  * A session the provider gave no refresh token (see ./refresh-token.ts): nothing to renew with, but
  * nothing wrong either while the access token lasts. A timer's `refresh --min-valid` then succeeds
- * (and says until when); once the token has expired only a sign-in helps (exit 3).
+ * (and says until when); once the token has expired, or when its expiry is unknown because the
+ * clock moved, only a sign-in helps (exit 3).
  */
 async function withoutRefreshToken(ctx: Context, s: Setup, state: TokenState): Promise<number> {
   // On the provider's clock, as the stored expiry is (./provider-clock.ts).
-  const now = providerTime(state, ctx.now()).now;
+  const clock = providerTime(state, ctx.now());
+  const now = clock.now;
   const left = remainingValidity(state, now);
-  if (left === undefined || left <= 0) {
+  // As `status`: when only the access token's `iat` tells the provider's time (the clock moved,
+  // and no measurement says by how much), its expiry is unknown, and an unknown expiry is not a
+  // valid token. With no refresh token no grant measures the clock again: only a sign-in helps.
+  const unknown = clock.basis === "issued";
+  if (unknown || left === undefined || left <= 0) {
     throw new CliError(
       "no_refresh_token",
-      `the access token expired, and ${noRefreshTokenReason(s.config)}`,
+      `${unknown ? "cannot tell whether the access token is still valid (the system clock moved since it was issued)" : "the access token expired"}, and ${noRefreshTokenReason(s.config)}`,
       {
         exitCode: ExitCode.loginRequired,
         hint: `run \`nix-cache-login login\`; ${noRefreshTokenFix(s.config)}`,

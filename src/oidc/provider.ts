@@ -126,9 +126,9 @@ export class Provider {
     const base = makeFetch(this.opts.env, this.log, this.opts.onSlowRequest);
     return (async (url: string, init: RequestInit) => {
       const res = await base(url, init);
-      const date = Date.parse(res.headers.get("date") ?? "");
-      // HTTP dates have whole seconds, cut off: the provider's time lies in the next second.
-      if (Number.isFinite(date)) this.dateOffsetMs = offsetFromDate(date, this.opts.now());
+      // A missing, unreadable or implausible `Date` is no clock reading: the last one stands.
+      const dateOffset = offsetFromDate(Date.parse(res.headers.get("date") ?? ""), this.opts.now());
+      if (dateOffset !== undefined) this.dateOffsetMs = dateOffset;
       if ((init.method ?? "GET").toUpperCase() !== "POST" || res.status !== 200) return res;
       const endpoint = this.discovery?.metadata.token_endpoint;
       if (typeof endpoint !== "string" || !sameEndpoint(url, endpoint)) return res;

@@ -6,6 +6,7 @@
 import type * as OidcClient from "openid-client";
 import { CliError } from "../errors.ts";
 import { numericDateMs } from "./jwt-claims.ts";
+import { LATEST_EXPIRY_MS } from "./token-set.ts";
 
 /** A token endpoint answer as read, before openid-client's checks (see replayOnProviderClock). */
 export interface TokenAnswer {
@@ -56,15 +57,32 @@ function measured(offsetMs: number): number {
   return Math.abs(offsetMs) < 2000 ? 0 : offsetMs;
 }
 
-/** Provider minus local time from an HTTP `Date` (whole seconds, cut off: its time lies in the next second). */
-export function offsetFromDate(dateMs: number, now: Date): number {
-  return measured(dateMs + 500 - now.getTime());
+/** The earliest provider time we believe: no provider answering today runs a clock before 2000. */
+const EARLIEST_PROVIDER_TIME_MS = Date.UTC(2000, 0, 1);
+
+/**
+ * Whether `ms` can be a provider's time: a finite instant from 2000 to the latest expiry we keep (year 9999). Anything else (an
+ * `iat` of 1e13 seconds, a `Date:` in year 275760, beyond what a Date can hold) is no clock
+ * reading at all, as if the provider had sent none: taken as one it made "NaN" of every span.
+ */
+export function plausibleProviderTime(ms: number): boolean {
+  return Number.isFinite(ms) && ms >= EARLIEST_PROVIDER_TIME_MS && ms <= LATEST_EXPIRY_MS;
 }
 
-/** Provider minus local time from an access token's `iat`, when it is a JWT that has one. */
+/**
+ * Provider minus local time from an HTTP `Date` (whole seconds, cut off: its time lies in the next
+ * second); undefined when it is not a plausible time.
+ */
+export function offsetFromDate(dateMs: number, now: Date): number | undefined {
+  return plausibleProviderTime(dateMs) ? measured(dateMs + 500 - now.getTime()) : undefined;
+}
+
+/** Provider minus local time from an access token's plausible `iat`, when it is a JWT that has one. */
 export function offsetFromIat(accessToken: string | undefined, receivedAt: Date): number | undefined {
   const iat = numericDateMs(accessToken, "iat");
-  return iat === undefined ? undefined : measured(iat + 500 - receivedAt.getTime());
+  return iat === undefined || !plausibleProviderTime(iat)
+    ? undefined
+    : measured(iat + 500 - receivedAt.getTime());
 }
 
 /** A fresh Response with an answer's bytes (a body can be read once). */

@@ -53,8 +53,7 @@ export function tokenSet(
   nowMs: number,
   defaultLifetime: number,
 ): Omit<TokenSet, "clockOffsetMs" | "receivedAt"> {
-  const expiresIn = res.expiresIn();
-  const stated = expiresIn !== undefined ? expiryAfter(nowMs, expiresIn) : jwtExpiry(res.access_token);
+  const stated = statedExpiry(res.expires_in, nowMs) ?? jwtExpiry(res.access_token);
   // An opaque token without expires_in: unknown, taken as fresh for a while (and `status` says
   // so), or every timer run would fetch a new one.
   const accessExpiresAt = stated ?? expiryAfter(nowMs, defaultLifetime);
@@ -91,6 +90,19 @@ export const LATEST_EXPIRY_MS = Date.UTC(9999, 11, 31, 23, 59, 59);
 export function expiryAfter(nowMs: number, seconds: number): Date | null {
   if (typeof seconds !== "number" || !Number.isFinite(seconds) || seconds <= 0) return null;
   return new Date(Math.min(nowMs + seconds * 1000, LATEST_EXPIRY_MS));
+}
+
+/**
+ * The access token's expiry by its `expires_in` (RFC 6749 section 5.1: its lifetime in seconds
+ * from the answer, on the provider's clock `nowMs`): 0 is a real answer, a token already expired
+ * at issue time (not "not stated": that made it look fresh for default_token_lifetime). A huge
+ * one is capped at LATEST_EXPIRY_MS. openid-client refuses an answer whose expires_in is negative
+ * or not a number; anything but a finite number >= 0 that still gets here is taken as not stated
+ * (null: the JWT's `exp`, else default_token_lifetime, decides).
+ */
+export function statedExpiry(expiresIn: unknown, nowMs: number): Date | null {
+  if (typeof expiresIn !== "number" || !Number.isFinite(expiresIn) || expiresIn < 0) return null;
+  return new Date(Math.min(nowMs + expiresIn * 1000, LATEST_EXPIRY_MS));
 }
 
 /** The `exp` of a JWT, without verifying it (only used for display and scheduling). */

@@ -7,7 +7,13 @@ import { accountChange } from "../../src/commands/login.ts";
 import { CliError } from "../../src/errors.ts";
 import { checkedEndpoint } from "../../src/net/http.ts";
 import { clampPollInterval } from "../../src/oidc/device-poll.ts";
-import { expiryAfter, jwtExpiry, LATEST_EXPIRY_MS } from "../../src/oidc/token-set.ts";
+import {
+  expiryAfter,
+  jwtExpiry,
+  LATEST_EXPIRY_MS,
+  tokenSet,
+  type TokenResponse,
+} from "../../src/oidc/token-set.ts";
 import { printable, printableLines, quoted } from "../../src/text.ts";
 import { MAX_TIMER_MS, setLongTimeout } from "../../src/net/timers.ts";
 import { check, renderText } from "../../src/doctor/report.ts";
@@ -67,6 +73,41 @@ test("expiryAfter: huge lifetimes are capped (no RangeError), nonsense means not
   assert.equal(jwtExpiry(jwt({ exp: 1e300 }))?.toISOString(), "9999-12-31T23:59:59.000Z");
   assert.equal(jwtExpiry(jwt({ exp: -1e300 }))?.getTime(), 0);
   assert.equal(jwtExpiry(jwt({ exp: 1_800_000_000 }))?.getTime(), 1_800_000_000_000);
+});
+
+test("tokenSet: expires_in 0 is a token expired at issue time, not one of default_token_lifetime", () => {
+  const now = Date.UTC(2026, 0, 1);
+  const jwt = (payload: unknown) => `e30.${Buffer.from(JSON.stringify(payload)).toString("base64url")}.c2ln`;
+  // As openid-client hands it over (its helpers; expires_in already checked to be a number >= 0).
+  const answer = (access_token: string, expires_in?: number): TokenResponse =>
+    ({
+      access_token,
+      token_type: "bearer",
+      ...(expires_in === undefined ? {} : { expires_in }),
+      expiresIn: () => expires_in,
+      claims: () => undefined,
+    }) as unknown as TokenResponse;
+  const opaque = tokenSet(answer("opaque-1", 0), now, 300);
+  assert.equal(opaque.accessExpiresAt?.getTime(), now);
+  assert.equal(opaque.accessExpiryAssumed, false);
+  // expires_in comes before the JWT's `exp`, whatever its value (the rule of TokenSet).
+  const withExp = tokenSet(answer(jwt({ exp: now / 1000 + 3600 }), 0), now, 300);
+  assert.equal(withExp.accessExpiresAt?.getTime(), now);
+  assert.equal(withExp.accessExpiryAssumed, false);
+  assert.equal(
+    tokenSet(answer(jwt({ exp: now / 1000 + 3600 })), now, 300).accessExpiresAt?.getTime(),
+    now + 3600_000,
+  );
+  assert.equal(tokenSet(answer("opaque-2"), now, 300).accessExpiryAssumed, true);
+  assert.equal(tokenSet(answer("opaque-3", 1.5), now, 300).accessExpiresAt?.getTime(), now + 1500);
+  // 1e308 s is Infinity ms: capped like any huge lifetime, not taken as "not stated".
+  assert.equal(tokenSet(answer("opaque-4", 1e308), now, 300).accessExpiresAt?.getTime(), LATEST_EXPIRY_MS);
+  // openid-client refuses these answers; should one get here, it states nothing.
+  for (const nonsense of [-5, Number.NaN, Number.POSITIVE_INFINITY, "300", null]) {
+    const set = tokenSet(answer("opaque-5", nonsense as number), now, 300);
+    assert.equal(set.accessExpiresAt?.getTime(), now + 300_000, String(nonsense));
+    assert.equal(set.accessExpiryAssumed, true, String(nonsense));
+  }
 });
 
 test("device poll interval: 5 s to 60 s whatever the provider says", () => {

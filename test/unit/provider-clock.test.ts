@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { clockRecord, describeSkew, providerTime } from "../../src/core/provider-clock.ts";
+import { offsetFromDate, offsetFromIat } from "../../src/oidc/token-answer.ts";
 import { keptDiscovery } from "../../src/oidc/discovery-fields.ts";
 import type { TokenState } from "../../src/store/state.ts";
 
@@ -45,6 +46,48 @@ test("providerTime: another boot (or no uptime) adds the stored offset; a token 
   assert.equal(back.basis, "issued");
   assert.equal(back.moved, true);
   assert.equal(back.now.getTime(), issued * 1000);
+});
+
+test("providerTime: an iat or a stored offset that gives no plausible date is no clock reading", () => {
+  const now = new Date();
+  // An `iat` of 1e13 seconds is year 318857, beyond what a Date holds.
+  const farIat = providerTime({ ...base, access_token: jwt({ iat: 1e13 }) }, now);
+  assert.equal(farIat.basis, "local");
+  assert.equal(farIat.moved, false);
+  assert.equal(farIat.now.getTime(), now.getTime());
+  assert.equal(farIat.skewMs, 0);
+  // What an older version stored for a `Date:` in year 275760 (the largest Date), in this boot and another.
+  const offset = Date.UTC(275760, 8, 13) - now.getTime();
+  for (const record of [
+    clockRecord(offset, now),
+    { offset_ms: offset, measured_at: now.toISOString(), boot_id: "another-boot", uptime_ms: 1 },
+    { offset_ms: 1e20, measured_at: now.toISOString() },
+    { offset_ms: -now.getTime(), measured_at: now.toISOString() },
+  ]) {
+    const state = { ...base, clock: record, access_token: jwt({ iat: 1e13 }) };
+    const t = providerTime(state, now);
+    assert.equal(t.basis, "local", JSON.stringify(record));
+    assert.equal(t.now.getTime(), now.getTime());
+    assert.ok(Number.isFinite(t.skewMs));
+    assert.doesNotThrow(() => t.now.toISOString());
+  }
+  // A plausible one still counts, and a plausible iat from the future still says the clock moved.
+  assert.equal(providerTime({ ...base, clock: clockRecord(90_000, now) }, now).skewMs >= 90_000, true);
+  const issued = Math.floor((now.getTime() + 2 * HOUR) / 1000);
+  assert.equal(providerTime({ ...base, access_token: jwt({ iat: issued }) }, now).basis, "issued");
+});
+
+test("clock readings from an answer: an implausible Date or iat is none", () => {
+  const now = new Date();
+  assert.equal(offsetFromDate(Date.parse("Sat, 13 Sep 275760 00:00:00 GMT"), now), undefined);
+  assert.equal(offsetFromDate(Number.NaN, now), undefined);
+  assert.equal(offsetFromDate(0, now), undefined);
+  assert.equal(offsetFromDate(now.getTime() + HOUR, now), HOUR + 500);
+  assert.equal(offsetFromIat(jwt({ iat: 1e13 }), now), undefined);
+  assert.equal(offsetFromIat(jwt({ iat: -1 }), now), undefined);
+  assert.equal(offsetFromIat(jwt({ iat: (now.getTime() + HOUR) / 1000 }), now), HOUR + 500);
+  assert.equal(offsetFromDate(Date.UTC(9999, 11, 31), now), Date.UTC(9999, 11, 31) + 500 - now.getTime());
+  assert.equal(offsetFromDate(Date.UTC(10000, 0, 1), now), undefined);
 });
 
 test("describeSkew: minutes, and which way", () => {
