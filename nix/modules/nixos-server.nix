@@ -112,7 +112,8 @@ in
 
     environment.etc."nix-cache-login/config.toml".source = configSource;
 
-    # Lets an administrator's `nix-cache-login status` find the same config.
+    # Lets an administrator's `nix-cache-login` (doctor, a dry run) find the same config; the
+    # token's files belong to the unit's dynamic user, so `status` tells to read the unit's log.
     environment.sessionVariables.NIX_CACHE_LOGIN_CONFIG = common.etcConfigPath;
 
     # The Nix daemon reads the netrc again for every download, so a renewed token is used at once.

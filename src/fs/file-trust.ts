@@ -47,6 +47,16 @@ export function describeUid(uid: number): string {
   return name === undefined ? `uid ${uid}` : `uid ${uid} (${name})`;
 }
 
+/**
+ * The hint for a file or directory of a systemd service's dynamic user (DynamicUser=, uids
+ * 61184-65519 in systemd.exec(5)), such as the NixOS server module's unit: it is that service's
+ * own, so the hint is never to remove it (the Nix daemon may read the netrc in it).
+ */
+export function serviceUserHint(uid: number): string | undefined {
+  if (uid < 61184 || uid > 65519) return undefined;
+  return `uid ${uid} is a systemd service's dynamic user: leave it to that service and read its log (the NixOS server module's: \`journalctl -u nix-cache-login-server\`, see docs/nix-modules.md)`;
+}
+
 /** Why a file or directory owned by `st.uid` is not ours to trust, or undefined: ours or root's. */
 export function foreignOwner(st: Owned): string | undefined {
   const uid = myUid();

@@ -8,7 +8,14 @@
 import { lstatSync, statSync, type Stats } from "node:fs";
 import { dirname } from "node:path";
 import { CliError } from "../errors.ts";
-import { foreignOwner, isSticky, UntrustedPath, walkTrusted, writableByOthers } from "../fs/file-trust.ts";
+import {
+  foreignOwner,
+  isSticky,
+  serviceUserHint,
+  UntrustedPath,
+  walkTrusted,
+  writableByOthers,
+} from "../fs/file-trust.ts";
 import { fsReason } from "../fs/fs-errors.ts";
 
 export type NetrcUse = "write" | "read";
@@ -60,7 +67,7 @@ function checkNetrcDir(dir: string, file: string, fileUid: number | undefined, u
       file,
       use,
       `its directory ${dir} is ${owner}`,
-      "point netrc_path at a file in a directory of your own",
+      serviceUserHint(st.uid) ?? "point netrc_path at a file in a directory of your own",
     );
   }
   // Group-writable is fine for a group of one's own (user private groups with umask 002): the
@@ -134,9 +141,10 @@ export function trustedNetrcTarget(path: string, use: NetrcUse = "write"): strin
         target,
         use,
         `the file is ${owner}, who could read the token (it is never handed to another user)`,
-        path === target
-          ? "run nix-cache-login as that user, or point netrc_path at a file of your own"
-          : `${path} is a symbolic link to it: remove the link if you did not make it, or point netrc_path at a file of your own`,
+        serviceUserHint(st.uid) ??
+          (path === target
+            ? "run nix-cache-login as that user, or point netrc_path at a file of your own"
+            : `${path} is a symbolic link to it: remove the link if you did not make it, or point netrc_path at a file of your own`),
       );
     }
     // Another user could have written its entries (our host's, or another's, which Nix would

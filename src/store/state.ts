@@ -1,7 +1,13 @@
 import { closeSync, constants, fstatSync, openSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { CliError } from "../errors.ts";
-import { foreignOwner, UntrustedPath, walkTrusted, writableByOthers } from "../fs/file-trust.ts";
+import {
+  foreignOwner,
+  serviceUserHint,
+  UntrustedPath,
+  walkTrusted,
+  writableByOthers,
+} from "../fs/file-trust.ts";
 import { fsReason } from "../fs/fs-errors.ts";
 
 /** What we keep per (issuer, client_id), in a file only its owner can read (0600 in a 0700 dir). */
@@ -140,11 +146,11 @@ export class StateStore {
   }
 }
 
-function untrusted(code: string, path: string, why: string, fix: string): CliError {
+function untrusted(code: string, path: string, why: string, fix: string, hint?: string): CliError {
   return new CliError(
     code,
     `${path}: token state ${why}, so another user could have written it; nix-cache-login does not use it`,
-    { hint: `check who changed it, then \`${fix}\` and sign in again if needed` },
+    { hint: hint ?? `check who changed it, then \`${fix}\` and sign in again if needed` },
   );
 }
 
@@ -182,7 +188,11 @@ export function checkStateDir(dir: string): boolean {
     throw new CliError(
       "state_dir_foreign_owner",
       `${dir}: token state directory ${owner}, so another user could have written it; nix-cache-login does not use it`,
-      { hint: `check who created it, then remove it (\`rm -r ${dir}\`) and sign in again` },
+      {
+        hint:
+          serviceUserHint(st.uid) ??
+          `check who created it, then remove it (\`rm -r ${dir}\`) and sign in again`,
+      },
     );
   }
   const writable = writableByOthers(st);
@@ -202,7 +212,8 @@ function readTrustedFile(file: string): string {
   try {
     const st = fstatSync(fd);
     const owner = foreignOwner(st);
-    if (owner !== undefined) throw untrusted("state_foreign_owner", file, owner, `rm ${file}`);
+    if (owner !== undefined)
+      throw untrusted("state_foreign_owner", file, owner, `rm ${file}`, serviceUserHint(st.uid));
     const writable = writableByOthers(st);
     if (writable !== undefined)
       throw untrusted("state_writable_by_others", file, `file ${writable}`, `chmod 600 ${file}`);

@@ -729,3 +729,41 @@ describe("issue 21: another local user gets nothing (needs root)", { concurrency
     }
   });
 });
+
+describe("a systemd service's dynamic user (the NixOS server module's unit runs as one)", () => {
+  // What root meets with `sudo nix-cache-login status` on such a server: the state directory and
+  // the netrc belong to the unit's dynamic uid (systemd.exec(5): 61184-65519).
+  const SERVICE_UID = 61234;
+
+  test("its state directory is refused with a hint to leave it to the service, never to remove it", async () => {
+    const ws = await workspaceOf(undefined, {
+      issuer: realm.issuer,
+      client_id: "nix-cache",
+      cache_host: CACHE_HOST,
+    });
+    await mkdir(ws.stateDir, { recursive: true, mode: 0o700 });
+    await chown(ws.stateDir, SERVICE_UID, SERVICE_UID);
+    const before = await snapshot(ws.dir);
+    const r = await runCli(ws, ["status"]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /^error: .*token state directory owned by uid 61234/m);
+    assert.match(r.stderr, /^hint: uid 61234 is a systemd service's dynamic user: leave it to that service/m);
+    assert.match(r.stderr, /journalctl -u nix-cache-login-server/);
+    assert.doesNotMatch(r.stderr, /rm -r/);
+    assert.deepEqual(await snapshot(ws.dir), before, "nothing changed");
+  });
+
+  test("its netrc is refused with the same hint", async () => {
+    const ws = await workspaceOf(undefined, {
+      issuer: realm.issuer,
+      client_id: "nix-cache",
+      cache_host: CACHE_HOST,
+    });
+    await mkdir(dirname(ws.netrcPath), { recursive: true, mode: 0o700 });
+    await writeFile(ws.netrcPath, "", { mode: 0o600 });
+    await chown(ws.netrcPath, SERVICE_UID, SERVICE_UID);
+    const r = await runCli(ws, ["status"]);
+    assert.match(r.stderr, /^error: netrc_path .*owned by uid 61234/m);
+    assert.match(r.stderr, /^hint: uid 61234 is a systemd service's dynamic user: leave it to that service/m);
+  });
+});
