@@ -16,6 +16,22 @@ export function printableLines(text: string): string {
 }
 
 /**
+ * One line of a message on its way to the terminal (an `error:` or `hint:` line): a value in it
+ * came from a file, the environment or the command line and may hold a line break, which would
+ * forge a line of its own (`error: ...`); each is shown escaped (`\n`, `\r`), never as a break,
+ * and the other control characters become blanks, as in printableLines.
+ */
+export function oneLine(text: string): string {
+  return printableLines(
+    text
+      .replace(/\r/g, "\\r")
+      .replace(/\n/g, "\\n")
+      .replace(/\u2028/g, "\\u2028")
+      .replace(/\u2029/g, "\\u2029"),
+  );
+}
+
+/**
  * Like printable, for a value quoted in a one-line message (an issuer, a redirect's Location):
  * printable ASCII only, anything else a "?", cut when long, in double quotes.
  */

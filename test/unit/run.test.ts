@@ -84,6 +84,54 @@ describe("configuration errors", () => {
   });
 });
 
+describe("a line break from outside forges no line", () => {
+  /** Every stderr line is one of the error's own: one `error:`, then items, `hint:` and `see:`. */
+  function assertOwnLines(stderr: string): void {
+    const lines = stderr.split("\n").slice(0, -1);
+    assert.equal(lines.filter((l) => l.startsWith("error:")).length, 1, stderr);
+    assert.ok(lines[0]?.startsWith("error: "), stderr);
+    for (const l of lines.slice(1)) assert.match(l, /^( {2}\/|hint: |see: )/, stderr);
+    assert.ok(!lines.some((l) => l.startsWith("error: forged")), stderr);
+  }
+
+  test("in a config key, a --config path and an option name it is shown as \\n", async () => {
+    const ws = await workspace(userConfig);
+    await ws.writeConfig(
+      `issuer = "${ISSUER}"\nclient_id = "nix-cache"\ncache_host = "${HOST}"\n"x\\nerror: forged" = 1\n`,
+    );
+    const before = await snapshot(ws.dir);
+    const key = await runInProcess(ws, ["status"]);
+    assert.equal(key.code, 2);
+    assertOwnLines(key.stderr);
+    assert.ok(key.stderr.includes("x\\nerror: forged: unknown key"), key.stderr);
+    assert.deepEqual(await snapshot(ws.dir), before);
+
+    // With a second problem the message is the list: each problem stays one line.
+    await ws.writeConfig(`issuer = "${ISSUER}"\ncache_host = "${HOST}"\n"x\\nerror: forged" = 1\n`);
+    const list = await runInProcess(ws, ["status"]);
+    assert.equal(list.code, 2);
+    assert.equal(list.stderr.split("\n")[0], "error: invalid configuration:");
+    assertOwnLines(list.stderr);
+    assert.ok(list.stderr.includes("x\\nerror: forged: unknown key"), list.stderr);
+    await ws.writeConfig(userConfig);
+    const after = await snapshot(ws.dir);
+
+    const path = await runInProcess(ws, ["status", "--config", join(ws.dir, "no\nerror: forged.toml")]);
+    assert.equal(path.code, 2);
+    assertOwnLines(path.stderr);
+    assert.ok(path.stderr.includes("no\\nerror: forged.toml"), path.stderr);
+
+    const option = await runInProcess(ws, ["status", "--x\nerror: forged"]);
+    assert.equal(option.code, 2);
+    assertOwnLines(option.stderr);
+    assert.ok(option.stderr.includes("--x\\nerror: forged"), option.stderr);
+
+    const json = await runInProcess(ws, ["status", "--json", "--x\nerror: forged"]);
+    assert.equal(json.stdout.split("\n").length, 2, "one line");
+    assert.deepEqual(await snapshot(ws.dir), after);
+  });
+});
+
 describe("errors under --json", () => {
   test("one line {error: {code, message, hint, exit_code}} on stdout with the exit code", async () => {
     const ws = await workspace(userConfig);
