@@ -10,6 +10,7 @@ import { checkHomeIsOurs } from "../config/home.ts";
 import { loadConfig, type Config } from "../config/load.ts";
 import { stateDir } from "../config/paths.ts";
 import { verbose, type Context } from "../context.ts";
+import { oneLine } from "../text.ts";
 import { CliError, ExitCode } from "../errors.ts";
 import { foreignOwner, formatMode, UntrustedPath, walkTrusted, writableByOthers } from "../fs/file-trust.ts";
 import { StateStore } from "../store/state.ts";
@@ -215,7 +216,7 @@ export function lockOptions(
   config: Config,
 ): { notify: (line: string) => void; maxWaitMs: number } {
   return {
-    notify: (line) => ctx.stderr.write(`note: ${line}\n`),
+    notify: (line) => ctx.stderr.write(`note: ${oneLine(line)}\n`),
     maxWaitMs: (4 * config.timeoutSeconds + 30) * 1000,
   };
 }

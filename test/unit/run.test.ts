@@ -132,6 +132,48 @@ describe("a line break from outside forges no line", () => {
   });
 });
 
+describe("configuration values reach the terminal without control characters", () => {
+  test("status and logout: an ESC or a line break in issuer, client_id or netrc_path is not printed raw", async () => {
+    const ws = await workspace();
+    // TOML writes the ESC as \\u001b: the file itself is plain text.
+    await ws.writeConfig(
+      [
+        `issuer = "${ISSUER}/\\u001b]0;pwned\\u0007"`,
+        'client_id = "nix\\u001b[2J\\ncache"',
+        `cache_host = "${HOST}"`,
+        `netrc_path = "${join(ws.dir, "net\\u001b[31mrc")}"`,
+        "",
+      ].join("\n"),
+    );
+    for (const argv of [["status"], ["logout"], ["logout", "--verbose"]]) {
+      const r = await runInProcess(ws, argv);
+      assert.ok(r.code === 3 || r.code === 0, `${argv.join(" ")}: ${r.code} ${r.stderr}`);
+      for (const [name, text] of [
+        ["stdout", r.stdout],
+        ["stderr", r.stderr],
+      ] as const) {
+        assert.doesNotMatch(
+          text,
+          // eslint-disable-next-line no-control-regex
+          /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/,
+          `${argv.join(" ")} ${name}: ${text}`,
+        );
+        assert.ok(!text.split("\n").includes("cache (user sign-in)"), `${name}: ${text}`);
+      }
+      if (argv[0] === "status") {
+        assert.match(r.stdout, /^issuer: +https:\/\/sso\.example\.org\/realms\/nix\/ \]0;pwned $/m, r.stdout);
+        assert.match(r.stdout, /^client: +nix \[2J\\ncache \(user sign-in\)$/m, r.stdout);
+        assert.match(r.stdout, /^netrc: +.*net \[31mrc: missing$/m, r.stdout);
+      } else {
+        assert.match(
+          r.stderr,
+          /^Not signed in to https:\/\/sso\.example\.org\/realms\/nix\/ \]0;pwned ; nothing to remove\.$/m,
+        );
+      }
+    }
+  });
+});
+
 describe("errors under --json", () => {
   test("one line {error: {code, message, hint, exit_code}} on stdout with the exit code", async () => {
     const ws = await workspace(userConfig);
