@@ -13,6 +13,7 @@ import { OutputClosed } from "../../src/cli/output.ts";
 import { COMMANDS } from "../../src/cli/table.ts";
 import { makeWorkspace, snapshot, type Workspace } from "../support/cli.ts";
 import { runInProcess } from "../support/in-process.ts";
+import { stateFileName } from "../../src/store/state.ts";
 
 const ISSUER = "https://sso.example.org/realms/nix";
 const HOST = "cache.example.org";
@@ -170,6 +171,30 @@ describe("configuration values reach the terminal without control characters", (
           /^Not signed in to https:\/\/sso\.example\.org\/realms\/nix\/ \]0;pwned ; nothing to remove\.$/m,
         );
       }
+    }
+  });
+});
+
+describe("a token state of the wrong types", () => {
+  test("status: state_corrupt with its hint, not an internal error", async () => {
+    const ws = await workspace(userConfig);
+    await mkdir(ws.stateDir, { recursive: true, mode: 0o700 });
+    const file = join(ws.stateDir, stateFileName(ISSUER, "nix-cache"));
+    const base = { version: 1, issuer: ISSUER, client_id: "nix-cache", mode: "user" };
+    for (const wrong of [
+      { access_token: "a", access_token_expires_at: 1893456000 },
+      { access_token: "a", refresh_token: "r", refresh_token_expires_at: ["x"] },
+      { session_ended: 5 },
+    ]) {
+      await writeFile(file, JSON.stringify({ ...base, ...wrong }), { mode: 0o600 });
+      const before = await snapshot(ws.dir);
+      const r = await runInProcess(ws, ["status", "--json"]);
+      const error = (JSON.parse(r.stdout) as { error?: { code: string; hint: string } }).error;
+      assert.ok(error !== undefined, `${JSON.stringify(wrong)}: no error: ${r.stdout} ${r.stderr}`);
+      assert.equal(error.code, "state_corrupt", r.stdout);
+      assert.equal(r.code, 1);
+      assert.match(error.hint, /nix-cache-login login/);
+      assert.deepEqual(await snapshot(ws.dir), before);
     }
   });
 });
