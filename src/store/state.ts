@@ -247,9 +247,13 @@ export function checkStateDir(dir: string): boolean {
   return true;
 }
 
-/** Reads a state file that is ours (or root's), not a symlink, and writable by nobody else. */
+/**
+ * Reads a state file that is ours (or root's), not a symlink, and writable by nobody else. Opened
+ * without blocking: opening a FIFO to read waits for a writer (forever, for `status`), so it is
+ * opened at once, found to be no regular file by fstat, and refused before anything is read.
+ */
 function readTrustedFile(file: string): string {
-  const fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+  const fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   try {
     const st = fstatSync(fd);
     const owner = foreignOwner(st);
