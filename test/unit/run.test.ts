@@ -14,6 +14,9 @@ import { COMMANDS } from "../../src/cli/table.ts";
 import { makeWorkspace, snapshot, type Workspace } from "../support/cli.ts";
 import { runInProcess } from "../support/in-process.ts";
 import { stateFileName } from "../../src/store/state.ts";
+import { loadConfig } from "../../src/config/load.ts";
+import { parse as parseToml } from "smol-toml";
+import { startHostileProvider } from "../support/hostile-provider.ts";
 
 const ISSUER = "https://sso.example.org/realms/nix";
 const HOST = "cache.example.org";
@@ -299,6 +302,52 @@ describe("the command line", () => {
       },
     });
     assert.deepEqual([r.code, r.stderr, writes], [0, "", 1]);
+  });
+});
+
+describe("init writes what loads back", () => {
+  test("client_id, netrc_path and client_secret_file with DEL, quotes, backslashes and tabs load back unchanged", async () => {
+    const op = await startHostileProvider();
+    try {
+      const ws = await workspace();
+      const target = join(ws.dir, "init.toml");
+      const clientId = 'a\x7fb"c\\d\te\u00e9';
+      const netrcPath = join(ws.dir, "net\x7frc");
+      for (const secret of [undefined, join(ws.dir, 's\x7f"\\ecret')]) {
+        const r = await runInProcess(ws, [
+          "--config",
+          target,
+          "init",
+          "--force",
+          "--issuer",
+          op.issuer,
+          "--client-id",
+          clientId,
+          "--cache-host",
+          `${HOST},other.example.org`,
+          "--netrc-path",
+          netrcPath,
+          ...(secret === undefined ? [] : ["--client-secret-file", secret]),
+        ]);
+        assert.equal(r.code, 0, r.stderr);
+        const text = await readFile(target, "utf8");
+        assert.ok(!text.includes("\x7f"), "DEL is written escaped");
+        const doc = { ...parseToml(text) };
+        assert.deepEqual(doc, {
+          issuer: op.issuer,
+          client_id: clientId,
+          cache_host: [HOST, "other.example.org"],
+          netrc_path: netrcPath,
+          ...(secret === undefined ? {} : { client_secret_file: secret }),
+        });
+        const c = loadConfig(target, ws.env);
+        assert.equal(c.clientId, clientId);
+        assert.equal(c.netrcPath, netrcPath);
+        assert.equal(c.clientSecretFile, secret);
+      }
+    } finally {
+      await op.stop();
+    }
   });
 });
 
