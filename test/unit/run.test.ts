@@ -351,6 +351,24 @@ describe("init writes what loads back", () => {
   });
 });
 
+describe("a broken netrc is found before the sign-in", () => {
+  test("login: netrc_syntax before any request, nothing written", async () => {
+    const ws = await workspace({
+      issuer: "http://127.0.0.1:9/realms/nix",
+      client_id: "nix-cache",
+      cache_host: HOST,
+      token_storage: "file",
+    });
+    await mkdir(join(ws.home, ".config", "nix"), { recursive: true, mode: 0o700 });
+    await writeFile(ws.netrcPath, 'machine other.example login x password "open\n', { mode: 0o600 });
+    const before = await snapshot(ws.dir);
+    const r = await runInProcess(ws, ["login", "--device", "--json"]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.equal((JSON.parse(r.stdout) as { error: { code: string } }).error.code, "netrc_syntax", r.stdout);
+    assert.deepEqual(await snapshot(ws.dir), before);
+  });
+});
+
 describe("timer and init refuse bad values before writing anything", () => {
   const unitDir = (ws: Workspace) => join(ws.env.XDG_CONFIG_HOME as string, "systemd", "user");
 
