@@ -202,6 +202,18 @@ describe("a token state of the wrong types", () => {
   });
 });
 
+describe("doctor's lines are its own", () => {
+  test("a line break in client_id is shown as \\n in doctor's details, not as a line", async () => {
+    const ws = await workspace();
+    await ws.writeConfig(
+      'issuer = "http://127.0.0.1:9/realms/nix"\nclient_id = "nix\\nfail   forged"\ncache_host = "127.0.0.1:9"\ntoken_storage = "file"\n',
+    );
+    const r = await runInProcess(ws, ["doctor"]);
+    assert.ok(!r.stdout.split("\n").some((l) => l.startsWith("fail")), r.stdout);
+    assert.ok(r.stdout.includes("user sign-in with client nix\\nfail   forged at "), r.stdout);
+  });
+});
+
 describe("errors under --json", () => {
   test("one line {error: {code, message, hint, exit_code}} on stdout with the exit code", async () => {
     const ws = await workspace(userConfig);
