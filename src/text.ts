@@ -39,3 +39,15 @@ export function quoted(text: string, max = 200): string {
   const clean = text.replace(/[^\x20-\x7e]/g, "?");
   return JSON.stringify(clean.length > max ? `${clean.slice(0, max)}...` : clean);
 }
+
+/**
+ * JSON for stdout, which may be a terminal: JSON.stringify escapes C0 controls but leaves DEL, the
+ * C1 controls (U+009B is a CSI on some terminals) and U+2028/U+2029 raw; each is written as a
+ * \u escape instead, which parses back to the same value.
+ */
+export function terminalJson(value: unknown, indent?: number): string {
+  return JSON.stringify(value, null, indent).replace(
+    /[\u007f-\u009f\u2028\u2029]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+}

@@ -1,6 +1,6 @@
 import { CliError, ExitCode } from "../errors.ts";
 import { docPage } from "../docs.ts";
-import { oneLine, printableLines } from "../text.ts";
+import { oneLine, printableLines, terminalJson } from "../text.ts";
 
 interface Sink {
   stdout: { write(text: string): unknown };
@@ -40,7 +40,7 @@ export function renderError(e: unknown, to: Sink, o: { verbose: boolean; json: b
   if (o.json) {
     const error = { code, message, hint: hint ?? null, exit_code: exitCode };
     // One line, like the --json result of login, refresh, service-account and logout.
-    to.stdout.write(`${JSON.stringify({ error })}\n`);
+    to.stdout.write(`${terminalJson({ error })}\n`);
   }
   return exitCode;
 }

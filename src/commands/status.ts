@@ -11,7 +11,7 @@ import {
 } from "../core/refresh-token.ts";
 import { CLOCK_SKEW_NOTICE_MS, describeSkew, providerTime } from "../core/provider-clock.ts";
 import { describeEntries, loadSetup } from "../core/setup.ts";
-import { oneLine, printable } from "../text.ts";
+import { oneLine, printable, terminalJson } from "../text.ts";
 import { describeRefreshTokenPlace } from "../core/refresh-token-storage.ts";
 import { hasRefreshToken } from "../store/state.ts";
 
@@ -99,7 +99,7 @@ export function status(ctx: Context, opts: StatusOptions): number {
         file_reason: state?.refresh_token_file_reason ?? null,
       },
     };
-    ctx.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+    ctx.stdout.write(`${terminalJson(out, 2)}\n`);
     return ok ? ExitCode.ok : ExitCode.loginRequired;
   }
 

@@ -4,7 +4,7 @@
  * Nothing here may ever hold a token: checks report lengths and line numbers only.
  */
 import { TROUBLESHOOTING } from "../docs.ts";
-import { oneLine, printableLines } from "../text.ts";
+import { oneLine, printableLines, terminalJson } from "../text.ts";
 
 export type CheckStatus = "ok" | "problem" | "note" | "skipped";
 
@@ -42,7 +42,7 @@ export function problems(report: Report): Check[] {
 
 export function renderJson(report: Report): string {
   const bad = problems(report);
-  return `${JSON.stringify(
+  return `${terminalJson(
     {
       ok: bad.length === 0,
       problems: bad.length,
@@ -56,7 +56,6 @@ export function renderJson(report: Report): string {
         fix: c.fix,
       })),
     },
-    null,
     2,
   )}\n`;
 }

@@ -202,6 +202,26 @@ describe("a token state of the wrong types", () => {
   });
 });
 
+describe("--json output has no raw control characters either", () => {
+  test("status --json, doctor --json and an error under --json escape DEL, C1 and U+2028", async () => {
+    const ws = await workspace();
+    const clientId = "nix\u009b2J\u007f\u2028cache";
+    await ws.writeConfig(
+      `issuer = "http://127.0.0.1:9/realms/nix"\nclient_id = "nix\\u009b2J\\u007f\\u2028cache"\ncache_host = "127.0.0.1:9"\ntoken_storage = "file"\n`,
+    );
+    const status = await runInProcess(ws, ["status", "--json"]);
+    assert.equal((JSON.parse(status.stdout) as { client_id: string }).client_id, clientId);
+    const doctor = await runInProcess(ws, ["doctor", "--json"]);
+    assert.ok(JSON.stringify(JSON.parse(doctor.stdout)).includes(clientId), doctor.stdout);
+    const error = await runInProcess(ws, ["refresh", "--json"]);
+    assert.equal(error.code, 3);
+    assert.match((JSON.parse(error.stdout) as { error: { message: string } }).error.message, /client nix/);
+    for (const out of [status.stdout, doctor.stdout, error.stdout]) {
+      assert.doesNotMatch(out, /[\u007f-\u009f\u2028\u2029]/, out);
+    }
+  });
+});
+
 describe("doctor's lines are its own", () => {
   test("a line break in client_id is shown as \\n in doctor's details, not as a line", async () => {
     const ws = await workspace();
