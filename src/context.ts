@@ -1,4 +1,5 @@
 import type { Env } from "./os/env.ts";
+import { oneLine } from "./text.ts";
 
 /** The nondeterministic edges a command touches; everything else (files, HTTP) is real. */
 export interface Context {
@@ -24,15 +25,21 @@ export interface Context {
   onSlowRequest?: ((host: string) => void) | undefined;
 }
 
+/*
+ * Each of these writes one line, and its values come from the configuration, the environment and
+ * the command line (an issuer, a client_id, a path): oneLine (./text.ts) keeps an ESC or a line
+ * break in one of them off the terminal.
+ */
+
 /** A progress or result line on stderr; none with --quiet or --json. */
 export function say(ctx: Context, line: string): void {
   if (ctx.quiet === true || ctx.json === true) return;
-  ctx.stderr.write(`${line}\n`);
+  ctx.stderr.write(`${oneLine(line)}\n`);
 }
 
 /** A line the user must see to go on (where to sign in), even with --quiet. */
 export function prompt(ctx: Context, line: string): void {
-  ctx.stderr.write(`${line}\n`);
+  ctx.stderr.write(`${oneLine(line)}\n`);
 }
 
 /** Records a field of the command's result (for --json). */
@@ -42,12 +49,12 @@ export function record(ctx: Context, fields: Record<string, unknown>): void {
 
 export function verbose(ctx: Context): (line: string) => void {
   return (line) => {
-    if (ctx.verbose) ctx.stderr.write(`verbose: ${line}\n`);
+    if (ctx.verbose) ctx.stderr.write(`verbose: ${oneLine(line)}\n`);
   };
 }
 
 export function warn(ctx: Context, line: string): void {
-  ctx.stderr.write(`warning: ${line}\n`);
+  ctx.stderr.write(`warning: ${oneLine(line)}\n`);
 }
 
 /**

@@ -14,6 +14,12 @@ export interface CliErrorOptions {
   /** Extra lines shown only with --verbose (protocol detail, never secrets). */
   detail?: string;
   cause?: unknown;
+  /**
+   * Lines listed under the message, one each (every problem of a configuration): the message is
+   * one line, so a line break in a value it quotes cannot pass for a line of its own; the list is
+   * how a message spans lines. `message` holds them too, indented, as it always has.
+   */
+  items?: readonly string[];
 }
 
 /**
@@ -30,9 +36,18 @@ export class CliError extends Error {
   readonly code: string;
   readonly hint: string | undefined;
   readonly detail: string | undefined;
+  /** The message's first line, without the items (see CliErrorOptions.items). */
+  readonly headline: string;
+  readonly items: readonly string[] | undefined;
 
   constructor(code: string, message: string, options: CliErrorOptions = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    const items = options.items;
+    super(
+      items === undefined ? message : `${message}\n  ${items.join("\n  ")}`,
+      options.cause === undefined ? undefined : { cause: options.cause },
+    );
+    this.headline = message;
+    this.items = items;
     this.name = "CliError";
     this.exitCode = options.exitCode ?? ExitCode.failure;
     this.code = code;

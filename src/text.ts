@@ -16,10 +16,38 @@ export function printableLines(text: string): string {
 }
 
 /**
+ * One line of a message on its way to the terminal (an `error:` or `hint:` line): a value in it
+ * came from a file, the environment or the command line and may hold a line break, which would
+ * forge a line of its own (`error: ...`); each is shown escaped (`\n`, `\r`), never as a break,
+ * and the other control characters become blanks, as in printableLines.
+ */
+export function oneLine(text: string): string {
+  return printableLines(
+    text
+      .replace(/\r/g, "\\r")
+      .replace(/\n/g, "\\n")
+      .replace(/\u2028/g, "\\u2028")
+      .replace(/\u2029/g, "\\u2029"),
+  );
+}
+
+/**
  * Like printable, for a value quoted in a one-line message (an issuer, a redirect's Location):
  * printable ASCII only, anything else a "?", cut when long, in double quotes.
  */
 export function quoted(text: string, max = 200): string {
   const clean = text.replace(/[^\x20-\x7e]/g, "?");
   return JSON.stringify(clean.length > max ? `${clean.slice(0, max)}...` : clean);
+}
+
+/**
+ * JSON for stdout, which may be a terminal: JSON.stringify escapes C0 controls but leaves DEL, the
+ * C1 controls (U+009B is a CSI on some terminals) and U+2028/U+2029 raw; each is written as a
+ * \u escape instead, which parses back to the same value.
+ */
+export function terminalJson(value: unknown, indent?: number): string {
+  return JSON.stringify(value, null, indent).replace(
+    /[\u007f-\u009f\u2028\u2029]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
 }

@@ -1,6 +1,6 @@
 import { CliError, ExitCode } from "../errors.ts";
 import { docPage } from "../docs.ts";
-import { printableLines } from "../text.ts";
+import { oneLine, printableLines, terminalJson } from "../text.ts";
 
 interface Sink {
   stdout: { write(text: string): unknown };
@@ -17,25 +17,30 @@ interface Sink {
  */
 export function renderError(e: unknown, to: Sink, o: { verbose: boolean; json: boolean }): number {
   const { code, exitCode, message, hint } = describe(e, to.signal, o.verbose);
-  // Messages may quote a provider or a file: whatever got through, no control characters here.
-  const write = (text: string) => to.stderr.write(printableLines(text));
-  write(`error: ${message}\n`);
-  if (hint !== undefined) write(`hint: ${hint}\n`);
+  // Messages quote providers, files, keys and the command line: each line written here is one line
+  // (a line break in a quoted value is shown as `\n`, so it cannot forge an `error:` line) and has
+  // no control characters. A message spans lines only through its items, each one line too.
+  const write = (prefix: string, text: string) => to.stderr.write(`${prefix}${oneLine(text)}\n`);
+  const items = e instanceof CliError && !to.signal.aborted ? e.items : undefined;
+  write("error: ", items === undefined ? message : (e as CliError).headline);
+  for (const item of items ?? []) write("  ", item);
+  if (hint !== undefined) write("hint: ", hint);
   const page = docPage(code);
-  if (page !== undefined) write(`see: ${page}\n`);
+  if (page !== undefined) write("see: ", page);
   if (o.verbose && !to.signal.aborted) {
     if (e instanceof CliError) {
-      if (e.detail !== undefined) write(`verbose: ${e.detail}\n`);
-      if (e.cause !== undefined) write(`verbose: cause: ${describeCause(e.cause)}\n`);
+      if (e.detail !== undefined) write("verbose: ", e.detail);
+      if (e.cause !== undefined) write("verbose: cause: ", describeCause(e.cause));
     } else {
+      // A stack is lines of its own; the message at its top may quote anything.
       const stack = (e as Error | undefined)?.stack;
-      if (stack !== undefined) to.stderr.write(`${stack}\n`);
+      if (stack !== undefined) to.stderr.write(printableLines(`${stack}\n`));
     }
   }
   if (o.json) {
     const error = { code, message, hint: hint ?? null, exit_code: exitCode };
     // One line, like the --json result of login, refresh, service-account and logout.
-    to.stdout.write(`${JSON.stringify({ error })}\n`);
+    to.stdout.write(`${terminalJson({ error })}\n`);
   }
   return exitCode;
 }

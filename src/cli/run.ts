@@ -10,6 +10,7 @@ import { ExitCode } from "../errors.ts";
 import { OutputClosed } from "./output.ts";
 import { parseCommandLine } from "./parse.ts";
 import { renderError } from "./render.ts";
+import { terminalJson } from "../text.ts";
 import { bool, findCommand, JSON_RESULT, str, VERSION } from "./table.ts";
 
 export type Deps = Omit<Context, "verbose" | "configFlag">;
@@ -53,7 +54,7 @@ export async function run(argv: string[], deps: Deps): Promise<number> {
     const code = await spec.run(ctx, values);
     // The commands whose --json is what they did (status and doctor print their own report).
     if (json && spec.options.includes(JSON_RESULT) && Object.keys(result).length > 1) {
-      deps.stdout.write(`${JSON.stringify(result)}\n`);
+      deps.stdout.write(`${terminalJson(result)}\n`);
     }
     return code;
   } catch (e) {

@@ -23,8 +23,16 @@ export interface InitOptions {
   force?: boolean | undefined;
 }
 
-/** A TOML basic string: JSON's escapes are TOML's, except that TOML has no \/ (JSON never writes it). */
-const tomlString = (s: string) => JSON.stringify(s);
+/**
+ * A TOML basic string (TOML 1.0, "String"): a quotation mark, a backslash and the control
+ * characters other than tab (U+0000-U+0008, U+000A-U+001F, U+007F) must be escaped. JSON.stringify,
+ * used before, leaves U+007F raw, so `--client-id $'a\x7fb'` made a file that does not load.
+ */
+const tomlString = (s: string) =>
+  // eslint-disable-next-line no-control-regex
+  `"${s.replace(/["\\\u0000-\u0008\u000a-\u001f\u007f]/g, (c) =>
+    c === '"' ? '\\"' : c === "\\" ? "\\\\" : `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  )}"`;
 
 /** `--cache-host a,b`: several hosts (or URLs: neither has a comma) become a TOML array. */
 function listValue(flag: string): string {

@@ -11,7 +11,7 @@ import {
 } from "../core/refresh-token.ts";
 import { CLOCK_SKEW_NOTICE_MS, describeSkew, providerTime } from "../core/provider-clock.ts";
 import { describeEntries, loadSetup } from "../core/setup.ts";
-import { printable } from "../text.ts";
+import { oneLine, printable, terminalJson } from "../text.ts";
 import { describeRefreshTokenPlace } from "../core/refresh-token-storage.ts";
 import { hasRefreshToken } from "../store/state.ts";
 
@@ -99,7 +99,7 @@ export function status(ctx: Context, opts: StatusOptions): number {
         file_reason: state?.refresh_token_file_reason ?? null,
       },
     };
-    ctx.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+    ctx.stdout.write(`${terminalJson(out, 2)}\n`);
     return ok ? ExitCode.ok : ExitCode.loginRequired;
   }
 
@@ -142,11 +142,13 @@ export function status(ctx: Context, opts: StatusOptions): number {
     ]);
   }
   const width = Math.max(...lines.map(([k]) => k.length));
-  ctx.stdout.write(lines.map(([k, v]) => `${`${k}:`.padEnd(width + 2)}${v}\n`).join(""));
+  // The values are the configuration's (issuer, client_id, paths) and the state's: one line each,
+  // without control characters, whatever wrote them.
+  ctx.stdout.write(lines.map(([k, v]) => `${`${k}:`.padEnd(width + 2)}${oneLine(v)}\n`).join(""));
   if (!ok || ended !== undefined) {
     const why =
       notIssued && !access.valid ? ` (${noRefreshTokenReason(config)}; ${noRefreshTokenFix(config)})` : "";
-    ctx.stderr.write(`hint: run \`${renewCommand(config, state, now)}\`${why}\n`);
+    ctx.stderr.write(`hint: ${oneLine(`run \`${renewCommand(config, state, now)}\`${why}`)}\n`);
   }
   return ok ? ExitCode.ok : ExitCode.loginRequired;
 }

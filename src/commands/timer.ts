@@ -12,7 +12,7 @@
  * so a unit someone wrote by hand under the same name is never touched.
  */
 import { spawnSync } from "node:child_process";
-import { printable } from "../text.ts";
+import { oneLine, printable } from "../text.ts";
 import { existsSync, lstatSync, readFileSync, readlinkSync, realpathSync } from "node:fs";
 import { rmdir, unlink } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
@@ -415,7 +415,8 @@ function status(ctx: Context, system: boolean, p: Platform, dir: string): number
       `manager: no ${system ? "systemd" : "systemd user manager"} reachable; cannot tell whether the timer runs`,
     );
   }
-  ctx.stdout.write(lines.map((l) => `${l}\n`).join(""));
-  if (!ok) ctx.stderr.write(`hint: ${hint}\n`);
+  // Paths and the unit's own words: one line each, without control characters.
+  ctx.stdout.write(lines.map((l) => `${oneLine(l)}\n`).join(""));
+  if (!ok) ctx.stderr.write(`hint: ${oneLine(hint)}\n`);
   return ok ? ExitCode.ok : ExitCode.failure;
 }

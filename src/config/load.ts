@@ -127,14 +127,12 @@ export function validateConfig(doc: Record<string, unknown>, file: string, sourc
   if (problems.length > 0) {
     const shown = problems.slice(0, MAX_PROBLEMS);
     if (problems.length > MAX_PROBLEMS) shown.push(`... and ${problems.length - MAX_PROBLEMS} more problems`);
-    throw new CliError(
-      "config_invalid",
-      problems.length === 1 ? (problems[0] as string) : `invalid configuration:\n  ${shown.join("\n  ")}`,
-      {
-        exitCode: ExitCode.usage,
-        hint: "fix the configuration file (keys are listed in `nix-cache-login --help`)",
-      },
-    );
+    const one = problems.length === 1;
+    throw new CliError("config_invalid", one ? (problems[0] as string) : "invalid configuration:", {
+      exitCode: ExitCode.usage,
+      hint: "fix the configuration file (keys are listed in `nix-cache-login --help`)",
+      ...(one ? {} : { items: shown }),
+    });
   }
   const urls = (ok.cache_url as Map<string, string> | undefined) ?? new Map<string, string>();
   const cacheHosts = (ok.cache_host as HostName[]).map((h) => ({

@@ -23,6 +23,7 @@ import { hostsLackingToken, remainingValidity, tokenLasts, type PendingRenewal }
 import { providerTime, storedOffsetMs } from "./provider-clock.ts";
 import { clockOf, provider, saveTokens, writeNetrcEntries } from "./save-tokens.ts";
 import { describeEntries, lockOptions, type Setup } from "./setup.ts";
+import { checkNetrcWritable } from "../netrc/file.ts";
 
 /**
  * The whole read -> grant -> write runs under the state lock and re-reads the state after taking
@@ -93,6 +94,8 @@ export function renew(ctx: Context, r: PendingRenewal): Promise<number> {
         }
         userState = state;
       }
+      // A netrc the token cannot go into (untrusted, broken) fails now: no grant, no file changed.
+      checkNetrcWritable(s.config.netrcPath);
       const p = provider(ctx, s, state, credential);
       // Room for the rotated token before it exists: a full disk fails here, session intact.
       const reserved = await reserveStateWrite(s.store);

@@ -3,7 +3,7 @@
  * working refresh token, never a lost one).
  */
 import { say, verbose, warn, type Context } from "../context.ts";
-import { checkTokenLength, upsertNetrcEntries } from "../netrc/file.ts";
+import { checkNetrcWritable, checkTokenLength, upsertNetrcEntries } from "../netrc/file.ts";
 import { Provider } from "../oidc/provider.ts";
 import type { TokenSet } from "../oidc/token-set.ts";
 import type { ClientCredential } from "../oidc/client-key.ts";
@@ -101,6 +101,8 @@ export async function checkRoomToSave(s: Setup): Promise<void> {
       (st) => st.size,
       () => 0,
     );
+  // A netrc the token cannot go into (untrusted, broken) fails before the sign-in, not after it.
+  checkNetrcWritable(s.config.netrcPath);
   const netrc = await realpath(s.config.netrcPath).catch(() => s.config.netrcPath);
   await checkRoom(
     s.store.file,

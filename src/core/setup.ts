@@ -3,13 +3,14 @@
  * names, and the client secret. Only files are read here, synchronously: `status`, `--help` and a
  * timer's `refresh --min-valid` need nothing else, so they start fast.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { closeSync, constants, existsSync, fstatSync, openSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { configCandidates } from "../config/find.ts";
 import { checkHomeIsOurs } from "../config/home.ts";
 import { loadConfig, type Config } from "../config/load.ts";
 import { stateDir } from "../config/paths.ts";
 import { verbose, type Context } from "../context.ts";
+import { oneLine } from "../text.ts";
 import { CliError, ExitCode } from "../errors.ts";
 import { foreignOwner, formatMode, UntrustedPath, walkTrusted, writableByOthers } from "../fs/file-trust.ts";
 import { StateStore } from "../store/state.ts";
@@ -121,6 +122,26 @@ function trustedCredentialPath(
   return walked.real;
 }
 
+/**
+ * Opened without blocking (opening a FIFO to read waits for a writer, forever: a timer's run would
+ * hang), then refused unless it is a regular file; a directory fails to read as before.
+ */
+function readRegularFile(key: string, file: string, path: string): string {
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile() && !st.isDirectory()) {
+      throw new CliError("credential_file_not_regular_file", `${key} ${file}: not a regular file`, {
+        exitCode: ExitCode.usage,
+        hint: `point ${key} at a file holding only the ${key === "client_key_file" ? "key" : "secret"}`,
+      });
+    }
+    return readFileSync(fd, "utf8");
+  } finally {
+    closeSync(fd);
+  }
+}
+
 function readPrivateFile(
   config: Config,
   key: "client_secret_file" | "client_key_file",
@@ -129,7 +150,11 @@ function readPrivateFile(
 ): string {
   let text: string;
   try {
-    text = readFileSync(trustedCredentialPath(key, file, config.credentialsDirectory, onWarning), "utf8");
+    text = readRegularFile(
+      key,
+      file,
+      trustedCredentialPath(key, file, config.credentialsDirectory, onWarning),
+    );
   } catch (e) {
     if (e instanceof CliError) throw e;
     const code = (e as NodeJS.ErrnoException).code;
@@ -215,7 +240,7 @@ export function lockOptions(
   config: Config,
 ): { notify: (line: string) => void; maxWaitMs: number } {
   return {
-    notify: (line) => ctx.stderr.write(`note: ${line}\n`),
+    notify: (line) => ctx.stderr.write(`note: ${oneLine(line)}\n`),
     maxWaitMs: (4 * config.timeoutSeconds + 30) * 1000,
   };
 }

@@ -28,6 +28,7 @@ import { CLOCK_SKEW_NOTICE_MS, describeSkew, providerTime } from "../core/provid
 import { loadSetup, readClientKeyText, readClientSecret, type Setup } from "../core/setup.ts";
 import type { TokenState } from "../store/state.ts";
 import { check, type Check } from "./report.ts";
+import { oneLine } from "../text.ts";
 
 function errorText(e: unknown): { message: string; hint: string | undefined } {
   if (e instanceof CliError) return { message: e.message, hint: e.hint };
@@ -50,7 +51,11 @@ export function configCheck(ctx: Context): { check: Check; setup: Setup | undefi
     };
   } catch (e) {
     const { message, hint } = errorText(e);
-    const lines = message.split("\n").map((l) => l.trim());
+    // Every problem is a line of its own; a line break inside one (a key, a path) is not.
+    const lines =
+      e instanceof CliError && e.items !== undefined
+        ? [e.headline, ...e.items].map(oneLine)
+        : [oneLine(message)];
     return {
       setup: undefined,
       check: check("config", "config", "problem", lines[0] ?? message, {

@@ -4,7 +4,7 @@
  * Nothing here may ever hold a token: checks report lengths and line numbers only.
  */
 import { TROUBLESHOOTING } from "../docs.ts";
-import { printableLines } from "../text.ts";
+import { oneLine, printableLines, terminalJson } from "../text.ts";
 
 export type CheckStatus = "ok" | "problem" | "note" | "skipped";
 
@@ -42,7 +42,7 @@ export function problems(report: Report): Check[] {
 
 export function renderJson(report: Report): string {
   const bad = problems(report);
-  return `${JSON.stringify(
+  return `${terminalJson(
     {
       ok: bad.length === 0,
       problems: bad.length,
@@ -56,7 +56,6 @@ export function renderJson(report: Report): string {
         fix: c.fix,
       })),
     },
-    null,
     2,
   )}\n`;
 }
@@ -70,8 +69,9 @@ export function renderText(report: Report): string {
   for (const c of report.checks) {
     const summary = c.summary.split("\n");
     out.push(`${c.status.padEnd(STATUS_WIDTH)}${c.title.padEnd(titleWidth)}${summary[0] ?? ""}`);
-    for (const line of [...summary.slice(1), ...c.details]) out.push(`${indent}${line}`);
-    c.fix.forEach((line, i) => out.push(`${indent}${i === 0 ? "fix: " : "     "}${line}`));
+    // A detail or a fix is one line: a value in it (a client_id, a path) may hold a line break.
+    for (const line of [...summary.slice(1), ...c.details.map(oneLine)]) out.push(`${indent}${line}`);
+    c.fix.forEach((line, i) => out.push(`${indent}${i === 0 ? "fix: " : "     "}${oneLine(line)}`));
   }
   const bad = problems(report);
   out.push(

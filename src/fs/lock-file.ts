@@ -126,6 +126,12 @@ async function look(lockPath: string): Promise<Seen> {
     throw e;
   }
   if (st.isDirectory()) return { kind: "foreign", isDir: true, mtimeMs: st.mtimeMs };
+  // Reading a FIFO would wait for a writer, forever; no lock of ours (or an older version's) is one.
+  if (!st.isFile()) {
+    throw new CliError("lock_not_regular_file", `${lockPath}: the lock is not a regular file`, {
+      hint: `check what made it, then remove it (\`rm ${lockPath}\`)`,
+    });
+  }
   let text: string;
   try {
     text = await readFile(lockPath, "utf8");

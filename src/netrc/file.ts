@@ -9,6 +9,7 @@ export { trustedNetrcTarget };
 import {
   CURL_NETRC_MAX_LINE,
   CURL_NETRC_MAX_TOKEN,
+  parseNetrc,
   passwordLineBytes,
   removeEntries,
   upsertEntry,
@@ -130,6 +131,23 @@ async function editNetrc(
     },
     { where: key },
   );
+}
+
+/**
+ * What writing the token would find wrong, found before a grant: the netrc's trust (the same checks
+ * as the write) and its syntax. A grant the netrc then refuses would have spent a request and
+ * rewritten the token state for a token that goes nowhere; this way nothing is asked or changed.
+ * A missing netrc is fine (it is created); what only the write can tell (a full disk) stays there.
+ */
+export function checkNetrcWritable(path: string): void {
+  const target = trustedNetrcTarget(path);
+  const text = readNetrcText(target);
+  if (text === null) return;
+  try {
+    parseNetrc(text);
+  } catch (e) {
+    syntaxError(target, e);
+  }
 }
 
 /**

@@ -129,8 +129,8 @@ export class StateStore {
       throw new CliError("state_unreadable", `${this.file}: cannot read token state: ${fsReason(e)}`);
     }
     try {
-      const parsed = JSON.parse(text) as TokenState;
-      if (parsed.version !== 1 || parsed.issuer !== this.issuer || parsed.client_id !== this.clientId) {
+      const parsed: unknown = JSON.parse(text);
+      if (!isTokenState(parsed) || parsed.issuer !== this.issuer || parsed.client_id !== this.clientId) {
         throw new Error("unexpected content");
       }
       return parsed;
@@ -145,6 +145,57 @@ export class StateStore {
     return { version: 1, issuer: this.issuer, client_id: this.clientId, mode };
   }
 }
+
+type Check = (v: unknown) => boolean;
+const string: Check = (v) => typeof v === "string";
+const number: Check = (v) => typeof v === "number" && Number.isFinite(v);
+const boolean: Check = (v) => typeof v === "boolean";
+const orNull =
+  (c: Check): Check =>
+  (v) =>
+    v === null || c(v);
+const isObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === "object" && v !== null && !Array.isArray(v);
+/** An object whose fields pass their checks; a field not listed, or absent and optional, passes. */
+const fields =
+  (checks: Record<string, Check>, required: readonly string[] = []): Check =>
+  (v) =>
+    isObject(v) &&
+    required.every((k) => v[k] !== undefined) &&
+    Object.entries(checks).every(([k, c]) => v[k] === undefined || c(v[k]));
+
+/**
+ * Every field of a TokenState, of its type: a state another version (or a hand) wrote with a number
+ * where a date's string belongs reached code that called its methods (`e?.split is not a function`);
+ * it is corrupt like any other it cannot use.
+ */
+const isTokenState = (v: unknown): v is TokenState =>
+  fields(
+    {
+      version: (x) => x === 1,
+      issuer: string,
+      client_id: string,
+      mode: (x) => x === "user" || x === "service-account",
+      refresh_token: string,
+      refresh_token_in: (x) => x === "keychain",
+      refresh_token_file_reason: string,
+      access_token: string,
+      access_token_expires_at: string,
+      refresh_token_expires_at: orNull(string),
+      refresh_token_offline: boolean,
+      username: string,
+      subject: string,
+      access_token_expiry_assumed: boolean,
+      updated_at: string,
+      clock: fields({ offset_ms: number, measured_at: string, boot_id: string, uptime_ms: number }, [
+        "offset_ms",
+        "measured_at",
+      ]),
+      discovery: fields({ fetched_at: string, metadata: isObject }, ["fetched_at", "metadata"]),
+      session_ended: fields({ at: string, description: orNull(string) }, ["at", "description"]),
+    },
+    ["version", "issuer", "client_id", "mode"],
+  )(v);
 
 function untrusted(code: string, path: string, why: string, fix: string, hint?: string): CliError {
   return new CliError(
@@ -206,9 +257,13 @@ export function checkStateDir(dir: string): boolean {
   return true;
 }
 
-/** Reads a state file that is ours (or root's), not a symlink, and writable by nobody else. */
+/**
+ * Reads a state file that is ours (or root's), not a symlink, and writable by nobody else. Opened
+ * without blocking: opening a FIFO to read waits for a writer (forever, for `status`), so it is
+ * opened at once, found to be no regular file by fstat, and refused before anything is read.
+ */
 function readTrustedFile(file: string): string {
-  const fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+  const fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   try {
     const st = fstatSync(fd);
     const owner = foreignOwner(st);

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { chmod, chown, mkdir, readdir, rm, writeFile } from "node:fs/promises";
+import { chmod, chown, mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { StateStore } from "../../src/store/state.ts";
@@ -414,6 +414,56 @@ describe("a hostile provider cannot corrupt the netrc or the terminal", { concur
     child.kill("SIGINT");
     assert.equal(await closed, 130, stderr);
     assert.doesNotMatch(stderr, /timed out/);
+  });
+});
+
+describe("a netrc the token cannot go into is found before the grant", { concurrency: false }, () => {
+  before(resetProvider);
+
+  test("service-account: a broken or group-writable netrc fails with its code; no grant, no file changed", async () => {
+    const ws = await serviceWorkspace();
+    const grants = () => op.count("/token");
+    // First run: no state yet, a netrc with a NUL byte (a syntax error).
+    await writeFile(ws.netrcPath, `${KEEP}machine broken.example login x password a\u0000b\n`, {
+      mode: 0o600,
+    });
+    let before = await snapshot(ws.home);
+    let r = await runCli(ws, ["service-account", "--json"]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.equal((JSON.parse(r.stdout) as { error: { code: string } }).error.code, "netrc_syntax", r.stdout);
+    assert.equal(grants(), 0, "no grant was made");
+    assert.deepEqual(await snapshot(ws.home), before, "every file is as it was");
+
+    // With a state from a run that worked: the state is not rewritten either.
+    await writeFile(ws.netrcPath, KEEP, { mode: 0o600 });
+    r = await runCli(ws, ["service-account"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(grants(), 1);
+    await writeFile(
+      ws.netrcPath,
+      `${await readFile(ws.netrcPath, "utf8")}machine broken.example password "open\n`,
+    );
+    before = await snapshot(ws.home);
+    r = await runCli(ws, ["service-account", "--json", "--min-valid", "1h"]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.equal((JSON.parse(r.stdout) as { error: { code: string } }).error.code, "netrc_syntax", r.stdout);
+    assert.equal(grants(), 1, "no second grant");
+    assert.deepEqual(await snapshot(ws.home), before, "the state and the netrc are as they were");
+
+    // A netrc others may write is refused the same way, before the grant.
+    await writeFile(ws.netrcPath, KEEP, { mode: 0o600 });
+    await chmod(ws.netrcPath, 0o666);
+    before = await snapshot(ws.home);
+    r = await runCli(ws, ["service-account", "--json", "--min-valid", "1h"]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.equal(
+      (JSON.parse(r.stdout) as { error: { code: string } }).error.code,
+      "netrc_writable_by_others",
+      r.stdout,
+    );
+    assert.equal(grants(), 1, "no second grant");
+    assert.deepEqual(await snapshot(ws.home), before);
+    resetProvider();
   });
 });
 

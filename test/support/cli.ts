@@ -90,10 +90,12 @@ export async function harvestSecrets(ws: Workspace): Promise<void> {
   const netrc = await readFile(ws.netrcPath, "latin1").catch(() => "");
   for (const m of netrc.matchAll(/login\s+nix-cache-login\s+password\s+(\S+)/g)) add(m[1]);
   const files = await readdir(ws.stateDir).catch(() => [] as string[]);
+  const { lstat } = await import("node:fs/promises");
   for (const f of files.filter((f) => f.endsWith(".json"))) {
-    // A test may leave a corrupt state file on purpose.
+    // A test may leave a corrupt state file on purpose, or a FIFO, which reading would wait on.
     let state: Record<string, unknown>;
     try {
+      if (!(await lstat(join(ws.stateDir, f))).isFile()) continue;
       state = JSON.parse(await readFile(join(ws.stateDir, f), "utf8")) as Record<string, unknown>;
     } catch {
       continue;
