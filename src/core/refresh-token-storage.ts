@@ -52,6 +52,7 @@ export function keychainCliError(e: unknown, config: Config, doing: string): unk
     case "timeout":
       return new CliError("keychain_timeout", message, more);
     case "failed":
+    case "too_large":
       return new CliError("keychain_failed", message, more);
   }
 }

@@ -6,16 +6,19 @@
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { readdir, readFile } from "node:fs/promises";
+import { mkdir, readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { after, before, describe, test } from "node:test";
 import { requireChromium } from "../support/chromium.ts";
 import { BROWSER_COMMAND, readDriverResult } from "../support/driver.ts";
-import { runCli, snapshot, type RunResult, type Workspace } from "../support/cli.ts";
+import { makeWorkspace, runCli, snapshot, type RunResult, type Workspace } from "../support/cli.ts";
+import { startHostileProvider } from "../support/hostile-provider.ts";
 import { startKeyring, type Keyring } from "../support/keyring.ts";
 import { startRealm, type Realm } from "../support/realm.ts";
 import { realmUserWorkspace, seedSession } from "../support/realm-workspaces.ts";
+import { StateStore } from "../../src/store/state.ts";
+import { writeState } from "../../src/store/write.ts";
 
 const execFileP = promisify(execFile);
 const HOST = "cache.example.test";
@@ -328,5 +331,66 @@ describe("token_storage: the refresh token in a real Secret Service (GNOME Keyri
       /^\s*http:\/\/127\.0\.0\.1:\d+\/\s*$/m,
       "fails before any sign-in URL is shown",
     );
+  });
+
+  test("a refresh token longer than secret-tool keeps whole (8192 bytes) stays in the state file, even under keychain; the next renewal sends all of it", async () => {
+    // secret-tool 0.20.5 keeps the first 8192 bytes of a longer secret and exits 0.
+    const op = await startHostileProvider();
+    const big = (n: number) => `${n}-`.padEnd(9000, "R");
+    let n = 0;
+    op.on("/token", () => ({
+      body: {
+        access_token: `hostile-access-${++n}`,
+        token_type: "Bearer",
+        expires_in: 300,
+        refresh_token: big(n),
+      },
+    }));
+    const ws = await makeWorkspace();
+    const keyring = await startKeyring(ws.home);
+    cleanups.push(async () => {
+      await keyring.stop();
+      await ws.cleanup();
+      await op.stop();
+    });
+    await ws.writeConfig({
+      issuer: op.issuer,
+      client_id: "nix-cache",
+      cache_host: HOST,
+      token_storage: "keychain",
+    });
+    const store = new StateStore(ws.stateDir, op.issuer, "nix-cache");
+    await mkdir(ws.stateDir, { recursive: true, mode: 0o700 });
+    await writeState(store, { ...store.empty("user"), refresh_token: "initial-refresh-token" });
+    const env = {
+      DBUS_SESSION_BUS_ADDRESS: keyring.env.DBUS_SESSION_BUS_ADDRESS,
+      XDG_DATA_HOME: keyring.env.XDG_DATA_HOME,
+      XDG_RUNTIME_DIR: keyring.env.XDG_RUNTIME_DIR,
+    };
+    const runs: RunResult[] = [];
+    for (let i = 1; i <= 2; i++) {
+      const r = await runCli(ws, ["refresh"], { env });
+      assert.equal(r.code, 0, r.stderr);
+      runs.push(r);
+    }
+    const sent = op.requests
+      .filter((q) => q.path.endsWith("/token"))
+      .map((q) => new URLSearchParams(q.body).get("refresh_token")?.length);
+    assert.deepEqual(sent, ["initial-refresh-token".length, 9000], "the second renewal sends all 9000 bytes");
+    assert.equal(store.read()?.refresh_token, big(2), "the whole rotated token is kept");
+    for (const r of runs) {
+      assert.match(
+        r.stderr,
+        /^warning: could not save the refresh token in the keychain \(the refresh token is longer than the 8192 bytes secret-tool can store\); kept it in the state file this time$/m,
+      );
+      assert.doesNotMatch(r.stderr, /kept in the Secret Service/);
+    }
+    const state = store.read();
+    assert.equal(state?.refresh_token_in, undefined);
+    assert.match(state?.refresh_token_file_reason ?? "", /longer than the 8192 bytes secret-tool can store/);
+    const items = (await keyring.items()).filter((i) => i.attributes.service === "nix-cache-login");
+    assert.deepEqual(items, [], "no truncated copy in the keychain");
+    const status = await runCli(ws, ["status"], { env });
+    assert.match(status.stdout, /in the state file \(the refresh token is longer than the 8192 bytes/);
   });
 });
