@@ -477,4 +477,20 @@ describe("token_storage: the refresh token in a real Secret Service (GNOME Keyri
     assert.equal(typeof state.refresh_token, "string");
     assert.equal(state.refresh_token_file_reason, "the Secret Service is locked");
   });
+
+  test("login under keychain with a locked keyring whose unlock prompt waits for someone: exit 1 after the bounded wait, before any device code", async () => {
+    // A real prompt: gcr-prompter opens its window on an X server (Xvfb) and waits for a password.
+    const b = await bed({ token_storage: "keychain" }, { display: true });
+    await b.keyring.lock();
+    realm.clearRequests();
+    const r = await b.run(["login", "--device", "--timeout", "30s"], {}, approving());
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(
+      r.stderr,
+      /^error: the keychain cannot take the refresh token of a new sign-in: the Secret Service did not answer within 5 s \(locked, waiting for an unlock prompt\?\)$/m,
+    );
+    assert.equal(realm.countRequests("/auth/device"), 0, "no device authorization request");
+    assert.equal(realm.countRequests("/token"), 0, "no grant");
+    assert.deepEqual(await readdir(b.ws.stateDir).catch(() => []), [], "no token state");
+  });
 });
