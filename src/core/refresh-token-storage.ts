@@ -205,7 +205,7 @@ export class KeychainVault implements RefreshTokenVault {
       if (!(e instanceof KeychainError)) throw e;
       // A new sign-in has no session to lose yet: under `keychain` its token never goes to the file
       // (the fallback is for a token the provider already rotated). A token too long for the tool
-      // would fail every sign-in, so that one still does.
+      // would fail every sign-in, so that one still goes to the file.
       if (this.signingIn && storage === "keychain" && e.failure !== "too_large") {
         this.refusal = keychainCliError(
           e,
