@@ -62,9 +62,9 @@ export async function login(ctx: Context, opts: LoginOptions): Promise<number> {
     );
   }
   signedInAlready(ctx, s);
-  // token_storage = "keychain" with no keychain here fails now, not after the browser sign-in;
-  // so does a disk without room for the token state or the netrc.
-  s.vault.preflight();
+  // token_storage = "keychain" with no keychain here, or a locked one, fails now, not after the
+  // browser sign-in; so does a disk without room for the token state or the netrc.
+  await s.vault.preflightSignIn();
   await checkRoomToSave(s);
   // A sign-in is rare and interactive: always ask the provider for a fresh discovery document.
   const p = provider(ctx, s, undefined);
@@ -292,7 +292,12 @@ async function save(ctx: Context, s: Setup, tokens: TokenSet, p: Provider): Prom
       // Who was signed in before, if anyone. A corrupt state must not lock the user out: it is set
       // aside (kept, 0600) and the sign-in starts afresh.
       const before = await readStateOrSetAside(s.store, (line) => warn(ctx, line));
-      await saveTokens(ctx, s, undefined, tokens, p, "user");
+      try {
+        await saveTokens(ctx, s, undefined, tokens, p, "user");
+      } catch (e) {
+        if (s.vault.refusedSignIn(e)) await revokeUnsaved(ctx, p, tokens);
+        throw e;
+      }
       // The new sign-in keeps no refresh token in the keychain (none issued, or token_storage
       // changed): the old session's item goes.
       if (before?.refresh_token_in === "keychain" && s.store.read()?.refresh_token_in !== "keychain") {
@@ -305,6 +310,23 @@ async function save(ctx: Context, s: Setup, tokens: TokenSet, p: Provider): Prom
     },
     lockOptions(ctx, s.config),
   );
+}
+
+/**
+ * The keychain refused the new sign-in's refresh token and nothing was saved: the token the provider
+ * just issued is revoked (RFC 7009), so no session is left open that nothing here can end.
+ */
+async function revokeUnsaved(ctx: Context, p: Provider, tokens: TokenSet): Promise<void> {
+  if (tokens.refreshToken === undefined) return;
+  try {
+    await p.revoke(tokens.refreshToken);
+    say(ctx, "Revoked the refresh token just issued: nothing of this sign-in was saved.");
+  } catch (e) {
+    warn(
+      ctx,
+      `could not revoke the refresh token just issued: ${(e as Error).message}; it was saved nowhere and ends with the session at ${p.host}`,
+    );
+  }
 }
 
 /**

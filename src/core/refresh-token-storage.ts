@@ -52,11 +52,22 @@ export function keychainCliError(e: unknown, config: Config, doing: string): unk
     case "timeout":
       return new CliError("keychain_timeout", message, more);
     case "failed":
+    case "too_large":
       return new CliError("keychain_failed", message, more);
   }
 }
 
+/**
+ * The stand-in item the sign-in check writes and removes. Its issuer is no URL, so it is never the
+ * item of a sign-in, and no lookup of one (all three attributes) matches it.
+ */
+const CHECK_ITEM: KeychainItem = { issuer: "nix-cache-login:keychain-check", clientId: "check" };
+
 export class KeychainVault implements RefreshTokenVault {
+  /** Set by the sign-in check: a fresh sign-in under `keychain` is never kept in the file. */
+  private signingIn = false;
+  /** The error this vault threw when the keychain refused a new sign-in's refresh token. */
+  private refusal: unknown;
   /** The token the keychain item holds, as far as this process knows (read or written by it). */
   private known: string | undefined;
   /** Where this process last put a refresh token, so that saving it again costs nothing. */
@@ -94,6 +105,38 @@ export class KeychainVault implements RefreshTokenVault {
         hint: `run it where the desktop session's D-Bus is (systemd user units have it), or set token_storage = "auto" or "file"`,
       },
     );
+  }
+
+  /**
+   * Before a sign-in (the browser, the device code): with `token_storage = "keychain"`, the keychain
+   * must take the new refresh token, or the sign-in fails now, before any grant. A locked Secret
+   * Service cannot be told from an empty one by a lookup (secret-tool exits 1 and says nothing for
+   * both, and an item that does not exist yet asks for no unlock), but creating an item fails
+   * ("Cannot create an item in a locked collection", or an unlock prompt that times out): so a
+   * stand-in item is written and removed. The sign-in's own write can still fail later (the
+   * keyring locked meanwhile): then `stash` throws instead of keeping the token in the file.
+   */
+  async preflightSignIn(): Promise<void> {
+    this.preflight();
+    if (this.config.tokenStorage !== "keychain") return;
+    this.signingIn = true;
+    const kc = this.keychain();
+    try {
+      await kc.write(CHECK_ITEM, "nix-cache-login keychain check (not a secret)");
+    } catch (e) {
+      throw keychainCliError(e, this.config, "the keychain cannot take the refresh token of a new sign-in");
+    }
+    await kc.remove(CHECK_ITEM).catch((e: unknown) => {
+      warn(
+        this.ctx,
+        `could not remove the keychain item "${itemLabel(CHECK_ITEM)}": ${(e as Error).message}`,
+      );
+    });
+  }
+
+  /** Whether `e` is the keychain refusing a new sign-in's refresh token (nothing of it was saved). */
+  refusedSignIn(e: unknown): boolean {
+    return this.refusal !== undefined && e === this.refusal;
   }
 
   async load(state: TokenState): Promise<TokenState> {
@@ -160,6 +203,17 @@ export class KeychainVault implements RefreshTokenVault {
       await kc.write(this.item, token);
     } catch (e) {
       if (!(e instanceof KeychainError)) throw e;
+      // A new sign-in has no session to lose yet: under `keychain` its token never goes to the file
+      // (the fallback is for a token the provider already rotated). A token too long for the tool
+      // would fail every sign-in, so that one still goes to the file.
+      if (this.signingIn && storage === "keychain" && e.failure !== "too_large") {
+        this.refusal = keychainCliError(
+          e,
+          this.config,
+          "could not save the refresh token of the new sign-in",
+        );
+        throw this.refusal;
+      }
       return this.fallback(next, e.message, inFile);
     }
     this.known = token;

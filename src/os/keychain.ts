@@ -23,6 +23,14 @@ export const KEYCHAIN_TIMEOUT_MS = 5_000;
 /** Output we read from a keychain tool: a refresh token is at most a few KiB. */
 const MAX_OUTPUT = 64 * 1024;
 
+/**
+ * The most bytes `secret-tool store` takes from stdin. libsecret-tools 0.20.5 (Debian 12) keeps the
+ * first 8192 bytes of a longer secret and exits 0 as if it had stored it all (measured here against
+ * GNOME Keyring: 8192 bytes come back whole, 8193 or 9000 come back as 8192). A refresh token cut
+ * short is a lost session, so a longer one never goes through it.
+ */
+export const SECRET_TOOL_MAX_SECRET = 8192;
+
 /** Which item: one per (issuer, client_id), replaced in place. */
 export interface KeychainItem {
   issuer: string;
@@ -37,6 +45,8 @@ export type KeychainFailure =
   | "locked"
   /** No answer within KEYCHAIN_TIMEOUT_MS (a prompt waiting for someone). */
   | "timeout"
+  /** The secret is longer than the tool can keep whole: nothing was written. */
+  | "too_large"
   /** The tool failed otherwise. */
   | "failed";
 
@@ -179,6 +189,13 @@ export function secretService(env: Env, run: RunTool = runTool): Keychain {
       return undefined;
     },
     async write(item, secret) {
+      // Refused before any process starts: secret-tool would keep a truncated copy and exit 0.
+      if (Buffer.byteLength(secret, "utf8") > SECRET_TOOL_MAX_SECRET) {
+        throw new KeychainError(
+          "too_large",
+          `the refresh token is longer than the ${SECRET_TOOL_MAX_SECRET} bytes secret-tool can store`,
+        );
+      }
       // `store` replaces the item with the same attributes in place (libsecret's replace flag).
       const r = await call(["store", `--label=${itemLabel(item)}`, ...attrs(item)], secret);
       if (r.code !== 0) throw failure(r, "save the refresh token");

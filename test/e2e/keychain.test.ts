@@ -6,16 +6,26 @@
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { readdir, readFile } from "node:fs/promises";
+import { access, mkdir, readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { after, before, describe, test } from "node:test";
 import { requireChromium } from "../support/chromium.ts";
-import { BROWSER_COMMAND, readDriverResult } from "../support/driver.ts";
-import { runCli, snapshot, type RunResult, type Workspace } from "../support/cli.ts";
+import { BROWSER_COMMAND, readDriverResult, watchStderr } from "../support/driver.ts";
+import {
+  makeWorkspace,
+  runCli,
+  snapshot,
+  type RunOptions,
+  type RunResult,
+  type Workspace,
+} from "../support/cli.ts";
+import { startHostileProvider } from "../support/hostile-provider.ts";
 import { startKeyring, type Keyring } from "../support/keyring.ts";
 import { startRealm, type Realm } from "../support/realm.ts";
 import { realmUserWorkspace, seedSession } from "../support/realm-workspaces.ts";
+import { StateStore } from "../../src/store/state.ts";
+import { writeState } from "../../src/store/write.ts";
 
 const execFileP = promisify(execFile);
 const HOST = "cache.example.test";
@@ -34,7 +44,7 @@ after(async () => {
 interface Bed {
   ws: Workspace;
   keyring: Keyring;
-  run(args: string[], env?: Record<string, string | undefined>): Promise<RunResult>;
+  run(args: string[], env?: Record<string, string | undefined>, opts?: RunOptions): Promise<RunResult>;
   state(): Promise<Record<string, unknown>>;
   /** Our items (Chromium keeps its own "Chromium Safe Storage" item in the same keyring). */
   items(): Promise<{ label: string; attributes: Record<string, string>; secret: string }[]>;
@@ -59,7 +69,7 @@ async function bed(extra: Record<string, unknown> = {}, o: { display?: boolean }
     keyring,
     label: `nix-cache-login: ${realm.issuer} (${realm.publicClientId})`,
     items: async () => (await keyring.items()).filter((i) => i.attributes.service === "nix-cache-login"),
-    run: (args, env = {}) => runCli(ws, args, { env: { ...busEnv, ...env } }),
+    run: (args, env = {}, opts = {}) => runCli(ws, args, { ...opts, env: { ...busEnv, ...env } }),
     async state() {
       const files = (await readdir(ws.stateDir)).filter((f) => f.endsWith(".json"));
       assert.equal(files.length, 1, `one state file in ${ws.stateDir}: ${files.join(", ")}`);
@@ -131,6 +141,19 @@ async function refreshLocked(b: Bed): Promise<RunResult> {
   assert.equal(realm.countRequests("/token"), 0, "no grant was sent");
   assert.deepEqual(await snapshot(b.ws.dir), files, "the netrc and the state are as they were");
   return r;
+}
+
+/** Approves the device code the CLI shows, once `before` (if any) has run. */
+function approving(before?: () => Promise<void>): RunOptions {
+  return {
+    onSpawn: (child) =>
+      watchStderr(child, /and check that it shows the code (\S+)\n/, (m) => {
+        void (async () => {
+          await before?.();
+          await realm.approveDevice(m[1] as string);
+        })();
+      }),
+  };
 }
 
 describe("token_storage: the refresh token in a real Secret Service (GNOME Keyring)", () => {
@@ -328,5 +351,146 @@ describe("token_storage: the refresh token in a real Secret Service (GNOME Keyri
       /^\s*http:\/\/127\.0\.0\.1:\d+\/\s*$/m,
       "fails before any sign-in URL is shown",
     );
+  });
+
+  test("a refresh token longer than secret-tool keeps whole (8192 bytes) stays in the state file, even under keychain; the next renewal sends all of it", async () => {
+    // secret-tool 0.20.5 keeps the first 8192 bytes of a longer secret and exits 0.
+    const op = await startHostileProvider();
+    const big = (n: number) => `${n}-`.padEnd(9000, "R");
+    let n = 0;
+    op.on("/token", () => ({
+      body: {
+        access_token: `hostile-access-${++n}`,
+        token_type: "Bearer",
+        expires_in: 300,
+        refresh_token: big(n),
+      },
+    }));
+    const ws = await makeWorkspace();
+    const keyring = await startKeyring(ws.home);
+    cleanups.push(async () => {
+      await keyring.stop();
+      await ws.cleanup();
+      await op.stop();
+    });
+    await ws.writeConfig({
+      issuer: op.issuer,
+      client_id: "nix-cache",
+      cache_host: HOST,
+      token_storage: "keychain",
+    });
+    const store = new StateStore(ws.stateDir, op.issuer, "nix-cache");
+    await mkdir(ws.stateDir, { recursive: true, mode: 0o700 });
+    await writeState(store, { ...store.empty("user"), refresh_token: "initial-refresh-token" });
+    const env = {
+      DBUS_SESSION_BUS_ADDRESS: keyring.env.DBUS_SESSION_BUS_ADDRESS,
+      XDG_DATA_HOME: keyring.env.XDG_DATA_HOME,
+      XDG_RUNTIME_DIR: keyring.env.XDG_RUNTIME_DIR,
+    };
+    const runs: RunResult[] = [];
+    for (let i = 1; i <= 2; i++) {
+      const r = await runCli(ws, ["refresh"], { env });
+      assert.equal(r.code, 0, r.stderr);
+      runs.push(r);
+    }
+    const sent = op.requests
+      .filter((q) => q.path.endsWith("/token"))
+      .map((q) => new URLSearchParams(q.body).get("refresh_token")?.length);
+    assert.deepEqual(sent, ["initial-refresh-token".length, 9000], "the second renewal sends all 9000 bytes");
+    assert.equal(store.read()?.refresh_token, big(2), "the whole rotated token is kept");
+    for (const r of runs) {
+      assert.match(
+        r.stderr,
+        /^warning: could not save the refresh token in the keychain \(the refresh token is longer than the 8192 bytes secret-tool can store\); kept it in the state file this time$/m,
+      );
+      assert.doesNotMatch(r.stderr, /kept in the Secret Service/);
+    }
+    const state = store.read();
+    assert.equal(state?.refresh_token_in, undefined);
+    assert.match(state?.refresh_token_file_reason ?? "", /longer than the 8192 bytes secret-tool can store/);
+    const items = (await keyring.items()).filter((i) => i.attributes.service === "nix-cache-login");
+    assert.deepEqual(items, [], "no truncated copy in the keychain");
+    const status = await runCli(ws, ["status"], { env });
+    assert.match(status.stdout, /in the state file \(the refresh token is longer than the 8192 bytes/);
+  });
+
+  test("login under keychain with a locked keyring: exit 1 before any device code or sign-in URL, nothing written", async () => {
+    const b = await bed({ token_storage: "keychain" });
+    await b.keyring.lock();
+    realm.clearRequests();
+    // Were the sign-in to go on, approving its code makes that run end at once (and show it).
+    const device = await b.run(["login", "--device", "--timeout", "30s"], {}, approving());
+    assert.equal(device.code, 1, device.stderr);
+    assert.match(
+      device.stderr,
+      /^error: the keychain cannot take the refresh token of a new sign-in: the Secret Service is locked$/m,
+    );
+    assert.match(device.stderr, /^hint: unlock the keyring .*token_storage = "file"/m);
+    assert.doesNotMatch(device.stderr, /check that it shows the code/, "no device code was shown");
+    assert.equal(realm.countRequests("/auth/device"), 0, "no device authorization request");
+    assert.equal(realm.countRequests("/token"), 0, "no grant");
+    const browser = await b.run(["login", "--no-browser", "--timeout", "30s"]);
+    assert.equal(browser.code, 1, browser.stderr);
+    assert.doesNotMatch(browser.stderr, /^\s*http:\/\/127\.0\.0\.1:\d+\/\s*$/m, "no sign-in URL was shown");
+    assert.equal(realm.countRequests("/token"), 0, "no grant");
+    assert.deepEqual(await readdir(b.ws.stateDir).catch(() => []), [], "no token state");
+    await assert.rejects(access(b.ws.netrcPath), "no netrc");
+  });
+
+  test("login under keychain, the keyring locked after the check: exit 1, no refresh token in any file, the issued token revoked", async () => {
+    const b = await bed({ token_storage: "keychain" });
+    realm.clearRequests();
+    // Locked while the device code waits for approval: the check passed, the write after the grant fails.
+    const r = await b.run(
+      ["login", "--device", "--timeout", "30s"],
+      {},
+      approving(() => b.keyring.lock()),
+    );
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(
+      r.stderr,
+      /^error: could not save the refresh token of the new sign-in: the Secret Service is locked$/m,
+    );
+    assert.match(r.stderr, /^Revoked the refresh token just issued: nothing of this sign-in was saved\.$/m);
+    assert.doesNotMatch(r.stderr, /kept it in the state file/);
+    // Polls before the approval count too (authorization_pending).
+    assert.ok(realm.countRequests("/token") >= 1, "the device grant was sent");
+    assert.equal(realm.countRequests("/revoke"), 1, "its refresh token was revoked");
+    for (const f of await readdir(b.ws.stateDir).catch(() => [] as string[])) {
+      const text = await readFile(join(b.ws.stateDir, f), "utf8");
+      assert.doesNotMatch(text, /refresh_token"/, `${f} holds no refresh token`);
+    }
+    await assert.rejects(access(b.ws.netrcPath), "no netrc written");
+  });
+
+  test("login under auto with a locked keyring: the sign-in goes on and keeps the token in the state file, saying why", async () => {
+    // auto uses the keychain when one answers and the state file otherwise (docs/security.md).
+    const b = await bed();
+    await b.keyring.lock();
+    const r = await b.run(["login", "--device", "--timeout", "30s"], {}, approving());
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(
+      r.stderr,
+      /The refresh token is kept in the state file: the Secret Service is locked \(token_storage = auto\)\./,
+    );
+    const state = await b.state();
+    assert.equal(typeof state.refresh_token, "string");
+    assert.equal(state.refresh_token_file_reason, "the Secret Service is locked");
+  });
+
+  test("login under keychain with a locked keyring whose unlock prompt waits for someone: exit 1 after the bounded wait, before any device code", async () => {
+    // A real prompt: gcr-prompter opens its window on an X server (Xvfb) and waits for a password.
+    const b = await bed({ token_storage: "keychain" }, { display: true });
+    await b.keyring.lock();
+    realm.clearRequests();
+    const r = await b.run(["login", "--device", "--timeout", "30s"], {}, approving());
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(
+      r.stderr,
+      /^error: the keychain cannot take the refresh token of a new sign-in: the Secret Service did not answer within 5 s \(locked, waiting for an unlock prompt\?\)$/m,
+    );
+    assert.equal(realm.countRequests("/auth/device"), 0, "no device authorization request");
+    assert.equal(realm.countRequests("/token"), 0, "no grant");
+    assert.deepEqual(await readdir(b.ws.stateDir).catch(() => []), [], "no token state");
   });
 });

@@ -142,6 +142,22 @@ describe("Linux: secret-tool", () => {
     ]);
   });
 
+  test("store: a secret over 8192 bytes (secret-tool would keep the first 8192 and exit 0) is refused, no process started", async () => {
+    const whole = recorder([{}]);
+    await secretService(bus, whole.run).write(ITEM, "R".repeat(8192));
+    assert.equal(whole.calls[0]?.stdin.length, 8192);
+    const none = recorder([]);
+    await assert.rejects(secretService(bus, none.run).write(ITEM, "R".repeat(8193)), {
+      failure: "too_large",
+      message: "the refresh token is longer than the 8192 bytes secret-tool can store",
+    });
+    // Bytes, not characters: 4097 two-byte characters are 8194 bytes.
+    await assert.rejects(secretService(bus, none.run).write(ITEM, "\u00e9".repeat(4097)), {
+      failure: "too_large",
+    });
+    assert.equal(none.calls.length, 0);
+  });
+
   test("lookup: no answer is told apart by `search` (a locked item is listed, a missing one is not)", async () => {
     const locked = recorder([
       { code: 1 },
