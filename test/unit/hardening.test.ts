@@ -24,6 +24,41 @@ test("printable: C0, DEL, C1 and line separators become blanks; long text is cut
   assert.equal(printableLines("line 1\n\u001b[31mline 2\u0000"), "line 1\n [31mline 2 ");
 });
 
+test("printable: bidi overrides, isolates and invisible format characters (Unicode Cf) become blanks too", () => {
+  // "evil\u202Egnp.exe" would show as "evilexe.png"; a zero-width space hides inside a word.
+  for (const c of [
+    "\u202a",
+    "\u202b",
+    "\u202c",
+    "\u202d",
+    "\u202e",
+    "\u2066",
+    "\u2067",
+    "\u2068",
+    "\u2069",
+  ]) {
+    assert.equal(printable(`a${c}b`), "a b", JSON.stringify(c));
+  }
+  for (const c of [
+    "\u200b",
+    "\u200c",
+    "\u200d",
+    "\u200e",
+    "\u200f",
+    "\u061c",
+    "\ufeff",
+    "\u00ad",
+    "\u2060",
+    "\u{e0041}",
+  ]) {
+    assert.equal(printable(`a${c}b`), "a b", JSON.stringify(c));
+  }
+  assert.equal(printable("signed in as \u202egnp.exe"), "signed in as  gnp.exe");
+  assert.equal(printableLines("line 1\n\u202eline 2\u2067"), "line 1\n line 2 ");
+  // Letters of any script stay.
+  assert.equal(printable("Zoë Ωmega ñ 日本"), "Zoë Ωmega ñ 日本");
+});
+
 test("quoted: printable ASCII in double quotes, anything else a question mark; long text is cut", () => {
   assert.equal(quoted("https://sso.example.org/\u001b]0;x\u0007\u00e9"), '"https://sso.example.org/?]0;x??"');
   assert.equal(quoted("x".repeat(250)), JSON.stringify(`${"x".repeat(200)}...`));
