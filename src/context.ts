@@ -1,3 +1,4 @@
+import { printableLines } from "./text.ts";
 import type { Env } from "./os/env.ts";
 
 /** The nondeterministic edges a command touches; everything else (files, HTTP) is real. */
@@ -42,7 +43,8 @@ export function record(ctx: Context, fields: Record<string, unknown>): void {
 
 export function verbose(ctx: Context): (line: string) => void {
   return (line) => {
-    if (ctx.verbose) ctx.stderr.write(`verbose: ${line}\n`);
+    // Lines may quote a provider (an error's message, an address): no control characters here.
+    if (ctx.verbose) ctx.stderr.write(`verbose: ${printableLines(line)}\n`);
   };
 }
 

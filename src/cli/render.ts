@@ -29,7 +29,7 @@ export function renderError(e: unknown, to: Sink, o: { verbose: boolean; json: b
       if (e.cause !== undefined) write(`verbose: cause: ${describeCause(e.cause)}\n`);
     } else {
       const stack = (e as Error | undefined)?.stack;
-      if (stack !== undefined) to.stderr.write(`${stack}\n`);
+      if (stack !== undefined) write(`${stack}\n`);
     }
   }
   if (o.json) {

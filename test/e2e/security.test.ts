@@ -298,6 +298,19 @@ describe("a hostile provider cannot corrupt the netrc or the terminal", { concur
     resetProvider();
   });
 
+  test("login --verbose: a key set that is no JSON, full of escape sequences, is not echoed raw", async () => {
+    const ws = await userWorkspace();
+    op.on("/certs", () => ({
+      body: "\u001b]0;PWNED-TITLE\u0007\u001b[2J\u001b[31mSigned in as admin\u001b[0m",
+    }));
+    const r = await runCli(ws, ["login", "--no-browser", "--timeout", "1s", "--verbose"]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.equal(op.count("/certs"), 1, "the prefetch read the key set");
+    assert.match(r.stderr, /verbose: could not fetch the signing keys ahead: SyntaxError: /);
+    assert.doesNotMatch(r.stderr, CONTROL);
+    resetProvider();
+  });
+
   test("loopback traffic never goes through HTTP(S)_PROXY (the client secret would cross it in clear)", async () => {
     const ws = await serviceWorkspace();
     const proxy = `http://127.0.0.1:${recorder.port}`;
