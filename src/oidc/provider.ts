@@ -303,13 +303,15 @@ export class Provider {
    * The refresh token grant. `saveRotated` gets the new refresh token as soon as the answer is
    * read, before openid-client checks it: once the provider has rotated the token, the old one is
    * spent (replaying it ends the session at Keycloak), so the new one must survive whatever
-   * follows. What can still refuse the answer after that: the token type, the ID token (its
-   * signature, `iss`, `aud`, `iat`/`exp`/`nbf` against the provider's clock, `sub` against the
-   * first one) and our own checks of the access token (characters, size) and the netrc write.
-   * All of these leave the saved refresh token behind, which is safe: it came from the token
-   * endpoint over the same TLS connection we trust for every token, in answer to our own refresh
-   * token, and the next run that uses it goes through the same checks again before any access
-   * token reaches the netrc.
+   * follows. What can still refuse the answer after that: the token type, openid-client's checks
+   * of the ID token (`iss`, `aud`, `iat`/`exp`/`nbf` against the provider's clock; not its
+   * signature: non-repudiation checks are off here, as the key set is not kept between runs and
+   * would cost a request per renewal), then the caller's: the ID token's `sub` against the
+   * signed-in one (OIDC Core 12.2, ../core/renew-under-lock.ts; nothing else of it is used), and
+   * our own checks of the access token (characters, size) and the netrc write. All of these
+   * leave the saved refresh token behind, which is safe: it came from the token endpoint over the
+   * same connection we trust for every token, in answer to our own refresh token, and the next
+   * run that uses it goes through the same checks again before any access token reaches the netrc.
    */
   async refresh(
     refreshToken: string,
