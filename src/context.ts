@@ -49,7 +49,8 @@ export function verbose(ctx: Context): (line: string) => void {
 }
 
 export function warn(ctx: Context, line: string): void {
-  ctx.stderr.write(`warning: ${line}\n`);
+  // Warnings quote what failed (a provider's error, a file's): no control characters here either.
+  ctx.stderr.write(`warning: ${printableLines(line)}\n`);
 }
 
 /**

@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import { mock, test } from "node:test";
 import { accountChange } from "../../src/commands/login.ts";
+import { verbose, warn, type Context } from "../../src/context.ts";
 import { CliError } from "../../src/errors.ts";
 import { checkedEndpoint } from "../../src/net/http.ts";
 import { clampPollInterval } from "../../src/oidc/device-poll.ts";
@@ -57,6 +58,14 @@ test("printable: bidi overrides, isolates and invisible format characters (Unico
   assert.equal(printableLines("line 1\n\u202eline 2\u2067"), "line 1\n line 2 ");
   // Letters of any script stay.
   assert.equal(printable("Zoë Ωmega ñ 日本"), "Zoë Ωmega ñ 日本");
+});
+
+test("--verbose and warning lines lose control and format characters; error lines already did", () => {
+  let out = "";
+  const ctx = { verbose: true, stderr: { write: (t: string) => (out += t) } } as unknown as Context;
+  verbose(ctx)("provider said \u001b]0;title\u0007 \u202eevil");
+  warn(ctx, "could not revoke: \u001b[2J\u009b");
+  assert.equal(out, "verbose: provider said  ]0;title   evil\nwarning: could not revoke:  [2J \n");
 });
 
 test("quoted: printable ASCII in double quotes, anything else a question mark; long text is cut", () => {
