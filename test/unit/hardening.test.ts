@@ -7,6 +7,7 @@ import { accountChange } from "../../src/commands/login.ts";
 import { verbose, warn, type Context } from "../../src/context.ts";
 import { CliError } from "../../src/errors.ts";
 import { checkedEndpoint } from "../../src/net/http.ts";
+import { checkEndpoints } from "../../src/oidc/discovery-fields.ts";
 import { clampPollInterval } from "../../src/oidc/device-poll.ts";
 import {
   expiryAfter,
@@ -178,6 +179,41 @@ test("endpoints we call ourselves: https, or http on loopback for a loopback iss
     ["not a url", https],
   ] as const) {
     assert.throws(() => checkedEndpoint(url, issuer, "logout endpoint"), CliError, url);
+  }
+});
+
+test("checkEndpoints: every endpoint field of a discovery document, by the same rule; other fields are not addresses", () => {
+  const loop = "http://127.0.0.1:8080/realms/x";
+  const doc = {
+    issuer: loop,
+    authorization_endpoint: "http://127.0.0.1:8080/realms/x/auth",
+    token_endpoint: "http://localhost:8080/realms/x/token",
+    jwks_uri: "https://keys.example.org/certs",
+    revocation_endpoint: "http://[::1]:8080/realms/x/revoke",
+    grant_types_supported: ["refresh_token"],
+  };
+  assert.doesNotThrow(() => checkEndpoints(doc, loop));
+  assert.throws(
+    () => checkEndpoints(doc, "https://sso.example.org/realms/x"),
+    (e: unknown) =>
+      e instanceof CliError &&
+      e.code === "provider_endpoint_not_https" &&
+      /sign-in endpoint \(authorization_endpoint\) at http:\/\/127\.0\.0\.1:8080/.test(e.message),
+  );
+  for (const field of [
+    "authorization_endpoint",
+    "token_endpoint",
+    "jwks_uri",
+    "revocation_endpoint",
+    "end_session_endpoint",
+    "device_authorization_endpoint",
+    "pushed_authorization_request_endpoint",
+  ]) {
+    assert.throws(
+      () => checkEndpoints({ ...doc, [field]: "http://idp.corp.example/x" }, loop),
+      (e: unknown) => e instanceof CliError && e.message.includes(`(${field}) at http://idp.corp.example`),
+      field,
+    );
   }
 });
 
