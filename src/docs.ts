@@ -41,7 +41,10 @@ const PAGES: [RegExp, string | undefined][] = [
   [/^(netrc_syntax|token_too_long|token_malformed)$/, "docs/security.md#how-files-are-written"],
   [/^(netrc_|state_|lock_|dir_|file_|temp_file_|home_not_set$)/, "docs/security.md#files-and-permissions"],
   // Sessions and the provider's answers.
-  [/^(not_signed_in|session_expired|issuer_mismatch|provider_)/, `${TROUBLESHOOTING}#errors`],
+  [
+    /^(not_signed_in|session_expired|issuer_mismatch|refresh_subject_changed|provider_)/,
+    `${TROUBLESHOOTING}#errors`,
+  ],
 ];
 
 /** The page that explains errors with this code, if one does. */

@@ -188,8 +188,9 @@ async function browserSignIn(
       `authorization endpoint ${request.endpoint}${request.pushed ? " (pushed request)" : ""}, redirect URI ${server.redirectUri}`,
     );
     // Checking the ID token's signature needs the provider's keys: fetch them while the user signs in.
+    // What failed may quote the provider's answer (a JSON parse error quotes the body).
     p.prefetchSigningKeys().catch((e: unknown) =>
-      log(`could not fetch the signing keys ahead: ${String(e)}`),
+      log(`could not fetch the signing keys ahead: ${printable(String(e))}`),
     );
 
     if (o.launch) {

@@ -8,7 +8,7 @@ import { describeExpiry } from "../duration.ts";
 import { CliError, ExitCode, loginRequired } from "../errors.ts";
 import { parseClientKey } from "../oidc/client-key.ts";
 import { SessionEndedError } from "../oidc/protocol-errors.ts";
-import type { RotatedRefreshToken } from "../oidc/token-set.ts";
+import type { RotatedRefreshToken, TokenSet } from "../oidc/token-set.ts";
 import { recordTokens } from "./result.ts";
 import {
   readStateOrSetAside,
@@ -24,6 +24,7 @@ import { providerTime, storedOffsetMs } from "./provider-clock.ts";
 import { clockOf, provider, saveTokens, writeNetrcEntries } from "./save-tokens.ts";
 import { describeEntries, lockOptions, type Setup } from "./setup.ts";
 import { checkNetrcWritable } from "../netrc/file.ts";
+import { quoted } from "../text.ts";
 
 /**
  * The whole read -> grant -> write runs under the state lock and re-reads the state after taking
@@ -134,8 +135,9 @@ export function renew(ctx: Context, r: PendingRenewal): Promise<number> {
             log("saved the new refresh token before checking the answer");
           };
           try {
-            tokens = await p.refresh(refreshToken, saveRotated);
+            tokens = sameAccount(await p.refresh(refreshToken, saveRotated), signedIn, p.host, () => rotated);
           } catch (e) {
+            if (e instanceof CliError && e.code === "refresh_subject_changed") throw e;
             if (rotated) {
               // The cause (with its own code) is in --verbose.
               throw new CliError(
@@ -228,4 +230,27 @@ async function withoutRefreshToken(ctx: Context, s: Setup, state: TokenState): P
   );
   recordTokens(ctx, s.config, state, lacking.length > 0 ? "copied" : "none");
   return ExitCode.ok;
+}
+
+/**
+ * A refresh answer's ID token must be about the account that signed in (OIDC Core 12.2: its
+ * `sub` is the original's); one for another `sub` is refused, and nothing of the answer reaches
+ * the netrc. Whatever it says, the account stays the sign-in's: the refreshed ID token's
+ * signature is not checked (that would cost a key-set request per renewal: the keys are not kept
+ * between runs), so neither its `sub` nor its name replaces the stored ones. A rotated refresh
+ * token was saved before this check (Provider.refresh) and is kept: the old one is spent, the new
+ * one came from the token endpoint in answer to ours, and every renewal with it meets this check
+ * again before any access token is written.
+ */
+function sameAccount(tokens: TokenSet, signedIn: TokenState, host: string, rotated: () => boolean): TokenSet {
+  if (tokens.subject !== undefined && signedIn.subject !== undefined && tokens.subject !== signedIn.subject) {
+    throw new CliError(
+      "refresh_subject_changed",
+      `${host} answered the refresh with an ID token for another account (sub ${quoted(tokens.subject, 100)}, signed in as sub ${quoted(signedIn.subject, 100)}); ${rotated() ? "only the new refresh token was saved" : "nothing was written"}, the netrc is unchanged`,
+      {
+        hint: "the provider may be misconfigured or compromised: tell its administrators; `nix-cache-login login` signs in again",
+      },
+    );
+  }
+  return { ...tokens, username: undefined, subject: undefined };
 }

@@ -215,9 +215,10 @@ export function neverReachedServer(e: unknown): boolean {
 const MAX_ENDPOINT_LENGTH = 2048;
 
 /**
- * An endpoint a provider named, for a request openid-client does not make itself (logout, the
- * signing keys ahead of time): https, or http on a loopback host when the issuer is loopback too,
- * which is openid-client's rule. The request must also not follow redirects (`redirect: "manual"`):
+ * An endpoint a provider named: https, or http on a loopback host when the issuer is loopback too.
+ * For the requests we make ourselves (logout, the signing keys ahead of time) and, through
+ * checkEndpoints (../oidc/discovery-fields.ts), for every endpoint of the discovery document
+ * before openid-client is allowed plain http for a loopback issuer (it would allow it to any host). The request must also not follow redirects (`redirect: "manual"`):
  * a 307 would re-send the body, refresh token included, wherever the provider points.
  */
 export function checkedEndpoint(raw: unknown, issuer: string, what: string): URL {
@@ -249,6 +250,8 @@ export function checkedEndpoint(raw: unknown, issuer: string, what: string): URL
   throw new CliError(
     "provider_endpoint_not_https",
     `${new URL(issuer).host} advertises a ${what} at ${url.protocol}//${url.host}, which is not https; nothing was sent there`,
-    { hint: "only loopback issuers may use plain http; check the provider's discovery document" },
+    {
+      hint: "plain http only between a loopback issuer and loopback endpoints; check the provider's discovery document",
+    },
   );
 }

@@ -1,3 +1,5 @@
+import { checkedEndpoint } from "../net/http.ts";
+
 /**
  * The discovery fields the tool (and openid-client, for our grants) reads: only these are kept in
  * the token state, each within bounds, so that a document of megabytes is not stored and
@@ -44,4 +46,29 @@ export function keptDiscovery(doc: Record<string, unknown>): Record<string, unkn
     }
   }
   return out;
+}
+
+/**
+ * The addresses among DISCOVERY_FIELDS that openid-client or we send requests to (or a browser):
+ * for a loopback issuer openid-client is told to allow plain http (allowInsecureRequests), which
+ * it then allows to any host, so every one of them is held to checkedEndpoint's rule first:
+ * https, or http on a loopback host (a client secret or refresh token in clear to another host
+ * otherwise).
+ */
+const ENDPOINT_FIELDS: Record<string, string> = {
+  authorization_endpoint: "sign-in endpoint (authorization_endpoint)",
+  token_endpoint: "token endpoint (token_endpoint)",
+  jwks_uri: "signing key set (jwks_uri)",
+  revocation_endpoint: "revocation endpoint (revocation_endpoint)",
+  end_session_endpoint: "logout endpoint (end_session_endpoint)",
+  device_authorization_endpoint: "device authorization endpoint (device_authorization_endpoint)",
+  pushed_authorization_request_endpoint:
+    "pushed authorization request endpoint (pushed_authorization_request_endpoint)",
+};
+
+/** Throws checkedEndpoint's error for the first endpoint of `metadata` that breaks its rule. */
+export function checkEndpoints(metadata: Record<string, unknown>, issuer: string): void {
+  for (const [field, what] of Object.entries(ENDPOINT_FIELDS)) {
+    if (metadata[field] !== undefined) checkedEndpoint(metadata[field], issuer, what);
+  }
 }

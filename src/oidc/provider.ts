@@ -16,7 +16,7 @@ import { authMethod, clientAuth } from "./client-auth.ts";
 import type { ClientCredential } from "./client-key.ts";
 import { translateError } from "./protocol-errors.ts";
 import type { CachedDiscovery, ProviderSettings } from "./settings.ts";
-import { keptDiscovery } from "./discovery-fields.ts";
+import { checkEndpoints, keptDiscovery } from "./discovery-fields.ts";
 import { endSession, fetchSigningKeys } from "./endpoints.ts";
 import {
   answerCopy,
@@ -202,6 +202,20 @@ export class Provider {
     return c;
   }
 
+  /**
+   * Whether a cached document's endpoints pass checkEndpoints; one that does not (saved by an
+   * older version, or by hand) is not used: the provider is asked for its document again.
+   */
+  private endpointsOk(metadata: Record<string, unknown>): boolean {
+    try {
+      checkEndpoints(metadata, this.settings.issuer);
+      return true;
+    } catch (e) {
+      this.log(`not using the cached discovery document: ${(e as Error).message}`);
+      return false;
+    }
+  }
+
   private async discover(force: boolean): Promise<OidcClient.Configuration> {
     const l = await loadLib();
     const config = this.settings;
@@ -209,7 +223,7 @@ export class Provider {
     // A document "fetched" in the future was fetched while the clock was ahead: its age is unknown.
     const age = cached === undefined ? NaN : this.opts.now().getTime() - Date.parse(cached.fetched_at);
     const fresh = age >= 0 && age < DISCOVERY_MAX_AGE_MS && cached?.metadata.issuer === config.issuer;
-    if (!force && fresh) {
+    if (!force && fresh && this.endpointsOk(cached.metadata)) {
       this.discoveryFromCache = true;
       const c = new l.Configuration(
         cached.metadata as unknown as OidcClient.ServerMetadata,
@@ -231,12 +245,11 @@ export class Provider {
         throw this.translate(e, "discovery");
       });
     this.discoveryFromCache = false;
-    const metadata = found.serverMetadata();
     // Only what we use is kept: a document of megabytes would be stored and rewritten at every renewal.
-    this.discovery = {
-      fetched_at: this.opts.now().toISOString(),
-      metadata: keptDiscovery(metadata as unknown as Record<string, unknown>),
-    };
+    const metadata = keptDiscovery(found.serverMetadata() as unknown as Record<string, unknown>);
+    // Before any request to them (and before the document is kept): see checkEndpoints.
+    checkEndpoints(metadata, config.issuer);
+    this.discovery = { fetched_at: this.opts.now().toISOString(), metadata };
     const c = new l.Configuration(
       this.discovery.metadata as unknown as OidcClient.ServerMetadata,
       config.clientId,
@@ -290,13 +303,15 @@ export class Provider {
    * The refresh token grant. `saveRotated` gets the new refresh token as soon as the answer is
    * read, before openid-client checks it: once the provider has rotated the token, the old one is
    * spent (replaying it ends the session at Keycloak), so the new one must survive whatever
-   * follows. What can still refuse the answer after that: the token type, the ID token (its
-   * signature, `iss`, `aud`, `iat`/`exp`/`nbf` against the provider's clock, `sub` against the
-   * first one) and our own checks of the access token (characters, size) and the netrc write.
-   * All of these leave the saved refresh token behind, which is safe: it came from the token
-   * endpoint over the same TLS connection we trust for every token, in answer to our own refresh
-   * token, and the next run that uses it goes through the same checks again before any access
-   * token reaches the netrc.
+   * follows. What can still refuse the answer after that: the token type, openid-client's checks
+   * of the ID token (`iss`, `aud`, `iat`/`exp`/`nbf` against the provider's clock; not its
+   * signature: non-repudiation checks are off here, as the key set is not kept between runs and
+   * would cost a request per renewal), then the caller's: the ID token's `sub` against the
+   * signed-in one (OIDC Core 12.2, ../core/renew-under-lock.ts; nothing else of it is used), and
+   * our own checks of the access token (characters, size) and the netrc write. All of these
+   * leave the saved refresh token behind, which is safe: it came from the token endpoint over the
+   * same connection we trust for every token, in answer to our own refresh token, and the next
+   * run that uses it goes through the same checks again before any access token reaches the netrc.
    */
   async refresh(
     refreshToken: string,

@@ -250,6 +250,102 @@ describe("refresh", () => {
     assert.equal(reuse.json.error, "invalid_grant");
   });
 
+  describe("the account of a refresh answer's ID token (OIDC Core 12.2)", () => {
+    /** The realm's answers to refresh grants, their ID token made over by `edit`. */
+    function editIdToken(edit: (idToken: string) => string): void {
+      realm.fault = (req) =>
+        req.method === "POST" && req.path.endsWith("/token")
+          ? {
+              kind: "replace",
+              edit: (real) => {
+                const j = JSON.parse(real.body) as { id_token?: string };
+                assert.equal(typeof j.id_token, "string", "the realm sends an ID token with a refresh");
+                j.id_token = edit(j.id_token as string);
+                return {
+                  status: real.status,
+                  body: JSON.stringify(j),
+                  headers: { "content-type": "application/json" },
+                };
+              },
+            }
+          : "pass";
+    }
+    const unsigned = (idToken: string, claims: Record<string, unknown>): string => {
+      const [h = "", p = "", sig = ""] = idToken.split(".");
+      const payload = { ...(JSON.parse(Buffer.from(p, "base64url").toString("utf8")) as object), ...claims };
+      return [h, Buffer.from(JSON.stringify(payload)).toString("base64url"), sig].join(".");
+    };
+    const stateOf = async (ws: Workspace) =>
+      JSON.parse(
+        await readFile(new StateStore(ws.stateDir, realm.issuer, realm.publicClientId).file, "utf8"),
+      ) as {
+        refresh_token: string;
+        username?: string;
+        subject?: string;
+      };
+
+    for (const [name, edit] of [
+      [
+        "signed by the realm",
+        (t: string) => realm.withClaims(t, { sub: "mallory-sub", preferred_username: "mallory" }),
+      ],
+      [
+        "with a broken signature",
+        (t: string) => unsigned(t, { sub: "unsigned-sub", preferred_username: "unsigned" }),
+      ],
+    ] as const) {
+      test(`an ID token for another sub, ${name}, is refused: account and netrc unchanged, the rotated refresh token kept`, async () => {
+        const ws = await userWorkspace();
+        await signIn(ws);
+        const first = await runCli(ws, ["refresh"]);
+        assert.equal(first.code, 0, first.stderr);
+        const before = await stateOf(ws);
+        assert.equal(before.username, "alice");
+        const netrc = await readFile(ws.netrcPath, "utf8");
+        editIdToken(edit);
+        try {
+          const r = await runCli(ws, ["refresh", "--json"]);
+          assert.equal(r.code, 1, r.stderr);
+          assert.equal(
+            (JSON.parse(r.stdout) as { error: { code: string } }).error.code,
+            "refresh_subject_changed",
+          );
+          assert.match(
+            r.stderr,
+            /^error: 127\.0\.0\.1:\d+ answered the refresh with an ID token for another account \(sub "(mallory|unsigned)-sub", signed in as sub "[^"]+"\); only the new refresh token was saved, the netrc is unchanged$/m,
+          );
+          const after = await stateOf(ws);
+          assert.deepEqual([after.username, after.subject], [before.username, before.subject]);
+          assert.notEqual(after.refresh_token, before.refresh_token, "the rotated refresh token is saved");
+          assert.equal(await readFile(ws.netrcPath, "utf8"), netrc);
+        } finally {
+          realm.fault = undefined;
+        }
+        // The session lives on with the saved token.
+        const again = await runCli(ws, ["refresh"]);
+        assert.equal(again.code, 0, again.stderr);
+        assert.equal((await stateOf(ws)).username, "alice");
+      });
+    }
+
+    test("the same sub with another name and a broken signature: renewed, the stored name stays", async () => {
+      const ws = await userWorkspace();
+      await signIn(ws);
+      const before = await stateOf(ws);
+      editIdToken((t) => unsigned(t, { preferred_username: "admin" }));
+      try {
+        const r = await runCli(ws, ["refresh"]);
+        assert.equal(r.code, 0, r.stderr);
+      } finally {
+        realm.fault = undefined;
+      }
+      const after = await stateOf(ws);
+      assert.deepEqual([after.username, after.subject], ["alice", before.subject]);
+      const status = await runCli(ws, ["status"]);
+      assert.doesNotMatch(status.stdout + status.stderr, /admin/);
+    });
+  });
+
   test("Keycloak offline tokens (refresh_expires_in 0, no exp): shown as offline, not expired", async () => {
     const offline = await startRealm({ tls: false, offlineTokens: true });
     try {

@@ -275,7 +275,7 @@ describe("a hostile provider cannot corrupt the netrc or the terminal", { concur
     assert.equal(r2.code, 1, r2.stderr);
     assert.match(
       r2.stderr,
-      /advertises a logout endpoint at http:\/\/logout\.example, which is not https; nothing was sent there/,
+      /advertises a logout endpoint \(end_session_endpoint\) at http:\/\/logout\.example, which is not https; nothing was sent there/,
     );
     resetProvider();
   });
@@ -288,13 +288,28 @@ describe("a hostile provider cannot corrupt the netrc or the terminal", { concur
     assert.match(redirected.stderr, /verbose: GET http:\/\/127\.0\.0\.1:\d+\/realms\/hostile\/certs -> 302/);
     assert.equal(recorder.requests.length, 0, "the redirect was not followed");
 
+    // Refused with the discovery document, before the sign-in starts (see "plain http only to loopback").
     op.metadata.jwks_uri = "http://keys.example/certs";
     const plain = await runCli(ws, ["login", "--no-browser", "--timeout", "1s", "--verbose"]);
     assert.equal(plain.code, 1, plain.stderr);
     assert.match(
       plain.stderr,
-      /could not fetch the signing keys ahead: CliError: 127\.0\.0\.1:\d+ advertises a signing key set \(jwks_uri\) at http:\/\/keys\.example, which is not https/,
+      /^error: 127\.0\.0\.1:\d+ advertises a signing key set \(jwks_uri\) at http:\/\/keys\.example, which is not https/m,
     );
+    assert.doesNotMatch(plain.stderr, /open this URL/);
+    resetProvider();
+  });
+
+  test("login --verbose: a key set that is no JSON, full of escape sequences, is not echoed raw", async () => {
+    const ws = await userWorkspace();
+    op.on("/certs", () => ({
+      body: "\u001b]0;PWNED-TITLE\u0007\u001b[2J\u001b[31mSigned in as admin\u001b[0m",
+    }));
+    const r = await runCli(ws, ["login", "--no-browser", "--timeout", "1s", "--verbose"]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.equal(op.count("/certs"), 1, "the prefetch read the key set");
+    assert.match(r.stderr, /verbose: could not fetch the signing keys ahead: SyntaxError: /);
+    assert.doesNotMatch(r.stderr, CONTROL);
     resetProvider();
   });
 
@@ -466,6 +481,161 @@ describe("a netrc the token cannot go into is found before the grant", { concurr
     resetProvider();
   });
 });
+
+describe(
+  "plain http only to loopback: endpoints of a loopback issuer's discovery document",
+  { concurrency: false },
+  () => {
+    // The CLI resolves *.corp.example to 127.0.0.1 (a --require hook, so nothing leaves the machine)
+    // and would reach the hostile provider at these names: a request that was sent is recorded.
+    let resolveCorp: Record<string, string>;
+    before(async () => {
+      const ws = await makeWorkspace();
+      workspaces.push(ws);
+      const hook = join(ws.dir, "resolve-corp.cjs");
+      await writeFile(
+        hook,
+        `const dns = require("node:dns");
+const lookup = dns.lookup;
+dns.lookup = function (host, options, callback) {
+  if (typeof options === "function") [callback, options] = [options, {}];
+  if (typeof host !== "string" || !host.endsWith(".corp.example")) return lookup.call(this, host, options, callback);
+  const all = typeof options === "object" && options !== null && options.all === true;
+  process.nextTick(() => (all ? callback(null, [{ address: "127.0.0.1", family: 4 }]) : callback(null, "127.0.0.1", 4)));
+};
+`,
+      );
+      resolveCorp = { NODE_OPTIONS: `--require ${hook}` };
+      resetProvider();
+    });
+    after(resetProvider);
+
+    const corp = (name: string, path: string) =>
+      `http://${name}.corp.example:${op.port}/realms/hostile${path}`;
+    const corpRequests = () => op.requests.filter((q) => /\.corp\.example/.test(q.headers.host ?? ""));
+    const errorCode = (stdout: string) =>
+      (JSON.parse(stdout.trim().split("\n").at(-1) ?? "{}") as { error?: { code?: string } }).error?.code;
+
+    async function signedInWorkspace(): Promise<Workspace> {
+      const ws = await userWorkspace();
+      await ws.writeConfig({
+        issuer: op.issuer,
+        client_id: "nix-cache",
+        cache_host: HOST,
+        token_storage: "file",
+      });
+      const store = new StateStore(ws.stateDir, op.issuer, "nix-cache");
+      await mkdir(ws.stateDir, { recursive: true, mode: 0o700 });
+      await writeFile(
+        store.file,
+        JSON.stringify({ ...store.empty("user"), refresh_token: "users-refresh-token" }),
+        {
+          mode: 0o600,
+        },
+      );
+      ws.secrets.add("users-refresh-token");
+      return ws;
+    }
+
+    test("service-account, refresh: an http token endpoint on another host gets neither secret nor refresh token", async () => {
+      resetProvider();
+      op.metadata.token_endpoint = corp("token", "/token");
+      for (const [ws, args] of [
+        [await serviceWorkspace(), ["service-account"]],
+        [await signedInWorkspace(), ["refresh"]],
+      ] as const) {
+        const before = await snapshot(ws.home);
+        const r = await runCli(ws, [...args, "--json"], { env: resolveCorp });
+        assert.equal(r.code, 1, `${args[0]}: ${r.stderr}`);
+        assert.equal(errorCode(r.stdout), "provider_endpoint_not_https", r.stdout);
+        assert.match(
+          r.stderr,
+          /error: 127\.0\.0\.1:\d+ advertises a token endpoint \(token_endpoint\) at http:\/\/token\.corp\.example:\d+, which is not https; nothing was sent there/,
+        );
+        assert.deepEqual(await snapshot(ws.home), before, `${args[0]}: every file is as it was`);
+      }
+      assert.deepEqual(corpRequests(), [], "no request reached a non-loopback host");
+      assert.equal(op.count("/token"), 0);
+    });
+
+    test("logout: an http revocation endpoint on another host gets no refresh token (the local tokens still go)", async () => {
+      resetProvider();
+      op.metadata.revocation_endpoint = corp("revoke", "/revoke");
+      op.on("/revoke", () => ({ status: 200, body: "" }));
+      const ws = await signedInWorkspace();
+      const r = await runCli(ws, ["logout", "--json"], { env: resolveCorp });
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(
+        r.stderr,
+        /warning: could not revoke the session: 127\.0\.0\.1:\d+ advertises a revocation endpoint \(revocation_endpoint\) at http:\/\/revoke\.corp\.example:\d+, which is not https; nothing was sent there/,
+      );
+      assert.equal((JSON.parse(r.stdout) as { revoked: boolean }).revoked, false);
+      assert.deepEqual(corpRequests(), []);
+      assert.equal(op.count("/revoke") + op.count("/logout"), 0);
+    });
+
+    test("every endpoint field we or openid-client may call is checked, before any request", async () => {
+      const fields: [string, string][] = [
+        ["authorization_endpoint", "/auth"],
+        ["token_endpoint", "/token"],
+        ["jwks_uri", "/certs"],
+        ["revocation_endpoint", "/revoke"],
+        ["end_session_endpoint", "/logout"],
+        ["device_authorization_endpoint", "/device"],
+        ["pushed_authorization_request_endpoint", "/par"],
+      ];
+      for (const [field, path] of fields) {
+        resetProvider();
+        op.metadata[field] = corp("idp", path);
+        const ws = await serviceWorkspace();
+        const r = await runCli(ws, ["service-account", "--json"], { env: resolveCorp });
+        assert.equal(r.code, 1, `${field}: ${r.stderr}`);
+        assert.equal(errorCode(r.stdout), "provider_endpoint_not_https", `${field}: ${r.stdout}`);
+        assert.match(r.stderr, new RegExp(`\\(${field}\\) at http://idp\\.corp\\.example:`), field);
+        assert.equal(op.count("/token"), 0, field);
+        assert.deepEqual(corpRequests(), [], field);
+      }
+    });
+
+    test("a cached discovery document naming such an endpoint is not used: discovered again, and checked again", async () => {
+      resetProvider();
+      const ws = await signedInWorkspace();
+      const store = new StateStore(ws.stateDir, op.issuer, "nix-cache");
+      const cached = {
+        fetched_at: new Date().toISOString(),
+        metadata: { ...op.discovery(), token_endpoint: corp("token", "/token") },
+      };
+      await writeFile(
+        store.file,
+        JSON.stringify({ ...store.empty("user"), refresh_token: "users-refresh-token", discovery: cached }),
+        { mode: 0o600 },
+      );
+      op.on(
+        "/token",
+        tokenAnswer({ access_token: "acc-1", expires_in: 300, refresh_token: "users-refresh-token-2" }),
+      );
+      const r = await runCli(ws, ["refresh", "--verbose"], { env: resolveCorp });
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stderr, /verbose: discovering http:\/\/127\.0\.0\.1:\d+\/realms\/hostile/);
+      assert.deepEqual(corpRequests(), []);
+      assert.equal(op.count("/token"), 1, "refreshed at the token endpoint of the new document");
+
+      // The document served now names it too: refused, nothing sent.
+      op.requests.length = 0;
+      await writeFile(
+        store.file,
+        JSON.stringify({ ...store.empty("user"), refresh_token: "users-refresh-token-2", discovery: cached }),
+        { mode: 0o600 },
+      );
+      op.metadata.token_endpoint = corp("token", "/token");
+      const refused = await runCli(ws, ["refresh", "--json"], { env: resolveCorp });
+      assert.equal(refused.code, 1, refused.stderr);
+      assert.equal(errorCode(refused.stdout), "provider_endpoint_not_https");
+      assert.deepEqual(corpRequests(), []);
+      assert.equal(op.count("/token"), 0);
+    });
+  },
+);
 
 describe("files another user could have written are not trusted (needs root)", { concurrency: false }, () => {
   let a: TestUser;

@@ -43,8 +43,9 @@ export async function realmServiceWorkspace(
 }
 
 /**
- * A session seeded at the realm (through its models, no browser), its refresh token stored in the
- * workspace's token state as `login` stores it. Returns the refresh token.
+ * A session seeded at the realm (through its models, no browser), its refresh token and account
+ * (the ID token's `sub`, and `preferred_username` or `username`) stored in the workspace's token
+ * state as `login` stores them. Returns the refresh token.
  */
 export async function seedSession(
   ws: Workspace,
@@ -57,10 +58,14 @@ export async function seedSession(
   ws.secrets.add(tokens.access_token as string);
   const store = new StateStore(ws.stateDir, realm.issuer, realm.publicClientId);
   await mkdir(ws.stateDir, { recursive: true, mode: 0o700 });
+  const claims = JSON.parse(
+    Buffer.from(tokens.id_token.split(".")[1] ?? "", "base64url").toString("utf8"),
+  ) as { sub: string; preferred_username?: string };
   await writeState(store, {
     ...store.empty("user"),
     refresh_token: refreshToken,
-    ...(o.username === undefined ? {} : { username: o.username }),
+    subject: claims.sub,
+    username: o.username ?? claims.preferred_username ?? claims.sub,
   });
   return refreshToken;
 }

@@ -4,8 +4,10 @@
 import assert from "node:assert/strict";
 import { mock, test } from "node:test";
 import { accountChange } from "../../src/commands/login.ts";
+import { verbose, warn, type Context } from "../../src/context.ts";
 import { CliError } from "../../src/errors.ts";
 import { checkedEndpoint } from "../../src/net/http.ts";
+import { checkEndpoints } from "../../src/oidc/discovery-fields.ts";
 import { clampPollInterval } from "../../src/oidc/device-poll.ts";
 import {
   expiryAfter,
@@ -22,6 +24,49 @@ test("printable: C0, DEL, C1 and line separators become blanks; long text is cut
   assert.equal(printable("a\u001b[2Jb\u0007c\u009bd\u2028e\r\nf"), "a [2Jb c d e  f");
   assert.equal(printable("x".repeat(400)).length, 303);
   assert.equal(printableLines("line 1\n\u001b[31mline 2\u0000"), "line 1\n [31mline 2 ");
+});
+
+test("printable: bidi overrides, isolates and invisible format characters (Unicode Cf) become blanks too", () => {
+  // "evil\u202Egnp.exe" would show as "evilexe.png"; a zero-width space hides inside a word.
+  for (const c of [
+    "\u202a",
+    "\u202b",
+    "\u202c",
+    "\u202d",
+    "\u202e",
+    "\u2066",
+    "\u2067",
+    "\u2068",
+    "\u2069",
+  ]) {
+    assert.equal(printable(`a${c}b`), "a b", JSON.stringify(c));
+  }
+  for (const c of [
+    "\u200b",
+    "\u200c",
+    "\u200d",
+    "\u200e",
+    "\u200f",
+    "\u061c",
+    "\ufeff",
+    "\u00ad",
+    "\u2060",
+    "\u{e0041}",
+  ]) {
+    assert.equal(printable(`a${c}b`), "a b", JSON.stringify(c));
+  }
+  assert.equal(printable("signed in as \u202egnp.exe"), "signed in as  gnp.exe");
+  assert.equal(printableLines("line 1\n\u202eline 2\u2067"), "line 1\n line 2 ");
+  // Letters of any script stay.
+  assert.equal(printable("Zoë Ωmega ñ 日本"), "Zoë Ωmega ñ 日本");
+});
+
+test("--verbose and warning lines lose control and format characters; error lines already did", () => {
+  let out = "";
+  const ctx = { verbose: true, stderr: { write: (t: string) => (out += t) } } as unknown as Context;
+  verbose(ctx)("provider said \u001b]0;title\u0007 \u202eevil");
+  warn(ctx, "could not revoke: \u001b[2J\u009b");
+  assert.equal(out, "verbose: provider said  ]0;title   evil\nwarning: could not revoke:  [2J \n");
 });
 
 test("quoted: printable ASCII in double quotes, anything else a question mark; long text is cut", () => {
@@ -134,6 +179,41 @@ test("endpoints we call ourselves: https, or http on loopback for a loopback iss
     ["not a url", https],
   ] as const) {
     assert.throws(() => checkedEndpoint(url, issuer, "logout endpoint"), CliError, url);
+  }
+});
+
+test("checkEndpoints: every endpoint field of a discovery document, by the same rule; other fields are not addresses", () => {
+  const loop = "http://127.0.0.1:8080/realms/x";
+  const doc = {
+    issuer: loop,
+    authorization_endpoint: "http://127.0.0.1:8080/realms/x/auth",
+    token_endpoint: "http://localhost:8080/realms/x/token",
+    jwks_uri: "https://keys.example.org/certs",
+    revocation_endpoint: "http://[::1]:8080/realms/x/revoke",
+    grant_types_supported: ["refresh_token"],
+  };
+  assert.doesNotThrow(() => checkEndpoints(doc, loop));
+  assert.throws(
+    () => checkEndpoints(doc, "https://sso.example.org/realms/x"),
+    (e: unknown) =>
+      e instanceof CliError &&
+      e.code === "provider_endpoint_not_https" &&
+      /sign-in endpoint \(authorization_endpoint\) at http:\/\/127\.0\.0\.1:8080/.test(e.message),
+  );
+  for (const field of [
+    "authorization_endpoint",
+    "token_endpoint",
+    "jwks_uri",
+    "revocation_endpoint",
+    "end_session_endpoint",
+    "device_authorization_endpoint",
+    "pushed_authorization_request_endpoint",
+  ]) {
+    assert.throws(
+      () => checkEndpoints({ ...doc, [field]: "http://idp.corp.example/x" }, loop),
+      (e: unknown) => e instanceof CliError && e.message.includes(`(${field}) at http://idp.corp.example`),
+      field,
+    );
   }
 });
 
