@@ -115,6 +115,10 @@ in
           };
           Service = common.systemdServiceConfig // {
             ExecStart = common.refreshCommand cfg;
+            # As the NixOS and nix-darwin units: Node.js ships its own CA list, and this adds the
+            # system's (a private CA added to it is trusted too). A list, so you can add
+            # variables of your own; a missing file costs a warning line in the journal, no more.
+            Environment = [ "NODE_EXTRA_CA_CERTS=${common.caBundle}" ];
             Nice = 10;
           };
         };
@@ -134,6 +138,8 @@ in
           enable = true;
           config = common.launchdResourceLimits // {
             ProgramArguments = [ (common.exe cfg) ] ++ common.refreshArgs cfg;
+            # The system CA bundle, as in the nix-darwin agent (see the systemd unit above).
+            EnvironmentVariables.NODE_EXTRA_CA_CERTS = lib.mkDefault common.caBundle;
             # launchd runs a job whose interval passed during sleep as soon as the Mac wakes.
             StartInterval = common.toSeconds cfg.interval;
             RunAtLoad = true;

@@ -655,6 +655,7 @@ let
     (eq "home-manager (Linux): exit 3 is not a failure" hmSvc.Service.SuccessExitStatus "3")
     (eq "home-manager (Linux): no core dumps" hmSvc.Service.LimitCORE 0)
     (eq "home-manager (Linux): start timeout" hmSvc.Service.TimeoutStartSec "2min")
+    (eq "home-manager (Linux): system CA bundle, as on NixOS" hmSvc.Service.Environment [ "NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt" ])
     (eq "home-manager: creates the default netrc when missing, after writeBoundary" hmLinux.home.activation.nix-cache-login-netrc.after [ "writeBoundary" ])
     (check "home-manager: the netrc it creates is the CLI's default, 0600" (
       lib.hasInfix "nixCacheLoginNetrc=${lib.escapeShellArg "/home/alice/.config/nix/netrc"}" hmLinux.home.activation.nix-cache-login-netrc.data
@@ -691,6 +692,7 @@ let
       hmAgent.config.StandardErrorPath
     ] [ "/home/alice/Library/Logs/nix-cache-login.log" "/home/alice/Library/Logs/nix-cache-login.log" ])
     (eq "home-manager (macOS): no core dumps" hmAgent.config.SoftResourceLimits.Core 0)
+    (eq "home-manager (macOS): agent trusts the system CA bundle, as nix-darwin's" hmAgent.config.EnvironmentVariables.NODE_EXTRA_CA_CERTS "/etc/ssl/certs/ca-certificates.crt")
     (eq "home-manager (macOS): no systemd units" (hmDarwin.systemd.user.services ? nix-cache-login) false)
     (keepsSessionBus "home-manager (Linux): the user unit keeps the session bus (no sandboxing that hides /run/user/UID/bus, bus variables left alone)" hmSvc.Service { })
     (inGuiLogin "home-manager (macOS): the agent runs in the GUI login session (no SessionCreate, no LimitLoadToSessionType)" hmAgent.config)

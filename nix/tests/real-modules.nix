@@ -215,6 +215,9 @@ let
       && hasLine serviceText "ConditionPathExists=|/home/alice/.config/nix-cache-login/config.toml"
       && hasLine serviceText "ConditionPathExists=|/etc/nix-cache-login/config.toml"
     ))
+    (check "real home-manager (Linux): unit file trusts the system CA bundle" (
+      hasLine serviceText "Environment=NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt"
+    ))
     (check "real home-manager (Linux): timer file" (
       hasLine timerText "OnCalendar=*-*-* *:00/2:00" && hasLine timerText "Persistent=true"
     ))
@@ -234,6 +237,9 @@ let
     ))
     (check "real home-manager (macOS): agent log file" (
       plistHas hmPlist "StandardErrorPath" "<string>/home/alice/Library/Logs/nix-cache-login.log</string>"
+    ))
+    (check "real home-manager (macOS): agent plist has NODE_EXTRA_CA_CERTS" (
+      plistHas hmPlist "NODE_EXTRA_CA_CERTS" "<string>/etc/ssl/certs/ca-certificates.crt</string>"
     ))
     (check "real home-manager (macOS): agent interval" (
       plistHas hmPlist "StartInterval" "<integer>120</integer>"
