@@ -135,9 +135,8 @@ export function renew(ctx: Context, r: PendingRenewal): Promise<number> {
             log("saved the new refresh token before checking the answer");
           };
           try {
-            tokens = sameAccount(await p.refresh(refreshToken, saveRotated), signedIn, p.host, () => rotated);
+            tokens = await p.refresh(refreshToken, saveRotated);
           } catch (e) {
-            if (e instanceof CliError && e.code === "refresh_subject_changed") throw e;
             if (rotated) {
               // The cause (with its own code) is in --verbose.
               throw new CliError(
@@ -163,6 +162,7 @@ export function renew(ctx: Context, r: PendingRenewal): Promise<number> {
             }
             throw e;
           }
+          tokens = sameAccount(tokens, signedIn, p.host, rotated);
         }
         const next = await saveTokens(ctx, s, state, tokens, p, mode, reserved);
         recordTokens(ctx, s.config, next, "renewed");
@@ -242,11 +242,11 @@ async function withoutRefreshToken(ctx: Context, s: Setup, state: TokenState): P
  * one came from the token endpoint in answer to ours, and every renewal with it meets this check
  * again before any access token is written.
  */
-function sameAccount(tokens: TokenSet, signedIn: TokenState, host: string, rotated: () => boolean): TokenSet {
+function sameAccount(tokens: TokenSet, signedIn: TokenState, host: string, rotated: boolean): TokenSet {
   if (tokens.subject !== undefined && signedIn.subject !== undefined && tokens.subject !== signedIn.subject) {
     throw new CliError(
       "refresh_subject_changed",
-      `${host} answered the refresh with an ID token for another account (sub ${quoted(tokens.subject, 100)}, signed in as sub ${quoted(signedIn.subject, 100)}); ${rotated() ? "only the new refresh token was saved" : "nothing was written"}, the netrc is unchanged`,
+      `${host} answered the refresh with an ID token for another account (sub ${quoted(tokens.subject, 100)}, signed in as sub ${quoted(signedIn.subject, 100)}); ${rotated ? "only the new refresh token was saved" : "nothing was written"}, the netrc is unchanged`,
       {
         hint: "the provider may be misconfigured or compromised: tell its administrators; `nix-cache-login login` signs in again",
       },

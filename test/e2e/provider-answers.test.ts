@@ -17,7 +17,8 @@ import { dirname, join } from "node:path";
 import { after, afterEach, before, describe, test } from "node:test";
 import { StateStore } from "../../src/store/state.ts";
 import { writeState } from "../../src/store/write.ts";
-import { makeWorkspace, runCli, snapshot, type RunResult, type Workspace } from "../support/cli.ts";
+import { runCli, snapshot, type RunResult, type Workspace } from "../support/cli.ts";
+import { hostileWorkspace } from "../support/realm-workspaces.ts";
 import { sendPadded, startHostileProvider, type HostileProvider } from "../support/hostile-provider.ts";
 
 const HOST = "127.0.0.1";
@@ -78,22 +79,12 @@ async function startCache(): Promise<typeof cache> {
 }
 
 async function workspace(mode: "service" | "user"): Promise<Workspace> {
-  const ws = await makeWorkspace();
-  workspaces.push(ws);
-  const config: Record<string, unknown> = {
-    issuer: op.issuer,
-    client_id: mode === "service" ? "nix-cache-server" : "nix-cache",
+  const ws = await hostileWorkspace(op.issuer, mode, {
     cache_host: HOST,
     cache_url: cache.url,
     timeout: `${TIMEOUT_S}s`,
-  };
-  if (mode === "service") {
-    const secretFile = join(ws.dir, "client-secret");
-    await writeFile(secretFile, "the-client-secret-42\n", { mode: 0o600 });
-    ws.secrets.add("the-client-secret-42");
-    config.client_secret_file = secretFile;
-  }
-  await ws.writeConfig(config);
+  });
+  workspaces.push(ws);
   await mkdir(dirname(ws.netrcPath), { recursive: true, mode: 0o700 });
   await writeFile(ws.netrcPath, KEEP, { mode: 0o600 });
   return ws;

@@ -7,12 +7,12 @@
  * and `refresh` tells of a token whose expiry the clock hides what `status` tells.
  */
 import assert from "node:assert/strict";
-import { mkdir, readFile, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { mkdir, readFile } from "node:fs/promises";
 import { after, afterEach, before, describe, test } from "node:test";
 import { StateStore, type TokenState } from "../../src/store/state.ts";
 import { writeState } from "../../src/store/write.ts";
-import { makeWorkspace, runCli, type RunResult, type Workspace } from "../support/cli.ts";
+import { runCli, type RunResult, type Workspace } from "../support/cli.ts";
+import { hostileWorkspace } from "../support/realm-workspaces.ts";
 import { startHostileProvider, type HostileProvider } from "../support/hostile-provider.ts";
 
 const HOST = "127.0.0.1";
@@ -38,21 +38,8 @@ function jwt(claims: Record<string, unknown>): string {
 }
 
 async function workspace(mode: "service" | "user"): Promise<Workspace> {
-  const ws = await makeWorkspace();
+  const ws = await hostileWorkspace(op.issuer, mode, { cache_host: HOST, timeout: "10s" });
   workspaces.push(ws);
-  const config: Record<string, unknown> = {
-    issuer: op.issuer,
-    client_id: mode === "service" ? "nix-cache-server" : "nix-cache",
-    cache_host: HOST,
-    timeout: "10s",
-  };
-  if (mode === "service") {
-    const secretFile = join(ws.dir, "client-secret");
-    await writeFile(secretFile, "the-client-secret-42\n", { mode: 0o600 });
-    ws.secrets.add("the-client-secret-42");
-    config.client_secret_file = secretFile;
-  }
-  await ws.writeConfig(config);
   return ws;
 }
 

@@ -11,6 +11,7 @@ import { dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { StateStore } from "../../src/store/state.ts";
 import { CLI, makeWorkspace, runCli, snapshot, type Workspace } from "../support/cli.ts";
+import { hostileWorkspace } from "../support/realm-workspaces.ts";
 import {
   startHostileProvider,
   startRecorder,
@@ -38,18 +39,8 @@ after(async () => {
 
 /** A service account at the hostile provider; its netrc already holds someone else's entry. */
 async function serviceWorkspace(extra: Record<string, unknown> = {}): Promise<Workspace> {
-  const ws = await makeWorkspace();
+  const ws = await hostileWorkspace(op.issuer, "service", { cache_host: HOST, ...extra });
   workspaces.push(ws);
-  const secretFile = join(ws.dir, "client-secret");
-  await writeFile(secretFile, "the-client-secret-42\n", { mode: 0o600 });
-  ws.secrets.add("the-client-secret-42");
-  await ws.writeConfig({
-    issuer: op.issuer,
-    client_id: "nix-cache-server",
-    cache_host: HOST,
-    client_secret_file: secretFile,
-    ...extra,
-  });
   await mkdir(dirname(ws.netrcPath), { recursive: true, mode: 0o700 });
   await writeFile(ws.netrcPath, KEEP, { mode: 0o600 });
   return ws;

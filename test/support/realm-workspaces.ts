@@ -1,6 +1,7 @@
 /**
- * Workspaces configured for the test realm, shared by the end-to-end files: a user (public client)
- * or a service account (its secret in a 0600 file), and a session seeded as `login` stores one.
+ * Workspaces configured for the test realm (or the hostile provider), shared by the end-to-end
+ * files: a user (public client) or a service account (its secret in a 0600 file), and a session
+ * seeded as `login` stores one.
  */
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -68,4 +69,32 @@ export async function seedSession(
     username: o.username ?? claims.preferred_username ?? claims.sub,
   });
   return refreshToken;
+}
+
+/** The hostile provider takes any client secret: this one, so that the scan finds it in output. */
+export const HOSTILE_CLIENT_SECRET = "the-client-secret-42";
+
+/**
+ * A workspace for the hostile provider at `issuer` (test/support/hostile-provider.ts): the user
+ * client nix-cache, or the service account nix-cache-server with its secret in a 0600 file; then
+ * `config`'s keys.
+ */
+export async function hostileWorkspace(
+  issuer: string,
+  mode: "service" | "user",
+  config: Record<string, unknown>,
+): Promise<Workspace> {
+  const ws = await makeWorkspace();
+  const base: Record<string, unknown> = {
+    issuer,
+    client_id: mode === "service" ? "nix-cache-server" : "nix-cache",
+  };
+  if (mode === "service") {
+    const secretFile = join(ws.dir, "client-secret");
+    await writeFile(secretFile, `${HOSTILE_CLIENT_SECRET}\n`, { mode: 0o600 });
+    ws.secrets.add(HOSTILE_CLIENT_SECRET);
+    base.client_secret_file = secretFile;
+  }
+  await ws.writeConfig({ ...base, ...config });
+  return ws;
 }
