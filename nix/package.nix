@@ -10,6 +10,11 @@
 # through `secret-tool` (src/os/keychain.ts), which it looks up on PATH, and a systemd unit's PATH
 # need not hold the user's profile. At the end, so a secret-tool the user put on PATH comes
 # first. macOS needs nothing: the CLI runs /usr/bin/security, the system's own.
+#
+# The wrapper names itself in NIX_CACHE_LOGIN_LAUNCHER, so that `nix-cache-login timer install`
+# writes a unit that runs the wrapper (with secret-tool on its PATH) rather than this Node.js and
+# the bundle, and names it by a link on PATH outside /nix/store when there is one (a profile's
+# bin/, which follows upgrades; src/commands/timer.ts).
 {
   lib,
   stdenv,
@@ -69,6 +74,7 @@ buildNpmPackage {
     cp -r ${dirOf bin}/. "${libDir}/"
     makeWrapper ${lib.getExe nodejs} "$out/bin/nix-cache-login" \
       --add-flags "${libDir}/${baseNameOf bin}" \
+      --set NIX_CACHE_LOGIN_LAUNCHER "$out/bin/nix-cache-login" \
       ${lib.optionalString (runtimePath != [ ]) "--suffix PATH : ${lib.makeBinPath runtimePath}"}
 
     installManPage ${dirOf bin}/man/nix-cache-login.1
@@ -85,6 +91,13 @@ buildNpmPackage {
     runHook preInstallCheck
     "$out/bin/nix-cache-login" --version | grep -F ${lib.escapeShellArg packageJson.version}
     "$out/bin/nix-cache-login" --help > /dev/null
+    # The wrapper names itself for `timer install` (node runs print-launcher.cjs first and stops).
+    echo 'process.stdout.write(process.env.NIX_CACHE_LOGIN_LAUNCHER); process.exit(0);' > "$TMPDIR/print-launcher.cjs"
+    launcher=$(NODE_OPTIONS="--require $TMPDIR/print-launcher.cjs" "$out/bin/nix-cache-login")
+    [ "$launcher" = "$out/bin/nix-cache-login" ] || {
+      echo "the wrapper sets NIX_CACHE_LOGIN_LAUNCHER=$launcher, want $out/bin/nix-cache-login"
+      exit 1
+    }
     ls "$out"/share/man/man1/nix-cache-login.1* \
       "$out"/share/bash-completion/completions/nix-cache-login* \
       "$out"/share/zsh/site-functions/_nix-cache-login \

@@ -15,7 +15,7 @@ import { spawnSync } from "node:child_process";
 import { oneLine, printable } from "../text.ts";
 import { existsSync, lstatSync, readFileSync, readlinkSync, realpathSync } from "node:fs";
 import { rmdir, unlink } from "node:fs/promises";
-import { dirname, join, resolve } from "node:path";
+import { dirname, isAbsolute, join, resolve } from "node:path";
 import { SYSTEM_CONFIG } from "../config/find.ts";
 import type { Env } from "../os/env.ts";
 import { xdgDir } from "../config/paths.ts";
@@ -23,6 +23,8 @@ import { say, warn, withFields, type Context } from "../context.ts";
 import { parseDuration } from "../duration.ts";
 import { CliError, ExitCode } from "../errors.ts";
 import { writeFileAtomic } from "../fs/atomic-file.ts";
+import { foreignOwner, UntrustedPath, walkTrusted, writableByOthers } from "../fs/file-trust.ts";
+import { fsReason } from "../fs/fs-errors.ts";
 import { checkHomeIsOurs } from "../config/home.ts";
 import { loadSetup } from "../core/setup.ts";
 import {
@@ -36,6 +38,7 @@ import {
 import {
   LAUNCHD_LABEL,
   launchdCommand,
+  programFiles,
   launchdPlist,
   MARKER,
   onCalendar,
@@ -95,6 +98,54 @@ function thisScript(): string {
   return realpathSync(resolve(arg));
 }
 
+/**
+ * A package that starts the CLI through a wrapper names it in $NIX_CACHE_LOGIN_LAUNCHER (the Nix
+ * package's bin/nix-cache-login, which puts secret-tool on PATH), and the unit runs the wrapper
+ * instead of Node.js and the script, so it gets what the wrapper sets. A wrapper in /nix/store is
+ * gone after an upgrade and a garbage collection; a command on PATH outside the store that is the
+ * same file (a profile's bin/nix-cache-login) follows upgrades, so the unit names that when there
+ * is one. Either must be a file no other user could change: it runs with the unit's rights.
+ */
+function launcher(ctx: Context): string[] | undefined {
+  const named = ctx.env.NIX_CACHE_LOGIN_LAUNCHER;
+  if (named === undefined || named === "") return undefined;
+  const shown = `$NIX_CACHE_LOGIN_LAUNCHER: ${oneLine(named)}`;
+  const hint =
+    "set it to the absolute path of the command that starts nix-cache-login (the package's wrapper), or unset it";
+  if (!isAbsolute(named)) {
+    throw new CliError("timer_launcher_not_absolute", `${shown}: not an absolute path`, {
+      exitCode: ExitCode.usage,
+      hint,
+    });
+  }
+  const why = untrustedProgram(named);
+  if (why !== undefined) {
+    throw new CliError("timer_launcher_untrusted", `${shown}: ${why}`, { exitCode: ExitCode.usage, hint });
+  }
+  const real = realpathSync(named);
+  const stable = (ctx.env.PATH ?? "")
+    .split(":")
+    .filter((d) => isAbsolute(d) && !resolve(d).startsWith("/nix/store/"))
+    .map((d) => join(resolve(d), "nix-cache-login"))
+    .find((p) => untrustedProgram(p) === undefined && realpathSync(p) === real);
+  return [stable ?? resolve(named)];
+}
+
+/** Why a program must not go into a unit (missing, not executable, others could change it). */
+function untrustedProgram(path: string): string | undefined {
+  try {
+    const { st } = walkTrusted(path);
+    if (st === undefined) return "does not exist";
+    if (!st.isFile() || (st.mode & 0o111) === 0) return "is not an executable file";
+    const why = foreignOwner(st) ?? writableByOthers(st);
+    return why === undefined ? undefined : `is ${why}`;
+  } catch (e) {
+    if (e instanceof UntrustedPath)
+      return e.at === path ? `is ${e.why}` : `its path goes through ${e.at}, ${e.why}`;
+    return fsReason(e);
+  }
+}
+
 function buildSpec(ctx: Context, opts: TimerOptions, home: string): TimerSpec {
   const system = opts.system === true;
   const interval = (opts.interval ?? DEFAULT_INTERVAL).trim();
@@ -142,8 +193,7 @@ function buildSpec(ctx: Context, opts: TimerOptions, home: string): TimerSpec {
   if (system) loadAsSystemUnit(ctx, s.config.path);
   return {
     system,
-    node: process.execPath,
-    script: thisScript(),
+    program: launcher(ctx) ?? [process.execPath, thisScript()],
     configPath,
     interval,
     intervalSeconds,
@@ -243,10 +293,18 @@ export async function timer(ctx: Context, opts: TimerOptions): Promise<number> {
 async function install(ctx: Context, spec: TimerSpec, p: Platform, dir: string): Promise<number> {
   const files = p === "launchd" ? launchdPlist(spec, dir) : systemdUnits(spec, dir);
   for (const f of files) if (ours(f.path) === false) throw foreign(f.path);
-  if (spec.script.includes("/_npx/")) {
+  const npx = spec.program.find((p) => p.includes("/_npx/"));
+  if (npx !== undefined) {
     warn(
       ctx,
-      `the timer runs ${spec.script}, in npx's cache, which npm may clean: install nix-cache-login (npm install -g nix-cache-login) and run \`timer install\` again`,
+      `the timer runs ${npx}, in npx's cache, which npm may clean: install nix-cache-login (npm install -g nix-cache-login) and run \`timer install\` again`,
+    );
+  }
+  const store = spec.program.find((p) => p.startsWith("/nix/store/"));
+  if (store !== undefined) {
+    warn(
+      ctx,
+      `the timer runs ${store}, which an upgrade and a garbage collection remove: install nix-cache-login into a profile on PATH (nix profile install) and run \`timer install\` again, or run it again after each upgrade`,
     );
   }
   const results = [];
@@ -254,7 +312,7 @@ async function install(ctx: Context, spec: TimerSpec, p: Platform, dir: string):
   const changed = results.includes("written");
   say(
     ctx,
-    `${changed ? "Wrote" : "Already up to date:"} ${files.map((f) => f.path).join(" and ")}: every ${spec.interval}, \`${spec.system ? "service-account" : "refresh"} --min-valid ${spec.minValid}\` with ${spec.node} ${spec.script}.`,
+    `${changed ? "Wrote" : "Already up to date:"} ${files.map((f) => f.path).join(" and ")}: every ${spec.interval}, \`${spec.system ? "service-account" : "refresh"} --min-valid ${spec.minValid}\` with ${spec.program.join(" ")}.`,
   );
   const commands = controlCommands(p, spec, "enable", files[0]?.path);
   if (managerReachable(p, spec.system, ctx.env)) {
@@ -384,7 +442,7 @@ function status(ctx: Context, system: boolean, p: Platform, dir: string): number
     const text = readFileSync(main, "utf8");
     const unit = p === "launchd" ? launchdCommand(text) : systemdCommand(text);
     lines.push(`runs: ${unit.argv.join(" ")}`);
-    const missing = unit.argv.slice(0, 2).filter((path) => !existsSync(path));
+    const missing = programFiles(unit.argv).filter((path) => !existsSync(path));
     if (missing.length > 0) {
       ok = false;
       lines.push(`stale: ${missing.join(" and ")} no longer exist${missing.length === 1 ? "s" : ""}`);

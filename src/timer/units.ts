@@ -14,9 +14,11 @@ export const MARKER = "Written by `nix-cache-login timer install`";
 /** What a timer runs, and how often. */
 export interface TimerSpec {
   system: boolean;
-  /** Absolute paths: Node.js, then the CLI's script. */
-  node: string;
-  script: string;
+  /**
+   * The absolute paths that start the CLI: Node.js and the script, or one launcher (a package's
+   * wrapper, $NIX_CACHE_LOGIN_LAUNCHER).
+   */
+  program: string[];
   configPath: string | undefined;
   interval: string;
   intervalSeconds: number;
@@ -43,8 +45,19 @@ export function onCalendar(seconds: number): string | undefined {
   return undefined;
 }
 
-/** One argument of ExecStart: quoted, with systemd's specifiers and variables escaped. */
-function systemdArg(arg: string): string {
+/**
+ * systemd refuses an executable path with a quote, a backslash or a control character
+ * (string_is_safe() in its src/basic/string-util.c, checked by config_parse_exec()): such a
+ * program is started through env(1), whose argument systemd unquotes like any other.
+ */
+const ENV = "/usr/bin/env";
+const UNSAFE_EXECUTABLE = /["'\\\p{Cc}]/u;
+
+/**
+ * One word of ExecStart, quoted, `%` (specifiers) escaped everywhere. `$` is escaped as `$$` in
+ * the arguments only: systemd expands variables in the arguments, never in the executable path.
+ */
+function systemdArg(arg: string, executable: boolean): string {
   if (/[\n\r]/.test(arg)) {
     throw new CliError(
       "unit_path_line_break",
@@ -55,18 +68,30 @@ function systemdArg(arg: string): string {
     );
   }
   if (/^[A-Za-z0-9_./:=@+-]+$/.test(arg)) return arg.replace(/%/g, "%%");
-  return `"${arg.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/%/g, "%%").replace(/\$/g, "$$$$")}"`;
+  const dollar = executable ? "$" : "$$$$";
+  return `"${arg.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/%/g, "%%").replace(/\$/g, dollar)}"`;
 }
 
 function command(spec: TimerSpec): string[] {
   return [
-    spec.node,
-    spec.script,
+    ...spec.program,
     spec.system ? "service-account" : "refresh",
     "--min-valid",
     spec.minValid,
     ...(spec.configPath === undefined ? [] : ["--config", spec.configPath]),
   ];
+}
+
+function execStart(argv: string[]): string {
+  const words = UNSAFE_EXECUTABLE.test(argv[0] ?? "") ? [ENV, ...argv] : argv;
+  return words.map((w, i) => systemdArg(w, i === 0)).join(" ");
+}
+
+/** The files a unit's command starts from: its leading absolute paths (after env(1)). */
+export function programFiles(argv: readonly string[]): string[] {
+  const words = argv[0] === ENV ? argv.slice(1) : argv;
+  const end = words.findIndex((w) => !w.startsWith("/"));
+  return words.slice(0, end === -1 ? words.length : end);
 }
 
 export function systemdUnits(spec: TimerSpec, dir: string): TimerFile[] {
@@ -83,7 +108,7 @@ export function systemdUnits(spec: TimerSpec, dir: string): TimerFile[] {
     "",
     "[Service]",
     "Type=oneshot",
-    `ExecStart=${command(spec).map(systemdArg).join(" ")}`,
+    `ExecStart=${execStart(command(spec))}`,
     "# Exit 3 means: sign in again (`nix-cache-login status` says so). Not a unit failure.",
     "SuccessExitStatus=3",
     "TimeoutStartSec=2min",
@@ -200,12 +225,10 @@ export interface UnitCommand {
 /** ExecStart and Environment= as systemd splits them: the reverse of systemdArg. */
 export function systemdCommand(text: string): UnitCommand {
   const line = /^ExecStart=(.*)$/m.exec(text)?.[1] ?? "";
-  const argv = (line.match(/"(?:[^"\\]|\\.)*"|\S+/g) ?? []).map((w) =>
-    (w.startsWith('"') ? w.slice(1, -1).replace(/\\(.)/g, "$1").replace(/\$\$/g, "$") : w).replace(
-      /%%/g,
-      "%",
-    ),
-  );
+  const argv = (line.match(/"(?:[^"\\]|\\.)*"|\S+/g) ?? []).map((w, i) => {
+    const word = w.startsWith('"') ? w.slice(1, -1).replace(/\\(.)/g, "$1") : w;
+    return (i === 0 ? word : word.replace(/\$\$/g, "$")).replace(/%%/g, "%");
+  });
   const environment: Record<string, string> = {};
   for (const m of text.matchAll(/^Environment=([A-Za-z_][A-Za-z0-9_]*)=(.*)$/gm)) {
     environment[m[1] as string] = m[2] as string;

@@ -11,7 +11,7 @@
 import assert from "node:assert/strict";
 import { execFile, spawn } from "node:child_process";
 import { existsSync, realpathSync } from "node:fs";
-import { cp, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, cp, mkdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { dirname, join } from "node:path";
@@ -311,6 +311,79 @@ describe("timer", () => {
       netrcPassword(await readFile(dir.netrcPath, "latin1"), HOST) !== undefined,
       "the netrc has the token",
     );
+  });
+
+  test("a package's launcher ($NIX_CACHE_LOGIN_LAUNCHER) is what the unit runs, at any path systemd can start", async () => {
+    const ws = await userWorkspace();
+    /** A wrapper as a package ships one: it starts this build's CLI with this Node.js. */
+    const launcherIn = async (dir: string): Promise<string> => {
+      await mkdir(dir, { recursive: true });
+      const path = join(dir, "nix-cache-login");
+      const q = (a: string) => `'${a.replace(/'/g, "'\\''")}'`;
+      await writeFile(path, `#!/bin/sh\nexec ${q(process.execPath)} ${q(CLI)} "$@"\n`, { mode: 0o755 });
+      return path;
+    };
+    const servicePath = join(unitDir(ws), "nix-cache-login.service");
+    const installWith = (launcher: string, path?: string) =>
+      runCli(ws, ["timer", "install"], {
+        env: { NIX_CACHE_LOGIN_LAUNCHER: launcher, ...(path === undefined ? {} : { PATH: path }) },
+      });
+
+    // $ and % in the executable: systemd expands neither $$ nor variables there, only %%.
+    const plain = await launcherIn(join(ws.dir, "pkg $HOME 100%"));
+    const first = await installWith(plain);
+    assert.equal(first.code, 0, first.stderr);
+    const service = await readFile(servicePath, "utf8");
+    assert.match(service, /^ExecStart="[^"]*\/pkg \$HOME 100%%\/nix-cache-login" refresh --min-valid 4m$/m);
+    // systemd-analyze fails on an executable that does not exist.
+    await verify(servicePath, join(unitDir(ws), "nix-cache-login.timer"));
+    const status = await runCli(ws, ["timer", "status"]);
+    assert.equal(status.code, 0, status.stdout + status.stderr);
+    assert.match(status.stdout, /dry run: ok, the configuration .* is valid/);
+
+    // Quotes and a backslash, which systemd refuses in an executable: through env(1).
+    const odd = await launcherIn(join(ws.dir, `pkg "it's" back\\slash`));
+    const second = await installWith(odd);
+    assert.equal(second.code, 0, second.stderr);
+    const envService = await readFile(servicePath, "utf8");
+    assert.deepEqual(execStart(envService).slice(0, 3), ["/usr/bin/env", odd, "refresh"]);
+    await verify(servicePath);
+    const viaEnv = await runCli(ws, ["timer", "status"]);
+    assert.equal(viaEnv.code, 0, viaEnv.stdout + viaEnv.stderr);
+    assert.match(viaEnv.stdout, /dry run: ok/);
+    await rm(odd);
+    const stale = await runCli(ws, ["timer", "status"]);
+    assert.equal(stale.code, 1);
+    assert.ok(stale.stdout.includes(`stale: ${odd} no longer exists`), stale.stdout);
+
+    // A command on PATH that is the same file (a profile's bin/) is named instead: it follows
+    // upgrades, the package's own path does not.
+    const bin = join(ws.dir, "profile", "bin");
+    await mkdir(bin, { recursive: true });
+    await symlink(plain, join(bin, "nix-cache-login"));
+    const linked = await installWith(plain, `${bin}:${process.env.PATH ?? ""}`);
+    assert.equal(linked.code, 0, linked.stderr);
+    assert.deepEqual(execStart(await readFile(servicePath, "utf8")).slice(0, 2), [
+      join(bin, "nix-cache-login"),
+      "refresh",
+    ]);
+
+    // A launcher another user could change, or a relative one, is refused; the unit stays.
+    const units = await snapshot(unitDir(ws));
+    await chmod(plain, 0o777);
+    const open = await installWith(plain);
+    assert.equal(open.code, 2);
+    assert.match(
+      open.stderr,
+      /^error: \$NIX_CACHE_LOGIN_LAUNCHER: .*\/nix-cache-login: is writable by group and others \(mode 0777\)\nhint: set it to the absolute path/,
+    );
+    const relative = await installWith("bin/nix-cache-login");
+    assert.equal(relative.code, 2);
+    assert.match(
+      relative.stderr,
+      /^error: \$NIX_CACHE_LOGIN_LAUNCHER: bin\/nix-cache-login: not an absolute path\n/,
+    );
+    assert.deepEqual(await snapshot(unitDir(ws)), units);
   });
 
   test("status reports units whose installation is gone; install again fixes them", async () => {

@@ -8,6 +8,7 @@ import {
   launchdCommand,
   launchdPlist,
   onCalendar,
+  programFiles,
   systemdCommand,
   systemdUnits,
   type TimerSpec,
@@ -16,8 +17,7 @@ import { blamed } from "../../src/oidc/client-check.ts";
 
 const spec = (over: Partial<TimerSpec> = {}): TimerSpec => ({
   system: false,
-  node: "/usr/bin/node",
-  script: "/usr/lib/node_modules/nix-cache-login/dist/nix-cache-login.cjs",
+  program: ["/usr/bin/node", "/usr/lib/node_modules/nix-cache-login/dist/nix-cache-login.cjs"],
   configPath: undefined,
   interval: "2m",
   intervalSeconds: 120,
@@ -56,7 +56,10 @@ test("onCalendar matches the Nix modules: only intervals that divide a minute, a
 
 test("ExecStart quotes paths with blanks and escapes quotes, backslashes, % and $", () => {
   const [service] = systemdUnits(
-    spec({ node: "/opt/my node/bin/node", configPath: '/home/a/"x" 100% $HOME\\c.toml' }),
+    spec({
+      program: ["/opt/my node/bin/node", "/usr/lib/node_modules/nix-cache-login/dist/nix-cache-login.cjs"],
+      configPath: '/home/a/"x" 100% $HOME\\c.toml',
+    }),
     "/u",
   );
   const line = /^ExecStart=(.*)$/m.exec(service?.text ?? "")?.[1];
@@ -65,6 +68,31 @@ test("ExecStart quotes paths with blanks and escapes quotes, backslashes, % and 
     `"/opt/my node/bin/node" /usr/lib/node_modules/nix-cache-login/dist/nix-cache-login.cjs refresh --min-valid 4m --config "/home/a/\\"x\\" 100%% $$HOME\\\\c.toml"`,
   );
   assert.throws(() => systemdUnits(spec({ configPath: "/a\nb" }), "/u"), /line break/);
+});
+
+test("an executable path systemd would refuse (quote, backslash) runs through env; its $ is not doubled", () => {
+  const execLine = (program: string[]) =>
+    /^ExecStart=(.*)$/m.exec(systemdUnits(spec({ program }), "/u")[0]?.text ?? "")?.[1];
+  // systemd expands $$ in arguments only: in the executable it would stay $$ (a path that does
+  // not exist).
+  assert.equal(
+    execLine(["/opt/a$b/node", "/opt/a$b/cli.cjs"]),
+    `"/opt/a$b/node" "/opt/a$$b/cli.cjs" refresh --min-valid 4m`,
+  );
+  assert.equal(
+    execLine(["/opt/100%/nix-cache-login"]),
+    `"/opt/100%%/nix-cache-login" refresh --min-valid 4m`,
+  );
+  for (const odd of ['/opt/q"uote/node', "/opt/it's/node", "/opt/back\\slash/node", "/opt/tab\there/node"]) {
+    const line = execLine([odd, "/opt/cli.cjs"]) ?? "";
+    assert.match(line, /^\/usr\/bin\/env "/, odd);
+    const argv = systemdCommand(`ExecStart=${line}\n`).argv;
+    assert.deepEqual(argv.slice(0, 3), ["/usr/bin/env", odd, "/opt/cli.cjs"]);
+    assert.deepEqual(programFiles(argv), [odd, "/opt/cli.cjs"]);
+  }
+  assert.deepEqual(programFiles(["/nix/store/x/bin/nix-cache-login", "refresh", "--config", "/c.toml"]), [
+    "/nix/store/x/bin/nix-cache-login",
+  ]);
 });
 
 test("the launchd agent runs refresh --min-valid every interval, at load, without core dumps", () => {
@@ -112,7 +140,7 @@ test("the launchd daemon (--system) runs service-account with the system configu
 test("timer status reads back the command and environment a unit was written with (systemd and launchd)", () => {
   const odd = `/home/alice/my "odd" 100% $HOME & <co>nfig\\.toml`;
   for (const system of [false, true]) {
-    const s = spec({ system, configPath: odd, script: "/opt/nix cache/cli.cjs" });
+    const s = spec({ system, configPath: odd, program: ["/usr/bin/node", "/opt/nix cache/cli.cjs"] });
     const argv = [
       "/usr/bin/node",
       "/opt/nix cache/cli.cjs",
