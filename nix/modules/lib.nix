@@ -117,8 +117,30 @@ rec {
 
   # What the CLI accepts (src/config/load.ts), so a typo fails at evaluation, naming the option,
   # instead of in the unit at run time.
+  # Ports and the parts of an IPv4 address as the CLI's URL parser (WHATWG) reads them: a port is
+  # 0-65535 (an empty one is the default), a dotted-decimal part 0-255.
+  inRange =
+    lo: hi: digits:
+    let
+      n = lib.toIntBase10 digits;
+    in
+    n >= lo && n <= hi;
+  ipv4Ok =
+    host:
+    let
+      parts = builtins.match "([0-9]+)[.]([0-9]+)[.]([0-9]+)[.]([0-9]+)" host;
+    in
+    parts == null || lib.all (inRange 0 255) parts;
+  urlAuthorityOk =
+    url:
+    let
+      m = builtins.match "[a-z]+://([[][^]]*[]]|[^:/?#]*)(:([0-9]*))?([/?#].*)?" url;
+      port = builtins.elemAt m 2;
+    in
+    m != null && ipv4Ok (builtins.head m) && (port == null || port == "" || inRange 0 65535 port);
+
   issuerType = describedAs "https URL (http only for localhost, 127.x.x.x or [::1])" (
-    types.strMatching "(https://[^[:space:]/?#@]+(/[^[:space:]?#]*)?|http://(localhost|127\\.[0-9]+\\.[0-9]+\\.[0-9]+|[[]::1[]])(:[0-9]+)?(/[^[:space:]?#]*)?)"
+    types.addCheck (types.strMatching "(https://[^[:space:]/?#@]+(/[^[:space:]?#]*)?|http://(localhost|127\\.[0-9]+\\.[0-9]+\\.[0-9]+|[[]::1[]])(:[0-9]+)?(/[^[:space:]?#]*)?)") urlAuthorityOk
   );
 
   clientIdType = describedAs "non-empty string without white space" (
@@ -129,8 +151,15 @@ rec {
   # a non-empty list of them (one sign-in, one netrc entry per host), as the CLI accepts.
   cacheHostType =
     let
-      host = describedAs "host name without scheme or path (like cache.example.com)" (
-        types.strMatching "([[][0-9a-fA-F:.]+[]]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?"
+      # A port is 1-65535 here, as the CLI has it (src/config/rules.ts).
+      portOk =
+        s:
+        let
+          port = builtins.elemAt (builtins.match "([[][0-9a-fA-F:.]+[]]|[A-Za-z0-9.-]+)(:([0-9]{1,5}))?" s) 2;
+        in
+        port == null || inRange 1 65535 port;
+      host = describedAs "host name without scheme or path (like cache.example.com), port 1-65535" (
+        types.addCheck (types.strMatching "([[][0-9a-fA-F:.]+[]]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?") portOk
       );
     in
     describedAs

@@ -66,11 +66,28 @@ in
             "https://b.example.com"
           ];
         }).settings.cache_host;
-      want = "services.nix-cache-login.settings.cache_host.\"[definition 1-entry 2]\"' is not of type `host name without scheme or path (like cache.example.com)'";
+      want = "services.nix-cache-login.settings.cache_host.\"[definition 1-entry 2]\"' is not of type `host name without scheme or path (like cache.example.com), port 1-65535'";
     };
     cache-host-url = {
       value = (workstation { settings.cache_host = "https://cache.example.com"; }).settings.cache_host;
       want = "services.nix-cache-login.settings.cache_host' is not of type `null or host name without scheme or path (like cache.example.com), or a non-empty list of them";
+    };
+    # The pattern allows five digits: the range is the CLI's (src/config/rules.ts).
+    cache-host-port-0 = {
+      value = (workstation { settings.cache_host = "cache.example.com:0"; }).settings.cache_host;
+      want = "services.nix-cache-login.settings.cache_host' is not of type `null or host name without scheme or path (like cache.example.com), or a non-empty list of them";
+    };
+    cache-host-port-70000 = {
+      value = (server { settings.cache_host = [ "cache.example.com:70000" ]; }).settings.cache_host;
+      want = "services.nix-cache-login-server.settings.cache_host.\"[definition 1-entry 1]\"' is not of type `host name without scheme or path (like cache.example.com), port 1-65535'";
+    };
+    issuer-octet-999 = {
+      value = (workstation { settings.issuer = "http://127.0.0.999:8080/realms/eng"; }).settings.issuer;
+      want = "services.nix-cache-login.settings.issuer' is not of type `null or https URL";
+    };
+    issuer-port-70000 = {
+      value = (workstation { settings.issuer = "https://sso.example.com:70000/realms/eng"; }).settings.issuer;
+      want = "services.nix-cache-login.settings.issuer' is not of type `null or https URL";
     };
     issuer-http = {
       value = (workstation { settings.issuer = "http://sso.example.com/realms/eng"; }).settings.issuer;

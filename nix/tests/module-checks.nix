@@ -210,6 +210,22 @@ let
       ]
     ))
     (check "lib: cache_host rejects an empty list" (!common.cacheHostType.check [ ]))
+    # The ranges the CLI checks (src/config/rules.ts, and the URL parser for the issuer).
+    (check "lib: cache_host takes ports 1-65535 only" (
+      common.cacheHostType.check "cache.example.com:65535"
+      && common.cacheHostType.check "cache.example.com:1"
+      && !common.cacheHostType.check "cache.example.com:0"
+      && !common.cacheHostType.check "cache.example.com:70000"
+    ))
+    (check "lib: issuer takes ports 0-65535 and IPv4 parts 0-255 only" (
+      common.issuerType.check "http://127.255.0.1:65535/realms/test"
+      && common.issuerType.check "https://sso.example.com:/realms/eng"
+      && common.issuerType.check "http://[::1]:8080/realms/test"
+      && !common.issuerType.check "http://127.0.0.999/realms/test"
+      && !common.issuerType.check "http://127.0.0.1:70000/realms/test"
+      && !common.issuerType.check "https://sso.example.com:99999/realms/eng"
+      && !common.issuerType.check "https://10.0.0.256/realms/eng"
+    ))
   ];
 
   # NixOS workstation ------------------------------------------------------------------------
