@@ -7,7 +7,14 @@ import { userInfo } from "node:os";
 import { join } from "node:path";
 import type { Env } from "../os/env.ts";
 import { nixConfLine, nixosLine } from "./nix.ts";
-import { findOnPath, runProgram, samePath, SYSTEM_NIX_CONF, type NixFacts } from "./nix-facts.ts";
+import {
+  daemonRestart,
+  findOnPath,
+  runProgram,
+  samePath,
+  SYSTEM_NIX_CONF,
+  type NixFacts,
+} from "./nix-facts.ts";
 import { check, type Check } from "./report.ts";
 
 /** `netrc-file` as the daemon sees it: the last assignment in the system nix.conf, else its default. */
@@ -75,7 +82,7 @@ export async function daemonCheck(facts: NixFacts, d: DaemonFacts, netrcPath: st
     {
       details: [explain],
       fix: [
-        `add \`${nixConfLine(netrcPath)}\` to ${SYSTEM_NIX_CONF} and run \`sudo systemctl restart nix-daemon\``,
+        `add \`${nixConfLine(netrcPath)}\` to ${SYSTEM_NIX_CONF} and run \`${daemonRestart(facts)}\``,
         `on NixOS:  ${nixosLine(netrcPath)}`,
       ],
     },

@@ -34,7 +34,14 @@ export async function readDeterminateConfig(path = DETERMINATE_CONFIG): Promise<
 }
 
 const DETERMINATE_RESTART =
-  "Determinate Nixd reads these files only when it starts: restart it after every token refresh (e.g. from the refresh timer), or Nix keeps sending the old token";
+  "Determinate Nixd reads these files only when it starts: it has to be restarted after every token refresh, or Nix keeps sending the old token; the refresh timer cannot do it (it does not run as root), so a root unit that watches the netrc does (docs/configure-nix.md#determinate-nix)";
+
+/** Restarts Determinate Nixd: its systemd unit on Linux, its launchd job on macOS. */
+function determinateRestart(platform: NodeJS.Platform): string {
+  return platform === "darwin"
+    ? "sudo launchctl kickstart -k system/systems.determinate.nix-daemon"
+    : "sudo systemctl restart determinate-nixd";
+}
 
 /** `ps`'s elapsed time, `[[dd-]hh:]mm:ss`, in seconds; undefined when it is not that. */
 export function parseElapsed(text: string): number | undefined {
@@ -83,6 +90,7 @@ export interface DeterminateDaemonFacts {
   startedAt: Date | undefined;
   /** When the netrc was last written (its mtime); undefined when it does not exist. */
   netrcWrittenAt: Date | undefined;
+  platform: NodeJS.Platform;
 }
 
 export async function gatherDeterminateDaemonFacts(
@@ -96,7 +104,7 @@ export async function gatherDeterminateDaemonFacts(
     (st) => st.mtime,
     () => undefined,
   );
-  return { startedAt, netrcWrittenAt };
+  return { startedAt, netrcWrittenAt, platform: process.platform };
 }
 
 /**
@@ -128,7 +136,8 @@ export function determinateDaemonCheck(d: DeterminateDaemonFacts, netrcPath: str
       {
         details: [DETERMINATE_RESTART],
         fix: [
-          "restart it: `sudo systemctl restart determinate-nixd` (macOS: `sudo launchctl kickstart -k system/systems.determinate.nix-daemon`)",
+          `restart it: \`${determinateRestart(d.platform)}\``,
+          "to have that done after each refresh: docs/configure-nix.md#determinate-nix",
         ],
       },
     );

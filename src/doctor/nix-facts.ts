@@ -78,6 +78,19 @@ export interface NixFacts {
   trustedUsers: string[];
   /** A daemon does the downloads (store = daemon/unix://..., or its socket exists). */
   multiUser: boolean;
+  /** process.platform: the daemon is a systemd service on Linux, a launchd daemon on macOS. */
+  platform: NodeJS.Platform;
+}
+
+/**
+ * The command that restarts the Nix daemon: its systemd unit on Linux, its launchd job on macOS
+ * (`org.nixos.nix-daemon`, the label of Nix's and Lix's installers; Determinate Nix has its own,
+ * see ./determinate.ts).
+ */
+export function daemonRestart(facts: Pick<NixFacts, "platform">): string {
+  return facts.platform === "darwin"
+    ? "sudo launchctl kickstart -k system/org.nixos.nix-daemon"
+    : "sudo systemctl restart nix-daemon";
 }
 
 function settingValue(settings: Record<string, { value?: unknown }>, name: string): unknown {
@@ -137,6 +150,7 @@ export async function gatherNixFacts(nixPath: string, env: Env, signal: AbortSig
     store: storeText,
     trustedUsers: Array.isArray(trusted) ? trusted.filter((t): t is string => typeof t === "string") : [],
     multiUser,
+    platform: process.platform,
   };
 }
 

@@ -12,7 +12,7 @@
 import { join } from "node:path";
 import type { Env } from "../os/env.ts";
 import { xdgDir } from "../config/paths.ts";
-import { samePath, SYSTEM_NIX_CONF, type NixFacts } from "./nix-facts.ts";
+import { daemonRestart, samePath, SYSTEM_NIX_CONF, type NixFacts } from "./nix-facts.ts";
 import { check, type Check } from "./report.ts";
 
 /** The nix.conf a fix should go to: the daemon's for multi-user installs, else the user's. */
@@ -81,7 +81,7 @@ export async function nixNetrcFileCheck(facts: NixFacts, netrcPath: string, env:
   return check("nix_netrc_file", title, "problem", `Nix reads ${facts.netrcFile}, not ${netrcPath}`, {
     details: [
       ...(fromEnv ? ["$NIX_CONFIG sets netrc-file, and it overrides every nix.conf"] : []),
-      ...(facts.multiUser ? ["then restart the daemon: `sudo systemctl restart nix-daemon`"] : []),
+      ...(facts.multiUser ? [`then restart the daemon: \`${daemonRestart(facts)}\``] : []),
     ],
     fix: [`add this line to ${target}:  ${nixConfLine(netrcPath)}`, `on NixOS:  ${nixosLine(netrcPath)}`],
   });

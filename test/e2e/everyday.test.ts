@@ -11,7 +11,8 @@
 import assert from "node:assert/strict";
 import { execFile, spawn } from "node:child_process";
 import { existsSync, realpathSync } from "node:fs";
-import { chmod, cp, mkdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
+import { chmod, cp, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { dirname, join } from "node:path";
@@ -311,6 +312,22 @@ describe("timer", () => {
       netrcPassword(await readFile(dir.netrcPath, "latin1"), HOST) !== undefined,
       "the netrc has the token",
     );
+  });
+
+  test("the units docs/configure-nix.md gives for restarting Determinate Nixd are units systemd accepts", async () => {
+    const doc = await readFile(join(dirname(CLI), "..", "docs", "configure-nix.md"), "utf8");
+    const blocks = [...doc.matchAll(/```ini\n# \/etc\/systemd\/system\/(\S+)\n([\s\S]*?)```/g)];
+    assert.deepEqual(
+      blocks.map((b) => b[1]),
+      ["nix-cache-login-determinate.path", "nix-cache-login-determinate.service"],
+    );
+    const dir = await mkdtemp(join(tmpdir(), "ncl-units-"));
+    try {
+      for (const [, name, text] of blocks) await writeFile(join(dir, name as string), text as string);
+      await verify(...blocks.map((b) => join(dir, b[1] as string)));
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   test("a package's launcher ($NIX_CACHE_LOGIN_LAUNCHER) is what the unit runs, at any path systemd can start", async () => {

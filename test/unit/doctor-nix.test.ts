@@ -27,6 +27,7 @@ function facts(over: Partial<NixFacts>): NixFacts {
     store: "auto",
     trustedUsers: ["root"],
     multiUser: false,
+    platform: "linux",
     ...over,
   };
 }
@@ -89,6 +90,20 @@ test("daemon verdicts: daemon file, trusted user's own file, or a problem naming
     /^add `netrc-file = .*` to \/etc\/nix\/nix\.conf and run `sudo systemctl restart nix-daemon`$/,
   );
   assert.ok(untrusted.details[0]?.includes("honours a user's netrc-file only for trusted users"));
+  // macOS: the daemon is a launchd job, and systemctl does not exist there.
+  const mac = await daemonCheck(
+    { ...multi, platform: "darwin" },
+    { systemConf: "", user: "alice", groups: [] },
+    NETRC,
+  );
+  assert.match(mac.fix[0] ?? "", /and run `sudo launchctl kickstart -k system\/org\.nixos\.nix-daemon`$/);
+  const macConf = await nixNetrcFileCheck(facts({ multiUser: true, platform: "darwin" }), NETRC, {
+    HOME: "/Users/alice",
+  });
+  assert.ok(
+    macConf.details.some((d) => d.includes("sudo launchctl kickstart -k system/org.nixos.nix-daemon")),
+  );
+  assert.ok(!macConf.details.some((d) => d.includes("systemctl")));
 });
 
 test("Determinate: additionalNetrcSources, the JSON to add, and the restart fact", async () => {
@@ -108,7 +123,10 @@ test("Determinate: additionalNetrcSources, the JSON to add, and the restart fact
     await writeFile(file, JSON.stringify({ authentication: { additionalNetrcSources: ["/other", NETRC] } }));
     const listed = await determinateCheck(await readDeterminateConfig(file), NETRC);
     assert.equal(listed.status, "ok");
-    assert.match(listed.details[0] ?? "", /only when it starts: restart it after every token refresh/);
+    assert.match(
+      listed.details[0] ?? "",
+      /only when it starts: it has to be restarted after every token refresh, .*a root unit that watches the netrc/,
+    );
 
     await writeFile(file, "{not json");
     const broken = await determinateCheck(await readDeterminateConfig(file), NETRC);

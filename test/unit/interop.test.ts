@@ -258,20 +258,34 @@ test("libcurl verdicts: 8.11.0 is a problem (127-byte tokens), older and newer a
 test("Determinate daemon: started before the last write is a problem, after is ok, not running a note", () => {
   const written = new Date("2026-11-25T08:00:00Z");
   const check = (startedAt: Date | undefined, netrcWrittenAt: Date | undefined = written) =>
-    determinateDaemonCheck({ startedAt, netrcWrittenAt }, "/etc/nix/netrc");
+    determinateDaemonCheck({ startedAt, netrcWrittenAt, platform: "linux" }, "/etc/nix/netrc");
   const before = check(new Date("2026-11-25T07:00:00Z"));
   assert.equal(before.status, "problem");
   assert.match(
     before.summary,
     /started at 2026-11-25T07:00:00\.000Z, before \/etc\/nix\/netrc was last written \(2026-11-25T08:00:00\.000Z\)/,
   );
-  assert.match(before.fix.join("\n"), /restart/);
+  assert.deepEqual(before.fix, [
+    "restart it: `sudo systemctl restart determinate-nixd`",
+    "to have that done after each refresh: docs/configure-nix.md#determinate-nix",
+  ]);
+  // Each platform gets its own command, not the other's.
+  const mac = determinateDaemonCheck(
+    { startedAt: new Date("2026-11-25T07:00:00Z"), netrcWrittenAt: written, platform: "darwin" },
+    "/etc/nix/netrc",
+  );
+  assert.equal(mac.fix[0], "restart it: `sudo launchctl kickstart -k system/systems.determinate.nix-daemon`");
+  // The advice says who can restart it: not the user's refresh timer.
+  assert.match(before.details.join("\n"), /the refresh timer cannot do it \(it does not run as root\)/);
   // ps counts whole seconds: a start in the same second as the write may have come before it.
   assert.equal(check(new Date("2026-11-25T08:00:00.500Z")).status, "problem");
   assert.equal(check(new Date("2026-11-25T08:00:02Z")).status, "ok");
   assert.equal(check(undefined).status, "note");
   assert.equal(
-    determinateDaemonCheck({ startedAt: new Date(), netrcWrittenAt: undefined }, "/etc/nix/netrc").status,
+    determinateDaemonCheck(
+      { startedAt: new Date(), netrcWrittenAt: undefined, platform: "linux" },
+      "/etc/nix/netrc",
+    ).status,
     "skipped",
   );
 });
