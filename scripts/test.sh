@@ -5,7 +5,7 @@
 # runner on the machine's node, then the start-up and core end-to-end tests on Node 22 and 24.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/ensure-debs.sh chromium apache2 libapache2-mod-auth-openidc nix-bin curl openssl ca-certificates glewlwyd sqlite3 zsh fish groff-base systemd util-linux dbus-daemon gnome-keyring libsecret-tools python3-secretstorage xvfb faketime time
+bash scripts/ensure-debs.sh chromium apache2 libapache2-mod-auth-openidc nix-bin curl openssl ca-certificates glewlwyd sqlite3 zsh fish groff-base systemd util-linux dbus-daemon gnome-keyring libsecret-tools python3-secretstorage xvfb xdotool faketime time
 bash scripts/ensure-node18.sh >/dev/null
 # The real Keycloak (test/e2e/keycloak.test.ts): Java 17+ runs it (any java on PATH or in JAVA_HOME
 # will do), Maven fetches the pinned distribution from Maven Central, unzip unpacks it.

@@ -16,11 +16,15 @@ import { say, warn, type Context } from "../context.ts";
 import { CliError, ExitCode, loginRequired } from "../errors.ts";
 import {
   itemLabel,
+  KEYCHAIN_SIGN_IN_TIMEOUT_MS,
+  KEYCHAIN_TIMEOUT_MS,
   KeychainError,
   keychainUnavailable,
   platformKeychain,
+  runTool,
   type Keychain,
   type KeychainItem,
+  type KeychainTimeout,
 } from "../os/keychain.ts";
 import type { RefreshTokenVault, TokenState } from "../store/state.ts";
 
@@ -73,11 +77,14 @@ export class KeychainVault implements RefreshTokenVault {
   /** Where this process last put a refresh token, so that saving it again costs nothing. */
   private settled: { token: string; in: "keychain" | undefined; reason: string | undefined } | undefined;
   private kc: Keychain | undefined;
+  /** Set by the sign-in check: someone is at the screen to answer an unlock prompt. */
+  private someoneThere = false;
 
   constructor(
     private readonly ctx: Context,
     private readonly config: Config,
-    private readonly makeKeychain: () => Keychain = () => platformKeychain(ctx.env),
+    private readonly makeKeychain: (timeout: KeychainTimeout) => Keychain = (timeout) =>
+      platformKeychain(ctx.env, process.platform, runTool, timeout),
   ) {}
 
   private get item(): KeychainItem {
@@ -85,7 +92,9 @@ export class KeychainVault implements RefreshTokenVault {
   }
 
   private keychain(): Keychain {
-    this.kc ??= this.makeKeychain();
+    this.kc ??= this.makeKeychain(() =>
+      this.someoneThere ? KEYCHAIN_SIGN_IN_TIMEOUT_MS : KEYCHAIN_TIMEOUT_MS,
+    );
     return this.kc;
   }
 
@@ -117,6 +126,7 @@ export class KeychainVault implements RefreshTokenVault {
    * keyring locked meanwhile): then `stash` throws instead of keeping the token in the file.
    */
   async preflightSignIn(): Promise<void> {
+    this.someoneThere = true;
     this.preflight();
     if (this.config.tokenStorage !== "keychain") return;
     this.signingIn = true;

@@ -17,8 +17,13 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { Env } from "./env.ts";
 
-/** How long one keychain call may take before we give up on it (an unlock prompt may be waiting). */
+/**
+ * How long one keychain call may take before we give up on it: an unlock prompt may be waiting,
+ * and a timer's run has no one to answer it. A sign-in has someone at the screen, who may need a
+ * while to type the keyring's password: it waits longer.
+ */
 export const KEYCHAIN_TIMEOUT_MS = 5_000;
+export const KEYCHAIN_SIGN_IN_TIMEOUT_MS = 120_000;
 
 /** Output we read from a keychain tool: a refresh token is at most a few KiB. */
 const MAX_OUTPUT = 64 * 1024;
@@ -82,7 +87,17 @@ export interface ToolResult {
   /** The tool is not installed (ENOENT). */
   missing: boolean;
 }
-export type RunTool = (file: string, args: readonly string[], stdin: string, env: Env) => Promise<ToolResult>;
+export type RunTool = (
+  file: string,
+  args: readonly string[],
+  stdin: string,
+  env: Env,
+  timeoutMs: number,
+) => Promise<ToolResult>;
+
+/** The time limit of the next keychain call, in milliseconds (asked at each call). */
+export type KeychainTimeout = () => number;
+const standardTimeout: KeychainTimeout = () => KEYCHAIN_TIMEOUT_MS;
 
 /** The label a person sees in Seahorse or Keychain Access. */
 export function itemLabel(item: KeychainItem): string {
@@ -129,8 +144,9 @@ export function platformKeychain(
   env: Env,
   platform: NodeJS.Platform = process.platform,
   run: RunTool = runTool,
+  timeout: KeychainTimeout = standardTimeout,
 ): Keychain {
-  return platform === "darwin" ? macosKeychain(env, run) : secretService(env, run);
+  return platform === "darwin" ? macosKeychain(env, run, timeout) : secretService(env, run, timeout);
 }
 
 /** The tool's first line of complaint, printable, for --verbose and messages. */
@@ -143,25 +159,26 @@ function complaint(r: ToolResult): string {
   return line.replace(/\p{Cc}/gu, "?").slice(0, 300);
 }
 
-function timeoutError(name: string): KeychainError {
+function timeoutError(name: string, ms: number): KeychainError {
   return new KeychainError(
     "timeout",
-    `${name} did not answer within ${KEYCHAIN_TIMEOUT_MS / 1000} s (locked, waiting for an unlock prompt?)`,
+    `${name} did not answer within ${ms / 1000} s (locked, waiting for an unlock prompt?)`,
   );
 }
 
 /** Linux: the Secret Service through libsecret's secret-tool. */
-export function secretService(env: Env, run: RunTool = runTool): Keychain {
+export function secretService(env: Env, run: RunTool = runTool, timeout = standardTimeout): Keychain {
   const name = "the Secret Service";
   const tool = "secret-tool";
   const call = async (args: string[], stdin = ""): Promise<ToolResult> => {
     const why = keychainUnavailable(env, "linux");
     if (why !== undefined) throw new KeychainError("unavailable", why);
-    const r = await run(tool, args, stdin, env);
+    const ms = timeout();
+    const r = await run(tool, args, stdin, env, ms);
     if (r.missing) {
       throw new KeychainError("unavailable", "secret-tool is not installed (Debian/Ubuntu: libsecret-tools)");
     }
-    if (r.timedOut) throw timeoutError(name);
+    if (r.timedOut) throw timeoutError(name, ms);
     return r;
   };
   const failure = (r: ToolResult, what: string): KeychainError => {
@@ -228,12 +245,13 @@ export function macosStoreCommand(item: KeychainItem, secret: string): string {
  * Exit status 44 is errSecItemNotFound; 36 and 51 come with a locked keychain or a prompt that
  * cannot be shown (errSecInteractionNotAllowed over SSH).
  */
-export function macosKeychain(env: Env, run: RunTool = runTool): Keychain {
+export function macosKeychain(env: Env, run: RunTool = runTool, timeout = standardTimeout): Keychain {
   const name = "the macOS login Keychain";
   const call = async (args: string[], stdin = ""): Promise<ToolResult> => {
-    const r = await run(MACOS_SECURITY, args, stdin, env);
+    const ms = timeout();
+    const r = await run(MACOS_SECURITY, args, stdin, env, ms);
     if (r.missing) throw new KeychainError("unavailable", `${MACOS_SECURITY} is missing`);
-    if (r.timedOut) throw timeoutError(name);
+    if (r.timedOut) throw timeoutError(name, ms);
     return r;
   };
   const failure = (r: ToolResult, what: string): KeychainError => {
@@ -271,7 +289,7 @@ export function macosKeychain(env: Env, run: RunTool = runTool): Keychain {
 }
 
 /** Runs a keychain tool without a shell: `stdin` in, bounded output out, killed after the timeout. */
-export const runTool: RunTool = (file, args, stdin, env) =>
+export const runTool: RunTool = (file, args, stdin, env, timeoutMs) =>
   new Promise((resolve) => {
     // Loaded here, not at start-up: `status` never starts a keychain tool.
     const { spawn } = process.getBuiltinModule("node:child_process");
@@ -287,7 +305,7 @@ export const runTool: RunTool = (file, args, stdin, env) =>
     const timer = setTimeout(() => {
       timedOut = true;
       child.kill("SIGKILL");
-    }, KEYCHAIN_TIMEOUT_MS);
+    }, timeoutMs);
     child.on("error", (e: NodeJS.ErrnoException) => {
       if (e.code === "ENOENT") missing = true;
       else stderr += String(e.message);

@@ -20,13 +20,19 @@ export interface Keyring {
   /** Every item of the default collection: label, attributes, secret (python3-secretstorage). */
   items(): Promise<{ label: string; attributes: Record<string, string>; secret: string }[]>;
   lock(): Promise<void>;
+  /**
+   * With `display`: waits for the unlock prompt's window, then types the keyring's password into
+   * it and presses Return, as a person would (xdotool on the X server the prompt opened on).
+   * Resolves with the window's title once typed.
+   */
+  answerUnlockPrompt(): Promise<string>;
   /** Starts counting the calls that write an item (CreateItem, SetSecret) on the bus. */
   countWrites(): Promise<{ count(): number; stop(): Promise<void> }>;
   stop(): Promise<void>;
 }
 
 const MISSING =
-  "the keychain tests need Debian's dbus-daemon, gnome-keyring, libsecret-tools, python3-secretstorage and xvfb: apt-get install -y --no-install-recommends dbus-daemon gnome-keyring libsecret-tools python3-secretstorage xvfb (npm test installs them)";
+  "the keychain tests need Debian's dbus-daemon, gnome-keyring, libsecret-tools, python3-secretstorage, xvfb and xdotool: apt-get install -y --no-install-recommends dbus-daemon gnome-keyring libsecret-tools python3-secretstorage xvfb xdotool (npm test installs them)";
 
 /**
  * `home` holds the keyrings (XDG_DATA_HOME/keyrings); it is the workspace's HOME in the tests. With
@@ -36,7 +42,7 @@ const MISSING =
  */
 export async function startKeyring(home: string, o: { display?: boolean } = {}): Promise<Keyring> {
   const tools = ["dbus-daemon", "gnome-keyring-daemon", "secret-tool", "/usr/bin/python3"];
-  if (o.display === true) tools.push("Xvfb");
+  if (o.display === true) tools.push("Xvfb", "xdotool");
   for (const tool of tools) {
     await run("sh", ["-c", `command -v ${tool}`]).catch(() => {
       throw new Error(`${tool} not found: ${MISSING}`);
@@ -122,6 +128,25 @@ export async function startKeyring(home: string, o: { display?: boolean } = {}):
     },
     async lock() {
       await py(`${prelude}c.lock()\nassert c.is_locked()`);
+    },
+    async answerUnlockPrompt() {
+      if (base.DISPLAY === undefined)
+        throw new Error("answerUnlockPrompt needs startKeyring(home, { display: true })");
+      const xdotool = (...args: string[]) => run("xdotool", args, { env }).then((r) => r.stdout.trim());
+      let title = "";
+      for (let i = 0; !/unlock/i.test(title); i++) {
+        if (i > 600) throw new Error("no unlock prompt opened on the X server within 30 s");
+        await delay(50);
+        const ids = await xdotool("search", "--onlyvisible", "--name", ".").catch(() => "");
+        for (const id of ids.split("\n").filter((x) => x !== "")) {
+          const name = await xdotool("getwindowname", id).catch(() => "");
+          if (/unlock/i.test(name)) title = name;
+        }
+      }
+      // The prompt grabs the keyboard: what is typed goes to its password field.
+      await xdotool("type", "--delay", "20", KEYRING_PASSWORD);
+      await xdotool("key", "Return");
+      return title;
     },
     async countWrites() {
       const monitor = spawn(
