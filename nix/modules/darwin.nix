@@ -123,7 +123,7 @@ in
       # context, whose login Keychain is unlocked (token_storage). The module checks look for
       # both keys, in the job and in the plist nix-darwin renders.
       launchd.agents.nix-cache-login = {
-        command = "${common.refreshCommand cfg} >> \"$HOME/${agentLog}\" 2>&1";
+        command = "${common.everyUserRefreshCommand cfg} >> \"$HOME/${agentLog}\" 2>&1";
         environment = jobEnvironment;
         serviceConfig = common.launchdResourceLimits // {
           # A job whose interval passed during sleep runs as soon as the Mac wakes.

@@ -235,6 +235,13 @@ rec {
   # no `%` or `$` (a store path, a command name, a duration), which systemd would expand.
   refreshCommand = cfg: lib.escapeShellArgs ([ (exe cfg) ] ++ refreshArgs cfg);
 
+  # The NixOS workstation's user unit and nix-darwin's agent run for every user who logs in, most
+  # of whom may never sign in: with no token state at all, `--if-signed-in` exits 3 without a
+  # word, instead of logging the same error every interval (nix-darwin's log is not rotated).
+  # Home Manager's timer is one user's own choice, and says so when they are not signed in.
+  everyUserRefreshCommand =
+    cfg: lib.escapeShellArgs ([ (exe cfg) ] ++ refreshArgs cfg ++ [ "--if-signed-in" ]);
+
   serviceAccountArgs = cfg: [
     "service-account"
     "--min-valid"

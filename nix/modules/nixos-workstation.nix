@@ -85,7 +85,7 @@ in
         NODE_EXTRA_CA_CERTS = lib.mkDefault common.caBundle;
       };
       serviceConfig = common.systemdServiceConfig // {
-        ExecStart = common.refreshCommand cfg;
+        ExecStart = common.everyUserRefreshCommand cfg;
         Nice = 10;
       };
     };

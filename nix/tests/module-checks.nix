@@ -282,7 +282,7 @@ let
     (noFailedAssertions "workstation: empty settings need nothing (no file made)" wsCustom)
     (eq "workstation: no warnings with the defaults" (ours ws.warnings) [ ])
     (check "workstation: package on the system PATH" (lib.elem wsCfg.package ws.environment.systemPackages))
-    (eq "workstation: user service ExecStart" wsSvc.serviceConfig.ExecStart "${exeOf wsCfg} refresh --min-valid 4m")
+    (eq "workstation: user service ExecStart" wsSvc.serviceConfig.ExecStart "${exeOf wsCfg} refresh --min-valid 4m --if-signed-in")
     (eq "workstation: user service is oneshot" wsSvc.serviceConfig.Type "oneshot")
     (eq "workstation: exit 3 (login required) is not a failure" wsSvc.serviceConfig.SuccessExitStatus "3")
     (eq "workstation: no core dumps (they would hold tokens)" wsSvc.serviceConfig.LimitCORE 0)
@@ -343,7 +343,7 @@ let
       !(ws.environment.sessionVariables ? NIX_CACHE_LOGIN_CONFIG)
     ))
     (eq "workstation: custom interval" wsCustom.systemd.user.timers.nix-cache-login.timerConfig.OnCalendar "*-*-* *:*:00/30")
-    (eq "workstation: custom minValid" wsCustom.systemd.user.services.nix-cache-login.serviceConfig.ExecStart "${exeOf wsCustom.services.nix-cache-login} refresh --min-valid 2m")
+    (eq "workstation: custom minValid" wsCustom.systemd.user.services.nix-cache-login.serviceConfig.ExecStart "${exeOf wsCustom.services.nix-cache-login} refresh --min-valid 2m --if-signed-in")
     (check "workstation: no /etc config without settings" (
       !(wsCustom.environment.etc ? "nix-cache-login/config.toml")
     ))
@@ -771,7 +771,7 @@ let
     (check "darwin: package on the system PATH" (
       lib.elem dw.services.nix-cache-login.package dw.environment.systemPackages
     ))
-    (eq "darwin: agent command, logging to ~/Library/Logs as Home Manager's agent" dwAgent.command "${exeOf dw.services.nix-cache-login} refresh --min-valid 10m >> \"$HOME/Library/Logs/nix-cache-login.log\" 2>&1")
+    (eq "darwin: agent command, logging to ~/Library/Logs as Home Manager's agent" dwAgent.command "${exeOf dw.services.nix-cache-login} refresh --min-valid 10m --if-signed-in >> \"$HOME/Library/Logs/nix-cache-login.log\" 2>&1")
     (eq "darwin: agent trusts the system CA bundle, as on NixOS" dwAgent.environment.NODE_EXTRA_CA_CERTS "/etc/ssl/certs/ca-certificates.crt")
     (eq "darwin: agent dumps no core" [
       dwAgent.serviceConfig.SoftResourceLimits.Core

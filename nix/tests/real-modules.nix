@@ -247,7 +247,7 @@ let
     (eq "real home-manager (macOS): the agent plist keeps the GUI login session (no SessionCreate, no LimitLoadToSessionType)" (sessionKeys hmPlist) [ ])
     (eq "real nix-darwin: no failed assertions" (ours (failedAssertions dw)) [ ])
     (check "real nix-darwin: agent plist runs refresh through /bin/sh, logging to ~/Library/Logs" (
-      lib.hasInfix "exec ${stubs.package}/bin/nix-cache-login refresh --min-valid 4m &gt;&gt; &quot;$HOME/Library/Logs/nix-cache-login.log&quot; 2&gt;&amp;1" agentPlist
+      lib.hasInfix "exec ${stubs.package}/bin/nix-cache-login refresh --min-valid 4m --if-signed-in &gt;&gt; &quot;$HOME/Library/Logs/nix-cache-login.log&quot; 2&gt;&amp;1" agentPlist
     ))
     (check "real nix-darwin: agent plist has NODE_EXTRA_CA_CERTS" (
       plistHas agentPlist "NODE_EXTRA_CA_CERTS" "<string>/etc/ssl/certs/ca-certificates.crt</string>"

@@ -89,11 +89,21 @@ export const COMMANDS: CommandSpec[] = [
   {
     name: "refresh",
     help: "renew the access token with the stored refresh token (no browser); for timers",
-    options: [MIN_VALID, DRY_RUN, JSON_RESULT, QUIET],
+    options: [
+      MIN_VALID,
+      {
+        name: "if-signed-in",
+        help: "with no sign-in at all (no token state: never signed in, or logged out), exit 3 without a word; for a timer that runs for every user of a machine",
+      },
+      DRY_RUN,
+      JSON_RESULT,
+      QUIET,
+    ],
     run: async (ctx, v) =>
       (await import("../commands/refresh.ts")).refresh(ctx, {
         minValid: str(v["min-valid"]),
         dryRun: bool(v["dry-run"]),
+        ifSignedIn: bool(v["if-signed-in"]),
       }),
   },
   {

@@ -6,6 +6,12 @@ export interface RefreshOptions {
   minValid?: string | undefined;
   /** Only load and check what a run needs (`timer status` runs the unit's command so). */
   dryRun?: boolean | undefined;
+  /**
+   * No token state at all is not worth a message: the Nix modules' timers run for every user of
+   * a machine, most of whom may never sign in, and each run would log the same error (macOS keeps
+   * that log unrotated).
+   */
+  ifSignedIn?: boolean | undefined;
 }
 
 /**
@@ -20,6 +26,10 @@ export async function refresh(
 ): Promise<number> {
   const pending = beginRenewal(ctx, opts, command);
   if (pending === "fresh") return ExitCode.ok;
+  if (opts.ifSignedIn === true && pending.setup.config.mode === "user" && pending.seen === undefined) {
+    verbose(ctx)(`no token state in ${pending.setup.store.file}: not signed in, nothing to renew`);
+    return ExitCode.loginRequired;
+  }
   if (command === "refresh" && pending.setup.config.mode === "service-account")
     verbose(ctx)("configuration is for a service account: using the client credentials grant");
   const { renew } = await import("../core/renew-under-lock.ts");

@@ -447,6 +447,32 @@ describe("refresh", () => {
     assert.match(r.stderr, /run `nix-cache-login login`/);
   });
 
+  test("--if-signed-in (the modules' timers, run for every user): silent exit 3 with no sign-in at all, the usual error otherwise", async () => {
+    const ws = await userWorkspace();
+    const before = await snapshot(ws.dir);
+    const quiet = await runCli(ws, ["refresh", "--min-valid", "4m", "--if-signed-in"]);
+    assert.deepEqual([quiet.code, quiet.stdout, quiet.stderr], [3, "", ""]);
+    assert.deepEqual(await snapshot(ws.dir), before, "nothing written for a user who never signed in");
+    const verbose = await runCli(ws, ["refresh", "--if-signed-in", "--verbose"]);
+    assert.equal(verbose.code, 3);
+    assert.match(verbose.stderr, /no token state in .*: not signed in, nothing to renew/);
+
+    // Signed in: renewed as without the option.
+    await signIn(ws);
+    const renewed = await runCli(ws, ["refresh", "--if-signed-in"]);
+    assert.equal(renewed.code, 0, renewed.stderr);
+    assert.ok(netrcPassword(await readFile(ws.netrcPath, "latin1"), HOST) !== undefined);
+
+    // A session the provider ended is someone's to fix: it is said, as always.
+    const store = new StateStore(ws.stateDir, realm.issuer, realm.publicClientId);
+    const state = store.read();
+    assert.ok(state !== undefined);
+    await writeState(store, { ...state, session_ended: { at: new Date().toISOString(), description: null } });
+    const said = await runCli(ws, ["refresh", "--if-signed-in"]);
+    assert.equal(said.code, 3, said.stderr);
+    assert.match(said.stderr, /^error: the session at .* ended at /m);
+  });
+
   test("a provider that is down: exit 1 naming the host, files unchanged", async () => {
     const down = await startRealm({ tls: false });
     const issuer = down.issuer;
