@@ -19,7 +19,8 @@
  */
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { link, lstat, open, readFile, rmdir, unlink, writeFile } from "node:fs/promises";
+import { constants } from "node:fs";
+import { link, lstat, open, rmdir, unlink, writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { setTimeout } from "node:timers/promises";
 import { CliError } from "../errors.ts";
@@ -132,13 +133,14 @@ async function look(lockPath: string): Promise<Seen> {
       hint: `check what made it, then remove it (\`rm ${lockPath}\`)`,
     });
   }
-  let text: string;
+  let text: string | undefined;
   try {
-    text = await readFile(lockPath, "utf8");
+    text = await readRegular(lockPath);
   } catch (e) {
     if (errnoCode(e) === "ENOENT") return { kind: "none" };
     throw e;
   }
+  if (text === undefined) return look(lockPath);
   const rec = parseRecord(text);
   return rec === undefined ? { kind: "foreign", isDir: false, mtimeMs: st.mtimeMs } : { kind: "record", rec };
 }
@@ -216,8 +218,27 @@ export async function createWhole(path: string, text: string): Promise<void> {
   }
 }
 
-/** Removes the dead holder's lock, unless another waiter is already doing so. */
-async function takeOver(lockPath: string, dead: LockRecord): Promise<void> {
+/**
+ * A regular file's text, or undefined when the path names anything else: opened without blocking
+ * (a FIFO would wait for a writer forever) and without following a symbolic link, then checked.
+ */
+async function readRegular(path: string): Promise<string | undefined> {
+  const fh = await open(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW);
+  try {
+    return (await fh.stat()).isFile() ? await fh.readFile("utf8") : undefined;
+  } finally {
+    await fh.close();
+  }
+}
+
+/** A break file whose waiter has not written its PID by then died between making it and writing. */
+const BREAK_ABANDONED_MS = 5_000;
+
+/**
+ * Removes the dead holder's lock, unless another waiter is already doing so. True when this call
+ * removed it (the caller tries again at once), false when it is someone else's turn.
+ */
+async function takeOver(lockPath: string, dead: LockRecord): Promise<boolean> {
   const breakPath = `${lockPath}.break-${dead.nonce}`;
   let fh;
   try {
@@ -225,18 +246,30 @@ async function takeOver(lockPath: string, dead: LockRecord): Promise<void> {
   } catch (e) {
     if (errnoCode(e) !== "EEXIST") throw e;
     // A waiter killed while taking over leaves its break file: free it when its writer is gone.
-    const text = await readFile(breakPath, "utf8").catch(() => "");
-    const pid = Number(text.split(" ")[0]);
-    const start = text.split(" ")[1]?.trim() ?? "";
-    const rec = { ...dead, pid, start: start === "" ? null : start, host: localHost(), boot: bootId() };
-    if (!Number.isInteger(pid) || holderState(rec) === "dead") await unlink(breakPath).catch(() => undefined);
-    return;
+    const text = await readRegular(breakPath).catch(() => undefined);
+    const pid = Number(text?.split(" ")[0]);
+    if (text === undefined) {
+      // No waiter makes anything but a regular file (a FIFO would block whoever read it).
+      await unlink(breakPath).catch(() => undefined);
+    } else if (!Number.isInteger(pid) || pid <= 0) {
+      const age = await lstat(breakPath).then(
+        (st) => Date.now() - st.mtimeMs,
+        () => 0,
+      );
+      if (age > BREAK_ABANDONED_MS) await unlink(breakPath).catch(() => undefined);
+    } else {
+      const start = text.split(" ")[1]?.trim() ?? "";
+      const rec = { ...dead, pid, start: start === "" ? null : start, host: localHost(), boot: bootId() };
+      if (holderState(rec) === "dead") await unlink(breakPath).catch(() => undefined);
+    }
+    return false;
   }
   try {
     await fh.writeFile(`${process.pid} ${processStart(process.pid) ?? ""}\n`);
     await fh.close();
     const now = await look(lockPath);
     if (now.kind === "record" && now.rec.nonce === dead.nonce) await unlink(lockPath);
+    return true;
   } finally {
     await unlink(breakPath).catch(() => undefined);
   }
@@ -288,11 +321,10 @@ export async function withLockFile<T>(
       }
       if (seen.kind === "none") continue;
       if (seen.kind === "record") {
-        const state = holderState(seen.rec);
-        if (state === "dead") {
-          await takeOver(lockPath, seen.rec).catch(() => undefined);
+        // Taken over: try again at once. Otherwise another waiter is taking it over (or left its
+        // break file): wait as for a live holder.
+        if (holderState(seen.rec) === "dead" && (await takeOver(lockPath, seen.rec).catch(() => false)))
           continue;
-        }
       } else if (Date.now() - seen.mtimeMs > FOREIGN_STALE_MS) {
         // A lock left by an older version, or a record we cannot read: stale once old enough.
         await (seen.isDir ? rmdir(lockPath) : unlink(lockPath)).catch(() => undefined);

@@ -5,11 +5,14 @@
  * generous bound: that bound keeps a hang from hanging the test runner, it is no timing assertion.
  */
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { mkdir } from "node:fs/promises";
+import { execFileSync, spawn } from "node:child_process";
+import { mkdir, readdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
-import { stateFileName } from "../../src/store/state.ts";
+import { bootId } from "../../src/fs/boot.ts";
+import { localHost, processStart } from "../../src/fs/lock-file.ts";
+import { StateStore, stateFileName } from "../../src/store/state.ts";
+import { writeState } from "../../src/store/write.ts";
 import { makeWorkspace, runCli, snapshot, type RunResult, type Workspace } from "../support/cli.ts";
 
 const ISSUER = "http://127.0.0.1:9/realms/nix";
@@ -65,6 +68,41 @@ describe("a FIFO is refused at once, never read", () => {
     assert.equal(r.code, 1);
     assert.match(String(e.hint), /rm /);
     assert.deepEqual(await snapshot(ws.dir), before);
+  });
+
+  test("as a dead holder's break file: the waiter removes it and takes the lock over", async () => {
+    const ws = await workspace({ issuer: ISSUER, client_id: "nix-cache", cache_host: HOST });
+    const store = new StateStore(ws.stateDir, ISSUER, "nix-cache");
+    await writeState(store, { ...store.empty("user"), refresh_token: "a-refresh-token-value" });
+    ws.secrets.add("a-refresh-token-value");
+    // The lock of a holder that died, and where a waiter that took it over would have noted itself.
+    const exited = spawn(process.execPath, ["-e", "0"], { stdio: "ignore" });
+    await new Promise((r) => exited.on("close", r));
+    const nonce = "00112233aabbccdd";
+    const lock = `${store.file}.lock`;
+    await writeFile(
+      lock,
+      JSON.stringify({
+        pid: exited.pid,
+        boot: bootId(),
+        start: processStart(exited.pid as number),
+        host: localHost(),
+        since: new Date().toISOString(),
+        command: "nix-cache-login refresh",
+        nonce,
+      }),
+    );
+    mkfifo(`${lock}.break-${nonce}`);
+    const r = await runCli(ws, ["refresh", "--json"], { timeoutMs: BOUND_MS });
+    const e = errorOf(r);
+    // Past the lock: the grant is sent, to a port where nothing listens.
+    assert.match(r.stderr, /^error: cannot reach 127\.0\.0\.1:9/m);
+    assert.equal(r.code, 1, e.code);
+    assert.deepEqual(
+      (await readdir(ws.stateDir)).filter((f) => f.includes(".lock")),
+      [],
+      "the break FIFO and the dead lock are gone",
+    );
   });
 
   test("as client_secret_file: service-account fails with credential_file_not_regular_file", async () => {

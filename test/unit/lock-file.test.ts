@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, rm, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
@@ -60,6 +60,24 @@ test("a lock left by a dead process is taken over at once, and released after us
   const got = await withLockFile(lock, async () => "ran", { notify: (l) => notes.push(l) });
   assert.equal(got, "ran");
   assert.deepEqual(notes, []);
+  assert.deepEqual(await readdir(dir), [], "no lock, temp or break file is left");
+});
+
+test("a break file left empty by a waiter killed before it wrote its PID is freed once it is old, not before", async () => {
+  const dir = await tempDir();
+  const lock = join(dir, "netrc.lock");
+  const dead = record(await exitedPid());
+  await writeFile(lock, JSON.stringify(dead));
+  const breakFile = `${lock}.break-${dead.nonce}`;
+  await writeFile(breakFile, "");
+  // Fresh: another waiter may be writing its PID right now, so it is its turn; this one waits.
+  const gaveUp = await withLockFile(lock, async () => "ran", { maxWaitMs: 300 }).catch((e: Error) => e);
+  assert.ok(gaveUp instanceof Error && /gave up after/.test(gaveUp.message), String(gaveUp));
+  assert.ok((await readdir(dir)).includes(`netrc.lock.break-${dead.nonce}`), "the fresh break file stays");
+  // Older than any waiter takes to write its PID: abandoned, removed, and the lock taken over.
+  const old = new Date(Date.now() - 60_000);
+  await utimes(breakFile, old, old);
+  assert.equal(await withLockFile(lock, async () => "ran"), "ran");
   assert.deepEqual(await readdir(dir), [], "no lock, temp or break file is left");
 });
 
