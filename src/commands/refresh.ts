@@ -1,6 +1,7 @@
 import { verbose, type Context } from "../context.ts";
 import { beginRenewal } from "../core/freshness.ts";
 import { ExitCode } from "../errors.ts";
+import { recordTokens } from "../core/result.ts";
 
 export interface RefreshOptions {
   minValid?: string | undefined;
@@ -28,6 +29,8 @@ export async function refresh(
   if (pending === "fresh") return ExitCode.ok;
   if (opts.ifSignedIn === true && pending.setup.config.mode === "user" && pending.seen === undefined) {
     verbose(ctx)(`no token state in ${pending.setup.store.file}: not signed in, nothing to renew`);
+    // Nothing on stderr; --json still gets its object on stdout.
+    recordTokens(ctx, pending.setup.config, undefined, "not_signed_in");
     return ExitCode.loginRequired;
   }
   if (command === "refresh" && pending.setup.config.mode === "service-account")

@@ -300,11 +300,18 @@ async function install(ctx: Context, spec: TimerSpec, p: Platform, dir: string):
       `the timer runs ${npx}, in npx's cache, which npm may clean: install nix-cache-login (npm install -g nix-cache-login) and run \`timer install\` again`,
     );
   }
-  const store = spec.program.find((p) => p.startsWith("/nix/store/"));
-  if (store !== undefined) {
+  // The CLI itself (a launcher, or the script) from the store, or only the Node.js that runs it.
+  const [first, script] = spec.program;
+  const cli = spec.program.length === 1 ? first : script;
+  if (cli?.startsWith("/nix/store/") === true) {
     warn(
       ctx,
-      `the timer runs ${store}, which an upgrade and a garbage collection remove: install nix-cache-login into a profile on PATH (nix profile install) and run \`timer install\` again, or run it again after each upgrade`,
+      `the timer runs ${cli}, which an upgrade and a garbage collection remove: install nix-cache-login into a profile on PATH (nix profile install) and run \`timer install\` again, or run it again after each upgrade`,
+    );
+  } else if (first?.startsWith("/nix/store/") === true) {
+    warn(
+      ctx,
+      `the timer runs Node.js from ${first}, which an upgrade and a garbage collection remove: run \`timer install\` again after each upgrade of that Node.js`,
     );
   }
   const results = [];

@@ -77,7 +77,10 @@ export class KeychainVault implements RefreshTokenVault {
   /** Where this process last put a refresh token, so that saving it again costs nothing. */
   private settled: { token: string; in: "keychain" | undefined; reason: string | undefined } | undefined;
   private kc: Keychain | undefined;
-  /** Set by the sign-in check: someone is at the screen to answer an unlock prompt. */
+  /**
+   * Set during the sign-in's keychain check, before any grant: someone is at the screen to answer
+   * an unlock prompt. Every other call (the save after the grant, under the lock) keeps 5 s.
+   */
   private someoneThere = false;
 
   constructor(
@@ -126,15 +129,23 @@ export class KeychainVault implements RefreshTokenVault {
    * keyring locked meanwhile): then `stash` throws instead of keeping the token in the file.
    */
   async preflightSignIn(): Promise<void> {
-    this.someoneThere = true;
     this.preflight();
     if (this.config.tokenStorage !== "keychain") return;
     this.signingIn = true;
     const kc = this.keychain();
+    // A locked keyring shows its unlock prompt now: say what is waiting, should it take a while.
+    const note = setTimeout(
+      () => say(this.ctx, `Waiting for ${kc.name} (unlock the keyring if it asks) ...`),
+      2_000,
+    );
+    this.someoneThere = true;
     try {
       await kc.write(CHECK_ITEM, "nix-cache-login keychain check (not a secret)");
     } catch (e) {
       throw keychainCliError(e, this.config, "the keychain cannot take the refresh token of a new sign-in");
+    } finally {
+      this.someoneThere = false;
+      clearTimeout(note);
     }
     await kc.remove(CHECK_ITEM).catch((e: unknown) => {
       warn(

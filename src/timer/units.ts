@@ -48,11 +48,11 @@ export function onCalendar(seconds: number): string | undefined {
 /**
  * systemd refuses an executable path with a quote, a backslash or a control character
  * (string_is_safe() in its src/basic/string-util.c, checked by config_parse_exec()): such a
- * program is started through env(1), whose argument systemd unquotes like any other.
+ * program is started by /bin/sh, as `$0` of a fixed script, so its path is an argument, which
+ * systemd unquotes like any other. (Not env(1): it would take a path with `=` for a variable.)
  */
-const ENV = "/usr/bin/env";
+const VIA_SHELL = ["/bin/sh", "-c", 'exec "$0" "$@"'];
 const UNSAFE_EXECUTABLE = /["'\\\p{Cc}]/u;
-
 /**
  * One word of ExecStart, quoted, `%` (specifiers) escaped everywhere. `$` is escaped as `$$` in
  * the arguments only: systemd expands variables in the arguments, never in the executable path.
@@ -83,13 +83,13 @@ function command(spec: TimerSpec): string[] {
 }
 
 function execStart(argv: string[]): string {
-  const words = UNSAFE_EXECUTABLE.test(argv[0] ?? "") ? [ENV, ...argv] : argv;
+  const words = UNSAFE_EXECUTABLE.test(argv[0] ?? "") ? [...VIA_SHELL, ...argv] : argv;
   return words.map((w, i) => systemdArg(w, i === 0)).join(" ");
 }
 
-/** The files a unit's command starts from: its leading absolute paths (after env(1)). */
+/** The files a unit's command starts from: its leading absolute paths (after /bin/sh's script). */
 export function programFiles(argv: readonly string[]): string[] {
-  const words = argv[0] === ENV ? argv.slice(1) : argv;
+  const words = VIA_SHELL.every((w, i) => argv[i] === w) ? argv.slice(VIA_SHELL.length) : argv;
   const end = words.findIndex((w) => !w.startsWith("/"));
   return words.slice(0, end === -1 ? words.length : end);
 }

@@ -453,6 +453,16 @@ describe("refresh", () => {
     const quiet = await runCli(ws, ["refresh", "--min-valid", "4m", "--if-signed-in"]);
     assert.deepEqual([quiet.code, quiet.stdout, quiet.stderr], [3, "", ""]);
     assert.deepEqual(await snapshot(ws.dir), before, "nothing written for a user who never signed in");
+    // --json still answers on stdout (and only there).
+    const json = await runCli(ws, ["refresh", "--if-signed-in", "--json"]);
+    assert.equal(json.code, 3);
+    assert.equal(json.stderr, "");
+    assert.deepEqual(
+      (({ command, action, username }) => ({ command, action, username }))(
+        JSON.parse(json.stdout) as Record<string, unknown>,
+      ),
+      { command: "refresh", action: "not_signed_in", username: null },
+    );
     const verbose = await runCli(ws, ["refresh", "--if-signed-in", "--verbose"]);
     assert.equal(verbose.code, 3);
     assert.match(verbose.stderr, /no token state in .*: not signed in, nothing to renew/);

@@ -358,12 +358,14 @@ describe("timer", () => {
     assert.equal(status.code, 0, status.stdout + status.stderr);
     assert.match(status.stdout, /dry run: ok, the configuration .* is valid/);
 
-    // Quotes and a backslash, which systemd refuses in an executable: through env(1).
-    const odd = await launcherIn(join(ws.dir, `pkg "it's" back\\slash`));
+    // Quotes and a backslash, which systemd refuses in an executable: started by /bin/sh (an `=`
+    // in it would make env(1) take it for a variable).
+    const odd = await launcherIn(join(ws.dir, `pkg "it's" a=b back\\slash`));
     const second = await installWith(odd);
     assert.equal(second.code, 0, second.stderr);
     const envService = await readFile(servicePath, "utf8");
-    assert.deepEqual(execStart(envService).slice(0, 3), ["/usr/bin/env", odd, "refresh"]);
+    assert.deepEqual(execStart(envService).slice(0, 2), ["/bin/sh", "-c"]);
+    assert.deepEqual(execStart(envService).slice(3, 5), [odd, "refresh"]);
     await verify(servicePath);
     const viaEnv = await runCli(ws, ["timer", "status"]);
     assert.equal(viaEnv.code, 0, viaEnv.stdout + viaEnv.stderr);

@@ -8,7 +8,6 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { access, mkdir, readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { setTimeout as delay } from "node:timers/promises";
 import { promisify } from "node:util";
 import { after, before, describe, test } from "node:test";
 import { requireChromium } from "../support/chromium.ts";
@@ -481,7 +480,8 @@ describe("token_storage: the refresh token in a real Secret Service (GNOME Keyri
 
   test("login waits for the person at the screen to unlock the keyring (longer than a timer waits), then goes on", async () => {
     // A real prompt: gcr-prompter opens its window on an X server (Xvfb); the password is typed
-    // into it after more than the 5 s a timer's run would wait, as a person may take that long.
+    // into it 6 s after the window opened, more than the 5 s a timer's run waits: a person may
+    // take that long.
     const b = await bed({ token_storage: "keychain" }, { display: true });
     await b.keyring.lock();
     const r = await b.run(
@@ -489,15 +489,13 @@ describe("token_storage: the refresh token in a real Secret Service (GNOME Keyri
       {},
       {
         onSpawn: (child) => {
-          void (async () => {
-            await delay(6_000);
-            await b.keyring.answerUnlockPrompt();
-          })();
+          void b.keyring.answerUnlockPrompt(6_000);
           approving().onSpawn?.(child);
         },
       },
     );
     assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /^Waiting for the Secret Service \(unlock the keyring if it asks\) \.\.\.$/m);
     assert.match(r.stderr, /The refresh token is kept in the Secret Service \(token_storage = keychain\)\./);
     const items = await b.items();
     assert.equal(items.length, 1, "the sign-in's refresh token is in the keychain");

@@ -23,9 +23,10 @@ export interface Keyring {
   /**
    * With `display`: waits for the unlock prompt's window, then types the keyring's password into
    * it and presses Return, as a person would (xdotool on the X server the prompt opened on).
-   * Resolves with the window's title once typed.
+   * `afterMs` is how long the person takes, counted from the window's opening. Resolves with the
+   * window's title once typed.
    */
-  answerUnlockPrompt(): Promise<string>;
+  answerUnlockPrompt(afterMs?: number): Promise<string>;
   /** Starts counting the calls that write an item (CreateItem, SetSecret) on the bus. */
   countWrites(): Promise<{ count(): number; stop(): Promise<void> }>;
   stop(): Promise<void>;
@@ -129,7 +130,7 @@ export async function startKeyring(home: string, o: { display?: boolean } = {}):
     async lock() {
       await py(`${prelude}c.lock()\nassert c.is_locked()`);
     },
-    async answerUnlockPrompt() {
+    async answerUnlockPrompt(afterMs = 0) {
       if (base.DISPLAY === undefined)
         throw new Error("answerUnlockPrompt needs startKeyring(home, { display: true })");
       const xdotool = (...args: string[]) => run("xdotool", args, { env }).then((r) => r.stdout.trim());
@@ -143,6 +144,7 @@ export async function startKeyring(home: string, o: { display?: boolean } = {}):
           if (/unlock/i.test(name)) title = name;
         }
       }
+      await delay(afterMs);
       // The prompt grabs the keyboard: what is typed goes to its password field.
       await xdotool("type", "--delay", "20", KEYRING_PASSWORD);
       await xdotool("key", "Return");
