@@ -231,14 +231,21 @@ async function readRegular(path: string): Promise<string | undefined> {
   }
 }
 
-/** A break file whose waiter has not written its PID by then died between making it and writing. */
+/**
+ * A break file whose waiter has not written its PID within this long (by this waiter's monotonic
+ * clock, from when it first saw it so: the file's mtime is the wall clock's, which may be wrong)
+ * died between making it and writing.
+ */
 const BREAK_ABANDONED_MS = 5_000;
+
+/** The PID-less break file this waiter saw first, and when (performance.now()). */
+type SeenBreak = { path: string; since: number } | undefined;
 
 /**
  * Removes the dead holder's lock, unless another waiter is already doing so. True when this call
  * removed it (the caller tries again at once), false when it is someone else's turn.
  */
-async function takeOver(lockPath: string, dead: LockRecord): Promise<boolean> {
+async function takeOver(lockPath: string, dead: LockRecord, seen: { break: SeenBreak }): Promise<boolean> {
   const breakPath = `${lockPath}.break-${dead.nonce}`;
   let fh;
   try {
@@ -252,11 +259,11 @@ async function takeOver(lockPath: string, dead: LockRecord): Promise<boolean> {
       // No waiter makes anything but a regular file (a FIFO would block whoever read it).
       await unlink(breakPath).catch(() => undefined);
     } else if (!Number.isInteger(pid) || pid <= 0) {
-      const age = await lstat(breakPath).then(
-        (st) => Date.now() - st.mtimeMs,
-        () => 0,
-      );
-      if (age > BREAK_ABANDONED_MS) await unlink(breakPath).catch(() => undefined);
+      if (seen.break?.path !== breakPath) seen.break = { path: breakPath, since: performance.now() };
+      else if (performance.now() - seen.break.since > BREAK_ABANDONED_MS) {
+        await unlink(breakPath).catch(() => undefined);
+        seen.break = undefined;
+      }
     } else {
       const start = text.split(" ")[1]?.trim() ?? "";
       const rec = { ...dead, pid, start: start === "" ? null : start, host: localHost(), boot: bootId() };
@@ -299,6 +306,7 @@ export async function withLockFile<T>(
   let noted = false;
   let delay = 5;
   const tmp = { path: lockTempName(lockPath, rec.pid, rec.nonce), writtenAt: -Infinity };
+  const breaking = { break: undefined as SeenBreak };
   const failed = (e: unknown): CliError =>
     e instanceof CliError
       ? e
@@ -323,7 +331,10 @@ export async function withLockFile<T>(
       if (seen.kind === "record") {
         // Taken over: try again at once. Otherwise another waiter is taking it over (or left its
         // break file): wait as for a live holder.
-        if (holderState(seen.rec) === "dead" && (await takeOver(lockPath, seen.rec).catch(() => false)))
+        if (
+          holderState(seen.rec) === "dead" &&
+          (await takeOver(lockPath, seen.rec, breaking).catch(() => false))
+        )
           continue;
       } else if (Date.now() - seen.mtimeMs > FOREIGN_STALE_MS) {
         // A lock left by an older version, or a record we cannot read: stale once old enough.
@@ -331,9 +342,14 @@ export async function withLockFile<T>(
         continue;
       }
       const waited = performance.now() - started;
+      // A dead holder whose lock another waiter is taking over (its break file names it).
+      const breakFile =
+        seen.kind === "record" && holderState(seen.rec) === "dead"
+          ? `${lockPath}.break-${seen.rec.nonce}`
+          : undefined;
       const holder =
         seen.kind === "record"
-          ? `${seen.rec.command || "nix-cache-login"} (process ${seen.rec.pid}${seen.rec.host === localHost() ? "" : ` on ${seen.rec.host}`}) since ${clock(seen.rec.since)}`
+          ? `${seen.rec.command || "nix-cache-login"} (process ${seen.rec.pid}${seen.rec.host === localHost() ? "" : ` on ${seen.rec.host}`}${breakFile === undefined ? "" : ", which has exited; another waiter is taking it over"}) since ${clock(seen.rec.since)}`
           : "an older nix-cache-login";
       if (waited > maxWait) {
         throw new CliError(
@@ -341,9 +357,11 @@ export async function withLockFile<T>(
           `${lockPath}: gave up after ${Math.round(waited / 1000)}s waiting for the lock, held by ${holder}`,
           {
             hint:
-              seen.kind === "record"
-                ? `if process ${seen.rec.pid} is stuck, end it: the lock is free as soon as it exits`
-                : `remove ${lockPath} if no other nix-cache-login runs`,
+              breakFile !== undefined
+                ? `if no other nix-cache-login runs, remove ${breakFile}`
+                : seen.kind === "record"
+                  ? `if process ${seen.rec.pid} is stuck, end it: the lock is free as soon as it exits`
+                  : `remove ${lockPath} if no other nix-cache-login runs`,
           },
         );
       }
