@@ -118,19 +118,23 @@ rec {
   # What the CLI accepts (src/config/load.ts), so a typo fails at evaluation, naming the option,
   # instead of in the unit at run time.
   # Ports and the parts of an IPv4 address as the CLI's URL parser (WHATWG) reads them: a port is
-  # 0-65535 (an empty one is the default), a dotted-decimal part 0-255.
+  # 0-65535 (an empty one is the default; leading zeros count for nothing), a dotted-decimal part
+  # 0-255. A part with a leading zero is octal to that parser (010 is 8, 09 an error): refused
+  # here, as a typo. Digits are counted before toIntBase10, which fails outright on long ones.
   inRange =
     lo: hi: digits:
     let
-      n = lib.toIntBase10 digits;
+      m = builtins.match "0*([0-9]{1,5})" digits;
+      n = lib.toIntBase10 (builtins.head m);
     in
-    n >= lo && n <= hi;
+    m != null && n >= lo && n <= hi;
   ipv4Ok =
     host:
     let
       parts = builtins.match "([0-9]+)[.]([0-9]+)[.]([0-9]+)[.]([0-9]+)" host;
     in
-    parts == null || lib.all (inRange 0 255) parts;
+    parts == null
+    || lib.all (p: builtins.match "0|[1-9][0-9]{0,2}" p != null && inRange 0 255 p) parts;
   urlAuthorityOk =
     url:
     let

@@ -216,6 +216,7 @@ let
       && common.cacheHostType.check "cache.example.com:1"
       && !common.cacheHostType.check "cache.example.com:0"
       && !common.cacheHostType.check "cache.example.com:70000"
+      && common.cacheHostType.check "cache.example.com:08443"
     ))
     (check "lib: issuer takes ports 0-65535 and IPv4 parts 0-255 only" (
       common.issuerType.check "http://127.255.0.1:65535/realms/test"
@@ -225,6 +226,9 @@ let
       && !common.issuerType.check "http://127.0.0.1:70000/realms/test"
       && !common.issuerType.check "https://sso.example.com:99999/realms/eng"
       && !common.issuerType.check "https://10.0.0.256/realms/eng"
+      && !common.issuerType.check "https://sso.example.com:123456789012345678901234/realms/eng"
+      && !common.issuerType.check "http://127.0.0.09/realms/test"
+      && common.issuerType.check "http://127.0.0.1:08080/realms/test"
     ))
   ];
 

@@ -34,7 +34,7 @@ export async function readDeterminateConfig(path = DETERMINATE_CONFIG): Promise<
 }
 
 const DETERMINATE_RESTART =
-  "Determinate Nixd reads these files only when it starts: it has to be restarted after every token refresh, or Nix keeps sending the old token; the refresh timer cannot do it (it does not run as root), so a root unit that watches the netrc does (docs/configure-nix.md#determinate-nix)";
+  "Determinate Nixd reads these files only when it starts: it has to be restarted after every token refresh, or Nix keeps sending the old token; a user's refresh timer and the NixOS server module's unit cannot do it (they do not run as root), so a root unit that watches the netrc does (docs/configure-nix.md#determinate-nix)";
 
 /** Restarts Determinate Nixd: its systemd unit on Linux, its launchd job on macOS. */
 function determinateRestart(platform: NodeJS.Platform): string {

@@ -24,6 +24,7 @@ import { writeState } from "../../src/store/write.ts";
 import { requireChromium } from "../support/chromium.ts";
 import { BROWSER_COMMAND, readDriverResult } from "../support/driver.ts";
 import { CLI, makeWorkspace, netrcPassword, runCli, snapshot, type Workspace } from "../support/cli.ts";
+import { requireNix } from "../support/nix.ts";
 import { startRealm, type Realm } from "../support/realm.ts";
 
 const run = promisify(execFile);
@@ -325,6 +326,12 @@ describe("timer", () => {
     try {
       for (const [, name, text] of blocks) await writeFile(join(dir, name as string), text as string);
       await verify(...blocks.map((b) => join(dir, b[1] as string)));
+      // The NixOS form of the same units is at least valid Nix (Debian's Nix parses it).
+      const nixos = /On NixOS:\n\n```nix\n([\s\S]*?)```/.exec(doc)?.[1];
+      assert.ok(nixos?.includes("systemd.paths.nix-cache-login-determinate"), "the NixOS form is there");
+      await writeFile(join(dir, "determinate.nix"), nixos ?? "");
+      requireNix();
+      await promisify(execFile)("nix-instantiate", ["--parse", join(dir, "determinate.nix")]);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
