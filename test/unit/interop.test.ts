@@ -276,7 +276,10 @@ test("Determinate daemon: started before the last write is a problem, after is o
   );
   assert.equal(mac.fix[0], "restart it: `sudo launchctl kickstart -k system/systems.determinate.nix-daemon`");
   // The advice says who can restart it: not the user's refresh timer.
-  assert.match(before.details.join("\n"), /a user's refresh timer and the NixOS server module's unit cannot do it \(they do not run as root\)/);
+  assert.match(
+    before.details.join("\n"),
+    /a user's refresh timer and the NixOS server module's unit cannot do it \(they do not run as root\)/,
+  );
   // ps counts whole seconds: a start in the same second as the write may have come before it.
   assert.equal(check(new Date("2026-11-25T08:00:00.500Z")).status, "problem");
   assert.equal(check(new Date("2026-11-25T08:00:02Z")).status, "ok");
