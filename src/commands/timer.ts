@@ -118,31 +118,39 @@ function launcher(ctx: Context): string[] | undefined {
       hint,
     });
   }
-  const why = untrustedProgram(named);
-  if (why !== undefined) {
-    throw new CliError("timer_launcher_untrusted", `${shown}: ${why}`, { exitCode: ExitCode.usage, hint });
+  const checked = trustedProgram(named);
+  if ("why" in checked) {
+    throw new CliError("timer_launcher_untrusted", `${shown}: ${checked.why}`, {
+      exitCode: ExitCode.usage,
+      hint,
+    });
   }
-  const real = realpathSync(named);
   const stable = (ctx.env.PATH ?? "")
     .split(":")
     .filter((d) => isAbsolute(d) && !resolve(d).startsWith("/nix/store/"))
     .map((d) => join(resolve(d), "nix-cache-login"))
-    .find((p) => untrustedProgram(p) === undefined && realpathSync(p) === real);
+    .find((p) => {
+      const other = trustedProgram(p);
+      return "real" in other && other.real === checked.real;
+    });
   return [stable ?? resolve(named)];
 }
 
-/** Why a program must not go into a unit (missing, not executable, others could change it). */
-function untrustedProgram(path: string): string | undefined {
+/**
+ * A program that may go into a unit, with every link resolved; or why not (missing, not
+ * executable, others could change it).
+ */
+function trustedProgram(path: string): { real: string } | { why: string } {
   try {
-    const { st } = walkTrusted(path);
-    if (st === undefined) return "does not exist";
-    if (!st.isFile() || (st.mode & 0o111) === 0) return "is not an executable file";
+    const { real, st } = walkTrusted(path);
+    if (st === undefined) return { why: "does not exist" };
+    if (!st.isFile() || (st.mode & 0o111) === 0) return { why: "is not an executable file" };
     const why = foreignOwner(st) ?? writableByOthers(st);
-    return why === undefined ? undefined : `is ${why}`;
+    return why === undefined ? { real } : { why: `is ${why}` };
   } catch (e) {
     if (e instanceof UntrustedPath)
-      return e.at === path ? `is ${e.why}` : `its path goes through ${e.at}, ${e.why}`;
-    return fsReason(e);
+      return { why: e.at === path ? `is ${e.why}` : `its path goes through ${e.at}, ${e.why}` };
+    return { why: fsReason(e) };
   }
 }
 

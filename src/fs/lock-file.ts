@@ -328,13 +328,14 @@ export async function withLockFile<T>(
         throw failed(e);
       }
       if (seen.kind === "none") continue;
+      // A dead holder's lock is taken over; when that is another waiter's turn (its break file
+      // names the lock), this one waits as for a live holder.
+      const breakFile =
+        seen.kind === "record" && holderState(seen.rec) === "dead"
+          ? `${lockPath}.break-${seen.rec.nonce}`
+          : undefined;
       if (seen.kind === "record") {
-        // Taken over: try again at once. Otherwise another waiter is taking it over (or left its
-        // break file): wait as for a live holder.
-        if (
-          holderState(seen.rec) === "dead" &&
-          (await takeOver(lockPath, seen.rec, breaking).catch(() => false))
-        )
+        if (breakFile !== undefined && (await takeOver(lockPath, seen.rec, breaking).catch(() => false)))
           continue;
       } else if (Date.now() - seen.mtimeMs > FOREIGN_STALE_MS) {
         // A lock left by an older version, or a record we cannot read: stale once old enough.
@@ -342,11 +343,6 @@ export async function withLockFile<T>(
         continue;
       }
       const waited = performance.now() - started;
-      // A dead holder whose lock another waiter is taking over (its break file names it).
-      const breakFile =
-        seen.kind === "record" && holderState(seen.rec) === "dead"
-          ? `${lockPath}.break-${seen.rec.nonce}`
-          : undefined;
       const holder =
         seen.kind === "record"
           ? `${seen.rec.command || "nix-cache-login"} (process ${seen.rec.pid}${seen.rec.host === localHost() ? "" : ` on ${seen.rec.host}`}${breakFile === undefined ? "" : ", which has exited; another waiter is taking it over"}) since ${clock(seen.rec.since)}`
