@@ -155,15 +155,17 @@ rec {
   # a non-empty list of them (one sign-in, one netrc entry per host), as the CLI accepts.
   cacheHostType =
     let
-      # A port is 1-65535 here, as the CLI has it (src/config/rules.ts).
+      # One pattern for the shape and for the port's digits; the port is 1-65535, as the CLI has
+      # it (src/config/rules.ts).
+      pattern = "([[][0-9a-fA-F:.]+[]]|[A-Za-z0-9.-]+)(:([0-9]{1,5}))?";
       portOk =
         s:
         let
-          port = builtins.elemAt (builtins.match "([[][0-9a-fA-F:.]+[]]|[A-Za-z0-9.-]+)(:([0-9]{1,5}))?" s) 2;
+          port = builtins.elemAt (builtins.match pattern s) 2;
         in
         port == null || inRange 1 65535 port;
       host = describedAs "host name without scheme or path (like cache.example.com), port 1-65535" (
-        types.addCheck (types.strMatching "([[][0-9a-fA-F:.]+[]]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?") portOk
+        types.addCheck (types.strMatching pattern) portOk
       );
     in
     describedAs
