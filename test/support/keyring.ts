@@ -146,7 +146,10 @@ export async function startKeyring(home: string, o: { display?: boolean } = {}):
       }
       await delay(afterMs);
       // The prompt grabs the keyboard: what is typed goes to its password field.
-      await xdotool("type", "--delay", "20", KEYRING_PASSWORD);
+      // From stdin, not argv (every process's argv is public), as the tool itself treats secrets.
+      const typing = run("xdotool", ["type", "--delay", "20", "--file", "-"], { env });
+      typing.child.stdin?.end(KEYRING_PASSWORD);
+      await typing;
       await xdotool("key", "Return");
       return title;
     },
