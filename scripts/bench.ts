@@ -32,12 +32,16 @@ const STARTUP_RUNS = 60;
 const NETWORK_RUNS = 30;
 const RSS_RUNS = 10;
 const CPU_RUNS = 20;
-/** The guards, ratios of medians in the same run (issue 25). */
+/**
+ * The guards, ratios of medians in the same run (issue 25). They catch a regression; they are not
+ * targets. Each sits a few milliseconds above what the one-bundle build measures on a quiet
+ * machine on Node 20, the slower of the two (docs/architecture.md#start-up has the figures).
+ */
 const GUARD = {
   /** --help, status, refresh --min-valid (fresh): wall time over `node -e 0`'s. */
-  startupWall: 1.35,
+  startupWall: 1.6,
   /** refresh and service-account against the local realm: wall time over the renewal floor's. */
-  renewalWall: 2.0,
+  renewalWall: 2.2,
   /** Every command: peak RSS over `node -e 0`'s. */
   rss: 1.5,
   /** status on a netrc of BIG_NETRC entries: wall seconds and peak MiB. */
