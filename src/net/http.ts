@@ -217,7 +217,7 @@ const MAX_ENDPOINT_LENGTH = 2048;
 /**
  * An endpoint a provider named: https, or http on a loopback host when the issuer is loopback too.
  * For the requests we make ourselves (logout, the signing keys ahead of time) and, through
- * checkEndpoints (../oidc/discovery-fields.ts), for every endpoint of the discovery document
+ * checkEndpoints (../oidc/discovery.ts), for every endpoint of the discovery document
  * before openid-client is allowed plain http for a loopback issuer (it would allow it to any host). The request must also not follow redirects (`redirect: "manual"`):
  * a 307 would re-send the body, refresh token included, wherever the provider points.
  */

@@ -1,4 +1,66 @@
-import { checkedEndpoint } from "../net/http.ts";
+/**
+ * The issuer's discovery document: the one cached with the token state while it may be used, else
+ * the provider's, fetched; only the fields we read are kept, and every endpoint is checked before
+ * any request goes to it.
+ */
+import type * as OidcClient from "openid-client";
+
+import type { CliError } from "../errors.ts";
+import { checkedEndpoint, type Logger } from "../net/http.ts";
+import type { CachedDiscovery, ProviderSettings } from "./settings.ts";
+
+/** A discovery document younger than this is used without asking the provider again. */
+export const DISCOVERY_MAX_AGE_MS = 24 * 60 * 60 * 1000;
+
+/**
+ * The cached document, if it may be used: this issuer's, fetched less than DISCOVERY_MAX_AGE_MS
+ * ago (one "fetched" in the future was fetched while the clock was ahead: its age is unknown), and
+ * its endpoints pass checkEndpoints (one that does not, saved by an older version or by hand, is
+ * not used: the provider is asked for its document again).
+ */
+export function usableDiscovery(
+  cached: CachedDiscovery | undefined,
+  issuer: string,
+  now: Date,
+  log: Logger,
+): CachedDiscovery | undefined {
+  if (cached === undefined || cached.metadata.issuer !== issuer) return undefined;
+  const age = now.getTime() - Date.parse(cached.fetched_at);
+  if (!(age >= 0 && age < DISCOVERY_MAX_AGE_MS)) return undefined;
+  try {
+    checkEndpoints(cached.metadata, issuer);
+    return cached;
+  } catch (e) {
+    log(`not using the cached discovery document: ${(e as Error).message}`);
+    return undefined;
+  }
+}
+
+/**
+ * The provider's document, asked for now with no client authentication (the method may depend on
+ * what the document offers); what openid-client throws goes through `translate`.
+ */
+export async function fetchDiscovery(
+  l: typeof OidcClient,
+  settings: ProviderSettings,
+  o: { fetch: OidcClient.CustomFetch; now: Date; translate: (e: unknown) => CliError },
+): Promise<CachedDiscovery> {
+  const issuer = new URL(settings.issuer);
+  const found = await l
+    .discovery(issuer, settings.clientId, undefined, l.None(), {
+      execute: issuer.protocol === "http:" ? [l.allowInsecureRequests] : [],
+      timeout: settings.timeoutSeconds,
+      [l.customFetch]: o.fetch,
+    })
+    .catch((e: unknown) => {
+      throw o.translate(e);
+    });
+  // Only what we use is kept: a document of megabytes would be stored and rewritten at every renewal.
+  const metadata = keptDiscovery(found.serverMetadata() as unknown as Record<string, unknown>);
+  // Before any request to them (and before the document is kept): see checkEndpoints.
+  checkEndpoints(metadata, settings.issuer);
+  return { fetched_at: o.now.toISOString(), metadata };
+}
 
 /**
  * The discovery fields the tool (and openid-client, for our grants) reads: only these are kept in

@@ -1,6 +1,7 @@
 /**
- * One issuer as openid-client sees it: discovery (cached in the token state), client auth, grants
- * and revocation. openid-client is used here and in ./device-poll.ts, ./client-auth.ts,
+ * One issuer as openid-client sees it: client auth, grants and revocation, with a configuration
+ * from its discovery document (./discovery.ts: cached in the token state, or fetched).
+ * openid-client is used here and in ./discovery.ts, ./device-poll.ts, ./client-auth.ts,
  * ./token-set.ts, ./authorization-request.ts (PKCE, state, nonce, PAR), ./token-answer.ts (the
  * answer read first: its shape, the provider's clock) and ./endpoints.ts (logout, signing keys);
  * what it throws is translated by ./protocol-errors.ts.
@@ -16,7 +17,7 @@ import { authMethod, clientAuth } from "./client-auth.ts";
 import type { ClientCredential } from "./client-key.ts";
 import { translateError } from "./protocol-errors.ts";
 import type { CachedDiscovery, ProviderSettings } from "./settings.ts";
-import { checkEndpoints, keptDiscovery } from "./discovery-fields.ts";
+import { fetchDiscovery, usableDiscovery } from "./discovery.ts";
 import { endSession, fetchSigningKeys } from "./endpoints.ts";
 import {
   answerCopy,
@@ -45,9 +46,6 @@ import {
 type Lib = typeof OidcClient;
 let lib: Promise<Lib> | undefined;
 const loadLib = (): Promise<Lib> => (lib ??= import("openid-client"));
-
-/** A discovery document younger than this is used without asking the provider again. */
-export const DISCOVERY_MAX_AGE_MS = 24 * 60 * 60 * 1000;
 
 export interface ProviderOptions {
   settings: ProviderSettings;
@@ -202,59 +200,27 @@ export class Provider {
     return c;
   }
 
-  /**
-   * Whether a cached document's endpoints pass checkEndpoints; one that does not (saved by an
-   * older version, or by hand) is not used: the provider is asked for its document again.
-   */
-  private endpointsOk(metadata: Record<string, unknown>): boolean {
-    try {
-      checkEndpoints(metadata, this.settings.issuer);
-      return true;
-    } catch (e) {
-      this.log(`not using the cached discovery document: ${(e as Error).message}`);
-      return false;
-    }
-  }
-
   private async discover(force: boolean): Promise<OidcClient.Configuration> {
     const l = await loadLib();
-    const config = this.settings;
-    const cached = this.discovery;
-    // A document "fetched" in the future was fetched while the clock was ahead: its age is unknown.
-    const age = cached === undefined ? NaN : this.opts.now().getTime() - Date.parse(cached.fetched_at);
-    const fresh = age >= 0 && age < DISCOVERY_MAX_AGE_MS && cached?.metadata.issuer === config.issuer;
-    if (!force && fresh && this.endpointsOk(cached.metadata)) {
-      this.discoveryFromCache = true;
-      const c = new l.Configuration(
-        cached.metadata as unknown as OidcClient.ServerMetadata,
-        config.clientId,
-        this.clientMetadata(l),
-        await this.clientAuth(l, cached.metadata),
-      );
-      return this.configure(l, c);
-    }
-    this.log(`discovering ${config.issuer}`);
-    // Discovered with no client authentication: the method may depend on what the document offers.
-    const found = await l
-      .discovery(new URL(config.issuer), config.clientId, undefined, l.None(), {
-        execute: new URL(config.issuer).protocol === "http:" ? [l.allowInsecureRequests] : [],
-        timeout: config.timeoutSeconds,
-        [l.customFetch]: this.fetcher(),
-      })
-      .catch((e: unknown) => {
-        throw this.translate(e, "discovery");
-      });
-    this.discoveryFromCache = false;
-    // Only what we use is kept: a document of megabytes would be stored and rewritten at every renewal.
-    const metadata = keptDiscovery(found.serverMetadata() as unknown as Record<string, unknown>);
-    // Before any request to them (and before the document is kept): see checkEndpoints.
-    checkEndpoints(metadata, config.issuer);
-    this.discovery = { fetched_at: this.opts.now().toISOString(), metadata };
+    const { settings } = this;
+    const cached = force
+      ? undefined
+      : usableDiscovery(this.discovery, settings.issuer, this.opts.now(), this.log);
+    if (cached === undefined) this.log(`discovering ${settings.issuer}`);
+    const doc =
+      cached ??
+      (await fetchDiscovery(l, settings, {
+        fetch: this.fetcher(),
+        now: this.opts.now(),
+        translate: (e) => this.translate(e, "discovery"),
+      }));
+    this.discovery = doc;
+    this.discoveryFromCache = cached !== undefined;
     const c = new l.Configuration(
-      this.discovery.metadata as unknown as OidcClient.ServerMetadata,
-      config.clientId,
+      doc.metadata as unknown as OidcClient.ServerMetadata,
+      settings.clientId,
       this.clientMetadata(l),
-      await this.clientAuth(l, this.discovery.metadata),
+      await this.clientAuth(l, doc.metadata),
     );
     return this.configure(l, c);
   }

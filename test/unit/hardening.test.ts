@@ -7,7 +7,7 @@ import { accountChange } from "../../src/commands/login.ts";
 import { verbose, warn, type Context } from "../../src/context.ts";
 import { CliError } from "../../src/errors.ts";
 import { checkedEndpoint } from "../../src/net/http.ts";
-import { checkEndpoints } from "../../src/oidc/discovery-fields.ts";
+import { checkEndpoints } from "../../src/oidc/discovery.ts";
 import { clampPollInterval } from "../../src/oidc/device-poll.ts";
 import {
   expiryAfter,

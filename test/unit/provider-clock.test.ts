@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { clockRecord, describeSkew, providerTime } from "../../src/core/provider-clock.ts";
 import { offsetFromDate, offsetFromIat } from "../../src/oidc/token-answer.ts";
-import { keptDiscovery } from "../../src/oidc/discovery-fields.ts";
+import { keptDiscovery } from "../../src/oidc/discovery.ts";
 import type { TokenState } from "../../src/store/state.ts";
 
 const base: TokenState = { version: 1, issuer: "https://sso.example/realms/x", client_id: "c", mode: "user" };
