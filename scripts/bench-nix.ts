@@ -11,12 +11,7 @@ import { startProtectedCache, type ProtectedCache } from "../test/support/cache.
 import { runCli } from "../test/support/cli.ts";
 import { nixStoreDelete, nixStoreRealise } from "../test/support/nix.ts";
 import { startBed, type Bed } from "../test/support/protected-bed.ts";
-
-function median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
-}
+import { median } from "./bench-measure.ts";
 
 async function fetchOnce(bed: Bed, cache: ProtectedCache, netrcFile: string | undefined): Promise<number> {
   const r = await nixStoreRealise(bed.nix, bed.paths, {
