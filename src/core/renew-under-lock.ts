@@ -57,8 +57,10 @@ export function renew(ctx: Context, r: PendingRenewal): Promise<number> {
       const clock = providerTime(state, ctx.now());
       const renewedAt =
         state?.updated_at === undefined ? NaN : Date.parse(state.updated_at) + (storedOffsetMs(state) ?? 0);
+      // A state that says the session ended was written by a run that got no token: no renewal.
       const renewedMeanwhile =
         state?.access_token !== undefined &&
+        state.session_ended === undefined &&
         (state.access_token !== seen?.access_token || renewedAt >= performance.timeOrigin + clock.skewMs);
       const needed = minValid ?? (renewedMeanwhile ? 1 : Infinity);
       // As tokenGood, keeping the hosts that lack the token for the copy below (one netrc read).

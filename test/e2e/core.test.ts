@@ -481,6 +481,19 @@ describe("refresh", () => {
     const said = await runCli(ws, ["refresh", "--if-signed-in"]);
     assert.equal(said.code, 3, said.stderr);
     assert.match(said.stderr, /^error: the session at .* ended at /m);
+    // Ended by another run after this one started (its state written later than our start): that
+    // is no renewal made meanwhile, whatever the access token still says.
+    const later = new Date(Date.now() + 60_000).toISOString();
+    await writeState(
+      store,
+      { ...state, session_ended: { at: later, description: null }, updated_at: later },
+      {
+        touch: false,
+      },
+    );
+    const meanwhile = await runCli(ws, ["refresh"]);
+    assert.equal(meanwhile.code, 3, meanwhile.stderr);
+    assert.match(meanwhile.stderr, /^error: the session at .* ended at /m);
   });
 
   test("a provider that is down: exit 1 naming the host, files unchanged", async () => {
