@@ -6,7 +6,7 @@
  */
 import { spawn } from "node:child_process";
 import { delimiter } from "node:path";
-import type { Env } from "./env.ts";
+import { childEnv, type Env } from "./env.ts";
 import { CliError, ExitCode } from "../errors.ts";
 
 export interface OpenerOptions {
@@ -112,8 +112,7 @@ export async function openBrowser(url: string, o: OpenerOptions): Promise<void> 
     return;
   }
   try {
-    const { default: open } = await import("open");
-    const child = await open(url);
+    const child = await (await platformOpener())(url);
     o.log("opened the browser with the platform's opener");
     child.once("exit", (code) => {
       if (code !== null && code !== 0)
@@ -122,6 +121,18 @@ export async function openBrowser(url: string, o: OpenerOptions): Promise<void> 
   } catch (e) {
     o.warn(`could not open a browser (${describe(e)}); open the URL yourself`);
   }
+}
+
+type Open = typeof import("open").default;
+
+/**
+ * The `open` package's function. In dist/ it comes from dist/vendor/open.cjs, which is CommonJS:
+ * an import() of CommonJS gives its module.exports as `default` (Node's rule, which esbuild keeps),
+ * so open's own default is one level further down there; from the sources (tsx) it is not.
+ */
+async function platformOpener(): Promise<Open> {
+  const mod: { default: Open | { default: Open } } = await import("open");
+  return typeof mod.default === "function" ? mod.default : mod.default.default;
 }
 
 /** Starts one browser command; true when it started (not when it succeeded: it may run for long). */
@@ -141,7 +152,7 @@ function spawnCommand(command: string, url: string, o: OpenerOptions): Promise<b
         // Its own process group: Ctrl-C in the terminal ends the sign-in, not the user's browser.
         detached: true,
         stdio: ["ignore", "ignore", o.showOutput ? "inherit" : "ignore"],
-        env: o.env as NodeJS.ProcessEnv,
+        env: childEnv(o.env),
       });
     } catch (e) {
       o.warn(

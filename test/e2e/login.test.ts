@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import type { ChildProcess } from "node:child_process";
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { readdir, readFile, stat, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import * as net from "node:net";
 import { dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -203,6 +203,43 @@ describe("login", { concurrency: false }, () => {
     });
     assert.equal(dead.status, 400);
     assert.deepEqual(await dead.json(), { error: "invalid_grant", error_description: "Session not active" });
+  });
+
+  test("the platform's opener starts the browser; it does not inherit $NIX_CACHE_LOGIN_LAUNCHER, from --browser-command either", async () => {
+    // The Nix wrapper's name for itself is for `timer install` alone: a shell started from the
+    // browser would hand it to an npm-installed CLI, whose unit would then run the wrapper.
+    const launcher = "/nix/store/00000000000000000000000000000000-nix-cache-login-0.1.0/bin/nix-cache-login";
+    const ws = await userWorkspace();
+    const byCommand = await run(ws, ["login"], {
+      driver: "login",
+      env: { NIX_CACHE_LOGIN_LAUNCHER: launcher },
+    });
+    assert.equal(byCommand.code, 0, byCommand.stderr);
+    assert.equal(byCommand.driver?.ok, true, JSON.stringify(byCommand.driver));
+    assert.equal(byCommand.driver?.launcher, null);
+
+    // No --browser-command and no $BROWSER: the `open` package runs xdg-open from PATH, here one
+    // that starts the driver.
+    const bin = join(ws.dir, "bin");
+    await mkdir(bin);
+    await writeFile(join(bin, "xdg-open"), `#!/bin/sh\nexec ${BROWSER_COMMAND} "$1"\n`, { mode: 0o755 });
+    const resultFile = join(ws.dir, "opener.json");
+    const byOpener = await runCli(ws, ["login", "--verbose", "--timeout", "60s"], {
+      env: {
+        PATH: `${bin}:${ws.env.PATH}`,
+        DISPLAY: ":0",
+        NIX_CACHE_LOGIN_LAUNCHER: launcher,
+        DRIVER_MODE: "login",
+        DRIVER_RESULT: resultFile,
+      },
+      timeoutMs: 90_000,
+    });
+    assert.equal(byOpener.code, 0, byOpener.stderr);
+    assert.match(byOpener.stderr, /opened the browser with the platform's opener/);
+    assert.doesNotMatch(byOpener.stderr, /could not open a browser/);
+    const driver = await readDriverResult(resultFile);
+    assert.equal(driver.ok, true, JSON.stringify(driver));
+    assert.equal(driver.launcher, null);
   });
 
   test("device sign-in (--device) approved in the browser", async () => {

@@ -17,7 +17,8 @@
 //   keycloak-device  the URL is Keycloak's device verification URI (complete, with the code):
 //                sign in, grant access if asked, wait for Keycloak's "Device Login Successful"
 // The login form is the test realm's (input[name=login]) or Keycloak's (input[name=username]).
-// DRIVER_RESULT: file that receives a JSON summary; written last, after Chromium is gone.
+// DRIVER_RESULT: file that receives a JSON summary; written last, after Chromium is gone. Its
+//                `launcher` is the $NIX_CACHE_LOGIN_LAUNCHER the driver inherited, or null.
 // DRIVER_READY:  file written in hold mode once the login page is shown.
 // DRIVER_USER / DRIVER_PASSWORD: credentials (alice / alice-password).
 // DRIVER_TIMEOUT_MS: hard limit for the whole run (default 60 s).
@@ -243,6 +244,8 @@ async function main(): Promise<number> {
     clearTimeout(hardStop);
   }
   result.wallMs = Math.round(performance.now() - started);
+  // What the CLI keeps to itself must not reach the programs it starts (src/os/env.ts OWN_ONLY).
+  result.launcher = process.env.NIX_CACHE_LOGIN_LAUNCHER ?? null;
   if (process.env.DRIVER_RESULT !== undefined)
     await writeFile(process.env.DRIVER_RESULT, `${JSON.stringify(result)}\n`);
   log(`done (${mode}) in ${result.wallMs} ms`);
