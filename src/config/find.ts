@@ -48,6 +48,6 @@ export function noConfigError(tried: ConfigCandidate[]): CliError {
   const list = tried.map((c) => `${c.path} (${c.source})`).join(", ");
   return configNotFound(
     `no configuration file found; tried: ${list}`,
-    "create one (see `nix-cache-login --help`), or pass --config PATH",
+    "write one with `nix-cache-login init --issuer URL --client-id ID --cache-host HOST`, or pass --config PATH",
   );
 }

@@ -705,7 +705,7 @@ describe("config search order", () => {
     const built = noConfigError(configCandidates(undefined, noEnv));
     assert.equal(built.message, `no configuration file found; tried: ${tried}`);
     assert.equal(built.exitCode, ExitCode.usage);
-    assert.match(built.hint ?? "", /--config/);
+    assert.match(built.hint ?? "", /nix-cache-login init .*--config/);
     if (existsSync(SYSTEM_CONFIG)) {
       // A machine with a system-wide config: that is the last place, and it is used.
       const c = await loadConfig(undefined, noEnv);

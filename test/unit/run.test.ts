@@ -43,6 +43,11 @@ describe("configuration errors", () => {
       r.stderr.split("\n")[0],
       `error: no configuration file found; tried: ${ws.configPath} ($XDG_CONFIG_HOME), /etc/nix-cache-login/config.toml (system)`,
     );
+    // The first ten minutes: the hint names the command that writes one.
+    assert.equal(
+      r.stderr.split("\n")[1],
+      "hint: write one with `nix-cache-login init --issuer URL --client-id ID --cache-host HOST`, or pass --config PATH",
+    );
   });
 
   test("every problem at once, one line each, exit 2, nothing written", async () => {
