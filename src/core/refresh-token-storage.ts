@@ -33,7 +33,7 @@ export function describeRefreshTokenPlace(state: TokenState, env: Context["env"]
   if (state.refresh_token_in === "keychain") return `in ${platformKeychain(env).name}`;
   return state.refresh_token_file_reason === undefined
     ? "in the state file"
-    : `in the state file (${state.refresh_token_file_reason})`;
+    : `in the state file: ${state.refresh_token_file_reason}`;
 }
 
 function keychainHint(config: Config): string {
