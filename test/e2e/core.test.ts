@@ -367,7 +367,7 @@ describe("refresh", () => {
       const text = await runCli(ws, ["status"]);
       assert.match(
         text.stdout,
-        /^refresh token: +offline \(no expiry; ends when revoked or idle past the realm's offline idle time\), in the state file( \(.*\))?$/m,
+        /^refresh token: +offline \(no expiry; ends when revoked or idle past the realm's offline idle time\), in the state file(: .*)?$/m,
       );
       assert.equal((await runCli(ws, ["refresh"])).code, 0, "and it still refreshes");
     } finally {
