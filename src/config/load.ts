@@ -1,5 +1,5 @@
-import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs";
 import { join } from "node:path";
+import { readOpened } from "../fs/read-opened.ts";
 import { parse as parseToml, TomlError } from "smol-toml";
 import { CliError, ExitCode } from "../errors.ts";
 import { foreignOwner, UntrustedPath, walkTrusted, writableByOthers } from "../fs/file-trust.ts";
@@ -221,38 +221,29 @@ function readCapped(path: string): string {
   const trusted = trustedConfigPath(path);
   // The walk made sure no other user can swap what the path names; O_NOFOLLOW and the identity
   // check keep it that way between the walk and the read.
-  const fd = openSync(trusted.real, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-  try {
-    const st = fstatSync(fd);
-    if (st.dev !== trusted.dev || st.ino !== trusted.ino) {
-      throw new CliError("config_changed", `${path}: the configuration file changed while it was read`, {
-        exitCode: ExitCode.usage,
-        hint: "run the command again",
-      });
-    }
-    if (st.isDirectory()) throw Object.assign(new Error("is a directory"), { code: "EISDIR" });
-    if (!st.isFile())
-      throw new CliError("config_not_regular_file", `${path}: the configuration is not a regular file`, {
-        exitCode: ExitCode.usage,
-      });
-    if (st.size > MAX_CONFIG_BYTES) {
-      throw new CliError(
-        "config_too_large",
-        `${path}: the configuration file is ${st.size} bytes; at most ${MAX_CONFIG_BYTES} (1 MiB) are read`,
-        { exitCode: ExitCode.usage, hint: "check that --config names the configuration file" },
-      );
-    }
-    const buf = Buffer.alloc(st.size);
-    let done = 0;
-    while (done < buf.length) {
-      const n = readSync(fd, buf, done, buf.length - done, done);
-      if (n === 0) break;
-      done += n;
-    }
-    return buf.toString("utf8", 0, done);
-  } finally {
-    closeSync(fd);
-  }
+  return readOpened(trusted.real, {
+    noFollow: true,
+    check(st) {
+      if (st.dev !== trusted.dev || st.ino !== trusted.ino) {
+        throw new CliError("config_changed", `${path}: the configuration file changed while it was read`, {
+          exitCode: ExitCode.usage,
+          hint: "run the command again",
+        });
+      }
+      if (st.isDirectory()) throw Object.assign(new Error("is a directory"), { code: "EISDIR" });
+      if (!st.isFile())
+        throw new CliError("config_not_regular_file", `${path}: the configuration is not a regular file`, {
+          exitCode: ExitCode.usage,
+        });
+      if (st.size > MAX_CONFIG_BYTES) {
+        throw new CliError(
+          "config_too_large",
+          `${path}: the configuration file is ${st.size} bytes; at most ${MAX_CONFIG_BYTES} (1 MiB) are read`,
+          { exitCode: ExitCode.usage, hint: "check that --config names the configuration file" },
+        );
+      }
+    },
+  });
 }
 
 function readCandidate(c: ConfigCandidate): string | undefined {

@@ -3,8 +3,9 @@
  * names, and the client secret. Only files are read here, synchronously: `status`, `--help` and a
  * timer's `refresh --min-valid` need nothing else, so they start fast.
  */
-import { closeSync, constants, existsSync, fstatSync, openSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { resolve } from "node:path";
+import { readOpened } from "../fs/read-opened.ts";
 import { configCandidates } from "../config/find.ts";
 import { checkHomeIsOurs } from "../config/home.ts";
 import { loadConfig, type Config } from "../config/load.ts";
@@ -123,23 +124,22 @@ function trustedCredentialPath(
 }
 
 /**
- * Opened without blocking (opening a FIFO to read waits for a writer, forever: a timer's run would
- * hang), then refused unless it is a regular file; a directory fails to read as before.
+ * Refused unless it is a regular file (../fs/read-opened.ts: a FIFO is refused, not waited on); a
+ * directory fails as a read of one does (EISDIR).
  */
 function readRegularFile(key: string, file: string, path: string): string {
-  const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
-  try {
-    const st = fstatSync(fd);
-    if (!st.isFile() && !st.isDirectory()) {
-      throw new CliError("credential_file_not_regular_file", `${key} ${file}: not a regular file`, {
-        exitCode: ExitCode.usage,
-        hint: `point ${key} at a file holding only the ${key === "client_key_file" ? "key" : "secret"}`,
-      });
-    }
-    return readFileSync(fd, "utf8");
-  } finally {
-    closeSync(fd);
-  }
+  return readOpened(path, {
+    noFollow: false,
+    check(st) {
+      if (st.isDirectory()) throw Object.assign(new Error("is a directory"), { code: "EISDIR" });
+      if (!st.isFile()) {
+        throw new CliError("credential_file_not_regular_file", `${key} ${file}: not a regular file`, {
+          exitCode: ExitCode.usage,
+          hint: `point ${key} at a file holding only the ${key === "client_key_file" ? "key" : "secret"}`,
+        });
+      }
+    },
+  });
 }
 
 function readPrivateFile(

@@ -1,5 +1,5 @@
-import { closeSync, constants, fstatSync, openSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { readOpened } from "../fs/read-opened.ts";
 import { CliError } from "../errors.ts";
 import {
   foreignOwner,
@@ -258,23 +258,21 @@ export function checkStateDir(dir: string): boolean {
 }
 
 /**
- * Reads a state file that is ours (or root's), not a symlink, and writable by nobody else. Opened
- * without blocking: opening a FIFO to read waits for a writer (forever, for `status`), so it is
- * opened at once, found to be no regular file by fstat, and refused before anything is read.
+ * Reads a state file that is ours (or root's), not a symlink, a regular file (a FIFO is refused, not
+ * waited on: ../fs/read-opened.ts) and writable by nobody else.
  */
 function readTrustedFile(file: string): string {
-  const fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-  try {
-    const st = fstatSync(fd);
-    const owner = foreignOwner(st);
-    if (owner !== undefined)
-      throw untrusted("state_foreign_owner", file, owner, `rm ${file}`, serviceUserHint(st.uid));
-    const writable = writableByOthers(st);
-    if (writable !== undefined)
-      throw untrusted("state_writable_by_others", file, `file ${writable}`, `chmod 600 ${file}`);
-    if (!st.isFile()) throw untrusted("state_not_regular_file", file, "is not a regular file", `rm ${file}`);
-    return readFileSync(fd, "utf8");
-  } finally {
-    closeSync(fd);
-  }
+  return readOpened(file, {
+    noFollow: true,
+    check(st) {
+      const owner = foreignOwner(st);
+      if (owner !== undefined)
+        throw untrusted("state_foreign_owner", file, owner, `rm ${file}`, serviceUserHint(st.uid));
+      const writable = writableByOthers(st);
+      if (writable !== undefined)
+        throw untrusted("state_writable_by_others", file, `file ${writable}`, `chmod 600 ${file}`);
+      if (!st.isFile())
+        throw untrusted("state_not_regular_file", file, "is not a regular file", `rm ${file}`);
+    },
+  });
 }
