@@ -123,6 +123,12 @@ export function describeNetworkError(e: unknown, url?: string): string | undefin
       cause?: unknown;
       errors?: unknown[];
     };
+    // undici ends the request with an AbortError when the proxy will not open the tunnel: no timeout.
+    const tunnel =
+      err.code === "UND_ERR_ABORTED" && typeof err.message === "string"
+        ? /^Proxy response \((\d{3})\) !== 200 when HTTP Tunneling/.exec(err.message)
+        : null;
+    if (tunnel !== null) return `the proxy answered HTTP ${tunnel[1]} instead of opening a tunnel`;
     if (err.name === "TimeoutError" || err.name === "AbortError") return "timed out";
     if (typeof err.code === "string" && err.code in NETWORK_CODES) return NETWORK_CODES[err.code];
     if (err.message === "bad port") return badPort(url === undefined ? undefined : portOf(url));
@@ -165,6 +171,12 @@ export function networkProblem(e: unknown, url?: string): { reason: string; hint
   }
   if (reason.includes("does not match the host name")) {
     return { reason, hint: "check the host in the issuer URL: it must be a name the certificate is for" };
+  }
+  if (reason.startsWith("the proxy ")) {
+    return {
+      reason,
+      hint: "check HTTPS_PROXY and NO_PROXY: the proxy must allow CONNECT to the issuer's host",
+    };
   }
   if (reason.startsWith("the server does not speak TLS") || reason.startsWith("port")) {
     return { reason, hint: "check the scheme and port of the issuer URL in the configuration" };

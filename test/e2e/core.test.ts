@@ -562,6 +562,11 @@ describe("refresh", () => {
       });
       assert.equal(viaProxy.code, 1, viaProxy.stderr);
       assert.deepEqual(tunnels, ["sso.example.invalid:443"], "the discovery request went to the proxy");
+      // The proxy's refusal is said as such, not as a timeout.
+      assert.deepEqual(viaProxy.stderr.split("\n").slice(0, 2), [
+        "error: cannot reach sso.example.invalid: the proxy answered HTTP 502 instead of opening a tunnel",
+        "hint: check HTTPS_PROXY and NO_PROXY: the proxy must allow CONNECT to the issuer's host",
+      ]);
       const bypassed = await runCli(remote, ["login", "--device"], {
         env: { HTTPS_PROXY: proxyUrl, NO_PROXY: "sso.example.invalid" },
       });
