@@ -241,15 +241,33 @@ function notOAuth(r: FailedRequest, e: unknown): CliError {
   });
 }
 
-/** The HTTP answer an openid-client error carries (non-JSON and non-conforming answers do). */
+/**
+ * The HTTP answer an openid-client error carries (non-JSON and non-conforming answers do, and an
+ * OAuth error body). Told by its shape, not by class: through a proxy it is undici's own Response,
+ * which is no instance of the global one.
+ */
 function httpAnswer(e: unknown): Response | undefined {
+  const isAnswer = (x: unknown): x is Response =>
+    typeof x === "object" &&
+    x !== null &&
+    typeof (x as Response).status === "number" &&
+    typeof (x as Response).headers?.get === "function";
   for (let cur: unknown = e, depth = 0; cur !== undefined && cur !== null && depth < 4; depth++) {
-    if (cur instanceof Response) return cur;
+    if (isAnswer(cur)) return cur;
     const r = (cur as { response?: unknown }).response;
-    if (r instanceof Response) return r;
+    if (isAnswer(r)) return r;
     cur = (cur as { cause?: unknown }).cause;
   }
   return undefined;
+}
+
+/**
+ * Whether the endpoint answered that it is not there (404 or 410), whatever the body: a JSON error,
+ * an HTML page or nothing. With a cached discovery document, that is a document gone stale.
+ */
+export function endpointNotFound(e: unknown): boolean {
+  const status = httpAnswer(e)?.status;
+  return status === 404 || status === 410;
 }
 
 /**

@@ -15,7 +15,7 @@ import { CliError } from "../errors.ts";
 import { makeFetch, neverReachedServer, type Logger } from "../net/http.ts";
 import { authMethod, clientAuth } from "./client-auth.ts";
 import type { ClientCredential } from "./client-key.ts";
-import { translateError } from "./protocol-errors.ts";
+import { endpointNotFound, translateError } from "./protocol-errors.ts";
 import type { CachedDiscovery, ProviderSettings } from "./settings.ts";
 import { fetchDiscovery, usableDiscovery } from "./discovery.ts";
 import { endSession, fetchSigningKeys } from "./endpoints.ts";
@@ -246,7 +246,8 @@ export class Provider {
       );
     } catch (e) {
       const endpointGone =
-        kind === "other" && e instanceof l.ClientError && e.code === "OAUTH_RESPONSE_IS_NOT_CONFORM";
+        kind === "other" &&
+        ((e instanceof l.ClientError && e.code === "OAUTH_RESPONSE_IS_NOT_CONFORM") || endpointNotFound(e));
       if (this.discoveryFromCache && (neverReachedServer(e) || endpointGone)) {
         this.log(`${what} failed with a cached discovery document; discovering again`);
         this.configuration = await this.discover(true);

@@ -588,6 +588,39 @@ describe("refresh", () => {
 });
 
 describe("logout", () => {
+  test("a revocation endpoint gone from the cached discovery document (404): discovered again, revoked there", async () => {
+    const ws = await userWorkspace();
+    await signIn(ws);
+    assert.equal((await runCli(ws, ["refresh"])).code, 0);
+    const store = new StateStore(ws.stateDir, realm.issuer, realm.publicClientId);
+    const state = store.read();
+    assert.ok(state?.discovery !== undefined && typeof state.refresh_token === "string");
+    // The provider moved the endpoint since the document was cached (less than a day ago).
+    const gone = `${realm.issuer}/protocol/openid-connect/revoke-moved`;
+    assert.equal((await fetch(gone, { method: "POST" })).status, 404, "the old address answers 404");
+    await writeState(
+      store,
+      {
+        ...state,
+        discovery: {
+          ...state.discovery,
+          metadata: { ...state.discovery.metadata, revocation_endpoint: gone },
+        },
+      },
+      { touch: false },
+    );
+    const r = await runCli(ws, ["logout", "--verbose"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /revocation failed with a cached discovery document; discovering again/);
+    assert.match(r.stderr, /^Signed out of /m);
+    const dead = await tokenRequest({
+      grant_type: "refresh_token",
+      refresh_token: state.refresh_token,
+      client_id: "nix-cache",
+    });
+    assert.equal(dead.json.error, "invalid_grant", "revoked at the endpoint the provider names now");
+  });
+
   test("revokes the session, removes only our entry and every token from disk", async () => {
     const ws = await userWorkspace();
     await signIn(ws);
