@@ -123,6 +123,9 @@ function trustedCredentialPath(
   return walked.real;
 }
 
+/** A client secret is a line, a private key (PEM or JWK) a few kilobytes. */
+const MAX_CREDENTIAL_BYTES = 64 * 1024;
+
 /**
  * Refused unless it is a regular file (../fs/read-opened.ts: a FIFO is refused, not waited on); a
  * directory fails as a read of one does (EISDIR).
@@ -132,11 +135,19 @@ function readRegularFile(key: string, file: string, path: string): string {
     noFollow: false,
     check(st) {
       if (st.isDirectory()) throw Object.assign(new Error("is a directory"), { code: "EISDIR" });
+      const only = `point ${key} at a file holding only the ${key === "client_key_file" ? "key" : "secret"}`;
       if (!st.isFile()) {
         throw new CliError("credential_file_not_regular_file", `${key} ${file}: not a regular file`, {
           exitCode: ExitCode.usage,
-          hint: `point ${key} at a file holding only the ${key === "client_key_file" ? "key" : "secret"}`,
+          hint: only,
         });
+      }
+      if (st.size > MAX_CREDENTIAL_BYTES) {
+        throw new CliError(
+          "credential_file_too_large",
+          `${key} ${file}: ${st.size} bytes; a secret or key file is at most ${MAX_CREDENTIAL_BYTES} (64 KiB)`,
+          { exitCode: ExitCode.usage, hint: only },
+        );
       }
     },
   });

@@ -86,6 +86,12 @@ export function hasRefreshToken(state: TokenState | undefined): boolean {
 /** The token state file cannot be used; `login`, `service-account` and `logout` move it aside. */
 export class CorruptStateError extends CliError {}
 
+/** No state file of ours comes near this: its tokens and the kept discovery fields are bounded. */
+export const MAX_STATE_BYTES = 1024 * 1024;
+
+const CORRUPT_HINT =
+  "run `nix-cache-login login` (it moves the file aside and starts afresh) or `nix-cache-login logout` (it removes it)";
+
 /** Room for the `.lock` and temp-file suffixes within the usual 255-byte file name limit. */
 const MAX_NAME = 200;
 
@@ -136,7 +142,7 @@ export class StateStore {
       return parsed;
     } catch {
       throw new CorruptStateError("state_corrupt", `${this.file}: token state is corrupt`, {
-        hint: "run `nix-cache-login login` (it moves the file aside and starts afresh) or `nix-cache-login logout` (it removes it)",
+        hint: CORRUPT_HINT,
       });
     }
   }
@@ -273,6 +279,13 @@ function readTrustedFile(file: string): string {
         throw untrusted("state_writable_by_others", file, `file ${writable}`, `chmod 600 ${file}`);
       if (!st.isFile())
         throw untrusted("state_not_regular_file", file, "is not a regular file", `rm ${file}`);
+      if (st.size > MAX_STATE_BYTES) {
+        throw new CorruptStateError(
+          "state_too_large",
+          `${file}: token state is corrupt: ${st.size} bytes, and a state file is at most ${MAX_STATE_BYTES} (1 MiB)`,
+          { hint: CORRUPT_HINT },
+        );
+      }
     },
   });
 }

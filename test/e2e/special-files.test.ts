@@ -6,12 +6,12 @@
  */
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
-import { mkdir, readdir, writeFile } from "node:fs/promises";
+import { mkdir, readdir, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { bootId } from "../../src/fs/boot.ts";
 import { localHost, processStart } from "../../src/fs/lock-file.ts";
-import { StateStore, stateFileName } from "../../src/store/state.ts";
+import { MAX_STATE_BYTES, StateStore, stateFileName } from "../../src/store/state.ts";
 import { writeState } from "../../src/store/write.ts";
 import { makeWorkspace, runCli, snapshot, type RunResult, type Workspace } from "../support/cli.ts";
 
@@ -115,6 +115,46 @@ describe("a FIFO is refused at once, never read", () => {
     const e = errorOf(r);
     assert.equal(e.code, "credential_file_not_regular_file", r.stdout);
     assert.equal(r.code, 2);
+    assert.deepEqual(await snapshot(ws.dir), before);
+  });
+});
+
+describe("a file far larger than one of ours is refused before it is read", () => {
+  test("as the token state (over 1 MiB): status fails with state_too_large, naming its size", async () => {
+    const ws = await workspace({ issuer: ISSUER, client_id: "nix-cache", cache_host: HOST });
+    const file = join(ws.stateDir, stateFileName(ISSUER, "nix-cache"));
+    await writeFile(file, "", { mode: 0o600 });
+    await truncate(file, MAX_STATE_BYTES + 1);
+    const before = await snapshot(ws.dir);
+    const r = await runCli(ws, ["status", "--json"], { timeoutMs: BOUND_MS });
+    const e = errorOf(r);
+    assert.equal(e.code, "state_too_large", r.stdout);
+    assert.equal(r.code, 1);
+    assert.match(
+      r.stderr,
+      new RegExp(
+        `^error: .*: token state is corrupt: ${MAX_STATE_BYTES + 1} bytes, and a state file is at most`,
+        "m",
+      ),
+    );
+    assert.match(r.stderr, /^hint: run `nix-cache-login login` \(it moves the file aside/m);
+    assert.deepEqual(await snapshot(ws.dir), before);
+  });
+
+  test("as client_secret_file (over 64 KiB): service-account fails with credential_file_too_large", async () => {
+    const ws = await workspace({ issuer: ISSUER, client_id: "svc", cache_host: HOST });
+    const secret = join(ws.dir, "secret");
+    await writeFile(secret, "s".repeat(64 * 1024 + 1), { mode: 0o600 });
+    await ws.writeConfig({ issuer: ISSUER, client_id: "svc", cache_host: HOST, client_secret_file: secret });
+    const before = await snapshot(ws.dir);
+    const r = await runCli(ws, ["service-account", "--json"], { timeoutMs: BOUND_MS });
+    const e = errorOf(r);
+    assert.equal(e.code, "credential_file_too_large", r.stdout);
+    assert.equal(r.code, 2);
+    assert.match(
+      r.stderr,
+      /^error: client_secret_file .*secret: 65537 bytes; a secret or key file is at most/m,
+    );
     assert.deepEqual(await snapshot(ws.dir), before);
   });
 });
