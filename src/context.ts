@@ -4,6 +4,13 @@ import { oneLine } from "./text.ts";
 /** The nondeterministic edges a command touches; everything else (files, HTTP) is real. */
 export interface Context {
   env: Env;
+  /**
+   * $NIX_CACHE_LOGIN_LAUNCHER: the Nix wrapper names itself there for `timer install`
+   * (./commands/timer.ts). ../main.ts takes it out of the environment, so that no program we
+   * start (a browser, and whatever it starts later) inherits it: a nix-cache-login installed
+   * another way and started from there would take the wrapper for its own.
+   */
+  launcher?: string | undefined;
   stdout: { write(text: string): unknown; isTTY?: boolean };
   stderr: { write(text: string): unknown; isTTY?: boolean };
   /** Read only by `login`, for an address pasted on a terminal. */

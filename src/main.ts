@@ -1,11 +1,9 @@
 import { run } from "./cli/run.ts";
 import { fdOutput } from "./cli/output.ts";
-import { OWN_ONLY } from "./os/env.ts";
 
-// The command sees the whole environment; process.env, which programs we start without naming an
-// environment inherit (the platform's browser opener), loses what is ours alone.
-const env = { ...process.env };
-for (const k of OWN_ONLY) delete process.env[k];
+// For `timer install` alone (Context.launcher): out of the environment every program we start gets.
+const launcher = process.env.NIX_CACHE_LOGIN_LAUNCHER;
+delete process.env.NIX_CACHE_LOGIN_LAUNCHER;
 
 // Ctrl-C aborts the running command (servers close, nothing half-written); a second one exits now.
 // Set up when a command first asks for the signal: `status` and `--help` have nothing to abort and
@@ -25,7 +23,8 @@ function signal(): AbortSignal {
 }
 
 void run(process.argv.slice(2), {
-  env,
+  env: process.env,
+  launcher,
   stdout: fdOutput(1),
   stderr: fdOutput(2),
   now: () => new Date(),

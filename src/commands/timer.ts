@@ -107,7 +107,7 @@ function thisScript(): string {
  * is one. Either must be a file no other user could change: it runs with the unit's rights.
  */
 function launcher(ctx: Context): string[] | undefined {
-  const named = ctx.env.NIX_CACHE_LOGIN_LAUNCHER;
+  const named = ctx.launcher;
   if (named === undefined || named === "") return undefined;
   const shown = `$NIX_CACHE_LOGIN_LAUNCHER: ${oneLine(named)}`;
   const hint =

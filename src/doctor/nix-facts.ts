@@ -7,7 +7,7 @@ import { spawn } from "node:child_process";
 import { constants } from "node:fs";
 import { access, realpath } from "node:fs/promises";
 import { delimiter, join, resolve } from "node:path";
-import { childEnv, type Env } from "../os/env.ts";
+import type { Env } from "../os/env.ts";
 
 export const SYSTEM_NIX_CONF = "/etc/nix/nix.conf";
 export const DETERMINATE_CONFIG = "/etc/determinate/config.json";
@@ -29,7 +29,7 @@ export function runProgram(
 ): Promise<ProgramResult> {
   return new Promise((resolvePromise) => {
     const child = spawn(file, args, {
-      env: childEnv(env),
+      env: { ...env } as NodeJS.ProcessEnv,
       stdio: ["ignore", "pipe", "pipe"],
       signal,
       timeout: NIX_TIMEOUT_MS,

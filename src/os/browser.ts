@@ -6,7 +6,7 @@
  */
 import { spawn } from "node:child_process";
 import { delimiter } from "node:path";
-import { childEnv, type Env } from "./env.ts";
+import type { Env } from "./env.ts";
 import { CliError, ExitCode } from "../errors.ts";
 
 export interface OpenerOptions {
@@ -152,7 +152,7 @@ function spawnCommand(command: string, url: string, o: OpenerOptions): Promise<b
         // Its own process group: Ctrl-C in the terminal ends the sign-in, not the user's browser.
         detached: true,
         stdio: ["ignore", "ignore", o.showOutput ? "inherit" : "ignore"],
-        env: childEnv(o.env),
+        env: o.env as NodeJS.ProcessEnv,
       });
     } catch (e) {
       o.warn(

@@ -15,7 +15,7 @@
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { childEnv, type Env } from "./env.ts";
+import type { Env } from "./env.ts";
 
 /**
  * How long one keychain call may take before we give up on it: an unlock prompt may be waiting,
@@ -293,7 +293,7 @@ export const runTool: RunTool = (file, args, stdin, env, timeoutMs) =>
   new Promise((resolve) => {
     // Loaded here, not at start-up: `status` never starts a keychain tool.
     const { spawn } = process.getBuiltinModule("node:child_process");
-    const child = spawn(file, args, { env: childEnv(env), stdio: ["pipe", "pipe", "pipe"] });
+    const child = spawn(file, args, { env: env as NodeJS.ProcessEnv, stdio: ["pipe", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
     let timedOut = false;

@@ -6,7 +6,7 @@
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { xdgDir } from "../config/paths.ts";
-import { childEnv, type Env } from "../os/env.ts";
+import type { Env } from "../os/env.ts";
 import { LAUNCHD_LABEL } from "./units.ts";
 
 export type Platform = "systemd" | "launchd";
@@ -55,7 +55,7 @@ export function controlCommands(
 export function managerReachable(p: Platform, system: boolean, env: Env): boolean {
   if (p === "launchd") return true;
   const r = spawnSync("systemctl", [...(system ? [] : ["--user"]), "show-environment"], {
-    env: childEnv(env),
+    env: env as NodeJS.ProcessEnv,
     stdio: "ignore",
     timeout: 10_000,
   });
@@ -64,6 +64,6 @@ export function managerReachable(p: Platform, system: boolean, env: Env): boolea
 
 export function runControl(argv: string[], env: Env): { ok: boolean; output: string } {
   const [cmd, ...args] = argv as [string, ...string[]];
-  const r = spawnSync(cmd, args, { env: childEnv(env), encoding: "utf8", timeout: 60_000 });
+  const r = spawnSync(cmd, args, { env: env as NodeJS.ProcessEnv, encoding: "utf8", timeout: 60_000 });
   return { ok: r.status === 0, output: `${r.stderr ?? ""}${r.stdout ?? ""}`.trim() };
 }
