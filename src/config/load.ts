@@ -230,19 +230,18 @@ function readCapped(path: string): string {
           hint: "run the command again",
         });
       }
-      if (st.isDirectory()) throw Object.assign(new Error("is a directory"), { code: "EISDIR" });
-      if (!st.isFile())
+      if (!st.isFile() && !st.isDirectory())
         throw new CliError("config_not_regular_file", `${path}: the configuration is not a regular file`, {
           exitCode: ExitCode.usage,
         });
-      if (st.size > MAX_CONFIG_BYTES) {
-        throw new CliError(
-          "config_too_large",
-          `${path}: the configuration file is ${st.size} bytes; at most ${MAX_CONFIG_BYTES} (1 MiB) are read`,
-          { exitCode: ExitCode.usage, hint: "check that --config names the configuration file" },
-        );
-      }
     },
+    maxBytes: MAX_CONFIG_BYTES,
+    tooLarge: (size) =>
+      new CliError(
+        "config_too_large",
+        `${path}: the configuration file is ${size ?? `over ${MAX_CONFIG_BYTES}`} bytes; at most ${MAX_CONFIG_BYTES} (1 MiB) are read`,
+        { exitCode: ExitCode.usage, hint: "check that --config names the configuration file" },
+      ),
   });
 }
 

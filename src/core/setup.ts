@@ -131,25 +131,24 @@ const MAX_CREDENTIAL_BYTES = 64 * 1024;
  * directory fails as a read of one does (EISDIR).
  */
 function readRegularFile(key: string, file: string, path: string): string {
+  const only = `point ${key} at a file holding only the ${key === "client_key_file" ? "key" : "secret"}`;
   return readOpened(path, {
     noFollow: false,
     check(st) {
-      if (st.isDirectory()) throw Object.assign(new Error("is a directory"), { code: "EISDIR" });
-      const only = `point ${key} at a file holding only the ${key === "client_key_file" ? "key" : "secret"}`;
-      if (!st.isFile()) {
+      if (!st.isFile() && !st.isDirectory()) {
         throw new CliError("credential_file_not_regular_file", `${key} ${file}: not a regular file`, {
           exitCode: ExitCode.usage,
           hint: only,
         });
       }
-      if (st.size > MAX_CREDENTIAL_BYTES) {
-        throw new CliError(
-          "credential_file_too_large",
-          `${key} ${file}: ${st.size} bytes; a secret or key file is at most ${MAX_CREDENTIAL_BYTES} (64 KiB)`,
-          { exitCode: ExitCode.usage, hint: only },
-        );
-      }
     },
+    maxBytes: MAX_CREDENTIAL_BYTES,
+    tooLarge: (size) =>
+      new CliError(
+        "credential_file_too_large",
+        `${key} ${file}: ${size ?? `over ${MAX_CREDENTIAL_BYTES}`} bytes; a secret or key file is at most ${MAX_CREDENTIAL_BYTES} (64 KiB)`,
+        { exitCode: ExitCode.usage, hint: only },
+      ),
   });
 }
 

@@ -279,13 +279,13 @@ function readTrustedFile(file: string): string {
         throw untrusted("state_writable_by_others", file, `file ${writable}`, `chmod 600 ${file}`);
       if (!st.isFile())
         throw untrusted("state_not_regular_file", file, "is not a regular file", `rm ${file}`);
-      if (st.size > MAX_STATE_BYTES) {
-        throw new CorruptStateError(
-          "state_too_large",
-          `${file}: token state is corrupt: ${st.size} bytes, and a state file is at most ${MAX_STATE_BYTES} (1 MiB)`,
-          { hint: CORRUPT_HINT },
-        );
-      }
     },
+    maxBytes: MAX_STATE_BYTES,
+    tooLarge: (size) =>
+      new CorruptStateError(
+        "state_too_large",
+        `${file}: token state is corrupt: ${size ?? `over ${MAX_STATE_BYTES}`} bytes, and a state file is at most ${MAX_STATE_BYTES} (1 MiB)`,
+        { hint: CORRUPT_HINT },
+      ),
   });
 }
