@@ -57,6 +57,6 @@ export async function keychainCheck(ctx: Context, s: Setup, state: TokenState | 
     "ok",
     why === undefined
       ? `a sign-in keeps its refresh token in ${name}`
-      : `a sign-in keeps its refresh token in the state file (${why})`,
+      : `a sign-in keeps its refresh token in the state file: ${why}`,
   );
 }
