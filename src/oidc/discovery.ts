@@ -37,13 +37,13 @@ export function usableDiscovery(
 }
 
 /**
- * The provider's document, asked for now with no client authentication (the method may depend on
+ * The provider's document, asked for now (its time is taken when it has come) with no client authentication (the method may depend on
  * what the document offers); what openid-client throws goes through `translate`.
  */
 export async function fetchDiscovery(
   l: typeof OidcClient,
   settings: ProviderSettings,
-  o: { fetch: OidcClient.CustomFetch; now: Date; translate: (e: unknown) => CliError },
+  o: { fetch: OidcClient.CustomFetch; now: () => Date; translate: (e: unknown) => CliError },
 ): Promise<CachedDiscovery> {
   const issuer = new URL(settings.issuer);
   const found = await l
@@ -59,7 +59,7 @@ export async function fetchDiscovery(
   const metadata = keptDiscovery(found.serverMetadata() as unknown as Record<string, unknown>);
   // Before any request to them (and before the document is kept): see checkEndpoints.
   checkEndpoints(metadata, settings.issuer);
-  return { fetched_at: o.now.toISOString(), metadata };
+  return { fetched_at: o.now().toISOString(), metadata };
 }
 
 /**

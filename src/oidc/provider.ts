@@ -206,16 +206,16 @@ export class Provider {
     const cached = force
       ? undefined
       : usableDiscovery(this.discovery, settings.issuer, this.opts.now(), this.log);
+    this.discoveryFromCache = cached !== undefined;
     if (cached === undefined) this.log(`discovering ${settings.issuer}`);
     const doc =
       cached ??
       (await fetchDiscovery(l, settings, {
         fetch: this.fetcher(),
-        now: this.opts.now(),
+        now: () => this.opts.now(),
         translate: (e) => this.translate(e, "discovery"),
       }));
     this.discovery = doc;
-    this.discoveryFromCache = cached !== undefined;
     const c = new l.Configuration(
       doc.metadata as unknown as OidcClient.ServerMetadata,
       settings.clientId,
