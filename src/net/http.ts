@@ -172,6 +172,12 @@ export function networkProblem(e: unknown, url?: string): { reason: string; hint
   if (reason.includes("does not match the host name")) {
     return { reason, hint: "check the host in the issuer URL: it must be a name the certificate is for" };
   }
+  if (reason.startsWith("the proxy answered HTTP 407 ")) {
+    return {
+      reason,
+      hint: "the proxy asks who you are: give its user and password in HTTPS_PROXY (http://USER:PASSWORD@HOST:PORT)",
+    };
+  }
   if (reason.startsWith("the proxy ")) {
     return {
       reason,

@@ -567,6 +567,26 @@ describe("refresh", () => {
         "error: cannot reach sso.example.invalid: the proxy answered HTTP 502 instead of opening a tunnel",
         "hint: check HTTPS_PROXY and NO_PROXY: the proxy must allow CONNECT to the issuer's host",
       ]);
+      // One that wants credentials says so.
+      const authProxy = http.createServer((_req, res) => res.writeHead(405).end());
+      authProxy.on("connect", (_req: http.IncomingMessage, client: import("node:net").Socket) => {
+        client.end(
+          'HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm="p"\r\n\r\n',
+        );
+      });
+      await new Promise<void>((r) => authProxy.listen(0, "127.0.0.1", r));
+      try {
+        const wantsAuth = await runCli(remote, ["login", "--device"], {
+          env: { HTTPS_PROXY: `http://127.0.0.1:${(authProxy.address() as AddressInfo).port}`, NO_PROXY: "" },
+        });
+        assert.equal(wantsAuth.code, 1, wantsAuth.stderr);
+        assert.deepEqual(wantsAuth.stderr.split("\n").slice(0, 2), [
+          "error: cannot reach sso.example.invalid: the proxy answered HTTP 407 instead of opening a tunnel",
+          "hint: the proxy asks who you are: give its user and password in HTTPS_PROXY (http://USER:PASSWORD@HOST:PORT)",
+        ]);
+      } finally {
+        authProxy.close();
+      }
       const bypassed = await runCli(remote, ["login", "--device"], {
         env: { HTTPS_PROXY: proxyUrl, NO_PROXY: "sso.example.invalid" },
       });
