@@ -19,13 +19,13 @@
  */
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { constants } from "node:fs";
 import { link, lstat, open, rmdir, unlink, writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { setTimeout } from "node:timers/promises";
 import { CliError } from "../errors.ts";
 import { bootId } from "./boot.ts";
 import { describeFsError, errnoCode, fsHint } from "./fs-errors.ts";
+import { readOpened } from "./read-opened.ts";
 
 export interface LockRecord {
   pid: number;
@@ -135,7 +135,7 @@ async function look(lockPath: string): Promise<Seen> {
   }
   let text: string | undefined;
   try {
-    text = await readRegular(lockPath);
+    text = readRegular(lockPath);
   } catch (e) {
     if (errnoCode(e) === "ENOENT") return { kind: "none" };
     throw e;
@@ -218,16 +218,29 @@ export async function createWhole(path: string, text: string): Promise<void> {
   }
 }
 
+/** A lock record or a break file is a line; a file with far more is no lock of ours. */
+const MAX_LOCK_BYTES = 64 * 1024;
+const notRegular = new Error("not a regular file");
+const tooLong = new Error("too long for a lock");
+
 /**
- * A regular file's text, or undefined when the path names anything else: opened without blocking
- * (a FIFO would wait for a writer forever) and without following a symbolic link, then checked.
+ * A regular file's text ("" when it is far too long to be ours), or undefined when the path names
+ * anything else; not through a symbolic link, and a FIFO is not waited on (./read-opened.ts).
  */
-async function readRegular(path: string): Promise<string | undefined> {
-  const fh = await open(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW);
+function readRegular(path: string): string | undefined {
   try {
-    return (await fh.stat()).isFile() ? await fh.readFile("utf8") : undefined;
-  } finally {
-    await fh.close();
+    return readOpened(path, {
+      noFollow: true,
+      check: (st) => {
+        if (!st.isFile()) throw notRegular;
+      },
+      maxBytes: MAX_LOCK_BYTES,
+      tooLarge: () => tooLong,
+    });
+  } catch (e) {
+    if (e === notRegular) return undefined;
+    if (e === tooLong) return "";
+    throw e;
   }
 }
 
@@ -253,7 +266,12 @@ async function takeOver(lockPath: string, dead: LockRecord, seen: { break: SeenB
   } catch (e) {
     if (errnoCode(e) !== "EEXIST") throw e;
     // A waiter killed while taking over leaves its break file: free it when its writer is gone.
-    const text = await readRegular(breakPath).catch(() => undefined);
+    let text: string | undefined;
+    try {
+      text = readRegular(breakPath);
+    } catch {
+      text = undefined;
+    }
     const pid = Number(text?.split(" ")[0]);
     if (text === undefined) {
       // No waiter makes anything but a regular file (a FIFO would block whoever read it).
