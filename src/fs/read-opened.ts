@@ -26,7 +26,7 @@ export function readOpened(path: string, o: ReadOpenedOptions): string {
     if (st.isDirectory())
       throw Object.assign(new Error(`EISDIR: is a directory: ${path}`), { code: "EISDIR" });
     if (st.size > o.maxBytes) throw o.tooLarge(st.size);
-    let chunk = Buffer.alloc(Math.min(o.maxBytes + 1, Math.max(st.size + 1, 64 * 1024)));
+    let chunk = Buffer.alloc(Math.min(o.maxBytes + 1, Math.max(st.size + 1, 4096)));
     let done = 0;
     for (;;) {
       if (done === chunk.length) {

@@ -27,6 +27,10 @@ test("a file whose fstat size is 0 (procfs, FUSE with direct_io) is read to its 
   // /proc files report size 0 and hold text: a read bounded by fstat's size read nothing.
   assert.equal(statSync("/proc/self/status").size, 0);
   assert.match(readOpened("/proc/self/status", opts(1 << 20)), /^Name:/m);
+  // Longer than the first buffer: it grows until the end.
+  const maps = readOpened("/proc/self/maps", opts(1 << 20));
+  assert.ok(maps.length > 4096, `${maps.length} bytes`);
+  assert.match(maps.trimEnd().split("\n").pop() ?? "", /^[0-9a-f]+-[0-9a-f]+ /);
 });
 
 test("more than maxBytes is refused, whatever fstat says: by its size, or by what was read", async () => {
